@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian package hvstack needs to build, test and run. Idempotent; needs root.
+set -euo pipefail
+
+PACKAGES=(
+  # Build: Bazel 4.2.3 from Debian, run offline (see WORKSPACE), and the C++ toolchain.
+  bazel-bootstrap bazel-platforms bazel-rules-java g++ make
+  # Libraries, all used through //third_party.
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
+  libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev
+  libcli11-dev nlohmann-json3-dev libseccomp-dev libcap-ng-dev libsystemd-dev
+  # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
+  python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  sqlite3
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

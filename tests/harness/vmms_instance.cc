@@ -1,0 +1,65 @@
+#include "tests/harness/vmms_instance.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace hvtest {
+
+VmmsInstance::VmmsInstance(std::string state_dir, std::vector<std::string> extra_args)
+    : state_dir_(std::move(state_dir)),
+      extra_args_(std::move(extra_args)),
+      socket_path_(state_dir_ + "/vmms.sock"),
+      log_path_(state_dir_ + "/vmms.stderr.log") {}
+
+VmmsInstance::~VmmsInstance() { Kill(); }
+
+absl::Status VmmsInstance::Start() {
+  std::vector<std::string> argv = {Runfile("vmms/vmms"), "--state-dir", state_dir_, "--vmwp",
+                                   Runfile("vmwp/vmwp")};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
+  if (!child.ok()) return child.status();
+  process_ = std::move(*child);
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (!process_.Alive()) {
+      return absl::InternalError(absl::StrCat("vmms exited during start-up; log:\n", Log()));
+    }
+    if (access(socket_path_.c_str(), F_OK) == 0) {
+      absl::StatusOr<CommandResult> list = Vmctl({"list"}, absl::Seconds(5));
+      if (list.ok() && list->exit_code == 0) return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("vmms did not answer in 20 s; log:\n", Log()));
+}
+
+void VmmsInstance::Kill() { process_.Kill(SIGKILL); }
+
+absl::Status VmmsInstance::Terminate() {
+  process_.Kill(SIGTERM);
+  absl::StatusOr<int> status = process_.Wait(absl::Seconds(15));
+  if (!status.ok()) {
+    process_.Kill(SIGKILL);
+    return status.status();
+  }
+  return absl::OkStatus();
+}
+
+std::string VmmsInstance::Log() const { return ReadFileOrEmpty(log_path_); }
+
+absl::StatusOr<CommandResult> VmmsInstance::Vmctl(const std::vector<std::string>& args,
+                                                  absl::Duration timeout) {
+  std::vector<std::string> argv = {Runfile("cli/vmctl"), "--socket", socket_path_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, {}, timeout);
+}
+
+}  // namespace hvtest

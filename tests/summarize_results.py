@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""Counts test cases across Bazel's test logs and prints `N passed, N failed, N skipped`.
+
+Every test target must have produced its test.xml during this run (newer than --since);
+a target without one (build failure, timeout, crash before writing it) counts as one failure.
+"""
+import argparse
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+
+def count_target(xml_path):
+    passed = failed = skipped = 0
+    failures = []
+    root = ET.parse(xml_path).getroot()
+    for case in root.iter("testcase"):
+        name = "%s.%s" % (case.get("classname", ""), case.get("name", ""))
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+            failures.append(name)
+        elif (case.get("result") == "skipped" or case.get("status") == "notrun"
+              or case.find("skipped") is not None):
+            skipped += 1
+        else:
+            passed += 1
+    return passed, failed, skipped, failures
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--testlogs", required=True)
+    parser.add_argument("--since", type=float, required=True,
+                        help="epoch seconds; older logs are stale")
+    parser.add_argument("targets", nargs="*")
+    args = parser.parse_args()
+
+    totals = [0, 0, 0]
+    for target in args.targets:
+        rel = target.lstrip("/").replace(":", "/")
+        xml_path = os.path.join(args.testlogs, rel, "test.xml")
+        if not os.path.exists(xml_path) or os.path.getmtime(xml_path) < args.since:
+            print("FAILED (no result this run): %s" % target)
+            totals[1] += 1
+            continue
+        try:
+            p, f, s, failures = count_target(xml_path)
+        except ET.ParseError as e:
+            print("FAILED (unreadable test.xml: %s): %s" % (e, target))
+            totals[1] += 1
+            continue
+        if p + f + s == 0:
+            # A target whose runner reports no cases (e.g. a shell test) counts by exit status,
+            # which Bazel records as a single testcase; an empty file means nothing ran.
+            print("FAILED (no test cases): %s" % target)
+            totals[1] += 1
+            continue
+        for name in failures:
+            print("FAILED: %s %s" % (target, name))
+        totals[0] += p
+        totals[1] += f
+        totals[2] += s
+    print("%d passed, %d failed, %d skipped" % tuple(totals))
+    return 1 if totals[1] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
