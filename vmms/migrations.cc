@@ -1,0 +1,93 @@
+#include "vmms/migrations.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace vmms {
+namespace {
+
+// States are stored by name (see vm_store.cc) so that the database reads well in the sqlite3 CLI.
+constexpr Migration kMigrations[] = {
+    {1, "vms and their state history", R"sql(
+CREATE TABLE vms (
+  uuid TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL UNIQUE,
+  vcpus INTEGER NOT NULL CHECK (vcpus > 0),
+  memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),
+  kernel_path TEXT NOT NULL,
+  cmdline TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL
+    CHECK (state IN ('off', 'starting', 'running', 'stopping', 'crashed')),
+  state_reason TEXT NOT NULL DEFAULT '',
+  create_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  state_change_time_us INTEGER NOT NULL,
+  worker_pid INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE vm_state_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  time_us INTEGER NOT NULL
+);
+CREATE INDEX vm_state_history_by_vm ON vm_state_history(vm_uuid, id);
+)sql"},
+};
+
+}  // namespace
+
+std::span<const Migration> SchemaMigrations() { return kMigrations; }
+
+absl::StatusOr<int> SchemaVersion(Database& db) {
+  absl::StatusOr<Statement> stmt =
+      db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  if (!stmt.ok()) return stmt.status();
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return static_cast<int>(stmt->ColumnInt64(0));
+}
+
+absl::StatusOr<int> ApplyMigrations(Database& db, std::span<const Migration> migrations) {
+  if (absl::Status s = db.Exec(
+          "CREATE TABLE IF NOT EXISTS schema_version ("
+          " version INTEGER PRIMARY KEY NOT NULL,"
+          " description TEXT NOT NULL,"
+          " applied_time_us INTEGER NOT NULL)");
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<int> current = SchemaVersion(db);
+  if (!current.ok()) return current.status();
+  int latest = migrations.empty() ? 0 : migrations.back().version;
+  if (*current > latest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("database schema version ", *current,
+                     " is newer than this vmms understands (", latest,
+                     "); run a newer vmms or restore a backup"));
+  }
+  for (const Migration& m : migrations) {
+    if (m.version <= *current) continue;
+    absl::StatusOr<Transaction> tx = Transaction::Begin(db);
+    if (!tx.ok()) return tx.status();
+    if (absl::Status s = db.Exec(m.sql); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("schema migration ", m.version, ": ", s.message()));
+    }
+    absl::StatusOr<Statement> insert = db.Prepare(
+        "INSERT INTO schema_version (version, description, applied_time_us) VALUES (?, ?, ?)");
+    if (!insert.ok()) return insert.status();
+    if (absl::Status s = insert->BindAll(m.version, m.description, absl::ToUnixMicros(absl::Now()));
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = insert->Run(); !s.ok()) return s;
+    if (absl::Status s = tx->Commit(); !s.ok()) return s;
+    *current = m.version;
+  }
+  return *current;
+}
+
+}  // namespace vmms

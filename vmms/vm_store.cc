@@ -1,0 +1,228 @@
+#include "vmms/vm_store.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "vmms/migrations.h"
+
+namespace vmms {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr char kColumns[] =
+    "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
+    "create_time_us, update_time_us, state_change_time_us, worker_pid";
+
+VmState StateFromName(const std::string& name) {
+  if (name == "off") return hvstack::v1::VM_STATE_OFF;
+  if (name == "starting") return hvstack::v1::VM_STATE_STARTING;
+  if (name == "running") return hvstack::v1::VM_STATE_RUNNING;
+  if (name == "stopping") return hvstack::v1::VM_STATE_STOPPING;
+  if (name == "crashed") return hvstack::v1::VM_STATE_CRASHED;
+  return hvstack::v1::VM_STATE_UNSPECIFIED;
+}
+
+Vm VmFromRow(const Statement& row) {
+  Vm vm;
+  vm.set_uuid(row.ColumnText(0));
+  vm.set_name(row.ColumnText(1));
+  vm.mutable_config()->set_vcpus(static_cast<uint32_t>(row.ColumnInt64(2)));
+  vm.mutable_config()->set_memory_mib(static_cast<uint64_t>(row.ColumnInt64(3)));
+  vm.mutable_config()->set_kernel_path(row.ColumnText(4));
+  vm.mutable_config()->set_cmdline(row.ColumnText(5));
+  vm.set_state(StateFromName(row.ColumnText(6)));
+  vm.set_state_reason(row.ColumnText(7));
+  *vm.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(8));
+  *vm.mutable_update_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(9));
+  *vm.mutable_state_change_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(10));
+  vm.set_worker_pid(row.ColumnInt64(11));
+  return vm;
+}
+
+absl::Status InsertHistory(Database& db, const std::string& uuid, const char* from,
+                           VmState to, const std::string& reason, int64_t now_us) {
+  absl::StatusOr<Statement> stmt = db.Prepare(
+      "INSERT INTO vm_state_history (vm_uuid, from_state, to_state, reason, time_us) "
+      "VALUES (?, ?, ?, ?, ?)");
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = stmt->BindAll(uuid, "", StateName(to), reason, now_us);
+  if (!s.ok()) return s;
+  // The creation entry has no previous state: store NULL rather than an invented one.
+  s = from != nullptr ? stmt->Bind(2, absl::string_view(from)) : stmt->BindNull(2);
+  if (!s.ok()) return s;
+  return stmt->Run();
+}
+
+}  // namespace
+
+const char* StateName(VmState state) {
+  switch (state) {
+    case hvstack::v1::VM_STATE_OFF:
+      return "off";
+    case hvstack::v1::VM_STATE_STARTING:
+      return "starting";
+    case hvstack::v1::VM_STATE_RUNNING:
+      return "running";
+    case hvstack::v1::VM_STATE_STOPPING:
+      return "stopping";
+    case hvstack::v1::VM_STATE_CRASHED:
+      return "crashed";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(const std::string& path) {
+  absl::StatusOr<Database> db = Database::Open(path);
+  if (!db.ok()) return db.status();
+  absl::StatusOr<int> version = ApplyMigrations(*db, SchemaMigrations());
+  if (!version.ok()) return version.status();
+  return std::unique_ptr<VmStore>(new VmStore(*std::move(db)));
+}
+
+absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  if (GetWhere("name", vm.name()).ok()) {
+    return absl::AlreadyExistsError(absl::StrCat("VM '", vm.name(), "' already exists"));
+  }
+  int64_t now = absl::ToUnixMicros(absl::Now());
+  const std::string reason = "created";
+  absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
+      "INSERT INTO vms (", kColumns, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"));
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = stmt->BindAll(vm.uuid(), vm.name(), vm.config().vcpus(),
+                                 vm.config().memory_mib(), vm.config().kernel_path(),
+                                 vm.config().cmdline(), StateName(hvstack::v1::VM_STATE_OFF),
+                                 reason, now, now, now);
+  if (!s.ok()) return s;
+  if (s = stmt->Run(); !s.ok()) {
+    if (absl::IsFailedPrecondition(s)) {
+      // A constraint the pre-check did not catch: a uuid collision or a concurrent writer.
+      return absl::AlreadyExistsError(
+          absl::StrCat("VM '", vm.name(), "' (uuid ", vm.uuid(), ") already exists"));
+    }
+    return s;
+  }
+  if (s = InsertHistory(db_, vm.uuid(), nullptr, hvstack::v1::VM_STATE_OFF, reason, now);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Vm> created = GetWhere("uuid", vm.uuid());
+  if (!created.ok()) return created.status();
+  if (s = tx->Commit(); !s.ok()) return s;
+  return created;
+}
+
+absl::StatusOr<Vm> VmStore::GetWhere(const char* column, const std::string& value) {
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM vms WHERE ", column, " = ?"));
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, value); !s.ok()) return s;
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) {
+    return absl::NotFoundError(std::string(column) == "name"
+                                   ? absl::StrCat("VM '", value, "' not found")
+                                   : absl::StrCat("VM with uuid ", value, " not found"));
+  }
+  return VmFromRow(*stmt);
+}
+
+absl::StatusOr<Vm> VmStore::Get(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return GetWhere("name", name);
+}
+
+absl::StatusOr<Vm> VmStore::GetByUuid(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  return GetWhere("uuid", uuid);
+}
+
+absl::StatusOr<std::vector<Vm>> VmStore::List() {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM vms ORDER BY name"));
+  if (!stmt.ok()) return stmt.status();
+  std::vector<Vm> vms;
+  while (true) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    vms.push_back(VmFromRow(*stmt));
+  }
+  return vms;
+}
+
+absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
+                                     const std::string& reason,
+                                     std::optional<int64_t> worker_pid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  int64_t now = absl::ToUnixMicros(absl::Now());
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      "UPDATE vms SET state = ?, state_reason = ?, update_time_us = ?, "
+      "state_change_time_us = ?, worker_pid = ? WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = stmt->BindAll(StateName(state), reason, now, now,
+                                 worker_pid.value_or(before->worker_pid()), uuid);
+  if (!s.ok()) return s;
+  if (s = stmt->Run(); !s.ok()) return s;
+  if (s = InsertHistory(db_, uuid, StateName(before->state()), state, reason, now); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
+  if (!after.ok()) return after.status();
+  if (s = tx->Commit(); !s.ok()) return s;
+  return after;
+}
+
+absl::Status VmStore::SetWorkerPid(const std::string& uuid, int64_t worker_pid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare("UPDATE vms SET worker_pid = ?, update_time_us = ? WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = stmt->BindAll(worker_pid, absl::ToUnixMicros(absl::Now()), uuid);
+  if (!s.ok()) return s;
+  return stmt->Run();
+}
+
+absl::Status VmStore::Delete(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Statement> stmt = db_.Prepare("DELETE FROM vms WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
+  if (absl::Status s = stmt->Run(); !s.ok()) return s;
+  if (db_.Changes() == 0) {
+    return absl::NotFoundError(absl::StrCat("VM with uuid ", uuid, " not found"));
+  }
+  return tx->Commit();
+}
+
+absl::StatusOr<std::vector<StateChange>> VmStore::History(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      "SELECT COALESCE(from_state, ''), to_state, reason, time_us FROM vm_state_history "
+      "WHERE vm_uuid = ? ORDER BY id");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
+  std::vector<StateChange> history;
+  while (true) {
+    absl::StatusOr<bool> row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    history.push_back({StateFromName(stmt->ColumnText(0)), StateFromName(stmt->ColumnText(1)),
+                       stmt->ColumnText(2), absl::FromUnixMicros(stmt->ColumnInt64(3))});
+  }
+  return history;
+}
+
+}  // namespace vmms

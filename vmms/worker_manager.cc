@@ -1,0 +1,358 @@
+#include "vmms/worker_manager.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "vmms/log_format.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/validation.h"
+#include "vmms/vmwp_locator.h"
+#include "vmms/worker_exit.h"
+#include "vmms/worker_files.h"
+#include "vmms/worker_spawn.h"
+
+namespace vmms {
+namespace {
+
+using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_OFF;
+using hvstack::v1::VM_STATE_RUNNING;
+using hvstack::v1::VM_STATE_STARTING;
+using hvstack::v1::VM_STATE_STOPPING;
+
+constexpr absl::Duration kStopRpcDeadline = absl::Seconds(1);
+// After SIGKILL a process is gone as soon as the kernel tears it down; this only guards against a
+// worker stuck in uninterruptible sleep (e.g. a hung device).
+constexpr absl::Duration kKillWait = absl::Seconds(30);
+
+absl::Status WrongState(const Vm& vm, absl::string_view action) {
+  return absl::FailedPreconditionError(absl::StrFormat("VM '%s' is %s; cannot %s it", vm.name(),
+                                                       StateName(vm.state()), action));
+}
+
+// Asks the worker to stop over its socket; failures only mean we go straight to SIGKILL.
+void RequestWorkerStop(const std::string& socket_path) {
+  auto channel =
+      grpc::CreateChannel("unix:" + socket_path, grpc::InsecureChannelCredentials());
+  auto stub = hvstack::internal::WorkerService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kStopRpcDeadline));
+  hvstack::internal::StopResponse response;
+  grpc::Status status = stub->Stop(&context, hvstack::internal::StopRequest(), &response);
+  if (!status.ok()) {
+    spdlog::warn("worker at {}: Stop failed ({}); killing it", socket_path,
+                 status.error_message());
+  }
+}
+
+}  // namespace
+
+WorkerManager::WorkerManager(VmStore* store, WorkerManagerOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+WorkerManager::~WorkerManager() { Shutdown(); }
+
+absl::Status WorkerManager::FailLaunch(const Vm& vm, const std::string& reason,
+                                       absl::Status error) {
+  spdlog::error("VM {}: start failed: {}", vm.name(), error.message());
+  absl::StatusOr<Vm> off = store_->SetState(vm.uuid(), VM_STATE_OFF, reason, 0);
+  if (!off.ok()) spdlog::error("VM {}: cannot record Off: {}", vm.name(), off.status().message());
+  return error;
+}
+
+absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(const Vm& vm) {
+  RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  absl::StatusOr<Vm> starting = store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
+  if (!starting.ok()) return starting.status();
+
+  std::error_code ec;
+  std::filesystem::create_directories(paths.dir, ec);
+  if (ec) {
+    std::string reason = absl::StrCat("cannot create runtime directory ", paths.dir, ": ",
+                                      ec.message());
+    return FailLaunch(vm, reason, absl::InternalError(reason));
+  }
+  // Leftovers of the previous run would be mistaken for this run's.
+  std::filesystem::remove(paths.exit_report, ec);
+  std::filesystem::remove(paths.worker_socket, ec);
+
+  absl::StatusOr<std::string> vmwp = LocateVmwp(options_.vmwp_flag);
+  if (!vmwp.ok()) {
+    return FailLaunch(vm, std::string(vmwp.status().message()), vmwp.status());
+  }
+
+  base::ScopedFd kvm(::open(options_.kvm_device.c_str(), O_RDWR | O_CLOEXEC));
+  if (!kvm) {
+    std::string reason = absl::StrCat("cannot open ", options_.kvm_device, ": ",
+                                      std::strerror(errno),
+                                      "; is KVM available and are you in the kvm group?");
+    return FailLaunch(vm, reason, absl::FailedPreconditionError(reason));
+  }
+
+  hvstack::internal::WorkerConfig config;
+  config.set_vm_name(vm.name());
+  config.set_vm_uuid(vm.uuid());
+  config.set_vcpus(vm.config().vcpus());
+  config.set_memory_mib(vm.config().memory_mib());
+  config.set_kernel_path(vm.config().kernel_path());
+  config.set_cmdline(vm.config().cmdline());
+  config.set_runtime_dir(paths.dir);
+  config.set_socket_path(paths.worker_socket);
+  config.set_kvm_fd(kWorkerKvmFd);
+  config.set_kvm_device_path(options_.kvm_device);
+  if (absl::Status s = WriteWorkerConfig(paths.worker_config, config); !s.ok()) {
+    return FailLaunch(vm, std::string(s.message()), s);
+  }
+
+  absl::StatusOr<SpawnedWorker> spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get());
+  if (!spawned.ok()) {
+    return FailLaunch(vm, std::string(spawned.status().message()), spawned.status());
+  }
+  spdlog::info("VM {}: worker {} started ({})", vm.name(), spawned->pid, *vmwp);
+
+  auto worker = std::make_shared<Worker>();
+  worker->uuid = vm.uuid();
+  worker->name = vm.name();
+  worker->paths = paths;
+  worker->pid = spawned->pid;
+  worker->ready_pipe = std::move(spawned->ready);
+  if (absl::Status s = store_->SetWorkerPid(vm.uuid(), worker->pid); !s.ok()) {
+    spdlog::error("VM {}: cannot record worker pid: {}", vm.name(), s.message());
+  }
+  worker->supervisor = std::thread([this, w = worker.get()] { Supervise(w); });
+  return worker;
+}
+
+void WorkerManager::Supervise(Worker* worker) {
+  char byte;
+  ssize_t n;
+  do {
+    n = ::read(worker->ready_pipe.get(), &byte, 1);
+  } while (n < 0 && errno == EINTR);
+  worker->ready_pipe.reset();
+  if (n == 1) {
+    absl::MutexLock lock(&worker->mu);
+    // A stop that arrived while Starting already recorded Stopping; Running would be a lie.
+    if (!worker->stop_reason.has_value()) {
+      absl::StatusOr<Vm> running =
+          store_->SetState(worker->uuid, VM_STATE_RUNNING, "worker ready");
+      if (running.ok()) {
+        worker->running_vm = *running;
+      } else {
+        spdlog::error("VM {}: cannot record Running: {}", worker->name,
+                      running.status().message());
+      }
+    }
+    worker->ready = true;
+    spdlog::info("VM {}: worker {} ready", worker->name, worker->pid);
+  }
+
+  // Wait without reaping: until the reap (under worker->mu) the pid cannot be reused, so Stop may
+  // signal it safely.
+  siginfo_t info;
+  while (::waitid(P_PID, worker->pid, &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  std::optional<hvstack::internal::WorkerExitReport> report =
+      ReadExitReport(worker->paths.exit_report);
+
+  absl::MutexLock lock(&worker->mu);
+  int wait_status = 0;
+  while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  WorkerOutcome outcome =
+      ClassifyWorkerExit(report, wait_status, worker->ready, worker->stop_reason);
+  spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name, worker->pid,
+               DescribeWaitStatus(wait_status), StateName(outcome.state), outcome.reason);
+  absl::StatusOr<Vm> final_vm = store_->SetState(worker->uuid, outcome.state, outcome.reason, 0);
+  if (!final_vm.ok()) {
+    spdlog::error("VM {}: cannot record {}: {}", worker->name, StateName(outcome.state),
+                  final_vm.status().message());
+  }
+  if (!worker->ready) worker->start_error = outcome.start_error;
+  worker->exited = true;
+}
+
+absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
+  std::shared_ptr<Worker> worker;
+  std::shared_ptr<Worker> previous;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("vmms is shutting down");
+    absl::StatusOr<Vm> vm = store_->Get(name);
+    if (!vm.ok()) return vm.status();
+    if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
+      return WrongState(*vm, "start");
+    }
+    // The kernel was checked at creation, but files change; say so before touching anything.
+    if (absl::Status s = ValidateVmConfig(vm->config()); !s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("VM '", name, "' cannot start: ", s.message()));
+    }
+    if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
+      previous = std::move(it->second);
+      workers_.erase(it);
+    }
+    absl::StatusOr<std::shared_ptr<Worker>> launched = Launch(*vm);
+    if (!launched.ok()) return launched.status();
+    worker = *launched;
+    workers_[worker->uuid] = worker;
+  }
+  // The previous run's supervisor has recorded its outcome (the VM was Off/Crashed); it is
+  // finishing or finished.
+  if (previous != nullptr && previous->supervisor.joinable()) previous->supervisor.join();
+
+  absl::MutexLock lock(&worker->mu);
+  auto ready_or_exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
+    return worker->ready || worker->exited;
+  };
+  if (!worker->mu.AwaitWithTimeout(absl::Condition(&ready_or_exited),
+                                   options_.start_timeout)) {
+    std::string reason = absl::StrCat("worker did not become ready within ",
+                                      absl::FormatDuration(options_.start_timeout));
+    if (!worker->stop_reason.has_value()) worker->stop_reason = reason;
+    ::kill(worker->pid, SIGKILL);
+    auto exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
+      return worker->exited;
+    };
+    worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait);
+    return absl::DeadlineExceededError(absl::StrCat("VM '", name, "': ", reason));
+  }
+  if (worker->ready && !worker->stop_reason.has_value()) return worker->running_vm;
+  if (!worker->start_error.ok()) {
+    return absl::Status(worker->start_error.code(),
+                        absl::StrCat("VM '", name, "': ", worker->start_error.message()));
+  }
+  return absl::AbortedError(absl::StrCat("VM '", name, "' was stopped while starting"));
+}
+
+absl::Status WorkerManager::StopWorker(Worker* worker, const std::string& reason) {
+  bool ask_first;
+  {
+    absl::MutexLock lock(&worker->mu);
+    if (worker->exited) return absl::OkStatus();
+    if (!worker->stop_reason.has_value()) {
+      worker->stop_reason = reason;
+      absl::StatusOr<Vm> stopping =
+          store_->SetState(worker->uuid, VM_STATE_STOPPING, "stop requested");
+      if (!stopping.ok()) {
+        spdlog::error("VM {}: cannot record Stopping: {}", worker->name,
+                      stopping.status().message());
+      }
+    }
+    // Before ready the socket may not exist yet; a starting worker holds no guest state worth a
+    // graceful exit.
+    ask_first = worker->ready;
+  }
+  if (ask_first) RequestWorkerStop(worker->paths.worker_socket);
+
+  absl::MutexLock lock(&worker->mu);
+  auto exited = [worker]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) { return worker->exited; };
+  if (!ask_first ||
+      !worker->mu.AwaitWithTimeout(absl::Condition(&exited), options_.stop_grace)) {
+    if (ask_first) {
+      spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL", worker->name,
+                   worker->pid, absl::FormatDuration(options_.stop_grace));
+    }
+    // Not yet reaped (exited is set under this lock after the reap), so the pid is still ours.
+    ::kill(worker->pid, SIGKILL);
+    if (!worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "VM '", worker->name, "': worker ", worker->pid, " did not die after SIGKILL"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name, const std::string& reason) {
+  std::shared_ptr<Worker> worker;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Vm> vm = store_->Get(name);
+    if (!vm.ok()) return vm.status();
+    if (auto it = workers_.find(vm->uuid()); it != workers_.end()) worker = it->second;
+    bool live = false;
+    if (worker != nullptr) {
+      absl::MutexLock worker_lock(&worker->mu);
+      live = !worker->exited;
+    }
+    if (!live) {
+      if (vm->state() == VM_STATE_OFF || vm->state() == VM_STATE_CRASHED) {
+        return WrongState(*vm, "stop");
+      }
+      // Recorded as active with no worker of ours: nothing to stop, only the record to fix.
+      return store_->SetState(vm->uuid(), VM_STATE_OFF, reason, 0);
+    }
+  }
+  if (absl::Status s = StopWorker(worker.get(), reason); !s.ok()) return s;
+  return store_->GetByUuid(worker->uuid);
+}
+
+absl::Status WorkerManager::Delete(const std::string& name) {
+  std::shared_ptr<Worker> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Vm> vm = store_->Get(name);
+    if (!vm.ok()) return vm.status();
+    if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
+      return WrongState(*vm, "delete");
+    }
+    if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
+      finished = std::move(it->second);
+      workers_.erase(it);
+    }
+    if (absl::Status s = store_->Delete(vm->uuid()); !s.ok()) return s;
+    std::error_code ec;
+    std::string dir = RuntimePathsFor(options_.state_dir, vm->uuid()).dir;
+    std::filesystem::remove_all(dir, ec);
+    if (ec) spdlog::warn("VM {}: cannot remove {}: {}", name, dir, ec.message());
+    spdlog::info("VM {} ({}) deleted", name, vm->uuid());
+  }
+  if (finished != nullptr && finished->supervisor.joinable()) finished->supervisor.join();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ConsoleSource> WorkerManager::Console(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm->uuid());
+  ConsoleSource source{std::nullopt, paths.console_log};
+  if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
+    absl::MutexLock worker_lock(&it->second->mu);
+    if (it->second->ready && !it->second->exited) source.worker_socket = paths.worker_socket;
+  }
+  return source;
+}
+
+void WorkerManager::Shutdown(const std::string& reason) {
+  std::vector<std::shared_ptr<Worker>> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (auto& [uuid, worker] : workers_) workers.push_back(worker);
+    workers_.clear();
+  }
+  for (auto& worker : workers) {
+    if (absl::Status s = StopWorker(worker.get(), reason); !s.ok()) {
+      spdlog::error("{}", s.message());
+    }
+  }
+  for (auto& worker : workers) {
+    if (worker->supervisor.joinable()) worker->supervisor.join();
+  }
+}
+
+}  // namespace vmms
