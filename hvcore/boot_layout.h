@@ -3,43 +3,49 @@
 
 #include <cstdint>
 
-// Fixed guest-physical addresses used when a VP is started directly in 64-bit long mode (Linux's
-// 64-bit boot protocol, Documentation/x86/boot.rst). They all sit in the first 64 KiB, above the
-// real-mode IVT/BDA (0x0-0x4ff), so any partition with at least 64 KiB of RAM can use them. The
-// loader (vmwp) owns everything else: it must keep its own data out of [kBootGdtAddress,
-// kBootReservedEnd) except for the zero page, which it places at kBootZeroPageAddress.
+// Fixed guest-physical addresses used when a VP is started directly in 64-bit
+// long mode (Linux's 64-bit boot protocol, Documentation/x86/boot.rst). They
+// all sit in the first 64 KiB, above the real-mode IVT/BDA (0x0-0x4ff), so any
+// partition with at least 64 KiB of RAM can use them. The loader (vmwp) owns
+// everything else: it must keep its own data out of [kBootGdtAddress,
+// kBootReservedEnd) except for the zero page, which it places at
+// kBootZeroPageAddress.
 namespace hvcore {
 
-// GDT: null, null, __BOOT_CS (0x10, 64-bit code), __BOOT_DS (0x18, data). 32 bytes.
+// GDT: null, null, __BOOT_CS (0x10, 64-bit code), __BOOT_DS (0x18, data). 32
+// bytes.
 inline constexpr uint64_t kBootGdtAddress = 0x500;
 inline constexpr uint16_t kBootCodeSelector = 0x10;
 inline constexpr uint16_t kBootDataSelector = 0x18;
 inline constexpr uint64_t kBootGdtEntries = 4;
 
-// An empty IDT (limit 0) so that any exception during early boot triple-faults cleanly instead of
-// vectoring through garbage. 16 bytes reserved.
+// An empty IDT (limit 0) so that any exception during early boot triple-faults
+// cleanly instead of vectoring through garbage. 16 bytes reserved.
 inline constexpr uint64_t kBootIdtAddress = 0x520;
 
-// Where the loader puts Linux's boot_params ("zero page", 4 KiB). Not written by hvcore; RSI points
-// here at entry. 0x7000 is the address other VMMs (QEMU's PVH path, Firecracker) use too.
+// Where the loader puts Linux's boot_params ("zero page", 4 KiB). Not written
+// by hvcore; RSI points here at entry. 0x7000 is the address other VMMs (QEMU's
+// PVH path, Firecracker) use too.
 inline constexpr uint64_t kBootZeroPageAddress = 0x7000;
 inline constexpr uint64_t kBootZeroPageSize = 0x1000;
 
-// Identity page tables for the first 4 GiB with 2 MiB pages (1 GiB pages triple-fault on
-// kvm_pvm hosts): one PML4 page, one PDPT page, four PD pages.
+// Identity page tables for the first 4 GiB with 2 MiB pages (1 GiB pages
+// triple-fault on kvm_pvm hosts): one PML4 page, one PDPT page, four PD pages.
 inline constexpr uint64_t kBootPml4Address = 0x9000;
 inline constexpr uint64_t kBootPdptAddress = 0xA000;
 inline constexpr uint64_t kBootPdAddress = 0xB000;  // 4 pages: 0xB000-0xEFFF
 inline constexpr uint64_t kBootPdPages = 4;
 inline constexpr uint64_t kBootIdentityMapBytes = 4ull << 30;
 
-// End of the region hvcore may write (exclusive). [kBootZeroPageAddress + 4 KiB, kBootPml4Address)
-// and [kBootReservedEnd, ...) are free for the loader (e.g. the command line at 0x20000).
+// End of the region hvcore may write (exclusive). [kBootZeroPageAddress + 4
+// KiB, kBootPml4Address) and [kBootReservedEnd, ...) are free for the loader
+// (e.g. the command line at 0x20000).
 inline constexpr uint64_t kBootReservedEnd = 0xF000;
 
-// KVM needs three pages of guest-physical space for the TSS (VMX real-mode emulation) and one for
-// the identity map. Both live in the MMIO hole just below 4 GiB, where no RAM is ever mapped and
-// no device we emulate sits (the IOAPIC is at 0xFEC00000, the LAPIC at 0xFEE00000).
+// KVM needs three pages of guest-physical space for the TSS (VMX real-mode
+// emulation) and one for the identity map. Both live in the MMIO hole just
+// below 4 GiB, where no RAM is ever mapped and no device we emulate sits (the
+// IOAPIC is at 0xFEC00000, the LAPIC at 0xFEE00000).
 inline constexpr uint64_t kKvmIdentityMapAddress = 0xFEFFC000;
 inline constexpr uint64_t kKvmTssAddress = 0xFEFFD000;
 

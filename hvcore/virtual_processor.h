@@ -22,11 +22,13 @@ namespace hvcore {
 
 class Partition;
 
-// ---- Intercepts: why KVM_RUN returned. -------------------------------------------------------
+// ---- Intercepts: why KVM_RUN returned.
+// -------------------------------------------------------
 
-// IN/OUT (or INS/OUTS with `count` > 1). `data` is the transfer buffer inside kvm_run:
-// size * count bytes, little-endian elements. For OUT, it holds the guest's values (`value` is the
-// first element, for convenience); for IN, the caller fills it before the next Run().
+// IN/OUT (or INS/OUTS with `count` > 1). `data` is the transfer buffer inside
+// kvm_run: size * count bytes, little-endian elements. For OUT, it holds the
+// guest's values (`value` is the first element, for convenience); for IN, the
+// caller fills it before the next Run().
 struct PortIo {
   uint16_t port;
   uint8_t size;  // 1, 2 or 4
@@ -36,8 +38,9 @@ struct PortIo {
   std::span<uint8_t> data;
 };
 
-// An access to a guest-physical address with no RAM behind it. `data` is kvm_run's buffer (`len`
-// bytes): for writes it holds the guest's bytes, for reads the caller fills it before Run().
+// An access to a guest-physical address with no RAM behind it. `data` is
+// kvm_run's buffer (`len` bytes): for writes it holds the guest's bytes, for
+// reads the caller fills it before Run().
 struct Mmio {
   uint64_t gpa;
   uint8_t len;  // 1..8
@@ -53,9 +56,9 @@ struct Shutdown {
 // HLT with no in-kernel irqchip.
 struct Halt {};
 
-// KVM could not emulate an instruction. `bytes` are up to 15 bytes starting at `rip`; `source`
-// says where they came from ("kvm" when KVM reported them, "guest memory" when read through
-// KVM_TRANSLATE, or "unavailable: <why>").
+// KVM could not emulate an instruction. `bytes` are up to 15 bytes starting at
+// `rip`; `source` says where they came from ("kvm" when KVM reported them,
+// "guest memory" when read through KVM_TRANSLATE, or "unavailable: <why>").
 struct EmulationFailure {
   uint64_t rip;
   std::vector<uint8_t> bytes;
@@ -75,7 +78,8 @@ struct SystemEvent {
   std::vector<uint64_t> data;
 };
 
-// KVM_RUN returned EINTR: RequestExit() (immediate_exit + kick signal) or another signal.
+// KVM_RUN returned EINTR: RequestExit() (immediate_exit + kick signal) or
+// another signal.
 struct Interrupted {};
 
 // KVM_EXIT_FAIL_ENTRY: the hardware (or kvm_pvm) refused the VP state.
@@ -89,27 +93,32 @@ struct Unknown {
   uint32_t exit_reason;
 };
 
-using Intercept = std::variant<PortIo, Mmio, Shutdown, Halt, EmulationFailure, InternalError,
-                               SystemEvent, Interrupted, FailEntry, Unknown>;
+using Intercept =
+    std::variant<PortIo, Mmio, Shutdown, Halt, EmulationFailure, InternalError,
+                 SystemEvent, Interrupted, FailEntry, Unknown>;
 
 // Short names for logs and counters, in Intercept's alternative order.
-inline constexpr std::array<const char*, std::variant_size_v<Intercept>> kInterceptNames = {
-    "port_io",       "mmio",     "shutdown",    "halt",       "emulation_failure",
-    "internal_error", "system_event", "interrupted", "fail_entry", "unknown"};
+inline constexpr std::array<const char*, std::variant_size_v<Intercept>>
+    kInterceptNames = {
+        "port_io",           "mmio",           "shutdown",     "halt",
+        "emulation_failure", "internal_error", "system_event", "interrupted",
+        "fail_entry",        "unknown"};
 
 // Formats an intercept for logs / crash details, e.g.
 // "emulation failure at rip=0x100123: bytes f0 48 0f c7 0e (from kvm)".
 std::string DescribeIntercept(const Intercept& intercept);
 
-// ---- VirtualProcessor --------------------------------------------------------------------------
+// ---- VirtualProcessor
+// --------------------------------------------------------------------------
 
-// One vcpu: its fd and its mapped kvm_run. Run() and the register accessors must be called from
-// one thread at a time (the VP's thread); RequestExit() may be called from any thread.
+// One vcpu: its fd and its mapped kvm_run. Run() and the register accessors
+// must be called from one thread at a time (the VP's thread); RequestExit() may
+// be called from any thread.
 class VirtualProcessor {
  public:
   // Used by Partition::CreateVp.
-  static absl::StatusOr<std::unique_ptr<VirtualProcessor>> Create(Partition* partition,
-                                                                  uint32_t index);
+  static absl::StatusOr<std::unique_ptr<VirtualProcessor>> Create(
+      Partition* partition, uint32_t index);
   VirtualProcessor(const VirtualProcessor&) = delete;
   VirtualProcessor& operator=(const VirtualProcessor&) = delete;
   ~VirtualProcessor();
@@ -117,14 +126,16 @@ class VirtualProcessor {
   uint32_t index() const { return index_; }
   int fd() const { return fd_.get(); }
 
-  // Enters the guest until the next intercept. Data for an IN or MMIO read returned by the
-  // previous call must have been written into that intercept's `data` before calling again.
-  // Errors are host-side failures (e.g. KVM_RUN returned EFAULT), not guest behaviour.
+  // Enters the guest until the next intercept. Data for an IN or MMIO read
+  // returned by the previous call must have been written into that intercept's
+  // `data` before calling again. Errors are host-side failures (e.g. KVM_RUN
+  // returned EFAULT), not guest behaviour.
   absl::StatusOr<Intercept> Run();
 
-  // Makes the current or next Run() return Interrupted promptly: sets kvm_run->immediate_exit
-  // and, if a thread is inside KVM_RUN, sends it kVpKickSignal. Thread-safe. The flag is cleared
-  // when Run() returns Interrupted, so callers must keep their own "why" (stop, pause...) state
+  // Makes the current or next Run() return Interrupted promptly: sets
+  // kvm_run->immediate_exit and, if a thread is inside KVM_RUN, sends it
+  // kVpKickSignal. Thread-safe. The flag is cleared when Run() returns
+  // Interrupted, so callers must keep their own "why" (stop, pause...) state
   // and check it after every Run().
   void RequestExit();
 
@@ -134,17 +145,18 @@ class VirtualProcessor {
   absl::Status SetSregs(const kvm_sregs& sregs);
   absl::Status SetCpuid(std::span<const kvm_cpuid_entry2> entries);
 
-  // Puts the VP in 64-bit long mode per Linux's 64-bit boot protocol: writes the boot GDT and the
-  // 4 GiB identity page tables (addresses in boot_layout.h) into `low_memory` -- the host mapping
-  // of guest-physical [0, low_memory.size()), which must cover kBootReservedEnd -- and sets
-  // CR0/CR3/CR4/EFER, segments (CS=0x10, others 0x18), RFLAGS=0x2 (interrupts off), RIP=entry_rip,
-  // RSI=zero_page_gpa, everything else zero.
+  // Puts the VP in 64-bit long mode per Linux's 64-bit boot protocol: writes
+  // the boot GDT and the 4 GiB identity page tables (addresses in
+  // boot_layout.h) into `low_memory` -- the host mapping of guest-physical [0,
+  // low_memory.size()), which must cover kBootReservedEnd -- and sets
+  // CR0/CR3/CR4/EFER, segments (CS=0x10, others 0x18), RFLAGS=0x2 (interrupts
+  // off), RIP=entry_rip, RSI=zero_page_gpa, everything else zero.
   absl::Status SetupLongMode(std::span<uint8_t> low_memory, uint64_t entry_rip,
                              uint64_t zero_page_gpa);
 
  private:
-  VirtualProcessor(Partition* partition, uint32_t index, base::ScopedFd fd, kvm_run* run,
-                   size_t run_size);
+  VirtualProcessor(Partition* partition, uint32_t index, base::ScopedFd fd,
+                   kvm_run* run, size_t run_size);
   Intercept DecodeEmulationFailure();
   uint64_t CurrentRip() const;
 
@@ -155,15 +167,16 @@ class VirtualProcessor {
   const size_t run_size_;
 
   absl::Mutex kick_mu_;
-  // The thread currently inside Run(), so RequestExit() can signal it. Only set while in Run(),
-  // so pthread_kill never targets a thread that has left (or exited).
+  // The thread currently inside Run(), so RequestExit() can signal it. Only set
+  // while in Run(), so pthread_kill never targets a thread that has left (or
+  // exited).
   bool in_run_ ABSL_GUARDED_BY(kick_mu_) = false;
   pthread_t run_thread_ ABSL_GUARDED_BY(kick_mu_){};
 };
 
-// The signal RequestExit() uses to knock a thread out of KVM_RUN. hvcore installs a no-op handler
-// for it (without SA_RESTART) the first time a VP is created; nothing else in the process may use
-// it.
+// The signal RequestExit() uses to knock a thread out of KVM_RUN. hvcore
+// installs a no-op handler for it (without SA_RESTART) the first time a VP is
+// created; nothing else in the process may use it.
 int VpKickSignal();
 
 }  // namespace hvcore

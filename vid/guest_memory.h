@@ -13,19 +13,23 @@
 
 namespace vid {
 
-// A partition's RAM: one anonymous host mapping, laid out in guest-physical space as
+// A partition's RAM: one anonymous host mapping, laid out in guest-physical
+// space as
 //   low RAM:  [0, min(size, 3 GiB))
 //   high RAM: [4 GiB, 4 GiB + (size - 3 GiB))   only when size > 3 GiB
-// leaving [3 GiB, 4 GiB) as the MMIO hole (IOAPIC, LAPIC, future PCI BARs, KVM's TSS pages).
+// leaving [3 GiB, 4 GiB) as the MMIO hole (IOAPIC, LAPIC, future PCI BARs,
+// KVM's TSS pages).
 //
-// Every accessor checks the whole [gpa, gpa+len) range against one RAM region with
-// overflow-safe arithmetic: the guest is untrusted and GPAs come from it. An access that leaves
-// RAM or straddles two regions (i.e. touches the hole) is an OutOfRange error, never a partial
-// copy. Thread-safe: the layout is immutable; the bytes are guest memory and racy by nature.
+// Every accessor checks the whole [gpa, gpa+len) range against one RAM region
+// with overflow-safe arithmetic: the guest is untrusted and GPAs come from it.
+// An access that leaves RAM or straddles two regions (i.e. touches the hole) is
+// an OutOfRange error, never a partial copy. Thread-safe: the layout is
+// immutable; the bytes are guest memory and racy by nature.
 class GuestMemory {
  public:
   static constexpr uint64_t kPageSize = 4096;
-  static constexpr uint64_t kLowRamEnd = 3ull << 30;     // 0xC0000000: start of the MMIO hole
+  static constexpr uint64_t kLowRamEnd =
+      3ull << 30;  // 0xC0000000: start of the MMIO hole
   static constexpr uint64_t kHighRamStart = 4ull << 30;  // 0x100000000
 
   struct Region {
@@ -34,19 +38,22 @@ class GuestMemory {
     uint8_t* host;
   };
 
-  // `size_bytes` must be a non-zero multiple of 2 MiB (so the guest can map it with 2 MiB pages)
-  // and at most 1 TiB.
-  static absl::StatusOr<std::unique_ptr<GuestMemory>> Create(uint64_t size_bytes);
+  // `size_bytes` must be a non-zero multiple of 2 MiB (so the guest can map it
+  // with 2 MiB pages) and at most 1 TiB.
+  static absl::StatusOr<std::unique_ptr<GuestMemory>> Create(
+      uint64_t size_bytes);
 
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
   ~GuestMemory();
 
   uint64_t size() const { return size_; }
-  // One or two regions, ascending by gpa. Loaders build the e820 map from these.
+  // One or two regions, ascending by gpa. Loaders build the e820 map from
+  // these.
   std::span<const Region> regions() const { return regions_; }
 
-  // True if [gpa, gpa+len) lies entirely inside one RAM region (len 0: gpa inside or at its end).
+  // True if [gpa, gpa+len) lies entirely inside one RAM region (len 0: gpa
+  // inside or at its end).
   bool Contains(uint64_t gpa, uint64_t len) const;
 
   absl::Status Read(uint64_t gpa, std::span<uint8_t> out) const;
@@ -54,25 +61,29 @@ class GuestMemory {
   // Fills [gpa, gpa+len) with `byte`.
   absl::Status Fill(uint64_t gpa, uint64_t len, uint8_t byte);
 
-  // Direct host view of [gpa, gpa+len). Valid for the GuestMemory's lifetime; the guest may
-  // change it at any time, so copy before validating (no double fetch).
+  // Direct host view of [gpa, gpa+len). Valid for the GuestMemory's lifetime;
+  // the guest may change it at any time, so copy before validating (no double
+  // fetch).
   absl::StatusOr<std::span<uint8_t>> GetSpan(uint64_t gpa, uint64_t len);
-  absl::StatusOr<std::span<const uint8_t>> GetSpan(uint64_t gpa, uint64_t len) const;
+  absl::StatusOr<std::span<const uint8_t>> GetSpan(uint64_t gpa,
+                                                   uint64_t len) const;
 
-  // Typed helpers for trivially copyable values (boot_params fields, e820 entries ...).
+  // Typed helpers for trivially copyable values (boot_params fields, e820
+  // entries ...).
   template <typename T>
   absl::StatusOr<T> ReadObject(uint64_t gpa) const {
     static_assert(std::is_trivially_copyable_v<T>);
     T value;
-    absl::Status s = Read(gpa, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&value), sizeof(T)));
+    absl::Status s = Read(
+        gpa, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&value), sizeof(T)));
     if (!s.ok()) return s;
     return value;
   }
   template <typename T>
   absl::Status WriteObject(uint64_t gpa, const T& value) {
     static_assert(std::is_trivially_copyable_v<T>);
-    return Write(gpa,
-                 std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&value), sizeof(T)));
+    return Write(gpa, std::span<const uint8_t>(
+                          reinterpret_cast<const uint8_t*>(&value), sizeof(T)));
   }
 
  private:

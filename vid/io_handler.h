@@ -6,8 +6,9 @@
 
 namespace vid {
 
-// A device's side of port I/O. vid calls it from VP threads, possibly several at once; the
-// device does its own locking. `port` is absolute; `size` is 1, 2 or 4 bytes.
+// A device's side of port I/O. vid calls it from VP threads, possibly several
+// at once; the device does its own locking. `port` is absolute; `size` is 1, 2
+// or 4 bytes.
 class PortIoHandler {
  public:
   virtual ~PortIoHandler() = default;

@@ -1,0 +1,448 @@
+#include "hvcore/virtual_processor.h"
+
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "hvcore/boot_layout.h"
+#include "hvcore/kvm_abi.h"
+#include "hvcore/partition.h"
+
+namespace hvcore {
+namespace {
+
+constexpr size_t kMaxInstructionBytes = 15;
+constexpr uint64_t kPageSize = 4096;
+
+// x86 control/EFER bits used by the long-mode set-up.
+constexpr uint64_t kCr0Pe = 1ull << 0;
+constexpr uint64_t kCr0Mp = 1ull << 1;
+constexpr uint64_t kCr0Et = 1ull << 4;
+constexpr uint64_t kCr0Ne = 1ull << 5;
+constexpr uint64_t kCr0Pg = 1ull << 31;
+constexpr uint64_t kCr4Pae = 1ull << 5;
+constexpr uint64_t kEferLme = 1ull << 8;
+constexpr uint64_t kEferLma = 1ull << 10;
+constexpr uint64_t kPtePresent = 1ull << 0;
+constexpr uint64_t kPteWrite = 1ull << 1;
+constexpr uint64_t kPteLarge = 1ull << 7;  // PS: a 2 MiB page in a PD entry
+
+void KickHandler(int) {}  // Its only job is to make KVM_RUN return EINTR.
+
+void InstallKickHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = KickHandler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must come back with EINTR
+    sigaction(VpKickSignal(), &sa, nullptr);
+  });
+}
+
+absl::Status IoctlError(uint32_t index, absl::string_view what) {
+  return absl::ErrnoToStatus(errno,
+                             absl::StrCat("vp", index, ": ", what, " failed"));
+}
+
+std::string HexBytes(const std::vector<uint8_t>& bytes) {
+  return absl::StrJoin(bytes, " ", [](std::string* out, uint8_t b) {
+    absl::StrAppend(out, absl::Hex(b, absl::kZeroPad2));
+  });
+}
+
+kvm_segment CodeSegment64() {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xFFFFFFFF;
+  s.selector = kBootCodeSelector;
+  s.type = 0xB;  // execute/read, accessed
+  s.present = 1;
+  s.dpl = 0;
+  s.db = 0;  // must be 0 when L=1
+  s.s = 1;
+  s.l = 1;
+  s.g = 1;
+  return s;
+}
+
+kvm_segment DataSegment() {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xFFFFFFFF;
+  s.selector = kBootDataSelector;
+  s.type = 0x3;  // read/write, accessed
+  s.present = 1;
+  s.dpl = 0;
+  s.db = 1;
+  s.s = 1;
+  s.l = 0;
+  s.g = 1;
+  return s;
+}
+
+// Packs a kvm_segment into the 8-byte GDT descriptor format.
+uint64_t GdtEntry(const kvm_segment& s) {
+  uint64_t limit = s.g ? (s.limit >> 12) : s.limit;
+  uint64_t e = 0;
+  e |= limit & 0xFFFF;
+  e |= (s.base & 0xFFFFFFull) << 16;
+  e |= static_cast<uint64_t>(s.type & 0xF) << 40;
+  e |= static_cast<uint64_t>(s.s & 1) << 44;
+  e |= static_cast<uint64_t>(s.dpl & 3) << 45;
+  e |= static_cast<uint64_t>(s.present & 1) << 47;
+  e |= ((limit >> 16) & 0xF) << 48;
+  e |= static_cast<uint64_t>(s.avl & 1) << 52;
+  e |= static_cast<uint64_t>(s.l & 1) << 53;
+  e |= static_cast<uint64_t>(s.db & 1) << 54;
+  e |= static_cast<uint64_t>(s.g & 1) << 55;
+  e |= ((s.base >> 24) & 0xFF) << 56;
+  return e;
+}
+
+void Store64(std::span<uint8_t> mem, uint64_t offset, uint64_t value) {
+  std::memcpy(mem.data() + offset, &value, sizeof(value));
+}
+
+}  // namespace
+
+int VpKickSignal() { return SIGRTMIN; }
+
+std::string DescribeIntercept(const Intercept& intercept) {
+  struct Visitor {
+    std::string operator()(const PortIo& io) const {
+      return absl::StrFormat("port %s 0x%x size %d count %d value 0x%x",
+                             io.is_write ? "out" : "in", io.port, io.size,
+                             io.count, io.value);
+    }
+    std::string operator()(const Mmio& m) const {
+      return absl::StrFormat("mmio %s gpa=0x%x len %d",
+                             m.is_write ? "write" : "read", m.gpa, m.len);
+    }
+    std::string operator()(const Shutdown& s) const {
+      return absl::StrFormat("triple fault (shutdown) at rip=0x%x", s.rip);
+    }
+    std::string operator()(const Halt&) const { return "halt"; }
+    std::string operator()(const EmulationFailure& e) const {
+      return absl::StrFormat(
+          "emulation failure at rip=0x%x: bytes %s (from %s)", e.rip,
+          e.bytes.empty() ? "none" : HexBytes(e.bytes), e.source);
+    }
+    std::string operator()(const InternalError& e) const {
+      return absl::StrFormat(
+          "KVM internal error, suberror %d, at rip=0x%x, data [%s]", e.suberror,
+          e.rip, absl::StrJoin(e.data, " ", [](std::string* out, uint64_t v) {
+            absl::StrAppend(out, "0x", absl::Hex(v));
+          }));
+    }
+    std::string operator()(const SystemEvent& e) const {
+      const char* name = "unknown";
+      switch (e.type) {
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+          name = "shutdown";
+          break;
+        case KVM_SYSTEM_EVENT_RESET:
+          name = "reset";
+          break;
+        case KVM_SYSTEM_EVENT_CRASH:
+          name = "crash";
+          break;
+        default:
+          break;
+      }
+      return absl::StrFormat("system event %s (%d)", name, e.type);
+    }
+    std::string operator()(const Interrupted&) const { return "interrupted"; }
+    std::string operator()(const FailEntry& f) const {
+      return absl::StrFormat("VM entry failed: hardware reason 0x%x on cpu %d",
+                             f.hardware_entry_failure_reason, f.cpu);
+    }
+    std::string operator()(const Unknown& u) const {
+      return absl::StrFormat("unknown KVM exit reason %d", u.exit_reason);
+    }
+  };
+  return std::visit(Visitor{}, intercept);
+}
+
+VirtualProcessor::VirtualProcessor(Partition* partition, uint32_t index,
+                                   base::ScopedFd fd, kvm_run* run,
+                                   size_t run_size)
+    : partition_(partition),
+      index_(index),
+      fd_(std::move(fd)),
+      run_(run),
+      run_size_(run_size) {}
+
+VirtualProcessor::~VirtualProcessor() { ::munmap(run_, run_size_); }
+
+absl::StatusOr<std::unique_ptr<VirtualProcessor>> VirtualProcessor::Create(
+    Partition* partition, uint32_t index) {
+  InstallKickHandler();
+  int fd = ::ioctl(partition->fd(), KVM_CREATE_VCPU,
+                   static_cast<unsigned long>(index));
+  if (fd < 0) return IoctlError(index, "KVM_CREATE_VCPU");
+  base::ScopedFd vcpu_fd(fd);
+  size_t size = partition->vcpu_mmap_size();
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return IoctlError(index, "mmap of kvm_run");
+  std::unique_ptr<VirtualProcessor> vp(new VirtualProcessor(
+      partition, index, std::move(vcpu_fd), static_cast<kvm_run*>(p), size));
+
+  // Same CPUID on every VP except the APIC ids, which must be unique (leaf 1
+  // EBX[31:24], leaves 0xB/0x1F EDX).
+  std::vector<kvm_cpuid_entry2> cpuid = partition->guest_cpuid();
+  for (kvm_cpuid_entry2& e : cpuid) {
+    if (e.function == 0x1) e.ebx = (e.ebx & 0x00FFFFFF) | (index << 24);
+    if (e.function == 0xB || e.function == 0x1F) e.edx = index;
+  }
+  if (absl::Status s = vp->SetCpuid(cpuid); !s.ok()) return s;
+  return vp;
+}
+
+absl::Status VirtualProcessor::SetCpuid(
+    std::span<const kvm_cpuid_entry2> entries) {
+  // C layout (see kvm_abi.h): an 8-byte header, then the entries.
+  std::vector<uint8_t> buf(sizeof(kvm_abi::Cpuid2Header) +
+                           entries.size() * sizeof(kvm_cpuid_entry2));
+  auto* header = reinterpret_cast<kvm_abi::Cpuid2Header*>(buf.data());
+  header->nent = static_cast<uint32_t>(entries.size());
+  std::memcpy(buf.data() + sizeof(kvm_abi::Cpuid2Header), entries.data(),
+              entries.size() * sizeof(kvm_cpuid_entry2));
+  if (::ioctl(fd_.get(), kvm_abi::kSetCpuid2, buf.data()) < 0) {
+    return IoctlError(index_, "KVM_SET_CPUID2");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kvm_regs> VirtualProcessor::GetRegs() const {
+  kvm_regs regs{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) < 0)
+    return IoctlError(index_, "KVM_GET_REGS");
+  return regs;
+}
+
+absl::Status VirtualProcessor::SetRegs(const kvm_regs& regs) {
+  if (::ioctl(fd_.get(), KVM_SET_REGS, &regs) < 0)
+    return IoctlError(index_, "KVM_SET_REGS");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kvm_sregs> VirtualProcessor::GetSregs() const {
+  kvm_sregs sregs{};
+  if (::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) < 0)
+    return IoctlError(index_, "KVM_GET_SREGS");
+  return sregs;
+}
+
+absl::Status VirtualProcessor::SetSregs(const kvm_sregs& sregs) {
+  if (::ioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0)
+    return IoctlError(index_, "KVM_SET_SREGS");
+  return absl::OkStatus();
+}
+
+uint64_t VirtualProcessor::CurrentRip() const {
+  absl::StatusOr<kvm_regs> regs = GetRegs();
+  return regs.ok() ? regs->rip : 0;
+}
+
+void VirtualProcessor::RequestExit() {
+  absl::MutexLock lock(&kick_mu_);
+  // Order matters: the flag first, so that a thread that is about to enter
+  // KVM_RUN (and so misses the signal) is turned back by KVM itself.
+  __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (in_run_) pthread_kill(run_thread_, VpKickSignal());
+}
+
+absl::StatusOr<Intercept> VirtualProcessor::Run() {
+  {
+    absl::MutexLock lock(&kick_mu_);
+    in_run_ = true;
+    run_thread_ = pthread_self();
+  }
+  int r = ::ioctl(fd_.get(), KVM_RUN, 0);
+  int err = errno;
+  {
+    absl::MutexLock lock(&kick_mu_);
+    in_run_ = false;
+  }
+  if (r < 0) {
+    if (err == EINTR || err == EAGAIN) {
+      __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);
+      return Interrupted{};
+    }
+    return absl::ErrnoToStatus(err,
+                               absl::StrCat("vp", index_, ": KVM_RUN failed"));
+  }
+
+  switch (run_->exit_reason) {
+    case KVM_EXIT_IO: {
+      const auto& io = run_->io;
+      uint64_t bytes = static_cast<uint64_t>(io.size) * io.count;
+      // The offset comes from the kernel, but check it anyway: a bad one would
+      // let a device scribble outside the mapping.
+      if ((io.size != 1 && io.size != 2 && io.size != 4) || io.count == 0 ||
+          io.data_offset > run_size_ || bytes > run_size_ - io.data_offset) {
+        return absl::InternalError(absl::StrFormat(
+            "vp%d: malformed KVM_EXIT_IO (size %d, count %d, offset %d)",
+            index_, io.size, io.count, io.data_offset));
+      }
+      PortIo out{};
+      out.port = io.port;
+      out.size = io.size;
+      out.is_write = io.direction == KVM_EXIT_IO_OUT;
+      out.count = io.count;
+      out.data = std::span<uint8_t>(
+          reinterpret_cast<uint8_t*>(run_) + io.data_offset, bytes);
+      std::memcpy(&out.value, out.data.data(), io.size);  // little-endian host
+      if (!out.is_write) out.value = 0;
+      return out;
+    }
+    case KVM_EXIT_MMIO: {
+      auto& m = run_->mmio;
+      uint8_t len =
+          static_cast<uint8_t>(std::min<uint32_t>(m.len, sizeof(m.data)));
+      return Mmio{m.phys_addr, len, m.is_write != 0,
+                  std::span<uint8_t>(m.data, len)};
+    }
+    case KVM_EXIT_SHUTDOWN:
+      return Shutdown{CurrentRip()};
+    case KVM_EXIT_HLT:
+      return Halt{};
+    case KVM_EXIT_INTERNAL_ERROR: {
+      if (run_->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
+        return DecodeEmulationFailure();
+      InternalError e{};
+      e.suberror = run_->internal.suberror;
+      uint32_t n = std::min<uint32_t>(run_->internal.ndata, 16);
+      e.data.assign(run_->internal.data, run_->internal.data + n);
+      e.rip = CurrentRip();
+      return e;
+    }
+    case KVM_EXIT_SYSTEM_EVENT: {
+      SystemEvent e{};
+      e.type = run_->system_event.type;
+      uint32_t n = std::min<uint32_t>(run_->system_event.ndata, 16);
+      e.data.assign(run_->system_event.data, run_->system_event.data + n);
+      return e;
+    }
+    case KVM_EXIT_INTR:
+      return Interrupted{};
+    case KVM_EXIT_FAIL_ENTRY:
+      return FailEntry{run_->fail_entry.hardware_entry_failure_reason,
+                       run_->fail_entry.cpu};
+    default:
+      return Unknown{run_->exit_reason};
+  }
+}
+
+Intercept VirtualProcessor::DecodeEmulationFailure() {
+  EmulationFailure e{};
+  e.rip = CurrentRip();
+  const auto& ef = run_->emulation_failure;
+  // ndata counts the u64s after suberror/ndata: flags, then 16 bytes of
+  // insn_size+insn_bytes.
+  if (ef.ndata >= 3 &&
+      (ef.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+      ef.insn_size > 0) {
+    size_t n = std::min<size_t>(ef.insn_size, kMaxInstructionBytes);
+    e.bytes.assign(ef.insn_bytes, ef.insn_bytes + n);
+    e.source = "kvm";
+    return e;
+  }
+  // Fallback: translate RIP to a guest-physical address, page by page (an
+  // instruction may straddle two), and read what RAM holds there.
+  absl::StatusOr<kvm_sregs> sregs = GetSregs();
+  uint64_t linear =
+      e.rip + (sregs.ok() && !(sregs->efer & kEferLma) ? sregs->cs.base : 0);
+  std::string why;
+  while (e.bytes.size() < kMaxInstructionBytes) {
+    kvm_translation t{};
+    t.linear_address = linear;
+    if (::ioctl(fd_.get(), KVM_TRANSLATE, &t) < 0) {
+      why = absl::StrCat("KVM_TRANSLATE: ", std::strerror(errno));
+      break;
+    }
+    if (!t.valid) {
+      why = absl::StrFormat("linear 0x%x is not mapped", linear);
+      break;
+    }
+    size_t chunk = std::min<size_t>(kMaxInstructionBytes - e.bytes.size(),
+                                    kPageSize - (linear & (kPageSize - 1)));
+    std::vector<uint8_t> buf(chunk);
+    if (absl::Status s = partition_->ReadPhysical(t.physical_address, buf);
+        !s.ok()) {
+      why = std::string(s.message());
+      break;
+    }
+    e.bytes.insert(e.bytes.end(), buf.begin(), buf.end());
+    linear += chunk;
+  }
+  e.source =
+      e.bytes.empty() ? absl::StrCat("unavailable: ", why) : "guest memory";
+  return e;
+}
+
+absl::Status VirtualProcessor::SetupLongMode(std::span<uint8_t> low_memory,
+                                             uint64_t entry_rip,
+                                             uint64_t zero_page_gpa) {
+  if (low_memory.size() < kBootReservedEnd) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vp%d: long-mode set-up needs guest RAM at [0, 0x%x), got 0x%x bytes",
+        index_, kBootReservedEnd, low_memory.size()));
+  }
+  // GDT: null, null, code (0x10), data (0x18); an empty IDT next to it.
+  const kvm_segment code = CodeSegment64();
+  const kvm_segment data = DataSegment();
+  Store64(low_memory, kBootGdtAddress + 0, 0);
+  Store64(low_memory, kBootGdtAddress + 8, 0);
+  Store64(low_memory, kBootGdtAddress + kBootCodeSelector, GdtEntry(code));
+  Store64(low_memory, kBootGdtAddress + kBootDataSelector, GdtEntry(data));
+  Store64(low_memory, kBootIdtAddress, 0);
+  Store64(low_memory, kBootIdtAddress + 8, 0);
+
+  // Identity map of [0, 4 GiB) with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..3] ->
+  // 4 PDs.
+  std::memset(low_memory.data() + kBootPml4Address, 0,
+              kBootReservedEnd - kBootPml4Address);
+  Store64(low_memory, kBootPml4Address,
+          kBootPdptAddress | kPtePresent | kPteWrite);
+  for (uint64_t i = 0; i < kBootPdPages; ++i) {
+    Store64(low_memory, kBootPdptAddress + i * 8,
+            (kBootPdAddress + i * kPageSize) | kPtePresent | kPteWrite);
+  }
+  constexpr uint64_t k2MiB = 2ull << 20;
+  for (uint64_t i = 0; i < kBootIdentityMapBytes / k2MiB; ++i) {
+    Store64(low_memory, kBootPdAddress + i * 8,
+            (i * k2MiB) | kPtePresent | kPteWrite | kPteLarge);
+  }
+
+  absl::StatusOr<kvm_sregs> sregs = GetSregs();
+  if (!sregs.ok()) return sregs.status();
+  sregs->cs = code;
+  sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = data;
+  sregs->gdt.base = kBootGdtAddress;
+  sregs->gdt.limit = kBootGdtEntries * 8 - 1;
+  sregs->idt.base = kBootIdtAddress;
+  sregs->idt.limit = 0;
+  sregs->cr0 = kCr0Pe | kCr0Mp | kCr0Et | kCr0Ne | kCr0Pg;
+  sregs->cr3 = kBootPml4Address;
+  sregs->cr4 = kCr4Pae;
+  sregs->efer = kEferLme | kEferLma;
+  if (absl::Status s = SetSregs(*sregs); !s.ok()) return s;
+
+  kvm_regs regs{};
+  regs.rflags = 0x2;  // bit 1 is reserved-one; IF=0: interrupts disabled
+  regs.rip = entry_rip;
+  regs.rsi = zero_page_gpa;
+  return SetRegs(regs);
+}
+
+}  // namespace hvcore
