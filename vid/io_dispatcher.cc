@@ -154,16 +154,18 @@ void IoDispatcher::NoteUnhandled(UnhandledKind kind, uint64_t address,
       spdlog::warn(
           "further unhandled {}s are summarized at most once per second",
           KindName(kind));
+      // The first summary comes a second after the burst, not right after it.
+      absl::MutexLock lock(&log.mu);
+      log.last_summary = absl::Now();
+      log.count_at_last_summary = n;
     }
     return;
   }
   absl::Time now = absl::Now();
   absl::MutexLock lock(&log.mu);
   if (now - log.last_summary < absl::Seconds(1)) return;
-  spdlog::warn(
-      "{} more unhandled {}s (latest at 0x{:x}, size {}); {} in total",
-      n - std::max<uint64_t>(log.count_at_last_summary, kUnhandledLogBurst),
-      KindName(kind), address, size, n);
+  spdlog::warn("{} more unhandled {}s (latest at 0x{:x}, size {}); {} in total",
+               n - log.count_at_last_summary, KindName(kind), address, size, n);
   log.last_summary = now;
   log.count_at_last_summary = n;
 }

@@ -1,5 +1,8 @@
 #include "vid/partition.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstring>
 #include <thread>
 
@@ -143,6 +146,14 @@ absl::StatusOr<RunOutcome> Partition::Run() {
 }
 
 void Partition::VpLoop(uint32_t index) {
+  // RequestStop() kicks VP threads out of KVM_RUN with this signal; it must not
+  // be blocked here even if the thread that called Run() blocks it (e.g. for a
+  // signalfd).
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, hvcore::VpKickSignal());
+  pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+
   hvcore::VirtualProcessor& vp = *vps_[index];
   VpState& state = vp_state_[index];
   while (!finished()) {

@@ -1,6 +1,8 @@
 #include "vid/partition.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -122,6 +124,73 @@ TEST(PartitionTest, RequestStopFromAnotherThreadStopsSpinningGuest) {
   absl::Duration latency = returned - stop_at;
   EXPECT_LT(latency, absl::Seconds(1));
   std::cout << "stop latency: " << absl::FormatDuration(latency) << "\n";
+}
+
+TEST(PartitionTest, StopWorksEvenIfTheCallerBlocksTheKickSignal) {
+  SKIP_WITHOUT_KVM();
+  absl::StatusOr<TestVm> vm = MakeTestVm("guest/spin.elf", "");
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  // VP threads inherit this mask; vid must unblock the kick signal in them.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, hvcore::VpKickSignal());
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  std::thread stopper([&] {
+    EXPECT_TRUE(vm->uart->WaitFor("spinning", absl::Seconds(30)));
+    absl::SleepFor(absl::Milliseconds(100));
+    vm->partition->RequestStop("test stop");
+  });
+  absl::StatusOr<RunOutcome> outcome = vm->partition->Run();
+  stopper.join();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kStopped) << Describe(*outcome);
+}
+
+TEST(PartitionTest, HaltedVpIsParkedUntilStopped) {
+  SKIP_WITHOUT_KVM();
+  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm =
+      hvcore::KvmSystem::Open();
+  ASSERT_TRUE(kvm.ok()) << kvm.status();
+  auto p = Partition::Create({.vcpus = 1, .memory_bytes = 4 << 20}, **kvm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  testing::CaptureUart uart;
+  ASSERT_TRUE((*p)->io().RegisterPortIo("com1", 0x3F8, 8, &uart).ok());
+  const std::vector<uint8_t> code = {
+      0x66, 0xBA, 0xF8, 0x03,  // mov dx, 0x3f8
+      0xB0, 0x48,              // mov al, 'H'
+      0xEE,                    // out dx, al
+      0xF4,                    // hlt (interrupts are off: nothing wakes it)
+      0xB0, 0x21, 0xEE,        // mov al, '!'; out dx, al  (never reached)
+  };
+  ASSERT_TRUE((*p)->memory().Write(0x100000, code).ok());
+  ASSERT_TRUE((*p)->PrepareBootVp(0x100000).ok());
+  std::thread stopper([&] {
+    EXPECT_TRUE(uart.WaitFor("H", absl::Seconds(30)));
+    absl::SleepFor(absl::Milliseconds(100));
+    (*p)->RequestStop("halted test");
+  });
+  absl::StatusOr<RunOutcome> outcome = (*p)->Run();
+  stopper.join();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kStopped) << Describe(*outcome);
+  EXPECT_EQ(uart.output(), "H");
+  EXPECT_EQ((*p)->GetVpStats()[0].exits[3], 1u) << "one halt exit";
+}
+
+TEST(PartitionTest, MemoryAbove3GiBIsMappedAbove4GiB) {
+  SKIP_WITHOUT_KVM();
+  // 3 GiB + 64 MiB: the last 64 MiB land at 4 GiB. MAP_NORESERVE keeps this
+  // cheap.
+  absl::StatusOr<TestVm> vm =
+      MakeTestVm("guest/hello.elf", "big", (3ull << 30) + (64ull << 20));
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  ASSERT_EQ(vm->partition->memory().regions().size(), 2u);
+  EXPECT_EQ(vm->partition->memory().regions()[1].gpa, 4ull << 30);
+  absl::StatusOr<RunOutcome> outcome = vm->partition->Run();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kPowerOff) << Describe(*outcome);
+  EXPECT_THAT(vm->uart->output(), HasSubstr("command line: big\r\n"));
 }
 
 TEST(PartitionTest, StopBeforeRunReturnsImmediately) {
