@@ -357,37 +357,48 @@ Intercept VirtualProcessor::DecodeEmulationFailure() {
     e.source = "kvm";
     return e;
   }
-  // Fallback: translate RIP to a guest-physical address, page by page (an
-  // instruction may straddle two), and read what RAM holds there.
+  // Fallback: translate RIP and read what RAM holds there (an instruction may
+  // straddle two pages; keep what could be read).
   absl::StatusOr<kvm_sregs> sregs = GetSregs();
   uint64_t linear =
       e.rip + (sregs.ok() && !(sregs->efer & kEferLma) ? sregs->cs.base : 0);
-  std::string why;
-  while (e.bytes.size() < kMaxInstructionBytes) {
+  std::vector<uint8_t> buf(kMaxInstructionBytes);
+  size_t got = 0;
+  absl::Status s = ReadLinear(linear, buf, &got);
+  e.bytes.assign(buf.begin(), buf.begin() + got);
+  e.source = e.bytes.empty() ? absl::StrCat("unavailable: ", s.message())
+                             : "guest memory";
+  return e;
+}
+
+absl::Status VirtualProcessor::ReadLinear(uint64_t linear,
+                                          std::span<uint8_t> out,
+                                          size_t* bytes_read) const {
+  size_t done = 0;
+  if (bytes_read != nullptr) *bytes_read = 0;
+  while (done < out.size()) {
     kvm_translation t{};
     t.linear_address = linear;
     if (::ioctl(fd_.get(), KVM_TRANSLATE, &t) < 0) {
-      why = absl::StrCat("KVM_TRANSLATE: ", std::strerror(errno));
-      break;
+      return IoctlError(index_, "KVM_TRANSLATE");
     }
     if (!t.valid) {
-      why = absl::StrFormat("linear 0x%x is not mapped", linear);
-      break;
+      return absl::NotFoundError(absl::StrFormat(
+          "vp%d: linear address 0x%x is not mapped by the guest", index_,
+          linear));
     }
-    size_t chunk = std::min<size_t>(kMaxInstructionBytes - e.bytes.size(),
+    size_t chunk = std::min<size_t>(out.size() - done,
                                     kPageSize - (linear & (kPageSize - 1)));
-    std::vector<uint8_t> buf(chunk);
-    if (absl::Status s = partition_->ReadPhysical(t.physical_address, buf);
+    if (absl::Status s = partition_->ReadPhysical(t.physical_address,
+                                                  out.subspan(done, chunk));
         !s.ok()) {
-      why = std::string(s.message());
-      break;
+      return s;
     }
-    e.bytes.insert(e.bytes.end(), buf.begin(), buf.end());
+    done += chunk;
+    if (bytes_read != nullptr) *bytes_read = done;
     linear += chunk;
   }
-  e.source =
-      e.bytes.empty() ? absl::StrCat("unavailable: ", why) : "guest memory";
-  return e;
+  return absl::OkStatus();
 }
 
 absl::Status VirtualProcessor::SetupLongMode(std::span<uint8_t> low_memory,

@@ -139,6 +139,13 @@ class VirtualProcessor {
   // and check it after every Run().
   void RequestExit();
 
+  // Reads guest memory at a linear (virtual) address through the guest's own
+  // page tables (KVM_TRANSLATE, page by page). On failure, `bytes_read` (if
+  // given) says how many leading bytes of `out` are valid. For diagnostics, not
+  // for hot paths.
+  absl::Status ReadLinear(uint64_t linear, std::span<uint8_t> out,
+                          size_t* bytes_read = nullptr) const;
+
   absl::StatusOr<kvm_regs> GetRegs() const;
   absl::Status SetRegs(const kvm_regs& regs);
   absl::StatusOr<kvm_sregs> GetSregs() const;

@@ -214,6 +214,27 @@ TEST_F(VpTest, ReadPhysicalIsBoundsChecked) {
       << "unaligned";
 }
 
+TEST_F(VpTest, ReadLinearGoesThroughGuestPageTables) {
+  Load({0x90, 0x90, 0xF4});
+  std::vector<uint8_t> buf(3);
+  ASSERT_TRUE(vp_->ReadLinear(kCodeAddress, buf).ok());
+  EXPECT_EQ(buf, std::vector<uint8_t>({0x90, 0x90, 0xF4}));
+  // Across a page boundary.
+  ram_[0x100FFF] = 0xAA;
+  ram_[0x101000] = 0xBB;
+  std::vector<uint8_t> two(2);
+  ASSERT_TRUE(vp_->ReadLinear(0x100FFF, two).ok());
+  EXPECT_EQ(two, std::vector<uint8_t>({0xAA, 0xBB}));
+  // Mapped by the identity map but not RAM: partial read reported.
+  size_t got = 99;
+  std::vector<uint8_t> tail(8);
+  EXPECT_FALSE(vp_->ReadLinear(kRamSize - 4, tail, &got).ok());
+  EXPECT_EQ(got, 4u);
+  // Above 4 GiB: not mapped by the boot page tables.
+  EXPECT_EQ(vp_->ReadLinear(5ull << 30, tail).code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(DescribeInterceptTest, EmulationFailureListsBytes) {
   EXPECT_EQ(
       DescribeIntercept(EmulationFailure{0x100123, {0x0F, 0xC7, 0x0E}, "kvm"}),
