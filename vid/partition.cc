@@ -27,13 +27,13 @@ absl::string_view RunOutcomeKindName(RunOutcome::Kind kind) {
 Partition::Partition(std::unique_ptr<hvcore::Partition> hv,
                      std::unique_ptr<GuestMemory> memory,
                      std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps)
-    : hv_(std::move(hv)),
-      memory_(std::move(memory)),
+    : memory_(std::move(memory)),
+      hv_(std::move(hv)),
       vps_(std::move(vps)),
       vp_state_(new VpState[vps_.size()]) {}
 
-// Members are destroyed in reverse order: VPs (vcpu fds, kvm_run) before the VM
-// fd and before the guest memory KVM still has mapped.
+// Members are destroyed in reverse order: VPs (vcpu fds, kvm_run), then the VM
+// fd, then the guest memory KVM had mapped (see the member declarations).
 Partition::~Partition() = default;
 
 absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(

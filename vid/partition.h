@@ -136,8 +136,10 @@ class Partition {
   // Handles one intercept; returns false when the VP must stop.
   bool HandleIntercept(uint32_t index, hvcore::Intercept& intercept);
 
-  std::unique_ptr<hvcore::Partition> hv_;
+  // Declaration order is destruction order reversed: VPs go first, then the VM
+  // fd, and the guest memory KVM had mapped is unmapped last.
   std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<hvcore::Partition> hv_;
   IoDispatcher io_;
   std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps_;
   std::unique_ptr<VpState[]> vp_state_;

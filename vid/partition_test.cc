@@ -193,6 +193,62 @@ TEST(PartitionTest, MemoryAbove3GiBIsMappedAbove4GiB) {
   EXPECT_THAT(vm->uart->output(), HasSubstr("command line: big\r\n"));
 }
 
+// A measurement more than a check: the cost of one port-I/O exit through vid's
+// dispatch (guest OUT -> KVM_EXIT_IO -> IoDispatcher -> handler -> KVM_RUN).
+TEST(PartitionTest, PortIoExitCost) {
+  SKIP_WITHOUT_KVM();
+  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm =
+      hvcore::KvmSystem::Open();
+  ASSERT_TRUE(kvm.ok()) << kvm.status();
+  auto p = Partition::Create({.vcpus = 1, .memory_bytes = 4 << 20}, **kvm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  struct NullPort : PortIoHandler {
+    uint32_t PortRead(uint16_t, uint8_t) override { return 0; }
+    void PortWrite(uint16_t, uint8_t, uint32_t) override {}
+  } null_port;
+  testing::PowerOffPort power(p->get());
+  ASSERT_TRUE((*p)->io().RegisterPortIo("post", 0x80, 1, &null_port).ok());
+  ASSERT_TRUE((*p)->io().RegisterPortIo("pm1a", 0x604, 2, &power).ok());
+  constexpr uint32_t kIterations = 20000;
+  const std::vector<uint8_t> code = {
+      0xB9,
+      kIterations & 0xFF,
+      (kIterations >> 8) & 0xFF,
+      0,
+      0,  // mov ecx, N
+      0xE6,
+      0x80,  // 1: out 0x80, al
+      0xFF,
+      0xC9,  // dec ecx
+      0x75,
+      0xFA,  // jnz 1b
+      0x66,
+      0xBA,
+      0x04,
+      0x06,  // mov dx, 0x604
+      0x66,
+      0xB8,
+      0x00,
+      0x34,  // mov ax, 0x3400
+      0x66,
+      0xEF,  // out dx, ax
+      0xF4,  // hlt
+  };
+  ASSERT_TRUE((*p)->memory().Write(0x100000, code).ok());
+  ASSERT_TRUE((*p)->PrepareBootVp(0x100000).ok());
+  absl::Time start = absl::Now();
+  absl::StatusOr<RunOutcome> outcome = (*p)->Run();
+  absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kPowerOff) << Describe(*outcome);
+  VpStats stats = (*p)->GetVpStats()[0];
+  EXPECT_EQ(stats.exits[0], kIterations + 1);
+  std::cout << "port I/O exit cost: " << stats.exits[0] << " exits in "
+            << absl::FormatDuration(took) << " = "
+            << absl::ToDoubleMicroseconds(took) / stats.exits[0]
+            << " us per exit (incl. 3 emulated guest instructions each)\n";
+}
+
 TEST(PartitionTest, StopBeforeRunReturnsImmediately) {
   SKIP_WITHOUT_KVM();
   absl::StatusOr<TestVm> vm = MakeTestVm("guest/spin.elf", "");
