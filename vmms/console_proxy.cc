@@ -61,7 +61,7 @@ absl::StatusOr<size_t> ProxyWorkerConsole(
 
 void SendRetainedConsole(const std::string& console_log,
                          grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) {
-  std::string retained = ReadTail(console_log, kRetainedConsoleBytes);
+  std::string retained = ReadConsoleTail(console_log, kRetainedConsoleBytes);
   constexpr size_t kChunk = 64 * 1024;
   hvstack::v1::ConsoleChunk chunk;
   for (size_t offset = 0; offset < retained.size(); offset += kChunk) {

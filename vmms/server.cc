@@ -64,6 +64,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   worker_options.state_dir = state_dir;
   worker_options.kvm_device = options.kvm_device;
   worker_options.vmwp_flag = options.vmwp;
+  worker_options.start_timeout = options.start_timeout;
+  worker_options.stop_grace = options.stop_grace;
   server->workers_ = std::make_unique<WorkerManager>(server->store_.get(), worker_options);
   server->service_ =
       std::make_unique<VmServiceImpl>(server->store_.get(), server->workers_.get());

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "base/scoped_fd.h"
 #include "vmms/vm_service.h"
 #include "vmms/vm_store.h"
@@ -18,6 +19,9 @@ struct ServerOptions {
   std::string state_dir;
   std::string kvm_device = "/dev/kvm";
   std::string vmwp;  // --vmwp; empty: LocateVmwp's search.
+  // Not flags: tests shorten them.
+  absl::Duration start_timeout = absl::Seconds(30);
+  absl::Duration stop_grace = absl::Seconds(3);
 };
 
 // One vmms instance: the state directory's lock, the store, the worker manager and the gRPC

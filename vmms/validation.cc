@@ -44,7 +44,7 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
         "config.kernel_path '", kernel, "' is not an absolute path (vmms does not share the "
         "client's working directory)"));
   }
-  return ValidateKernelImage(kernel);
+  return ValidateKernelImage(kernel, config.memory_mib());
 }
 
 }  // namespace vmms

@@ -58,6 +58,12 @@ std::string ReadTail(const std::string& path, size_t max_bytes) {
   return data;
 }
 
+std::string ReadConsoleTail(const std::string& path, size_t max_bytes) {
+  std::string current = ReadTail(path, max_bytes);
+  if (current.size() >= max_bytes) return current;
+  return ReadTail(path + ".1", max_bytes - current.size()) + current;
+}
+
 std::optional<hvstack::internal::WorkerExitReport> ReadExitReport(const std::string& path) {
   base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;

@@ -21,6 +21,10 @@ std::optional<hvstack::internal::WorkerExitReport> ReadExitReport(const std::str
 // The last `max_bytes` of the file at `path`; empty when it does not exist.
 std::string ReadTail(const std::string& path, size_t max_bytes);
 
+// The last `max_bytes` of the console log, which vmwp rotates to `<path>.1` when it grows too
+// big: a log that was just rotated is topped up from the previous file.
+std::string ReadConsoleTail(const std::string& path, size_t max_bytes);
+
 }  // namespace vmms
 
 #endif  // HVSTACK_VMMS_WORKER_FILES_H_

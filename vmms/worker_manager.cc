@@ -43,8 +43,9 @@ absl::Status WrongState(const Vm& vm, absl::string_view action) {
                                                        StateName(vm.state()), action));
 }
 
-// Asks the worker to stop over its socket; failures only mean we go straight to SIGKILL.
-void RequestWorkerStop(const std::string& socket_path) {
+// Asks the worker to stop over its socket. False means it could not be asked (so there is no
+// point waiting for it to comply).
+bool RequestWorkerStop(const std::string& socket_path) {
   auto channel =
       grpc::CreateChannel("unix:" + socket_path, grpc::InsecureChannelCredentials());
   auto stub = hvstack::internal::WorkerService::NewStub(channel);
@@ -55,7 +56,9 @@ void RequestWorkerStop(const std::string& socket_path) {
   if (!status.ok()) {
     spdlog::warn("worker at {}: Stop failed ({}); killing it", socket_path,
                  status.error_message());
+    return false;
   }
+  return true;
 }
 
 }  // namespace
@@ -256,13 +259,12 @@ absl::Status WorkerManager::StopWorker(Worker* worker, const std::string& reason
     // graceful exit.
     ask_first = worker->ready;
   }
-  if (ask_first) RequestWorkerStop(worker->paths.worker_socket);
+  bool asked = ask_first && RequestWorkerStop(worker->paths.worker_socket);
 
   absl::MutexLock lock(&worker->mu);
   auto exited = [worker]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) { return worker->exited; };
-  if (!ask_first ||
-      !worker->mu.AwaitWithTimeout(absl::Condition(&exited), options_.stop_grace)) {
-    if (ask_first) {
+  if (!asked || !worker->mu.AwaitWithTimeout(absl::Condition(&exited), options_.stop_grace)) {
+    if (asked) {
       spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL", worker->name,
                    worker->pid, absl::FormatDuration(options_.stop_grace));
     }

@@ -1,0 +1,46 @@
+#ifndef HVSTACK_CLI_COMMANDS_H_
+#define HVSTACK_CLI_COMMANDS_H_
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "proto/hvstack/v1/vm.grpc.pb.h"
+
+namespace vmctl {
+
+// What every subcommand needs: a connection to vmms and how to print.
+struct Session {
+  std::string socket_path;
+  bool json = false;
+  std::unique_ptr<hvstack::v1::VmService::StubInterface> stub;
+  std::ostream* out;
+  std::ostream* err;
+};
+
+// Connects (lazily, as gRPC does) to vmms at unix:`socket_path`.
+Session Connect(const std::string& socket_path, bool json, std::ostream& out, std::ostream& err);
+
+struct CreateArgs {
+  std::string name;
+  std::string kernel;  // Made absolute here: vmms does not share our working directory.
+  uint64_t memory_mib = 256;
+  uint32_t cpus = 1;
+  std::string cmdline;
+};
+
+// Each returns vmctl's exit code (exit_codes.h) and prints the result, or "vmctl: CODE: message"
+// to the error stream.
+int CreateCommand(Session& session, const CreateArgs& args);
+int ListCommand(Session& session);
+int ShowCommand(Session& session, const std::string& name);
+int StartCommand(Session& session, const std::string& name);
+int StopCommand(Session& session, const std::string& name);
+int DeleteCommand(Session& session, const std::string& name);
+// Streams raw console bytes to the output until the stream ends.
+int ConsoleCommand(Session& session, const std::string& name, bool follow);
+
+}  // namespace vmctl
+
+#endif  // HVSTACK_CLI_COMMANDS_H_

@@ -1,0 +1,27 @@
+#ifndef HVSTACK_CLI_OUTPUT_H_
+#define HVSTACK_CLI_OUTPUT_H_
+
+#include <string>
+
+#include <google/protobuf/message.h>
+
+#include "proto/hvstack/v1/vm.pb.h"
+
+namespace vmctl {
+
+// "running", "off", ...: the state without its VM_STATE_ prefix, lowercase.
+std::string StateText(hvstack::v1::VmState state);
+
+// The `list` table: a header (NAME STATE CPUS MEMORY UUID REASON) and one line per VM, columns
+// padded to their widest cell.
+std::string FormatTable(const hvstack::v1::ListVmsResponse& vms);
+
+// `show`: one "key: value" line per field.
+std::string FormatVm(const hvstack::v1::Vm& vm);
+
+// The proto3 canonical JSON mapping of `message`, followed by a newline.
+std::string FormatJson(const google::protobuf::Message& message);
+
+}  // namespace vmctl
+
+#endif  // HVSTACK_CLI_OUTPUT_H_

@@ -1,0 +1,81 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "cli/exit_codes.h"
+#include "cli/output.h"
+#include "cli/socket_path.h"
+
+namespace vmctl {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string SocketFor(std::map<std::string, std::string> env, bool installed_exists) {
+  return DefaultSocketPath(
+      [&env](const char* name) -> std::optional<std::string> {
+        auto it = env.find(name);
+        if (it == env.end()) return std::nullopt;
+        return it->second;
+      },
+      [installed_exists](const std::string&) { return installed_exists; });
+}
+
+TEST(SocketPathTest, PrecedenceIsSocketThenStateDirThenInstalledThenCheckout) {
+  EXPECT_EQ(SocketFor({{"HVSTACK_SOCKET", "/s"}, {"HVSTACK_STATE_DIR", "/d"}}, true), "/s");
+  EXPECT_EQ(SocketFor({{"HVSTACK_STATE_DIR", "/d"}}, true), "/d/vmms.sock");
+  EXPECT_EQ(SocketFor({}, true), "/var/lib/hvstack/vmms.sock");
+  EXPECT_EQ(SocketFor({}, false), "state/vmms.sock");
+  EXPECT_EQ(SocketFor({{"HVSTACK_SOCKET", ""}}, false), "state/vmms.sock");
+}
+
+TEST(ExitCodesTest, DocumentedMapping) {
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::OK), 0);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::NOT_FOUND), 2);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::ALREADY_EXISTS), 3);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::FAILED_PRECONDITION), 3);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INVALID_ARGUMENT), 4);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAVAILABLE), 5);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INTERNAL), 6);
+  EXPECT_STREQ(StatusCodeName(grpc::StatusCode::FAILED_PRECONDITION), "FAILED_PRECONDITION");
+}
+
+hvstack::v1::Vm SampleVm() {
+  hvstack::v1::Vm vm;
+  vm.set_name("web1");
+  vm.set_uuid("0b8f5a4e-2d9c-4c41-9a53-1f0c7d7d2e11");
+  vm.set_state(hvstack::v1::VM_STATE_RUNNING);
+  vm.set_state_reason("worker ready");
+  vm.mutable_config()->set_vcpus(2);
+  vm.mutable_config()->set_memory_mib(256);
+  vm.mutable_config()->set_kernel_path("/k");
+  return vm;
+}
+
+TEST(OutputTest, TableHasHeaderAndAlignedRows) {
+  hvstack::v1::ListVmsResponse list;
+  *list.add_vms() = SampleVm();
+  std::string table = FormatTable(list);
+  EXPECT_EQ(table,
+            "NAME  STATE    CPUS  MEMORY  UUID                                  REASON\n"
+            "web1  running  2     256MiB  0b8f5a4e-2d9c-4c41-9a53-1f0c7d7d2e11  worker ready\n");
+}
+
+TEST(OutputTest, ShowIsKeyValueLines) {
+  std::string text = FormatVm(SampleVm());
+  EXPECT_THAT(text, HasSubstr("name: web1\n"));
+  EXPECT_THAT(text, HasSubstr("state: running\n"));
+  EXPECT_THAT(text, HasSubstr("state_reason: worker ready\n"));
+  EXPECT_THAT(text, HasSubstr("memory: 256MiB\n"));
+}
+
+TEST(OutputTest, JsonIsCanonicalMapping) {
+  std::string json = FormatJson(SampleVm());
+  EXPECT_THAT(json, HasSubstr("\"state\":\"VM_STATE_RUNNING\""));
+  EXPECT_THAT(json, HasSubstr("\"stateReason\":\"worker ready\""));
+  EXPECT_THAT(json, HasSubstr("\"memoryMib\":\"256\""));
+}
+
+}  // namespace
+}  // namespace vmctl

@@ -1,0 +1,200 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "vmms/migrations.h"
+#include "vmms/sqlite_db.h"
+#include "vmms/test_dir.h"
+#include "vmms/vm_store.h"
+
+namespace vmms {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+int64_t CountRows(Database& db, const std::string& table) {
+  auto stmt = db.Prepare("SELECT COUNT(*) FROM " + table);
+  EXPECT_TRUE(stmt.ok());
+  EXPECT_TRUE(*stmt->Step());
+  return stmt->ColumnInt64(0);
+}
+
+bool TableExists(Database& db, const std::string& table) {
+  auto stmt = db.Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
+  EXPECT_TRUE(stmt->Bind(1, table).ok());
+  return *stmt->Step();
+}
+
+TEST(DatabaseTest, OpensInWalModeWithForeignKeys) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto mode = db->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(*mode->Step());
+  EXPECT_EQ(mode->ColumnText(0), "wal");
+  auto fk = db->Prepare("PRAGMA foreign_keys");
+  ASSERT_TRUE(*fk->Step());
+  EXPECT_EQ(fk->ColumnInt64(0), 1);
+}
+
+TEST(DatabaseTest, TransactionRollsBackUnlessCommitted) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  ASSERT_TRUE(db->Exec("CREATE TABLE t (x INTEGER)").ok());
+  {
+    auto tx = Transaction::Begin(*db);
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (1)").ok());
+  }  // Destroyed without Commit.
+  EXPECT_EQ(CountRows(*db, "t"), 0);
+  {
+    auto tx = Transaction::Begin(*db);
+    ASSERT_TRUE(db->Exec("INSERT INTO t VALUES (2)").ok());
+    ASSERT_TRUE(tx->Commit().ok());
+  }
+  EXPECT_EQ(CountRows(*db, "t"), 1);
+}
+
+TEST(DatabaseTest, ErrorsNameTheStatement) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  auto stmt = db->Prepare("SELECT * FROM no_such_table");
+  EXPECT_FALSE(stmt.ok());
+  EXPECT_THAT(stmt.status().message(), HasSubstr("no_such_table"));
+}
+
+TEST(MigrationsTest, FreshDatabaseReachesLatestVersionAndReapplyIsANoOp) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  auto version = ApplyMigrations(*db, SchemaMigrations());
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, SchemaMigrations().back().version);
+  EXPECT_TRUE(TableExists(*db, "vms"));
+  EXPECT_TRUE(TableExists(*db, "vm_state_history"));
+  version = ApplyMigrations(*db, SchemaMigrations());
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(CountRows(*db, "schema_version"), static_cast<int64_t>(SchemaMigrations().size()));
+}
+
+TEST(MigrationsTest, FailingMigrationLeavesTheDatabaseAtTheLastWholeVersion) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  const Migration migrations[] = {
+      {1, "one", "CREATE TABLE a (x INTEGER);"},
+      {2, "two, broken half way", "CREATE TABLE b (x INTEGER); THIS IS NOT SQL;"},
+  };
+  auto version = ApplyMigrations(*db, migrations);
+  EXPECT_FALSE(version.ok());
+  EXPECT_THAT(version.status().message(), HasSubstr("schema migration 2"));
+  EXPECT_EQ(*SchemaVersion(*db), 1);
+  EXPECT_TRUE(TableExists(*db, "a"));
+  EXPECT_FALSE(TableExists(*db, "b"));  // Rolled back with its version row.
+}
+
+TEST(MigrationsTest, RefusesADatabaseFromANewerVmms) {
+  testing::TestDir dir;
+  auto db = Database::Open(dir.path() + "/t.db");
+  const Migration two[] = {{1, "one", "CREATE TABLE a (x INTEGER);"},
+                           {2, "two", "CREATE TABLE b (x INTEGER);"}};
+  ASSERT_TRUE(ApplyMigrations(*db, two).ok());
+  auto version = ApplyMigrations(*db, std::span<const Migration>(two, 1));
+  EXPECT_EQ(version.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(version.status().message(), HasSubstr("newer"));
+}
+
+Vm NewVm(const std::string& name, const std::string& uuid) {
+  Vm vm;
+  vm.set_name(name);
+  vm.set_uuid(uuid);
+  vm.mutable_config()->set_vcpus(2);
+  vm.mutable_config()->set_memory_mib(128);
+  vm.mutable_config()->set_kernel_path("/boot/k");
+  vm.mutable_config()->set_cmdline("console=ttyS0");
+  return vm;
+}
+
+TEST(VmStoreTest, CreateGetListAndDuplicates) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto created = (*store)->Create(NewVm("web1", "u1"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->state(), hvstack::v1::VM_STATE_OFF);
+  EXPECT_EQ(created->state_reason(), "created");
+  EXPECT_EQ(created->config().cmdline(), "console=ttyS0");
+  EXPECT_GT(created->create_time().seconds(), 0);
+
+  auto duplicate = (*store)->Create(NewVm("web1", "u2"));
+  EXPECT_EQ(duplicate.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(duplicate.status().message(), HasSubstr("'web1'"));
+
+  ASSERT_TRUE((*store)->Create(NewVm("db1", "u3")).ok());
+  auto list = (*store)->List();
+  ASSERT_THAT(*list, SizeIs(2));
+  EXPECT_EQ((*list)[0].name(), "db1");  // Ordered by name.
+
+  auto missing = (*store)->Get("nope");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("'nope'"));
+}
+
+TEST(VmStoreTest, StateChangesAreRecordedWithHistory) {
+  testing::TestDir dir;
+  auto store = *VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+  ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start requested").ok());
+  auto running = store->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "worker ready", 4242);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->worker_pid(), 4242);
+  auto off = store->SetState("u1", hvstack::v1::VM_STATE_OFF, "guest powered off", 0);
+  EXPECT_EQ(off->worker_pid(), 0);
+  EXPECT_EQ(off->state_reason(), "guest powered off");
+
+  auto history = store->History("u1");
+  ASSERT_TRUE(history.ok());
+  ASSERT_THAT(*history, SizeIs(4));
+  EXPECT_EQ((*history)[0].from, hvstack::v1::VM_STATE_UNSPECIFIED);
+  EXPECT_EQ((*history)[0].reason, "created");
+  EXPECT_EQ((*history)[2].from, hvstack::v1::VM_STATE_STARTING);
+  EXPECT_EQ((*history)[2].to, hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ((*history)[3].reason, "guest powered off");
+}
+
+TEST(VmStoreTest, DeleteCascadesToHistory) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    auto store = *VmStore::Open(path);
+    ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+    ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "x").ok());
+    ASSERT_TRUE(store->Delete("u1").ok());
+    EXPECT_EQ(store->Delete("u1").code(), absl::StatusCode::kNotFound);
+  }
+  auto db = Database::Open(path);
+  EXPECT_EQ(CountRows(*db, "vms"), 0);
+  EXPECT_EQ(CountRows(*db, "vm_state_history"), 0);
+}
+
+TEST(VmStoreTest, DefinitionsSurviveReopening) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    auto store = *VmStore::Open(path);
+    ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+    ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "guest crashed: x").ok());
+  }
+  auto store = *VmStore::Open(path);
+  auto vm = store->Get("web1");
+  ASSERT_TRUE(vm.ok());
+  EXPECT_EQ(vm->uuid(), "u1");
+  EXPECT_EQ(vm->config().vcpus(), 2u);
+  EXPECT_EQ(vm->config().memory_mib(), 128u);
+  EXPECT_EQ(vm->config().kernel_path(), "/boot/k");
+  EXPECT_EQ(vm->state(), hvstack::v1::VM_STATE_CRASHED);
+  EXPECT_EQ(vm->state_reason(), "guest crashed: x");
+  EXPECT_THAT(*store->History("u1"), SizeIs(2));
+}
+
+}  // namespace
+}  // namespace vmms

@@ -1,0 +1,172 @@
+// A stand-in for vmwp that speaks the worker contract (worker.proto) without KVM, so that vmms's
+// supervision can be tested on any machine. What it does is chosen by the VM's kernel command
+// line (WorkerConfig.cmdline), one word:
+//   poweroff        ready, console "hello\n", exit report GUEST_POWER_OFF, exit 0 at once
+//   serve           ready, console "booted\n", serve WorkerService until Stop (STOP_REQUESTED)
+//   serve-deaf      ready, then sleep without serving or handling Stop (vmms must SIGKILL)
+//   guest-crash     ready, exit report GUEST_CRASHED "triple fault"
+//   worker-error    no ready byte, exit report WORKER_ERROR (FAILED_PRECONDITION), exit 1
+//   die-early       no ready byte, no report, exit 3
+//   segv            ready, then killed by SIGSEGV without a report
+//   never-ready     sleep without ever reporting ready
+// It also checks the descriptor contract: the kvm descriptor is open, and nothing else above the
+// ready descriptor leaked in; a violation is reported as WORKER_ERROR.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/synchronization/notification.h"
+#include "proto/hvstack/internal/worker.grpc.pb.h"
+
+namespace {
+
+using hvstack::internal::WorkerConfig;
+using hvstack::internal::WorkerExitReport;
+
+WorkerConfig config;
+
+void WriteReport(WorkerExitReport::Reason reason, const std::string& detail, int code = 0) {
+  WorkerExitReport report;
+  report.set_reason(reason);
+  report.set_detail(detail);
+  report.set_status_code(code);
+  std::string path = config.runtime_dir() + "/exit_report.pb";
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    report.SerializeToOstream(&out);
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+void AppendConsole(const std::string& text) {
+  std::ofstream out(config.runtime_dir() + "/console.log", std::ios::binary | std::ios::app);
+  out << text;
+}
+
+// Returns a description of the first violation of the descriptor contract, or "".
+std::string CheckDescriptors(int ready_fd) {
+  struct stat st;
+  if (fstat(config.kvm_fd(), &st) != 0) return "kvm_fd " + std::to_string(config.kvm_fd()) + " is not open";
+  DIR* dir = opendir("/proc/self/fd");
+  std::string problem;
+  while (dirent* entry = readdir(dir)) {
+    int fd = std::atoi(entry->d_name);
+    if (entry->d_name[0] == '.' || fd == dirfd(dir)) continue;
+    if (fd > ready_fd) problem = "leaked descriptor " + std::to_string(fd);
+  }
+  closedir(dir);
+  return problem;
+}
+
+class FakeWorkerService final : public hvstack::internal::WorkerService::Service {
+ public:
+  explicit FakeWorkerService(absl::Notification* stop) : stop_(stop) {}
+  grpc::Status GetStatus(grpc::ServerContext*, const hvstack::internal::GetStatusRequest*,
+                         hvstack::internal::WorkerStatus* status) override {
+    status->set_vm_uuid(config.vm_uuid());
+    status->set_running(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status Stop(grpc::ServerContext*, const hvstack::internal::StopRequest*,
+                    hvstack::internal::StopResponse*) override {
+    if (!stop_->HasBeenNotified()) stop_->Notify();
+    return grpc::Status::OK;
+  }
+  grpc::Status StreamConsole(grpc::ServerContext* context,
+                             const hvstack::internal::ConsoleRequest* request,
+                             grpc::ServerWriter<hvstack::internal::ConsoleData>* writer) override {
+    hvstack::internal::ConsoleData data;
+    data.set_data("booted\n");
+    writer->Write(data);
+    if (!request->follow()) return grpc::Status::OK;
+    for (int i = 0; !stop_->HasBeenNotified() && !context->IsCancelled(); ++i) {
+      data.set_data("tick " + std::to_string(i) + "\n");
+      if (!writer->Write(data)) break;
+      stop_->WaitForNotificationWithTimeout(absl::Milliseconds(50));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  absl::Notification* stop_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  int ready_fd = -1;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--config=", 0) == 0) config_path = arg.substr(9);
+    if (arg.rfind("--ready-fd=", 0) == 0) ready_fd = std::atoi(arg.c_str() + 11);
+  }
+  std::ifstream in(config_path, std::ios::binary);
+  bool parsed = config.ParseFromIstream(&in);
+  in.close();  // Before the descriptor check, which would see it.
+  if (!parsed || ready_fd < 0) {
+    std::fprintf(stderr, "fake_vmwp: bad arguments\n");
+    return 2;
+  }
+  if (std::string problem = CheckDescriptors(ready_fd); !problem.empty()) {
+    WriteReport(WorkerExitReport::WORKER_ERROR, problem, 13);
+    return 1;
+  }
+  const std::string mode = config.cmdline();
+  auto ready = [ready_fd] {
+    char byte = 1;
+    (void)!write(ready_fd, &byte, 1);
+    close(ready_fd);
+  };
+  if (mode == "poweroff") {
+    AppendConsole("hello\n");
+    ready();
+    WriteReport(WorkerExitReport::GUEST_POWER_OFF, "");
+    return 0;
+  }
+  if (mode == "guest-crash") {
+    ready();
+    WriteReport(WorkerExitReport::GUEST_CRASHED, "triple fault");
+    return 0;
+  }
+  if (mode == "worker-error") {
+    WriteReport(WorkerExitReport::WORKER_ERROR, "kernel does not fit", 9);
+    return 1;
+  }
+  if (mode == "die-early") return 3;
+  if (mode == "segv") {
+    ready();
+    signal(SIGSEGV, SIG_DFL);
+    raise(SIGSEGV);
+  }
+  if (mode == "never-ready" || mode == "serve-deaf") {
+    if (mode == "serve-deaf") ready();
+    signal(SIGTERM, SIG_IGN);
+    while (true) pause();
+  }
+  // serve
+  AppendConsole("booted\n");
+  absl::Notification stop;
+  FakeWorkerService service(&stop);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + config.socket_path(), grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ready();
+  stop.WaitForNotification();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  WriteReport(WorkerExitReport::STOP_REQUESTED, "");
+  return 0;
+}

@@ -1,0 +1,86 @@
+#include "vmms/validation.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "vmms/test_dir.h"
+#include "vmms/test_kernels.h"
+
+namespace vmms {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ValidateVmNameTest, AcceptsDnsLabels) {
+  for (const char* name : {"a", "web1", "0", "a-b-c", "x1-2"}) {
+    EXPECT_TRUE(ValidateVmName(name).ok()) << name;
+  }
+  EXPECT_TRUE(ValidateVmName(std::string(63, 'a')).ok());
+}
+
+TEST(ValidateVmNameTest, RejectsOthersAndStatesTheRule) {
+  for (const std::string& name :
+       {std::string(""), std::string(64, 'a'), std::string("Web1"), std::string("-web"),
+        std::string("web-"), std::string("web_1"), std::string("web.1"), std::string("wéb"),
+        std::string("a b"), std::string("a/b")}) {
+    absl::Status s = ValidateVmName(name);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(s.message(), HasSubstr("1-63 characters of [a-z0-9-]")) << name;
+  }
+}
+
+hvstack::v1::VmConfig Config(uint32_t vcpus, uint64_t memory, std::string kernel) {
+  hvstack::v1::VmConfig config;
+  config.set_vcpus(vcpus);
+  config.set_memory_mib(memory);
+  config.set_kernel_path(std::move(kernel));
+  return config;
+}
+
+TEST(ValidateVmConfigTest, AcceptsARealKernelWithinBounds) {
+  for (uint32_t vcpus : {1u, 64u}) {
+    for (uint64_t memory : {16u, 256u, 65536u}) {
+      absl::Status s = ValidateVmConfig(Config(vcpus, memory, testing::HelloKernel()));
+      EXPECT_TRUE(s.ok()) << vcpus << " " << memory << ": " << s;
+    }
+  }
+}
+
+TEST(ValidateVmConfigTest, BoundsAreStated) {
+  for (uint32_t vcpus : {0u, 65u}) {
+    absl::Status s = ValidateVmConfig(Config(vcpus, 256, testing::HelloKernel()));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.message(), HasSubstr("between 1 and 64"));
+    EXPECT_THAT(s.message(), HasSubstr("config.vcpus"));
+  }
+  for (uint64_t memory : {0u, 15u, 65537u}) {
+    absl::Status s = ValidateVmConfig(Config(1, memory, testing::HelloKernel()));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.message(), HasSubstr("between 16 and 65536 MiB"));
+  }
+}
+
+TEST(ValidateVmConfigTest, KernelProblemsNameThePath) {
+  testing::TestDir dir;
+  struct Case {
+    std::string path;
+    std::string expected;
+  } cases[] = {
+      {"", "kernel_path is empty"},
+      {"guest/hello.elf", "not an absolute path"},
+      {dir.path() + "/missing", "No such file"},
+      {testing::WriteFile(dir.path() + "/text", "just some text, long enough for a header..."
+                                                "........................................"),
+       "not an ELF"},
+      {testing::WriteFile(dir.path() + "/arm", testing::Aarch64ElfHeader()), "x86-64"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ValidateVmConfig(Config(1, 256, c.path));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.path;
+    EXPECT_THAT(s.message(), HasSubstr(c.expected)) << c.path;
+    EXPECT_THAT(s.message(), HasSubstr(c.path)) << c.path;
+  }
+}
+
+}  // namespace
+}  // namespace vmms
