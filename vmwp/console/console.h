@@ -9,8 +9,8 @@
 
 namespace vmwp {
 
-// Where a VM's console output goes: the in-memory ring (for streams) and, optionally, the
-// console log file. The UART's output sink is Console::Write.
+// Where a VM's console output goes: the in-memory ring (for streams) and,
+// optionally, the console log file. The UART's output sink is Console::Write.
 class Console {
  public:
   explicit Console(std::unique_ptr<ConsoleLogFile> log_file,

@@ -13,24 +13,28 @@
 namespace vmwp {
 namespace {
 
-absl::Status ErrnoError(std::string_view what, const std::string& path, int err) {
-  return absl::ErrnoToStatus(err, absl::StrCat("console log ", path, ": ", std::string(what)));
+absl::Status ErrnoError(std::string_view what, const std::string& path,
+                        int err) {
+  return absl::ErrnoToStatus(
+      err, absl::StrCat("console log ", path, ": ", std::string(what)));
 }
 
 absl::StatusOr<base::ScopedFd> OpenLog(const std::string& path) {
-  base::ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                           0640));
+  base::ScopedFd fd(::open(
+      path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640));
   if (!fd.valid()) return ErrnoError("cannot open", path, errno);
   return fd;
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ConsoleLogFile>> ConsoleLogFile::Create(std::string path,
-                                                                       uint64_t max_bytes) {
-  if (max_bytes == 0) return absl::InvalidArgumentError("console log: max_bytes must be > 0");
+absl::StatusOr<std::unique_ptr<ConsoleLogFile>> ConsoleLogFile::Create(
+    std::string path, uint64_t max_bytes) {
+  if (max_bytes == 0)
+    return absl::InvalidArgumentError("console log: max_bytes must be > 0");
   const std::string old = path + ".1";
-  if (::unlink(old.c_str()) != 0 && errno != ENOENT) return ErrnoError("cannot remove", old, errno);
+  if (::unlink(old.c_str()) != 0 && errno != ENOENT)
+    return ErrnoError("cannot remove", old, errno);
   absl::StatusOr<base::ScopedFd> fd = OpenLog(path);
   if (!fd.ok()) return fd.status();
   return std::unique_ptr<ConsoleLogFile>(
@@ -45,7 +49,8 @@ void ConsoleLogFile::Write(std::string_view bytes) {
       status_ = RotateLocked();
       if (!status_.ok()) return;
     }
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), max_bytes_ - size_));
+    const size_t n = static_cast<size_t>(
+        std::min<uint64_t>(bytes.size(), max_bytes_ - size_));
     status_ = WriteAllLocked(bytes.substr(0, n));
     if (!status_.ok()) return;
     bytes.remove_prefix(n);
@@ -59,7 +64,8 @@ absl::Status ConsoleLogFile::status() const {
 
 absl::Status ConsoleLogFile::RotateLocked() {
   const std::string old = path_ + ".1";
-  if (::rename(path_.c_str(), old.c_str()) != 0) return ErrnoError("cannot rotate", path_, errno);
+  if (::rename(path_.c_str(), old.c_str()) != 0)
+    return ErrnoError("cannot rotate", path_, errno);
   absl::StatusOr<base::ScopedFd> fd = OpenLog(path_);
   if (!fd.ok()) return fd.status();
   fd_ = *std::move(fd);

@@ -14,20 +14,22 @@
 
 namespace vmwp {
 
-// The console log in the VM's runtime directory. A guest controls how much it prints, so the
-// file is capped: when the next write would pass `max_bytes`, the file is renamed to
-// `<path>.1` (replacing an older one) and a new one is started. At most 2 * max_bytes stay on
-// disk.
+// The console log in the VM's runtime directory. A guest controls how much it
+// prints, so the file is capped: when the next write would pass `max_bytes`,
+// the file is renamed to
+// `<path>.1` (replacing an older one) and a new one is started. At most 2 *
+// max_bytes stay on disk.
 //
-// Thread-safe. A write error is remembered (and reported by status()) rather than failing the
-// VM: losing the log must not kill the guest.
+// Thread-safe. A write error is remembered (and reported by status()) rather
+// than failing the VM: losing the log must not kill the guest.
 class ConsoleLogFile {
  public:
   static constexpr uint64_t kDefaultMaxBytes = 8ull << 20;
 
-  // Creates or truncates `path`; a leftover `<path>.1` from an earlier run is removed.
-  static absl::StatusOr<std::unique_ptr<ConsoleLogFile>> Create(std::string path,
-                                                                uint64_t max_bytes);
+  // Creates or truncates `path`; a leftover `<path>.1` from an earlier run is
+  // removed.
+  static absl::StatusOr<std::unique_ptr<ConsoleLogFile>> Create(
+      std::string path, uint64_t max_bytes);
 
   void Write(std::string_view bytes);
 
@@ -39,7 +41,8 @@ class ConsoleLogFile {
   ConsoleLogFile(std::string path, uint64_t max_bytes, base::ScopedFd fd)
       : path_(std::move(path)), max_bytes_(max_bytes), fd_(std::move(fd)) {}
   absl::Status RotateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status WriteAllLocked(std::string_view bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WriteAllLocked(std::string_view bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   const uint64_t max_bytes_;

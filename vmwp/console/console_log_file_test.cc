@@ -27,9 +27,10 @@ bool Exists(const std::string& path) {
 class ConsoleLogFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR")
-                                                              : "/tmp") +
-                       "/consolelogXXXXXX";
+    std::string tmpl =
+        std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR")
+                                               : "/tmp") +
+        "/consolelogXXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     path_ = tmpl + "/console.log";
   }
@@ -82,7 +83,8 @@ TEST_F(ConsoleLogFileTest, CreateTruncatesAndRemovesOldRotation) {
 TEST_F(ConsoleLogFileTest, UnwritableDirectoryIsAnError) {
   auto log = ConsoleLogFile::Create("/nonexistent-dir/console.log", 4);
   EXPECT_FALSE(log.ok());
-  EXPECT_NE(log.status().message().find("/nonexistent-dir/console.log"), std::string::npos);
+  EXPECT_NE(log.status().message().find("/nonexistent-dir/console.log"),
+            std::string::npos);
 }
 
 TEST_F(ConsoleLogFileTest, ConsoleFansOutToRingAndFile) {

@@ -9,7 +9,8 @@ void ConsoleRing::CancelToken::Cancel() {
   ring_->WakeReaders();
 }
 
-ConsoleRing::ConsoleRing(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {
+ConsoleRing::ConsoleRing(size_t capacity)
+    : capacity_(std::max<size_t>(capacity, 1)) {
   buffer_.resize(capacity_);
 }
 
@@ -50,17 +51,21 @@ uint64_t ConsoleRing::start_offset() const {
   return StartLocked();
 }
 
-uint64_t ConsoleRing::StartLocked() const { return end_ > capacity_ ? end_ - capacity_ : 0; }
+uint64_t ConsoleRing::StartLocked() const {
+  return end_ > capacity_ ? end_ - capacity_ : 0;
+}
 
 ConsoleRing::Chunk ConsoleRing::Read(uint64_t offset, size_t max_bytes) const {
   absl::ReaderMutexLock lock(&mu_);
   return ReadLocked(offset, max_bytes);
 }
 
-ConsoleRing::Chunk ConsoleRing::ReadLocked(uint64_t offset, size_t max_bytes) const {
+ConsoleRing::Chunk ConsoleRing::ReadLocked(uint64_t offset,
+                                           size_t max_bytes) const {
   Chunk chunk;
   const uint64_t from = std::min(std::max(offset, StartLocked()), end_);
-  const size_t n = static_cast<size_t>(std::min<uint64_t>(end_ - from, max_bytes));
+  const size_t n =
+      static_cast<size_t>(std::min<uint64_t>(end_ - from, max_bytes));
   chunk.offset = from;
   chunk.next_offset = from + n;
   chunk.data.resize(n);

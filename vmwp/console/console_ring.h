@@ -14,18 +14,21 @@
 
 namespace vmwp {
 
-// The most recent console output of a VM, bounded in size. Every byte ever appended has an
-// offset that grows monotonically; the ring keeps the last `capacity` of them, so a reader can
-// resume from the offset it reached and learns when it fell behind (bytes were overwritten).
+// The most recent console output of a VM, bounded in size. Every byte ever
+// appended has an offset that grows monotonically; the ring keeps the last
+// `capacity` of them, so a reader can resume from the offset it reached and
+// learns when it fell behind (bytes were overwritten).
 //
-// Thread-safe. Readers may block waiting for new output; Close() (the VM ended) wakes them.
+// Thread-safe. Readers may block waiting for new output; Close() (the VM ended)
+// wakes them.
 class ConsoleRing {
  public:
   static constexpr size_t kDefaultCapacity = 1 << 20;  // 1 MiB.
 
   struct Chunk {
     std::string data;
-    // Offset of data[0]. Larger than the requested offset when older bytes were overwritten.
+    // Offset of data[0]. Larger than the requested offset when older bytes were
+    // overwritten.
     uint64_t offset = 0;
     // Where the next read should start.
     uint64_t next_offset = 0;
@@ -33,12 +36,15 @@ class ConsoleRing {
     bool closed = false;
   };
 
-  // Lets another thread abandon a blocked WaitAndRead. Cancel() wakes the reader promptly.
+  // Lets another thread abandon a blocked WaitAndRead. Cancel() wakes the
+  // reader promptly.
   class CancelToken {
    public:
     explicit CancelToken(ConsoleRing* ring) : ring_(ring) {}
     void Cancel();
-    bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+    bool cancelled() const {
+      return cancelled_.load(std::memory_order_acquire);
+    }
 
    private:
     ConsoleRing* const ring_;
@@ -56,17 +62,19 @@ class ConsoleRing {
   // Offset of the oldest byte still retained.
   uint64_t start_offset() const;
 
-  // Returns up to `max_bytes` from `offset` (clamped to start_offset()) without blocking.
+  // Returns up to `max_bytes` from `offset` (clamped to start_offset()) without
+  // blocking.
   Chunk Read(uint64_t offset, size_t max_bytes) const;
 
-  // Like Read, but first waits until there is data at or beyond `offset`, the ring is closed,
-  // `deadline` passes or `cancel` (may be null) is cancelled. An empty, non-closed chunk means
-  // timeout or cancellation.
+  // Like Read, but first waits until there is data at or beyond `offset`, the
+  // ring is closed, `deadline` passes or `cancel` (may be null) is cancelled.
+  // An empty, non-closed chunk means timeout or cancellation.
   Chunk WaitAndRead(uint64_t offset, size_t max_bytes, absl::Time deadline,
                     const CancelToken* cancel = nullptr) const;
 
  private:
-  Chunk ReadLocked(uint64_t offset, size_t max_bytes) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  Chunk ReadLocked(uint64_t offset, size_t max_bytes) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t StartLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Makes blocked readers re-check their cancellation tokens.
   void WakeReaders();

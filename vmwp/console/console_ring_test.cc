@@ -28,7 +28,8 @@ TEST(ConsoleRingTest, KeepsOnlyTheNewestBytesAndOffsetsKeepGrowing) {
   EXPECT_EQ(ring.start_offset(), 2u);
   EXPECT_EQ(ring.end_offset(), 10u);
   ConsoleRing::Chunk c = ring.Read(0, 100);
-  EXPECT_EQ(c.offset, 2u) << "a reader that fell behind learns where data resumes";
+  EXPECT_EQ(c.offset, 2u)
+      << "a reader that fell behind learns where data resumes";
   EXPECT_EQ(c.data, "23456789");
   ring.Append("abc");
   EXPECT_EQ(ring.Read(0, 100).data, "56789abc");
@@ -61,7 +62,8 @@ TEST(ConsoleRingTest, ReadBeyondEndIsEmpty) {
 TEST(ConsoleRingTest, WaitTimesOut) {
   ConsoleRing ring(8);
   const absl::Time start = absl::Now();
-  ConsoleRing::Chunk c = ring.WaitAndRead(0, 10, absl::Now() + absl::Milliseconds(50));
+  ConsoleRing::Chunk c =
+      ring.WaitAndRead(0, 10, absl::Now() + absl::Milliseconds(50));
   EXPECT_TRUE(c.data.empty());
   EXPECT_FALSE(c.closed);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(45));
@@ -111,7 +113,8 @@ TEST(ConsoleRingTest, CancelWakesWaiter) {
     absl::SleepFor(absl::Milliseconds(20));
     cancel.Cancel();
   });
-  ConsoleRing::Chunk c = ring.WaitAndRead(0, 10, absl::InfiniteFuture(), &cancel);
+  ConsoleRing::Chunk c =
+      ring.WaitAndRead(0, 10, absl::InfiniteFuture(), &cancel);
   EXPECT_TRUE(c.data.empty());
   EXPECT_FALSE(c.closed);
   EXPECT_TRUE(cancel.cancelled());

@@ -24,13 +24,16 @@ void AcpiPowerPort::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
     } else if (port == port_ && size == 1) {
       written = static_cast<uint16_t>((value_ & 0xFF00) | (value & 0xFF));
     } else if (port == port_ + 1 && size == 1) {
-      written = static_cast<uint16_t>((value_ & 0x00FF) | ((value & 0xFF) << 8));
+      written =
+          static_cast<uint16_t>((value_ & 0x00FF) | ((value & 0xFF) << 8));
     } else {
       return;
     }
-    // SLP_EN is write-only: it triggers the transition and always reads back as 0.
+    // SLP_EN is write-only: it triggers the transition and always reads back as
+    // 0.
     value_ = written & ~kSlpEn;
-    off = (written & kSlpEn) && ((written & kSlpTypMask) >> kSlpTypShift) == kSlpTypS5;
+    off = (written & kSlpEn) &&
+          ((written & kSlpTypMask) >> kSlpTypShift) == kSlpTypS5;
   }
   if (off && power_off_) power_off_();
 }

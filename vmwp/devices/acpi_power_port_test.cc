@@ -6,7 +6,8 @@ namespace vmwp {
 namespace {
 
 constexpr uint16_t kPort = AcpiPowerPort::kPm1aControlPort;
-constexpr uint16_t kS5 = AcpiPowerPort::kSlpTypS5 << AcpiPowerPort::kSlpTypShift;
+constexpr uint16_t kS5 = AcpiPowerPort::kSlpTypS5
+                         << AcpiPowerPort::kSlpTypShift;
 
 TEST(AcpiPowerPortTest, SlpEnWithS5PowersOff) {
   int calls = 0;
@@ -27,15 +28,19 @@ TEST(AcpiPowerPortTest, OtherSleepTypesAreIgnored) {
   int calls = 0;
   AcpiPowerPort port([&] { ++calls; });
   for (uint16_t typ : {0, 1, 3, 4, 7}) {
-    port.PortWrite(kPort, 2, (typ << AcpiPowerPort::kSlpTypShift) | AcpiPowerPort::kSlpEn);
+    port.PortWrite(
+        kPort, 2, (typ << AcpiPowerPort::kSlpTypShift) | AcpiPowerPort::kSlpEn);
   }
   EXPECT_EQ(calls, 0);
 }
 
 TEST(AcpiPowerPortTest, ReadReturnsLastValueWithoutSlpEn) {
   AcpiPowerPort port([] {});
-  port.PortWrite(kPort, 2, 0x0001 | (3 << AcpiPowerPort::kSlpTypShift) | AcpiPowerPort::kSlpEn);
-  EXPECT_EQ(port.PortRead(kPort, 2), 0x0001u | (3u << AcpiPowerPort::kSlpTypShift));
+  port.PortWrite(
+      kPort, 2,
+      0x0001 | (3 << AcpiPowerPort::kSlpTypShift) | AcpiPowerPort::kSlpEn);
+  EXPECT_EQ(port.PortRead(kPort, 2),
+            0x0001u | (3u << AcpiPowerPort::kSlpTypShift));
 }
 
 TEST(AcpiPowerPortTest, ByteWritesMerge) {

@@ -4,7 +4,8 @@
 
 namespace vmwp {
 
-Uart16550::Uart16550(OutputSink sink, uint16_t base) : base_(base), sink_(std::move(sink)) {}
+Uart16550::Uart16550(OutputSink sink, uint16_t base)
+    : base_(base), sink_(std::move(sink)) {}
 
 void Uart16550::SetInterruptLine(InterruptLine line) {
   absl::MutexLock lock(&mu_);
@@ -40,7 +41,8 @@ uint32_t Uart16550::PortRead(uint16_t port, uint8_t size) {
 void Uart16550::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
   if (port < base_ || port >= base_ + kPortCount) return;
   absl::MutexLock lock(&mu_);
-  WriteRegister(static_cast<uint8_t>(port - base_), static_cast<uint8_t>(value));
+  WriteRegister(static_cast<uint8_t>(port - base_),
+                static_cast<uint8_t>(value));
 }
 
 uint8_t Uart16550::ReadRegister(uint8_t offset) {
@@ -59,7 +61,8 @@ uint8_t Uart16550::ReadRegister(uint8_t offset) {
       return dlab ? dlm_ : ier_;
     case kIirFcr: {
       result = ComputeIir();
-      // Reading IIR acknowledges a THR-empty interrupt, but only when it is the one reported.
+      // Reading IIR acknowledges a THR-empty interrupt, but only when it is the
+      // one reported.
       if ((result & 0x0F) == kIirThre) thre_pending_ = false;
       if (fcr_ & kFcrEnable) result |= kIirFifoEnabled;
       UpdateInterrupt();
@@ -103,7 +106,8 @@ void Uart16550::WriteRegister(uint8_t offset, uint8_t value) {
       } else {
         const uint8_t old = ier_;
         ier_ = value & 0x0F;
-        // Enabling ETBEI while THR is empty (always, here) raises a THRE interrupt at once.
+        // Enabling ETBEI while THR is empty (always, here) raises a THRE
+        // interrupt at once.
         if (!(old & kIerThre) && (ier_ & kIerThre)) thre_pending_ = true;
       }
       break;
@@ -111,7 +115,8 @@ void Uart16550::WriteRegister(uint8_t offset, uint8_t value) {
       // Toggling the FIFO enable bit resets both FIFOs on the real part.
       if ((value ^ fcr_) & kFcrEnable) rx_.clear();
       if (value & kFcrClearRx) rx_.clear();
-      // Only the enable bit, DMA mode and trigger level are state; the clear bits self-reset.
+      // Only the enable bit, DMA mode and trigger level are state; the clear
+      // bits self-reset.
       fcr_ = value & 0xC9;
       break;
     case kLcr:
@@ -133,8 +138,9 @@ void Uart16550::WriteRegister(uint8_t offset, uint8_t value) {
 }
 
 void Uart16550::Transmit(uint8_t byte) {
-  // Writing THR acknowledges a pending THRE interrupt; the byte leaves at once, so THR is empty
-  // again immediately and, if enabled, a new THRE interrupt is latched.
+  // Writing THR acknowledges a pending THRE interrupt; the byte leaves at once,
+  // so THR is empty again immediately and, if enabled, a new THRE interrupt is
+  // latched.
   if (mcr_ & kMcrLoop) {
     if (rx_.size() < kInputQueueCapacity) {
       rx_.push_back(byte);
@@ -152,8 +158,8 @@ void Uart16550::SetMcr(uint8_t value) {
   mcr_ = value;
   uint8_t status;
   if (mcr_ & kMcrLoop) {
-    // Loopback wires the modem outputs back to the inputs: RTS->CTS, DTR->DSR, OUT1->RI,
-    // OUT2->DCD. Drivers use this to probe for a real UART.
+    // Loopback wires the modem outputs back to the inputs: RTS->CTS, DTR->DSR,
+    // OUT1->RI, OUT2->DCD. Drivers use this to probe for a real UART.
     status = 0;
     if (mcr_ & kMcrRts) status |= kMsrCts;
     if (mcr_ & kMcrDtr) status |= kMsrDsr;
@@ -168,7 +174,8 @@ void Uart16550::SetMcr(uint8_t value) {
   if ((old ^ status) & kMsrCts) delta |= kMsrDcts;
   if ((old ^ status) & kMsrDsr) delta |= kMsrDdsr;
   if ((old ^ status) & kMsrDcd) delta |= kMsrDdcd;
-  if ((old & kMsrRi) && !(status & kMsrRi)) delta |= kMsrTeri;  // Trailing edge only.
+  if ((old & kMsrRi) && !(status & kMsrRi))
+    delta |= kMsrTeri;  // Trailing edge only.
   msr_ = status | delta;
 }
 
@@ -182,9 +189,10 @@ uint8_t Uart16550::ComputeIir() const {
 }
 
 void Uart16550::UpdateInterrupt() {
-  // On a PC the UART's INTR pin reaches the interrupt controller only through OUT2, and loopback
-  // disconnects it from the pin.
-  const bool level = !(ComputeIir() & kIirNoInterrupt) && (mcr_ & kMcrOut2) && !(mcr_ & kMcrLoop);
+  // On a PC the UART's INTR pin reaches the interrupt controller only through
+  // OUT2, and loopback disconnects it from the pin.
+  const bool level = !(ComputeIir() & kIirNoInterrupt) && (mcr_ & kMcrOut2) &&
+                     !(mcr_ & kMcrLoop);
   if (level == irq_level_) return;
   irq_level_ = level;
   if (interrupt_line_) interrupt_line_(level);

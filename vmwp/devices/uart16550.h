@@ -13,22 +13,25 @@
 
 namespace vmwp {
 
-// An emulated NS16550A UART (the PC's COM ports), register-compatible enough for Linux's 8250
-// driver and for polled firmware-style output. Transmission is instantaneous: a byte written to
-// THR is handed to the output sink at once, so LSR always reports THRE|TEMT.
+// An emulated NS16550A UART (the PC's COM ports), register-compatible enough
+// for Linux's 8250 driver and for polled firmware-style output. Transmission is
+// instantaneous: a byte written to THR is handed to the output sink at once, so
+// LSR always reports THRE|TEMT.
 //
-// Thread-safety: PortRead/PortWrite may be called from several VP threads; PushInput from any
-// thread. The sink and the interrupt callback run with the UART's lock held, so they must not
-// call back into the UART.
+// Thread-safety: PortRead/PortWrite may be called from several VP threads;
+// PushInput from any thread. The sink and the interrupt callback run with the
+// UART's lock held, so they must not call back into the UART.
 class Uart16550 : public vid::PortIoHandler {
  public:
   static constexpr uint16_t kCom1Base = 0x3F8;
   static constexpr uint16_t kPortCount = 8;
-  // Host-side receive queue bound: input beyond it is refused (PushInput returns fewer bytes).
+  // Host-side receive queue bound: input beyond it is refused (PushInput
+  // returns fewer bytes).
   static constexpr size_t kInputQueueCapacity = 4096;
 
   using OutputSink = std::function<void(std::string_view bytes)>;
-  // Called with the new level whenever the interrupt line (IRQ 4 for COM1) changes.
+  // Called with the new level whenever the interrupt line (IRQ 4 for COM1)
+  // changes.
   using InterruptLine = std::function<void(bool asserted)>;
 
   explicit Uart16550(OutputSink sink, uint16_t base = kCom1Base);
@@ -36,17 +39,20 @@ class Uart16550 : public vid::PortIoHandler {
   // Optional; unused until the VM has an interrupt controller wired to it.
   void SetInterruptLine(InterruptLine line);
 
-  // Queues bytes for the guest to read from RBR. Returns how many were accepted.
+  // Queues bytes for the guest to read from RBR. Returns how many were
+  // accepted.
   size_t PushInput(std::string_view bytes);
 
   uint16_t base() const { return base_; }
 
-  // vid::PortIoHandler. Accesses wider than one byte are treated as one byte at `port` (the
-  // 16550 has only byte-wide registers); accesses outside [base, base+8) read 0xFF.
+  // vid::PortIoHandler. Accesses wider than one byte are treated as one byte at
+  // `port` (the 16550 has only byte-wide registers); accesses outside [base,
+  // base+8) read 0xFF.
   uint32_t PortRead(uint16_t port, uint8_t size) override;
   void PortWrite(uint16_t port, uint8_t size, uint32_t value) override;
 
-  // Register offsets and bits, public for tests and for devices that embed a UART.
+  // Register offsets and bits, public for tests and for devices that embed a
+  // UART.
   enum Register : uint8_t {
     kRbrThrDll = 0,
     kIerDlm = 1,
@@ -91,7 +97,8 @@ class Uart16550 : public vid::PortIoHandler {
 
  private:
   uint8_t ReadRegister(uint8_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WriteRegister(uint8_t offset, uint8_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteRegister(uint8_t offset, uint8_t value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Transmit(uint8_t byte) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetMcr(uint8_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint8_t ComputeIir() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -112,8 +119,9 @@ class Uart16550 : public vid::PortIoHandler {
   uint8_t dll_ ABSL_GUARDED_BY(mu_) = 0x0C;  // 9600 baud.
   uint8_t dlm_ ABSL_GUARDED_BY(mu_) = 0;
   bool overrun_ ABSL_GUARDED_BY(mu_) = false;
-  // A THR-empty interrupt is latched when THR empties and cleared by reading IIR (while it is
-  // the reported source) or by writing THR, as on the real part.
+  // A THR-empty interrupt is latched when THR empties and cleared by reading
+  // IIR (while it is the reported source) or by writing THR, as on the real
+  // part.
   bool thre_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool irq_level_ ABSL_GUARDED_BY(mu_) = false;
 };

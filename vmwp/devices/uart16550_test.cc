@@ -15,7 +15,9 @@ class Uart16550Test : public ::testing::Test {
   Uart16550Test() : uart_([this](std::string_view b) { out_.append(b); }) {
     uart_.SetInterruptLine([this](bool level) { irq_.push_back(level); });
   }
-  uint8_t In(uint8_t reg) { return static_cast<uint8_t>(uart_.PortRead(kBase + reg, 1)); }
+  uint8_t In(uint8_t reg) {
+    return static_cast<uint8_t>(uart_.PortRead(kBase + reg, 1));
+  }
   void Out(uint8_t reg, uint8_t v) { uart_.PortWrite(kBase + reg, 1, v); }
 
   std::string out_;
@@ -48,7 +50,8 @@ TEST_F(Uart16550Test, InputQueueIsBoundedAndReportsOverrun) {
   EXPECT_EQ(uart_.PushInput(big), Uart16550::kInputQueueCapacity);
   const uint8_t lsr = In(Uart16550::kLsr);
   EXPECT_TRUE(lsr & Uart16550::kLsrOverrun);
-  EXPECT_FALSE(In(Uart16550::kLsr) & Uart16550::kLsrOverrun) << "OE clears on read";
+  EXPECT_FALSE(In(Uart16550::kLsr) & Uart16550::kLsrOverrun)
+      << "OE clears on read";
 }
 
 TEST_F(Uart16550Test, DlabSwitchesDivisorLatch) {
@@ -83,15 +86,18 @@ TEST_F(Uart16550Test, IirWithoutInterrupts) {
 }
 
 TEST_F(Uart16550Test, FcrEnablesFifoBitsInIir) {
-  Out(Uart16550::kIirFcr, Uart16550::kFcrEnable | Uart16550::kFcrClearRx | 0xC0);
-  EXPECT_EQ(In(Uart16550::kIirFcr), Uart16550::kIirFifoEnabled | Uart16550::kIirNoInterrupt);
+  Out(Uart16550::kIirFcr,
+      Uart16550::kFcrEnable | Uart16550::kFcrClearRx | 0xC0);
+  EXPECT_EQ(In(Uart16550::kIirFcr),
+            Uart16550::kIirFifoEnabled | Uart16550::kIirNoInterrupt);
   Out(Uart16550::kIirFcr, 0);
   EXPECT_EQ(In(Uart16550::kIirFcr), Uart16550::kIirNoInterrupt);
 }
 
 TEST_F(Uart16550Test, FcrClearRxDropsInput) {
   uart_.PushInput("abc");
-  Out(Uart16550::kIirFcr, Uart16550::kFcrEnable);  // Enabling also resets the FIFOs.
+  Out(Uart16550::kIirFcr,
+      Uart16550::kFcrEnable);  // Enabling also resets the FIFOs.
   EXPECT_FALSE(In(Uart16550::kLsr) & Uart16550::kLsrDataReady);
   uart_.PushInput("abc");
   Out(Uart16550::kIirFcr, Uart16550::kFcrEnable | Uart16550::kFcrClearRx);
@@ -132,22 +138,27 @@ TEST_F(Uart16550Test, InterruptLineNeedsOut2) {
 }
 
 TEST_F(Uart16550Test, LoopbackEchoesToReceiverAndMirrorsModemLines) {
-  Out(Uart16550::kMcr, Uart16550::kMcrLoop | Uart16550::kMcrRts | Uart16550::kMcrOut2);
+  Out(Uart16550::kMcr,
+      Uart16550::kMcrLoop | Uart16550::kMcrRts | Uart16550::kMcrOut2);
   Out(Uart16550::kRbrThrDll, 0x55);
   EXPECT_EQ(out_, "") << "loopback output must not reach the sink";
   EXPECT_TRUE(In(Uart16550::kLsr) & Uart16550::kLsrDataReady);
   EXPECT_EQ(In(Uart16550::kRbrThrDll), 0x55);
   const uint8_t msr = In(Uart16550::kMsr);
   EXPECT_EQ(msr & 0xF0, Uart16550::kMsrCts | Uart16550::kMsrDcd);
-  Out(Uart16550::kMcr, Uart16550::kMcrLoop | Uart16550::kMcrDtr | Uart16550::kMcrOut1);
+  Out(Uart16550::kMcr,
+      Uart16550::kMcrLoop | Uart16550::kMcrDtr | Uart16550::kMcrOut1);
   EXPECT_EQ(In(Uart16550::kMsr) & 0xF0, Uart16550::kMsrDsr | Uart16550::kMsrRi);
-  EXPECT_EQ(In(Uart16550::kMcr), Uart16550::kMcrLoop | Uart16550::kMcrDtr | Uart16550::kMcrOut1);
+  EXPECT_EQ(In(Uart16550::kMcr),
+            Uart16550::kMcrLoop | Uart16550::kMcrDtr | Uart16550::kMcrOut1);
 }
 
 TEST_F(Uart16550Test, MsrDeltaBitsClearOnRead) {
-  Out(Uart16550::kMcr, Uart16550::kMcrLoop);  // CTS/DSR/DCD drop: deltas latched.
+  Out(Uart16550::kMcr,
+      Uart16550::kMcrLoop);  // CTS/DSR/DCD drop: deltas latched.
   const uint8_t msr = In(Uart16550::kMsr);
-  EXPECT_EQ(msr, Uart16550::kMsrDcts | Uart16550::kMsrDdsr | Uart16550::kMsrDdcd);
+  EXPECT_EQ(msr,
+            Uart16550::kMsrDcts | Uart16550::kMsrDdsr | Uart16550::kMsrDdcd);
   EXPECT_EQ(In(Uart16550::kMsr), 0);
 }
 

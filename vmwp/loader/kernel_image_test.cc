@@ -12,13 +12,15 @@ using ::testing::HasSubstr;
 using testing::TestElf;
 using testing::WriteTempFile;
 
-// Probes `contents` and expects InvalidArgument "kernel <path>: <...problem...>".
+// Probes `contents` and expects InvalidArgument "kernel <path>:
+// <...problem...>".
 void ExpectRejected(const std::string& contents, const std::string& problem) {
   const std::string path = WriteTempFile(contents);
   absl::StatusOr<KernelImageInfo> info = ProbeKernelImage(path);
   ASSERT_FALSE(info.ok()) << "expected rejection: " << problem;
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(info.status().message()), HasSubstr("kernel " + path + ": "));
+  EXPECT_THAT(std::string(info.status().message()),
+              HasSubstr("kernel " + path + ": "));
   EXPECT_THAT(std::string(info.status().message()), HasSubstr(problem));
 }
 
@@ -39,26 +41,32 @@ TEST(ProbeKernelImageTest, AcceptsAGoodImage) {
 }
 
 TEST(ProbeKernelImageTest, MissingFile) {
-  absl::StatusOr<KernelImageInfo> info = ProbeKernelImage("/nonexistent/vmlinux");
+  absl::StatusOr<KernelImageInfo> info =
+      ProbeKernelImage("/nonexistent/vmlinux");
   ASSERT_FALSE(info.ok());
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(info.status().message(),
-            "kernel /nonexistent/vmlinux: cannot open: No such file or directory");
+  EXPECT_EQ(
+      info.status().message(),
+      "kernel /nonexistent/vmlinux: cannot open: No such file or directory");
 }
 
 TEST(ProbeKernelImageTest, Directory) {
   absl::StatusOr<KernelImageInfo> info = ProbeKernelImage("/tmp");
   ASSERT_FALSE(info.ok());
-  EXPECT_THAT(std::string(info.status().message()), HasSubstr("not a regular file"));
+  EXPECT_THAT(std::string(info.status().message()),
+              HasSubstr("not a regular file"));
 }
 
-TEST(ProbeKernelImageTest, EmptyFile) { ExpectRejected("", "not an ELF file (bad magic)"); }
+TEST(ProbeKernelImageTest, EmptyFile) {
+  ExpectRejected("", "not an ELF file (bad magic)");
+}
 
 TEST(ProbeKernelImageTest, BadMagic) {
   std::string bytes = TestElf::Simple().Serialize();
   bytes[1] = 'X';
   ExpectRejected(bytes, "not an ELF file (bad magic)");
-  ExpectRejected("#!/bin/sh\necho hello\n" + std::string(100, ' '), "not an ELF file (bad magic)");
+  ExpectRejected("#!/bin/sh\necho hello\n" + std::string(100, ' '),
+                 "not an ELF file (bad magic)");
 }
 
 TEST(ProbeKernelImageTest, TruncatedHeader) {
@@ -66,13 +74,15 @@ TEST(ProbeKernelImageTest, TruncatedHeader) {
 }
 
 TEST(ProbeKernelImageTest, TruncatedProgramHeaders) {
-  ExpectRejected(TestElf::Simple().Serialize().substr(0, 70), "program header table");
+  ExpectRejected(TestElf::Simple().Serialize().substr(0, 70),
+                 "program header table");
 }
 
 TEST(ProbeKernelImageTest, TruncatedSegment) {
   TestElf elf = TestElf::Simple(0x100000, std::string(0x800, '\x90'));
   std::string bytes = elf.Serialize();
-  ExpectRejected(bytes.substr(0, bytes.size() - 1), "beyond the end of the file");
+  ExpectRejected(bytes.substr(0, bytes.size() - 1),
+                 "beyond the end of the file");
 }
 
 TEST(ProbeKernelImageTest, WrongClass) {
@@ -150,15 +160,19 @@ TEST(ProbeKernelImageTest, AddressOverflow) {
 }
 
 TEST(ProbeKernelImageTest, SegmentInMmioHole) {
-  ExpectRejected(TestElf::Simple(0xC0001000).Serialize(), "overlaps the MMIO hole");
-  ExpectRejected(TestElf::Simple(0xBFFFFFF0, std::string(0x20, '\x90')).Serialize(),
+  ExpectRejected(TestElf::Simple(0xC0001000).Serialize(),
                  "overlaps the MMIO hole");
+  ExpectRejected(
+      TestElf::Simple(0xBFFFFFF0, std::string(0x20, '\x90')).Serialize(),
+      "overlaps the MMIO hole");
 }
 
 TEST(ProbeKernelImageTest, SegmentOverBootStructures) {
-  ExpectRejected(TestElf::Simple(0x8000).Serialize(), "overlaps the boot page tables");
-  ExpectRejected(TestElf::Simple(0x1F000, std::string(0x1800, '\x90')).Serialize(),
-                 "overlaps the command line");
+  ExpectRejected(TestElf::Simple(0x8000).Serialize(),
+                 "overlaps the boot page tables");
+  ExpectRejected(
+      TestElf::Simple(0x1F000, std::string(0x1800, '\x90')).Serialize(),
+      "overlaps the command line");
 }
 
 TEST(ProbeKernelImageTest, OverlappingSegments) {
@@ -170,7 +184,8 @@ TEST(ProbeKernelImageTest, OverlappingSegments) {
 TEST(ProbeKernelImageTest, EntryOutsideAnySegment) {
   TestElf elf = TestElf::Simple();
   elf.ehdr.e_entry = 0x500000;
-  ExpectRejected(elf.Serialize(), "entry point 0x500000 is not inside an executable");
+  ExpectRejected(elf.Serialize(),
+                 "entry point 0x500000 is not inside an executable");
 }
 
 TEST(ProbeKernelImageTest, EntryInNonExecutableSegment) {
@@ -209,7 +224,8 @@ TEST(CheckKernelFitsMemoryTest, SegmentBeyondRam) {
   EXPECT_TRUE(CheckKernelFitsMemory(path, *info, 512ull << 20).ok());
   absl::Status s = CheckKernelFitsMemory(path, *info, 64ull << 20);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("does not fit in the guest's RAM (64 MiB)"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("does not fit in the guest's RAM (64 MiB)"));
 }
 
 TEST(CheckKernelFitsMemoryTest, HighRam) {
@@ -218,7 +234,8 @@ TEST(CheckKernelFitsMemoryTest, HighRam) {
   absl::StatusOr<KernelImageInfo> info = ProbeKernelImage(path);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_FALSE(CheckKernelFitsMemory(path, *info, 3ull << 30).ok());
-  EXPECT_TRUE(CheckKernelFitsMemory(path, *info, (3ull << 30) + (2 << 20)).ok());
+  EXPECT_TRUE(
+      CheckKernelFitsMemory(path, *info, (3ull << 30) + (2 << 20)).ok());
 }
 
 }  // namespace

@@ -32,9 +32,11 @@ TestElf TestElf::Simple(uint64_t gpa, std::string code, uint64_t bss) {
   return elf;
 }
 
-void TestElf::AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size, uint32_t flags) {
+void TestElf::AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size,
+                         uint32_t flags) {
   uint64_t offset = kFirstSegmentOffset;
-  for (const Segment& s : segments) offset = std::max(offset, s.phdr.p_offset + s.bytes.size());
+  for (const Segment& s : segments)
+    offset = std::max(offset, s.phdr.p_offset + s.bytes.size());
   Segment seg;
   std::memset(&seg.phdr, 0, sizeof(seg.phdr));
   seg.phdr.p_type = PT_LOAD;
@@ -58,16 +60,19 @@ std::string TestElf::Serialize() const {
     std::memcpy(out.data() + at, &segments[i].phdr, sizeof(Elf64_Phdr));
   }
   for (const Segment& s : segments) {
-    // Segments whose offsets were corrupted on purpose may point anywhere: only write the
-    // ones that land at or beyond the headers.
-    if (s.phdr.p_offset < kFirstSegmentOffset || s.phdr.p_offset > (64u << 20)) continue;
-    if (out.size() < s.phdr.p_offset + s.bytes.size()) out.resize(s.phdr.p_offset + s.bytes.size());
+    // Segments whose offsets were corrupted on purpose may point anywhere: only
+    // write the ones that land at or beyond the headers.
+    if (s.phdr.p_offset < kFirstSegmentOffset || s.phdr.p_offset > (64u << 20))
+      continue;
+    if (out.size() < s.phdr.p_offset + s.bytes.size())
+      out.resize(s.phdr.p_offset + s.bytes.size());
     std::memcpy(out.data() + s.phdr.p_offset, s.bytes.data(), s.bytes.size());
   }
   return out;
 }
 
-std::string WriteTempFile(const std::string& contents, const std::string& name) {
+std::string WriteTempFile(const std::string& contents,
+                          const std::string& name) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string dir = std::string(tmp ? tmp : "/tmp") + "/elfXXXXXX";
   if (::mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";

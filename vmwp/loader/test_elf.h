@@ -9,7 +9,8 @@
 
 namespace vmwp::testing {
 
-// Builds small ELF64 images for loader tests, valid by default, easy to corrupt.
+// Builds small ELF64 images for loader tests, valid by default, easy to
+// corrupt.
 struct TestElf {
   struct Segment {
     Elf64_Phdr phdr;
@@ -18,17 +19,22 @@ struct TestElf {
   Elf64_Ehdr ehdr;
   std::vector<Segment> segments;
 
-  // A valid x86-64 ET_EXEC with one executable segment of `code` at `gpa`, entry at `gpa`.
-  static TestElf Simple(uint64_t gpa = 0x100000, std::string code = "\xf4\xeb\xfd",
+  // A valid x86-64 ET_EXEC with one executable segment of `code` at `gpa`,
+  // entry at `gpa`.
+  static TestElf Simple(uint64_t gpa = 0x100000,
+                        std::string code = "\xf4\xeb\xfd",
                         uint64_t bss = 0x100);
   // Appends a PT_LOAD segment; its file offset follows the previous content.
-  void AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size, uint32_t flags);
+  void AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size,
+                  uint32_t flags);
   // The file contents (ELF header, program headers, segment bytes).
   std::string Serialize() const;
 };
 
-// Writes `contents` to a fresh file in a temporary directory and returns its path.
-std::string WriteTempFile(const std::string& contents, const std::string& name = "kernel.elf");
+// Writes `contents` to a fresh file in a temporary directory and returns its
+// path.
+std::string WriteTempFile(const std::string& contents,
+                          const std::string& name = "kernel.elf");
 
 }  // namespace vmwp::testing
 

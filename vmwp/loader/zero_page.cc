@@ -11,7 +11,8 @@ namespace {
 
 template <typename T>
 void Put(ZeroPage& page, size_t offset, T value) {
-  // x86 is little-endian and so is the zero page; memcpy keeps it alignment-safe.
+  // x86 is little-endian and so is the zero page; memcpy keeps it
+  // alignment-safe.
   std::memcpy(page.data() + offset, &value, sizeof(T));
 }
 
@@ -27,10 +28,12 @@ constexpr Reserved kReservedLow[] = {
     {kLegacyHoleStart, kLegacyHoleEnd},
 };
 
-void Emit(std::vector<E820Entry>& map, uint64_t start, uint64_t end, uint32_t type) {
+void Emit(std::vector<E820Entry>& map, uint64_t start, uint64_t end,
+          uint32_t type) {
   if (start >= end) return;
   // Merge with the previous entry when contiguous and of the same type.
-  if (!map.empty() && map.back().type == type && map.back().addr + map.back().size == start) {
+  if (!map.empty() && map.back().type == type &&
+      map.back().addr + map.back().size == start) {
     map.back().size += end - start;
     return;
   }
@@ -59,8 +62,9 @@ std::vector<E820Entry> BuildE820Map(std::span<const GpaRange> ram) {
 absl::StatusOr<ZeroPage> BuildZeroPage(const ZeroPageParams& params) {
   namespace bp = bootparam;
   if (params.e820.size() > bp::kE820MaxEntries) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "zero page: %d e820 entries, the limit is %d", params.e820.size(), bp::kE820MaxEntries));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("zero page: %d e820 entries, the limit is %d",
+                        params.e820.size(), bp::kE820MaxEntries));
   }
   ZeroPage page{};
   Put<uint16_t>(page, bp::kBootFlag, bp::kBootFlagValue);
@@ -68,10 +72,13 @@ absl::StatusOr<ZeroPage> BuildZeroPage(const ZeroPageParams& params) {
   Put<uint16_t>(page, bp::kVersion, bp::kProtocolVersion);
   Put<uint8_t>(page, bp::kTypeOfLoader, bp::kLoaderTypeUndefined);
   Put<uint8_t>(page, bp::kLoadFlags, bp::kLoadedHigh);
-  Put<uint32_t>(page, bp::kCmdLinePtr, static_cast<uint32_t>(params.cmdline_gpa));
-  Put<uint32_t>(page, bp::kExtCmdLinePtr, static_cast<uint32_t>(params.cmdline_gpa >> 32));
+  Put<uint32_t>(page, bp::kCmdLinePtr,
+                static_cast<uint32_t>(params.cmdline_gpa));
+  Put<uint32_t>(page, bp::kExtCmdLinePtr,
+                static_cast<uint32_t>(params.cmdline_gpa >> 32));
   Put<uint32_t>(page, bp::kCmdlineSize, params.cmdline_size);
-  Put<uint8_t>(page, bp::kE820Entries, static_cast<uint8_t>(params.e820.size()));
+  Put<uint8_t>(page, bp::kE820Entries,
+               static_cast<uint8_t>(params.e820.size()));
   for (size_t i = 0; i < params.e820.size(); ++i) {
     const size_t at = bp::kE820Table + i * bp::kE820EntryBytes;
     Put<uint64_t>(page, at, params.e820[i].addr);

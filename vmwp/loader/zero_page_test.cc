@@ -16,21 +16,24 @@ T Get(const ZeroPage& page, size_t offset) {
 
 TEST(E820Test, SmallGuest) {
   const GpaRange ram[] = {{0, 64ull << 20, "RAM"}};
-  EXPECT_EQ(BuildE820Map(ram), (std::vector<E820Entry>{
-                                   {0, 0xF000, E820Entry::kReserved},
-                                   {0xF000, 0x20000 - 0xF000, E820Entry::kRam},
-                                   {0x20000, 0x1000, E820Entry::kReserved},
-                                   {0x21000, 0x9FC00 - 0x21000, E820Entry::kRam},
-                                   {0x9FC00, 0x100000 - 0x9FC00, E820Entry::kReserved},
-                                   {0x100000, (64ull << 20) - 0x100000, E820Entry::kRam},
-                               }));
+  EXPECT_EQ(BuildE820Map(ram),
+            (std::vector<E820Entry>{
+                {0, 0xF000, E820Entry::kReserved},
+                {0xF000, 0x20000 - 0xF000, E820Entry::kRam},
+                {0x20000, 0x1000, E820Entry::kReserved},
+                {0x21000, 0x9FC00 - 0x21000, E820Entry::kRam},
+                {0x9FC00, 0x100000 - 0x9FC00, E820Entry::kReserved},
+                {0x100000, (64ull << 20) - 0x100000, E820Entry::kRam},
+            }));
 }
 
 TEST(E820Test, GuestWithHighRam) {
-  const GpaRange ram[] = {{0, 3ull << 30, "low"}, {4ull << 30, (4ull << 30) + (1ull << 30), "hi"}};
+  const GpaRange ram[] = {{0, 3ull << 30, "low"},
+                          {4ull << 30, (4ull << 30) + (1ull << 30), "hi"}};
   std::vector<E820Entry> map = BuildE820Map(ram);
   ASSERT_EQ(map.size(), 7u);
-  EXPECT_EQ(map[5], (E820Entry{0x100000, (3ull << 30) - 0x100000, E820Entry::kRam}));
+  EXPECT_EQ(map[5],
+            (E820Entry{0x100000, (3ull << 30) - 0x100000, E820Entry::kRam}));
   EXPECT_EQ(map[6], (E820Entry{4ull << 30, 1ull << 30, E820Entry::kRam}));
 }
 
@@ -38,7 +41,8 @@ TEST(ZeroPageTest, HeaderFieldsAtLinuxOffsets) {
   ZeroPageParams params;
   params.cmdline_gpa = 0x20000;
   params.cmdline_size = 17;
-  params.e820 = {{0, 0x1000, E820Entry::kReserved}, {0x100000, 0x200000, E820Entry::kRam}};
+  params.e820 = {{0, 0x1000, E820Entry::kReserved},
+                 {0x100000, 0x200000, E820Entry::kRam}};
   absl::StatusOr<ZeroPage> page = BuildZeroPage(params);
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(Get<uint16_t>(*page, 0x1FE), 0xAA55);
@@ -70,7 +74,8 @@ TEST(ZeroPageTest, HighCommandLineUsesExtPointer) {
 TEST(ZeroPageTest, TooManyE820Entries) {
   ZeroPageParams params;
   params.e820.resize(129);
-  EXPECT_EQ(BuildZeroPage(params).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildZeroPage(params).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,34 @@
+#ifndef HVSTACK_VMWP_EXIT_REPORT_H_
+#define HVSTACK_VMWP_EXIT_REPORT_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "proto/hvstack/internal/worker.pb.h"
+#include "vid/partition.h"
+
+namespace vmwp {
+
+inline constexpr char kExitReportFile[] = "exit_report.pb";
+
+// The report for a worker that could not compose or run its VM: WORKER_ERROR
+// with the status's code and message.
+hvstack::internal::WorkerExitReport ErrorReport(const absl::Status& status);
+
+// The report for a VM that ran: power-off, crash (with vid's detail, which
+// names the instruction bytes where KVM gave them) or stop.
+hvstack::internal::WorkerExitReport OutcomeReport(
+    const vid::RunOutcome& outcome);
+
+// Writes <dir>/exit_report.pb atomically (temporary file, fsync, rename) so
+// that vmms never reads a partial report.
+absl::Status WriteExitReport(const std::string& dir,
+                             const hvstack::internal::WorkerExitReport& report);
+
+// The process exit code for a report: 0 when the VM ended cleanly (power-off,
+// crash, stop: the worker did its job), 1 for WORKER_ERROR.
+int ExitCodeFor(const hvstack::internal::WorkerExitReport& report);
+
+}  // namespace vmwp
+
+#endif  // HVSTACK_VMWP_EXIT_REPORT_H_

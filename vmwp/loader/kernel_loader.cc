@@ -1,0 +1,116 @@
+#include "vmwp/loader/kernel_loader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/scoped_fd.h"
+#include "vmwp/loader/guest_layout.h"
+#include "vmwp/loader/zero_page.h"
+
+namespace vmwp {
+namespace {
+
+absl::Status Invalid(const std::string& path, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("kernel ", path, ": ", problem));
+}
+
+absl::Status CopySegment(const std::string& path, int fd,
+                         const KernelSegment& seg, vid::GuestMemory& memory) {
+  if (seg.file_size > 0) {
+    absl::StatusOr<std::span<uint8_t>> dest =
+        memory.GetSpan(seg.gpa, seg.file_size);
+    if (!dest.ok()) return Invalid(path, dest.status().message());
+    size_t done = 0;
+    while (done < dest->size()) {
+      const ssize_t n = ::pread(fd, dest->data() + done, dest->size() - done,
+                                static_cast<off_t>(seg.file_offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Invalid(path, absl::StrCat("read failed: ", strerror(errno)));
+      }
+      // The probe checked the range against the file's size; it shrank since.
+      if (n == 0) return Invalid(path, "file shrank while being loaded");
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (seg.mem_size > seg.file_size) {
+    absl::Status s = memory.Fill(seg.gpa + seg.file_size,
+                                 seg.mem_size - seg.file_size, /*byte=*/0);
+    if (!s.ok()) return Invalid(path, s.message());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
+                                        vid::GuestMemory& memory) {
+  absl::StatusOr<KernelImageInfo> image = ProbeKernelImage(path);
+  if (!image.ok()) return image.status();
+  if (absl::Status s = CheckKernelFitsMemory(path, *image, memory.size());
+      !s.ok())
+    return s;
+  for (const KernelSegment& seg : image->segments) {
+    // Authoritative check against the memory we really have (the layout
+    // constants mirror it).
+    if (!memory.Contains(seg.gpa, seg.mem_size)) {
+      return Invalid(
+          path, absl::StrFormat("segment [0x%x, +0x%x) is not inside guest RAM",
+                                seg.gpa, seg.mem_size));
+    }
+  }
+  base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid())
+    return Invalid(path, absl::StrCat("cannot open: ", strerror(errno)));
+  for (const KernelSegment& seg : image->segments) {
+    if (absl::Status s = CopySegment(path, fd.get(), seg, memory); !s.ok())
+      return s;
+  }
+  LoadedKernel loaded;
+  loaded.entry = image->entry;
+  loaded.image = *std::move(image);
+  return loaded;
+}
+
+absl::Status WriteBootParams(vid::GuestMemory& memory,
+                             std::string_view cmdline) {
+  if (cmdline.size() > kMaxCmdlineBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("command line is %d bytes; the limit is %d",
+                        cmdline.size(), kMaxCmdlineBytes));
+  }
+  if (cmdline.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError("command line contains a NUL byte");
+  }
+  std::vector<uint8_t> area(kCmdlineAreaSize, 0);
+  std::copy(cmdline.begin(), cmdline.end(), area.begin());
+  if (absl::Status s = memory.Write(kCmdlineAddress, area); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write the command line: ", s.message()));
+  }
+
+  std::vector<GpaRange> ram;
+  for (const vid::GuestMemory::Region& r : memory.regions()) {
+    ram.push_back({r.gpa, r.gpa + r.size, "RAM"});
+  }
+  ZeroPageParams params;
+  params.cmdline_gpa = kCmdlineAddress;
+  params.cmdline_size = static_cast<uint32_t>(cmdline.size());
+  params.e820 = BuildE820Map(ram);
+  absl::StatusOr<ZeroPage> page = BuildZeroPage(params);
+  if (!page.ok()) return page.status();
+  if (absl::Status s = memory.Write(kZeroPageAddress, *page); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write the zero page: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vmwp

@@ -1,0 +1,131 @@
+#include "vmwp/loader/kernel_loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "hvcore/boot_layout.h"
+#include "vmwp/loader/guest_layout.h"
+#include "vmwp/loader/test_elf.h"
+#include "vmwp/loader/zero_page.h"
+
+namespace vmwp {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::TestElf;
+using testing::WriteTempFile;
+
+// The loader's constants must agree with the layers that really set the machine
+// up.
+static_assert(kZeroPageAddress == hvcore::kBootZeroPageAddress);
+static_assert(kBootStructuresEnd == hvcore::kBootReservedEnd);
+static_assert(kCmdlineAddress >= hvcore::kBootReservedEnd);
+static_assert(kLowRamEnd == vid::GuestMemory::kLowRamEnd);
+static_assert(kHighRamStart == vid::GuestMemory::kHighRamStart);
+
+std::unique_ptr<vid::GuestMemory> Memory(uint64_t bytes) {
+  absl::StatusOr<std::unique_ptr<vid::GuestMemory>> m =
+      vid::GuestMemory::Create(bytes);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? *std::move(m) : nullptr;
+}
+
+TEST(GuestLayoutTest, MatchesGuestMemoryRegions) {
+  for (uint64_t size :
+       {2ull << 20, 64ull << 20, 3ull << 30, (3ull << 30) + (2ull << 20)}) {
+    std::vector<GpaRange> ranges = GuestRamRanges(size);
+    if (size > (1ull << 30))
+      continue;  // Don't map gigabytes in a unit test; the math is shared.
+    auto memory = Memory(size);
+    ASSERT_NE(memory, nullptr);
+    ASSERT_EQ(ranges.size(), memory->regions().size());
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      EXPECT_EQ(ranges[i].start, memory->regions()[i].gpa);
+      EXPECT_EQ(ranges[i].end - ranges[i].start, memory->regions()[i].size);
+    }
+  }
+  EXPECT_EQ(GuestRamRanges((3ull << 30) + (2ull << 20)).back().end,
+            (4ull << 30) + (2ull << 20));
+}
+
+TEST(LoadKernelTest, CopiesSegmentsAndZeroesBss) {
+  auto memory = Memory(16ull << 20);
+  ASSERT_NE(memory, nullptr);
+  // Dirty the bss area first: the loader must clear it.
+  ASSERT_TRUE(memory->Fill(0x100000, 0x3000, 0xCC).ok());
+  TestElf elf = TestElf::Simple(0x100000, "\x90\x90\xf4", 0x1000);
+  elf.AddSegment(0x200000, "DATA", 0x10, PF_R | PF_W);
+  elf.ehdr.e_entry = 0x100001;
+  const std::string path = WriteTempFile(elf.Serialize());
+  absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_EQ(k->entry, 0x100001u);
+  uint8_t code[3];
+  ASSERT_TRUE(memory->Read(0x100000, code).ok());
+  EXPECT_EQ(std::memcmp(code, "\x90\x90\xf4", 3), 0);
+  std::vector<uint8_t> bss(0x1000);
+  ASSERT_TRUE(memory->Read(0x100003, bss).ok());
+  EXPECT_EQ(std::count(bss.begin(), bss.end(), 0), 0x1000);
+  uint8_t after;
+  ASSERT_TRUE(memory->Read(0x101003, {&after, 1}).ok());
+  EXPECT_EQ(after, 0xCC) << "bytes past memsz are untouched";
+  char data[5] = {};
+  ASSERT_TRUE(
+      memory->Read(0x200000, {reinterpret_cast<uint8_t*>(data), 4}).ok());
+  EXPECT_STREQ(data, "DATA");
+}
+
+TEST(LoadKernelTest, SegmentOutsideRam) {
+  auto memory = Memory(4ull << 20);
+  ASSERT_NE(memory, nullptr);
+  const std::string path = WriteTempFile(TestElf::Simple(0x800000).Serialize());
+  absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
+  ASSERT_FALSE(k.ok());
+  EXPECT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(k.status().message()),
+              HasSubstr("does not fit in the guest's RAM"));
+}
+
+TEST(LoadKernelTest, BadImageIsInvalidArgument) {
+  auto memory = Memory(4ull << 20);
+  ASSERT_NE(memory, nullptr);
+  const std::string path = WriteTempFile("garbage");
+  absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
+  EXPECT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(k.status().message(),
+            "kernel " + path + ": not an ELF file (bad magic)");
+}
+
+TEST(WriteBootParamsTest, WritesCommandLineAndZeroPage) {
+  auto memory = Memory(64ull << 20);
+  ASSERT_NE(memory, nullptr);
+  ASSERT_TRUE(WriteBootParams(*memory, "console=ttyS0 hello=1").ok());
+  ZeroPage page;
+  ASSERT_TRUE(memory->Read(hvcore::kBootZeroPageAddress, page).ok());
+  uint32_t ptr, size;
+  std::memcpy(&ptr, page.data() + bootparam::kCmdLinePtr, 4);
+  std::memcpy(&size, page.data() + bootparam::kCmdlineSize, 4);
+  EXPECT_EQ(ptr, kCmdlineAddress);
+  EXPECT_EQ(size, 21u);
+  char text[32] = {};
+  ASSERT_TRUE(memory->Read(ptr, {reinterpret_cast<uint8_t*>(text), 22}).ok());
+  EXPECT_STREQ(text, "console=ttyS0 hello=1");
+  EXPECT_EQ(page[bootparam::kE820Entries], 6);
+}
+
+TEST(WriteBootParamsTest, RejectsBadCommandLines) {
+  auto memory = Memory(4ull << 20);
+  ASSERT_NE(memory, nullptr);
+  EXPECT_EQ(
+      WriteBootParams(*memory, std::string(kMaxCmdlineBytes + 1, 'x')).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WriteBootParams(*memory, std::string("a\0b", 3)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      WriteBootParams(*memory, std::string(kMaxCmdlineBytes, 'x')).ok());
+}
+
+}  // namespace
+}  // namespace vmwp

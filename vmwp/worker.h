@@ -1,0 +1,33 @@
+#ifndef HVSTACK_VMWP_WORKER_H_
+#define HVSTACK_VMWP_WORKER_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proto/hvstack/internal/worker.pb.h"
+#include "vmwp/signal_watcher.h"
+
+namespace vmwp {
+
+// Reads and checks a serialized WorkerConfig. InvalidArgument for an unreadable
+// file, a parse error or an unusable value (memory not a multiple of 2 MiB,
+// socket path too long, ...).
+absl::StatusOr<hvstack::internal::WorkerConfig> ReadWorkerConfig(
+    const std::string& path);
+
+// Composes the VM described by `config` and runs it to the end:
+//   KVM (the inherited kvm_fd, else kvm_device_path) -> vid partition with the
+//   configured memory and VPs -> kernel + zero page -> COM1 UART (console ring
+//   + console.log) and the ACPI PM1a power port -> WorkerService on socket_path
+//   -> one byte on `ready_fd` (if >= 0; then closed)
+//   -> run until power-off, crash or stop (WorkerService.Stop, SIGTERM/SIGINT
+//   via `signals`).
+// Never writes the ready byte when composition fails. Returns the exit report
+// to write.
+hvstack::internal::WorkerExitReport RunWorker(
+    const hvstack::internal::WorkerConfig& config, int ready_fd,
+    SignalWatcher* signals);
+
+}  // namespace vmwp
+
+#endif  // HVSTACK_VMWP_WORKER_H_
