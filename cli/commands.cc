@@ -13,7 +13,8 @@
 namespace vmctl {
 namespace {
 
-// Quick calls only touch the database; start and stop wait for a worker (vmms gives a start 30 s).
+// Quick calls only touch the database; start and stop wait for a worker (vmms
+// gives a start 30 s).
 constexpr auto kQuickDeadline = std::chrono::seconds(15);
 constexpr auto kWorkerDeadline = std::chrono::seconds(90);
 
@@ -24,14 +25,17 @@ void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
 int Fail(Session& session, const grpc::Status& status) {
   std::string message = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    message = absl::StrCat("cannot reach vmms at unix:", session.socket_path,
-                           " (is vmms running? use --socket or $HVSTACK_SOCKET): ", message);
+    message = absl::StrCat(
+        "cannot reach vmms at unix:", session.socket_path,
+        " (is vmms running? use --socket or $HVSTACK_SOCKET): ", message);
   }
-  *session.err << "vmctl: " << StatusCodeName(status.error_code()) << ": " << message << "\n";
+  *session.err << "vmctl: " << StatusCodeName(status.error_code()) << ": "
+               << message << "\n";
   return ExitCodeFor(status.error_code());
 }
 
-int PrintVm(Session& session, const grpc::Status& status, const hvstack::v1::Vm& vm) {
+int PrintVm(Session& session, const grpc::Status& status,
+            const hvstack::v1::Vm& vm) {
   if (!status.ok()) return Fail(session, status);
   *session.out << (session.json ? FormatJson(vm) : FormatVm(vm));
   return kExitOk;
@@ -41,8 +45,10 @@ int PrintVm(Session& session, const grpc::Status& status, const hvstack::v1::Vm&
 
 Session Connect(const std::string& socket_path, bool json, std::ostream& out,
                 std::ostream& err) {
-  auto channel = grpc::CreateChannel("unix:" + socket_path, grpc::InsecureChannelCredentials());
-  return Session{socket_path, json, hvstack::v1::VmService::NewStub(channel), &out, &err};
+  auto channel = grpc::CreateChannel("unix:" + socket_path,
+                                     grpc::InsecureChannelCredentials());
+  return Session{socket_path, json, hvstack::v1::VmService::NewStub(channel),
+                 &out, &err};
 }
 
 int CreateCommand(Session& session, const CreateArgs& args) {
@@ -50,7 +56,8 @@ int CreateCommand(Session& session, const CreateArgs& args) {
   request.set_name(args.name);
   std::error_code ec;
   std::filesystem::path kernel = std::filesystem::absolute(args.kernel, ec);
-  request.mutable_config()->set_kernel_path(ec ? args.kernel : kernel.lexically_normal().string());
+  request.mutable_config()->set_kernel_path(
+      ec ? args.kernel : kernel.lexically_normal().string());
   request.mutable_config()->set_memory_mib(args.memory_mib);
   request.mutable_config()->set_vcpus(args.cpus);
   request.mutable_config()->set_cmdline(args.cmdline);
@@ -64,7 +71,8 @@ int ListCommand(Session& session) {
   grpc::ClientContext context;
   SetDeadline(context, kQuickDeadline);
   hvstack::v1::ListVmsResponse response;
-  grpc::Status status = session.stub->ListVms(&context, hvstack::v1::ListVmsRequest(), &response);
+  grpc::Status status =
+      session.stub->ListVms(&context, hvstack::v1::ListVmsRequest(), &response);
   if (!status.ok()) return Fail(session, status);
   *session.out << (session.json ? FormatJson(response) : FormatTable(response));
   return kExitOk;
@@ -113,11 +121,13 @@ int ConsoleCommand(Session& session, const std::string& name, bool follow) {
   hvstack::v1::StreamConsoleRequest request;
   request.set_name(name);
   request.set_follow(follow);
-  grpc::ClientContext context;  // No deadline: following a console is open-ended.
+  grpc::ClientContext
+      context;  // No deadline: following a console is open-ended.
   auto reader = session.stub->StreamConsole(&context, request);
   hvstack::v1::ConsoleChunk chunk;
   while (reader->Read(&chunk)) {
-    session.out->write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    session.out->write(chunk.data().data(),
+                       static_cast<std::streamsize>(chunk.data().size()));
     session.out->flush();  // Interactive: show each chunk as it arrives.
   }
   grpc::Status status = reader->Finish();

@@ -20,18 +20,20 @@ struct Session {
 };
 
 // Connects (lazily, as gRPC does) to vmms at unix:`socket_path`.
-Session Connect(const std::string& socket_path, bool json, std::ostream& out, std::ostream& err);
+Session Connect(const std::string& socket_path, bool json, std::ostream& out,
+                std::ostream& err);
 
 struct CreateArgs {
   std::string name;
-  std::string kernel;  // Made absolute here: vmms does not share our working directory.
+  std::string
+      kernel;  // Made absolute here: vmms does not share our working directory.
   uint64_t memory_mib = 256;
   uint32_t cpus = 1;
   std::string cmdline;
 };
 
-// Each returns vmctl's exit code (exit_codes.h) and prints the result, or "vmctl: CODE: message"
-// to the error stream.
+// Each returns vmctl's exit code (exit_codes.h) and prints the result, or
+// "vmctl: CODE: message" to the error stream.
 int CreateCommand(Session& session, const CreateArgs& args);
 int ListCommand(Session& session);
 int ShowCommand(Session& session, const std::string& name);

@@ -5,13 +5,14 @@
 
 namespace vmctl {
 
-// vmctl's documented exit codes (cli/README.md). Scripts branch on these, so they never change
-// meaning.
+// vmctl's documented exit codes (cli/README.md). Scripts branch on these, so
+// they never change meaning.
 enum ExitCode : int {
   kExitOk = 0,
   kExitUsage = 1,
   kExitNotFound = 2,
-  kExitConflict = 3,  // ALREADY_EXISTS or FAILED_PRECONDITION: the VM's state forbids it.
+  kExitConflict =
+      3,  // ALREADY_EXISTS or FAILED_PRECONDITION: the VM's state forbids it.
   kExitInvalidArgument = 4,
   kExitUnavailable = 5,  // vmms is not running (or not at that socket).
   kExitOther = 6,

@@ -13,33 +13,43 @@ int main(int argc, char** argv) {
   app.fallthrough();  // Global options may also follow the subcommand.
   std::string socket;
   bool json = false;
-  app.add_option("--socket", socket,
-                 "vmms socket (default: $HVSTACK_SOCKET, $HVSTACK_STATE_DIR/vmms.sock, "
-                 "/var/lib/hvstack/vmms.sock if present, else ./state/vmms.sock)");
+  app.add_option(
+      "--socket", socket,
+      "vmms socket (default: $HVSTACK_SOCKET, $HVSTACK_STATE_DIR/vmms.sock, "
+      "/var/lib/hvstack/vmms.sock if present, else ./state/vmms.sock)");
   app.add_flag("--json", json, "Print results as the API's canonical JSON");
 
   vmctl::CreateArgs create;
-  auto* create_cmd = app.add_subcommand("create", "Define a VM (it starts Off)");
+  auto* create_cmd =
+      app.add_subcommand("create", "Define a VM (it starts Off)");
   create_cmd->add_option("NAME", create.name, "VM name")->required();
-  create_cmd->add_option("--kernel", create.kernel, "Kernel image (ELF64 x86-64)")->required();
+  create_cmd
+      ->add_option("--kernel", create.kernel, "Kernel image (ELF64 x86-64)")
+      ->required();
   create_cmd->add_option("--memory", create.memory_mib, "Guest RAM in MiB")
       ->capture_default_str();
-  create_cmd->add_option("--cpus", create.cpus, "Virtual processors")->capture_default_str();
+  create_cmd->add_option("--cpus", create.cpus, "Virtual processors")
+      ->capture_default_str();
   create_cmd->add_option("--cmdline", create.cmdline, "Kernel command line");
 
   std::string name;
   auto* list_cmd = app.add_subcommand("list", "List VMs");
   auto* show_cmd = app.add_subcommand("show", "Show one VM");
-  auto* start_cmd = app.add_subcommand("start", "Start a VM; returns once it runs");
+  auto* start_cmd =
+      app.add_subcommand("start", "Start a VM; returns once it runs");
   auto* stop_cmd = app.add_subcommand("stop", "Hard power-off a VM");
-  auto* delete_cmd = app.add_subcommand("delete", "Delete an Off or Crashed VM");
-  auto* console_cmd = app.add_subcommand("console", "Print a VM's serial console");
-  for (CLI::App* cmd : {show_cmd, start_cmd, stop_cmd, delete_cmd, console_cmd}) {
+  auto* delete_cmd =
+      app.add_subcommand("delete", "Delete an Off or Crashed VM");
+  auto* console_cmd =
+      app.add_subcommand("console", "Print a VM's serial console");
+  for (CLI::App* cmd :
+       {show_cmd, start_cmd, stop_cmd, delete_cmd, console_cmd}) {
     cmd->add_option("NAME", name, "VM name")->required();
   }
   bool no_follow = false;
-  console_cmd->add_flag("--no-follow", no_follow,
-                        "Print the retained output and exit instead of following");
+  console_cmd->add_flag(
+      "--no-follow", no_follow,
+      "Print the retained output and exit instead of following");
 
   try {
     app.parse(argc, argv);

@@ -20,15 +20,18 @@ std::string StateText(hvstack::v1::VmState state) {
 
 std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
   using Row = std::array<std::string, 6>;
-  std::vector<Row> rows = {{"NAME", "STATE", "CPUS", "MEMORY", "UUID", "REASON"}};
+  std::vector<Row> rows = {
+      {"NAME", "STATE", "CPUS", "MEMORY", "UUID", "REASON"}};
   for (const hvstack::v1::Vm& vm : vms.vms()) {
-    rows.push_back({vm.name(), StateText(vm.state()), absl::StrCat(vm.config().vcpus()),
+    rows.push_back({vm.name(), StateText(vm.state()),
+                    absl::StrCat(vm.config().vcpus()),
                     absl::StrCat(vm.config().memory_mib(), "MiB"), vm.uuid(),
                     vm.state_reason()});
   }
   std::array<size_t, 6> widths{};
   for (const Row& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
   for (const Row& row : rows) {
@@ -36,7 +39,8 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
       // The last column is not padded: no trailing blanks.
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line += std::string(widths[i] - row[i].size() + 2, ' ');
     }
     absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
   }
@@ -46,21 +50,22 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
 std::string FormatVm(const hvstack::v1::Vm& vm) {
   using google::protobuf::util::TimeUtil;
   auto time = [](const google::protobuf::Timestamp& t) {
-    return t.seconds() == 0 && t.nanos() == 0 ? std::string("-") : TimeUtil::ToString(t);
+    return t.seconds() == 0 && t.nanos() == 0 ? std::string("-")
+                                              : TimeUtil::ToString(t);
   };
-  return absl::StrCat(
-      "name: ", vm.name(), "\n",                                     //
-      "uuid: ", vm.uuid(), "\n",                                     //
-      "state: ", StateText(vm.state()), "\n",                        //
-      "state_reason: ", vm.state_reason(), "\n",                     //
-      "cpus: ", vm.config().vcpus(), "\n",                           //
-      "memory: ", vm.config().memory_mib(), "MiB\n",                 //
-      "kernel: ", vm.config().kernel_path(), "\n",                   //
-      "cmdline: ", vm.config().cmdline(), "\n",                      //
-      "worker_pid: ", vm.worker_pid(), "\n",                         //
-      "create_time: ", time(vm.create_time()), "\n",                 //
-      "update_time: ", time(vm.update_time()), "\n",                 //
-      "state_change_time: ", time(vm.state_change_time()), "\n");
+  return absl::StrCat("name: ", vm.name(), "\n",                      //
+                      "uuid: ", vm.uuid(), "\n",                      //
+                      "state: ", StateText(vm.state()), "\n",         //
+                      "state_reason: ", vm.state_reason(), "\n",      //
+                      "cpus: ", vm.config().vcpus(), "\n",            //
+                      "memory: ", vm.config().memory_mib(), "MiB\n",  //
+                      "kernel: ", vm.config().kernel_path(), "\n",    //
+                      "cmdline: ", vm.config().cmdline(), "\n",       //
+                      "worker_pid: ", vm.worker_pid(), "\n",          //
+                      "create_time: ", time(vm.create_time()), "\n",  //
+                      "update_time: ", time(vm.update_time()), "\n",  //
+                      "state_change_time: ", time(vm.state_change_time()),
+                      "\n");
 }
 
 std::string FormatJson(const google::protobuf::Message& message) {

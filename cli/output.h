@@ -1,9 +1,9 @@
 #ifndef HVSTACK_CLI_OUTPUT_H_
 #define HVSTACK_CLI_OUTPUT_H_
 
-#include <string>
-
 #include <google/protobuf/message.h>
+
+#include <string>
 
 #include "proto/hvstack/v1/vm.pb.h"
 
@@ -12,8 +12,8 @@ namespace vmctl {
 // "running", "off", ...: the state without its VM_STATE_ prefix, lowercase.
 std::string StateText(hvstack::v1::VmState state);
 
-// The `list` table: a header (NAME STATE CPUS MEMORY UUID REASON) and one line per VM, columns
-// padded to their widest cell.
+// The `list` table: a header (NAME STATE CPUS MEMORY UUID REASON) and one line
+// per VM, columns padded to their widest cell.
 std::string FormatTable(const hvstack::v1::ListVmsResponse& vms);
 
 // `show`: one "key: value" line per field.

@@ -10,10 +10,12 @@ inline constexpr char kInstalledSocket[] = "/var/lib/hvstack/vmms.sock";
 std::string DefaultSocketPath(
     const std::function<std::optional<std::string>(const char*)>& getenv,
     const std::function<bool(const std::string&)>& exists) {
-  if (auto socket = getenv("HVSTACK_SOCKET"); socket.has_value() && !socket->empty()) {
+  if (auto socket = getenv("HVSTACK_SOCKET");
+      socket.has_value() && !socket->empty()) {
     return *socket;
   }
-  if (auto dir = getenv("HVSTACK_STATE_DIR"); dir.has_value() && !dir->empty()) {
+  if (auto dir = getenv("HVSTACK_STATE_DIR");
+      dir.has_value() && !dir->empty()) {
     return *dir + "/vmms.sock";
   }
   if (exists(kInstalledSocket)) return kInstalledSocket;

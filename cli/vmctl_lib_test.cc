@@ -12,7 +12,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string SocketFor(std::map<std::string, std::string> env, bool installed_exists) {
+std::string SocketFor(std::map<std::string, std::string> env,
+                      bool installed_exists) {
   return DefaultSocketPath(
       [&env](const char* name) -> std::optional<std::string> {
         auto it = env.find(name);
@@ -23,7 +24,9 @@ std::string SocketFor(std::map<std::string, std::string> env, bool installed_exi
 }
 
 TEST(SocketPathTest, PrecedenceIsSocketThenStateDirThenInstalledThenCheckout) {
-  EXPECT_EQ(SocketFor({{"HVSTACK_SOCKET", "/s"}, {"HVSTACK_STATE_DIR", "/d"}}, true), "/s");
+  EXPECT_EQ(
+      SocketFor({{"HVSTACK_SOCKET", "/s"}, {"HVSTACK_STATE_DIR", "/d"}}, true),
+      "/s");
   EXPECT_EQ(SocketFor({{"HVSTACK_STATE_DIR", "/d"}}, true), "/d/vmms.sock");
   EXPECT_EQ(SocketFor({}, true), "/var/lib/hvstack/vmms.sock");
   EXPECT_EQ(SocketFor({}, false), "state/vmms.sock");
@@ -38,7 +41,8 @@ TEST(ExitCodesTest, DocumentedMapping) {
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INVALID_ARGUMENT), 4);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAVAILABLE), 5);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INTERNAL), 6);
-  EXPECT_STREQ(StatusCodeName(grpc::StatusCode::FAILED_PRECONDITION), "FAILED_PRECONDITION");
+  EXPECT_STREQ(StatusCodeName(grpc::StatusCode::FAILED_PRECONDITION),
+               "FAILED_PRECONDITION");
 }
 
 hvstack::v1::Vm SampleVm() {
@@ -58,8 +62,10 @@ TEST(OutputTest, TableHasHeaderAndAlignedRows) {
   *list.add_vms() = SampleVm();
   std::string table = FormatTable(list);
   EXPECT_EQ(table,
-            "NAME  STATE    CPUS  MEMORY  UUID                                  REASON\n"
-            "web1  running  2     256MiB  0b8f5a4e-2d9c-4c41-9a53-1f0c7d7d2e11  worker ready\n");
+            "NAME  STATE    CPUS  MEMORY  UUID                                 "
+            " REASON\n"
+            "web1  running  2     256MiB  0b8f5a4e-2d9c-4c41-9a53-1f0c7d7d2e11 "
+            " worker ready\n");
 }
 
 TEST(OutputTest, ShowIsKeyValueLines) {

@@ -7,13 +7,17 @@
 namespace vmms {
 
 absl::Status ValidateKernelImage(const std::string& path, uint64_t memory_mib) {
-  // The loader's messages already start with "kernel <path>: "; say which field it was.
+  // The loader's messages already start with "kernel <path>: "; say which field
+  // it was.
   auto invalid = [](const absl::Status& s) {
-    return absl::InvalidArgumentError(absl::StrCat("config.kernel_path: ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.kernel_path: ", s.message()));
   };
   absl::StatusOr<vmwp::KernelImageInfo> image = vmwp::ProbeKernelImage(path);
   if (!image.ok()) return invalid(image.status());
-  if (absl::Status s = vmwp::CheckKernelFitsMemory(path, *image, memory_mib << 20); !s.ok()) {
+  if (absl::Status s =
+          vmwp::CheckKernelFitsMemory(path, *image, memory_mib << 20);
+      !s.ok()) {
     return invalid(s);
   }
   return absl::OkStatus();

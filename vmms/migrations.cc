@@ -7,7 +7,8 @@
 namespace vmms {
 namespace {
 
-// States are stored by name (see vm_store.cc) so that the database reads well in the sqlite3 CLI.
+// States are stored by name (see vm_store.cc) so that the database reads well
+// in the sqlite3 CLI.
 constexpr Migration kMigrations[] = {
     {1, "vms and their state history", R"sql(
 CREATE TABLE vms (
@@ -50,12 +51,12 @@ absl::StatusOr<int> SchemaVersion(Database& db) {
   return static_cast<int>(stmt->ColumnInt64(0));
 }
 
-absl::StatusOr<int> ApplyMigrations(Database& db, std::span<const Migration> migrations) {
-  if (absl::Status s = db.Exec(
-          "CREATE TABLE IF NOT EXISTS schema_version ("
-          " version INTEGER PRIMARY KEY NOT NULL,"
-          " description TEXT NOT NULL,"
-          " applied_time_us INTEGER NOT NULL)");
+absl::StatusOr<int> ApplyMigrations(Database& db,
+                                    std::span<const Migration> migrations) {
+  if (absl::Status s = db.Exec("CREATE TABLE IF NOT EXISTS schema_version ("
+                               " version INTEGER PRIMARY KEY NOT NULL,"
+                               " description TEXT NOT NULL,"
+                               " applied_time_us INTEGER NOT NULL)");
       !s.ok()) {
     return s;
   }
@@ -73,13 +74,15 @@ absl::StatusOr<int> ApplyMigrations(Database& db, std::span<const Migration> mig
     absl::StatusOr<Transaction> tx = Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
     if (absl::Status s = db.Exec(m.sql); !s.ok()) {
-      return absl::Status(s.code(),
-                          absl::StrCat("schema migration ", m.version, ": ", s.message()));
+      return absl::Status(s.code(), absl::StrCat("schema migration ", m.version,
+                                                 ": ", s.message()));
     }
     absl::StatusOr<Statement> insert = db.Prepare(
-        "INSERT INTO schema_version (version, description, applied_time_us) VALUES (?, ?, ?)");
+        "INSERT INTO schema_version (version, description, applied_time_us) "
+        "VALUES (?, ?, ?)");
     if (!insert.ok()) return insert.status();
-    if (absl::Status s = insert->BindAll(m.version, m.description, absl::ToUnixMicros(absl::Now()));
+    if (absl::Status s = insert->BindAll(m.version, m.description,
+                                         absl::ToUnixMicros(absl::Now()));
         !s.ok()) {
       return s;
     }

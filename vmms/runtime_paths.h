@@ -5,20 +5,24 @@
 
 namespace vmms {
 
-// Where one VM's runtime files live: <state dir>/vms/<uuid>/. The layout is shared with vmwp
-// through WorkerConfig (runtime_dir, socket_path) and worker.proto's comments.
+// Where one VM's runtime files live: <state dir>/vms/<uuid>/. The layout is
+// shared with vmwp through WorkerConfig (runtime_dir, socket_path) and
+// worker.proto's comments.
 struct RuntimePaths {
   std::string dir;
   std::string worker_config;  // WorkerConfig, written by vmms before the spawn.
   std::string worker_socket;  // WorkerService, served by vmwp.
-  std::string exit_report;    // WorkerExitReport, written by vmwp before it exits.
-  std::string console_log;    // COM1 output, written by vmwp, kept after it exits.
+  std::string
+      exit_report;  // WorkerExitReport, written by vmwp before it exits.
+  std::string
+      console_log;  // COM1 output, written by vmwp, kept after it exits.
 };
 
-inline RuntimePaths RuntimePathsFor(const std::string& state_dir, const std::string& uuid) {
+inline RuntimePaths RuntimePathsFor(const std::string& state_dir,
+                                    const std::string& uuid) {
   std::string dir = state_dir + "/vms/" + uuid;
-  return {dir, dir + "/worker_config.pb", dir + "/worker.sock", dir + "/exit_report.pb",
-          dir + "/console.log"};
+  return {dir, dir + "/worker_config.pb", dir + "/worker.sock",
+          dir + "/exit_report.pb", dir + "/console.log"};
 }
 
 }  // namespace vmms

@@ -1,10 +1,10 @@
 #ifndef HVSTACK_VMMS_SERVER_H_
 #define HVSTACK_VMMS_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -24,16 +24,20 @@ struct ServerOptions {
   absl::Duration stop_grace = absl::Seconds(3);
 };
 
-// One vmms instance: the state directory's lock, the store, the worker manager and the gRPC
-// server on unix:<state dir>/vmms.sock. main() and the tests both run it through this class.
+// One vmms instance: the state directory's lock, the store, the worker manager
+// and the gRPC server on unix:<state dir>/vmms.sock. main() and the tests both
+// run it through this class.
 class Server {
  public:
-  // Creates the state directory, takes its lock (one vmms per directory), opens and migrates the
-  // database, reconciles VMs left active by a previous vmms, and starts serving.
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  // Creates the state directory, takes its lock (one vmms per directory), opens
+  // and migrates the database, reconciles VMs left active by a previous vmms,
+  // and starts serving.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options);
   ~Server();
 
-  // Stops every worker, then the gRPC server. Safe to call from another thread and repeatedly.
+  // Stops every worker, then the gRPC server. Safe to call from another thread
+  // and repeatedly.
   void Shutdown();
   // Blocks until the gRPC server has shut down.
   void Wait();
@@ -51,7 +55,8 @@ class Server {
   std::unique_ptr<grpc::Server> server_;
 };
 
-// The socket path for `state_dir`, or INVALID_ARGUMENT when it does not fit in sockaddr_un.
+// The socket path for `state_dir`, or INVALID_ARGUMENT when it does not fit in
+// sockaddr_un.
 absl::StatusOr<std::string> SocketPathFor(const std::string& state_dir);
 
 }  // namespace vmms

@@ -28,8 +28,8 @@ absl::Status Statement::Bind(int index, int64_t value) {
 }
 
 absl::Status Statement::Bind(int index, absl::string_view value) {
-  int rc = sqlite3_bind_text64(stmt_.get(), index, value.data(), value.size(), SQLITE_TRANSIENT,
-                               SQLITE_UTF8);
+  int rc = sqlite3_bind_text64(stmt_.get(), index, value.data(), value.size(),
+                               SQLITE_TRANSIENT, SQLITE_UTF8);
   return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db_, rc, "bind");
 }
 
@@ -42,7 +42,8 @@ absl::StatusOr<bool> Statement::Step() {
   int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return SqliteError(db_, rc, absl::StrCat("step '", sqlite3_sql(stmt_.get()), "'"));
+  return SqliteError(db_, rc,
+                     absl::StrCat("step '", sqlite3_sql(stmt_.get()), "'"));
 }
 
 absl::Status Statement::Run() {
@@ -64,24 +65,31 @@ std::string Statement::ColumnText(int index) const {
 
 absl::StatusOr<Database> Database::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  // sqlite3_open_v2 allocates a handle even on failure; it must be closed either way.
+  int rc = sqlite3_open_v2(
+      path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  // sqlite3_open_v2 allocates a handle even on failure; it must be closed
+  // either way.
   Database db(raw);
-  if (rc != SQLITE_OK) return SqliteError(raw, rc, absl::StrCat("open database ", path));
+  if (rc != SQLITE_OK)
+    return SqliteError(raw, rc, absl::StrCat("open database ", path));
   sqlite3_extended_result_codes(raw, 1);
   rc = sqlite3_busy_timeout(raw, 5000);
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "set busy timeout");
-  // journal_mode returns a row naming the mode actually in effect; check it really is WAL.
+  // journal_mode returns a row naming the mode actually in effect; check it
+  // really is WAL.
   absl::StatusOr<Statement> wal = db.Prepare("PRAGMA journal_mode=WAL");
   if (!wal.ok()) return wal.status();
   absl::StatusOr<bool> row = wal->Step();
   if (!row.ok()) return row.status();
   if (!*row || wal->ColumnText(0) != "wal") {
-    return absl::InternalError(absl::StrCat("database ", path, ": cannot enable WAL journal"));
+    return absl::InternalError(
+        absl::StrCat("database ", path, ": cannot enable WAL journal"));
   }
-  if (absl::Status s = db.Exec("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"); !s.ok()) {
+  if (absl::Status s =
+          db.Exec("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
+      !s.ok()) {
     return s;
   }
   return db;
@@ -98,8 +106,8 @@ absl::Status Database::Exec(const std::string& sql) {
 
 absl::StatusOr<Statement> Database::Prepare(absl::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &stmt,
-                              nullptr);
+  int rc = sqlite3_prepare_v2(db_.get(), sql.data(),
+                              static_cast<int>(sql.size()), &stmt, nullptr);
   Statement statement(db_.get(), stmt);
   if (rc != SQLITE_OK) {
     return SqliteError(db_.get(), rc, absl::StrCat("prepare '", sql, "'"));
@@ -120,7 +128,8 @@ Transaction::~Transaction() {
 
 absl::Status Transaction::Commit() {
   Database* db = std::exchange(db_, nullptr);
-  if (db == nullptr) return absl::FailedPreconditionError("transaction already finished");
+  if (db == nullptr)
+    return absl::FailedPreconditionError("transaction already finished");
   absl::Status s = db->Exec("COMMIT");
   if (!s.ok()) (void)db->Exec("ROLLBACK");
   return s;

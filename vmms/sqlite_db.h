@@ -6,15 +6,16 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace vmms {
 
-// A small RAII layer over the SQLite C API: one owner per handle, errors as absl::Status.
-// Neither class is thread-safe; VmStore serialises access with its own mutex.
+// A small RAII layer over the SQLite C API: one owner per handle, errors as
+// absl::Status. Neither class is thread-safe; VmStore serialises access with
+// its own mutex.
 
 // One prepared statement. Finalised on destruction.
 class Statement {
@@ -52,12 +53,18 @@ class Statement {
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
 
   absl::Status BindOne(int index, int64_t value) { return Bind(index, value); }
-  absl::Status BindOne(int index, int value) { return Bind(index, int64_t{value}); }
-  absl::Status BindOne(int index, uint32_t value) { return Bind(index, int64_t{value}); }
+  absl::Status BindOne(int index, int value) {
+    return Bind(index, int64_t{value});
+  }
+  absl::Status BindOne(int index, uint32_t value) {
+    return Bind(index, int64_t{value});
+  }
   absl::Status BindOne(int index, uint64_t value) {
     return Bind(index, static_cast<int64_t>(value));
   }
-  absl::Status BindOne(int index, absl::string_view value) { return Bind(index, value); }
+  absl::Status BindOne(int index, absl::string_view value) {
+    return Bind(index, value);
+  }
   absl::Status BindOne(int index, const std::string& value) {
     return Bind(index, absl::string_view(value));
   }
@@ -72,9 +79,9 @@ class Statement {
 // One database connection. Closed on destruction.
 class Database {
  public:
-  // Opens (creating if needed) the database at `path` and configures the connection: WAL journal,
-  // foreign keys enforced, a busy timeout so that a concurrent reader (sqlite3 CLI) does not fail
-  // us immediately.
+  // Opens (creating if needed) the database at `path` and configures the
+  // connection: WAL journal, foreign keys enforced, a busy timeout so that a
+  // concurrent reader (sqlite3 CLI) does not fail us immediately.
   static absl::StatusOr<Database> Open(const std::string& path);
 
   Database(Database&&) noexcept = default;
@@ -97,13 +104,14 @@ class Database {
   std::unique_ptr<sqlite3, Closer> db_;
 };
 
-// A write transaction (BEGIN IMMEDIATE, so that the write lock is taken up front rather than on
-// the first write, which avoids SQLITE_BUSY deadlocks between two writers). Rolled back on
-// destruction unless committed.
+// A write transaction (BEGIN IMMEDIATE, so that the write lock is taken up
+// front rather than on the first write, which avoids SQLITE_BUSY deadlocks
+// between two writers). Rolled back on destruction unless committed.
 class Transaction {
  public:
   static absl::StatusOr<Transaction> Begin(Database& db);
-  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction(Transaction&& other) noexcept
+      : db_(std::exchange(other.db_, nullptr)) {}
   Transaction& operator=(Transaction&&) = delete;
   ~Transaction();
 

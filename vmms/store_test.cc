@@ -21,7 +21,8 @@ int64_t CountRows(Database& db, const std::string& table) {
 }
 
 bool TableExists(Database& db, const std::string& table) {
-  auto stmt = db.Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
+  auto stmt = db.Prepare(
+      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
   EXPECT_TRUE(stmt->Bind(1, table).ok());
   return *stmt->Step();
 }
@@ -74,7 +75,8 @@ TEST(MigrationsTest, FreshDatabaseReachesLatestVersionAndReapplyIsANoOp) {
   EXPECT_TRUE(TableExists(*db, "vm_state_history"));
   version = ApplyMigrations(*db, SchemaMigrations());
   ASSERT_TRUE(version.ok());
-  EXPECT_EQ(CountRows(*db, "schema_version"), static_cast<int64_t>(SchemaMigrations().size()));
+  EXPECT_EQ(CountRows(*db, "schema_version"),
+            static_cast<int64_t>(SchemaMigrations().size()));
 }
 
 TEST(MigrationsTest, FailingMigrationLeavesTheDatabaseAtTheLastWholeVersion) {
@@ -82,7 +84,8 @@ TEST(MigrationsTest, FailingMigrationLeavesTheDatabaseAtTheLastWholeVersion) {
   auto db = Database::Open(dir.path() + "/t.db");
   const Migration migrations[] = {
       {1, "one", "CREATE TABLE a (x INTEGER);"},
-      {2, "two, broken half way", "CREATE TABLE b (x INTEGER); THIS IS NOT SQL;"},
+      {2, "two, broken half way",
+       "CREATE TABLE b (x INTEGER); THIS IS NOT SQL;"},
   };
   auto version = ApplyMigrations(*db, migrations);
   EXPECT_FALSE(version.ok());
@@ -143,11 +146,15 @@ TEST(VmStoreTest, StateChangesAreRecordedWithHistory) {
   testing::TestDir dir;
   auto store = *VmStore::Open(dir.path() + "/vmms.db");
   ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
-  ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start requested").ok());
-  auto running = store->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "worker ready", 4242);
+  ASSERT_TRUE(
+      store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start requested")
+          .ok());
+  auto running = store->SetState("u1", hvstack::v1::VM_STATE_RUNNING,
+                                 "worker ready", 4242);
   ASSERT_TRUE(running.ok());
   EXPECT_EQ(running->worker_pid(), 4242);
-  auto off = store->SetState("u1", hvstack::v1::VM_STATE_OFF, "guest powered off", 0);
+  auto off =
+      store->SetState("u1", hvstack::v1::VM_STATE_OFF, "guest powered off", 0);
   EXPECT_EQ(off->worker_pid(), 0);
   EXPECT_EQ(off->state_reason(), "guest powered off");
 
@@ -182,7 +189,9 @@ TEST(VmStoreTest, DefinitionsSurviveReopening) {
   {
     auto store = *VmStore::Open(path);
     ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
-    ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "guest crashed: x").ok());
+    ASSERT_TRUE(
+        store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "guest crashed: x")
+            .ok());
   }
   auto store = *VmStore::Open(path);
   auto vm = store->Get("web1");

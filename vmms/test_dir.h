@@ -8,8 +8,8 @@
 
 namespace vmms::testing {
 
-// A fresh directory under /tmp, removed on destruction. Not under TEST_TMPDIR: bazel's paths are
-// long, and unix socket paths must stay under 108 bytes.
+// A fresh directory under /tmp, removed on destruction. Not under TEST_TMPDIR:
+// bazel's paths are long, and unix socket paths must stay under 108 bytes.
 class TestDir {
  public:
   TestDir() {

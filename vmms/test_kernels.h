@@ -15,7 +15,8 @@ inline std::string HelloKernel() {
   return std::filesystem::absolute("guest/hello.elf").string();
 }
 
-inline std::string WriteFile(const std::string& path, const std::string& contents) {
+inline std::string WriteFile(const std::string& path,
+                             const std::string& contents) {
   std::ofstream(path, std::ios::binary) << contents;
   return path;
 }

@@ -5,7 +5,8 @@
 
 namespace vmms {
 
-// A random RFC 4122 version 4 UUID in its canonical lowercase form, from getrandom(2).
+// A random RFC 4122 version 4 UUID in its canonical lowercase form, from
+// getrandom(2).
 std::string NewUuidV4();
 
 }  // namespace vmms

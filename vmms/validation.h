@@ -13,12 +13,13 @@ inline constexpr uint32_t kMaxVcpus = 64;
 inline constexpr uint64_t kMinMemoryMib = 16;
 inline constexpr uint64_t kMaxMemoryMib = 65536;
 
-// DNS label rules: 1-63 characters of [a-z0-9-], starting and ending alphanumeric. The name ends
-// up in paths, logs and (later) host names, so it is kept boring. INVALID_ARGUMENT states the rule.
+// DNS label rules: 1-63 characters of [a-z0-9-], starting and ending
+// alphanumeric. The name ends up in paths, logs and (later) host names, so it
+// is kept boring. INVALID_ARGUMENT states the rule.
 absl::Status ValidateVmName(const std::string& name);
 
-// Bounds of vcpus and memory, and the kernel image (absolute path, loadable). INVALID_ARGUMENT
-// names the field, the value and the rule.
+// Bounds of vcpus and memory, and the kernel image (absolute path, loadable).
+// INVALID_ARGUMENT names the field, the value and the rule.
 absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config);
 
 }  // namespace vmms

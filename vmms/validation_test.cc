@@ -20,16 +20,18 @@ TEST(ValidateVmNameTest, AcceptsDnsLabels) {
 
 TEST(ValidateVmNameTest, RejectsOthersAndStatesTheRule) {
   for (const std::string& name :
-       {std::string(""), std::string(64, 'a'), std::string("Web1"), std::string("-web"),
-        std::string("web-"), std::string("web_1"), std::string("web.1"), std::string("wéb"),
-        std::string("a b"), std::string("a/b")}) {
+       {std::string(""), std::string(64, 'a'), std::string("Web1"),
+        std::string("-web"), std::string("web-"), std::string("web_1"),
+        std::string("web.1"), std::string("wéb"), std::string("a b"),
+        std::string("a/b")}) {
     absl::Status s = ValidateVmName(name);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
     EXPECT_THAT(s.message(), HasSubstr("1-63 characters of [a-z0-9-]")) << name;
   }
 }
 
-hvstack::v1::VmConfig Config(uint32_t vcpus, uint64_t memory, std::string kernel) {
+hvstack::v1::VmConfig Config(uint32_t vcpus, uint64_t memory,
+                             std::string kernel) {
   hvstack::v1::VmConfig config;
   config.set_vcpus(vcpus);
   config.set_memory_mib(memory);
@@ -40,7 +42,8 @@ hvstack::v1::VmConfig Config(uint32_t vcpus, uint64_t memory, std::string kernel
 TEST(ValidateVmConfigTest, AcceptsARealKernelWithinBounds) {
   for (uint32_t vcpus : {1u, 64u}) {
     for (uint64_t memory : {16u, 256u, 65536u}) {
-      absl::Status s = ValidateVmConfig(Config(vcpus, memory, testing::HelloKernel()));
+      absl::Status s =
+          ValidateVmConfig(Config(vcpus, memory, testing::HelloKernel()));
       EXPECT_TRUE(s.ok()) << vcpus << " " << memory << ": " << s;
     }
   }
@@ -48,13 +51,15 @@ TEST(ValidateVmConfigTest, AcceptsARealKernelWithinBounds) {
 
 TEST(ValidateVmConfigTest, BoundsAreStated) {
   for (uint32_t vcpus : {0u, 65u}) {
-    absl::Status s = ValidateVmConfig(Config(vcpus, 256, testing::HelloKernel()));
+    absl::Status s =
+        ValidateVmConfig(Config(vcpus, 256, testing::HelloKernel()));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.message(), HasSubstr("between 1 and 64"));
     EXPECT_THAT(s.message(), HasSubstr("config.vcpus"));
   }
   for (uint64_t memory : {0u, 15u, 65537u}) {
-    absl::Status s = ValidateVmConfig(Config(1, memory, testing::HelloKernel()));
+    absl::Status s =
+        ValidateVmConfig(Config(1, memory, testing::HelloKernel()));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.message(), HasSubstr("between 16 and 65536 MiB"));
   }
@@ -69,10 +74,12 @@ TEST(ValidateVmConfigTest, KernelProblemsNameThePath) {
       {"", "kernel_path is empty"},
       {"guest/hello.elf", "not an absolute path"},
       {dir.path() + "/missing", "No such file"},
-      {testing::WriteFile(dir.path() + "/text", "just some text, long enough for a header..."
-                                                "........................................"),
+      {testing::WriteFile(dir.path() + "/text",
+                          "just some text, long enough for a header..."
+                          "........................................"),
        "not an ELF"},
-      {testing::WriteFile(dir.path() + "/arm", testing::Aarch64ElfHeader()), "x86-64"},
+      {testing::WriteFile(dir.path() + "/arm", testing::Aarch64ElfHeader()),
+       "x86-64"},
   };
   for (const Case& c : cases) {
     absl::Status s = ValidateVmConfig(Config(1, 256, c.path));

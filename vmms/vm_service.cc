@@ -2,10 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "vmms/log_format.h"
-
 #include "absl/strings/str_cat.h"
 #include "vmms/console_proxy.h"
+#include "vmms/log_format.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
 
@@ -28,27 +27,33 @@ grpc::Status Respond(const absl::StatusOr<T>& result, T* response) {
 
 }  // namespace
 
-grpc::Status VmServiceImpl::CreateVm(grpc::ServerContext*,
-                                     const hvstack::v1::CreateVmRequest* request,
-                                     hvstack::v1::Vm* response) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
-  if (absl::Status s = ValidateVmConfig(request->config()); !s.ok()) return ToGrpc(s);
+grpc::Status VmServiceImpl::CreateVm(
+    grpc::ServerContext*, const hvstack::v1::CreateVmRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  if (absl::Status s = ValidateVmConfig(request->config()); !s.ok())
+    return ToGrpc(s);
   Vm vm;
   vm.set_name(request->name());
   vm.set_uuid(NewUuidV4());
   *vm.mutable_config() = request->config();
   absl::StatusOr<Vm> created = store_->Create(vm);
-  if (created.ok()) spdlog::info("VM {} ({}) created", created->name(), created->uuid());
+  if (created.ok())
+    spdlog::info("VM {} ({}) created", created->name(), created->uuid());
   return Respond(created, response);
 }
 
-grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*, const hvstack::v1::GetVmRequest* request,
+grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
+                                  const hvstack::v1::GetVmRequest* request,
                                   hvstack::v1::Vm* response) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
   return Respond(store_->Get(request->name()), response);
 }
 
-grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*, const hvstack::v1::ListVmsRequest*,
+grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*,
+                                    const hvstack::v1::ListVmsRequest*,
                                     hvstack::v1::ListVmsResponse* response) {
   absl::StatusOr<std::vector<Vm>> vms = store_->List();
   if (!vms.ok()) return ToGrpc(vms.status());
@@ -59,34 +64,41 @@ grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*, const hvstack::v1::Lis
 grpc::Status VmServiceImpl::StartVm(grpc::ServerContext*,
                                     const hvstack::v1::StartVmRequest* request,
                                     hvstack::v1::Vm* response) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
   return Respond(workers_->Start(request->name()), response);
 }
 
-grpc::Status VmServiceImpl::StopVm(grpc::ServerContext*, const hvstack::v1::StopVmRequest* request,
+grpc::Status VmServiceImpl::StopVm(grpc::ServerContext*,
+                                   const hvstack::v1::StopVmRequest* request,
                                    hvstack::v1::Vm* response) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
   return Respond(workers_->Stop(request->name()), response);
 }
 
-grpc::Status VmServiceImpl::DeleteVm(grpc::ServerContext*,
-                                     const hvstack::v1::DeleteVmRequest* request,
-                                     google::protobuf::Empty*) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
+grpc::Status VmServiceImpl::DeleteVm(
+    grpc::ServerContext*, const hvstack::v1::DeleteVmRequest* request,
+    google::protobuf::Empty*) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
   return ToGrpc(workers_->Delete(request->name()));
 }
 
-grpc::Status VmServiceImpl::StreamConsole(grpc::ServerContext* context,
-                                          const hvstack::v1::StreamConsoleRequest* request,
-                                          grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) {
-  if (absl::Status s = ValidateVmName(request->name()); !s.ok()) return ToGrpc(s);
+grpc::Status VmServiceImpl::StreamConsole(
+    grpc::ServerContext* context,
+    const hvstack::v1::StreamConsoleRequest* request,
+    grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
   absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
-    absl::StatusOr<size_t> relayed =
-        ProxyWorkerConsole(*source->worker_socket, request->follow(), context, writer);
+    absl::StatusOr<size_t> relayed = ProxyWorkerConsole(
+        *source->worker_socket, request->follow(), context, writer);
     if (relayed.ok()) return grpc::Status::OK;
-    // The worker went away between the lookup and the call: its log has everything it wrote.
+    // The worker went away between the lookup and the call: its log has
+    // everything it wrote.
     spdlog::info("VM {}: {}; sending the retained log", request->name(),
                  relayed.status().message());
   }

@@ -7,28 +7,36 @@
 
 namespace vmms {
 
-// The public VmService: validates requests, then hands them to the store (definitions) or the
-// worker manager (anything that involves a worker). Errors carry canonical codes whose messages
-// name the VM, field or state involved.
+// The public VmService: validates requests, then hands them to the store
+// (definitions) or the worker manager (anything that involves a worker). Errors
+// carry canonical codes whose messages name the VM, field or state involved.
 class VmServiceImpl final : public hvstack::v1::VmService::Service {
  public:
-  VmServiceImpl(VmStore* store, WorkerManager* workers) : store_(store), workers_(workers) {}
+  VmServiceImpl(VmStore* store, WorkerManager* workers)
+      : store_(store), workers_(workers) {}
 
-  grpc::Status CreateVm(grpc::ServerContext* context, const hvstack::v1::CreateVmRequest* request,
+  grpc::Status CreateVm(grpc::ServerContext* context,
+                        const hvstack::v1::CreateVmRequest* request,
                         hvstack::v1::Vm* response) override;
-  grpc::Status GetVm(grpc::ServerContext* context, const hvstack::v1::GetVmRequest* request,
+  grpc::Status GetVm(grpc::ServerContext* context,
+                     const hvstack::v1::GetVmRequest* request,
                      hvstack::v1::Vm* response) override;
-  grpc::Status ListVms(grpc::ServerContext* context, const hvstack::v1::ListVmsRequest* request,
+  grpc::Status ListVms(grpc::ServerContext* context,
+                       const hvstack::v1::ListVmsRequest* request,
                        hvstack::v1::ListVmsResponse* response) override;
-  grpc::Status StartVm(grpc::ServerContext* context, const hvstack::v1::StartVmRequest* request,
+  grpc::Status StartVm(grpc::ServerContext* context,
+                       const hvstack::v1::StartVmRequest* request,
                        hvstack::v1::Vm* response) override;
-  grpc::Status StopVm(grpc::ServerContext* context, const hvstack::v1::StopVmRequest* request,
+  grpc::Status StopVm(grpc::ServerContext* context,
+                      const hvstack::v1::StopVmRequest* request,
                       hvstack::v1::Vm* response) override;
-  grpc::Status DeleteVm(grpc::ServerContext* context, const hvstack::v1::DeleteVmRequest* request,
+  grpc::Status DeleteVm(grpc::ServerContext* context,
+                        const hvstack::v1::DeleteVmRequest* request,
                         google::protobuf::Empty* response) override;
-  grpc::Status StreamConsole(grpc::ServerContext* context,
-                             const hvstack::v1::StreamConsoleRequest* request,
-                             grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) override;
+  grpc::Status StreamConsole(
+      grpc::ServerContext* context,
+      const hvstack::v1::StreamConsoleRequest* request,
+      grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) override;
 
  private:
   VmStore* const store_;

@@ -1,5 +1,6 @@
-// VmService end to end inside one process: a real vmms Server on a unix socket, a real SQLite
-// database, and fake_vmwp (testing/fake_vmwp.cc) as the worker, so no KVM is needed.
+// VmService end to end inside one process: a real vmms Server on a unix socket,
+// a real SQLite database, and fake_vmwp (testing/fake_vmwp.cc) as the worker,
+// so no KVM is needed.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -22,20 +23,22 @@ extern char** environ;
 namespace vmms {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using hvstack::v1::VM_STATE_CRASHED;
 using hvstack::v1::VM_STATE_OFF;
 using hvstack::v1::VM_STATE_RUNNING;
 using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 class VmServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     options_.state_dir = dir_.path() + "/st";
-    options_.kvm_device = "/dev/null";  // Any openable file: the fake worker only checks it is open.
-    options_.vmwp = std::filesystem::absolute("vmms/testing/fake_vmwp").string();
+    options_.kvm_device = "/dev/null";  // Any openable file: the fake worker
+                                        // only checks it is open.
+    options_.vmwp =
+        std::filesystem::absolute("vmms/testing/fake_vmwp").string();
     options_.start_timeout = absl::Seconds(2);
     options_.stop_grace = absl::Seconds(1);
     StartServer();
@@ -55,9 +58,11 @@ class VmServiceTest : public ::testing::Test {
     server_.reset();
   }
 
-  grpc::Status Create(const std::string& name, const std::string& cmdline = "poweroff",
+  grpc::Status Create(const std::string& name,
+                      const std::string& cmdline = "poweroff",
                       uint32_t vcpus = 1, uint64_t memory = 64,
-                      std::string kernel = testing::HelloKernel(), hvstack::v1::Vm* out = nullptr) {
+                      std::string kernel = testing::HelloKernel(),
+                      hvstack::v1::Vm* out = nullptr) {
     hvstack::v1::CreateVmRequest request;
     request.set_name(name);
     request.mutable_config()->set_vcpus(vcpus);
@@ -66,12 +71,14 @@ class VmServiceTest : public ::testing::Test {
     request.mutable_config()->set_cmdline(cmdline);
     grpc::ClientContext context;
     hvstack::v1::Vm vm;
-    grpc::Status status = stub_->CreateVm(&context, request, out != nullptr ? out : &vm);
+    grpc::Status status =
+        stub_->CreateVm(&context, request, out != nullptr ? out : &vm);
     return status;
   }
 
   template <typename Request, typename Method>
-  grpc::Status CallByName(Method method, const std::string& name, hvstack::v1::Vm* out = nullptr) {
+  grpc::Status CallByName(Method method, const std::string& name,
+                          hvstack::v1::Vm* out = nullptr) {
     Request request;
     request.set_name(name);
     grpc::ClientContext context;
@@ -79,15 +86,16 @@ class VmServiceTest : public ::testing::Test {
     return ((*stub_).*method)(&context, request, out != nullptr ? out : &vm);
   }
   grpc::Status Get(const std::string& name, hvstack::v1::Vm* out = nullptr) {
-    return CallByName<hvstack::v1::GetVmRequest>(&hvstack::v1::VmService::Stub::GetVm, name, out);
+    return CallByName<hvstack::v1::GetVmRequest>(
+        &hvstack::v1::VmService::Stub::GetVm, name, out);
   }
   grpc::Status Start(const std::string& name, hvstack::v1::Vm* out = nullptr) {
-    return CallByName<hvstack::v1::StartVmRequest>(&hvstack::v1::VmService::Stub::StartVm, name,
-                                                   out);
+    return CallByName<hvstack::v1::StartVmRequest>(
+        &hvstack::v1::VmService::Stub::StartVm, name, out);
   }
   grpc::Status Stop(const std::string& name, hvstack::v1::Vm* out = nullptr) {
-    return CallByName<hvstack::v1::StopVmRequest>(&hvstack::v1::VmService::Stub::StopVm, name,
-                                                  out);
+    return CallByName<hvstack::v1::StopVmRequest>(
+        &hvstack::v1::VmService::Stub::StopVm, name, out);
   }
   grpc::Status Delete(const std::string& name) {
     hvstack::v1::DeleteVmRequest request;
@@ -105,26 +113,30 @@ class VmServiceTest : public ::testing::Test {
     grpc::ClientContext context;
     auto reader = stub_->StreamConsole(&context, request);
     hvstack::v1::ConsoleChunk chunk;
-    while (data->size() < max_bytes && reader->Read(&chunk)) *data += chunk.data();
+    while (data->size() < max_bytes && reader->Read(&chunk))
+      *data += chunk.data();
     if (data->size() >= max_bytes) context.TryCancel();
     grpc::Status status = reader->Finish();
     return data->size() >= max_bytes ? grpc::Status::OK : status;
   }
 
   // Polls until the VM is in `state` (workers end asynchronously).
-  hvstack::v1::Vm WaitForState(const std::string& name, hvstack::v1::VmState state) {
+  hvstack::v1::Vm WaitForState(const std::string& name,
+                               hvstack::v1::VmState state) {
     hvstack::v1::Vm vm;
     absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (absl::Now() < deadline) {
       if (Get(name, &vm).ok() && vm.state() == state) return vm;
       absl::SleepFor(absl::Milliseconds(10));
     }
-    ADD_FAILURE() << name << " never reached " << StateName(state) << "; last: " << vm.DebugString();
+    ADD_FAILURE() << name << " never reached " << StateName(state)
+                  << "; last: " << vm.DebugString();
     return vm;
   }
 
   std::vector<VmState> StateHistory(const std::string& uuid) {
-    // A second connection to the database, as the sqlite3 CLI would have: WAL allows it.
+    // A second connection to the database, as the sqlite3 CLI would have: WAL
+    // allows it.
     auto store = VmStore::Open(options_.state_dir + "/vmms.db");
     absl::StatusOr<std::vector<StateChange>> history = (*store)->History(uuid);
     std::vector<VmState> states;
@@ -138,43 +150,59 @@ class VmServiceTest : public ::testing::Test {
   std::unique_ptr<hvstack::v1::VmService::Stub> stub_;
 };
 
-void ExpectError(const grpc::Status& status, grpc::StatusCode code, const std::string& text) {
+void ExpectError(const grpc::Status& status, grpc::StatusCode code,
+                 const std::string& text) {
   EXPECT_EQ(status.error_code(), code) << status.error_message();
   EXPECT_THAT(status.error_message(), HasSubstr(text));
 }
 
 TEST_F(VmServiceTest, CreateValidatesEveryField) {
-  ExpectError(Create("Bad_Name"), grpc::StatusCode::INVALID_ARGUMENT, "[a-z0-9-]");
-  ExpectError(Create(""), grpc::StatusCode::INVALID_ARGUMENT, "1-63 characters");
-  ExpectError(Create("web1", "", 0), grpc::StatusCode::INVALID_ARGUMENT, "between 1 and 64");
-  ExpectError(Create("web1", "", 65), grpc::StatusCode::INVALID_ARGUMENT, "between 1 and 64");
+  ExpectError(Create("Bad_Name"), grpc::StatusCode::INVALID_ARGUMENT,
+              "[a-z0-9-]");
+  ExpectError(Create(""), grpc::StatusCode::INVALID_ARGUMENT,
+              "1-63 characters");
+  ExpectError(Create("web1", "", 0), grpc::StatusCode::INVALID_ARGUMENT,
+              "between 1 and 64");
+  ExpectError(Create("web1", "", 65), grpc::StatusCode::INVALID_ARGUMENT,
+              "between 1 and 64");
   ExpectError(Create("web1", "", 1, 15), grpc::StatusCode::INVALID_ARGUMENT,
               "between 16 and 65536 MiB");
   ExpectError(Create("web1", "", 1, 65537), grpc::StatusCode::INVALID_ARGUMENT,
               "between 16 and 65536 MiB");
-  ExpectError(Create("web1", "", 1, 64, "hello.elf"), grpc::StatusCode::INVALID_ARGUMENT,
+  ExpectError(Create("web1", "", 1, 64, "hello.elf"),
+              grpc::StatusCode::INVALID_ARGUMENT,
               "'hello.elf' is not an absolute path");
   const std::string missing = dir_.path() + "/no-kernel";
-  ExpectError(Create("web1", "", 1, 64, missing), grpc::StatusCode::INVALID_ARGUMENT, missing);
-  const std::string text = testing::WriteFile(dir_.path() + "/text", std::string(200, 'x'));
-  ExpectError(Create("web1", "", 1, 64, text), grpc::StatusCode::INVALID_ARGUMENT, "not an ELF");
+  ExpectError(Create("web1", "", 1, 64, missing),
+              grpc::StatusCode::INVALID_ARGUMENT, missing);
+  const std::string text =
+      testing::WriteFile(dir_.path() + "/text", std::string(200, 'x'));
+  ExpectError(Create("web1", "", 1, 64, text),
+              grpc::StatusCode::INVALID_ARGUMENT, "not an ELF");
 
   hvstack::v1::Vm vm;
-  ASSERT_TRUE(Create("web1", "poweroff", 2, 128, testing::HelloKernel(), &vm).ok());
+  ASSERT_TRUE(
+      Create("web1", "poweroff", 2, 128, testing::HelloKernel(), &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_OFF);
   EXPECT_EQ(vm.state_reason(), "created");
   EXPECT_EQ(vm.uuid().size(), 36u);
   EXPECT_EQ(vm.uuid()[14], '4');  // Version 4.
-  ExpectError(Create("web1"), grpc::StatusCode::ALREADY_EXISTS, "'web1' already exists");
+  ExpectError(Create("web1"), grpc::StatusCode::ALREADY_EXISTS,
+              "'web1' already exists");
 }
 
 TEST_F(VmServiceTest, UnknownVmIsNotFoundEverywhere) {
-  ExpectError(Get("ghost"), grpc::StatusCode::NOT_FOUND, "VM 'ghost' not found");
-  ExpectError(Start("ghost"), grpc::StatusCode::NOT_FOUND, "VM 'ghost' not found");
-  ExpectError(Stop("ghost"), grpc::StatusCode::NOT_FOUND, "VM 'ghost' not found");
-  ExpectError(Delete("ghost"), grpc::StatusCode::NOT_FOUND, "VM 'ghost' not found");
+  ExpectError(Get("ghost"), grpc::StatusCode::NOT_FOUND,
+              "VM 'ghost' not found");
+  ExpectError(Start("ghost"), grpc::StatusCode::NOT_FOUND,
+              "VM 'ghost' not found");
+  ExpectError(Stop("ghost"), grpc::StatusCode::NOT_FOUND,
+              "VM 'ghost' not found");
+  ExpectError(Delete("ghost"), grpc::StatusCode::NOT_FOUND,
+              "VM 'ghost' not found");
   std::string data;
-  ExpectError(Console("ghost", false, &data), grpc::StatusCode::NOT_FOUND, "VM 'ghost' not found");
+  ExpectError(Console("ghost", false, &data), grpc::StatusCode::NOT_FOUND,
+              "VM 'ghost' not found");
   // A name that cannot exist is a bad request, not a missing VM.
   ExpectError(Get("NO"), grpc::StatusCode::INVALID_ARGUMENT, "[a-z0-9-]");
 }
@@ -184,7 +212,8 @@ TEST_F(VmServiceTest, ListReturnsAllVmsByName) {
   ASSERT_TRUE(Create("a").ok());
   grpc::ClientContext context;
   hvstack::v1::ListVmsResponse response;
-  ASSERT_TRUE(stub_->ListVms(&context, hvstack::v1::ListVmsRequest(), &response).ok());
+  ASSERT_TRUE(
+      stub_->ListVms(&context, hvstack::v1::ListVmsRequest(), &response).ok());
   ASSERT_EQ(response.vms_size(), 2);
   EXPECT_EQ(response.vms(0).name(), "a");
   EXPECT_EQ(response.vms(1).name(), "b");
@@ -192,12 +221,15 @@ TEST_F(VmServiceTest, ListReturnsAllVmsByName) {
 
 TEST_F(VmServiceTest, WrongStatesAreFailedPreconditionNamingTheState) {
   ASSERT_TRUE(Create("web1", "serve").ok());
-  ExpectError(Stop("web1"), grpc::StatusCode::FAILED_PRECONDITION, "VM 'web1' is off");
+  ExpectError(Stop("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "VM 'web1' is off");
   hvstack::v1::Vm vm;
   ASSERT_TRUE(Start("web1", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
-  ExpectError(Start("web1"), grpc::StatusCode::FAILED_PRECONDITION, "is running");
-  ExpectError(Delete("web1"), grpc::StatusCode::FAILED_PRECONDITION, "is running");
+  ExpectError(Start("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is running");
+  ExpectError(Delete("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is running");
   ASSERT_TRUE(Stop("web1").ok());
   ExpectError(Stop("web1"), grpc::StatusCode::FAILED_PRECONDITION, "is off");
 }
@@ -214,7 +246,8 @@ TEST_F(VmServiceTest, FastPowerOffIsRecordedInOrder) {
   EXPECT_EQ(vm.state_reason(), "guest powered off");
   EXPECT_EQ(vm.worker_pid(), 0);
   EXPECT_THAT(StateHistory(vm.uuid()),
-              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING, VM_STATE_OFF));
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_OFF));
 
   // No worker now: the retained log.
   std::string console;
@@ -234,8 +267,8 @@ TEST_F(VmServiceTest, StopAsksTheWorkerAndRecordsOff) {
   EXPECT_EQ(vm.state_reason(), "stopped by user (hard power-off)");
   EXPECT_EQ(vm.worker_pid(), 0);
   EXPECT_THAT(StateHistory(vm.uuid()),
-              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING, VM_STATE_STOPPING,
-                          VM_STATE_OFF));
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_STOPPING, VM_STATE_OFF));
 }
 
 TEST_F(VmServiceTest, StopKillsAWorkerThatDoesNotAnswer) {
@@ -266,7 +299,8 @@ TEST_F(VmServiceTest, GuestCrashIsRecorded) {
   EXPECT_EQ(vm.state_reason(), "guest crashed: triple fault");
   // Crashed VMs can be started again and deleted.
   ASSERT_TRUE(Delete("crash").ok());
-  EXPECT_FALSE(std::filesystem::exists(RuntimePathsFor(options_.state_dir, vm.uuid()).dir));
+  EXPECT_FALSE(std::filesystem::exists(
+      RuntimePathsFor(options_.state_dir, vm.uuid()).dir));
 }
 
 TEST_F(VmServiceTest, WorkerKilledBySignalIsCrashed) {
@@ -284,14 +318,16 @@ TEST_F(VmServiceTest, WorkerStartupErrorIsReturnedWithItsCode) {
   EXPECT_EQ(vm.state_reason(), "worker failed to start: kernel does not fit");
 
   ASSERT_TRUE(Create("early", "die-early").ok());
-  ExpectError(Start("early"), grpc::StatusCode::INTERNAL, "worker exited with status 3");
+  ExpectError(Start("early"), grpc::StatusCode::INTERNAL,
+              "worker exited with status 3");
   EXPECT_EQ(WaitForState("early", VM_STATE_OFF).state_reason(),
             "worker failed to start: worker exited with status 3");
 }
 
 TEST_F(VmServiceTest, WorkerThatNeverGetsReadyTimesOut) {
   ASSERT_TRUE(Create("slow", "never-ready").ok());
-  ExpectError(Start("slow"), grpc::StatusCode::DEADLINE_EXCEEDED, "did not become ready");
+  ExpectError(Start("slow"), grpc::StatusCode::DEADLINE_EXCEEDED,
+              "did not become ready");
   EXPECT_THAT(WaitForState("slow", VM_STATE_OFF).state_reason(),
               HasSubstr("did not become ready"));
 }
@@ -315,7 +351,8 @@ TEST_F(VmServiceTest, MissingKvmDeviceLeavesTheVmOffWithTheReason) {
   ASSERT_TRUE(Create("web1").ok());
   ExpectError(Start("web1"), grpc::StatusCode::FAILED_PRECONDITION,
               "cannot open " + options_.kvm_device +
-                  ": No such file or directory; is KVM available and are you in the kvm group?");
+                  ": No such file or directory; is KVM available and are you "
+                  "in the kvm group?");
   hvstack::v1::Vm vm;
   ASSERT_TRUE(Get("web1", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_OFF);
@@ -324,7 +361,9 @@ TEST_F(VmServiceTest, MissingKvmDeviceLeavesTheVmOffWithTheReason) {
 
 TEST_F(VmServiceTest, DefinitionsSurviveARestart) {
   hvstack::v1::Vm created;
-  ASSERT_TRUE(Create("web1", "poweroff", 3, 512, testing::HelloKernel(), &created).ok());
+  ASSERT_TRUE(
+      Create("web1", "poweroff", 3, 512, testing::HelloKernel(), &created)
+          .ok());
   StopServer();
   StartServer();
   hvstack::v1::Vm vm;
@@ -348,24 +387,34 @@ TEST_F(VmServiceTest, ShutdownStopsRunningWorkers) {
 
 TEST_F(VmServiceTest, RestartReconcilesVmsWhoseWorkerIsGoneOrStillRunning) {
   hvstack::v1::Vm gone, alive;
-  ASSERT_TRUE(Create("gone", "serve", 1, 64, testing::HelloKernel(), &gone).ok());
-  ASSERT_TRUE(Create("alive", "serve", 1, 64, testing::HelloKernel(), &alive).ok());
+  ASSERT_TRUE(
+      Create("gone", "serve", 1, 64, testing::HelloKernel(), &gone).ok());
+  ASSERT_TRUE(
+      Create("alive", "serve", 1, 64, testing::HelloKernel(), &alive).ok());
   StopServer();
 
-  // A stand-in for a worker left behind by a crashed vmms: its command line names the runtime
-  // directory, as a real worker's --config does.
-  std::string runtime_dir = RuntimePathsFor(options_.state_dir, alive.uuid()).dir;
+  // A stand-in for a worker left behind by a crashed vmms: its command line
+  // names the runtime directory, as a real worker's --config does.
+  std::string runtime_dir =
+      RuntimePathsFor(options_.state_dir, alive.uuid()).dir;
   std::vector<std::string> args = {"/bin/sh", "-c", "sleep 60", runtime_dir};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv.data(), environ), 0);
+  ASSERT_EQ(
+      posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv.data(), environ), 0);
   {
     auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
-    // Pid 0x7ffffffe is (almost certainly) not running; either way it does not name the dir.
-    ASSERT_TRUE(store->SetState(gone.uuid(), VM_STATE_RUNNING, "worker ready", 0x7ffffffe).ok());
-    ASSERT_TRUE(store->SetState(alive.uuid(), VM_STATE_RUNNING, "worker ready", pid).ok());
+    // Pid 0x7ffffffe is (almost certainly) not running; either way it does not
+    // name the dir.
+    ASSERT_TRUE(store
+                    ->SetState(gone.uuid(), VM_STATE_RUNNING, "worker ready",
+                               0x7ffffffe)
+                    .ok());
+    ASSERT_TRUE(
+        store->SetState(alive.uuid(), VM_STATE_RUNNING, "worker ready", pid)
+            .ok());
   }
   StartServer();
   int wait_status = 0;
@@ -375,7 +424,8 @@ TEST_F(VmServiceTest, RestartReconcilesVmsWhoseWorkerIsGoneOrStillRunning) {
   hvstack::v1::Vm vm;
   ASSERT_TRUE(Get("gone", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_CRASHED);
-  EXPECT_EQ(vm.state_reason(), "vmms restarted; worker 2147483646 was no longer running");
+  EXPECT_EQ(vm.state_reason(),
+            "vmms restarted; worker 2147483646 was no longer running");
   EXPECT_EQ(vm.worker_pid(), 0);
   ASSERT_TRUE(Get("alive", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_OFF);

@@ -29,28 +29,36 @@ Vm VmFromRow(const Statement& row) {
   vm.set_uuid(row.ColumnText(0));
   vm.set_name(row.ColumnText(1));
   vm.mutable_config()->set_vcpus(static_cast<uint32_t>(row.ColumnInt64(2)));
-  vm.mutable_config()->set_memory_mib(static_cast<uint64_t>(row.ColumnInt64(3)));
+  vm.mutable_config()->set_memory_mib(
+      static_cast<uint64_t>(row.ColumnInt64(3)));
   vm.mutable_config()->set_kernel_path(row.ColumnText(4));
   vm.mutable_config()->set_cmdline(row.ColumnText(5));
   vm.set_state(StateFromName(row.ColumnText(6)));
   vm.set_state_reason(row.ColumnText(7));
-  *vm.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(8));
-  *vm.mutable_update_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(9));
-  *vm.mutable_state_change_time() = TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(10));
+  *vm.mutable_create_time() =
+      TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(8));
+  *vm.mutable_update_time() =
+      TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(9));
+  *vm.mutable_state_change_time() =
+      TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(10));
   vm.set_worker_pid(row.ColumnInt64(11));
   return vm;
 }
 
-absl::Status InsertHistory(Database& db, const std::string& uuid, const char* from,
-                           VmState to, const std::string& reason, int64_t now_us) {
+absl::Status InsertHistory(Database& db, const std::string& uuid,
+                           const char* from, VmState to,
+                           const std::string& reason, int64_t now_us) {
   absl::StatusOr<Statement> stmt = db.Prepare(
-      "INSERT INTO vm_state_history (vm_uuid, from_state, to_state, reason, time_us) "
+      "INSERT INTO vm_state_history (vm_uuid, from_state, to_state, reason, "
+      "time_us) "
       "VALUES (?, ?, ?, ?, ?)");
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(uuid, "", StateName(to), reason, now_us);
   if (!s.ok()) return s;
-  // The creation entry has no previous state: store NULL rather than an invented one.
-  s = from != nullptr ? stmt->Bind(2, absl::string_view(from)) : stmt->BindNull(2);
+  // The creation entry has no previous state: store NULL rather than an
+  // invented one.
+  s = from != nullptr ? stmt->Bind(2, absl::string_view(from))
+                      : stmt->BindNull(2);
   if (!s.ok()) return s;
   return stmt->Run();
 }
@@ -74,7 +82,8 @@ const char* StateName(VmState state) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(
+    const std::string& path) {
   absl::StatusOr<Database> db = Database::Open(path);
   if (!db.ok()) return db.status();
   absl::StatusOr<int> version = ApplyMigrations(*db, SchemaMigrations());
@@ -87,27 +96,31 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
   if (GetWhere("name", vm.name()).ok()) {
-    return absl::AlreadyExistsError(absl::StrCat("VM '", vm.name(), "' already exists"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("VM '", vm.name(), "' already exists"));
   }
   int64_t now = absl::ToUnixMicros(absl::Now());
   const std::string reason = "created";
-  absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
-      "INSERT INTO vms (", kColumns, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"));
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      absl::StrCat("INSERT INTO vms (", kColumns,
+                   ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"));
   if (!stmt.ok()) return stmt.status();
-  absl::Status s = stmt->BindAll(vm.uuid(), vm.name(), vm.config().vcpus(),
-                                 vm.config().memory_mib(), vm.config().kernel_path(),
-                                 vm.config().cmdline(), StateName(hvstack::v1::VM_STATE_OFF),
-                                 reason, now, now, now);
+  absl::Status s = stmt->BindAll(
+      vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
+      vm.config().kernel_path(), vm.config().cmdline(),
+      StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now);
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
-      // A constraint the pre-check did not catch: a uuid collision or a concurrent writer.
-      return absl::AlreadyExistsError(
-          absl::StrCat("VM '", vm.name(), "' (uuid ", vm.uuid(), ") already exists"));
+      // A constraint the pre-check did not catch: a uuid collision or a
+      // concurrent writer.
+      return absl::AlreadyExistsError(absl::StrCat(
+          "VM '", vm.name(), "' (uuid ", vm.uuid(), ") already exists"));
     }
     return s;
   }
-  if (s = InsertHistory(db_, vm.uuid(), nullptr, hvstack::v1::VM_STATE_OFF, reason, now);
+  if (s = InsertHistory(db_, vm.uuid(), nullptr, hvstack::v1::VM_STATE_OFF,
+                        reason, now);
       !s.ok()) {
     return s;
   }
@@ -117,17 +130,19 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   return created;
 }
 
-absl::StatusOr<Vm> VmStore::GetWhere(const char* column, const std::string& value) {
-  absl::StatusOr<Statement> stmt =
-      db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM vms WHERE ", column, " = ?"));
+absl::StatusOr<Vm> VmStore::GetWhere(const char* column,
+                                     const std::string& value) {
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      absl::StrCat("SELECT ", kColumns, " FROM vms WHERE ", column, " = ?"));
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->Bind(1, value); !s.ok()) return s;
   absl::StatusOr<bool> row = stmt->Step();
   if (!row.ok()) return row.status();
   if (!*row) {
-    return absl::NotFoundError(std::string(column) == "name"
-                                   ? absl::StrCat("VM '", value, "' not found")
-                                   : absl::StrCat("VM with uuid ", value, " not found"));
+    return absl::NotFoundError(
+        std::string(column) == "name"
+            ? absl::StrCat("VM '", value, "' not found")
+            : absl::StrCat("VM with uuid ", value, " not found"));
   }
   return VmFromRow(*stmt);
 }
@@ -170,11 +185,14 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
       "UPDATE vms SET state = ?, state_reason = ?, update_time_us = ?, "
       "state_change_time_us = ?, worker_pid = ? WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
-  absl::Status s = stmt->BindAll(StateName(state), reason, now, now,
-                                 worker_pid.value_or(before->worker_pid()), uuid);
+  absl::Status s =
+      stmt->BindAll(StateName(state), reason, now, now,
+                    worker_pid.value_or(before->worker_pid()), uuid);
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) return s;
-  if (s = InsertHistory(db_, uuid, StateName(before->state()), state, reason, now); !s.ok()) {
+  if (s = InsertHistory(db_, uuid, StateName(before->state()), state, reason,
+                        now);
+      !s.ok()) {
     return s;
   }
   absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
@@ -183,12 +201,14 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   return after;
 }
 
-absl::Status VmStore::SetWorkerPid(const std::string& uuid, int64_t worker_pid) {
+absl::Status VmStore::SetWorkerPid(const std::string& uuid,
+                                   int64_t worker_pid) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Statement> stmt =
-      db_.Prepare("UPDATE vms SET worker_pid = ?, update_time_us = ? WHERE uuid = ?");
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      "UPDATE vms SET worker_pid = ?, update_time_us = ? WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
-  absl::Status s = stmt->BindAll(worker_pid, absl::ToUnixMicros(absl::Now()), uuid);
+  absl::Status s =
+      stmt->BindAll(worker_pid, absl::ToUnixMicros(absl::Now()), uuid);
   if (!s.ok()) return s;
   return stmt->Run();
 }
@@ -197,20 +217,24 @@ absl::Status VmStore::Delete(const std::string& uuid) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
-  absl::StatusOr<Statement> stmt = db_.Prepare("DELETE FROM vms WHERE uuid = ?");
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare("DELETE FROM vms WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
   if (absl::Status s = stmt->Run(); !s.ok()) return s;
   if (db_.Changes() == 0) {
-    return absl::NotFoundError(absl::StrCat("VM with uuid ", uuid, " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("VM with uuid ", uuid, " not found"));
   }
   return tx->Commit();
 }
 
-absl::StatusOr<std::vector<StateChange>> VmStore::History(const std::string& uuid) {
+absl::StatusOr<std::vector<StateChange>> VmStore::History(
+    const std::string& uuid) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Statement> stmt = db_.Prepare(
-      "SELECT COALESCE(from_state, ''), to_state, reason, time_us FROM vm_state_history "
+      "SELECT COALESCE(from_state, ''), to_state, reason, time_us FROM "
+      "vm_state_history "
       "WHERE vm_uuid = ? ORDER BY id");
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
@@ -219,8 +243,9 @@ absl::StatusOr<std::vector<StateChange>> VmStore::History(const std::string& uui
     absl::StatusOr<bool> row = stmt->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    history.push_back({StateFromName(stmt->ColumnText(0)), StateFromName(stmt->ColumnText(1)),
-                       stmt->ColumnText(2), absl::FromUnixMicros(stmt->ColumnInt64(3))});
+    history.push_back({StateFromName(stmt->ColumnText(0)),
+                       StateFromName(stmt->ColumnText(1)), stmt->ColumnText(2),
+                       absl::FromUnixMicros(stmt->ColumnInt64(3))});
   }
   return history;
 }

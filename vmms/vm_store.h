@@ -30,15 +30,16 @@ struct StateChange {
   absl::Time time;
 };
 
-// The persistent VM definitions and their state, in vmms.db. Thread-safe. Every mutation is one
-// transaction, and every state change writes its history row in the same transaction.
+// The persistent VM definitions and their state, in vmms.db. Thread-safe. Every
+// mutation is one transaction, and every state change writes its history row in
+// the same transaction.
 class VmStore {
  public:
   // Opens (creating and migrating) the database at `path`.
   static absl::StatusOr<std::unique_ptr<VmStore>> Open(const std::string& path);
 
-  // Inserts a new VM (state, reason and times are set here: Off, "created"). `vm` carries name,
-  // uuid and config. ALREADY_EXISTS names a duplicate name.
+  // Inserts a new VM (state, reason and times are set here: Off, "created").
+  // `vm` carries name, uuid and config. ALREADY_EXISTS names a duplicate name.
   absl::StatusOr<Vm> Create(const Vm& vm);
 
   // NOT_FOUND names the VM.
@@ -46,11 +47,14 @@ class VmStore {
   absl::StatusOr<Vm> GetByUuid(const std::string& uuid);
   absl::StatusOr<std::vector<Vm>> List();
 
-  // Records a state change and its history row; `worker_pid` replaces the stored pid when given.
-  absl::StatusOr<Vm> SetState(const std::string& uuid, VmState state, const std::string& reason,
+  // Records a state change and its history row; `worker_pid` replaces the
+  // stored pid when given.
+  absl::StatusOr<Vm> SetState(const std::string& uuid, VmState state,
+                              const std::string& reason,
                               std::optional<int64_t> worker_pid = std::nullopt);
 
-  // Records the worker process of a Starting VM. Not a state change: no history row.
+  // Records the worker process of a Starting VM. Not a state change: no history
+  // row.
   absl::Status SetWorkerPid(const std::string& uuid, int64_t worker_pid);
 
   // Removes the VM; its history goes with it (ON DELETE CASCADE).

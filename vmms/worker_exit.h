@@ -18,12 +18,14 @@ struct WorkerOutcome {
   absl::Status start_error;
 };
 
-// Decides the VM's state and reason after its worker exited. `report` is the worker's own account
-// (absent when it was killed or crashed); `wait_status` is from waitpid; `ready` says whether it
-// had reported ready; `vmms_stop_reason`, when set, is why vmms itself stopped or killed it.
+// Decides the VM's state and reason after its worker exited. `report` is the
+// worker's own account (absent when it was killed or crashed); `wait_status` is
+// from waitpid; `ready` says whether it had reported ready; `vmms_stop_reason`,
+// when set, is why vmms itself stopped or killed it.
 WorkerOutcome ClassifyWorkerExit(
-    const std::optional<hvstack::internal::WorkerExitReport>& report, int wait_status,
-    bool ready, const std::optional<std::string>& vmms_stop_reason);
+    const std::optional<hvstack::internal::WorkerExitReport>& report,
+    int wait_status, bool ready,
+    const std::optional<std::string>& vmms_stop_reason);
 
 }  // namespace vmms
 

@@ -10,7 +10,8 @@ namespace {
 
 using hvstack::internal::WorkerExitReport;
 
-WorkerExitReport Report(WorkerExitReport::Reason reason, std::string detail = "", int code = 0) {
+WorkerExitReport Report(WorkerExitReport::Reason reason,
+                        std::string detail = "", int code = 0) {
   WorkerExitReport report;
   report.set_reason(reason);
   report.set_detail(detail);
@@ -22,23 +23,27 @@ constexpr int kExit0 = 0;
 constexpr int kKilled9 = SIGKILL;  // A wait status for "killed by SIGKILL".
 
 TEST(WorkerExitTest, ReportsMapToStatesAndReasons) {
-  auto off = ClassifyWorkerExit(Report(WorkerExitReport::GUEST_POWER_OFF), kExit0, true, {});
+  auto off = ClassifyWorkerExit(Report(WorkerExitReport::GUEST_POWER_OFF),
+                                kExit0, true, {});
   EXPECT_EQ(off.state, hvstack::v1::VM_STATE_OFF);
   EXPECT_EQ(off.reason, "guest powered off");
 
-  auto crash = ClassifyWorkerExit(Report(WorkerExitReport::GUEST_CRASHED, "triple fault"),
-                                  kExit0, true, {});
+  auto crash = ClassifyWorkerExit(
+      Report(WorkerExitReport::GUEST_CRASHED, "triple fault"), kExit0, true,
+      {});
   EXPECT_EQ(crash.state, hvstack::v1::VM_STATE_CRASHED);
   EXPECT_EQ(crash.reason, "guest crashed: triple fault");
 
-  auto stop = ClassifyWorkerExit(Report(WorkerExitReport::STOP_REQUESTED), kExit0, true,
-                                 std::string("stopped by user (hard power-off)"));
+  auto stop =
+      ClassifyWorkerExit(Report(WorkerExitReport::STOP_REQUESTED), kExit0, true,
+                         std::string("stopped by user (hard power-off)"));
   EXPECT_EQ(stop.state, hvstack::v1::VM_STATE_OFF);
   EXPECT_EQ(stop.reason, "stopped by user (hard power-off)");
 
-  auto error = ClassifyWorkerExit(
-      Report(WorkerExitReport::WORKER_ERROR, "no memory", 8 /* RESOURCE_EXHAUSTED */), 256,
-      false, {});
+  auto error =
+      ClassifyWorkerExit(Report(WorkerExitReport::WORKER_ERROR, "no memory",
+                                8 /* RESOURCE_EXHAUSTED */),
+                         256, false, {});
   EXPECT_EQ(error.state, hvstack::v1::VM_STATE_OFF);
   EXPECT_EQ(error.reason, "worker failed to start: no memory");
   EXPECT_EQ(error.start_error.code(), absl::StatusCode::kResourceExhausted);
@@ -54,19 +59,22 @@ TEST(WorkerExitTest, NoReportDerivesTheReasonFromTheWaitStatus) {
   EXPECT_EQ(exited.reason, "worker exited with status 3");
 
   // Killed by vmms on purpose: the stop reason, not a crash.
-  auto stopped = ClassifyWorkerExit(std::nullopt, kKilled9, true, std::string("stopped by me"));
+  auto stopped = ClassifyWorkerExit(std::nullopt, kKilled9, true,
+                                    std::string("stopped by me"));
   EXPECT_EQ(stopped.state, hvstack::v1::VM_STATE_OFF);
   EXPECT_EQ(stopped.reason, "stopped by me");
 
   // Never ready: StartVm fails and the VM is left Off.
   auto early = ClassifyWorkerExit(std::nullopt, 3 << 8, false, {});
   EXPECT_EQ(early.state, hvstack::v1::VM_STATE_OFF);
-  EXPECT_EQ(early.reason, "worker failed to start: worker exited with status 3");
+  EXPECT_EQ(early.reason,
+            "worker failed to start: worker exited with status 3");
   EXPECT_FALSE(early.start_error.ok());
 }
 
 TEST(WorkerExitTest, DescribesSignals) {
-  EXPECT_EQ(DescribeWaitStatus(SIGSEGV), "worker killed by signal 11 (SIGSEGV)");
+  EXPECT_EQ(DescribeWaitStatus(SIGSEGV),
+            "worker killed by signal 11 (SIGSEGV)");
   EXPECT_EQ(DescribeWaitStatus(0), "worker exited with status 0");
 }
 

@@ -16,9 +16,11 @@ namespace vmms {
 absl::Status WriteWorkerConfig(const std::string& path,
                                const hvstack::internal::WorkerConfig& config) {
   std::string tmp = path + ".tmp";
-  base::ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  base::ScopedFd fd(
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   auto error = [&](absl::string_view what) {
-    return absl::InternalError(absl::StrCat(what, " ", tmp, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat(what, " ", tmp, ": ", std::strerror(errno)));
   };
   if (!fd) return error("cannot create");
   std::string bytes;
@@ -44,7 +46,9 @@ std::string ReadTail(const std::string& path, size_t max_bytes) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return "";
   off_t size = st.st_size;
-  off_t start = size > static_cast<off_t>(max_bytes) ? size - static_cast<off_t>(max_bytes) : 0;
+  off_t start = size > static_cast<off_t>(max_bytes)
+                    ? size - static_cast<off_t>(max_bytes)
+                    : 0;
   std::string data(static_cast<size_t>(size - start), '\0');
   size_t done = 0;
   while (done < data.size()) {
@@ -64,12 +68,14 @@ std::string ReadConsoleTail(const std::string& path, size_t max_bytes) {
   return ReadTail(path + ".1", max_bytes - current.size()) + current;
 }
 
-std::optional<hvstack::internal::WorkerExitReport> ReadExitReport(const std::string& path) {
+std::optional<hvstack::internal::WorkerExitReport> ReadExitReport(
+    const std::string& path) {
   base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;
   hvstack::internal::WorkerExitReport report;
   if (!report.ParseFromFileDescriptor(fd.get()) ||
-      report.reason() == hvstack::internal::WorkerExitReport::REASON_UNSPECIFIED) {
+      report.reason() ==
+          hvstack::internal::WorkerExitReport::REASON_UNSPECIFIED) {
     return std::nullopt;
   }
   return report;

@@ -1,7 +1,9 @@
 #include "vmms/worker_manager.h"
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,14 +12,10 @@
 #include <filesystem>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
-
-#include "vmms/log_format.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/log_format.h"
 #include "vmms/validation.h"
 #include "vmms/vmwp_locator.h"
 #include "vmms/worker_exit.h"
@@ -34,25 +32,27 @@ using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
 
 constexpr absl::Duration kStopRpcDeadline = absl::Seconds(1);
-// After SIGKILL a process is gone as soon as the kernel tears it down; this only guards against a
-// worker stuck in uninterruptible sleep (e.g. a hung device).
+// After SIGKILL a process is gone as soon as the kernel tears it down; this
+// only guards against a worker stuck in uninterruptible sleep (e.g. a hung
+// device).
 constexpr absl::Duration kKillWait = absl::Seconds(30);
 
 absl::Status WrongState(const Vm& vm, absl::string_view action) {
-  return absl::FailedPreconditionError(absl::StrFormat("VM '%s' is %s; cannot %s it", vm.name(),
-                                                       StateName(vm.state()), action));
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "VM '%s' is %s; cannot %s it", vm.name(), StateName(vm.state()), action));
 }
 
-// Asks the worker to stop over its socket. False means it could not be asked (so there is no
-// point waiting for it to comply).
+// Asks the worker to stop over its socket. False means it could not be asked
+// (so there is no point waiting for it to comply).
 bool RequestWorkerStop(const std::string& socket_path) {
-  auto channel =
-      grpc::CreateChannel("unix:" + socket_path, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel("unix:" + socket_path,
+                                     grpc::InsecureChannelCredentials());
   auto stub = hvstack::internal::WorkerService::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kStopRpcDeadline));
   hvstack::internal::StopResponse response;
-  grpc::Status status = stub->Stop(&context, hvstack::internal::StopRequest(), &response);
+  grpc::Status status =
+      stub->Stop(&context, hvstack::internal::StopRequest(), &response);
   if (!status.ok()) {
     spdlog::warn("worker at {}: Stop failed ({}); killing it", socket_path,
                  status.error_message());
@@ -72,20 +72,24 @@ absl::Status WorkerManager::FailLaunch(const Vm& vm, const std::string& reason,
                                        absl::Status error) {
   spdlog::error("VM {}: start failed: {}", vm.name(), error.message());
   absl::StatusOr<Vm> off = store_->SetState(vm.uuid(), VM_STATE_OFF, reason, 0);
-  if (!off.ok()) spdlog::error("VM {}: cannot record Off: {}", vm.name(), off.status().message());
+  if (!off.ok())
+    spdlog::error("VM {}: cannot record Off: {}", vm.name(),
+                  off.status().message());
   return error;
 }
 
-absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(const Vm& vm) {
+absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
+    const Vm& vm) {
   RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
-  absl::StatusOr<Vm> starting = store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
+  absl::StatusOr<Vm> starting =
+      store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
   if (!starting.ok()) return starting.status();
 
   std::error_code ec;
   std::filesystem::create_directories(paths.dir, ec);
   if (ec) {
-    std::string reason = absl::StrCat("cannot create runtime directory ", paths.dir, ": ",
-                                      ec.message());
+    std::string reason = absl::StrCat("cannot create runtime directory ",
+                                      paths.dir, ": ", ec.message());
     return FailLaunch(vm, reason, absl::InternalError(reason));
   }
   // Leftovers of the previous run would be mistaken for this run's.
@@ -99,9 +103,9 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(con
 
   base::ScopedFd kvm(::open(options_.kvm_device.c_str(), O_RDWR | O_CLOEXEC));
   if (!kvm) {
-    std::string reason = absl::StrCat("cannot open ", options_.kvm_device, ": ",
-                                      std::strerror(errno),
-                                      "; is KVM available and are you in the kvm group?");
+    std::string reason = absl::StrCat(
+        "cannot open ", options_.kvm_device, ": ", std::strerror(errno),
+        "; is KVM available and are you in the kvm group?");
     return FailLaunch(vm, reason, absl::FailedPreconditionError(reason));
   }
 
@@ -116,13 +120,16 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(con
   config.set_socket_path(paths.worker_socket);
   config.set_kvm_fd(kWorkerKvmFd);
   config.set_kvm_device_path(options_.kvm_device);
-  if (absl::Status s = WriteWorkerConfig(paths.worker_config, config); !s.ok()) {
+  if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
+      !s.ok()) {
     return FailLaunch(vm, std::string(s.message()), s);
   }
 
-  absl::StatusOr<SpawnedWorker> spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get());
+  absl::StatusOr<SpawnedWorker> spawned =
+      SpawnWorker(*vmwp, paths.worker_config, kvm.get());
   if (!spawned.ok()) {
-    return FailLaunch(vm, std::string(spawned.status().message()), spawned.status());
+    return FailLaunch(vm, std::string(spawned.status().message()),
+                      spawned.status());
   }
   spdlog::info("VM {}: worker {} started ({})", vm.name(), spawned->pid, *vmwp);
 
@@ -133,7 +140,8 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(con
   worker->pid = spawned->pid;
   worker->ready_pipe = std::move(spawned->ready);
   if (absl::Status s = store_->SetWorkerPid(vm.uuid(), worker->pid); !s.ok()) {
-    spdlog::error("VM {}: cannot record worker pid: {}", vm.name(), s.message());
+    spdlog::error("VM {}: cannot record worker pid: {}", vm.name(),
+                  s.message());
   }
   worker->supervisor = std::thread([this, w = worker.get()] { Supervise(w); });
   return worker;
@@ -148,7 +156,8 @@ void WorkerManager::Supervise(Worker* worker) {
   worker->ready_pipe.reset();
   if (n == 1) {
     absl::MutexLock lock(&worker->mu);
-    // A stop that arrived while Starting already recorded Stopping; Running would be a lie.
+    // A stop that arrived while Starting already recorded Stopping; Running
+    // would be a lie.
     if (!worker->stop_reason.has_value()) {
       absl::StatusOr<Vm> running =
           store_->SetState(worker->uuid, VM_STATE_RUNNING, "worker ready");
@@ -163,10 +172,11 @@ void WorkerManager::Supervise(Worker* worker) {
     spdlog::info("VM {}: worker {} ready", worker->name, worker->pid);
   }
 
-  // Wait without reaping: until the reap (under worker->mu) the pid cannot be reused, so Stop may
-  // signal it safely.
+  // Wait without reaping: until the reap (under worker->mu) the pid cannot be
+  // reused, so Stop may signal it safely.
   siginfo_t info;
-  while (::waitid(P_PID, worker->pid, &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  while (::waitid(P_PID, worker->pid, &info, WEXITED | WNOWAIT) != 0 &&
+         errno == EINTR) {
   }
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
@@ -175,14 +185,16 @@ void WorkerManager::Supervise(Worker* worker) {
   int wait_status = 0;
   while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
   }
-  WorkerOutcome outcome =
-      ClassifyWorkerExit(report, wait_status, worker->ready, worker->stop_reason);
-  spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name, worker->pid,
-               DescribeWaitStatus(wait_status), StateName(outcome.state), outcome.reason);
-  absl::StatusOr<Vm> final_vm = store_->SetState(worker->uuid, outcome.state, outcome.reason, 0);
+  WorkerOutcome outcome = ClassifyWorkerExit(report, wait_status, worker->ready,
+                                             worker->stop_reason);
+  spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name,
+               worker->pid, DescribeWaitStatus(wait_status),
+               StateName(outcome.state), outcome.reason);
+  absl::StatusOr<Vm> final_vm =
+      store_->SetState(worker->uuid, outcome.state, outcome.reason, 0);
   if (!final_vm.ok()) {
-    spdlog::error("VM {}: cannot record {}: {}", worker->name, StateName(outcome.state),
-                  final_vm.status().message());
+    spdlog::error("VM {}: cannot record {}: {}", worker->name,
+                  StateName(outcome.state), final_vm.status().message());
   }
   if (!worker->ready) worker->start_error = outcome.start_error;
   worker->exited = true;
@@ -199,7 +211,8 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
     if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
       return WrongState(*vm, "start");
     }
-    // The kernel was checked at creation, but files change; say so before touching anything.
+    // The kernel was checked at creation, but files change; say so before
+    // touching anything.
     if (absl::Status s = ValidateVmConfig(vm->config()); !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("VM '", name, "' cannot start: ", s.message()));
@@ -213,35 +226,42 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
     worker = *launched;
     workers_[worker->uuid] = worker;
   }
-  // The previous run's supervisor has recorded its outcome (the VM was Off/Crashed); it is
-  // finishing or finished.
-  if (previous != nullptr && previous->supervisor.joinable()) previous->supervisor.join();
+  // The previous run's supervisor has recorded its outcome (the VM was
+  // Off/Crashed); it is finishing or finished.
+  if (previous != nullptr && previous->supervisor.joinable())
+    previous->supervisor.join();
 
   absl::MutexLock lock(&worker->mu);
-  auto ready_or_exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
-    return worker->ready || worker->exited;
-  };
+  auto ready_or_exited = [worker = worker.get()]()
+                             ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
+                               return worker->ready || worker->exited;
+                             };
   if (!worker->mu.AwaitWithTimeout(absl::Condition(&ready_or_exited),
                                    options_.start_timeout)) {
-    std::string reason = absl::StrCat("worker did not become ready within ",
-                                      absl::FormatDuration(options_.start_timeout));
+    std::string reason =
+        absl::StrCat("worker did not become ready within ",
+                     absl::FormatDuration(options_.start_timeout));
     if (!worker->stop_reason.has_value()) worker->stop_reason = reason;
     ::kill(worker->pid, SIGKILL);
-    auto exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
-      return worker->exited;
-    };
+    auto exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(
+                      worker->mu) { return worker->exited; };
     worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait);
-    return absl::DeadlineExceededError(absl::StrCat("VM '", name, "': ", reason));
+    return absl::DeadlineExceededError(
+        absl::StrCat("VM '", name, "': ", reason));
   }
-  if (worker->ready && !worker->stop_reason.has_value()) return worker->running_vm;
+  if (worker->ready && !worker->stop_reason.has_value())
+    return worker->running_vm;
   if (!worker->start_error.ok()) {
-    return absl::Status(worker->start_error.code(),
-                        absl::StrCat("VM '", name, "': ", worker->start_error.message()));
+    return absl::Status(
+        worker->start_error.code(),
+        absl::StrCat("VM '", name, "': ", worker->start_error.message()));
   }
-  return absl::AbortedError(absl::StrCat("VM '", name, "' was stopped while starting"));
+  return absl::AbortedError(
+      absl::StrCat("VM '", name, "' was stopped while starting"));
 }
 
-absl::Status WorkerManager::StopWorker(Worker* worker, const std::string& reason) {
+absl::Status WorkerManager::StopWorker(Worker* worker,
+                                       const std::string& reason) {
   bool ask_first;
   {
     absl::MutexLock lock(&worker->mu);
@@ -255,36 +275,44 @@ absl::Status WorkerManager::StopWorker(Worker* worker, const std::string& reason
                       stopping.status().message());
       }
     }
-    // Before ready the socket may not exist yet; a starting worker holds no guest state worth a
-    // graceful exit.
+    // Before ready the socket may not exist yet; a starting worker holds no
+    // guest state worth a graceful exit.
     ask_first = worker->ready;
   }
   bool asked = ask_first && RequestWorkerStop(worker->paths.worker_socket);
 
   absl::MutexLock lock(&worker->mu);
-  auto exited = [worker]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) { return worker->exited; };
-  if (!asked || !worker->mu.AwaitWithTimeout(absl::Condition(&exited), options_.stop_grace)) {
+  auto exited = [worker]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
+    return worker->exited;
+  };
+  if (!asked || !worker->mu.AwaitWithTimeout(absl::Condition(&exited),
+                                             options_.stop_grace)) {
     if (asked) {
-      spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL", worker->name,
-                   worker->pid, absl::FormatDuration(options_.stop_grace));
+      spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL",
+                   worker->name, worker->pid,
+                   absl::FormatDuration(options_.stop_grace));
     }
-    // Not yet reaped (exited is set under this lock after the reap), so the pid is still ours.
+    // Not yet reaped (exited is set under this lock after the reap), so the pid
+    // is still ours.
     ::kill(worker->pid, SIGKILL);
     if (!worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "VM '", worker->name, "': worker ", worker->pid, " did not die after SIGKILL"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("VM '", worker->name, "': worker ", worker->pid,
+                       " did not die after SIGKILL"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name, const std::string& reason) {
+absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
+                                       const std::string& reason) {
   std::shared_ptr<Worker> worker;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Vm> vm = store_->Get(name);
     if (!vm.ok()) return vm.status();
-    if (auto it = workers_.find(vm->uuid()); it != workers_.end()) worker = it->second;
+    if (auto it = workers_.find(vm->uuid()); it != workers_.end())
+      worker = it->second;
     bool live = false;
     if (worker != nullptr) {
       absl::MutexLock worker_lock(&worker->mu);
@@ -294,7 +322,8 @@ absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name, const std::strin
       if (vm->state() == VM_STATE_OFF || vm->state() == VM_STATE_CRASHED) {
         return WrongState(*vm, "stop");
       }
-      // Recorded as active with no worker of ours: nothing to stop, only the record to fix.
+      // Recorded as active with no worker of ours: nothing to stop, only the
+      // record to fix.
       return store_->SetState(vm->uuid(), VM_STATE_OFF, reason, 0);
     }
   }
@@ -319,10 +348,12 @@ absl::Status WorkerManager::Delete(const std::string& name) {
     std::error_code ec;
     std::string dir = RuntimePathsFor(options_.state_dir, vm->uuid()).dir;
     std::filesystem::remove_all(dir, ec);
-    if (ec) spdlog::warn("VM {}: cannot remove {}: {}", name, dir, ec.message());
+    if (ec)
+      spdlog::warn("VM {}: cannot remove {}: {}", name, dir, ec.message());
     spdlog::info("VM {} ({}) deleted", name, vm->uuid());
   }
-  if (finished != nullptr && finished->supervisor.joinable()) finished->supervisor.join();
+  if (finished != nullptr && finished->supervisor.joinable())
+    finished->supervisor.join();
   return absl::OkStatus();
 }
 
@@ -334,7 +365,8 @@ absl::StatusOr<ConsoleSource> WorkerManager::Console(const std::string& name) {
   ConsoleSource source{std::nullopt, paths.console_log};
   if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
     absl::MutexLock worker_lock(&it->second->mu);
-    if (it->second->ready && !it->second->exited) source.worker_socket = paths.worker_socket;
+    if (it->second->ready && !it->second->exited)
+      source.worker_socket = paths.worker_socket;
   }
   return source;
 }

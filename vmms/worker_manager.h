@@ -26,41 +26,48 @@ struct WorkerManagerOptions {
   // --vmwp; empty means "look it up" (see LocateVmwp).
   std::string vmwp_flag;
   absl::Duration start_timeout = absl::Seconds(30);
-  // How long a worker gets to exit after WorkerService.Stop before it is SIGKILLed.
+  // How long a worker gets to exit after WorkerService.Stop before it is
+  // SIGKILLed.
   absl::Duration stop_grace = absl::Seconds(3);
 };
 
 // Where a VM's console can be read from right now.
 struct ConsoleSource {
-  // The running worker's WorkerService socket, when there is a worker that reported ready.
+  // The running worker's WorkerService socket, when there is a worker that
+  // reported ready.
   std::optional<std::string> worker_socket;
   // The retained log, for when there is no worker to ask.
   std::string console_log;
 };
 
-// Starts, stops and supervises the vmwp processes, one per running VM, and records every state
-// change of a VM that has (or had) a worker in the VmStore. Thread-safe.
+// Starts, stops and supervises the vmwp processes, one per running VM, and
+// records every state change of a VM that has (or had) a worker in the VmStore.
+// Thread-safe.
 //
-// Each worker has one supervisor thread that alone reads its ready pipe, reaps it and records its
-// outcome; that is what keeps Starting -> Running -> Off in order even for a worker that is ready
-// and gone within a millisecond.
+// Each worker has one supervisor thread that alone reads its ready pipe, reaps
+// it and records its outcome; that is what keeps Starting -> Running -> Off in
+// order even for a worker that is ready and gone within a millisecond.
 class WorkerManager {
  public:
   WorkerManager(VmStore* store, WorkerManagerOptions options);
   // Stops every worker (see Shutdown).
   ~WorkerManager();
 
-  // Off/Crashed -> Starting -> Running. Returns the VM as recorded when it became Running, or the
-  // reason it did not (the VM is then Off with that reason).
+  // Off/Crashed -> Starting -> Running. Returns the VM as recorded when it
+  // became Running, or the reason it did not (the VM is then Off with that
+  // reason).
   absl::StatusOr<Vm> Start(const std::string& name);
-  // Hard power-off of a Starting/Running VM; returns the VM once Off. `reason` is recorded.
-  absl::StatusOr<Vm> Stop(const std::string& name,
-                          const std::string& reason = "stopped by user (hard power-off)");
+  // Hard power-off of a Starting/Running VM; returns the VM once Off. `reason`
+  // is recorded.
+  absl::StatusOr<Vm> Stop(
+      const std::string& name,
+      const std::string& reason = "stopped by user (hard power-off)");
   // Removes an Off/Crashed VM's definition and runtime directory.
   absl::Status Delete(const std::string& name);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
 
-  // Stops all workers (recording `reason`) and refuses further starts. Idempotent.
+  // Stops all workers (recording `reason`) and refuses further starts.
+  // Idempotent.
   void Shutdown(const std::string& reason = "vmms shut down (hard power-off)");
 
  private:
@@ -84,18 +91,21 @@ class WorkerManager {
 
   // Body of a worker's supervisor thread.
   void Supervise(Worker* worker);
-  // Asks the worker to stop, then kills it after the grace period; returns once it is reaped.
+  // Asks the worker to stop, then kills it after the grace period; returns once
+  // it is reaped.
   absl::Status StopWorker(Worker* worker, const std::string& reason);
-  absl::StatusOr<std::shared_ptr<Worker>> Launch(const Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Worker>> Launch(const Vm& vm)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records Off with `reason` after a failed launch and returns `error`.
-  absl::Status FailLaunch(const Vm& vm, const std::string& reason, absl::Status error);
+  absl::Status FailLaunch(const Vm& vm, const std::string& reason,
+                          absl::Status error);
 
   VmStore* const store_;
   const WorkerManagerOptions options_;
 
   absl::Mutex mu_;
-  // By VM uuid. Entries stay after the worker exited (so the thread can be joined) until the VM
-  // is started again, deleted, or vmms shuts down.
+  // By VM uuid. Entries stay after the worker exited (so the thread can be
+  // joined) until the VM is started again, deleted, or vmms shuts down.
   std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };

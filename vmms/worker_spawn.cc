@@ -19,12 +19,14 @@ extern char** environ;
 namespace vmms {
 namespace {
 
-// Duplicates `fd` to a close-on-exec descriptor >= 10, so that the dup2 calls in the child to 3
-// and 4 can never overwrite a source descriptor that happens to be 3 or 4.
+// Duplicates `fd` to a close-on-exec descriptor >= 10, so that the dup2 calls
+// in the child to 3 and 4 can never overwrite a source descriptor that happens
+// to be 3 or 4.
 absl::StatusOr<base::ScopedFd> DupHigh(int fd, absl::string_view what) {
   base::ScopedFd high(::fcntl(fd, F_DUPFD_CLOEXEC, 10));
   if (!high) {
-    return absl::InternalError(absl::StrCat("cannot duplicate ", what, ": ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot duplicate ", what, ": ", strerror(errno)));
   }
   return high;
 }
@@ -32,14 +34,17 @@ absl::StatusOr<base::ScopedFd> DupHigh(int fd, absl::string_view what) {
 }  // namespace
 
 absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
-                                          const std::string& config_path, int kvm_fd) {
+                                          const std::string& config_path,
+                                          int kvm_fd) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("cannot create ready pipe: ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot create ready pipe: ", strerror(errno)));
   }
   base::ScopedFd ready_read(pipe_fds[0]);
   base::ScopedFd ready_write_low(pipe_fds[1]);
-  absl::StatusOr<base::ScopedFd> ready_write = DupHigh(ready_write_low.get(), "ready pipe");
+  absl::StatusOr<base::ScopedFd> ready_write =
+      DupHigh(ready_write_low.get(), "ready pipe");
   if (!ready_write.ok()) return ready_write.status();
   ready_write_low.reset();
   absl::StatusOr<base::ScopedFd> kvm = DupHigh(kvm_fd, "kvm descriptor");
@@ -47,44 +52,58 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  absl::Cleanup destroy_actions = [&actions] { posix_spawn_file_actions_destroy(&actions); };
+  absl::Cleanup destroy_actions = [&actions] {
+    posix_spawn_file_actions_destroy(&actions);
+  };
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   absl::Cleanup destroy_attr = [&attr] { posix_spawnattr_destroy(&attr); };
 
-  // dup2 onto a different number clears close-on-exec on the copy; the originals stay cloexec.
+  // dup2 onto a different number clears close-on-exec on the copy; the
+  // originals stay cloexec.
   int rc = posix_spawn_file_actions_adddup2(&actions, kvm->get(), kWorkerKvmFd);
-  if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, ready_write->get(), kWorkerReadyFd);
-  if (rc == 0) rc = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  // Belt and braces: everything vmms opens is cloexec, but a library might not be.
-  if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, kWorkerReadyFd + 1);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&actions, ready_write->get(),
+                                          kWorkerReadyFd);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                          O_RDONLY, 0);
+  // Belt and braces: everything vmms opens is cloexec, but a library might not
+  // be.
+  if (rc == 0)
+    rc = posix_spawn_file_actions_addclosefrom_np(&actions, kWorkerReadyFd + 1);
 
   sigset_t empty_mask, default_signals;
   sigemptyset(&empty_mask);
   sigemptyset(&default_signals);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&default_signals, sig);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD})
+    sigaddset(&default_signals, sig);
   if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty_mask);
   if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &default_signals);
   if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
   if (rc == 0) {
-    rc = posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                             POSIX_SPAWN_SETSIGDEF |
+                                             POSIX_SPAWN_SETPGROUP);
   }
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("cannot prepare worker spawn: ", strerror(rc)));
+    return absl::InternalError(
+        absl::StrCat("cannot prepare worker spawn: ", strerror(rc)));
   }
 
   std::string config_arg = absl::StrCat("--config=", config_path);
   std::string ready_arg = absl::StrCat("--ready-fd=", kWorkerReadyFd);
-  std::vector<char*> argv = {const_cast<char*>(vmwp_path.c_str()), config_arg.data(),
-                             ready_arg.data(), nullptr};
+  std::vector<char*> argv = {const_cast<char*>(vmwp_path.c_str()),
+                             config_arg.data(), ready_arg.data(), nullptr};
   pid_t pid = 0;
-  rc = posix_spawn(&pid, vmwp_path.c_str(), &actions, &attr, argv.data(), environ);
+  rc = posix_spawn(&pid, vmwp_path.c_str(), &actions, &attr, argv.data(),
+                   environ);
   if (rc != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot start worker ", vmwp_path, ": ", strerror(rc)));
   }
-  // Our copy of the write end must go, or EOF would never arrive when the worker dies.
+  // Our copy of the write end must go, or EOF would never arrive when the
+  // worker dies.
   return SpawnedWorker{pid, std::move(ready_read)};
 }
 
@@ -92,8 +111,9 @@ std::string DescribeWaitStatus(int wait_status) {
   if (WIFSIGNALED(wait_status)) {
     int sig = WTERMSIG(wait_status);
     const char* abbrev = sigabbrev_np(sig);
-    return absl::StrCat("worker killed by signal ", sig,
-                        abbrev != nullptr ? absl::StrCat(" (SIG", abbrev, ")") : "");
+    return absl::StrCat(
+        "worker killed by signal ", sig,
+        abbrev != nullptr ? absl::StrCat(" (SIG", abbrev, ")") : "");
   }
   if (WIFEXITED(wait_status)) {
     return absl::StrCat("worker exited with status ", WEXITSTATUS(wait_status));

@@ -1,18 +1,20 @@
-// A stand-in for vmwp that speaks the worker contract (worker.proto) without KVM, so that vmms's
-// supervision can be tested on any machine. What it does is chosen by the VM's kernel command
-// line (WorkerConfig.cmdline), one word:
-//   poweroff        ready, console "hello\n", exit report GUEST_POWER_OFF, exit 0 at once
-//   serve           ready, console "booted\n", serve WorkerService until Stop (STOP_REQUESTED)
-//   serve-deaf      ready, then sleep without serving or handling Stop (vmms must SIGKILL)
-//   guest-crash     ready, exit report GUEST_CRASHED "triple fault"
-//   worker-error    no ready byte, exit report WORKER_ERROR (FAILED_PRECONDITION), exit 1
-//   die-early       no ready byte, no report, exit 3
-//   segv            ready, then killed by SIGSEGV without a report
-//   never-ready     sleep without ever reporting ready
-// It also checks the descriptor contract: the kvm descriptor is open, and nothing else above the
-// ready descriptor leaked in; a violation is reported as WORKER_ERROR.
+// A stand-in for vmwp that speaks the worker contract (worker.proto) without
+// KVM, so that vmms's supervision can be tested on any machine. What it does is
+// chosen by the VM's kernel command line (WorkerConfig.cmdline), one word:
+//   poweroff        ready, console "hello\n", exit report GUEST_POWER_OFF, exit
+//   0 at once serve           ready, console "booted\n", serve WorkerService
+//   until Stop (STOP_REQUESTED) serve-deaf      ready, then sleep without
+//   serving or handling Stop (vmms must SIGKILL) guest-crash     ready, exit
+//   report GUEST_CRASHED "triple fault" worker-error    no ready byte, exit
+//   report WORKER_ERROR (FAILED_PRECONDITION), exit 1 die-early       no ready
+//   byte, no report, exit 3 segv            ready, then killed by SIGSEGV
+//   without a report never-ready     sleep without ever reporting ready
+// It also checks the descriptor contract: the kvm descriptor is open, and
+// nothing else above the ready descriptor leaked in; a violation is reported as
+// WORKER_ERROR.
 #include <dirent.h>
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,8 +26,6 @@
 #include <string>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/synchronization/notification.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 
@@ -36,7 +36,8 @@ using hvstack::internal::WorkerExitReport;
 
 WorkerConfig config;
 
-void WriteReport(WorkerExitReport::Reason reason, const std::string& detail, int code = 0) {
+void WriteReport(WorkerExitReport::Reason reason, const std::string& detail,
+                 int code = 0) {
   WorkerExitReport report;
   report.set_reason(reason);
   report.set_detail(detail);
@@ -51,14 +52,17 @@ void WriteReport(WorkerExitReport::Reason reason, const std::string& detail, int
 }
 
 void AppendConsole(const std::string& text) {
-  std::ofstream out(config.runtime_dir() + "/console.log", std::ios::binary | std::ios::app);
+  std::ofstream out(config.runtime_dir() + "/console.log",
+                    std::ios::binary | std::ios::app);
   out << text;
 }
 
-// Returns a description of the first violation of the descriptor contract, or "".
+// Returns a description of the first violation of the descriptor contract, or
+// "".
 std::string CheckDescriptors(int ready_fd) {
   struct stat st;
-  if (fstat(config.kvm_fd(), &st) != 0) return "kvm_fd " + std::to_string(config.kvm_fd()) + " is not open";
+  if (fstat(config.kvm_fd(), &st) != 0)
+    return "kvm_fd " + std::to_string(config.kvm_fd()) + " is not open";
   DIR* dir = opendir("/proc/self/fd");
   std::string problem;
   while (dirent* entry = readdir(dir)) {
@@ -70,10 +74,12 @@ std::string CheckDescriptors(int ready_fd) {
   return problem;
 }
 
-class FakeWorkerService final : public hvstack::internal::WorkerService::Service {
+class FakeWorkerService final
+    : public hvstack::internal::WorkerService::Service {
  public:
   explicit FakeWorkerService(absl::Notification* stop) : stop_(stop) {}
-  grpc::Status GetStatus(grpc::ServerContext*, const hvstack::internal::GetStatusRequest*,
+  grpc::Status GetStatus(grpc::ServerContext*,
+                         const hvstack::internal::GetStatusRequest*,
                          hvstack::internal::WorkerStatus* status) override {
     status->set_vm_uuid(config.vm_uuid());
     status->set_running(true);
@@ -84,9 +90,10 @@ class FakeWorkerService final : public hvstack::internal::WorkerService::Service
     if (!stop_->HasBeenNotified()) stop_->Notify();
     return grpc::Status::OK;
   }
-  grpc::Status StreamConsole(grpc::ServerContext* context,
-                             const hvstack::internal::ConsoleRequest* request,
-                             grpc::ServerWriter<hvstack::internal::ConsoleData>* writer) override {
+  grpc::Status StreamConsole(
+      grpc::ServerContext* context,
+      const hvstack::internal::ConsoleRequest* request,
+      grpc::ServerWriter<hvstack::internal::ConsoleData>* writer) override {
     hvstack::internal::ConsoleData data;
     data.set_data("booted\n");
     writer->Write(data);
@@ -111,7 +118,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--config=", 0) == 0) config_path = arg.substr(9);
-    if (arg.rfind("--ready-fd=", 0) == 0) ready_fd = std::atoi(arg.c_str() + 11);
+    if (arg.rfind("--ready-fd=", 0) == 0)
+      ready_fd = std::atoi(arg.c_str() + 11);
   }
   std::ifstream in(config_path, std::ios::binary);
   bool parsed = config.ParseFromIstream(&in);
@@ -161,12 +169,14 @@ int main(int argc, char** argv) {
   absl::Notification stop;
   FakeWorkerService service(&stop);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + config.socket_path(), grpc::InsecureServerCredentials());
+  builder.AddListeningPort("unix:" + config.socket_path(),
+                           grpc::InsecureServerCredentials());
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ready();
   stop.WaitForNotification();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(200));
   WriteReport(WorkerExitReport::STOP_REQUESTED, "");
   return 0;
 }
