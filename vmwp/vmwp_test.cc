@@ -241,6 +241,20 @@ TEST_F(VmwpTest, UnusableKvmIsFailedPrecondition) {
   EXPECT_THAT(r.report->detail(), HasSubstr("/dev/null"));
 }
 
+TEST_F(VmwpTest, UnusableInheritedKvmNamesTheDevice) {
+  const int null_fd = ::open("/dev/null", O_RDWR);
+  ASSERT_GE(null_fd, 0);
+  ASSERT_EQ(::dup2(null_fd, 3), 3);
+  config_.set_kvm_fd(3);
+  Result r = Run();
+  ::close(3);
+  ::close(null_fd);
+  ASSERT_TRUE(r.report.has_value());
+  EXPECT_EQ(r.report->status_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(r.report->detail(), HasSubstr("/dev/null (inherited fd 3)"));
+}
+
 TEST_F(VmwpTest, BadConfigIsReportedNextToIt) {
   {
     std::ofstream out(ConfigPath(), std::ios::binary);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
@@ -43,13 +44,26 @@ absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
 }
 
+// What an inherited descriptor refers to, for error messages: the file it was
+// opened from (vmms may have been told to use another device than /dev/kvm),
+// else the configured path.
+std::string DescribeInheritedFd(int fd, const std::string& configured_path) {
+  char target[PATH_MAX];
+  const std::string link = absl::StrCat("/proc/self/fd/", fd);
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  std::string name =
+      n > 0 ? std::string(target, static_cast<size_t>(n))
+            : (configured_path.empty() ? kDefaultKvmDevice : configured_path);
+  return absl::StrCat(name, " (inherited fd ", fd, ")");
+}
+
 absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> OpenKvm(
     const WorkerConfig& config) {
   if (config.kvm_fd() >= 0) {
     // Inherited from vmms: the sandbox may not be able to open /dev/kvm itself.
     return hvcore::KvmSystem::Adopt(
         base::ScopedFd(config.kvm_fd()),
-        absl::StrCat("/dev/kvm (inherited fd ", config.kvm_fd(), ")"));
+        DescribeInheritedFd(config.kvm_fd(), config.kvm_device_path()));
   }
   return hvcore::KvmSystem::Open(config.kvm_device_path().empty()
                                      ? kDefaultKvmDevice
