@@ -1,0 +1,165 @@
+// Start latency: from the StartVm call to the first console byte of the guest, through the real
+// vmms, vmwp and KVM, next to a raw reference VMM (kvm_reference: exec, create a VM with the
+// same RAM, run to the first port write) measured in the same run.
+//
+//   bazel run -c opt //tests/bench:start_latency [-- --runs=20 --memory_mib=64]
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "tests/harness/process.h"
+#include "tests/harness/vmms_instance.h"
+
+ABSL_FLAG(int, runs, 20, "starts to measure for each side");
+ABSL_FLAG(int, memory_mib, 64, "guest RAM for both the VM and the reference");
+
+extern char** environ;
+
+namespace {
+
+double MedianMs(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double PercentileMs(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// One reference start: exec kvm_reference and wait for its first byte.
+double ReferenceStartMs(const std::string& binary, int memory_mib) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  std::string mem = std::to_string(memory_mib);
+  std::string bin = binary;
+  char* argv[] = {bin.data(), mem.data(), nullptr};
+  const absl::Time t0 = absl::Now();
+  pid_t pid = -1;
+  if (posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv, environ) != 0) return -1;
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  char byte;
+  const ssize_t n = read(pipe_fds[0], &byte, 1);
+  const absl::Time t1 = absl::Now();
+  close(pipe_fds[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  return n == 1 ? absl::ToDoubleMilliseconds(t1 - t0) : -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const int runs = absl::GetFlag(FLAGS_runs);
+  const int memory_mib = absl::GetFlag(FLAGS_memory_mib);
+
+  hvtest::TempDir dir;
+  hvtest::VmmsInstance vmms(dir.path());
+  if (absl::Status s = vmms.Start(); !s.ok()) {
+    std::fprintf(stderr, "start vmms: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  auto channel = grpc::CreateChannel("unix:" + vmms.socket_path(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = hvstack::v1::VmService::NewStub(channel);
+
+  {
+    hvstack::v1::CreateVmRequest request;
+    request.set_name("bench");
+    request.mutable_config()->set_vcpus(1);
+    request.mutable_config()->set_memory_mib(memory_mib);
+    request.mutable_config()->set_kernel_path(hvtest::Runfile("guest/spin.elf"));
+    hvstack::v1::Vm vm;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->CreateVm(&ctx, request, &vm);
+    if (!s.ok()) {
+      std::fprintf(stderr, "CreateVm: %s\n", s.error_message().c_str());
+      return 1;
+    }
+  }
+
+  std::vector<double> vm_ms;
+  for (int i = 0; i < runs; ++i) {
+    const absl::Time t0 = absl::Now();
+    hvstack::v1::StartVmRequest start;
+    start.set_name("bench");
+    hvstack::v1::Vm vm;
+    grpc::ClientContext start_ctx;
+    grpc::Status s = stub->StartVm(&start_ctx, start, &vm);
+    if (!s.ok()) {
+      std::fprintf(stderr, "StartVm: %s\n", s.error_message().c_str());
+      return 1;
+    }
+    hvstack::v1::StreamConsoleRequest console;
+    console.set_name("bench");
+    console.set_follow(true);
+    grpc::ClientContext console_ctx;
+    console_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = stub->StreamConsole(&console_ctx, console);
+    hvstack::v1::ConsoleChunk chunk;
+    bool got = false;
+    while (reader->Read(&chunk)) {
+      if (!chunk.data().empty()) {
+        got = true;
+        break;
+      }
+    }
+    const absl::Time t1 = absl::Now();
+    console_ctx.TryCancel();
+    (void)reader->Finish();
+    if (!got) {
+      std::fprintf(stderr, "no console output on run %d\n", i);
+      return 1;
+    }
+    vm_ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
+
+    hvstack::v1::StopVmRequest stop;
+    stop.set_name("bench");
+    grpc::ClientContext stop_ctx;
+    s = stub->StopVm(&stop_ctx, stop, &vm);
+    if (!s.ok()) {
+      std::fprintf(stderr, "StopVm: %s\n", s.error_message().c_str());
+      return 1;
+    }
+  }
+
+  const std::string reference = hvtest::Runfile("tests/bench/kvm_reference");
+  std::vector<double> ref_ms;
+  for (int i = 0; i < runs; ++i) {
+    const double ms = ReferenceStartMs(reference, memory_mib);
+    if (ms < 0) {
+      std::fprintf(stderr, "reference run failed\n");
+      return 1;
+    }
+    ref_ms.push_back(ms);
+  }
+
+  const double vm_median = MedianMs(vm_ms);
+  const double ref_median = MedianMs(ref_ms);
+  std::printf("start latency, %d runs each, %d MiB guest RAM, 1 vCPU\n", runs, memory_mib);
+  std::printf("  hvstack  StartVm -> first console byte: median %8.2f ms  p90 %8.2f ms\n",
+              vm_median, PercentileMs(vm_ms, 0.9));
+  std::printf("  reference exec -> first port write:     median %8.2f ms  p90 %8.2f ms\n",
+              ref_median, PercentileMs(ref_ms, 0.9));
+  std::printf("  ratio (hvstack / reference): %.2fx\n", vm_median / ref_median);
+  return 0;
+}
