@@ -60,13 +60,14 @@ run_tests() {
   bash deploy/install-deps.sh
   local since
   since=$(date +%s)
-  bazel build "${BAZEL_FLAGS[@]}" //...
   local targets
   mapfile -t targets < <(bazel query --noshow_progress 'tests(//...)' 2>/dev/null)
-  # Failures are counted from the test logs below, so a failing test does not stop the run here.
-  bazel test "${BAZEL_FLAGS[@]}" --keep_going --test_output=errors //... || true
+  # Failures are counted from the test logs below, so a failing test or target does not stop
+  # the run here; Bazel's exit code 1 (some target failed to build) is counted as one failure.
+  local bazel_rc=0
+  bazel test "${BAZEL_FLAGS[@]}" --keep_going --nocache_test_results --test_output=errors //... || bazel_rc=$?
   /usr/bin/python3 tests/summarize_results.py --testlogs "$REPO/bazel-testlogs" \
-    --since "$since" "${targets[@]}"
+    --since "$since" --bazel-exit-code "$bazel_rc" "${targets[@]}"
 }
 
 case "${1:-}" in

@@ -32,10 +32,18 @@ def main():
     parser.add_argument("--testlogs", required=True)
     parser.add_argument("--since", type=float, required=True,
                         help="epoch seconds; older logs are stale")
+    parser.add_argument("--bazel-exit-code", type=int, default=0,
+                        help="1 means some target failed to build: counted as one failure")
     parser.add_argument("targets", nargs="*")
     args = parser.parse_args()
 
     totals = [0, 0, 0]
+    if args.bazel_exit_code == 1:
+        print("FAILED: some targets did not build (see the Bazel output above)")
+        totals[1] += 1
+    elif args.bazel_exit_code not in (0, 3):
+        print("FAILED: bazel test exited with %d" % args.bazel_exit_code)
+        totals[1] += 1
     for target in args.targets:
         rel = target.lstrip("/").replace(":", "/")
         xml_path = os.path.join(args.testlogs, rel, "test.xml")

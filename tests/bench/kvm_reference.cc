@@ -1,6 +1,7 @@
-// The reference point for start latency: the least a VMM must do to run a guest. It creates a VM
-// with the given RAM and one vCPU, runs a three-instruction real-mode guest to its first port
-// write, writes the byte to stdout and exits. Deliberately raw: no libraries, no error recovery.
+// The reference point for start latency: the least a VMM must do to run a
+// guest. It creates a VM with the given RAM and one vCPU, runs a
+// three-instruction real-mode guest to its first port write, writes the byte to
+// stdout and exits. Deliberately raw: no libraries, no error recovery.
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
   region.guest_phys_addr = 0;
   region.memory_size = memory_bytes;
   region.userspace_addr = reinterpret_cast<uint64_t>(ram);
-  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) Fail("KVM_SET_USER_MEMORY_REGION");
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+    Fail("KVM_SET_USER_MEMORY_REGION");
 
   // mov dx, 0x3f8; mov al, 'H'; out dx, al; hlt
   const uint8_t code[] = {0xba, 0xf8, 0x03, 0xb0, 'H', 0xee, 0xf4};
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
 
   for (;;) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) Fail("KVM_RUN");
-    if (run->exit_reason == KVM_EXIT_IO && run->io.direction == KVM_EXIT_IO_OUT) {
+    if (run->exit_reason == KVM_EXIT_IO &&
+        run->io.direction == KVM_EXIT_IO_OUT) {
       const char byte = *(reinterpret_cast<char*>(run) + run->io.data_offset);
       if (write(1, &byte, 1) != 1) Fail("write");
       return 0;

@@ -1,6 +1,7 @@
-// Start latency: from the StartVm call to the first console byte of the guest, through the real
-// vmms, vmwp and KVM, next to a raw reference VMM (kvm_reference: exec, create a VM with the
-// same RAM, run to the first port write) measured in the same run.
+// Start latency: from the StartVm call to the first console byte of the guest,
+// through the real vmms, vmwp and KVM, next to a raw reference VMM
+// (kvm_reference: exec, create a VM with the same RAM, run to the first port
+// write) measured in the same run.
 //
 //   bazel run -c opt //tests/bench:start_latency [-- --runs=20 --memory_mib=64]
 #include <fcntl.h>
@@ -53,7 +54,8 @@ double ReferenceStartMs(const std::string& binary, int memory_mib) {
   char* argv[] = {bin.data(), mem.data(), nullptr};
   const absl::Time t0 = absl::Now();
   pid_t pid = -1;
-  if (posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv, environ) != 0) return -1;
+  if (posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv, environ) != 0)
+    return -1;
   posix_spawn_file_actions_destroy(&actions);
   close(pipe_fds[1]);
   char byte;
@@ -87,7 +89,8 @@ int main(int argc, char** argv) {
     request.set_name("bench");
     request.mutable_config()->set_vcpus(1);
     request.mutable_config()->set_memory_mib(memory_mib);
-    request.mutable_config()->set_kernel_path(hvtest::Runfile("guest/spin.elf"));
+    request.mutable_config()->set_kernel_path(
+        hvtest::Runfile("guest/spin.elf"));
     hvstack::v1::Vm vm;
     grpc::ClientContext ctx;
     grpc::Status s = stub->CreateVm(&ctx, request, &vm);
@@ -113,7 +116,8 @@ int main(int argc, char** argv) {
     console.set_name("bench");
     console.set_follow(true);
     grpc::ClientContext console_ctx;
-    console_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    console_ctx.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(30));
     auto reader = stub->StreamConsole(&console_ctx, console);
     hvstack::v1::ConsoleChunk chunk;
     bool got = false;
@@ -155,11 +159,16 @@ int main(int argc, char** argv) {
 
   const double vm_median = MedianMs(vm_ms);
   const double ref_median = MedianMs(ref_ms);
-  std::printf("start latency, %d runs each, %d MiB guest RAM, 1 vCPU\n", runs, memory_mib);
-  std::printf("  hvstack  StartVm -> first console byte: median %8.2f ms  p90 %8.2f ms\n",
-              vm_median, PercentileMs(vm_ms, 0.9));
-  std::printf("  reference exec -> first port write:     median %8.2f ms  p90 %8.2f ms\n",
-              ref_median, PercentileMs(ref_ms, 0.9));
+  std::printf("start latency, %d runs each, %d MiB guest RAM, 1 vCPU\n", runs,
+              memory_mib);
+  std::printf(
+      "  hvstack  StartVm -> first console byte: median %8.2f ms  p90 %8.2f "
+      "ms\n",
+      vm_median, PercentileMs(vm_ms, 0.9));
+  std::printf(
+      "  reference exec -> first port write:     median %8.2f ms  p90 %8.2f "
+      "ms\n",
+      ref_median, PercentileMs(ref_ms, 0.9));
   std::printf("  ratio (hvstack / reference): %.2fx\n", vm_median / ref_median);
   return 0;
 }

@@ -29,7 +29,8 @@ std::vector<char*> ToCharPtrs(std::vector<std::string>& strings) {
   return out;
 }
 
-std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra) {
+std::vector<std::string> MergedEnvironment(
+    const std::vector<std::string>& extra) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry(*e);
@@ -43,7 +44,8 @@ std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra
 }
 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in,
-                            const std::vector<std::string>& extra_env, const std::string& out_path,
+                            const std::vector<std::string>& extra_env,
+                            const std::string& out_path,
                             const std::string& err_path) {
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = MergedEnvironment(extra_env);
@@ -53,16 +55,17 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in,
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, argv_ptrs.data(),
-                             env_ptrs.data());
+  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr,
+                             argv_ptrs.data(), env_ptrs.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("spawn ", argv[0], ": ", std::strerror(rc)));
+    return absl::InternalError(
+        absl::StrCat("spawn ", argv[0], ": ", std::strerror(rc)));
   }
   return pid;
 }
@@ -73,9 +76,12 @@ absl::StatusOr<int> WaitPid(pid_t pid, absl::Duration timeout) {
     int status = 0;
     const pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) return status;
-    if (r < 0) return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+    if (r < 0)
+      return absl::InternalError(
+          absl::StrCat("waitpid: ", std::strerror(errno)));
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("pid ", pid, " still running"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("pid ", pid, " still running"));
     }
     absl::SleepFor(absl::Milliseconds(2));
   }
@@ -98,7 +104,8 @@ std::string Runfile(const std::string& workspace_relative) {
   const char* srcdir = getenv("TEST_SRCDIR");
   const char* workspace = getenv("TEST_WORKSPACE");
   if (srcdir != nullptr && workspace != nullptr) {
-    std::string path = absl::StrCat(srcdir, "/", workspace, "/", workspace_relative);
+    std::string path =
+        absl::StrCat(srcdir, "/", workspace, "/", workspace_relative);
     if (access(path.c_str(), F_OK) == 0) return path;
   }
   // `bazel run` and direct invocations: look beside the binary's runfiles tree.
@@ -112,9 +119,9 @@ std::string Runfile(const std::string& workspace_relative) {
   return workspace_relative;
 }
 
-absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         const std::vector<std::string>& extra_env,
-                                         absl::Duration timeout) {
+absl::StatusOr<CommandResult> RunCommand(
+    const std::vector<std::string>& argv,
+    const std::vector<std::string>& extra_env, absl::Duration timeout) {
   TempDir scratch;
   const std::string out_path = scratch.path() + "/out";
   const std::string err_path = scratch.path() + "/err";
@@ -124,9 +131,9 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
   if (!status.ok()) {
     kill(*pid, SIGKILL);
     (void)WaitPid(*pid, absl::Seconds(5));
-    return absl::DeadlineExceededError(
-        absl::StrCat(argv[0], " did not finish within ", absl::FormatDuration(timeout),
-                     "; stderr: ", ReadFileOrEmpty(err_path)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        argv[0], " did not finish within ", absl::FormatDuration(timeout),
+        "; stderr: ", ReadFileOrEmpty(err_path)));
   }
   CommandResult result;
   if (WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
@@ -136,9 +143,9 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
-absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>& argv,
-                                                 const std::string& stderr_path,
-                                                 const std::vector<std::string>& extra_env) {
+absl::StatusOr<ChildProcess> ChildProcess::Start(
+    const std::vector<std::string>& argv, const std::string& stderr_path,
+    const std::vector<std::string>& extra_env) {
   absl::StatusOr<pid_t> pid = Spawn(argv, extra_env, stderr_path, stderr_path);
   if (!pid.ok()) return pid.status();
   ChildProcess child;
@@ -146,7 +153,8 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(const std::vector<std::string>&
   return child;
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)) {}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {

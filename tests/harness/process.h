@@ -11,8 +11,9 @@
 
 namespace hvtest {
 
-// A directory under /tmp with a short path (unix socket paths must stay under 108 bytes, which
-// Bazel's TEST_TMPDIR does not), removed with its contents on destruction.
+// A directory under /tmp with a short path (unix socket paths must stay under
+// 108 bytes, which Bazel's TEST_TMPDIR does not), removed with its contents on
+// destruction.
 class TempDir {
  public:
   TempDir();
@@ -25,7 +26,8 @@ class TempDir {
   std::string path_;
 };
 
-// Resolves a file from this test's runfiles, e.g. "vmms/vmms" or "guest/hello.elf".
+// Resolves a file from this test's runfiles, e.g. "vmms/vmms" or
+// "guest/hello.elf".
 std::string Runfile(const std::string& workspace_relative);
 
 struct CommandResult {
@@ -35,18 +37,21 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs a program to completion with extra environment entries ("K=V"), capturing its output.
-// Fails if it has not finished within `timeout` (it is then killed).
-absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         const std::vector<std::string>& extra_env = {},
-                                         absl::Duration timeout = absl::Seconds(60));
+// Runs a program to completion with extra environment entries ("K=V"),
+// capturing its output. Fails if it has not finished within `timeout` (it is
+// then killed).
+absl::StatusOr<CommandResult> RunCommand(
+    const std::vector<std::string>& argv,
+    const std::vector<std::string>& extra_env = {},
+    absl::Duration timeout = absl::Seconds(60));
 
-// A child process started in the background; SIGKILLed and reaped on destruction if still alive.
+// A child process started in the background; SIGKILLed and reaped on
+// destruction if still alive.
 class ChildProcess {
  public:
-  static absl::StatusOr<ChildProcess> Start(const std::vector<std::string>& argv,
-                                            const std::string& stderr_path,
-                                            const std::vector<std::string>& extra_env = {});
+  static absl::StatusOr<ChildProcess> Start(
+      const std::vector<std::string>& argv, const std::string& stderr_path,
+      const std::vector<std::string>& extra_env = {});
   ChildProcess() = default;
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;

@@ -11,7 +11,8 @@
 
 namespace hvtest {
 
-VmmsInstance::VmmsInstance(std::string state_dir, std::vector<std::string> extra_args)
+VmmsInstance::VmmsInstance(std::string state_dir,
+                           std::vector<std::string> extra_args)
     : state_dir_(std::move(state_dir)),
       extra_args_(std::move(extra_args)),
       socket_path_(state_dir_ + "/vmms.sock"),
@@ -20,8 +21,8 @@ VmmsInstance::VmmsInstance(std::string state_dir, std::vector<std::string> extra
 VmmsInstance::~VmmsInstance() { Kill(); }
 
 absl::Status VmmsInstance::Start() {
-  std::vector<std::string> argv = {Runfile("vmms/vmms"), "--state-dir", state_dir_, "--vmwp",
-                                   Runfile("vmwp/vmwp")};
+  std::vector<std::string> argv = {Runfile("vmms/vmms"), "--state-dir",
+                                   state_dir_, "--vmwp", Runfile("vmwp/vmwp")};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
   if (!child.ok()) return child.status();
@@ -30,7 +31,8 @@ absl::Status VmmsInstance::Start() {
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {
     if (!process_.Alive()) {
-      return absl::InternalError(absl::StrCat("vmms exited during start-up; log:\n", Log()));
+      return absl::InternalError(
+          absl::StrCat("vmms exited during start-up; log:\n", Log()));
     }
     if (access(socket_path_.c_str(), F_OK) == 0) {
       absl::StatusOr<CommandResult> list = Vmctl({"list"}, absl::Seconds(5));
@@ -38,7 +40,8 @@ absl::Status VmmsInstance::Start() {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(absl::StrCat("vmms did not answer in 20 s; log:\n", Log()));
+  return absl::DeadlineExceededError(
+      absl::StrCat("vmms did not answer in 20 s; log:\n", Log()));
 }
 
 void VmmsInstance::Kill() { process_.Kill(SIGKILL); }
@@ -55,9 +58,10 @@ absl::Status VmmsInstance::Terminate() {
 
 std::string VmmsInstance::Log() const { return ReadFileOrEmpty(log_path_); }
 
-absl::StatusOr<CommandResult> VmmsInstance::Vmctl(const std::vector<std::string>& args,
-                                                  absl::Duration timeout) {
-  std::vector<std::string> argv = {Runfile("cli/vmctl"), "--socket", socket_path_};
+absl::StatusOr<CommandResult> VmmsInstance::Vmctl(
+    const std::vector<std::string>& args, absl::Duration timeout) {
+  std::vector<std::string> argv = {Runfile("cli/vmctl"), "--socket",
+                                   socket_path_};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, {}, timeout);
 }

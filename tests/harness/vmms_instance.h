@@ -10,12 +10,14 @@
 
 namespace hvtest {
 
-// A real vmms process on its own state directory, driven through the real vmctl binary.
-// Binaries come from runfiles: tests list //vmms:vmms, //vmwp:vmwp and //cli:vmctl as data.
+// A real vmms process on its own state directory, driven through the real vmctl
+// binary. Binaries come from runfiles: tests list //vmms:vmms, //vmwp:vmwp and
+// //cli:vmctl as data.
 class VmmsInstance {
  public:
   // `state_dir` must outlive the instance; `extra_args` go to vmms.
-  explicit VmmsInstance(std::string state_dir, std::vector<std::string> extra_args = {});
+  explicit VmmsInstance(std::string state_dir,
+                        std::vector<std::string> extra_args = {});
   ~VmmsInstance();
 
   // Starts vmms and waits until its socket answers `vmctl list`.
@@ -32,8 +34,9 @@ class VmmsInstance {
   std::string Log() const;
 
   // Runs `vmctl --socket <this> args...`.
-  absl::StatusOr<CommandResult> Vmctl(const std::vector<std::string>& args,
-                                      absl::Duration timeout = absl::Seconds(60));
+  absl::StatusOr<CommandResult> Vmctl(
+      const std::vector<std::string>& args,
+      absl::Duration timeout = absl::Seconds(60));
 
  private:
   std::string state_dir_;

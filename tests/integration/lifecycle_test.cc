@@ -1,5 +1,5 @@
-// End to end through the real binaries: vmctl -> vmms (gRPC, SQLite) -> vmwp -> vid -> KVM,
-// running guests that the build produces.
+// End to end through the real binaries: vmctl -> vmms (gRPC, SQLite) -> vmwp ->
+// vid -> KVM, running guests that the build produces.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -27,13 +27,16 @@ constexpr int kExitNotFound = 2;
 constexpr int kExitConflict = 3;
 constexpr int kExitInvalidArgument = 4;
 
-std::string Guest(const std::string& name) { return Runfile("guest/" + name + ".elf"); }
+std::string Guest(const std::string& name) {
+  return Runfile("guest/" + name + ".elf");
+}
 
 class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "needs read/write access to /dev/kvm, which this host lacks";
+      GTEST_SKIP()
+          << "needs read/write access to /dev/kvm, which this host lacks";
     }
     vmms_ = std::make_unique<VmmsInstance>(dir_.path());
     ASSERT_TRUE(vmms_->Start().ok());
@@ -52,7 +55,8 @@ class LifecycleTest : public ::testing::Test {
     return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   }
 
-  // Polls until the VM reaches `state` (the proto enum name) or the timeout passes.
+  // Polls until the VM reaches `state` (the proto enum name) or the timeout
+  // passes.
   nlohmann::json WaitForState(const std::string& name, const std::string& state,
                               absl::Duration timeout = absl::Seconds(30)) {
     const absl::Time deadline = absl::Now() + timeout;
@@ -62,13 +66,15 @@ class LifecycleTest : public ::testing::Test {
       if (vm.is_object() && vm.value("state", "") == state) return vm;
       absl::SleepFor(absl::Milliseconds(50));
     }
-    ADD_FAILURE() << name << " did not reach " << state << "; last: " << vm.dump();
+    ADD_FAILURE() << name << " did not reach " << state
+                  << "; last: " << vm.dump();
     return vm;
   }
 
   void Create(const std::string& name, const std::string& kernel,
               const std::string& cmdline = "") {
-    std::vector<std::string> args = {"create", name, "--kernel", kernel, "--memory", "64"};
+    std::vector<std::string> args = {"create", name,       "--kernel",
+                                     kernel,   "--memory", "64"};
     if (!cmdline.empty()) {
       args.push_back("--cmdline");
       args.push_back(cmdline);
@@ -143,7 +149,8 @@ TEST_F(LifecycleTest, SpinningGuestRunsUntilHardStop) {
   ASSERT_EQ(stop.exit_code, 0) << stop.err;
   nlohmann::json vm = WaitForState("spin1", "VM_STATE_OFF");
   EXPECT_THAT(vm.value("stateReason", ""), HasSubstr("stopped by user"));
-  EXPECT_THAT(Vmctl({"console", "spin1", "--no-follow"}).out, HasSubstr("spin"));
+  EXPECT_THAT(Vmctl({"console", "spin1", "--no-follow"}).out,
+              HasSubstr("spin"));
 }
 
 TEST_F(LifecycleTest, UnhandledPortsAndMmioReadAllOnesAndGuestKeepsRunning) {
@@ -197,11 +204,13 @@ TEST_F(LifecycleTest, BadKernelsAreInvalidArgumentNamingPathAndProblem) {
   EXPECT_THAT(r.err, HasSubstr(text));
   EXPECT_THAT(r.err, HasSubstr("ELF"));
 
-  // A real ELF, but not an x86-64 executable kernel: a 64-bit shared object is ET_DYN.
+  // A real ELF, but not an x86-64 executable kernel: a 64-bit shared object is
+  // ET_DYN.
   const std::string elf32 = dir_.path() + "/elf32";
   {
     std::ofstream out(elf32, std::ios::binary);
-    const unsigned char header[64] = {0x7f, 'E', 'L', 'F', 1 /*ELFCLASS32*/, 1, 1};
+    const unsigned char header[64] = {0x7f, 'E', 'L', 'F', 1 /*ELFCLASS32*/,
+                                      1,    1};
     out.write(reinterpret_cast<const char*>(header), sizeof(header));
   }
   r = Vmctl({"create", "k3", "--kernel", elf32});
@@ -212,7 +221,8 @@ TEST_F(LifecycleTest, BadKernelsAreInvalidArgumentNamingPathAndProblem) {
 }
 
 TEST_F(LifecycleTest, OutOfBoundsResourcesStateTheBounds) {
-  CommandResult r = Vmctl({"create", "big", "--kernel", Guest("hello"), "--memory", "999999999"});
+  CommandResult r = Vmctl(
+      {"create", "big", "--kernel", Guest("hello"), "--memory", "999999999"});
   EXPECT_EQ(r.exit_code, kExitInvalidArgument);
   EXPECT_THAT(r.err, HasSubstr("memory"));
   EXPECT_THAT(r.err, HasSubstr("16"));
@@ -239,8 +249,8 @@ TEST(KvmDeviceTest, MissingOrUnusableKvmIsFailedPrecondition) {
     TempDir dir;
     VmmsInstance vmms(dir.path(), {"--kvm-device", device});
     ASSERT_TRUE(vmms.Start().ok()) << vmms.Log();
-    absl::StatusOr<CommandResult> r =
-        vmms.Vmctl({"create", "nokvm", "--kernel", Guest("hello"), "--memory", "64"});
+    absl::StatusOr<CommandResult> r = vmms.Vmctl(
+        {"create", "nokvm", "--kernel", Guest("hello"), "--memory", "64"});
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->exit_code, 0) << r->err;
     r = vmms.Vmctl({"start", "nokvm"});
