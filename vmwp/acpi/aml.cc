@@ -26,24 +26,27 @@ constexpr uint8_t kRootChar = '\\';
 constexpr uint8_t kDualNamePrefix = 0x2E;
 constexpr uint8_t kMultiNamePrefix = 0x2F;
 
-absl::Status AppendNameSeg(Bytes& out, std::string_view seg) {
+absl::Status AppendNameSeg(Bytes& out, absl::string_view seg) {
   if (seg.empty() || seg.size() > 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AML: name segment \"", seg, "\" must be 1 to 4 characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AML: name segment \"", seg, "\" must be 1 to 4 characters"));
   }
   for (size_t i = 0; i < seg.size(); ++i) {
     const char c = seg[i];
-    const bool ok = c == '_' || absl::ascii_isupper(c) || (i > 0 && absl::ascii_isdigit(c));
+    const bool ok =
+        c == '_' || absl::ascii_isupper(c) || (i > 0 && absl::ascii_isdigit(c));
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AML: name segment \"", seg, "\" must be [A-Z_] followed by [A-Z0-9_]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("AML: name segment \"", seg,
+                       "\" must be [A-Z_] followed by [A-Z0-9_]"));
     }
   }
   AppendFixedString(out, seg, 4, '_');
   return absl::OkStatus();
 }
 
-// Wraps `content` as `opcode PkgLength content`, the shape of every variable-length term.
+// Wraps `content` as `opcode PkgLength content`, the shape of every
+// variable-length term.
 Term WithPkgLength(const Bytes& opcode, const Bytes& content) {
   absl::StatusOr<Bytes> length = PkgLength(content.size());
   if (!length.ok()) return length.status();
@@ -62,7 +65,8 @@ absl::Status AppendTerms(Bytes& out, const std::vector<Term>& terms) {
   return absl::OkStatus();
 }
 
-Term NamedBlock(const Bytes& opcode, std::string_view name, const std::vector<Term>& terms) {
+Term NamedBlock(const Bytes& opcode, absl::string_view name,
+                const std::vector<Term>& terms) {
   Term content = NameString(name);
   if (!content.ok()) return content.status();
   if (absl::Status s = AppendTerms(*content, terms); !s.ok()) return s;
@@ -78,8 +82,9 @@ int HexValue(char c) {
 }  // namespace
 
 absl::StatusOr<Bytes> PkgLength(size_t content_length) {
-  // The encoded value includes the PkgLength bytes themselves, so its size depends on itself:
-  // pick the smallest encoding whose capacity holds content plus that encoding.
+  // The encoded value includes the PkgLength bytes themselves, so its size
+  // depends on itself: pick the smallest encoding whose capacity holds content
+  // plus that encoding.
   if (content_length + 1 <= 0x3F) {
     return Bytes{static_cast<uint8_t>(content_length + 1)};
   }
@@ -94,25 +99,27 @@ absl::StatusOr<Bytes> PkgLength(size_t content_length) {
       return out;
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat("AML: a package of ", content_length,
-                                                 " bytes exceeds the 28-bit PkgLength"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("AML: a package of ", content_length,
+                   " bytes exceeds the 28-bit PkgLength"));
 }
 
-Term NameString(std::string_view path) {
+Term NameString(absl::string_view path) {
   Bytes out;
   if (!path.empty() && path.front() == '\\') {
     out.push_back(kRootChar);
     path.remove_prefix(1);
   }
-  const std::vector<std::string_view> segs = absl::StrSplit(path, '.');
+  const std::vector<absl::string_view> segs = absl::StrSplit(path, '.');
   if (segs.size() == 2) {
     out.push_back(kDualNamePrefix);
   } else if (segs.size() > 2) {
-    if (segs.size() > 255) return absl::InvalidArgumentError("AML: name path too long");
+    if (segs.size() > 255)
+      return absl::InvalidArgumentError("AML: name path too long");
     out.push_back(kMultiNamePrefix);
     out.push_back(static_cast<uint8_t>(segs.size()));
   }
-  for (std::string_view seg : segs) {
+  for (absl::string_view seg : segs) {
     if (absl::Status s = AppendNameSeg(out, seg); !s.ok()) return s;
   }
   return out;
@@ -142,7 +149,7 @@ Bytes Integer(uint64_t value) {
   return out;
 }
 
-Term String(std::string_view text) {
+Term String(absl::string_view text) {
   Bytes out{kStringPrefix};
   for (char c : text) {
     if (c == '\0' || !absl::ascii_isascii(c)) {
@@ -154,25 +161,29 @@ Term String(std::string_view text) {
   return out;
 }
 
-Term EisaId(std::string_view id) {
+Term EisaId(absl::string_view id) {
   bool ok = id.size() == 7;
   for (size_t i = 0; ok && i < 3; ++i) ok = absl::ascii_isupper(id[i]);
   for (size_t i = 3; ok && i < 7; ++i) ok = HexValue(id[i]) >= 0;
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("AML: EISA id \"", id, "\" must be 3 upper-case letters and 4 hex digits"));
+        absl::StrCat("AML: EISA id \"", id,
+                     "\" must be 3 upper-case letters and 4 hex digits"));
   }
-  // Letters are 5 bits each ('A' = 1), then the product number; the result is stored
-  // big-endian, which as a little-endian DWord looks byte-swapped.
+  // Letters are 5 bits each ('A' = 1), then the product number; the result is
+  // stored big-endian, which as a little-endian DWord looks byte-swapped.
   uint32_t packed = 0;
-  for (size_t i = 0; i < 3; ++i) packed = (packed << 5) | static_cast<uint32_t>(id[i] - '@');
-  for (size_t i = 3; i < 7; ++i) packed = (packed << 4) | static_cast<uint32_t>(HexValue(id[i]));
+  for (size_t i = 0; i < 3; ++i)
+    packed = (packed << 5) | static_cast<uint32_t>(id[i] - '@');
+  for (size_t i = 3; i < 7; ++i)
+    packed = (packed << 4) | static_cast<uint32_t>(HexValue(id[i]));
   Bytes out{kDWordPrefix};
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(packed >> shift));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<uint8_t>(packed >> shift));
   return out;
 }
 
-Term Name(std::string_view name, const Term& object) {
+Term Name(absl::string_view name, const Term& object) {
   if (!object.ok()) return object.status();
   Term out = NameString(name);
   if (!out.ok()) return out.status();
@@ -183,7 +194,8 @@ Term Name(std::string_view name, const Term& object) {
 
 Term Package(const std::vector<Term>& elements) {
   if (elements.size() > 255) {
-    return absl::InvalidArgumentError("AML: a Package holds at most 255 elements");
+    return absl::InvalidArgumentError(
+        "AML: a Package holds at most 255 elements");
   }
   Bytes content{static_cast<uint8_t>(elements.size())};
   if (absl::Status s = AppendTerms(content, elements); !s.ok()) return s;
@@ -196,11 +208,11 @@ Term Buffer(const Bytes& data) {
   return WithPkgLength({kBufferOp}, content);
 }
 
-Term Scope(std::string_view path, const std::vector<Term>& terms) {
+Term Scope(absl::string_view path, const std::vector<Term>& terms) {
   return NamedBlock({kScopeOp}, path, terms);
 }
 
-Term Device(std::string_view name, const std::vector<Term>& terms) {
+Term Device(absl::string_view name, const std::vector<Term>& terms) {
   return NamedBlock({kExtOpPrefix, kDeviceOp}, name, terms);
 }
 

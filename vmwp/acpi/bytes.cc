@@ -8,7 +8,8 @@ void AppendLe(Bytes& out, uint64_t value, size_t width) {
   }
 }
 
-void AppendFixedString(Bytes& out, std::string_view text, size_t width, char pad) {
+void AppendFixedString(Bytes& out, absl::string_view text, size_t width,
+                       char pad) {
   for (size_t i = 0; i < width; ++i) {
     out.push_back(static_cast<uint8_t>(i < text.size() ? text[i] : pad));
   }

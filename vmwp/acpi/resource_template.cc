@@ -5,7 +5,8 @@
 namespace vmwp::acpi::aml {
 namespace {
 
-// Small resource descriptor tags: bit 7 clear, item name in bits 6-3, length in bits 2-0.
+// Small resource descriptor tags: bit 7 clear, item name in bits 6-3, length in
+// bits 2-0.
 constexpr uint8_t SmallTag(uint8_t item, uint8_t length) {
   return static_cast<uint8_t>((item << 3) | length);
 }
@@ -18,8 +19,9 @@ constexpr uint8_t kIoDecode16 = 0x01;
 
 Term IoPorts(uint16_t base, uint8_t length) {
   if (length == 0 || base + length > 0x10000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AML: I/O range at ", base, " of ", length, " ports does not fit the 16-bit port space"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("AML: I/O range at ", base, " of ", length,
+                     " ports does not fit the 16-bit port space"));
   }
   Bytes out{SmallTag(kIoItem, 7), kIoDecode16};
   AppendU16(out, base);  // minimum base
@@ -33,11 +35,13 @@ Term IrqNoFlags(const std::vector<uint8_t>& irqs) {
   uint16_t mask = 0;
   for (uint8_t irq : irqs) {
     if (irq > 15) {
-      return absl::InvalidArgumentError(absl::StrCat("AML: IRQ ", irq, " is not an ISA IRQ"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("AML: IRQ ", irq, " is not an ISA IRQ"));
     }
     mask |= static_cast<uint16_t>(1u << irq);
   }
-  // The 2-byte form (no information byte) means edge-triggered, active-high, exclusive.
+  // The 2-byte form (no information byte) means edge-triggered, active-high,
+  // exclusive.
   Bytes out{SmallTag(kIrqItem, 2)};
   AppendU16(out, mask);
   return out;

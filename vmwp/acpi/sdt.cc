@@ -2,7 +2,7 @@
 
 namespace vmwp::acpi {
 
-Bytes BeginSdt(std::string_view signature, uint8_t revision) {
+Bytes BeginSdt(absl::string_view signature, uint8_t revision) {
   Bytes table;
   table.reserve(kSdtHeaderSize);
   AppendFixedString(table, signature, 4);

@@ -3,12 +3,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
 
+#include "absl/strings/string_view.h"
 #include "vmwp/acpi/bytes.h"
 
-// The 36-byte System Description Table header that every table but the RSDP and FACS starts
-// with (ACPI 6.x, section 5.2.6), and the Generic Address Structure (5.2.3.2).
+// The 36-byte System Description Table header that every table but the RSDP and
+// FACS starts with (ACPI 6.x, section 5.2.6), and the Generic Address Structure
+// (5.2.3.2).
 namespace vmwp::acpi {
 
 inline constexpr size_t kSdtHeaderSize = 36;
@@ -16,18 +17,21 @@ inline constexpr size_t kSdtLengthOffset = 4;
 inline constexpr size_t kSdtRevisionOffset = 8;
 inline constexpr size_t kSdtChecksumOffset = 9;
 
-// Who built the tables. Linux prints these in its "ACPI: FACP 0x... (v06 HVSTCK HVSTACK ...)"
-// lines, which is how a boot log shows whose tables a guest saw.
-inline constexpr std::string_view kOemId = "HVSTCK";         // 6 bytes
-inline constexpr std::string_view kOemTableId = "HVSTACK";   // 8 bytes, space-padded
+// Who built the tables. Linux prints these in its "ACPI: FACP 0x... (v06 HVSTCK
+// HVSTACK ...)" lines, which is how a boot log shows whose tables a guest saw.
+inline constexpr absl::string_view kOemId = "HVSTCK";  // 6 bytes
+inline constexpr absl::string_view kOemTableId =
+    "HVSTACK";  // 8 bytes, space-padded
 inline constexpr uint32_t kOemRevision = 1;
-inline constexpr std::string_view kCreatorId = "HVST";       // 4 bytes
+inline constexpr absl::string_view kCreatorId = "HVST";  // 4 bytes
 inline constexpr uint32_t kCreatorRevision = 1;
 
-// Starts a table: the header with its length and checksum left zero for FinishSdt.
-Bytes BeginSdt(std::string_view signature, uint8_t revision);
+// Starts a table: the header with its length and checksum left zero for
+// FinishSdt.
+Bytes BeginSdt(absl::string_view signature, uint8_t revision);
 
-// Writes the table's final length and checksum into its header. Call once all fields are in.
+// Writes the table's final length and checksum into its header. Call once all
+// fields are in.
 void FinishSdt(Bytes& table);
 
 // Generic Address Structure address space ids and access sizes used here.
