@@ -232,20 +232,16 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
     previous->supervisor.join();
 
   absl::MutexLock lock(&worker->mu);
-  auto ready_or_exited = [worker = worker.get()]()
-                             ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
-                               return worker->ready || worker->exited;
-                             };
-  if (!worker->mu.AwaitWithTimeout(absl::Condition(&ready_or_exited),
-                                   options_.start_timeout)) {
+  if (!worker->mu.AwaitWithTimeout(
+          absl::Condition(worker.get(), &Worker::ReadyOrExited),
+          options_.start_timeout)) {
     std::string reason =
         absl::StrCat("worker did not become ready within ",
                      absl::FormatDuration(options_.start_timeout));
     if (!worker->stop_reason.has_value()) worker->stop_reason = reason;
     ::kill(worker->pid, SIGKILL);
-    auto exited = [worker = worker.get()]() ABSL_SHARED_LOCKS_REQUIRED(
-                      worker->mu) { return worker->exited; };
-    worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait);
+    worker->mu.AwaitWithTimeout(absl::Condition(worker.get(), &Worker::Exited),
+                                kKillWait);
     return absl::DeadlineExceededError(
         absl::StrCat("VM '", name, "': ", reason));
   }
@@ -282,20 +278,19 @@ absl::Status WorkerManager::StopWorker(Worker* worker,
   bool asked = ask_first && RequestWorkerStop(worker->paths.worker_socket);
 
   absl::MutexLock lock(&worker->mu);
-  auto exited = [worker]() ABSL_SHARED_LOCKS_REQUIRED(worker->mu) {
-    return worker->exited;
-  };
-  if (!asked || !worker->mu.AwaitWithTimeout(absl::Condition(&exited),
-                                             options_.stop_grace)) {
+  if (!asked ||
+      !worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
+                                   options_.stop_grace)) {
     if (asked) {
       spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL",
                    worker->name, worker->pid,
                    absl::FormatDuration(options_.stop_grace));
     }
-    // Not yet reaped (exited is set under this lock after the reap), so the pid
-    // is still ours.
-    ::kill(worker->pid, SIGKILL);
-    if (!worker->mu.AwaitWithTimeout(absl::Condition(&exited), kKillWait)) {
+    // Only while not reaped (exited is set under this lock after the reap) is
+    // the pid still ours; after that it may belong to anyone.
+    if (!worker->exited) ::kill(worker->pid, SIGKILL);
+    if (!worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
+                                     kKillWait)) {
       return absl::DeadlineExceededError(
           absl::StrCat("VM '", worker->name, "': worker ", worker->pid,
                        " did not die after SIGKILL"));

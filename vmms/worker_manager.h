@@ -79,7 +79,13 @@ class WorkerManager {
     base::ScopedFd ready_pipe;  // Owned by the supervisor thread once it runs.
     std::thread supervisor;
 
-    absl::Mutex mu;
+    // Conditions for mu.Await*.
+    bool ReadyOrExited() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
+      return ready || exited;
+    }
+    bool Exited() const ABSL_SHARED_LOCKS_REQUIRED(mu) { return exited; }
+
+    mutable absl::Mutex mu;
     bool ready ABSL_GUARDED_BY(mu) = false;
     // Reaped and its final state recorded. Until then `pid` is ours to signal.
     bool exited ABSL_GUARDED_BY(mu) = false;
