@@ -32,21 +32,23 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   if (options.state_dir.empty())
     return absl::InvalidArgumentError("--state-dir is required");
-  std::error_code ec;
-  std::filesystem::create_directories(options.state_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create state directory ", options.state_dir, ": ",
-                     ec.message()));
-  }
   // Absolute, because the paths end up in worker configs and in other
-  // processes' cwd.
+  // processes' cwd. The socket path is checked before anything is created.
+  std::error_code ec;
   std::string state_dir =
       std::filesystem::absolute(options.state_dir, ec).lexically_normal();
-  if (!state_dir.empty() && state_dir.back() == '/' && state_dir.size() > 1)
-    state_dir.pop_back();
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "state directory ", options.state_dir, ": ", ec.message()));
+  }
+  if (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
   absl::StatusOr<std::string> socket_path = SocketPathFor(state_dir);
   if (!socket_path.ok()) return socket_path.status();
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create state directory ", state_dir, ": ", ec.message()));
+  }
 
   auto server = std::unique_ptr<Server>(new Server());
   std::string lock_path = state_dir + "/vmms.lock";

@@ -445,6 +445,7 @@ TEST(ServerTest, TooLongSocketPathIsAClearError) {
   auto server = Server::Start(options);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(server.status().message(), HasSubstr("at most 107 bytes"));
+  EXPECT_FALSE(std::filesystem::exists(options.state_dir));  // Nothing made.
 }
 
 }  // namespace
