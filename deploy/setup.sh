@@ -11,18 +11,25 @@ BAZEL_FLAGS=(--curses=no --color=no --show_progress_rate_limit=30)
 
 die() { echo "setup: $*" >&2; exit 1; }
 
-# Prints the single output file of a Bazel target.
-bazel_output() {
-  bazel cquery --curses=no --color=no --output=files "$1" 2>/dev/null | head -n1
+# Where Bazel put its outputs (not through the bazel-* symlinks, which another output base may
+# have taken over).
+bazel_bin() {
+  bazel info --noshow_progress bazel-bin 2>/dev/null
 }
 
 demo() {
   bash deploy/install-deps.sh
   bazel build "${BAZEL_FLAGS[@]}" //vmms:vmms //vmwp:vmwp //cli:vmctl //guest:hello
-  local vmms vmctl hello state
-  vmms="$REPO/$(bazel_output //vmms:vmms)"
-  vmctl="$REPO/$(bazel_output //cli:vmctl)"
-  hello="$REPO/$(bazel_output //guest:hello)"
+  # Stable copies under out/, so that the demo VM's kernel path and the commands printed below
+  # survive rebuilds and Bazel's output-base changes.
+  local bin out="$REPO/out" vmms vmctl hello state
+  bin=$(bazel_bin)
+  mkdir -p "$out/bin" "$out/guest"
+  install -m 0755 "$bin/vmms/vmms" "$bin/vmwp/vmwp" "$bin/cli/vmctl" "$out/bin/"
+  install -m 0644 "$bin/guest/hello.elf" "$out/guest/"
+  vmms="$out/bin/vmms"
+  vmctl="$out/bin/vmctl"
+  hello="$out/guest/hello.elf"
   state="${HVSTACK_STATE_DIR:-$REPO/state}"
   mkdir -p "$state"
   export HVSTACK_SOCKET="$state/vmms.sock"
@@ -61,12 +68,17 @@ run_tests() {
   local since
   since=$(date +%s)
   local targets
-  mapfile -t targets < <(bazel query --noshow_progress 'tests(//...)' 2>/dev/null)
+  # Manual targets (need the network on first use, or a long time) are not part of the suite.
+  mapfile -t targets < <(bazel query --noshow_progress \
+    'tests(//...) except attr(tags, "manual", //...)' 2>/dev/null)
   # Failures are counted from the test logs below, so a failing test or target does not stop
   # the run here; Bazel's exit code 1 (some target failed to build) is counted as one failure.
   local bazel_rc=0
   bazel test "${BAZEL_FLAGS[@]}" --keep_going --nocache_test_results --test_output=errors //... || bazel_rc=$?
-  /usr/bin/python3 tests/summarize_results.py --testlogs "$REPO/bazel-testlogs" \
+  # Ask Bazel where the logs are: the bazel-testlogs symlink may point at another output base.
+  local testlogs
+  testlogs=$(bazel info --noshow_progress bazel-testlogs 2>/dev/null)
+  /usr/bin/python3 tests/summarize_results.py --testlogs "$testlogs" \
     --since "$since" --bazel-exit-code "$bazel_rc" "${targets[@]}"
 }
 
