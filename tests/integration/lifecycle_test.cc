@@ -161,6 +161,11 @@ TEST_F(LifecycleTest, UnhandledPortsAndMmioReadAllOnesAndGuestKeepsRunning) {
   EXPECT_EQ(vm.value("stateReason", ""), "guest powered off");
   const std::string console = Vmctl({"console", "probe", "--no-follow"}).out;
   EXPECT_THAT(console, HasSubstr("ffffffff")) << console;
+  // The worker's log notes the unhandled accesses.
+  const std::string worker_log = ReadFileOrEmpty(
+      absl::StrCat(dir_.path(), "/vms/", vm.value("uuid", ""), "/worker.log"));
+  EXPECT_THAT(worker_log, HasSubstr("unhandled port read")) << worker_log;
+  EXPECT_THAT(worker_log, HasSubstr("unhandled MMIO read")) << worker_log;
 }
 
 TEST_F(LifecycleTest, UnemulatableInstructionEndsCrashedWithInstructionBytes) {
