@@ -20,13 +20,13 @@
 #include "base/scoped_fd.h"
 #include "hvcore/kvm_system.h"
 #include "vid/partition.h"
+#include "vmwp/boot/boot_vp.h"
 #include "vmwp/console/console.h"
 #include "vmwp/devices/acpi_power_port.h"
 #include "vmwp/devices/uart16550.h"
 #include "vmwp/exit_report.h"
 #include "vmwp/loader/guest_layout.h"
 #include "vmwp/loader/kernel_image.h"
-#include "vmwp/loader/kernel_loader.h"
 #include "vmwp/service/worker_service.h"
 
 namespace vmwp {
@@ -147,20 +147,10 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
     return s;
   }
 
-  absl::StatusOr<LoadedKernel> kernel =
-      LoadKernel(config.kernel_path(), p->memory());
-  if (!kernel.ok()) return kernel.status();
-  if (absl::Status s = WriteBootParams(p->memory(), config.cmdline()); !s.ok())
-    return s;
-  if (absl::Status s = p->PrepareBootVp(kernel->entry, kZeroPageAddress);
-      !s.ok()) {
-    return Annotate(s, "cannot prepare the boot VP");
-  }
-  spdlog::info(
-      "kernel {}: entry 0x{:x}, {} segment(s); zero page 0x{:x}, command line "
-      "0x{:x}",
-      config.kernel_path(), kernel->entry, kernel->image.segments.size(),
-      kZeroPageAddress, kCmdlineAddress);
+  // Kernel (bzImage, vmlinux/PVH or ELF), initrd, command line, ACPI tables,
+  // zero page or PVH start_info, e820 (logged), boot VP: vmwp/boot.
+  if (absl::StatusOr<BootImage> boot = BootGuest(config, *p); !boot.ok())
+    return boot.status();
 
   vm.service = std::make_unique<WorkerServiceImpl>(
       config.vm_uuid(), &console->ring(),

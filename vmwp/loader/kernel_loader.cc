@@ -57,6 +57,28 @@ absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
   if (absl::Status s = CheckKernelFitsMemory(path, *image, memory.size());
       !s.ok())
     return s;
+  LoadedKernel loaded;
+  if (image->bzimage) {
+    absl::StatusOr<BzImagePlacement> placement =
+        PlaceBzImage(*image->bzimage, memory.size());
+    if (!placement.ok()) return Invalid(path, placement.status().message());
+    // The protected-mode part: everything after the setup code.
+    KernelSegment seg;
+    seg.gpa = placement->load_address;
+    seg.file_offset = image->bzimage->setup_bytes;
+    seg.file_size = image->bzimage->payload_size;
+    seg.mem_size = seg.file_size;
+    seg.executable = true;
+    image->segments = {seg};
+    loaded.entry = placement->entry64;
+    loaded.start = placement->start;
+    loaded.end = placement->end;
+    loaded.placement = *placement;
+  } else {
+    loaded.entry = image->entry;
+    loaded.start = image->segments.front().gpa;
+    loaded.end = image->segments.back().gpa + image->segments.back().mem_size;
+  }
   for (const KernelSegment& seg : image->segments) {
     // Authoritative check against the memory we really have (the layout
     // constants mirror it).
@@ -73,8 +95,6 @@ absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
     if (absl::Status s = CopySegment(path, fd.get(), seg, memory); !s.ok())
       return s;
   }
-  LoadedKernel loaded;
-  loaded.entry = image->entry;
   loaded.image = *std::move(image);
   return loaded;
 }

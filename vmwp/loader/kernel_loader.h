@@ -2,6 +2,7 @@
 #define HVSTACK_VMWP_LOADER_KERNEL_LOADER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,15 +14,24 @@
 namespace vmwp {
 
 struct LoadedKernel {
-  uint64_t entry =
-      0;  // guest-physical; where the boot VP starts (RSI = the zero page)
+  // Guest-physical 64-bit entry (RSI = the zero page): the ELF entry, or a
+  // bzImage's load address + 0x200.
+  uint64_t entry = 0;
   KernelImageInfo image;
+  // What the kernel occupies before it reads the memory map, [start, end):
+  // its segments, or a bzImage's image and init_size area. An initrd must go
+  // above it.
+  uint64_t start = 0;
+  uint64_t end = 0;
+  // bzImage only: where it went.
+  std::optional<BzImagePlacement> placement;
 };
 
-// Validates the ELF kernel at `path` (ProbeKernelImage + CheckKernelFitsMemory
-// against `memory`'s size), copies its PT_LOAD segments to their physical
-// addresses and zeroes their .bss. Errors are InvalidArgument "kernel <path>:
-// ...".
+// Validates the kernel at `path` (ProbeKernelImage + CheckKernelFitsMemory
+// against `memory`'s size) and loads it: an ELF's PT_LOAD segments to their
+// physical addresses with their .bss zeroed, or a bzImage's protected-mode
+// part at its placement (PlaceBzImage). Errors are InvalidArgument "kernel
+// <path>: ...".
 absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
                                         vid::GuestMemory& memory);
 

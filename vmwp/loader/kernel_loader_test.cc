@@ -95,7 +95,9 @@ TEST(LoadKernelTest, BadImageIsInvalidArgument) {
   absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
   EXPECT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(k.status().message(),
-            "kernel " + path + ": not an ELF file (bad magic)");
+            "kernel " + path +
+                ": not a kernel image: not an ELF file (bad magic) and no "
+                "bzImage setup header (\"HdrS\" at 0x202)");
 }
 
 TEST(WriteBootParamsTest, WritesCommandLineAndZeroPage) {

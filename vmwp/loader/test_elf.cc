@@ -52,6 +52,37 @@ void TestElf::AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size,
   ehdr.e_phnum = static_cast<uint16_t>(segments.size());
 }
 
+void TestElf::AddNoteSegment(std::string notes) {
+  AddSegment(0, std::move(notes), 0, PF_R);
+  Elf64_Phdr& ph = segments.back().phdr;
+  ph.p_type = PT_NOTE;
+  ph.p_vaddr = ph.p_paddr = 0;
+  ph.p_memsz = 0;
+  ph.p_align = 4;
+}
+
+std::string TestElf::Note(const std::string& name, uint32_t type,
+                          const std::string& desc) {
+  auto pad = [](std::string s) {
+    s.resize((s.size() + 3) & ~size_t{3}, '\0');
+    return s;
+  };
+  const std::string n = name + std::string(1, '\0');
+  std::string out(12, '\0');
+  const uint32_t namesz = static_cast<uint32_t>(n.size());
+  const uint32_t descsz = static_cast<uint32_t>(desc.size());
+  std::memcpy(out.data(), &namesz, 4);
+  std::memcpy(out.data() + 4, &descsz, 4);
+  std::memcpy(out.data() + 8, &type, 4);
+  return out + pad(n) + pad(desc);
+}
+
+std::string TestElf::PvhNote(uint64_t entry, int width) {
+  std::string desc(static_cast<size_t>(width), '\0');
+  std::memcpy(desc.data(), &entry, std::min<size_t>(desc.size(), 8));
+  return Note("Xen", 18, desc);
+}
+
 std::string TestElf::Serialize() const {
   std::string out(kFirstSegmentOffset, '\0');
   std::memcpy(out.data(), &ehdr, sizeof(ehdr));

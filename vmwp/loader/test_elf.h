@@ -27,6 +27,14 @@ struct TestElf {
   // Appends a PT_LOAD segment; its file offset follows the previous content.
   void AddSegment(uint64_t gpa, std::string bytes, uint64_t mem_size,
                   uint32_t flags);
+  // Appends a PT_NOTE segment holding `notes` (see Note()).
+  void AddNoteSegment(std::string notes);
+  // One ELF note: namesz, descsz, type, name (NUL added), desc, each padded
+  // to 4 bytes.
+  static std::string Note(const std::string& name, uint32_t type,
+                          const std::string& desc);
+  // Xen's PHYS32_ENTRY note (type 18) with a `width`-byte (4 or 8) address.
+  static std::string PvhNote(uint64_t entry, int width = 8);
   // The file contents (ELF header, program headers, segment bytes).
   std::string Serialize() const;
 };

@@ -3,7 +3,10 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -19,6 +22,9 @@ inline constexpr size_t kZeroPageBytes = 4096;
 using ZeroPage = std::array<uint8_t, kZeroPageBytes>;
 
 namespace bootparam {
+inline constexpr size_t kAcpiRsdpAddr = 0x070;     // u64 (protocol 2.14)
+inline constexpr size_t kExtRamdiskImage = 0x0C0;  // u32: bits 63..32
+inline constexpr size_t kExtRamdiskSize = 0x0C4;   // u32: bits 63..32
 inline constexpr size_t kExtCmdLinePtr =
     0x0C8;  // u32: bits 63..32 of the command line address
 inline constexpr size_t kE820Entries = 0x1E8;  // u8
@@ -29,6 +35,9 @@ inline constexpr size_t kHeader = 0x202;    // u32, "HdrS"
 inline constexpr size_t kVersion = 0x206;   // u16, boot protocol version
 inline constexpr size_t kTypeOfLoader = 0x210;  // u8
 inline constexpr size_t kLoadFlags = 0x211;     // u8
+inline constexpr size_t kRamdiskImage = 0x218;  // u32: bits 31..0
+inline constexpr size_t kRamdiskSize = 0x21C;   // u32: bits 31..0
+inline constexpr size_t kHeapEndPtr = 0x224;    // u16
 inline constexpr size_t kCmdLinePtr =
     0x228;  // u32: bits 31..0 of the command line address
 inline constexpr size_t kCmdlineSize = 0x238;  // u32
@@ -47,10 +56,18 @@ inline constexpr uint16_t kProtocolVersion = 0x020F;
 inline constexpr uint8_t kLoaderTypeUndefined = 0xFF;
 inline constexpr uint8_t kLoadedHigh =
     0x01;  // the kernel sits at or above 1 MiB
+inline constexpr uint8_t kCanUseHeap = 0x80;  // heap_end_ptr is valid
+// heap_end_ptr: end of the setup heap relative to the real-mode code, minus
+// 0x200 (boot.rst's example value). The 64-bit entry skips the real-mode code
+// that uses it; it is set so that the header is the one the protocol asks for.
+inline constexpr uint16_t kHeapEndPtrValue = 0xFE00;
+// Where struct setup_header may extend to in boot_params (the next field,
+// edd_mbr_sig_buffer, is at 0x290).
+inline constexpr size_t kSetupHeaderLimit = 0x290;
 }  // namespace bootparam
 
 struct E820Entry {
-  enum Type : uint32_t { kRam = 1, kReserved = 2 };
+  enum Type : uint32_t { kRam = 1, kReserved = 2, kAcpi = 3 };
   uint64_t addr = 0;
   uint64_t size = 0;
   uint32_t type = kRam;
@@ -60,19 +77,47 @@ struct E820Entry {
 // The e820 map for a guest whose RAM is `ram` (ascending, non-overlapping): RAM
 // everywhere except the boot structures, the command line and the legacy BIOS
 // area below 1 MiB, which are reported reserved (where they are backed by RAM).
-// Sorted by address.
-std::vector<E820Entry> BuildE820Map(std::span<const GpaRange> ram);
+// With `acpi_data` (a range inside the BIOS area, [kLegacyHoleStart,
+// kLegacyHoleEnd)), that part of the BIOS area is reported as ACPI data (type
+// 3) instead. Sorted by address; adjacent entries of one type are merged, as
+// Linux's own sanitizer would, so the map equals what Linux prints.
+std::vector<E820Entry> BuildE820Map(
+    std::span<const GpaRange> ram,
+    std::optional<GpaRange> acpi_data = std::nullopt);
+
+// Linux's name for an e820 type, as its boot log prints it ("usable",
+// "reserved", "ACPI data", "ACPI NVS", "unusable", else "type N").
+std::string E820TypeName(uint32_t type);
+
+// The map as Linux prints it while booting (arch/x86/kernel/e820.c), one line
+// per entry, without the timestamp:
+//   "BIOS-e820: [mem 0x0000000000000000-0x000000000000efff] reserved"
+// (end inclusive). A test can look for each line in the guest's console.
+std::vector<std::string> FormatE820Lines(std::span<const E820Entry> map);
 
 struct ZeroPageParams {
   uint64_t cmdline_gpa = kCmdlineAddress;
   // Length of the command line without its terminating NUL.
   uint32_t cmdline_size = 0;
   std::vector<E820Entry> e820;
+  // A bzImage's setup header (the file's bytes from 0x1F1, see
+  // BzImageHeader::setup_header), copied to 0x1F1 before the loader's own
+  // fields are written. Empty for an ELF kernel: then the loader writes the
+  // header signature and protocol version itself.
+  std::vector<uint8_t> setup_header;
+  // The initrd; 0/0 for none.
+  uint64_t ramdisk_gpa = 0;
+  uint64_t ramdisk_size = 0;
+  // boot_params.acpi_rsdp_addr; 0 lets Linux scan the BIOS area.
+  uint64_t acpi_rsdp_gpa = 0;
 };
 
-// The zero page: header signature, protocol version, loader type, command line
-// pointer and size, e820 table. Everything else is zero. InvalidArgument if the
-// e820 map has more than 128 entries.
+// The zero page: the setup header (the kernel's, or a minimal one), loader
+// type 0xFF, loadflags LOADED_HIGH | CAN_USE_HEAP with heap_end_ptr, command
+// line pointer and size, ramdisk address and size (with their ext_ high
+// halves), acpi_rsdp_addr, e820 table. Everything else is zero.
+// InvalidArgument if the e820 map has more than 128 entries or the setup
+// header does not fit.
 absl::StatusOr<ZeroPage> BuildZeroPage(const ZeroPageParams& params);
 
 }  // namespace vmwp
