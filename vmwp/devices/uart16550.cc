@@ -20,6 +20,7 @@ size_t Uart16550::PushInput(std::string_view bytes) {
   for (char c : bytes) {
     if (rx_.size() >= kInputQueueCapacity) {
       overrun_ = true;
+      input_dropped_ += bytes.size() - accepted;
       break;
     }
     rx_.push_back(static_cast<uint8_t>(c));
@@ -27,6 +28,16 @@ size_t Uart16550::PushInput(std::string_view bytes) {
   }
   UpdateInterrupt();
   return accepted;
+}
+
+uint64_t Uart16550::input_dropped() const {
+  absl::MutexLock lock(&mu_);
+  return input_dropped_;
+}
+
+size_t Uart16550::input_queued() const {
+  absl::MutexLock lock(&mu_);
+  return rx_.size();
 }
 
 uint32_t Uart16550::PortRead(uint16_t port, uint8_t size) {

@@ -18,15 +18,31 @@ namespace vmwp {
 // instantaneous: a byte written to THR is handed to the output sink at once, so
 // LSR always reports THRE|TEMT.
 //
+// Interrupts: the INTR output is computed after every register access and
+// input push, and the callback set with SetInterruptLine is called only when
+// its level changes. As on a PC, INTR reaches the interrupt controller only
+// while MCR OUT2 is set and not in loopback. Sources, highest priority first:
+// receiver line status (overrun, with ELSI), received data (with ERBFI, while
+// the receive queue is non-empty), THR empty (with ETBEI; latched when THR
+// empties or ETBEI is turned on, cleared by writing THR or by reading IIR while
+// it is the reported source) and modem status (with EDSSI). COM1's IRQ 4 is an
+// ISA interrupt, edge-triggered on the PIC and IOAPIC: a new source raised
+// while the line is already high produces no new edge, which is fine because
+// Linux's 8250 handler (like a PC BIOS's) loops on IIR until "no interrupt",
+// which lowers the line; every later source then produces a fresh rising
+// edge. This is also how QEMU's serial model drives its IRQ.
+//
 // Thread-safety: PortRead/PortWrite may be called from several VP threads;
 // PushInput from any thread. The sink and the interrupt callback run with the
-// UART's lock held, so they must not call back into the UART.
+// UART's lock held (so level changes reach the controller in order), so they
+// must not call back into the UART.
 class Uart16550 : public vid::PortIoHandler {
  public:
   static constexpr uint16_t kCom1Base = 0x3F8;
   static constexpr uint16_t kPortCount = 8;
   // Host-side receive queue bound: input beyond it is refused (PushInput
-  // returns fewer bytes).
+  // returns fewer bytes, counts them in input_dropped() and sets LSR OE, as a
+  // real receiver overrun would).
   static constexpr size_t kInputQueueCapacity = 4096;
 
   using OutputSink = std::function<void(std::string_view bytes)>;
@@ -39,9 +55,14 @@ class Uart16550 : public vid::PortIoHandler {
   // Optional; unused until the VM has an interrupt controller wired to it.
   void SetInterruptLine(InterruptLine line);
 
-  // Queues bytes for the guest to read from RBR. Returns how many were
-  // accepted.
+  // Queues bytes for the guest to read from RBR and raises the data-ready
+  // interrupt if enabled. Returns how many were accepted; the rest are dropped
+  // and counted.
   size_t PushInput(std::string_view bytes);
+  // Bytes PushInput refused because the receive queue was full.
+  uint64_t input_dropped() const;
+  // Bytes waiting in the receive queue.
+  size_t input_queued() const;
 
   uint16_t base() const { return base_; }
 
@@ -107,7 +128,7 @@ class Uart16550 : public vid::PortIoHandler {
   const uint16_t base_;
   const OutputSink sink_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   InterruptLine interrupt_line_ ABSL_GUARDED_BY(mu_);
   std::deque<uint8_t> rx_ ABSL_GUARDED_BY(mu_);
   uint8_t ier_ ABSL_GUARDED_BY(mu_) = 0;
@@ -119,6 +140,7 @@ class Uart16550 : public vid::PortIoHandler {
   uint8_t dll_ ABSL_GUARDED_BY(mu_) = 0x0C;  // 9600 baud.
   uint8_t dlm_ ABSL_GUARDED_BY(mu_) = 0;
   bool overrun_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t input_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   // A THR-empty interrupt is latched when THR empties and cleared by reading
   // IIR (while it is the reported source) or by writing THR, as on the real
   // part.

@@ -179,5 +179,101 @@ TEST_F(Uart16550Test, PortsOutsideTheRangeReadAsOpenBus) {
   EXPECT_EQ(out_, "");
 }
 
+TEST_F(Uart16550Test, DroppedInputIsCounted) {
+  std::string big(Uart16550::kInputQueueCapacity + 10, 'z');
+  EXPECT_EQ(uart_.PushInput(big), Uart16550::kInputQueueCapacity);
+  EXPECT_EQ(uart_.input_dropped(), 10u);
+  EXPECT_EQ(uart_.PushInput("abc"), 0u);
+  EXPECT_EQ(uart_.input_dropped(), 13u);
+  EXPECT_EQ(uart_.input_queued(), Uart16550::kInputQueueCapacity);
+  In(Uart16550::kRbrThrDll);
+  EXPECT_EQ(uart_.PushInput("abc"), 1u);
+  EXPECT_EQ(uart_.input_dropped(), 15u);
+}
+
+// Linux's serial8250_do_startup checks that THRE is re-asserted when ETBEI is
+// toggled (UART_BUG_THRE); a real 16550 does, and so must we.
+TEST_F(Uart16550Test, ThreReassertedWhenEtbeiToggled) {
+  Out(Uart16550::kIerDlm, Uart16550::kIerThre);
+  EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirThre);
+  Out(Uart16550::kIerDlm, 0);
+  Out(Uart16550::kIerDlm, Uart16550::kIerThre);
+  EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirThre);
+  Out(Uart16550::kIerDlm, 0);
+  EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirNoInterrupt);
+}
+
+// An edge-triggered controller (ISA IRQ 4 on the PIC/IOAPIC) sees one rising
+// edge per interrupt: the handler drains IIR until "no interrupt", the line
+// drops, and input arriving later raises it again.
+TEST_F(Uart16550Test, EveryNewInputAfterServiceGivesARisingEdge) {
+  Out(Uart16550::kMcr, Uart16550::kMcrOut2 | Uart16550::kMcrDtr |
+                           Uart16550::kMcrRts);
+  Out(Uart16550::kIerDlm, Uart16550::kIerRxData | Uart16550::kIerLineStatus);
+  EXPECT_TRUE(irq_.empty());
+  for (int round = 0; round < 3; ++round) {
+    uart_.PushInput("hi");
+    ASSERT_FALSE(irq_.empty());
+    EXPECT_TRUE(irq_.back());
+    // The ISR: read IIR, drain RBR while LSR.DR, until IIR says none.
+    EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirRxData);
+    std::string got;
+    while (In(Uart16550::kLsr) & Uart16550::kLsrDataReady)
+      got.push_back(static_cast<char>(In(Uart16550::kRbrThrDll)));
+    EXPECT_EQ(got, "hi");
+    EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirNoInterrupt);
+    EXPECT_FALSE(irq_.back());
+  }
+  // Only level changes are reported: up, down per round.
+  EXPECT_EQ(irq_, std::vector<bool>({true, false, true, false, true, false}));
+}
+
+TEST_F(Uart16550Test, MoreInputWhileLineHighKeepsItHighUntilDrained) {
+  Out(Uart16550::kMcr, Uart16550::kMcrOut2);
+  Out(Uart16550::kIerDlm, Uart16550::kIerRxData);
+  uart_.PushInput("a");
+  uart_.PushInput("b");
+  EXPECT_EQ(irq_, std::vector<bool>({true}));
+  In(Uart16550::kRbrThrDll);
+  EXPECT_EQ(irq_, std::vector<bool>({true}));
+  In(Uart16550::kRbrThrDll);
+  EXPECT_EQ(irq_, std::vector<bool>({true, false}));
+}
+
+TEST_F(Uart16550Test, OverrunRaisesLineStatusInterruptFirst) {
+  Out(Uart16550::kMcr, Uart16550::kMcrOut2);
+  Out(Uart16550::kIerDlm, Uart16550::kIerRxData | Uart16550::kIerLineStatus);
+  uart_.PushInput(std::string(Uart16550::kInputQueueCapacity + 1, 'x'));
+  EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirLineStatus);
+  EXPECT_TRUE(In(Uart16550::kLsr) & Uart16550::kLsrOverrun);
+  EXPECT_EQ(In(Uart16550::kIirFcr) & 0x0F, Uart16550::kIirRxData);
+}
+
+TEST_F(Uart16550Test, DisablingTheSourceOrOut2LowersTheLine) {
+  Out(Uart16550::kMcr, Uart16550::kMcrOut2);
+  Out(Uart16550::kIerDlm, Uart16550::kIerRxData);
+  uart_.PushInput("a");
+  EXPECT_TRUE(irq_.back());
+  Out(Uart16550::kIerDlm, 0);
+  EXPECT_FALSE(irq_.back());
+  Out(Uart16550::kIerDlm, Uart16550::kIerRxData);
+  EXPECT_TRUE(irq_.back());
+  Out(Uart16550::kMcr, 0);
+  EXPECT_FALSE(irq_.back());
+  Out(Uart16550::kMcr, Uart16550::kMcrOut2 | Uart16550::kMcrLoop);
+  EXPECT_FALSE(irq_.back()) << "loopback disconnects INTR";
+}
+
+TEST_F(Uart16550Test, InterruptLineIsLoweredWhenConnected) {
+  Uart16550 uart([](std::string_view) {});
+  std::vector<bool> levels;
+  uart.SetInterruptLine([&](bool level) { levels.push_back(level); });
+  EXPECT_TRUE(levels.empty()) << "starts low; nothing to report";
+  uart.PortWrite(kBase + Uart16550::kMcr, 1, Uart16550::kMcrOut2);
+  uart.PortWrite(kBase + Uart16550::kIerDlm, 1, Uart16550::kIerRxData);
+  uart.PushInput("z");
+  EXPECT_EQ(levels, std::vector<bool>({true}));
+}
+
 }  // namespace
 }  // namespace vmwp
