@@ -1,0 +1,18 @@
+// libFuzzer target: the ELF note walker that finds Xen's PHYS32_ENTRY (PVH)
+// note in a PT_NOTE segment's bytes.
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+
+#include "vmwp/loader/kernel_image.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  absl::StatusOr<std::optional<uint64_t>> entry =
+      vmwp::FindPvhEntry(std::span<const uint8_t>(data, size));
+  if (!entry.ok()) {
+    if (entry.status().code() != absl::StatusCode::kInvalidArgument) abort();
+    return 0;
+  }
+  if (entry->has_value() && **entry > 0xFFFFFFFFull) abort();
+  return 0;
+}
