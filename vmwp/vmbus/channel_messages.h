@@ -290,8 +290,7 @@ std::vector<uint8_t> MessageBytes(const T& message) {
 // A zeroed message of type T with its header set.
 template <typename T>
 T MakeMessage(MessageType type) {
-  T message;
-  std::memset(&message, 0, sizeof(T));
+  T message{};  // packed, no hidden padding: every byte is zero
   message.header.msgtype = type;
   return message;
 }

@@ -147,7 +147,9 @@ TEST(RingBufferTest, ReaderSignalsWhenPendingSendSizeBecomesAvailable) {
     auto s = reader->Commit();
     ASSERT_TRUE(s.ok());
     signals += *s;
-    if (*s) EXPECT_GT(f.guest.BytesToWrite(), 1000u);
+    if (*s) {
+      EXPECT_GT(f.guest.BytesToWrite(), 1000u);
+    }
   }
   EXPECT_EQ(signals, 1);  // exactly when the free space crossed 1000
   f.guest.header()->feature_bits = 0;  // a guest that polls instead
