@@ -1,0 +1,73 @@
+#include "vmwp/vsp/ic/heartbeat.h"
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace vsp::ic {
+
+const char* HeartbeatStatusName(HeartbeatStatus s) {
+  switch (s) {
+    case HeartbeatStatus::kNoContact:
+      return "no contact";
+    case HeartbeatStatus::kOk:
+      return "OK";
+    case HeartbeatStatus::kLost:
+      return "lost";
+  }
+  return "?";
+}
+
+std::optional<std::vector<uint8_t>> HeartbeatMonitor::MaybeRequest(
+    const IcVersions& versions, absl::Time now) {
+  if (now - sent_at_ < options_.interval) return std::nullopt;
+  // An unanswered request is simply superseded: a guest that missed one
+  // answers the next.
+  HeartbeatData data{};
+  data.seq_num = next_sequence_;
+  outstanding_ = next_sequence_;
+  // Step by more than the guest's +1 so a stale answer never matches.
+  next_sequence_ += 2;
+  sent_at_ = now;
+  return BuildIcRequest(
+      kIcHeartbeat, versions,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&data),
+                               sizeof(data)));
+}
+
+absl::Status HeartbeatMonitor::OnResponse(std::span<const uint8_t> bytes,
+                                          absl::Time now) {
+  absl::StatusOr<IcResponse> r = ParseIcResponse(bytes, kIcHeartbeat);
+  if (!r.ok()) return r.status();
+  if (r->header.status != kHvSOk) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "heartbeat answered with status 0x%08x", r->header.status));
+  }
+  // hv_utils checks only for the sequence number, not the reserved words.
+  if (r->body.size() < sizeof(uint64_t)) {
+    return absl::InvalidArgumentError("heartbeat response without sequence");
+  }
+  uint64_t seq;
+  std::memcpy(&seq, r->body.data(), sizeof(seq));
+  if (!outstanding_.has_value() || seq != *outstanding_ + 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "heartbeat sequence %d does not answer the outstanding request", seq));
+  }
+  outstanding_.reset();
+  last_sequence_ = seq;
+  last_answer_ = now;
+  return absl::OkStatus();
+}
+
+void HeartbeatMonitor::Reset() {
+  outstanding_.reset();
+  sent_at_ = absl::InfinitePast();
+}
+
+HeartbeatStatus HeartbeatMonitor::Status(absl::Time now) const {
+  if (last_answer_ == absl::InfinitePast()) return HeartbeatStatus::kNoContact;
+  return now - last_answer_ <= options_.lost_after ? HeartbeatStatus::kOk
+                                                   : HeartbeatStatus::kLost;
+}
+
+}  // namespace vsp::ic
