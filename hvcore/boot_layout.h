@@ -49,6 +49,30 @@ inline constexpr uint64_t kBootReservedEnd = 0xF000;
 inline constexpr uint64_t kKvmIdentityMapAddress = 0xFEFFC000;
 inline constexpr uint64_t kKvmTssAddress = 0xFEFFD000;
 
+// The MMIO hole: guest-physical [3 GiB, 4 GiB) never holds RAM (vid's
+// GuestMemory puts RAM above 3 GiB at 4 GiB). Initial MTRRs make it
+// uncacheable.
+inline constexpr uint64_t kMmioHoleStart = 3ull << 30;
+inline constexpr uint64_t kMmioHoleSize = 1ull << 30;
+
+// KVM's in-kernel interrupt controllers (fixed by KVM; for the ACPI MADT): one
+// IOAPIC with 24 pins and a LAPIC per VP with APIC id = VP index. hvcore
+// installs PC-compatible GSI routing (as QEMU does): GSI n -> IOAPIC pin n and,
+// for n < 16, PIC IRQ n; except GSI 0 (the in-kernel PIT) -> IOAPIC pin 2 and
+// PIC IRQ 0, and GSI 2 (the PIC cascade) -> nothing. So the MADT carries the
+// usual interrupt source override ISA IRQ 0 -> GSI 2, and a device on ISA
+// IRQ n (n != 0, 2) or IOAPIC pin n >= 16 raises GSI n.
+inline constexpr uint64_t kIoApicAddress = 0xFEC00000;
+inline constexpr uint32_t kIoApicId = 0;  // KVM's IOAPIC reports id 0
+inline constexpr uint32_t kIoApicPins = 24;
+inline constexpr uint64_t kLocalApicAddress = 0xFEE00000;
+
+// Guest-physical page the SMP test guest copies its real-mode AP trampoline
+// to (SIPI vector 0x10); below 1 MiB, clear of the boot structures above and
+// of the test command line at 0x20000. Loaders of real kernels need not care:
+// Linux picks its own trampoline page from the e820 map.
+inline constexpr uint64_t kTestApTrampolineAddress = 0x10000;
+
 }  // namespace hvcore
 
 #endif  // HVSTACK_HVCORE_BOOT_LAYOUT_H_

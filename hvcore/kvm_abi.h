@@ -32,6 +32,41 @@ inline constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, Cpuid2Header);
 static_assert(kGetSupportedCpuid == 0xC008AE05ul);
 static_assert(kSetCpuid2 == 0x4008AE90ul);
 
+// struct kvm_msrs: nmsrs, pad, then kvm_msr_entry entries (16 bytes each).
+struct MsrsHeader {
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+static_assert(sizeof(MsrsHeader) == 8);
+static_assert(sizeof(kvm_msr_entry) == 16);
+inline constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+inline constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+static_assert(kGetMsrs == 0xC008AE88ul);
+static_assert(kSetMsrs == 0x4008AE89ul);
+
+// struct kvm_msr_list: nmsrs, then uint32_t indices.
+struct MsrListHeader {
+  uint32_t nmsrs;
+};
+static_assert(sizeof(MsrListHeader) == 4);
+inline constexpr unsigned long kGetMsrIndexList =
+    _IOWR(KVMIO, 0x02, MsrListHeader);
+inline constexpr unsigned long kGetMsrFeatureIndexList =
+    _IOWR(KVMIO, 0x0a, MsrListHeader);
+static_assert(kGetMsrIndexList == 0xC004AE02ul);
+static_assert(kGetMsrFeatureIndexList == 0xC004AE0Aul);
+
+// struct kvm_irq_routing: nr, flags, then kvm_irq_routing_entry entries.
+struct IrqRoutingHeader {
+  uint32_t nr;
+  uint32_t flags;
+};
+static_assert(sizeof(IrqRoutingHeader) == 8);
+static_assert(sizeof(kvm_irq_routing_entry) == 48);
+inline constexpr unsigned long kSetGsiRouting =
+    _IOW(KVMIO, 0x6a, IrqRoutingHeader);
+static_assert(kSetGsiRouting == 0x4008AE6Aul);
+
 }  // namespace hvcore::kvm_abi
 
 #endif  // HVSTACK_HVCORE_KVM_ABI_H_

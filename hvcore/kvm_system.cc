@@ -37,6 +37,13 @@ constexpr RequiredCap kRequiredCaps[] = {
      "knowing how many VPs a partition may have"},
     {KVM_CAP_NR_MEMSLOTS, "KVM_CAP_NR_MEMSLOTS",
      "low and high RAM need two memory slots"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP",
+     "the in-kernel PIC, IOAPIC and LAPICs (interrupts, SMP start-up)"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2", "the in-kernel PIT (timer interrupts)"},
+    {KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI", "message-signalled interrupts"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS",
+     "injecting exceptions (completing int3)"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "application processor states"},
 };
 
 constexpr int kMaxCpuidEntries = 256;
@@ -69,6 +76,11 @@ absl::StatusOr<std::unique_ptr<KvmSystem>> KvmSystem::Adopt(
       new KvmSystem(std::move(fd), std::string(name)));
   if (absl::Status s = kvm->Probe(); !s.ok()) return s;
   return kvm;
+}
+
+bool KvmSystem::HasMsr(uint32_t index) const {
+  return std::find(msr_index_list_.begin(), msr_index_list_.end(), index) !=
+         msr_index_list_.end();
 }
 
 int KvmSystem::CheckExtension(int cap) const {
@@ -112,6 +124,24 @@ absl::Status KvmSystem::Probe() {
   }
   has_exit_on_emulation_failure_ =
       CheckExtension(KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0;
+
+  // KVM_GET_MSR_INDEX_LIST: on E2BIG, KVM writes the needed count into nmsrs.
+  {
+    std::vector<uint32_t> buf(1 + 256);
+    buf[0] = 256;
+    int r = ::ioctl(fd_.get(), kvm_abi::kGetMsrIndexList, buf.data());
+    if (r < 0 && errno == E2BIG && buf[0] > 256 && buf[0] < 65536) {
+      buf.assign(1 + buf[0], 0);
+      buf[0] = static_cast<uint32_t>(buf.size() - 1);
+      r = ::ioctl(fd_.get(), kvm_abi::kGetMsrIndexList, buf.data());
+    }
+    if (r < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name_, ": KVM_GET_MSR_INDEX_LIST failed: ", std::strerror(errno)));
+    }
+    uint32_t n = std::min<uint32_t>(buf[0], buf.size() - 1);
+    msr_index_list_.assign(buf.begin() + 1, buf.begin() + 1 + n);
+  }
 
   // KVM_GET_SUPPORTED_CPUID takes a variable-length struct; E2BIG means "more
   // room please".

@@ -51,6 +51,12 @@ class KvmSystem {
     return supported_cpuid_;
   }
 
+  // KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves/restores and emulates.
+  const std::vector<uint32_t>& msr_index_list() const {
+    return msr_index_list_;
+  }
+  bool HasMsr(uint32_t index) const;
+
   // KVM_CHECK_EXTENSION on the system fd; <= 0 means "not supported".
   int CheckExtension(int cap) const;
 
@@ -67,6 +73,7 @@ class KvmSystem {
   int max_memslots_ = 0;
   bool has_exit_on_emulation_failure_ = false;
   std::vector<kvm_cpuid_entry2> supported_cpuid_;
+  std::vector<uint32_t> msr_index_list_;
 };
 
 }  // namespace hvcore

@@ -2,13 +2,17 @@
 
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hvcore/boot_layout.h"
+#include "hvcore/kvm_abi.h"
+#include "hvcore/msr.h"
 #include "hvcore/virtual_processor.h"
+#include "spdlog/spdlog.h"
 
 namespace hvcore {
 namespace {
@@ -17,70 +21,77 @@ absl::Status IoctlError(absl::string_view what) {
   return absl::ErrnoToStatus(errno, what);
 }
 
-void ClearBits(uint32_t& reg, std::initializer_list<int> bits) {
-  for (int b : bits) reg &= ~(1u << b);
+// See boot_layout.h: PC-compatible routing with the PIT on IOAPIC pin 2.
+absl::Status SetPcGsiRouting(int vm) {
+  std::vector<kvm_irq_routing_entry> entries;
+  auto add = [&](uint32_t gsi, uint32_t chip, uint32_t pin) {
+    kvm_irq_routing_entry e{};
+    e.gsi = gsi;
+    e.type = KVM_IRQ_ROUTING_IRQCHIP;
+    e.u.irqchip.irqchip = chip;
+    e.u.irqchip.pin = pin;
+    entries.push_back(e);
+  };
+  for (uint32_t i = 0; i < 16; ++i) {
+    if (i == 2) continue;
+    add(i, i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, i % 8);
+  }
+  for (uint32_t i = 0; i < kIoApicPins; ++i) {
+    if (i == 2) continue;
+    add(i, KVM_IRQCHIP_IOAPIC, i == 0 ? 2 : i);
+  }
+  std::vector<uint8_t> buf(sizeof(kvm_abi::IrqRoutingHeader) +
+                           entries.size() * sizeof(kvm_irq_routing_entry));
+  auto* header = reinterpret_cast<kvm_abi::IrqRoutingHeader*>(buf.data());
+  header->nr = static_cast<uint32_t>(entries.size());
+  header->flags = 0;
+  std::memcpy(buf.data() + sizeof(kvm_abi::IrqRoutingHeader), entries.data(),
+              entries.size() * sizeof(kvm_irq_routing_entry));
+  if (::ioctl(vm, kvm_abi::kSetGsiRouting, buf.data()) < 0) {
+    return IoctlError("KVM_SET_GSI_ROUTING failed");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-std::vector<kvm_cpuid_entry2> FilterGuestCpuid(
-    std::vector<kvm_cpuid_entry2> supported) {
-  std::vector<kvm_cpuid_entry2> out;
-  out.reserve(supported.size());
-  for (kvm_cpuid_entry2 e : supported) {
-    switch (e.function) {
-      case 0x1:
-        // kvm_pvm's emulator rejects lock cmpxchg16b and xsave/xrstor
-        // (host-facts.md), so CX16 and XSAVE go; OSXSAVE follows XSAVE, and the
-        // AVX family needs XSAVE-managed state. Bits: FMA 12, CX16 13, XSAVE
-        // 26, OSXSAVE 27, AVX 28, F16C 29. Bit 31: hypervisor.
-        ClearBits(e.ecx, {12, 13, 26, 27, 28, 29});
-        e.ecx |= 1u << 31;
-        break;
-      case 0x7:
-        if (e.index == 0) {
-          // EBX: AVX2 5, AVX512F 16, DQ 17, IFMA 21, PF 26, ER 27, CD 28, BW
-          // 30, VL 31.
-          ClearBits(e.ebx, {5, 16, 17, 21, 26, 27, 28, 30, 31});
-          // ECX: AVX512_VBMI 1, VBMI2 6, VAES 9, VPCLMULQDQ 10, VNNI 11, BITALG
-          // 12, VPOPCNTDQ 14.
-          ClearBits(e.ecx, {1, 6, 9, 10, 11, 12, 14});
-          // EDX: 4VNNIW 2, 4FMAPS 3, VP2INTERSECT 8, AMX-BF16 22, AVX512_FP16
-          // 23, AMX 24/25.
-          ClearBits(e.edx, {2, 3, 8, 22, 23, 24, 25});
-        } else if (e.index == 1) {
-          // EAX: AVX_VNNI 4, AVX512_BF16 5.
-          ClearBits(e.eax, {4, 5});
-        }
-        break;
-      case 0xD:
-        // XSAVE state enumeration: meaningless without XSAVE.
-        continue;
-      case 0x80000001:
-        // AMD VEX/XOP encodings: XOP 11, FMA4 16.
-        ClearBits(e.ecx, {11, 16});
-        break;
-      default:
-        break;
-    }
-    out.push_back(e);
-  }
-  return out;
-}
-
-Partition::Partition(base::ScopedFd vm_fd, size_t vcpu_mmap_size, int max_vcpus,
-                     int max_memslots,
-                     std::vector<kvm_cpuid_entry2> guest_cpuid)
+Partition::Partition(base::ScopedFd vm_fd, const KvmSystem& kvm,
+                     const PartitionOptions& options)
     : vm_fd_(std::move(vm_fd)),
-      vcpu_mmap_size_(vcpu_mmap_size),
-      max_vcpus_(max_vcpus),
-      max_memslots_(max_memslots),
-      guest_cpuid_(std::move(guest_cpuid)) {}
+      vcpu_mmap_size_(kvm.vcpu_mmap_size()),
+      max_memslots_(kvm.max_memslots()),
+      vcpu_count_(options.vcpu_count),
+      irqchip_(options.irqchip),
+      kvm_cpuid_base_(options.kvm_cpuid_base),
+      supported_cpuid_(kvm.supported_cpuid()),
+      msr_index_list_(kvm.msr_index_list()) {}
 
 Partition::~Partition() = default;
 
 absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
-    const KvmSystem& kvm) {
+    const KvmSystem& kvm, const PartitionOptions& options) {
+  if (options.vcpu_count == 0 ||
+      (kvm.max_vcpus() > 0 &&
+       options.vcpu_count > static_cast<uint32_t>(kvm.max_vcpus()))) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d VPs requested; this host's KVM allows 1 to %d",
+                        options.vcpu_count, kvm.max_vcpus()));
+  }
+  if (kvm.recommended_vcpus() > 0 &&
+      options.vcpu_count > static_cast<uint32_t>(kvm.recommended_vcpus())) {
+    spdlog::warn(
+        "partition: {} VPs exceed KVM's recommended {} (KVM_CAP_NR_VCPUS, "
+        "normally the host's CPU count); the VPs will share host CPUs",
+        options.vcpu_count, kvm.recommended_vcpus());
+  }
+  if (options.kvm_cpuid_base < 0x40000000 ||
+      options.kvm_cpuid_base > 0x4000FF00 ||
+      (options.kvm_cpuid_base & 0xFF) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KVM CPUID base 0x%x must be 0x40000000..0x4000ff00 in steps of 0x100 "
+        "(where Linux looks for it)",
+        options.kvm_cpuid_base));
+  }
   int vm = ::ioctl(kvm.fd(), KVM_CREATE_VM, 0);
   if (vm < 0)
     return IoctlError(absl::StrCat(kvm.name(), ": KVM_CREATE_VM failed"));
@@ -104,11 +115,89 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     cap.args[0] = 1;
     (void)::ioctl(vm, KVM_ENABLE_CAP, &cap);
   }
-  return std::unique_ptr<Partition>(new Partition(
-      std::move(vm_fd), kvm.vcpu_mmap_size(), kvm.max_vcpus(),
-      kvm.max_memslots(), FilterGuestCpuid(kvm.supported_cpuid())));
+  if (options.irqchip) {
+    // Both before any vcpu: KVM gives each vcpu an in-kernel LAPIC only if the
+    // irqchip exists when the vcpu is created.
+    if (::ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
+      return IoctlError("KVM_CREATE_IRQCHIP failed");
+    }
+    if (absl::Status s = SetPcGsiRouting(vm); !s.ok()) return s;
+    // The dummy speaker makes KVM handle port 0x61 (PIT channel 2 gate and
+    // output), which Linux uses to calibrate the TSC against the PIT.
+    kvm_pit_config pit{};
+    pit.flags = KVM_PIT_SPEAKER_DUMMY;
+    if (::ioctl(vm, KVM_CREATE_PIT2, &pit) < 0) {
+      return IoctlError("KVM_CREATE_PIT2 failed");
+    }
+  }
+  std::unique_ptr<Partition> p(
+      new Partition(std::move(vm_fd), kvm, options));
+  // KVM_GET_TSC_KHZ on the VM (Linux >= 6.0); older kernels only answer it on
+  // a vcpu, so CreateVp asks there when this did not work.
+  int khz = ::ioctl(p->fd(), KVM_GET_TSC_KHZ, 0);
+  absl::MutexLock lock(&p->mu_);
+  p->tsc_khz_ = khz > 0 ? static_cast<uint32_t>(khz) : 0;
+  p->guest_cpuid_ = BuildGuestCpuid(
+      p->supported_cpuid_, {.vcpu_count = p->vcpu_count_,
+                            .kvm_leaf_base = p->kvm_cpuid_base_,
+                            .tsc_khz = p->tsc_khz_});
+  return p;
 }
 
+std::vector<kvm_cpuid_entry2> Partition::guest_cpuid() const {
+  absl::MutexLock lock(&mu_);
+  return guest_cpuid_;
+}
+
+uint32_t Partition::tsc_khz() const {
+  absl::MutexLock lock(&mu_);
+  return tsc_khz_;
+}
+
+bool Partition::KvmHasMsr(uint32_t index) const {
+  return std::find(msr_index_list_.begin(), msr_index_list_.end(), index) !=
+         msr_index_list_.end();
+}
+
+absl::Status Partition::SetIrqLine(uint32_t gsi, bool level) {
+  if (!irqchip_) {
+    return absl::FailedPreconditionError(
+        "SetIrqLine: the partition has no in-kernel irqchip");
+  }
+  if (gsi >= kIoApicPins) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SetIrqLine: GSI ", gsi, " is not an IOAPIC pin (0-",
+        kIoApicPins - 1, ")"));
+  }
+  kvm_irq_level irq{};
+  irq.irq = gsi;
+  irq.level = level ? 1 : 0;
+  if (::ioctl(vm_fd_.get(), KVM_IRQ_LINE, &irq) < 0) {
+    return IoctlError(absl::StrCat("KVM_IRQ_LINE(gsi ", gsi, ", ", level, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Partition::SignalMsi(const Msi& msi) {
+  if (!irqchip_) {
+    return absl::FailedPreconditionError(
+        "SignalMsi: the partition has no in-kernel irqchip");
+  }
+  if ((msi.address >> 20) != 0xFEE) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "SignalMsi: address 0x%x is not in the LAPIC MSI window 0xFEExxxxx",
+        msi.address));
+  }
+  kvm_msi m{};
+  m.address_lo = static_cast<uint32_t>(msi.address);
+  m.address_hi = static_cast<uint32_t>(msi.address >> 32);
+  m.data = msi.data;
+  if (::ioctl(vm_fd_.get(), KVM_SIGNAL_MSI, &m) < 0) {
+    return IoctlError(absl::StrFormat("KVM_SIGNAL_MSI(address 0x%x, data 0x%x)",
+                                      msi.address, msi.data));
+  }
+  return absl::OkStatus();
+}
 absl::StatusOr<uint32_t> Partition::MapUserMemory(uint64_t gpa, uint64_t size,
                                                   void* host) {
   constexpr uint64_t kPageMask = 0xFFF;
@@ -163,12 +252,80 @@ absl::Status Partition::ReadPhysical(uint64_t gpa,
 
 absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
     uint32_t index) {
-  if (max_vcpus_ > 0 && index >= static_cast<uint32_t>(max_vcpus_)) {
+  if (index >= vcpu_count_) {
     return absl::InvalidArgumentError(
-        absl::StrCat("VP ", index, ": KVM allows at most ", max_vcpus_,
-                     " VPs per partition"));
+        absl::StrCat("VP ", index, ": the partition was created for ",
+                     vcpu_count_, " VPs"));
   }
-  return VirtualProcessor::Create(this, index);
+  absl::StatusOr<std::unique_ptr<VirtualProcessor>> vp =
+      VirtualProcessor::Create(this, index);
+  if (!vp.ok()) return vp.status();
+  std::vector<kvm_cpuid_entry2> cpuid;
+  {
+    absl::MutexLock lock(&mu_);
+    if (tsc_khz_ == 0) {
+      int khz = ::ioctl((*vp)->fd(), KVM_GET_TSC_KHZ, 0);
+      if (khz > 0) {
+        tsc_khz_ = static_cast<uint32_t>(khz);
+        guest_cpuid_ = BuildGuestCpuid(supported_cpuid_,
+                                       {.vcpu_count = vcpu_count_,
+                                        .kvm_leaf_base = kvm_cpuid_base_,
+                                        .tsc_khz = tsc_khz_});
+      }
+    }
+    cpuid = guest_cpuid_;
+  }
+  // Same CPUID on every VP except the APIC ids.
+  SetCpuidApicId(cpuid, index);
+  if (absl::Status s = (*vp)->SetCpuid(cpuid); !s.ok()) return s;
+  if (absl::Status s = (*vp)->SetMsrs(InitialMsrs(cpuid)); !s.ok()) return s;
+  return vp;
+}
+
+std::vector<kvm_msr_entry> Partition::InitialMsrs(
+    std::span<const kvm_cpuid_entry2> cpuid) const {
+  std::vector<kvm_msr_entry> msrs;
+  auto add = [&](uint32_t index, uint64_t value) {
+    kvm_msr_entry e{};
+    e.index = index;
+    e.data = value;
+    msrs.push_back(e);
+  };
+  // MSRs KVM lists in KVM_GET_MSR_INDEX_LIST; skipped (debug log) otherwise.
+  const struct {
+    uint32_t index;
+    uint64_t value;
+    const char* name;
+  } listed[] = {
+      {kMsrIa32Tsc, 0, "IA32_TSC"},
+      {kMsrIa32MiscEnable, kMiscEnableFastStrings, "IA32_MISC_ENABLE"},
+      {kMsrIa32Pat, kPatPowerOnDefault, "IA32_PAT"},
+  };
+  for (const auto& m : listed) {
+    if (KvmHasMsr(m.index)) {
+      add(m.index, m.value);
+    } else {
+      spdlog::debug("partition: KVM does not list {} (0x{:x}); not set",
+                    m.name, m.index);
+    }
+  }
+  // MTRRs (KVM emulates them whenever CPUID says MTRR, without listing them):
+  // default type write-back, enabled, fixed ranges off; variable range 0 makes
+  // the MMIO hole [3 GiB, 4 GiB) uncacheable, as firmware would.
+  bool has_mtrr = false;
+  uint32_t phys_bits = 36;
+  for (const kvm_cpuid_entry2& e : cpuid) {
+    if (e.function == 0x1) has_mtrr = (e.edx >> 12) & 1;
+    if (e.function == 0x80000008 && (e.eax & 0xFF) != 0) phys_bits = e.eax & 0xFF;
+  }
+  if (has_mtrr) {
+    const uint64_t phys_mask = (phys_bits >= 64) ? ~0ull : (1ull << phys_bits) - 1;
+    add(kMsrMtrrDefType, kMtrrDefTypeEnable | kMtrrTypeWriteBack);
+    add(kMsrMtrrPhysBase0, kMmioHoleStart | kMtrrTypeUncacheable);
+    add(kMsrMtrrPhysMask0,
+        (~(kMmioHoleSize - 1) & phys_mask) | kMtrrPhysMaskValid);
+  }
+  return msrs;
 }
 
 }  // namespace hvcore

@@ -11,11 +11,33 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/scoped_fd.h"
+#include "hvcore/cpuid.h"
 #include "hvcore/kvm_system.h"
 
 namespace hvcore {
 
 class VirtualProcessor;
+
+struct PartitionOptions {
+  // How many VPs the partition will have: CreateVp(index) needs index <
+  // vcpu_count, and the CPUID topology describes this many CPUs. Must not
+  // exceed KVM_CAP_MAX_VCPUS; above KVM_CAP_NR_VCPUS (the recommended limit,
+  // normally the host's CPU count) a warning is logged.
+  uint32_t vcpu_count = 1;
+  // KVM's in-kernel PIC + IOAPIC + LAPICs (KVM_CREATE_IRQCHIP) and PIT
+  // (KVM_CREATE_PIT2 with the dummy speaker port 0x61), created before any VP.
+  // With it, HLT blocks in the kernel and application processors wait for
+  // INIT/SIPI; without it (hvcore's own tests), HLT exits as Halt.
+  bool irqchip = true;
+  // Where KVM's paravirtual CPUID leaves go (see cpuid.h).
+  uint32_t kvm_cpuid_base = kDefaultKvmCpuidBase;
+};
+
+// MSI address/data as the LAPIC sees them (Intel SDM 11.11).
+struct Msi {
+  uint64_t address;  // 0xFEExxxxx: destination APIC id in bits 19:12
+  uint32_t data;     // vector in bits 7:0, delivery mode 10:8, trigger 15
+};
 
 // A child partition: one KVM VM. Owns the VM fd; does NOT own guest memory
 // (vid::GuestMemory does) -- it only records which host ranges back which
@@ -27,7 +49,7 @@ class Partition {
   // kKvmIdentityMapAddress). Copies what it needs from `kvm`; `kvm` may be
   // destroyed afterwards.
   static absl::StatusOr<std::unique_ptr<Partition>> Create(
-      const KvmSystem& kvm);
+      const KvmSystem& kvm, const PartitionOptions& options = {});
 
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
@@ -46,18 +68,36 @@ class Partition {
   // hvcore's own diagnostics; the worker uses vid::GuestMemory.
   absl::Status ReadPhysical(uint64_t gpa, std::span<uint8_t> out) const;
 
-  // Creates VP `index` (its vcpu id and APIC id), with CPUID from GuestCpuid().
-  // The partition must outlive the VP.
+  // Creates VP `index` (its vcpu id and APIC id; index < vcpu_count), with
+  // CPUID from guest_cpuid() (per-VP APIC ids) and the initial MSRs (see
+  // VirtualProcessor::SetInitialMsrs). With the irqchip, VP 0 is the bootstrap
+  // processor and the others start in KVM_MP_STATE_UNINITIALIZED: their
+  // KVM_RUN blocks in the kernel until the guest sends INIT/SIPI. The
+  // partition must outlive the VP.
   absl::StatusOr<std::unique_ptr<VirtualProcessor>> CreateVp(uint32_t index);
 
-  // The CPUID table given to every VP (before per-VP APIC ids): KVM's supported
-  // CPUID minus what this host cannot run in a guest (CX16, XSAVE/OSXSAVE and
-  // the AVX family; see README).
-  const std::vector<kvm_cpuid_entry2>& guest_cpuid() const {
-    return guest_cpuid_;
-  }
+  // The CPUID table given to every VP (APIC-id fields are VP 0's): see
+  // BuildGuestCpuid in cpuid.h.
+  std::vector<kvm_cpuid_entry2> guest_cpuid() const;
 
+  // ---- Interrupts (need options.irqchip). Thread-safe: KVM serializes these
+  // itself, so device threads and VP threads may call them concurrently.
+
+  // KVM_IRQ_LINE: drives GSI `gsi` (0-23: IOAPIC pins; 0-15 also reach the
+  // PIC) to `level`. An edge-triggered source raises then lowers it.
+  absl::Status SetIrqLine(uint32_t gsi, bool level);
+  // KVM_SIGNAL_MSI: delivers one message-signalled interrupt. OK also when KVM
+  // dropped it because the guest cannot take it (e.g. its LAPIC is still
+  // software-disabled), as real hardware would.
+  absl::Status SignalMsi(const Msi& msi);
+
+  bool has_irqchip() const { return irqchip_; }
+  uint32_t vcpu_count() const { return vcpu_count_; }
+  // KVM_GET_TSC_KHZ (0 if KVM could not say).
+  uint32_t tsc_khz() const;
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
+  // From KVM_GET_MSR_INDEX_LIST.
+  bool KvmHasMsr(uint32_t index) const;
 
  private:
   struct MemoryRegion {
@@ -66,23 +106,29 @@ class Partition {
     uint8_t* host;
   };
 
-  Partition(base::ScopedFd vm_fd, size_t vcpu_mmap_size, int max_vcpus,
-            int max_memslots, std::vector<kvm_cpuid_entry2> guest_cpuid);
+  Partition(base::ScopedFd vm_fd, const KvmSystem& kvm,
+            const PartitionOptions& options);
+  // IA32_TSC = 0, IA32_MISC_ENABLE fast strings, IA32_PAT power-on value (each
+  // if KVM lists it), MTRRs (default WB, MMIO hole UC) if CPUID has MTRR.
+  std::vector<kvm_msr_entry> InitialMsrs(
+      std::span<const kvm_cpuid_entry2> cpuid) const;
 
   base::ScopedFd vm_fd_;
   const size_t vcpu_mmap_size_;
-  const int max_vcpus_;
   const int max_memslots_;
-  const std::vector<kvm_cpuid_entry2> guest_cpuid_;
+  const uint32_t vcpu_count_;
+  const bool irqchip_;
+  const uint32_t kvm_cpuid_base_;
+  const std::vector<kvm_cpuid_entry2> supported_cpuid_;
+  const std::vector<uint32_t> msr_index_list_;
 
   mutable absl::Mutex mu_;
   std::vector<MemoryRegion> regions_ ABSL_GUARDED_BY(mu_);
+  // Built from supported_cpuid_ once the TSC frequency is known (at Create if
+  // KVM answers KVM_GET_TSC_KHZ on the VM, else at the first CreateVp).
+  std::vector<kvm_cpuid_entry2> guest_cpuid_ ABSL_GUARDED_BY(mu_);
+  uint32_t tsc_khz_ ABSL_GUARDED_BY(mu_) = 0;
 };
-
-// KVM's supported CPUID with the features this host cannot run removed. Exposed
-// for tests.
-std::vector<kvm_cpuid_entry2> FilterGuestCpuid(
-    std::vector<kvm_cpuid_entry2> supported);
 
 }  // namespace hvcore
 

@@ -29,6 +29,7 @@ constexpr uint64_t kCr0Et = 1ull << 4;
 constexpr uint64_t kCr0Ne = 1ull << 5;
 constexpr uint64_t kCr0Pg = 1ull << 31;
 constexpr uint64_t kCr4Pae = 1ull << 5;
+constexpr uint8_t kTssBusy32 = 0xB;
 constexpr uint64_t kEferLme = 1ull << 8;
 constexpr uint64_t kEferLma = 1ull << 10;
 constexpr uint64_t kPtePresent = 1ull << 0;
@@ -71,6 +72,13 @@ kvm_segment CodeSegment64() {
   s.s = 1;
   s.l = 1;
   s.g = 1;
+  return s;
+}
+
+kvm_segment CodeSegment32() {
+  kvm_segment s = CodeSegment64();
+  s.l = 0;
+  s.db = 1;
   return s;
 }
 
@@ -193,18 +201,9 @@ absl::StatusOr<std::unique_ptr<VirtualProcessor>> VirtualProcessor::Create(
   size_t size = partition->vcpu_mmap_size();
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return IoctlError(index, "mmap of kvm_run");
-  std::unique_ptr<VirtualProcessor> vp(new VirtualProcessor(
+  // CPUID and MSRs are set by Partition::CreateVp.
+  return std::unique_ptr<VirtualProcessor>(new VirtualProcessor(
       partition, index, std::move(vcpu_fd), static_cast<kvm_run*>(p), size));
-
-  // Same CPUID on every VP except the APIC ids, which must be unique (leaf 1
-  // EBX[31:24], leaves 0xB/0x1F EDX).
-  std::vector<kvm_cpuid_entry2> cpuid = partition->guest_cpuid();
-  for (kvm_cpuid_entry2& e : cpuid) {
-    if (e.function == 0x1) e.ebx = (e.ebx & 0x00FFFFFF) | (index << 24);
-    if (e.function == 0xB || e.function == 0x1F) e.edx = index;
-  }
-  if (absl::Status s = vp->SetCpuid(cpuid); !s.ok()) return s;
-  return vp;
 }
 
 absl::Status VirtualProcessor::SetCpuid(
@@ -220,6 +219,82 @@ absl::Status VirtualProcessor::SetCpuid(
     return IoctlError(index_, "KVM_SET_CPUID2");
   }
   return absl::OkStatus();
+}
+
+absl::Status VirtualProcessor::SetMsrs(std::span<const kvm_msr_entry> msrs) {
+  if (msrs.empty()) return absl::OkStatus();
+  // C layout (see kvm_abi.h): an 8-byte header, then the entries.
+  std::vector<uint8_t> buf(sizeof(kvm_abi::MsrsHeader) +
+                           msrs.size() * sizeof(kvm_msr_entry));
+  auto* header = reinterpret_cast<kvm_abi::MsrsHeader*>(buf.data());
+  header->nmsrs = static_cast<uint32_t>(msrs.size());
+  std::memcpy(buf.data() + sizeof(kvm_abi::MsrsHeader), msrs.data(),
+              msrs.size() * sizeof(kvm_msr_entry));
+  int r = ::ioctl(fd_.get(), kvm_abi::kSetMsrs, buf.data());
+  if (r < 0) return IoctlError(index_, "KVM_SET_MSRS");
+  // KVM stops at the first MSR it refuses and returns how many it set.
+  if (static_cast<size_t>(r) < msrs.size()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vp%d: KVM_SET_MSRS refused MSR 0x%x = 0x%x", index_, msrs[r].index,
+        msrs[r].data));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> VirtualProcessor::GetMsr(uint32_t index) const {
+  struct {
+    kvm_abi::MsrsHeader header;
+    kvm_msr_entry entry;
+  } buf{};
+  static_assert(sizeof(buf) == 24);
+  buf.header.nmsrs = 1;
+  buf.entry.index = index;
+  int r = ::ioctl(fd_.get(), kvm_abi::kGetMsrs, &buf);
+  if (r < 0) return IoctlError(index_, "KVM_GET_MSRS");
+  if (r != 1) {
+    return absl::NotFoundError(
+        absl::StrFormat("vp%d: KVM cannot read MSR 0x%x", index_, index));
+  }
+  return buf.entry.data;
+}
+
+absl::StatusOr<uint32_t> VirtualProcessor::GetMpState() const {
+  kvm_mp_state mp{};
+  if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &mp) < 0)
+    return IoctlError(index_, "KVM_GET_MP_STATE");
+  return mp.mp_state;
+}
+
+absl::Status VirtualProcessor::InjectException(
+    uint8_t vector, std::optional<uint32_t> error_code) {
+  kvm_vcpu_events events{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &events) < 0)
+    return IoctlError(index_, "KVM_GET_VCPU_EVENTS");
+  events.exception.injected = 1;
+  events.exception.nr = vector;
+  events.exception.has_error_code = error_code.has_value() ? 1 : 0;
+  events.exception.error_code = error_code.value_or(0);
+  // Only the exception is written back: no VALID_* flags for NMI, SIPI,
+  // interrupt shadow or SMM state.
+  events.flags = 0;
+  if (::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &events) < 0)
+    return IoctlError(index_, "KVM_SET_VCPU_EVENTS");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> VirtualProcessor::CompleteRejectedInstruction(
+    const EmulationFailure& failure) {
+  constexpr uint8_t kInt3 = 0xCC;
+  constexpr uint8_t kBreakpointVector = 3;
+  if (failure.bytes.empty() || failure.bytes[0] != kInt3) return false;
+  absl::StatusOr<kvm_regs> regs = GetRegs();
+  if (!regs.ok()) return regs.status();
+  if (regs->rip != failure.rip) return false;  // stale report: do not guess
+  // #BP is a trap: the saved RIP is the instruction after int3.
+  regs->rip += 1;
+  if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
+  if (absl::Status s = InjectException(kBreakpointVector); !s.ok()) return s;
+  return true;
 }
 
 absl::StatusOr<kvm_regs> VirtualProcessor::GetRegs() const {
@@ -453,6 +528,55 @@ absl::Status VirtualProcessor::SetupLongMode(std::span<uint8_t> low_memory,
   regs.rflags = 0x2;  // bit 1 is reserved-one; IF=0: interrupts disabled
   regs.rip = entry_rip;
   regs.rsi = zero_page_gpa;
+  return SetRegs(regs);
+}
+
+absl::Status VirtualProcessor::SetupProtectedMode(std::span<uint8_t> low_memory,
+                                                  uint32_t entry_eip,
+                                                  uint32_t ebx) {
+  if (low_memory.size() < kBootIdtAddress + 16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vp%d: protected-mode set-up needs guest RAM at [0, 0x%x), got 0x%x "
+        "bytes",
+        index_, kBootIdtAddress + 16, low_memory.size()));
+  }
+  const kvm_segment code = CodeSegment32();
+  const kvm_segment data = DataSegment();
+  Store64(low_memory, kBootGdtAddress + 0, 0);
+  Store64(low_memory, kBootGdtAddress + 8, 0);
+  Store64(low_memory, kBootGdtAddress + kBootCodeSelector, GdtEntry(code));
+  Store64(low_memory, kBootGdtAddress + kBootDataSelector, GdtEntry(data));
+  Store64(low_memory, kBootIdtAddress, 0);
+  Store64(low_memory, kBootIdtAddress + 8, 0);
+
+  absl::StatusOr<kvm_sregs> sregs = GetSregs();
+  if (!sregs.ok()) return sregs.status();
+  sregs->cs = code;
+  sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = data;
+  // PVH: "tr: must be a 32-bit TSS (active) with a base of '0' and a limit
+  // of '0x67'".
+  kvm_segment tr{};
+  tr.base = 0;
+  tr.limit = 0x67;
+  tr.selector = 0;
+  tr.type = kTssBusy32;
+  tr.present = 1;
+  tr.s = 0;
+  sregs->tr = tr;
+  sregs->gdt.base = kBootGdtAddress;
+  sregs->gdt.limit = kBootGdtEntries * 8 - 1;
+  sregs->idt.base = kBootIdtAddress;
+  sregs->idt.limit = 0;
+  sregs->cr0 = kCr0Pe | kCr0Et;
+  sregs->cr3 = 0;
+  sregs->cr4 = 0;
+  sregs->efer = 0;
+  if (absl::Status s = SetSregs(*sregs); !s.ok()) return s;
+
+  kvm_regs regs{};
+  regs.rflags = 0x2;  // IF, TF and VM clear
+  regs.rip = entry_eip;
+  regs.rbx = ebx;
   return SetRegs(regs);
 }
 

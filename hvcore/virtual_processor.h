@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -152,6 +153,28 @@ class VirtualProcessor {
   absl::Status SetSregs(const kvm_sregs& sregs);
   absl::Status SetCpuid(std::span<const kvm_cpuid_entry2> entries);
 
+  // KVM_SET_MSRS; fails naming the first MSR KVM refused.
+  absl::Status SetMsrs(std::span<const kvm_msr_entry> msrs);
+  // KVM_GET_MSRS for one MSR.
+  absl::StatusOr<uint64_t> GetMsr(uint32_t index) const;
+  // KVM_GET_MP_STATE (KVM_MP_STATE_RUNNABLE, _UNINITIALIZED, _INIT_RECEIVED,
+  // _HALTED, _SIPI_RECEIVED ...).
+  absl::StatusOr<uint32_t> GetMpState() const;
+  // Injects exception `vector` (KVM_SET_VCPU_EVENTS) to be delivered on the
+  // next entry, with RIP as it is now (set RIP first for trap-like
+  // exceptions such as #BP).
+  absl::Status InjectException(uint8_t vector,
+                               std::optional<uint32_t> error_code = {});
+
+  // Completes an instruction this host's KVM rejected, where that is possible
+  // and exact. Today: `int3` (0xCC; kvm_pvm's emulator rejects it): RIP moves
+  // past it and #BP is injected, exactly what the CPU would have done (a trap:
+  // the guest's handler sees the next RIP). Returns false, changing nothing,
+  // for any other instruction -- the caller then treats the failure as a
+  // crash.
+  absl::StatusOr<bool> CompleteRejectedInstruction(
+      const EmulationFailure& failure);
+
   // Puts the VP in 64-bit long mode per Linux's 64-bit boot protocol: writes
   // the boot GDT and the 4 GiB identity page tables (addresses in
   // boot_layout.h) into `low_memory` -- the host mapping of guest-physical [0,
@@ -160,6 +183,16 @@ class VirtualProcessor {
   // off), RIP=entry_rip, RSI=zero_page_gpa, everything else zero.
   absl::Status SetupLongMode(std::span<uint8_t> low_memory, uint64_t entry_rip,
                              uint64_t zero_page_gpa);
+
+  // Puts the VP in 32-bit protected mode with paging off, as Xen's PVH boot
+  // ABI (XEN_ELFNOTE_PHYS32_ENTRY) requires: writes a GDT at kBootGdtAddress
+  // (null, null, 0x10 = flat 32-bit code, 0x18 = flat data; base 0, limit
+  // 4 GiB) and an empty IDT into `low_memory`; CR0 = PE (+ET), CR4 = 0, EFER
+  // = 0; CS = 0x10, DS/ES/FS/GS/SS = 0x18; TR a busy 32-bit TSS, base 0, limit
+  // 0x67; EFLAGS = 0x2 (IF, TF, VM clear); EIP = entry_eip, EBX = ebx (the
+  // hvm_start_info address), all other GPRs 0.
+  absl::Status SetupProtectedMode(std::span<uint8_t> low_memory,
+                                  uint32_t entry_eip, uint32_t ebx);
 
  private:
   VirtualProcessor(Partition* partition, uint32_t index, base::ScopedFd fd,

@@ -37,7 +37,7 @@ class VpTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<KvmSystem>> kvm = KvmSystem::Open();
     ASSERT_TRUE(kvm.ok()) << kvm.status();
     absl::StatusOr<std::unique_ptr<Partition>> partition =
-        Partition::Create(**kvm);
+        Partition::Create(**kvm, {.irqchip = false});
     ASSERT_TRUE(partition.ok()) << partition.status();
     partition_ = std::move(*partition);
     void* p = ::mmap(nullptr, kRamSize, PROT_READ | PROT_WRITE,

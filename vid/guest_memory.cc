@@ -48,6 +48,13 @@ GuestMemory::GuestMemory(uint8_t* base, uint64_t size)
 
 GuestMemory::~GuestMemory() { ::munmap(base_, size_); }
 
+absl::Status GuestMemory::Discard() {
+  if (::madvise(base_, size_, MADV_DONTNEED) < 0) {
+    return absl::ErrnoToStatus(errno, "madvise(MADV_DONTNEED) of guest memory");
+  }
+  return absl::OkStatus();
+}
+
 const GuestMemory::Region* GuestMemory::Find(uint64_t gpa, uint64_t len) const {
   for (const Region& r : regions_) {
     // Written so nothing can overflow: first gpa is inside (or at the end of)

@@ -61,6 +61,11 @@ class GuestMemory {
   // Fills [gpa, gpa+len) with `byte`.
   absl::Status Fill(uint64_t gpa, uint64_t len, uint8_t byte);
 
+  // Returns every page to the host (madvise MADV_DONTNEED): all RAM reads as
+  // zero afterwards, as after power-on, and costs nothing until touched. Used
+  // by vid::Partition::Reset; the guest must not be running.
+  absl::Status Discard();
+
   // Direct host view of [gpa, gpa+len). Valid for the GuestMemory's lifetime;
   // the guest may change it at any time, so copy before validating (no double
   // fetch).

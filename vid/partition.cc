@@ -1,8 +1,10 @@
 #include "vid/partition.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 
@@ -20,21 +22,38 @@ absl::string_view RunOutcomeKindName(RunOutcome::Kind kind) {
       return "crashed";
     case RunOutcome::Kind::kStopped:
       return "stopped";
+    case RunOutcome::Kind::kReboot:
+      return "reboot";
   }
   return "unknown";
 }
 
-Partition::Partition(std::unique_ptr<hvcore::Partition> hv,
-                     std::unique_ptr<GuestMemory> memory,
-                     std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps)
-    : memory_(std::move(memory)),
-      hv_(std::move(hv)),
-      vps_(std::move(vps)),
-      vp_state_(new VpState[vps_.size()]) {}
+absl::Status InterruptLine::Set(bool level) {
+  if (partition_ == nullptr) return absl::OkStatus();
+  return partition_->SetIrqLine(gsi_, level);
+}
+absl::Status InterruptLine::Raise() { return Set(true); }
+absl::Status InterruptLine::Lower() { return Set(false); }
+absl::Status InterruptLine::Pulse() {
+  if (absl::Status s = Set(true); !s.ok()) return s;
+  return Set(false);
+}
+
+Partition::Partition(const PartitionConfig& config,
+                     std::unique_ptr<hvcore::KvmSystem> kvm,
+                     std::unique_ptr<GuestMemory> memory)
+    : config_(config),
+      vcpus_(config.vcpus),
+      kvm_(std::move(kvm)),
+      memory_(std::move(memory)),
+      vp_state_(new VpState[config.vcpus]) {}
 
 // Members are destroyed in reverse order: VPs (vcpu fds, kvm_run), then the VM
 // fd, then the guest memory KVM had mapped (see the member declarations).
-Partition::~Partition() = default;
+Partition::~Partition() {
+  vps_.clear();
+  hv_.reset();
+}
 
 absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     const PartitionConfig& config, base::ScopedFd kvm_fd) {
@@ -52,25 +71,116 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
         absl::StrFormat("%d VPs requested; this host's KVM allows 1 to %d",
                         config.vcpus, kvm.max_vcpus()));
   }
+  // Our own handle on /dev/kvm, so Reset() can create a VM after `kvm` is
+  // gone.
+  int dup = ::fcntl(kvm.fd(), F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return absl::ErrnoToStatus(errno, "dup of the KVM descriptor");
+  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> own =
+      hvcore::KvmSystem::Adopt(base::ScopedFd(dup), kvm.name());
+  if (!own.ok()) return own.status();
   absl::StatusOr<std::unique_ptr<GuestMemory>> memory =
       GuestMemory::Create(config.memory_bytes);
   if (!memory.ok()) return memory.status();
+  std::unique_ptr<Partition> p(
+      new Partition(config, std::move(*own), std::move(*memory)));
+  absl::StatusOr<Vm> vm = p->CreateVm();
+  if (!vm.ok()) return vm.status();
+  p->hv_ = std::move(vm->hv);
+  p->vps_ = std::move(vm->vps);
+  return p;
+}
+
+absl::StatusOr<Partition::Vm> Partition::CreateVm() {
+  Vm vm;
   absl::StatusOr<std::unique_ptr<hvcore::Partition>> hv =
-      hvcore::Partition::Create(kvm);
+      hvcore::Partition::Create(*kvm_,
+                                {.vcpu_count = config_.vcpus,
+                                 .irqchip = true,
+                                 .kvm_cpuid_base = config_.kvm_cpuid_base});
   if (!hv.ok()) return hv.status();
-  for (const GuestMemory::Region& r : (*memory)->regions()) {
-    absl::StatusOr<uint32_t> slot = (*hv)->MapUserMemory(r.gpa, r.size, r.host);
+  vm.hv = std::move(*hv);
+  for (const GuestMemory::Region& r : memory_->regions()) {
+    absl::StatusOr<uint32_t> slot = vm.hv->MapUserMemory(r.gpa, r.size, r.host);
     if (!slot.ok()) return slot.status();
   }
-  std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps;
-  for (uint32_t i = 0; i < config.vcpus; ++i) {
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
     absl::StatusOr<std::unique_ptr<hvcore::VirtualProcessor>> vp =
-        (*hv)->CreateVp(i);
+        vm.hv->CreateVp(i);
     if (!vp.ok()) return vp.status();
-    vps.push_back(std::move(*vp));
+    vm.vps.push_back(std::move(*vp));
   }
-  return std::unique_ptr<Partition>(
-      new Partition(std::move(*hv), std::move(*memory), std::move(vps)));
+  return vm;
+}
+
+absl::Status Partition::Reset() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (running_) {
+      return absl::FailedPreconditionError(
+          "Partition::Reset: Run() is still in progress");
+    }
+  }
+  absl::StatusOr<Vm> vm;
+  {
+    absl::MutexLock lock(&hv_mu_);
+    // Old VPs and VM first (KVM drops its references to guest memory), then
+    // the memory is emptied, then the new VM maps it.
+    vps_.clear();
+    hv_.reset();
+    if (absl::Status s = memory_->Discard(); !s.ok()) return s;
+    vm = CreateVm();
+    if (!vm.ok()) return vm.status();
+    hv_ = std::move(vm->hv);
+    vps_ = std::move(vm->vps);
+  }
+  vp_state_.reset(new VpState[vcpus_]);
+  absl::MutexLock lock(&mu_);
+  outcome_.reset();
+  ran_ = false;
+  boot_vp_prepared_ = false;
+  finished_.store(false, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status Partition::SetIrqLine(uint32_t gsi, bool level) {
+  absl::Status s;
+  {
+    absl::ReaderMutexLock lock(&hv_mu_);
+    if (hv_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "SetIrqLine: the partition is being reset");
+    }
+    s = hv_->SetIrqLine(gsi, level);
+  }
+  if (!s.ok() && irq_errors_logged_.fetch_add(1) < 16) {
+    spdlog::warn("partition: {}", std::string(s.message()));
+  }
+  return s;
+}
+
+absl::Status Partition::SignalMsi(uint64_t address, uint32_t data) {
+  absl::Status s;
+  {
+    absl::ReaderMutexLock lock(&hv_mu_);
+    if (hv_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "SignalMsi: the partition is being reset");
+    }
+    s = hv_->SignalMsi({address, data});
+  }
+  if (!s.ok() && irq_errors_logged_.fetch_add(1) < 16) {
+    spdlog::warn("partition: {}", std::string(s.message()));
+  }
+  return s;
+}
+
+absl::StatusOr<InterruptLine> Partition::GetInterruptLine(uint32_t gsi) {
+  if (gsi >= hvcore::kIoApicPins) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("interrupt line: GSI ", gsi, " is not 0-",
+                     hvcore::kIoApicPins - 1));
+  }
+  return InterruptLine(this, gsi);
 }
 
 absl::Status Partition::PrepareBootVp(uint64_t entry_rip,
@@ -97,7 +207,30 @@ absl::Status Partition::PrepareBootVp(uint64_t entry_rip,
   if (absl::Status s = vps_[0]->SetupLongMode(*low, entry_rip, zero_page_gpa);
       !s.ok())
     return s;
-  vp_state_[0].prepared = true;
+  absl::MutexLock lock(&mu_);
+  boot_vp_prepared_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Partition::PrepareBootVpProtectedMode(uint32_t entry_eip,
+                                                   uint32_t ebx_value) {
+  absl::StatusOr<std::span<uint8_t>> low =
+      memory_->GetSpan(0, hvcore::kBootReservedEnd);
+  if (!low.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "protected-mode boot needs RAM below 0x",
+        absl::Hex(hvcore::kBootReservedEnd), ": ", low.status().message()));
+  }
+  if (!memory_->Contains(entry_eip, 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "entry point 0x%x is not in guest RAM below 4 GiB", entry_eip));
+  }
+  if (absl::Status s =
+          vps_[0]->SetupProtectedMode(*low, entry_eip, ebx_value);
+      !s.ok())
+    return s;
+  absl::MutexLock lock(&mu_);
+  boot_vp_prepared_ = true;
   return absl::OkStatus();
 }
 
@@ -110,6 +243,7 @@ void Partition::Finish(RunOutcome::Kind kind, std::string detail) {
     outcome_ = RunOutcome{kind, std::move(detail)};
     finished_.store(true, std::memory_order_release);
   }
+  absl::ReaderMutexLock lock(&hv_mu_);
   for (auto& vp : vps_) vp->RequestExit();
 }
 
@@ -121,27 +255,34 @@ void Partition::RequestStop(absl::string_view reason) {
   Finish(RunOutcome::Kind::kStopped, std::string(reason));
 }
 
+void Partition::RequestReboot(absl::string_view reason) {
+  Finish(RunOutcome::Kind::kReboot, std::string(reason));
+}
+
 absl::StatusOr<RunOutcome> Partition::Run() {
-  std::vector<uint32_t> runnable;
   {
     absl::MutexLock lock(&mu_);
     if (ran_)
       return absl::FailedPreconditionError(
-          "Partition::Run may only be called once");
+          "Partition::Run may only be called once (per Reset)");
+    if (!boot_vp_prepared_) {
+      return absl::FailedPreconditionError(
+          "the boot VP has no start state; call PrepareBootVp or "
+          "PrepareBootVpProtectedMode first");
+    }
     ran_ = true;
+    running_ = true;
   }
-  for (uint32_t i = 0; i < vps_.size(); ++i) {
-    if (vp_state_[i].prepared) runnable.push_back(i);
-  }
-  if (runnable.empty()) {
-    return absl::FailedPreconditionError(
-        "no VP has a start state; call PrepareBootVp first");
-  }
+  // Every VP gets a thread: VP 0 starts at its entry state; the application
+  // processors block inside KVM_RUN until the guest sends INIT/SIPI.
   std::vector<std::thread> threads;
-  threads.reserve(runnable.size());
-  for (uint32_t i : runnable) threads.emplace_back([this, i] { VpLoop(i); });
+  threads.reserve(vps_.size());
+  for (uint32_t i = 0; i < vps_.size(); ++i) {
+    threads.emplace_back([this, i] { VpLoop(i); });
+  }
   for (std::thread& t : threads) t.join();
   absl::MutexLock lock(&mu_);
+  running_ = false;
   return *outcome_;  // every VpLoop exit path goes through Finish()
 }
 
@@ -202,9 +343,10 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
   if (std::holds_alternative<hvcore::Interrupted>(intercept))
     return true;  // loop rechecks
   if (std::holds_alternative<hvcore::Halt>(intercept)) {
-    // No in-kernel irqchip yet, so nothing can wake a halted VP: park it until
-    // the partition ends (stop, power-off from another VP, or a crash
-    // elsewhere). Not a crash: Linux halts on purpose, e.g. after a panic.
+    // Only without an in-kernel irqchip (vid always creates one, so HLT
+    // blocks in the kernel instead): nothing could wake the VP; park it until
+    // the partition ends. Not a crash: Linux halts on purpose, e.g. after a
+    // panic.
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](std::optional<RunOutcome>* o) { return o->has_value(); },
@@ -218,11 +360,8 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
                absl::StrCat("vp", index, ": KVM shutdown event"));
         return false;
       case KVM_SYSTEM_EVENT_RESET:
-        Finish(RunOutcome::Kind::kPowerOff,
-               absl::StrCat(
-                   "vp", index,
-                   ": guest requested reset; reboot is not supported yet, "
-                   "treated as power off"));
+        Finish(RunOutcome::Kind::kReboot,
+               absl::StrCat("vp", index, ": KVM reset event"));
         return false;
       case KVM_SYSTEM_EVENT_CRASH:
         return crash();
@@ -232,20 +371,45 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
         return true;
     }
   }
-  // Shutdown (triple fault), EmulationFailure, InternalError, FailEntry,
-  // Unknown.
+  if (std::holds_alternative<hvcore::Shutdown>(intercept)) {
+    // A triple fault resets a PC (the chipset turns the shutdown cycle into
+    // INIT/reset); guests rely on it to reboot.
+    Finish(RunOutcome::Kind::kReboot,
+           absl::StrCat("vp", index, ": ", hvcore::DescribeIntercept(intercept),
+                        "; a triple fault resets the machine"));
+    return false;
+  }
+  if (auto* ef = std::get_if<hvcore::EmulationFailure>(&intercept)) {
+    absl::StatusOr<bool> completed =
+        vps_[index]->CompleteRejectedInstruction(*ef);
+    if (completed.ok() && *completed) {
+      vp_state_[index].completed.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (!completed.ok()) {
+      Finish(RunOutcome::Kind::kCrashed,
+             absl::StrCat("vp", index, ": ", hvcore::DescribeIntercept(intercept),
+                          "; completing it failed: ",
+                          completed.status().message()));
+      return false;
+    }
+    return crash();
+  }
+  // InternalError, FailEntry, Unknown.
   return crash();
 }
 
 std::vector<VpStats> Partition::GetVpStats() const {
   std::vector<VpStats> out;
-  for (uint32_t i = 0; i < vps_.size(); ++i) {
+  for (uint32_t i = 0; i < vcpus_; ++i) {
     VpStats s;
     s.vp = i;
     for (size_t k = 0; k < kNumInterceptKinds; ++k) {
       s.exits[k] = vp_state_[i].exits[k].load(std::memory_order_relaxed);
       s.total_exits += s.exits[k];
     }
+    s.completed_instructions =
+        vp_state_[i].completed.load(std::memory_order_relaxed);
     out.push_back(s);
   }
   return out;

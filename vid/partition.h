@@ -25,9 +25,14 @@
 namespace vid {
 
 struct PartitionConfig {
+  // 1 .. KVM_CAP_MAX_VCPUS. Above KVM_CAP_NR_VCPUS (the host's CPU count) a
+  // warning is logged: the VPs then share host CPUs.
   uint32_t vcpus = 1;
   // Non-zero multiple of 2 MiB. See GuestMemory for the guest-physical layout.
   uint64_t memory_bytes = 0;
+  // Where KVM's paravirtual CPUID leaves (KVMKVMKVM, kvm-clock) go; see
+  // hvcore/cpuid.h.
+  uint32_t kvm_cpuid_base = hvcore::kDefaultKvmCpuidBase;
 };
 
 // How Run() ended.
@@ -35,9 +40,15 @@ struct RunOutcome {
   enum class Kind {
     kPowerOff,  // RequestPowerOff() (e.g. the ACPI PM1a S5 write) or a KVM
                 // shutdown event
-    kCrashed,   // triple fault, emulation failure, internal error, host failure
-                // mid-run
+    kCrashed,   // emulation failure (other than a completed int3), internal
+                // error, failed entry, host failure mid-run
     kStopped,   // RequestStop()
+    kReboot,    // the guest asked for a reset: RequestReboot() (e.g. the i8042
+                // pulsing its reset line, or a port 0xCF9 write), a KVM
+                // reset system event, or a triple fault -- which is how a PC
+                // resets itself, and how Linux's reboot=t and many firmware
+                // resets work. The worker restarts the VM in place: Reset(),
+                // load the kernel again, Prepare*, Run().
   };
   Kind kind;
   // Human-readable, e.g. "vp0: emulation failure at rip=0x100123: bytes f0 48
@@ -45,7 +56,37 @@ struct RunOutcome {
   std::string detail;
 };
 absl::string_view RunOutcomeKindName(
-    RunOutcome::Kind kind);  // "power_off", "crashed", "stopped"
+    RunOutcome::Kind kind);  // "power_off", "crashed", "stopped", "reboot"
+
+class Partition;
+
+// A device's interrupt line: one GSI of the partition's in-kernel IOAPIC (and,
+// for GSIs < 16, PIC), see hvcore/boot_layout.h for the routing. Cheap to
+// copy; valid while the Partition lives (across Reset()). Thread-safe: call
+// from device threads or VP threads. Errors are host-side ioctl failures
+// (logged, rate-limited, by the partition) and can normally be ignored.
+class InterruptLine {
+ public:
+  InterruptLine() = default;  // not connected: every call is a no-op
+
+  // Level-triggered sources: Raise() while the condition holds, Lower() when
+  // it clears. Edge-triggered (ISA) sources: Pulse(), or Raise() on the rising
+  // edge and Lower() later -- the IOAPIC/PIC see the edge on Raise().
+  absl::Status Raise();
+  absl::Status Lower();
+  absl::Status Pulse();  // Raise() then Lower()
+  absl::Status Set(bool level);
+
+  uint32_t gsi() const { return gsi_; }
+  bool connected() const { return partition_ != nullptr; }
+
+ private:
+  friend class Partition;
+  InterruptLine(Partition* partition, uint32_t gsi)
+      : partition_(partition), gsi_(gsi) {}
+  Partition* partition_ = nullptr;
+  uint32_t gsi_ = 0;
+};
 
 inline constexpr size_t kNumInterceptKinds =
     std::variant_size_v<hvcore::Intercept>;
@@ -57,6 +98,9 @@ struct VpStats {
   uint32_t vp;
   std::array<uint64_t, kNumInterceptKinds> exits{};
   uint64_t total_exits = 0;
+  // Emulation failures completed by hvcore (int3 -> #BP), included in
+  // exits[emulation_failure].
+  uint64_t completed_instructions = 0;
 };
 
 // The facade a worker drives: one partition, its memory, its VPs, and the I/O
@@ -72,10 +116,15 @@ struct VpStats {
 //   absl::StatusOr<RunOutcome> outcome = (*p)->Run();   // blocks until a
 //   terminal event
 //
-// VPs: one thread per VP inside Run(). Only VPs given a start state run; today
-// that is VP 0 via PrepareBootVp (application processors will be started by
-// INIT/SIPI once the in-kernel LAPIC is wired, a later issue), the others stay
-// parked.
+// VPs: one thread per VP inside Run(). VP 0 is the bootstrap processor and
+// gets the entry state (PrepareBootVp or PrepareBootVpProtectedMode); the
+// application processors wait inside KVM_RUN (KVM_MP_STATE_UNINITIALIZED)
+// until the guest starts them with INIT/SIPI through its LAPIC, so a guest's
+// real-mode trampoline works unchanged.
+//
+// Interrupts: KVM's in-kernel PIC, IOAPIC, LAPICs and PIT exist from Create();
+// devices raise lines with SetIrqLine / InterruptLine and send MSIs with
+// SignalMsi. HLT blocks inside the kernel until an interrupt arrives.
 class Partition {
  public:
   static absl::StatusOr<std::unique_ptr<Partition>> Create(
@@ -90,7 +139,7 @@ class Partition {
 
   GuestMemory& memory() { return *memory_; }
   IoDispatcher& io() { return io_; }
-  uint32_t vp_count() const { return static_cast<uint32_t>(vps_.size()); }
+  uint32_t vp_count() const { return vcpus_; }
 
   // Puts VP 0 in 64-bit long mode at `entry_rip` with RSI = `zero_page_gpa`
   // (Linux 64-bit boot protocol). Writes the GDT and identity page tables at
@@ -100,34 +149,75 @@ class Partition {
       uint64_t entry_rip,
       uint64_t zero_page_gpa = hvcore::kBootZeroPageAddress);
 
-  // Runs the prepared VPs, dispatching intercepts to io(), until power-off, a
-  // crash or a stop; then stops every VP and returns. Call once. Returns an
-  // error only for misuse (no VP prepared, called twice) or when threads cannot
-  // be started; failures while running are kCrashed.
+  // Puts VP 0 in 32-bit protected mode, paging off, at `entry_eip` with EBX =
+  // `ebx_value`: the PVH entry (XEN_ELFNOTE_PHYS32_ENTRY; EBX = the
+  // hvm_start_info's guest-physical address). Flat CS = 0x10 (32-bit code,
+  // base 0, limit 4 GiB), DS/ES/FS/GS/SS = 0x18, TR a busy 32-bit TSS (base 0,
+  // limit 0x67), CR4 = 0, EFER = 0, EFLAGS = 0x2. Writes its GDT and an empty
+  // IDT at the addresses in hvcore/boot_layout.h (the page tables are not
+  // written or needed). Call before Run(). Either Prepare* may be called; the
+  // last one wins.
+  absl::Status PrepareBootVpProtectedMode(uint32_t entry_eip,
+                                          uint32_t ebx_value);
+
+  // ---- Interrupts. Thread-safe (device threads, VP threads), also before
+  // Run() and between Reset() and Run().
+
+  // Drives `gsi` (0-23) to `level` (KVM_IRQ_LINE).
+  absl::Status SetIrqLine(uint32_t gsi, bool level);
+  // One MSI (KVM_SIGNAL_MSI): `address` 0xFEExxxxx (destination APIC id in
+  // bits 19:12), `data` (vector in bits 7:0, delivery mode in 10:8).
+  absl::Status SignalMsi(uint64_t address, uint32_t data);
+  // A handle for a device to keep. InvalidArgument if `gsi` is not 0-23.
+  absl::StatusOr<InterruptLine> GetInterruptLine(uint32_t gsi);
+
+  // Runs every VP (one thread each), dispatching intercepts to io(), until
+  // power-off, a reboot request, a crash or a stop; then stops every VP and
+  // returns. Call once (per Reset()). Returns an error only for misuse (boot
+  // VP not prepared, called twice) or when threads cannot be started;
+  // failures while running are kCrashed.
   absl::StatusOr<RunOutcome> Run();
 
-  // Both may be called from any thread, before or during Run(), including from
+  // All may be called from any thread, before or during Run(), including from
   // a device handler on a VP thread. The first terminal event wins; later ones
   // are ignored.
   void RequestPowerOff(absl::string_view reason = "guest requested power off");
   void RequestStop(absl::string_view reason = "stop requested");
+  // A reset request (i8042 reset line, port 0xCF9, ACPI reset register): Run()
+  // returns kReboot.
+  void RequestReboot(absl::string_view reason = "guest requested reset");
+
+  // Back to power-on after Run() returned (normally kReboot): a fresh KVM VM
+  // and VPs (new in-kernel irqchip, PIT, LAPICs, CPUID, MSRs, TSC = 0), RAM
+  // zeroed (pages returned to the host). Kept: this object, memory() (same
+  // host mapping and guest-physical layout), io() registrations and
+  // InterruptLine handles. Devices reset their own state. Then load the
+  // kernel, Prepare*, and Run() again. FailedPrecondition while Run() is
+  // in progress.
+  absl::Status Reset();
 
   std::vector<VpStats> GetVpStats() const;
 
   // Lower layers, for what the facade does not cover yet (e.g. debugging
-  // registers).
+  // registers). Replaced by Reset(): do not keep references across it.
   hvcore::Partition& hv_partition() { return *hv_; }
   hvcore::VirtualProcessor& vp(uint32_t index) { return *vps_.at(index); }
 
  private:
   struct VpState {
     std::array<std::atomic<uint64_t>, kNumInterceptKinds> exits{};
-    bool prepared = false;
+    std::atomic<uint64_t> completed{0};
+  };
+  struct Vm {
+    std::unique_ptr<hvcore::Partition> hv;
+    std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps;
   };
 
-  Partition(std::unique_ptr<hvcore::Partition> hv,
-            std::unique_ptr<GuestMemory> memory,
-            std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps);
+  Partition(const PartitionConfig& config,
+            std::unique_ptr<hvcore::KvmSystem> kvm,
+            std::unique_ptr<GuestMemory> memory);
+  // Creates the KVM VM, maps memory, creates the VPs.
+  absl::StatusOr<Vm> CreateVm();
   // Records the outcome if none is recorded yet, and kicks every VP out of
   // KVM_RUN.
   void Finish(RunOutcome::Kind kind, std::string detail);
@@ -136,9 +226,18 @@ class Partition {
   // Handles one intercept; returns false when the VP must stop.
   bool HandleIntercept(uint32_t index, hvcore::Intercept& intercept);
 
+  const PartitionConfig config_;
+  const uint32_t vcpus_;
+  // Kept for Reset(): a fresh VM needs the system fd.
+  std::unique_ptr<hvcore::KvmSystem> kvm_;
+
   // Declaration order is destruction order reversed: VPs go first, then the VM
   // fd, and the guest memory KVM had mapped is unmapped last.
   std::unique_ptr<GuestMemory> memory_;
+  // hv_ and vps_ are replaced only by Reset(), never while Run() is in
+  // progress; SetIrqLine/SignalMsi read hv_ under hv_mu_ because device
+  // threads may call them at any time.
+  mutable absl::Mutex hv_mu_;
   std::unique_ptr<hvcore::Partition> hv_;
   IoDispatcher io_;
   std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps_;
@@ -148,6 +247,10 @@ class Partition {
   absl::Mutex mu_;
   std::optional<RunOutcome> outcome_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool boot_vp_prepared_ ABSL_GUARDED_BY(mu_) = false;
+  // Rate limit for interrupt ioctl failure logs.
+  std::atomic<uint32_t> irq_errors_logged_{0};
 };
 
 }  // namespace vid

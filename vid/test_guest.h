@@ -70,7 +70,8 @@ struct TestVm {
 };
 absl::StatusOr<TestVm> MakeTestVm(const std::string& elf,
                                   const std::string& cmdline,
-                                  uint64_t memory_bytes = 16 << 20);
+                                  uint64_t memory_bytes = 16 << 20,
+                                  uint32_t vcpus = 1);
 
 }  // namespace vid::testing
 
