@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 
 #include "hvcore/hyperv/byte_array_guest_ram.h"
@@ -69,6 +70,17 @@ class CountingPort final : public MessagePortHandler, public EventPortHandler {
   int calls = 0;
 };
 
+// Mostly the MSRs we implement, sometimes anything in the range.
+uint32_t Msr(Reader& r) {
+  static constexpr uint32_t kInteresting[] = {
+      kMsrGuestOsId,    kMsrHypercall,    kMsrVpIndex,   kMsrTimeRefCount,
+      kMsrReferenceTsc, kMsrVpAssistPage, kMsrScontrol,  kMsrSiefp,
+      kMsrSimp,         kMsrEom,          kMsrSint0 + 2, kMsrSint15};
+  const uint8_t pick = r.U8();
+  if (pick < 192) return kInteresting[pick % std::size(kInteresting)];
+  return kMsrRangeBase + (r.U8() | (r.U8() & 1) << 8);
+}
+
 bool KnownStatus(uint64_t result) {
   switch (static_cast<uint16_t>(result)) {
     case kHvStatusSuccess:
@@ -86,7 +98,7 @@ bool KnownStatus(uint64_t result) {
 
 }  // namespace
 
-void RunHostileGuestScript(std::span<const uint8_t> script) {
+HvStatsSnapshot RunHostileGuestScript(std::span<const uint8_t> script) {
   ByteArrayGuestRam ram(kRamSize);
   FakeTsc tsc;
   RecordingInjector injector;
@@ -102,19 +114,30 @@ void RunHostileGuestScript(std::span<const uint8_t> script) {
   HOSTILE_CHECK(p.connections().RegisterEventPort(7, port).ok());
 
   Reader r(script);
+  // Most scripts start from a guest that booted like Linux, so that they get
+  // past the #UD / FailedPrecondition gates into the interesting paths.
+  if (r.U8() % 4 != 0) {
+    for (uint32_t vp = 0; vp < kVps; ++vp) {
+      (void)p.WriteMsr(vp, kMsrGuestOsId, 0x8100ull << 48);
+      (void)p.WriteMsr(vp, kMsrHypercall, 1 * kPageSize | 1);
+      (void)p.WriteMsr(vp, kMsrSimp, (2 + 2 * vp) * kPageSize | 1);
+      (void)p.WriteMsr(vp, kMsrSiefp, (3 + 2 * vp) * kPageSize | 1);
+      (void)p.WriteMsr(vp, kMsrSint0 + 2, 0xF3);
+      (void)p.WriteMsr(vp, kMsrScontrol, 1);
+    }
+  }
   while (!r.done()) {
     const uint32_t vp = r.U8() % (kVps + 1);  // sometimes a VP that is not
     switch (r.U8() % 8) {
       case 0: {  // write a synthetic MSR: page-like values are common
-        const uint32_t msr = kMsrRangeBase + (r.U8() | (r.U8() & 1) << 8);
+        const uint32_t msr = Msr(r);
         const uint64_t value =
             (r.U8() & 1) ? (r.Gpa() | (r.U8() & 3)) : r.U64();
         (void)p.WriteMsr(vp, msr, value);
         break;
       }
       case 1: {
-        const uint32_t msr = kMsrRangeBase + (r.U8() | (r.U8() & 1) << 8);
-        (void)p.ReadMsr(vp, msr);
+        (void)p.ReadMsr(vp, Msr(r));
         break;
       }
       case 2: {  // a hypercall
@@ -181,6 +204,7 @@ void RunHostileGuestScript(std::span<const uint8_t> script) {
       HOSTILE_CHECK(i.vector >= kSintFirstValidVector);
     }
   }
+  return p.stats();
 }
 
 }  // namespace hvcore::hyperv

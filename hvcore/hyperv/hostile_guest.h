@@ -10,10 +10,13 @@
 #include <cstdint>
 #include <span>
 
+#include "hvcore/hyperv/hv_stats.h"
+
 namespace hvcore::hyperv {
 
 // Runs one script; aborts (via a failed check) if an invariant breaks.
-void RunHostileGuestScript(std::span<const uint8_t> script);
+// Returns the partition's stats, so tests can see how deep scripts reach.
+HvStatsSnapshot RunHostileGuestScript(std::span<const uint8_t> script);
 
 }  // namespace hvcore::hyperv
 

@@ -4,7 +4,8 @@
 //   cd hvcore/hyperv && clang++-14 -std=c++20 -g -O1 \
 //     -fsanitize=fuzzer,address,undefined -I../.. hostile_guest_fuzz.cc \
 //     hostile_guest.cc byte_array_guest_ram.cc connections.cc guest_ram.cc \
-//     hv_partition.cc hypercall_control.cc hypercall_dispatcher.cc \
+//     hv_partition.cc hv_stats.cc hypercall_control.cc hypercall_dispatcher.cc
+//     \
 //     hypercall_page.cc reference_time.cc synic.cc \
 //     $(grep -o '"-l[a-z_0-9]*"' ../../third_party/BUILD | tr -d '"') \
 //     -pthread -o /tmp/hostile_guest_fuzz

@@ -49,6 +49,28 @@ HvPartition::HvPartition(const HvPartitionConfig& config,
 }
 
 MsrResult HvPartition::ReadMsr(uint32_t vp_index, uint32_t msr) {
+  const MsrResult result = DoReadMsr(vp_index, msr);
+  stats_.RecordMsr(msr, /*write=*/false, result.inject_gp);
+  return result;
+}
+
+MsrResult HvPartition::WriteMsr(uint32_t vp_index, uint32_t msr,
+                                uint64_t value) {
+  const MsrResult result = DoWriteMsr(vp_index, msr, value);
+  stats_.RecordMsr(msr, /*write=*/true, result.inject_gp);
+  return result;
+}
+
+HypercallOutcome HvPartition::Hypercall(uint32_t vp_index,
+                                        const HypercallArgs& args,
+                                        uint8_t cpl) {
+  const HypercallOutcome outcome = DoHypercall(vp_index, args, cpl);
+  stats_.RecordHypercall(static_cast<uint16_t>(args.control & kHcCodeMask),
+                         outcome.inject_ud, outcome.result);
+  return outcome;
+}
+
+MsrResult HvPartition::DoReadMsr(uint32_t vp_index, uint32_t msr) {
   if (vp_index >= vp_count()) return MsrResult::Gp();
   if (Synic::IsSynicMsr(msr)) return synics_[vp_index]->ReadMsr(msr);
   switch (msr) {
@@ -78,8 +100,8 @@ MsrResult HvPartition::ReadMsr(uint32_t vp_index, uint32_t msr) {
   }
 }
 
-MsrResult HvPartition::WriteMsr(uint32_t vp_index, uint32_t msr,
-                                uint64_t value) {
+MsrResult HvPartition::DoWriteMsr(uint32_t vp_index, uint32_t msr,
+                                  uint64_t value) {
   if (vp_index >= vp_count()) return MsrResult::Gp();
   if (Synic::IsSynicMsr(msr)) return synics_[vp_index]->WriteMsr(msr, value);
   absl::MutexLock lock(&mu_);
@@ -162,9 +184,9 @@ MsrResult HvPartition::WriteReferenceTscLocked(uint64_t value) {
   return MsrResult::Ok();
 }
 
-HypercallOutcome HvPartition::Hypercall(uint32_t vp_index,
-                                        const HypercallArgs& args,
-                                        uint8_t cpl) {
+HypercallOutcome HvPartition::DoHypercall(uint32_t vp_index,
+                                          const HypercallArgs& args,
+                                          uint8_t cpl) {
   if (vp_index >= vp_count() || cpl != 0) return {.inject_ud = true};
   {
     absl::MutexLock lock(&mu_);

@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "hvcore/hyperv/connections.h"
 #include "hvcore/hyperv/guest_ram.h"
+#include "hvcore/hyperv/hv_stats.h"
 #include "hvcore/hyperv/hypercall_dispatcher.h"
 #include "hvcore/hyperv/hypercall_page.h"
 #include "hvcore/hyperv/msr_result.h"
@@ -89,6 +90,9 @@ class HvPartition {
   // guest had set up are forgotten (RAM is the loader's business).
   void Reset();
 
+  // What the guest used and what we refused (for logs).
+  HvStatsSnapshot stats() const { return stats_.Snapshot(); }
+
   uint32_t vp_count() const { return static_cast<uint32_t>(synics_.size()); }
   uint16_t hypercall_port() const { return config_.hypercall_port; }
   const ReferenceClock& clock() const { return clock_; }
@@ -98,6 +102,10 @@ class HvPartition {
   HvPartition(const HvPartitionConfig& config, const ReferenceClock& clock,
               GuestRam& ram, GuestTscSource& tsc, SintInjector& injector);
 
+  MsrResult DoReadMsr(uint32_t vp_index, uint32_t msr);
+  MsrResult DoWriteMsr(uint32_t vp_index, uint32_t msr, uint64_t value);
+  HypercallOutcome DoHypercall(uint32_t vp_index, const HypercallArgs& args,
+                               uint8_t cpl);
   MsrResult WriteHypercallLocked(uint64_t value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts back the RAM the hypercall page covered (Hyper-V's page is an
@@ -112,6 +120,7 @@ class HvPartition {
   GuestTscSource& tsc_;
   ConnectionTable connections_;
   HypercallDispatcher dispatcher_;
+  HvStats stats_;
   std::vector<std::unique_ptr<Synic>> synics_;  // one per VP, fixed
 
   absl::Mutex mu_;

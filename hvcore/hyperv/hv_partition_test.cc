@@ -112,6 +112,9 @@ TEST_F(HvPartitionTest, ReadOnlyAndUnimplementedMsrsAreGp) {
   EXPECT_FALSE(HvPartition::HandlesMsr(0x40000200));
   EXPECT_FALSE(HvPartition::HandlesMsr(0x3FFFFFFF));
   EXPECT_FALSE(HvPartition::HandlesMsr(0x4B564D00));  // KVM's own PV MSRs
+  const HvStatsSnapshot stats = partition_->stats();
+  EXPECT_GE(stats.msr_gp, 23u);
+  EXPECT_EQ(stats.gp_msrs.front(), kMsrVpIndex);
 }
 
 TEST_F(HvPartitionTest, HypercallPageNeedsTheGuestOsId) {
