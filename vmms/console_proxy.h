@@ -3,28 +3,53 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "proto/hvstack/v1/vm.pb.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
 
 namespace vmms {
 
-// Relays a running worker's WorkerService.StreamConsole to a public
-// StreamConsole client until the worker's stream ends or the client goes away
-// (the worker call is then cancelled). Returns the number of bytes relayed, or
-// an error when the worker could not be reached before anything was sent (the
-// caller then falls back to the retained log).
-absl::StatusOr<size_t> ProxyWorkerConsole(
-    const std::string& worker_socket, bool follow, grpc::ServerContext* context,
-    grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer);
+// Sends one chunk to the public client; false when the client went away.
+using ChunkWriter = std::function<bool(const hvstack::v1::ConsoleChunk&)>;
+
+// Relays a running worker's WorkerService.StreamConsole to a public client
+// until the worker's stream ends, the client goes away or `stop` (may be
+// null) is notified (the worker call is then cancelled). Returns the number
+// of bytes relayed, or an error when the worker could not be reached before
+// anything was sent (the caller then falls back to the retained log).
+absl::StatusOr<size_t> ProxyWorkerConsole(const std::string& worker_socket,
+                                          bool follow,
+                                          grpc::ServerContext* context,
+                                          const ChunkWriter& write,
+                                          absl::Notification* stop = nullptr);
 
 // Sends the retained console output (the last kRetainedConsoleBytes of the log
 // file).
 void SendRetainedConsole(const std::string& console_log,
-                         grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer);
+                         const ChunkWriter& write);
+
+// AttachConsole against a running worker: its console output (retained, then
+// followed) goes to `stream`; the data of `first` and of every later request
+// goes to the worker's WriteConsole. Ends as documented in vm.proto: with
+// `ended` once the worker's console ends, or at once when the client closes
+// its side. A worker that cannot be reached (it just exited) gets the
+// retained log from `console_log` sent instead.
+using AttachStream =
+    grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
+                             hvstack::v1::AttachConsoleRequest>;
+void AttachWorkerConsole(const std::string& worker_socket,
+                         const std::string& console_log,
+                         const hvstack::v1::AttachConsoleRequest& first,
+                         grpc::ServerContext* context, AttachStream* stream);
 
 inline constexpr size_t kRetainedConsoleBytes = 1 << 20;
+// How long AttachConsole waits for the client to close its side after
+// `ended`.
+inline constexpr absl::Duration kAttachCloseGrace = absl::Seconds(5);
 
 }  // namespace vmms
 

@@ -36,6 +36,11 @@ CREATE TABLE vm_state_history (
 );
 CREATE INDEX vm_state_history_by_vm ON vm_state_history(vm_uuid, id);
 )sql"},
+    {2, "initrd path and in-place reboot counter", R"sql(
+ALTER TABLE vms ADD COLUMN initrd_path TEXT NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN reboot_count INTEGER NOT NULL DEFAULT 0
+  CHECK (reboot_count >= 0);
+)sql"},
 };
 
 }  // namespace

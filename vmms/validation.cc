@@ -1,5 +1,13 @@
 #include "vmms/validation.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/scoped_fd.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -50,7 +58,35 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
                      "' is not an absolute path (vmms does not share the "
                      "client's working directory)"));
   }
-  return ValidateKernelImage(kernel, config.memory_mib());
+  if (absl::Status s = ValidateKernelImage(kernel, config.memory_mib());
+      !s.ok()) {
+    return s;
+  }
+  return ValidateInitrd(config);
+}
+
+absl::Status ValidateInitrd(const hvstack::v1::VmConfig& config) {
+  const std::string& path = config.initrd_path();
+  if (path.empty()) return absl::OkStatus();
+  auto invalid = [&](absl::string_view problem) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.initrd_path '", path, "' ", problem));
+  };
+  if (path.front() != '/') {
+    return invalid(
+        "is not an absolute path (vmms does not share the client's working "
+        "directory)");
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return invalid(absl::StrCat("cannot be used: ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) return invalid("is not a regular file");
+  base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return invalid(absl::StrCat("cannot be read: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace vmms

@@ -18,9 +18,14 @@ inline constexpr uint64_t kMaxMemoryMib = 65536;
 // is kept boring. INVALID_ARGUMENT states the rule.
 absl::Status ValidateVmName(const std::string& name);
 
-// Bounds of vcpus and memory, and the kernel image (absolute path, loadable).
-// INVALID_ARGUMENT names the field, the value and the rule.
+// Bounds of vcpus and memory, the kernel image (absolute path, loadable) and
+// the initrd (see ValidateInitrd). INVALID_ARGUMENT names the field, the value
+// and the rule.
 absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config);
+
+// An empty initrd_path, or an absolute path of an existing, readable regular
+// file. INVALID_ARGUMENT naming the path and what is wrong with it.
+absl::Status ValidateInitrd(const hvstack::v1::VmConfig& config);
 
 }  // namespace vmms
 

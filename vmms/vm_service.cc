@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
 #include "vmms/console_proxy.h"
 #include "vmms/log_format.h"
@@ -95,14 +98,54 @@ grpc::Status VmServiceImpl::StreamConsole(
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
     absl::StatusOr<size_t> relayed = ProxyWorkerConsole(
-        *source->worker_socket, request->follow(), context, writer);
+        *source->worker_socket, request->follow(), context,
+        [writer](const hvstack::v1::ConsoleChunk& c) {
+          return writer->Write(c);
+        });
     if (relayed.ok()) return grpc::Status::OK;
     // The worker went away between the lookup and the call: its log has
     // everything it wrote.
     spdlog::info("VM {}: {}; sending the retained log", request->name(),
                  relayed.status().message());
   }
-  SendRetainedConsole(source->console_log, writer);
+  SendRetainedConsole(source->console_log,
+                      [writer](const hvstack::v1::ConsoleChunk& c) {
+                        return writer->Write(c);
+                      });
+  return grpc::Status::OK;
+}
+
+grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
+                                          AttachStream* stream) {
+  hvstack::v1::AttachConsoleRequest first;
+  if (!stream->Read(&first)) return grpc::Status::OK;  // Closed at once.
+  if (absl::Status s = ValidateVmName(first.name()); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<ConsoleSource> source = workers_->Console(first.name());
+  if (!source.ok()) return ToGrpc(source.status());
+  if (source->worker_socket.has_value()) {
+    AttachWorkerConsole(*source->worker_socket, source->console_log, first,
+                        context, stream);
+    return grpc::Status::OK;
+  }
+  // No worker: what the VM wrote last time, then the end. Input is discarded
+  // until the client closes its side.
+  auto write = [stream](const hvstack::v1::ConsoleChunk& c) {
+    return stream->Write(c);
+  };
+  SendRetainedConsole(source->console_log, write);
+  hvstack::v1::ConsoleChunk ended;
+  ended.set_ended(true);
+  if (!stream->Write(ended)) return grpc::Status::OK;
+  absl::Notification closed;
+  std::thread drain([&] {
+    hvstack::v1::AttachConsoleRequest ignored;
+    while (stream->Read(&ignored)) {
+    }
+    closed.Notify();
+  });
+  if (!closed.WaitForNotificationWithTimeout(kAttachCloseGrace))
+    context->TryCancel();
+  drain.join();
   return grpc::Status::OK;
 }
 

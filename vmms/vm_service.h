@@ -37,6 +37,11 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerContext* context,
       const hvstack::v1::StreamConsoleRequest* request,
       grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) override;
+  grpc::Status AttachConsole(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
+                               hvstack::v1::AttachConsoleRequest>* stream)
+      override;
 
  private:
   VmStore* const store_;

@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/server.h"
@@ -446,6 +448,174 @@ TEST(ServerTest, TooLongSocketPathIsAClearError) {
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(server.status().message(), HasSubstr("at most 107 bytes"));
   EXPECT_FALSE(std::filesystem::exists(options.state_dir));  // Nothing made.
+}
+
+grpc::Status CreateWithInitrd(hvstack::v1::VmService::Stub& stub,
+                              const std::string& name,
+                              const std::string& initrd,
+                              hvstack::v1::Vm* out) {
+  hvstack::v1::CreateVmRequest request;
+  request.set_name(name);
+  request.mutable_config()->set_vcpus(1);
+  request.mutable_config()->set_memory_mib(64);
+  request.mutable_config()->set_kernel_path(testing::HelloKernel());
+  request.mutable_config()->set_cmdline("serve");
+  request.mutable_config()->set_initrd_path(initrd);
+  grpc::ClientContext context;
+  return stub.CreateVm(&context, request, out);
+}
+
+TEST_F(VmServiceTest, InitrdMustBeAReadableRegularFile) {
+  hvstack::v1::Vm vm;
+  const std::string missing = dir_.path() + "/no-initrd";
+  ExpectError(CreateWithInitrd(*stub_, "web1", missing, &vm),
+              grpc::StatusCode::INVALID_ARGUMENT,
+              "config.initrd_path '" + missing + "' cannot be used");
+  ExpectError(CreateWithInitrd(*stub_, "web1", dir_.path(), &vm),
+              grpc::StatusCode::INVALID_ARGUMENT, "is not a regular file");
+  ExpectError(CreateWithInitrd(*stub_, "web1", "initrd.img", &vm),
+              grpc::StatusCode::INVALID_ARGUMENT, "not an absolute path");
+
+  const std::string initrd = dir_.path() + "/initrd.img";
+  { std::ofstream(initrd) << "070701"; }
+  ASSERT_TRUE(CreateWithInitrd(*stub_, "web1", initrd, &vm).ok());
+  EXPECT_EQ(vm.config().initrd_path(), initrd);
+  ASSERT_TRUE(Get("web1", &vm).ok());
+  EXPECT_EQ(vm.config().initrd_path(), initrd) << "stored";
+
+  // Checked again at start: the file may have gone.
+  std::filesystem::remove(initrd);
+  ExpectError(Start("web1"), grpc::StatusCode::INVALID_ARGUMENT,
+              "config.initrd_path '" + initrd + "' cannot be used");
+  ASSERT_TRUE(Get("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+}
+
+TEST_F(VmServiceTest, InitrdReachesTheWorkerConfig) {
+  const std::string initrd = dir_.path() + "/initrd.img";
+  { std::ofstream(initrd) << "070701"; }
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(CreateWithInitrd(*stub_, "web1", initrd, &vm).ok());
+  ASSERT_TRUE(Start("web1", &vm).ok());
+  hvstack::internal::WorkerConfig config;
+  {
+    std::ifstream in(RuntimePathsFor(options_.state_dir, vm.uuid()).dir +
+                         "/worker_config.pb",
+                     std::ios::binary);
+    ASSERT_TRUE(config.ParseFromIstream(&in));
+  }
+  EXPECT_EQ(config.initrd_path(), initrd);
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  EXPECT_EQ(config.console_log_path(), paths.console_log);
+  EXPECT_EQ(config.exit_report_path(), paths.exit_report);
+  ASSERT_TRUE(Stop("web1").ok());
+}
+
+TEST_F(VmServiceTest, GuestRebootsAreCountedAndRecorded) {
+  ASSERT_TRUE(Create("rb", "reboot").ok());
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Start("rb", &vm).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    ASSERT_TRUE(Get("rb", &vm).ok());
+    if (vm.reboot_count() == 2) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(vm.reboot_count(), 2u);
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_EQ(vm.state_reason(), "guest rebooted: fake reset");
+  EXPECT_THAT(StateHistory(vm.uuid()),
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_RUNNING, VM_STATE_RUNNING));
+  ASSERT_TRUE(Stop("rb", &vm).ok());
+  EXPECT_EQ(vm.reboot_count(), 2u) << "kept after the VM stops";
+  // A new start counts from 0 again (the fake reboots twice per run).
+  ASSERT_TRUE(Start("rb", &vm).ok());
+  EXPECT_EQ(vm.reboot_count(), 0u);
+  ASSERT_TRUE(Stop("rb").ok());
+}
+
+TEST_F(VmServiceTest, AttachConsoleForwardsInputAndEndsWhenTheClientDetaches) {
+  ASSERT_TRUE(Create("con", "serve").ok());
+  ASSERT_TRUE(Start("con").ok());
+  grpc::ClientContext context;
+  auto stream = stub_->AttachConsole(&context);
+  hvstack::v1::AttachConsoleRequest request;
+  request.set_name("con");
+  request.set_data("hi there");
+  ASSERT_TRUE(stream->Write(request));
+  std::string seen;
+  hvstack::v1::ConsoleChunk chunk;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (seen.find("echo: hi there") == std::string::npos &&
+         absl::Now() < deadline && stream->Read(&chunk)) {
+    seen += chunk.data();
+  }
+  EXPECT_THAT(seen, HasSubstr("booted\n"));
+  EXPECT_THAT(seen, HasSubstr("echo: hi there"));
+  ASSERT_TRUE(stream->WritesDone());
+  while (stream->Read(&chunk)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  ASSERT_TRUE(Stop("con").ok());
+}
+
+TEST_F(VmServiceTest, AttachConsoleSendsEndedWhenTheVmStops) {
+  ASSERT_TRUE(Create("con", "serve").ok());
+  ASSERT_TRUE(Start("con").ok());
+  grpc::ClientContext context;
+  auto stream = stub_->AttachConsole(&context);
+  hvstack::v1::AttachConsoleRequest request;
+  request.set_name("con");
+  ASSERT_TRUE(stream->Write(request));
+  hvstack::v1::ConsoleChunk chunk;
+  ASSERT_TRUE(stream->Read(&chunk));
+  std::thread stopper([this] { EXPECT_TRUE(Stop("con").ok()); });
+  bool ended = false;
+  while (stream->Read(&chunk)) {
+    if (chunk.ended()) {
+      ended = true;
+      stream->WritesDone();
+    }
+  }
+  EXPECT_TRUE(ended);
+  EXPECT_TRUE(stream->Finish().ok());
+  stopper.join();
+}
+
+TEST_F(VmServiceTest, AttachConsoleOfAStoppedVmSendsTheLogAndEnded) {
+  ASSERT_TRUE(Create("off1", "poweroff").ok());
+  ASSERT_TRUE(Start("off1").ok());
+  WaitForState("off1", VM_STATE_OFF);
+  grpc::ClientContext context;
+  auto stream = stub_->AttachConsole(&context);
+  hvstack::v1::AttachConsoleRequest request;
+  request.set_name("off1");
+  ASSERT_TRUE(stream->Write(request));
+  std::string seen;
+  bool ended = false;
+  hvstack::v1::ConsoleChunk chunk;
+  while (stream->Read(&chunk)) {
+    seen += chunk.data();
+    if (chunk.ended()) {
+      ended = true;
+      stream->WritesDone();
+    }
+  }
+  EXPECT_EQ(seen, "hello\n");
+  EXPECT_TRUE(ended);
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(VmServiceTest, AttachConsoleOfAnUnknownVmIsNotFound) {
+  grpc::ClientContext context;
+  auto stream = stub_->AttachConsole(&context);
+  hvstack::v1::AttachConsoleRequest request;
+  request.set_name("nope");
+  ASSERT_TRUE(stream->Write(request));
+  hvstack::v1::ConsoleChunk chunk;
+  EXPECT_FALSE(stream->Read(&chunk));
+  ExpectError(stream->Finish(), grpc::StatusCode::NOT_FOUND, "'nope'");
 }
 
 }  // namespace

@@ -13,7 +13,8 @@ using google::protobuf::util::TimeUtil;
 
 constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
-    "create_time_us, update_time_us, state_change_time_us, worker_pid";
+    "create_time_us, update_time_us, state_change_time_us, worker_pid, "
+    "initrd_path, reboot_count";
 
 VmState StateFromName(const std::string& name) {
   if (name == "off") return hvstack::v1::VM_STATE_OFF;
@@ -42,6 +43,8 @@ Vm VmFromRow(const Statement& row) {
   *vm.mutable_state_change_time() =
       TimeUtil::MicrosecondsToTimestamp(row.ColumnInt64(10));
   vm.set_worker_pid(row.ColumnInt64(11));
+  vm.mutable_config()->set_initrd_path(row.ColumnText(12));
+  vm.set_reboot_count(static_cast<uint32_t>(row.ColumnInt64(13)));
   return vm;
 }
 
@@ -103,12 +106,13 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   const std::string reason = "created";
   absl::StatusOr<Statement> stmt = db_.Prepare(
       absl::StrCat("INSERT INTO vms (", kColumns,
-                   ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"));
+                   ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
       vm.config().kernel_path(), vm.config().cmdline(),
-      StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now);
+      StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now,
+      vm.config().initrd_path());
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -181,17 +185,52 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
   if (!before.ok()) return before.status();
   int64_t now = absl::ToUnixMicros(absl::Now());
+  // The reboot counter counts since the VM was last started.
   absl::StatusOr<Statement> stmt = db_.Prepare(
       "UPDATE vms SET state = ?, state_reason = ?, update_time_us = ?, "
-      "state_change_time_us = ?, worker_pid = ? WHERE uuid = ?");
+      "state_change_time_us = ?, worker_pid = ?, "
+      "reboot_count = CASE WHEN ? THEN 0 ELSE reboot_count END "
+      "WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
   absl::Status s =
       stmt->BindAll(StateName(state), reason, now, now,
-                    worker_pid.value_or(before->worker_pid()), uuid);
+                    worker_pid.value_or(before->worker_pid()),
+                    int64_t{state == hvstack::v1::VM_STATE_STARTING}, uuid);
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) return s;
   if (s = InsertHistory(db_, uuid, StateName(before->state()), state, reason,
                         now);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
+  if (!after.ok()) return after.status();
+  if (s = tx->Commit(); !s.ok()) return s;
+  return after;
+}
+
+absl::StatusOr<Vm> VmStore::RecordReboot(const std::string& uuid,
+                                         const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  if (before->state() != hvstack::v1::VM_STATE_RUNNING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM '", before->name(), "' is ",
+                     StateName(before->state()), "; a reboot needs Running"));
+  }
+  int64_t now = absl::ToUnixMicros(absl::Now());
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      "UPDATE vms SET reboot_count = reboot_count + 1, state_reason = ?, "
+      "update_time_us = ? WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  absl::Status s = stmt->BindAll(reason, now, uuid);
+  if (!s.ok()) return s;
+  if (s = stmt->Run(); !s.ok()) return s;
+  if (s = InsertHistory(db_, uuid, StateName(before->state()),
+                        before->state(), reason, now);
       !s.ok()) {
     return s;
   }

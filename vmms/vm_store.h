@@ -48,10 +48,17 @@ class VmStore {
   absl::StatusOr<std::vector<Vm>> List();
 
   // Records a state change and its history row; `worker_pid` replaces the
-  // stored pid when given.
+  // stored pid when given. Entering Starting resets the reboot counter (it
+  // counts reboots since the last start).
   absl::StatusOr<Vm> SetState(const std::string& uuid, VmState state,
                               const std::string& reason,
                               std::optional<int64_t> worker_pid = std::nullopt);
+
+  // An in-place guest reboot of a Running VM: increments reboot_count, sets
+  // the state reason and adds a history row running -> running with
+  // `reason`, in one transaction. FailedPrecondition unless Running.
+  absl::StatusOr<Vm> RecordReboot(const std::string& uuid,
+                                  const std::string& reason);
 
   // Records the worker process of a Starting VM. Not a state change: no history
   // row.

@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/log_format.h"
 #include "vmms/validation.h"
@@ -116,8 +118,11 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   config.set_memory_mib(vm.config().memory_mib());
   config.set_kernel_path(vm.config().kernel_path());
   config.set_cmdline(vm.config().cmdline());
+  config.set_initrd_path(vm.config().initrd_path());
   config.set_runtime_dir(paths.dir);
   config.set_socket_path(paths.worker_socket);
+  config.set_console_log_path(paths.console_log);
+  config.set_exit_report_path(paths.exit_report);
   config.set_kvm_fd(kWorkerKvmFd);
   config.set_kvm_device_path(options_.kvm_device);
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
@@ -171,6 +176,8 @@ void WorkerManager::Supervise(Worker* worker) {
     worker->ready = true;
     spdlog::info("VM {}: worker {} ready", worker->name, worker->pid);
   }
+  std::thread events;
+  if (n == 1) events = std::thread([this, worker] { WatchEvents(worker); });
 
   // Wait without reaping: until the reap (under worker->mu) the pid cannot be
   // reused, so Stop may signal it safely.
@@ -178,6 +185,14 @@ void WorkerManager::Supervise(Worker* worker) {
   while (::waitid(P_PID, worker->pid, &info, WEXITED | WNOWAIT) != 0 &&
          errno == EINTR) {
   }
+  // Every event the worker sent is recorded before its final state.
+  {
+    absl::MutexLock lock(&worker->events_mu);
+    worker->process_gone = true;
+    if (worker->events_context != nullptr)
+      worker->events_context->TryCancel();
+  }
+  if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
 
@@ -200,6 +215,72 @@ void WorkerManager::Supervise(Worker* worker) {
   worker->exited = true;
 }
 
+void WorkerManager::WatchEvents(Worker* worker) {
+  constexpr int kMaxAttempts = 5;
+  uint64_t last_sequence = 0;
+  for (int failures = 0; failures < kMaxAttempts;) {
+    auto channel = grpc::CreateChannel("unix:" + worker->paths.worker_socket,
+                                       grpc::InsecureChannelCredentials());
+    auto stub = hvstack::internal::WorkerService::NewStub(channel);
+    grpc::ClientContext context;
+    {
+      absl::MutexLock lock(&worker->events_mu);
+      if (worker->process_gone) return;
+      worker->events_context = &context;
+    }
+    hvstack::internal::WatchEventsRequest request;
+    request.set_after_sequence(last_sequence);
+    auto reader = stub->WatchEvents(&context, request);
+    hvstack::internal::WorkerEvent event;
+    while (reader->Read(&event)) {
+      last_sequence = event.sequence();
+      failures = 0;
+      HandleWorkerEvent(*worker, event);
+    }
+    grpc::Status status = reader->Finish();
+    {
+      absl::MutexLock lock(&worker->events_mu);
+      worker->events_context = nullptr;
+      if (worker->process_gone) return;
+    }
+    // The worker ends its event stream when it is about to exit.
+    if (status.ok()) return;
+    if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      spdlog::warn("VM {}: worker {} has no event stream; reboots are not "
+                   "recorded",
+                   worker->name, worker->pid);
+      return;
+    }
+    ++failures;
+    spdlog::warn("VM {}: worker events: {} (attempt {} of {})", worker->name,
+                 status.error_message(), failures, kMaxAttempts);
+    absl::SleepFor(absl::Milliseconds(100) * failures);
+  }
+}
+
+void WorkerManager::HandleWorkerEvent(
+    const Worker& worker, const hvstack::internal::WorkerEvent& event) {
+  switch (event.kind_case()) {
+    case hvstack::internal::WorkerEvent::kRebooted: {
+      const std::string& detail = event.rebooted().reason();
+      spdlog::info("VM {}: guest rebooted in place (worker count {}): {}",
+                   worker.name, event.rebooted().reboot_count(), detail);
+      absl::StatusOr<Vm> vm = store_->RecordReboot(
+          worker.uuid, detail.empty() ? "guest rebooted"
+                                      : absl::StrCat("guest rebooted: ", detail));
+      if (!vm.ok()) {
+        // E.g. a stop is under way (Stopping): the reboot no longer matters.
+        spdlog::info("VM {}: reboot not recorded: {}", worker.name,
+                     vm.status().message());
+      }
+      break;
+    }
+    default:
+      // A kind this vmms does not know yet (a newer worker): skip it.
+      break;
+  }
+}
+
 absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
   std::shared_ptr<Worker> worker;
   std::shared_ptr<Worker> previous;
@@ -211,8 +292,14 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
     if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
       return WrongState(*vm, "start");
     }
-    // The kernel was checked at creation, but files change; say so before
-    // touching anything.
+    // The kernel and initrd were checked at creation, but files change; say
+    // so before touching anything. A missing or unreadable initrd is
+    // INVALID_ARGUMENT naming the path; a kernel that no longer loads is
+    // FAILED_PRECONDITION.
+    if (absl::Status s = ValidateInitrd(vm->config()); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("VM '", name, "' cannot start: ", s.message()));
+    }
     if (absl::Status s = ValidateVmConfig(vm->config()); !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("VM '", name, "' cannot start: ", s.message()));

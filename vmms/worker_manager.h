@@ -14,6 +14,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/scoped_fd.h"
+#include <grpcpp/grpcpp.h>
+
+#include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_store.h"
@@ -93,10 +96,21 @@ class WorkerManager {
     std::optional<std::string> stop_reason ABSL_GUARDED_BY(mu);
     absl::Status start_error ABSL_GUARDED_BY(mu);
     Vm running_vm ABSL_GUARDED_BY(mu);
+
+    // The event subscription (WatchEvents) of a ready worker.
+    absl::Mutex events_mu;
+    bool process_gone ABSL_GUARDED_BY(events_mu) = false;
+    grpc::ClientContext* events_context ABSL_GUARDED_BY(events_mu) = nullptr;
   };
 
   // Body of a worker's supervisor thread.
   void Supervise(Worker* worker);
+  // Subscribes to a ready worker's events and records them (reboots) until
+  // its event stream ends or the process is gone. The supervisor joins it
+  // before recording the worker's final state.
+  void WatchEvents(Worker* worker);
+  void HandleWorkerEvent(const Worker& worker,
+                         const hvstack::internal::WorkerEvent& event);
   // Asks the worker to stop, then kills it after the grace period; returns once
   // it is reaped.
   absl::Status StopWorker(Worker* worker, const std::string& reason);

@@ -45,7 +45,11 @@ WorkerExitReport OutcomeReport(const vid::RunOutcome& outcome) {
 
 absl::Status WriteExitReport(const std::string& dir,
                              const WorkerExitReport& report) {
-  const std::string path = absl::StrCat(dir, "/", kExitReportFile);
+  return WriteExitReportFile(absl::StrCat(dir, "/", kExitReportFile), report);
+}
+
+absl::Status WriteExitReportFile(const std::string& path,
+                                 const WorkerExitReport& report) {
   const std::string tmp = path + ".tmp";
   std::string bytes;
   if (!report.SerializeToString(&bytes)) {

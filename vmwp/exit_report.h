@@ -24,6 +24,10 @@ hvstack::internal::WorkerExitReport OutcomeReport(
 // that vmms never reads a partial report.
 absl::Status WriteExitReport(const std::string& dir,
                              const hvstack::internal::WorkerExitReport& report);
+// The same at `path` (WorkerConfig.exit_report_path); `path`.tmp is the
+// temporary file.
+absl::Status WriteExitReportFile(
+    const std::string& path, const hvstack::internal::WorkerExitReport& report);
 
 // The process exit code for a report: 0 when the VM ended cleanly (power-off,
 // crash, stop: the worker did its job), 1 for WORKER_ERROR.

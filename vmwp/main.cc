@@ -68,9 +68,10 @@ int main(int argc, char** argv) {
 
   vmwp::SignalWatcher signals;
   hvstack::internal::WorkerExitReport report;
-  // The config lives in the runtime directory; it is where the report goes if
-  // the config itself is unusable.
-  std::string report_dir = DirName(config_path);
+  // The config names where the report goes; if the config itself is unusable,
+  // the report goes next to it (the runtime directory).
+  std::string report_path =
+      absl::StrCat(DirName(config_path), "/", vmwp::kExitReportFile);
   absl::StatusOr<hvstack::internal::WorkerConfig> config =
       vmwp::ReadWorkerConfig(config_path);
   if (!config.ok()) {
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
     if (ready_fd >= 0) ::close(ready_fd);
     report = vmwp::ErrorReport(config.status());
   } else {
-    report_dir = config->runtime_dir();
+    report_path = config->exit_report_path();
     if (absl::Status s =
             vmwp::SetUpWorkerLogging(config->runtime_dir(), config->vm_name());
         !s.ok()) {
@@ -90,7 +91,8 @@ int main(int argc, char** argv) {
   }
 
   int code = vmwp::ExitCodeFor(report);
-  if (absl::Status s = vmwp::WriteExitReport(report_dir, report); !s.ok()) {
+  if (absl::Status s = vmwp::WriteExitReportFile(report_path, report);
+      !s.ok()) {
     // vmms falls back to the wait status; make it say something went wrong.
     spdlog::error("cannot write the exit report: {}", s.ToString());
     code = 3;

@@ -13,6 +13,8 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,11 +24,16 @@
 #include "vid/partition.h"
 #include "vmwp/boot/boot_vp.h"
 #include "vmwp/console/console.h"
+#include "vmwp/devices/acpi_pm1_event.h"
 #include "vmwp/devices/acpi_power_port.h"
+#include "vmwp/devices/cmos_rtc.h"
+#include "vmwp/devices/i8042.h"
 #include "vmwp/devices/uart16550.h"
 #include "vmwp/exit_report.h"
 #include "vmwp/loader/guest_layout.h"
 #include "vmwp/loader/kernel_image.h"
+#include "vmwp/reboot_guard.h"
+#include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
 
 namespace vmwp {
@@ -85,19 +92,187 @@ void SignalReady(int ready_fd) {
                  strerror(errno));
 }
 
-// Everything a running VM consists of. Members are destroyed in reverse order:
-// the server first (no RPC touches the VM any more), then the partition (no VP
-// thread dispatches to a device any more), then the devices and the console
-// they write to.
-struct Vm {
-  std::unique_ptr<Console> console;
+constexpr uint32_t kCom1Gsi = 4;
+constexpr uint32_t kKeyboardGsi = 1;
+constexpr uint32_t kAuxGsi = 12;
+
+// Starts, stops and reboots whichever partition is current. Stop requests (RPC,
+// signals) may arrive at any moment, including between two boots of an
+// in-place reboot; they are remembered and honoured by the run loop.
+class RunControl {
+ public:
+  void SetPartition(vid::Partition* partition) {
+    absl::MutexLock lock(&mu_);
+    partition_ = partition;
+    if (partition_ != nullptr && stop_reason_.has_value())
+      partition_->RequestStop(*stop_reason_);
+  }
+
+  void RequestStop(const std::string& reason) {
+    absl::MutexLock lock(&mu_);
+    if (!stop_reason_.has_value()) stop_reason_ = reason;
+    if (partition_ != nullptr) partition_->RequestStop(reason);
+  }
+
+  // From a device on a VP thread (the i8042 reset line).
+  void RequestReboot(const std::string& reason) {
+    absl::MutexLock lock(&mu_);
+    if (partition_ != nullptr) partition_->RequestReboot(reason);
+  }
+
+  std::optional<std::string> stop_reason() {
+    absl::MutexLock lock(&mu_);
+    return stop_reason_;
+  }
+
+  // Whether `outcome` of the current partition is a guest reset (the i8042
+  // reset line, a KVM reset event or a triple fault, as vid reports them).
+  static bool IsReboot(const vid::RunOutcome& outcome) {
+    return outcome.kind == vid::RunOutcome::Kind::kReboot;
+  }
+
+ private:
+  absl::Mutex mu_;
+  vid::Partition* partition_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::optional<std::string> stop_reason_ ABSL_GUARDED_BY(mu_);
+};
+
+// Console input goes to the current boot's UART; between boots it is dropped.
+class ConsoleInputRouter {
+ public:
+  size_t Push(std::string_view bytes) {
+    absl::MutexLock lock(&mu_);
+    if (uart_ == nullptr) {
+      dropped_ += bytes.size();
+      return 0;
+    }
+    return uart_->PushInput(bytes);
+  }
+  void Attach(Uart16550* uart) {
+    absl::MutexLock lock(&mu_);
+    if (uart_ != nullptr) dropped_ += uart_->input_dropped();
+    uart_ = uart;
+  }
+  uint64_t dropped() {
+    absl::MutexLock lock(&mu_);
+    return dropped_ + (uart_ != nullptr ? uart_->input_dropped() : 0);
+  }
+
+ private:
+  absl::Mutex mu_;
+  Uart16550* uart_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One boot of the VM: a partition and the devices it dispatches to. An
+// in-place reboot destroys it and builds the next one. Members are destroyed
+// in reverse order: the partition first (no VP thread dispatches to a device
+// any more), then the devices.
+struct Boot {
   std::unique_ptr<Uart16550> com1;
+  std::unique_ptr<I8042> i8042;
+  std::unique_ptr<CmosRtc> rtc;
+  std::unique_ptr<AcpiPm1Event> pm1_event;
   std::unique_ptr<AcpiPowerPort> power;
   std::unique_ptr<vid::Partition> partition;
+};
+
+// What lives as long as the worker: KVM, the console (ring + log), the
+// service, and what a PC keeps across a reset (the CMOS RTC's RAM and clock).
+// Members are destroyed in reverse order: the server first, then the current
+// boot, then the console the devices wrote to.
+struct Vm {
+  std::unique_ptr<hvcore::KvmSystem> kvm;
+  std::unique_ptr<Console> console;
+  ConsoleInputRouter input;
+  RunControl control;
+  WorkerEventLog events;
+  std::optional<CmosRtc::Persistent> rtc_state;
+  std::atomic<uint32_t> reboots{0};
+  std::unique_ptr<Boot> boot;
   std::unique_ptr<WorkerServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
   std::atomic<bool> running{false};
 };
+
+// Kernel (bzImage, vmlinux/PVH or ELF), initrd, command line, ACPI tables,
+// zero page or PVH start_info, e820 (logged), boot VP: vmwp/boot. Called for
+// every boot: an in-place reboot starts from fresh RAM.
+absl::Status SetUpGuest(const WorkerConfig& config, vid::Partition& p) {
+  if (absl::StatusOr<BootImage> boot = BootGuest(config, p); !boot.ok())
+    return boot.status();
+  return absl::OkStatus();
+}
+
+absl::Status RegisterPorts(vid::Partition& p, const char* name, uint16_t port,
+                           uint16_t count, vid::PortIoHandler* handler) {
+  return p.io().RegisterPortIo(name, port, count, handler);
+}
+
+// A partition with its devices, the guest loaded, ready to Run().
+absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
+                                                Vm& vm) {
+  auto boot = std::make_unique<Boot>();
+  absl::StatusOr<std::unique_ptr<vid::Partition>> partition =
+      vid::Partition::Create({.vcpus = config.vcpus(),
+                              .memory_bytes = config.memory_mib() << 20},
+                             *vm.kvm);
+  if (!partition.ok())
+    return Annotate(partition.status(), "cannot create the partition");
+  boot->partition = *std::move(partition);
+  vid::Partition* p = boot->partition.get();
+  spdlog::info("partition: {} VP(s), {} MiB", p->vp_count(),
+               config.memory_mib());
+
+  // Interrupt lines (ISA IRQs = GSIs 0-15 through the in-kernel PIC and
+  // IOAPIC). vid logs ioctl failures, rate-limited; a device cannot do better.
+  absl::StatusOr<vid::InterruptLine> com1_irq = p->GetInterruptLine(kCom1Gsi);
+  absl::StatusOr<vid::InterruptLine> kbd_irq = p->GetInterruptLine(kKeyboardGsi);
+  absl::StatusOr<vid::InterruptLine> aux_irq = p->GetInterruptLine(kAuxGsi);
+  for (const auto* line : {&com1_irq, &kbd_irq, &aux_irq}) {
+    if (!line->ok()) return Annotate(line->status(), "interrupt line");
+  }
+  auto drive = [](vid::InterruptLine line) {
+    return [line](bool level) mutable { (void)line.Set(level); };
+  };
+
+  Console* console = vm.console.get();
+  RunControl* control = &vm.control;
+  boot->com1 = std::make_unique<Uart16550>(
+      [console](std::string_view b) { console->Write(b); });
+  boot->com1->SetInterruptLine(drive(*com1_irq));
+  boot->i8042 = std::make_unique<I8042>([control] {
+    spdlog::info("guest pulsed the i8042 reset line");
+    control->RequestReboot(
+        "guest pulsed the i8042 reset line (keyboard controller reset)");
+  });
+  boot->i8042->SetInterruptLines(drive(*kbd_irq), drive(*aux_irq));
+  boot->rtc = vm.rtc_state.has_value() ? std::make_unique<CmosRtc>(*vm.rtc_state)
+                                       : std::make_unique<CmosRtc>();
+  boot->pm1_event = std::make_unique<AcpiPm1Event>();
+  boot->power = std::make_unique<AcpiPowerPort>([p] {
+    spdlog::info("guest wrote ACPI S5 (power off) to PM1a_CNT");
+    p->RequestPowerOff("guest requested ACPI S5 power off");
+  });
+  for (absl::Status s : {
+           RegisterPorts(*p, "com1", boot->com1->base(),
+                         Uart16550::kPortCount, boot->com1.get()),
+           RegisterPorts(*p, "i8042_data", I8042::kDataPort, 1,
+                         boot->i8042.get()),
+           RegisterPorts(*p, "i8042_cmd", I8042::kCommandPort, 1,
+                         boot->i8042.get()),
+           RegisterPorts(*p, "cmos_rtc", CmosRtc::kIndexPort,
+                         CmosRtc::kPortCount, boot->rtc.get()),
+           RegisterPorts(*p, "pm1a_evt", AcpiPm1Event::kPm1aEventPort,
+                         AcpiPm1Event::kPortCount, boot->pm1_event.get()),
+           RegisterPorts(*p, "pm1a_cnt", AcpiPowerPort::kPm1aControlPort, 2,
+                         boot->power.get()),
+       }) {
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
+  return boot;
+}
 
 absl::Status Compose(const WorkerConfig& config, Vm& vm,
                      SignalWatcher* signals) {
@@ -114,64 +289,61 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
 
   absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm = OpenKvm(config);
   if (!kvm.ok()) return kvm.status();
-  absl::StatusOr<std::unique_ptr<vid::Partition>> partition =
-      vid::Partition::Create(
-          {.vcpus = config.vcpus(), .memory_bytes = memory_bytes}, **kvm);
-  if (!partition.ok())
-    return Annotate(partition.status(), "cannot create the partition");
-  vm.partition = *std::move(partition);
-  vid::Partition* p = vm.partition.get();
-  spdlog::info("partition: {} VP(s), {} MiB", p->vp_count(),
-               config.memory_mib());
+  vm.kvm = *std::move(kvm);
 
   absl::StatusOr<std::unique_ptr<ConsoleLogFile>> log_file =
-      ConsoleLogFile::Create(absl::StrCat(config.runtime_dir(), "/console.log"),
+      ConsoleLogFile::Create(config.console_log_path(),
                              ConsoleLogFile::kDefaultMaxBytes);
   if (!log_file.ok()) return log_file.status();
   vm.console = std::make_unique<Console>(*std::move(log_file));
-  Console* console = vm.console.get();
-  vm.com1 = std::make_unique<Uart16550>(
-      [console](std::string_view b) { console->Write(b); });
-  vm.power = std::make_unique<AcpiPowerPort>([p] {
-    spdlog::info("guest wrote ACPI S5 (power off) to PM1a_CNT");
-    p->RequestPowerOff("guest requested ACPI S5 power off");
-  });
-  if (absl::Status s = p->io().RegisterPortIo(
-          "com1", vm.com1->base(), Uart16550::kPortCount, vm.com1.get());
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = p->io().RegisterPortIo(
-          "pm1a_cnt", AcpiPowerPort::kPm1aControlPort, 2, vm.power.get());
-      !s.ok()) {
-    return s;
-  }
 
-  // Kernel (bzImage, vmlinux/PVH or ELF), initrd, command line, ACPI tables,
-  // zero page or PVH start_info, e820 (logged), boot VP: vmwp/boot.
-  if (absl::StatusOr<BootImage> boot = BootGuest(config, *p); !boot.ok())
-    return boot.status();
+  absl::StatusOr<std::unique_ptr<Boot>> boot = BuildBoot(config, vm);
+  if (!boot.ok()) return boot.status();
+  vm.boot = *std::move(boot);
+  vm.input.Attach(vm.boot->com1.get());
+  vm.control.SetPartition(vm.boot->partition.get());
 
+  RunControl* control = &vm.control;
   vm.service = std::make_unique<WorkerServiceImpl>(
-      config.vm_uuid(), &console->ring(),
+      config.vm_uuid(), &vm.console->ring(),
       WorkerServiceImpl::Hooks{
           .stop =
-              [p] {
+              [control] {
                 spdlog::info("stop requested over WorkerService");
-                p->RequestStop("stop requested by vmms");
+                control->RequestStop("stop requested by vmms");
               },
           .running = [&vm] { return vm.running.load(); },
-      });
+          .console_input =
+              [&vm](std::string_view bytes) { return vm.input.Push(bytes); },
+          .reboot_count = [&vm] { return vm.reboots.load(); },
+          .console_input_dropped = [&vm] { return vm.input.dropped(); },
+      },
+      &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
       StartWorkerServer(config.socket_path(), vm.service.get());
   if (!server.ok()) return server.status();
   vm.server = *std::move(server);
   spdlog::info("serving WorkerService on unix:{}", config.socket_path());
 
-  signals->SetHandler([p](int sig) {
+  signals->SetHandler([control](int sig) {
     spdlog::info("signal {} ({}): stopping the VM", sig, strsignal(sig));
-    p->RequestStop(absl::StrCat("worker received signal ", sig));
+    control->RequestStop(absl::StrCat("worker received signal ", sig));
   });
+  return absl::OkStatus();
+}
+
+// Ends the current boot and builds the next one, keeping the RTC's RAM and
+// clock. An error means the VM cannot run again.
+absl::Status Reboot(const WorkerConfig& config, Vm& vm) {
+  vm.control.SetPartition(nullptr);
+  vm.input.Attach(nullptr);
+  vm.rtc_state = vm.boot->rtc->Save();
+  vm.boot.reset();
+  absl::StatusOr<std::unique_ptr<Boot>> boot = BuildBoot(config, vm);
+  if (!boot.ok()) return boot.status();
+  vm.boot = *std::move(boot);
+  vm.input.Attach(vm.boot->com1.get());
+  vm.control.SetPartition(vm.boot->partition.get());
   return absl::OkStatus();
 }
 
@@ -202,6 +374,14 @@ absl::StatusOr<WorkerConfig> ReadWorkerConfig(const std::string& path) {
         "memory_mib %d must be an even number of MiB between 2 and %d",
         config.memory_mib(), kMaxGuestMemoryBytes >> 20));
   }
+  // Files the worker writes; vmms names them, older configs get the
+  // runtime-dir defaults.
+  if (config.console_log_path().empty())
+    config.set_console_log_path(
+        absl::StrCat(config.runtime_dir(), "/console.log"));
+  if (config.exit_report_path().empty())
+    config.set_exit_report_path(
+        absl::StrCat(config.runtime_dir(), "/", kExitReportFile));
   if (config.socket_path().empty() ||
       config.socket_path().size() >= sizeof(sockaddr_un{}.sun_path)) {
     return bad(absl::StrFormat("socket_path \"%s\" must be 1 to %d bytes",
@@ -221,18 +401,57 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     return ErrorReport(s);
   }
 
+  RebootGuard guard(
+      config.reboot_loop_max() > 0 ? config.reboot_loop_max()
+                                   : RebootGuard::kDefaultMaxReboots,
+      config.reboot_loop_window_ms() > 0
+          ? absl::Milliseconds(config.reboot_loop_window_ms())
+          : RebootGuard::kDefaultWindow);
   vm.running.store(true);
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());
-  absl::StatusOr<vid::RunOutcome> outcome = vm.partition->Run();
+  absl::StatusOr<vid::RunOutcome> outcome;
+  absl::Status reboot_error;
+  uint64_t exits = 0;
+  while (true) {
+    outcome = vm.boot->partition->Run();
+    for (const vid::VpStats& s : vm.boot->partition->GetVpStats())
+      exits += s.total_exits;
+    if (!outcome.ok() || !RunControl::IsReboot(*outcome)) break;
+    const uint32_t count = vm.reboots.fetch_add(1) + 1;
+    spdlog::info("VM {}: guest reboot {}: {}", config.vm_name(), count,
+                 outcome->detail);
+    if (!guard.Record(absl::Now())) {
+      outcome = vid::RunOutcome{vid::RunOutcome::Kind::kCrashed,
+                                absl::StrCat("reboot loop: ", guard.Describe(),
+                                             "; last: ", outcome->detail)};
+      spdlog::error("VM {}: {}", config.vm_name(), outcome->detail);
+      break;
+    }
+    hvstack::internal::WorkerEvent event;
+    event.mutable_rebooted()->set_reboot_count(count);
+    event.mutable_rebooted()->set_reason(outcome->detail);
+    vm.events.Publish(std::move(event));
+    if (std::optional<std::string> stop = vm.control.stop_reason()) {
+      outcome = vid::RunOutcome{vid::RunOutcome::Kind::kStopped, *stop};
+      break;
+    }
+    if (reboot_error = Reboot(config, vm); !reboot_error.ok()) {
+      spdlog::error("VM {}: cannot restart after a guest reboot: {}",
+                    config.vm_name(), reboot_error.ToString());
+      break;
+    }
+  }
   vm.running.store(false);
   signals->ClearHandler();
+  vm.control.SetPartition(nullptr);
 
   spdlog::info("VPs stopped; closing console streams and WorkerService");
-  // End console streams (followers get the last output and a clean end of
-  // stream), then stop serving. Other calls are short, so they need no grace
-  // period.
+  // End console and event streams (followers get the last output and a clean
+  // end of stream), then stop serving. Other calls are short, so they need no
+  // grace period.
   vm.console->Close();
+  vm.events.Close();
   if (!vm.service->WaitForStreamsToEnd(kStreamDrainTimeout)) {
     spdlog::warn("console streams did not end within {} ms; cancelling them",
                  absl::ToInt64Milliseconds(kStreamDrainTimeout));
@@ -242,18 +461,22 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
       log != nullptr && !log->status().ok()) {
     spdlog::warn("console log: {}", log->status().ToString());
   }
+  if (const uint64_t dropped = vm.input.dropped(); dropped > 0)
+    spdlog::info("console input: {} byte(s) dropped", dropped);
 
+  if (!reboot_error.ok()) {
+    return ErrorReport(Annotate(reboot_error,
+                                "cannot restart the VM after a guest reboot"));
+  }
   if (!outcome.ok()) {
     spdlog::error("VM {} could not run: {}", config.vm_name(),
                   outcome.status().ToString());
     return ErrorReport(outcome.status());
   }
-  uint64_t exits = 0;
-  for (const vid::VpStats& s : vm.partition->GetVpStats())
-    exits += s.total_exits;
-  spdlog::info("VM {} ended: {}: {} ({} intercepts)", config.vm_name(),
+  spdlog::info("VM {} ended: {}: {} ({} intercepts, {} reboot(s))",
+               config.vm_name(),
                std::string(vid::RunOutcomeKindName(outcome->kind)),
-               outcome->detail, exits);
+               outcome->detail, exits, vm.reboots.load());
   return OutcomeReport(*outcome);
 }
 

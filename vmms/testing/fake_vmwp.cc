@@ -1,17 +1,32 @@
 // A stand-in for vmwp that speaks the worker contract (worker.proto) without
-// KVM, so that vmms's supervision can be tested on any machine. What it does is
-// chosen by the VM's kernel command line (WorkerConfig.cmdline), one word:
-//   poweroff        ready, console "hello\n", exit report GUEST_POWER_OFF, exit
-//   0 at once serve           ready, console "booted\n", serve WorkerService
-//   until Stop (STOP_REQUESTED) serve-deaf      ready, then sleep without
-//   serving or handling Stop (vmms must SIGKILL) guest-crash     ready, exit
-//   report GUEST_CRASHED "triple fault" worker-error    no ready byte, exit
-//   report WORKER_ERROR (FAILED_PRECONDITION), exit 1 die-early       no ready
-//   byte, no report, exit 3 segv            ready, then killed by SIGSEGV
-//   without a report never-ready     sleep without ever reporting ready
-// It also checks the descriptor contract: the kvm descriptor is open, and
-// nothing else above the ready descriptor leaked in; a violation is reported as
-// WORKER_ERROR.
+// KVM, so that vmms's supervision can be tested on any machine.
+//
+// What it does is chosen by the VM's kernel command line
+// (WorkerConfig.cmdline), one word:
+//
+//   poweroff      ready; console "hello\n"; exit report GUEST_POWER_OFF;
+//                 exits 0 at once.
+//   serve         ready; console "booted\n"; serves WorkerService until Stop,
+//                 then exit report STOP_REQUESTED.
+//   reboot        like serve, but first publishes two GuestRebooted events
+//                 (WatchEvents), as a guest that rebooted twice in place.
+//   serve-deaf    ready, then sleeps without serving or handling Stop (vmms
+//                 must SIGKILL it).
+//   guest-crash   ready; exit report GUEST_CRASHED "triple fault".
+//   worker-error  no ready byte; exit report WORKER_ERROR
+//                 (FAILED_PRECONDITION); exits 1.
+//   die-early     no ready byte, no report; exits 3.
+//   segv          ready, then killed by SIGSEGV without a report.
+//   never-ready   sleeps without ever reporting ready.
+//
+// While serving, StreamConsole sends "booted\n", then (follow) "tick N\n"
+// every 50 ms and "echo: <bytes>\n" for console input received through
+// WriteConsole.
+//
+// It also checks the descriptor contract: the kvm descriptor is open and
+// nothing else above the ready descriptor leaked in; a violation is reported
+// as WORKER_ERROR. Files go where WorkerConfig says (console_log_path,
+// exit_report_path).
 #include <dirent.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -26,6 +41,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 
@@ -42,7 +58,7 @@ void WriteReport(WorkerExitReport::Reason reason, const std::string& detail,
   report.set_reason(reason);
   report.set_detail(detail);
   report.set_status_code(code);
-  std::string path = config.runtime_dir() + "/exit_report.pb";
+  std::string path = config.exit_report_path();
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);
@@ -52,7 +68,7 @@ void WriteReport(WorkerExitReport::Reason reason, const std::string& detail,
 }
 
 void AppendConsole(const std::string& text) {
-  std::ofstream out(config.runtime_dir() + "/console.log",
+  std::ofstream out(config.console_log_path(),
                     std::ios::binary | std::ios::app);
   out << text;
 }
@@ -77,7 +93,8 @@ std::string CheckDescriptors(int ready_fd) {
 class FakeWorkerService final
     : public hvstack::internal::WorkerService::Service {
  public:
-  explicit FakeWorkerService(absl::Notification* stop) : stop_(stop) {}
+  explicit FakeWorkerService(absl::Notification* stop, int reboots)
+      : stop_(stop), reboots_(reboots) {}
   grpc::Status GetStatus(grpc::ServerContext*,
                          const hvstack::internal::GetStatusRequest*,
                          hvstack::internal::WorkerStatus* status) override {
@@ -99,15 +116,52 @@ class FakeWorkerService final
     writer->Write(data);
     if (!request->follow()) return grpc::Status::OK;
     for (int i = 0; !stop_->HasBeenNotified() && !context->IsCancelled(); ++i) {
-      data.set_data("tick " + std::to_string(i) + "\n");
+      std::string text = "tick " + std::to_string(i) + "\n";
+      {
+        absl::MutexLock lock(&mu_);
+        if (!input_.empty()) text += "echo: " + input_ + "\n";
+        input_.clear();
+      }
+      data.set_data(text);
       if (!writer->Write(data)) break;
       stop_->WaitForNotificationWithTimeout(absl::Milliseconds(50));
     }
     return grpc::Status::OK;
   }
+  grpc::Status WriteConsole(
+      grpc::ServerContext*,
+      grpc::ServerReader<hvstack::internal::ConsoleInput>* reader,
+      hvstack::internal::ConsoleInputSummary* summary) override {
+    hvstack::internal::ConsoleInput input;
+    while (reader->Read(&input)) {
+      absl::MutexLock lock(&mu_);
+      input_ += input.data();
+      summary->set_accepted(summary->accepted() + input.data().size());
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchEvents(
+      grpc::ServerContext* context,
+      const hvstack::internal::WatchEventsRequest* request,
+      grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override {
+    for (int i = 1; i <= reboots_; ++i) {
+      if (static_cast<uint64_t>(i) <= request->after_sequence()) continue;
+      hvstack::internal::WorkerEvent event;
+      event.set_sequence(i);
+      event.mutable_rebooted()->set_reboot_count(i);
+      event.mutable_rebooted()->set_reason("fake reset");
+      if (!writer->Write(event)) return grpc::Status::OK;
+    }
+    while (!stop_->HasBeenNotified() && !context->IsCancelled())
+      stop_->WaitForNotificationWithTimeout(absl::Milliseconds(50));
+    return grpc::Status::OK;
+  }
 
  private:
   absl::Notification* stop_;
+  const int reboots_;
+  absl::Mutex mu_;
+  std::string input_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -164,10 +218,10 @@ int main(int argc, char** argv) {
     signal(SIGTERM, SIG_IGN);
     while (true) pause();
   }
-  // serve
+  // serve, reboot
   AppendConsole("booted\n");
   absl::Notification stop;
-  FakeWorkerService service(&stop);
+  FakeWorkerService service(&stop, mode == "reboot" ? 2 : 0);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + config.socket_path(),
                            grpc::InsecureServerCredentials());

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,9 +14,33 @@
 
 namespace vmwp {
 
+namespace {
+
+// Counts a long-running call for WaitForStreamsToEnd.
+class ActiveStream {
+ public:
+  ActiveStream(absl::Mutex* mu, int* count) : mu_(mu), count_(count) {
+    absl::MutexLock lock(mu_);
+    ++*count_;
+  }
+  ~ActiveStream() {
+    absl::MutexLock lock(mu_);
+    --*count_;
+  }
+
+ private:
+  absl::Mutex* mu_;
+  int* count_;
+};
+
+}  // namespace
+
 WorkerServiceImpl::WorkerServiceImpl(std::string vm_uuid, ConsoleRing* ring,
-                                     Hooks hooks)
-    : vm_uuid_(std::move(vm_uuid)), ring_(ring), hooks_(std::move(hooks)) {}
+                                     Hooks hooks, const WorkerEventLog* events)
+    : vm_uuid_(std::move(vm_uuid)),
+      ring_(ring),
+      hooks_(std::move(hooks)),
+      events_(events) {}
 
 grpc::Status WorkerServiceImpl::GetStatus(
     grpc::ServerContext*, const hvstack::internal::GetStatusRequest*,
@@ -23,6 +48,9 @@ grpc::Status WorkerServiceImpl::GetStatus(
   response->set_vm_uuid(vm_uuid_);
   response->set_running(hooks_.running ? hooks_.running() : false);
   response->set_console_bytes(ring_->end_offset());
+  if (hooks_.reboot_count) response->set_reboot_count(hooks_.reboot_count());
+  if (hooks_.console_input_dropped)
+    response->set_console_input_dropped(hooks_.console_input_dropped());
   return grpc::Status::OK;
 }
 
@@ -37,17 +65,7 @@ grpc::Status WorkerServiceImpl::StreamConsole(
     grpc::ServerContext* context,
     const hvstack::internal::ConsoleRequest* request,
     grpc::ServerWriter<hvstack::internal::ConsoleData>* writer) {
-  {
-    absl::MutexLock lock(&mu_);
-    ++active_streams_;
-  }
-  struct Done {
-    WorkerServiceImpl* self;
-    ~Done() {
-      absl::MutexLock lock(&self->mu_);
-      --self->active_streams_;
-    }
-  } done{this};
+  ActiveStream active(&mu_, &active_streams_);
   uint64_t offset = ring_->start_offset();
   const uint64_t snapshot_end = ring_->end_offset();
   hvstack::internal::ConsoleData data;
@@ -68,6 +86,42 @@ grpc::Status WorkerServiceImpl::StreamConsole(
     }
     if (chunk.closed) break;
     if (!request->follow() && chunk.next_offset == chunk.offset) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::WriteConsole(
+    grpc::ServerContext*,
+    grpc::ServerReader<hvstack::internal::ConsoleInput>* reader,
+    hvstack::internal::ConsoleInputSummary* response) {
+  hvstack::internal::ConsoleInput input;
+  uint64_t accepted = 0, dropped = 0;
+  while (reader->Read(&input)) {
+    const std::string& data = input.data();
+    const size_t n = hooks_.console_input ? hooks_.console_input(data) : 0;
+    accepted += n;
+    dropped += data.size() - std::min(n, data.size());
+  }
+  response->set_accepted(accepted);
+  response->set_dropped(dropped);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::WatchEvents(
+    grpc::ServerContext* context,
+    const hvstack::internal::WatchEventsRequest* request,
+    grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) {
+  if (events_ == nullptr) return grpc::Status::OK;
+  ActiveStream active(&mu_, &active_streams_);
+  uint64_t after = request->after_sequence();
+  while (!context->IsCancelled()) {
+    WorkerEventLog::Batch batch =
+        events_->WaitAfter(after, absl::Now() + kFollowPollInterval);
+    for (const auto& event : batch.events) {
+      if (!writer->Write(event)) return grpc::Status::OK;  // Client gone.
+      after = event.sequence();
+    }
+    if (batch.closed) break;
   }
   return grpc::Status::OK;
 }

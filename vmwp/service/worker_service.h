@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <string>
 
@@ -13,12 +14,14 @@
 #include "absl/time/time.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmwp/console/console_ring.h"
+#include "vmwp/service/worker_events.h"
 
 namespace vmwp {
 
 // The worker's side of the vmms <-> vmwp protocol
-// (proto/hvstack/internal/worker.proto). It only reads the console ring and
-// forwards Stop; the worker owns the VM.
+// (proto/hvstack/internal/worker.proto). It reads the console ring and the
+// event log, and forwards Stop and console input through hooks; the worker
+// owns the VM.
 class WorkerServiceImpl final
     : public hvstack::internal::WorkerService::Service {
  public:
@@ -28,13 +31,21 @@ class WorkerServiceImpl final
     std::function<void()> stop;
     // Whether the VM's VPs are running.
     std::function<bool()> running;
+    // Hands console input to the guest (the UART's receive queue); returns how
+    // many bytes were accepted, the rest are dropped. Must not block.
+    std::function<size_t(std::string_view bytes)> console_input;
+    // For GetStatus.
+    std::function<uint32_t()> reboot_count;
+    std::function<uint64_t()> console_input_dropped;
   };
 
   // How long a following stream waits before re-checking for cancellation.
   static constexpr absl::Duration kFollowPollInterval = absl::Milliseconds(200);
   static constexpr size_t kMaxChunkBytes = 64 * 1024;
 
-  WorkerServiceImpl(std::string vm_uuid, ConsoleRing* ring, Hooks hooks);
+  // `events` may be null (WatchEvents then ends at once).
+  WorkerServiceImpl(std::string vm_uuid, ConsoleRing* ring, Hooks hooks,
+                    const WorkerEventLog* events = nullptr);
 
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const hvstack::internal::GetStatusRequest* request,
@@ -49,8 +60,20 @@ class WorkerServiceImpl final
       const hvstack::internal::ConsoleRequest* request,
       grpc::ServerWriter<hvstack::internal::ConsoleData>* writer) override;
 
-  // Waits until no StreamConsole call is running (they end once the ring is
-  // closed), at most `timeout`. Returns whether they all ended. The worker
+  // Console input: each message's bytes go to hooks.console_input in order.
+  grpc::Status WriteConsole(
+      grpc::ServerContext* context,
+      grpc::ServerReader<hvstack::internal::ConsoleInput>* reader,
+      hvstack::internal::ConsoleInputSummary* response) override;
+  // Retained events after the requested sequence, then new ones until the log
+  // is closed or the client goes away.
+  grpc::Status WatchEvents(
+      grpc::ServerContext* context,
+      const hvstack::internal::WatchEventsRequest* request,
+      grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override;
+
+  // Waits until no StreamConsole or WatchEvents call is running (they end
+  // once the ring and the event log are closed), at most `timeout`. Returns whether they all ended. The worker
   // calls this before Shutdown(now), so that followers get the VM's last output
   // and a clean end of stream without the server idling through a shutdown
   // grace period.
@@ -60,6 +83,7 @@ class WorkerServiceImpl final
   const std::string vm_uuid_;
   ConsoleRing* const ring_;
   const Hooks hooks_;
+  const WorkerEventLog* const events_;
   absl::Mutex mu_;
   int active_streams_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -27,8 +27,21 @@ class WorkerServiceTest : public ::testing::Test {
     socket_path_ = dir_ + "/worker.sock";
     service_ = std::make_unique<WorkerServiceImpl>(
         "uuid-1", &ring_,
-        WorkerServiceImpl::Hooks{.stop = [this] { stops_++; },
-                                 .running = [] { return true; }});
+        WorkerServiceImpl::Hooks{
+            .stop = [this] { stops_++; },
+            .running = [] { return true; },
+            .console_input =
+                [this](std::string_view bytes) {
+                  absl::MutexLock lock(&input_mu_);
+                  const size_t n =
+                      std::min(bytes.size(), kInputRoom - input_.size());
+                  input_.append(bytes.substr(0, n));
+                  return n;
+                },
+            .reboot_count = [] { return 2u; },
+            .console_input_dropped = [] { return uint64_t{7}; },
+        },
+        &events_);
     auto server = StartWorkerServer(socket_path_, service_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -43,7 +56,11 @@ class WorkerServiceTest : public ::testing::Test {
 
   std::string dir_;
   std::string socket_path_;
+  static constexpr size_t kInputRoom = 8;
   ConsoleRing ring_{1024};
+  WorkerEventLog events_;
+  absl::Mutex input_mu_;
+  std::string input_;
   std::atomic<int> stops_{0};
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -154,6 +171,87 @@ TEST_F(WorkerServiceTest, ShutdownIsPromptAfterStreamsEnd) {
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
   server_.reset();
+}
+
+TEST_F(WorkerServiceTest, GetStatusReportsRebootsAndDroppedInput) {
+  grpc::ClientContext ctx;
+  hvstack::internal::WorkerStatus status;
+  ASSERT_TRUE(stub_->GetStatus(&ctx, {}, &status).ok());
+  EXPECT_EQ(status.reboot_count(), 2u);
+  EXPECT_EQ(status.console_input_dropped(), 7u);
+}
+
+TEST_F(WorkerServiceTest, WriteConsoleForwardsInputAndCountsDrops) {
+  grpc::ClientContext ctx;
+  hvstack::internal::ConsoleInputSummary summary;
+  auto writer = stub_->WriteConsole(&ctx, &summary);
+  hvstack::internal::ConsoleInput input;
+  input.set_data("hello");
+  ASSERT_TRUE(writer->Write(input));
+  input.set_data(" world");
+  ASSERT_TRUE(writer->Write(input));
+  ASSERT_TRUE(writer->WritesDone());
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(summary.accepted(), 8u);
+  EXPECT_EQ(summary.dropped(), 3u);
+  absl::MutexLock lock(&input_mu_);
+  EXPECT_EQ(input_, "hello wo");
+}
+
+TEST_F(WorkerServiceTest, WatchEventsReplaysThenFollowsUntilClosed) {
+  hvstack::internal::WorkerEvent event;
+  event.mutable_rebooted()->set_reboot_count(1);
+  event.mutable_rebooted()->set_reason("first");
+  EXPECT_EQ(events_.Publish(event), 1u);
+
+  grpc::ClientContext ctx;
+  hvstack::internal::WatchEventsRequest request;
+  auto reader = stub_->WatchEvents(&ctx, request);
+  hvstack::internal::WorkerEvent got;
+  ASSERT_TRUE(reader->Read(&got));
+  EXPECT_EQ(got.sequence(), 1u);
+  EXPECT_EQ(got.rebooted().reason(), "first");
+  EXPECT_GT(got.time_us(), 0);
+
+  std::thread later([this] {
+    absl::SleepFor(absl::Milliseconds(50));
+    hvstack::internal::WorkerEvent e;
+    e.mutable_rebooted()->set_reboot_count(2);
+    events_.Publish(e);
+    events_.Close();
+  });
+  ASSERT_TRUE(reader->Read(&got));
+  EXPECT_EQ(got.sequence(), 2u);
+  EXPECT_EQ(got.rebooted().reboot_count(), 2u);
+  EXPECT_FALSE(reader->Read(&got)) << "the stream ends when the log closes";
+  EXPECT_TRUE(reader->Finish().ok());
+  later.join();
+  EXPECT_TRUE(service_->WaitForStreamsToEnd(absl::Seconds(5)));
+}
+
+TEST_F(WorkerServiceTest, WatchEventsSkipsWhatTheSubscriberHasSeen) {
+  for (int i = 0; i < 3; ++i) events_.Publish({});
+  events_.Close();
+  grpc::ClientContext ctx;
+  hvstack::internal::WatchEventsRequest request;
+  request.set_after_sequence(2);
+  auto reader = stub_->WatchEvents(&ctx, request);
+  hvstack::internal::WorkerEvent got;
+  ASSERT_TRUE(reader->Read(&got));
+  EXPECT_EQ(got.sequence(), 3u);
+  EXPECT_FALSE(reader->Read(&got));
+}
+
+TEST(WorkerEventLogTest, RetainsABoundedNumber) {
+  WorkerEventLog log;
+  for (size_t i = 0; i < WorkerEventLog::kRetained + 10; ++i) log.Publish({});
+  WorkerEventLog::Batch batch = log.WaitAfter(0, absl::Now());
+  ASSERT_EQ(batch.events.size(), WorkerEventLog::kRetained);
+  EXPECT_EQ(batch.events.front().sequence(), 11u);
+  EXPECT_FALSE(batch.closed);
+  log.Close();
+  EXPECT_EQ(log.Publish({}), 0u);
+  EXPECT_TRUE(log.WaitAfter(log.last_sequence(), absl::InfiniteFuture()).closed);
 }
 
 }  // namespace
