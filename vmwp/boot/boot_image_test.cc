@@ -225,6 +225,10 @@ TEST(BootImageTest, CommandLineLimits) {
   spec.cmdline = std::string(3000, 'a');
   EXPECT_THAT(std::string(LoadBootImage(spec, *memory).status().message()),
               HasSubstr("command line is 3000 bytes"));
+  spec.cmdline = std::string("a\0b", 3);
+  absl::StatusOr<BootImage> nul = LoadBootImage(spec, *memory);
+  EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(nul.status().message()), HasSubstr("NUL byte"));
 }
 
 TEST(BootImageTest, PvhKernelGetsStartInfo) {

@@ -11,7 +11,6 @@
 #include "absl/strings/str_format.h"
 #include "base/scoped_fd.h"
 #include "vmwp/loader/guest_layout.h"
-#include "vmwp/loader/zero_page.h"
 
 namespace vmwp {
 namespace {
@@ -97,40 +96,6 @@ absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
   }
   loaded.image = *std::move(image);
   return loaded;
-}
-
-absl::Status WriteBootParams(vid::GuestMemory& memory,
-                             std::string_view cmdline) {
-  if (cmdline.size() > kMaxCmdlineBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("command line is %d bytes; the limit is %d",
-                        cmdline.size(), kMaxCmdlineBytes));
-  }
-  if (cmdline.find('\0') != std::string_view::npos) {
-    return absl::InvalidArgumentError("command line contains a NUL byte");
-  }
-  std::vector<uint8_t> area(kCmdlineAreaSize, 0);
-  std::copy(cmdline.begin(), cmdline.end(), area.begin());
-  if (absl::Status s = memory.Write(kCmdlineAddress, area); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot write the command line: ", s.message()));
-  }
-
-  std::vector<GpaRange> ram;
-  for (const vid::GuestMemory::Region& r : memory.regions()) {
-    ram.push_back({r.gpa, r.gpa + r.size, "RAM"});
-  }
-  ZeroPageParams params;
-  params.cmdline_gpa = kCmdlineAddress;
-  params.cmdline_size = static_cast<uint32_t>(cmdline.size());
-  params.e820 = BuildE820Map(ram);
-  absl::StatusOr<ZeroPage> page = BuildZeroPage(params);
-  if (!page.ok()) return page.status();
-  if (absl::Status s = memory.Write(kZeroPageAddress, *page); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot write the zero page: ", s.message()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace vmwp

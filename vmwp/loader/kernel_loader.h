@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -34,12 +33,6 @@ struct LoadedKernel {
 // <path>: ...".
 absl::StatusOr<LoadedKernel> LoadKernel(const std::string& path,
                                         vid::GuestMemory& memory);
-
-// Writes the command line (NUL-terminated, at kCmdlineAddress) and the zero
-// page (at kZeroPageAddress) with an e820 map of `memory`. InvalidArgument for
-// a command line longer than kMaxCmdlineBytes or containing a NUL byte.
-absl::Status WriteBootParams(vid::GuestMemory& memory,
-                             std::string_view cmdline);
 
 }  // namespace vmwp
 

@@ -7,6 +7,7 @@
 
 #include "hvcore/boot_layout.h"
 #include "vmwp/loader/guest_layout.h"
+#include "vmwp/loader/test_bzimage.h"
 #include "vmwp/loader/test_elf.h"
 #include "vmwp/loader/zero_page.h"
 
@@ -100,33 +101,31 @@ TEST(LoadKernelTest, BadImageIsInvalidArgument) {
                 "bzImage setup header (\"HdrS\" at 0x202)");
 }
 
-TEST(WriteBootParamsTest, WritesCommandLineAndZeroPage) {
+TEST(LoadKernelTest, BzImageGoesToItsPlacement) {
   auto memory = Memory(64ull << 20);
   ASSERT_NE(memory, nullptr);
-  ASSERT_TRUE(WriteBootParams(*memory, "console=ttyS0 hello=1").ok());
-  ZeroPage page;
-  ASSERT_TRUE(memory->Read(hvcore::kBootZeroPageAddress, page).ok());
-  uint32_t ptr, size;
-  std::memcpy(&ptr, page.data() + bootparam::kCmdLinePtr, 4);
-  std::memcpy(&size, page.data() + bootparam::kCmdlineSize, 4);
-  EXPECT_EQ(ptr, kCmdlineAddress);
-  EXPECT_EQ(size, 21u);
-  char text[32] = {};
-  ASSERT_TRUE(memory->Read(ptr, {reinterpret_cast<uint8_t*>(text), 22}).ok());
-  EXPECT_STREQ(text, "console=ttyS0 hello=1");
-  EXPECT_EQ(page[bootparam::kE820Entries], 6);
-}
-
-TEST(WriteBootParamsTest, RejectsBadCommandLines) {
-  auto memory = Memory(4ull << 20);
-  ASSERT_NE(memory, nullptr);
-  EXPECT_EQ(
-      WriteBootParams(*memory, std::string(kMaxCmdlineBytes + 1, 'x')).code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(WriteBootParams(*memory, std::string("a\0b", 3)).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(
-      WriteBootParams(*memory, std::string(kMaxCmdlineBytes, 'x')).ok());
+  testing::TestBzImage bz;
+  const std::string path = WriteTempFile(bz.Serialize(), "vmlinuz");
+  absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
+  ASSERT_TRUE(k.ok()) << k.status();
+  ASSERT_TRUE(k->placement.has_value());
+  EXPECT_EQ(k->placement->load_address, 0x1000000u);
+  EXPECT_EQ(k->entry, 0x1000200u);
+  EXPECT_EQ(k->start, 0x1000000u);
+  EXPECT_EQ(k->end, 0x1800000u);
+  ASSERT_EQ(k->image.segments.size(), 1u);
+  EXPECT_EQ(k->image.segments[0].file_offset, 5u * 512);
+  std::vector<uint8_t> loaded(bz.payload_size);
+  ASSERT_TRUE(memory->Read(0x1000000, loaded).ok());
+  for (size_t i = 0; i < loaded.size(); ++i)
+    ASSERT_EQ(loaded[i], testing::TestBzImage::PayloadByte(i)) << i;
+  // Too little RAM for pref_address + init_size.
+  auto small = Memory(16ull << 20);
+  ASSERT_NE(small, nullptr);
+  absl::StatusOr<LoadedKernel> no = LoadKernel(path, *small);
+  EXPECT_EQ(no.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no.status().message()),
+              HasSubstr("give the VM more memory"));
 }
 
 }  // namespace
