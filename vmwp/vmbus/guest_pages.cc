@@ -5,28 +5,12 @@
 #include <new>
 
 #include "absl/strings/str_format.h"
-#include "vid/guest_memory.h"
 
 namespace vmbus {
-namespace {
-
-// GPAs are 52 bits at most on x86-64; a larger PFN would overflow the shift.
-constexpr uint64_t kMaxPfn = (1ull << (52 - kPageShift)) - 1;
-
-absl::Status NotRam(uint64_t pfn) {
+absl::Status GuestPages::NotRam(uint64_t pfn) {
   return absl::OutOfRangeError(
       absl::StrFormat("guest page 0x%x (gpa 0x%x) is not RAM", pfn,
                       pfn > kMaxPfn ? 0 : pfn << kPageShift));
-}
-
-}  // namespace
-
-absl::StatusOr<uint8_t*> VidGuestPages::PageHost(uint64_t pfn) {
-  if (pfn > kMaxPfn) return NotRam(pfn);
-  absl::StatusOr<std::span<uint8_t>> span =
-      memory_.GetSpan(pfn << kPageShift, kPageSize);
-  if (!span.ok()) return NotRam(pfn);
-  return span->data();
 }
 
 FlatGuestPages::FlatGuestPages(uint64_t pages) : pages_(pages) {

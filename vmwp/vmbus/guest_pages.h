@@ -7,10 +7,6 @@
 
 #include "absl/status/statusor.h"
 
-namespace vid {
-class GuestMemory;
-}
-
 namespace vmbus {
 
 inline constexpr uint64_t kPageSize = 4096;
@@ -26,16 +22,11 @@ class GuestPages {
   virtual ~GuestPages() = default;
   // Host address of guest page `pfn`, or OutOfRange if that page is not RAM.
   virtual absl::StatusOr<uint8_t*> PageHost(uint64_t pfn) = 0;
-};
 
-// Guest pages backed by a partition's vid::GuestMemory (the real worker).
-class VidGuestPages final : public GuestPages {
- public:
-  explicit VidGuestPages(vid::GuestMemory& memory) : memory_(memory) {}
-  absl::StatusOr<uint8_t*> PageHost(uint64_t pfn) override;
-
- private:
-  vid::GuestMemory& memory_;
+ protected:
+  // GPAs are 52 bits at most on x86-64; a larger PFN would overflow a shift.
+  static constexpr uint64_t kMaxPfn = (1ull << (52 - kPageShift)) - 1;
+  static absl::Status NotRam(uint64_t pfn);
 };
 
 // A flat, page-aligned RAM of `pages` pages at guest-physical address 0, for

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "vid/guest_memory.h"
 #include "vmwp/vmbus/test_guest_ring.h"
+#include "vmwp/vmbus/vid_guest_pages.h"
 
 namespace vmbus {
 namespace {
