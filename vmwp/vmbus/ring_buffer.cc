@@ -17,6 +17,12 @@ uint32_t Load(uint32_t& field) {
 void Store(uint32_t& field, uint32_t value) {
   std::atomic_ref<uint32_t>(field).store(value, std::memory_order_release);
 }
+// A store that is also a full barrier for the loads after it (an xchg on
+// x86, cheaper than a store + mfence): what "publish an index, then look at
+// the other side's fields" needs.
+void StoreFenced(uint32_t& field, uint32_t value) {
+  std::atomic_ref<uint32_t>(field).exchange(value, std::memory_order_seq_cst);
+}
 
 constexpr uint32_t kMinPacketBytes =
     sizeof(PacketDescriptor) + kPacketTrailerSize;
@@ -219,12 +225,11 @@ absl::StatusOr<bool> RingReader::Commit() {
   const uint32_t size = ring_.data_size();
   const uint32_t free_before = FreeBytes(published_, *write, size);
   RingHeader* h = ring_.header();
-  Store(h->read_index, read_);
-  published_ = read_;
   // The guest's writer stores pending_send_sz, then re-reads read_index; we
-  // store read_index, then read pending_send_sz. The full fence keeps one of
-  // us from missing the other (Linux's hv_pkt_iter_close does the same).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // store read_index, then read pending_send_sz. The full barrier keeps one
+  // of us from missing the other (Linux's hv_pkt_iter_close does the same).
+  StoreFenced(h->read_index, read_);
+  published_ = read_;
   if ((Load(h->feature_bits) & kRingFeatPendingSendSz) == 0) return false;
   const uint32_t pending = Load(h->pending_send_sz);
   if (pending == 0) return false;
@@ -346,15 +351,14 @@ absl::StatusOr<WriteResult> RingWriter::Write(
   ring_.CopyIn(at, reinterpret_cast<const uint8_t*>(&trailer), sizeof(trailer));
   write_ = Advance(at, sizeof(trailer), size);
 
-  // Release: the packet bytes are visible before the new write index.
-  Store(h->write_index, write_);
   if (pending_set_) {
     Store(h->pending_send_sz, 0);
     pending_set_ = false;
   }
-  // The guest's reader stores interrupt_mask = 0, then re-reads write_index;
-  // we store write_index, then read the mask and read_index.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The packet bytes are visible before the new write index. The guest's
+  // reader stores interrupt_mask = 0, then re-reads write_index; we store
+  // write_index, then read the mask and read_index: a full barrier.
+  StoreFenced(h->write_index, write_);
   WriteResult result;
   result.written = true;
   if (Load(h->interrupt_mask) == 0) {
