@@ -50,7 +50,7 @@ absl::StatusOr<uint32_t> VmbusServer::AddVsp(Vsp* vsp) {
   }
   ChannelRecord& channel = channels_[relid];
   channel.vsp = vsp;
-  channel.connection_id = kChannelConnectionIdBase + relid;
+  channel.connection_id = ConnectionIdForRelid(relid);
   relid_by_connection_[channel.connection_id] = relid;
   if (version_ != 0 && offers_requested_) SendOffer(relid, channel);
   return relid;
@@ -163,10 +163,13 @@ HvStatus VmbusServer::OnSignalEvent(uint32_t vp, uint32_t connection_id,
     if (relid == relid_by_connection_.end()) {
       return HvStatus::kInvalidConnectionId;
     }
-    ChannelRecord& record = channels_[relid->second];
-    if (record.state != ChannelState::kOpen) return HvStatus::kSuccess;
-    channel = record.open;
-    vsp = record.vsp;
+    auto record = channels_.find(relid->second);
+    if (record == channels_.end() ||
+        record->second.state != ChannelState::kOpen) {
+      return HvStatus::kSuccess;  // a late signal for a closed channel
+    }
+    channel = record->second.open;
+    vsp = record->second.vsp;
   }
   // Outside the server lock: the VSP may take its time and send replies.
   if (absl::Status s = channel->Drain(*vsp); !s.ok()) {

@@ -45,6 +45,11 @@ class VmbusServer final : public SynicGuestCalls {
   // Relids start at 1 (0 is the message "channel"); channel connection ids
   // are relid + this, inside the 24-bit hv_connection_id.
   static constexpr uint32_t kChannelConnectionIdBase = 0x10000;
+  // The connection id the guest signals channel `relid` on: the SynIC
+  // adapter registers an event port for it when AddVsp returns the relid.
+  static constexpr uint32_t ConnectionIdForRelid(uint32_t relid) {
+    return kChannelConnectionIdBase + relid;
+  }
   static constexpr uint32_t kMaxRelid = 2047;
   // NTSTATUS STATUS_UNSUCCESSFUL: what Linux sees in a failed
   // GPADL_CREATED / OPENCHANNEL_RESULT.

@@ -430,3 +430,26 @@ TEST_F(ServerTest, ModifyChannelMovesInterruptsToAnotherVp) {
 
 }  // namespace
 }  // namespace vmbus
+
+namespace vmbus {
+namespace {
+
+TEST_F(ServerTest, Win7SignalsThroughTheInterruptPage) {
+  EchoVsp& vsp = vsps_.emplace_back(1);
+  EXPECT_EQ(guest_.Connect(kVersionWin7).version_supported, 1);
+  EXPECT_EQ(guest_.last_sint, kVmbusMessageSint);
+  guest_.RequestOffers();
+  uint32_t relid = OpenEcho(vsp);
+  std::vector<uint8_t> ping = {1, 2};
+  guest_.out->Write(kPacketDataInband, 0, 1, ping);
+  server_.OnSignalEvent(0, VmbusServer::ConnectionIdForRelid(relid), 0);
+  ASSERT_EQ(guest_.signals.size(), 1u);
+  EXPECT_EQ(guest_.signals[0].second, 0u);  // flag 0: "look at the page"
+  // FakeGuest::Connect put the interrupt page at guest page 200; the host
+  // sets the relid's bit in its receive (first) half.
+  const uint8_t* page = guest_.memory.base() + 200 * kPageSize;
+  EXPECT_EQ(page[relid / 8] & (1u << (relid % 8)), 1u << (relid % 8));
+}
+
+}  // namespace
+}  // namespace vmbus
