@@ -219,6 +219,36 @@ TEST_F(VmwpTest, MissingKernelIsInvalidArgument) {
                 "/no-such-kernel: cannot open: No such file or directory");
 }
 
+TEST_F(VmwpTest, LogsTheBootLayoutAndE820MapInLinuxFormat) {
+  if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
+  Result r = Run();
+  ASSERT_TRUE(r.report.has_value());
+  const std::string log = ReadFile(dir_ + "/worker.log");
+  EXPECT_THAT(log, HasSubstr("ELF64 kernel: 64-bit entry 0x100000, zero page "
+                             "0x7000"));
+  EXPECT_THAT(log, HasSubstr("RSDP 0xe0000"));
+  // Lines a test can look for verbatim in a Linux guest's console.
+  EXPECT_THAT(log, HasSubstr("BIOS-e820: [mem 0x0000000000000000-"
+                             "0x000000000000efff] reserved"));
+  EXPECT_THAT(log, HasSubstr("BIOS-e820: [mem 0x00000000000e0000-"
+                             "0x00000000000e0fff] ACPI data"));
+  EXPECT_THAT(log, HasSubstr("BIOS-e820: [mem 0x0000000000100000-"));
+}
+
+TEST_F(VmwpTest, MissingInitrdIsInvalidArgument) {
+  if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
+  config_.set_initrd_path(dir_ + "/no-such-initrd.gz");
+  Result r = Run();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(r.ready);
+  ASSERT_TRUE(r.report.has_value());
+  EXPECT_EQ(r.report->reason(), WorkerExitReport::WORKER_ERROR);
+  EXPECT_EQ(r.report->status_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(r.report->detail(),
+              HasSubstr("initrd " + dir_ + "/no-such-initrd.gz: cannot open"));
+}
+
 TEST_F(VmwpTest, NotAKernelIsInvalidArgument) {
   config_.set_kernel_path(ConfigPath());  // any non-ELF file
   Result r = Run();
