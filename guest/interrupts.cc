@@ -5,6 +5,9 @@
 //     "irq: ready" the guest waits in hlt until the host raises GSI 4.
 //  3. MSI: after "msi: ready" it waits for vector 0x31, which the host sends
 //     with vid::Partition::SignalMsi.
+//  4. Timers: the LAPIC timer (one-shot, vector 0x40) and the PIT (channel 0,
+//     100 Hz) through IOAPIC pin 2 (vector 0x20) -- where the MADT's ISA
+//     IRQ 0 -> GSI 2 override says it is.
 // Then it powers off.
 #include "guest/unixhv/cpu.h"
 #include "guest/unixhv/unixhv.h"
@@ -13,11 +16,15 @@ namespace {
 
 constexpr uint8_t kIrqVector = 0x24;
 constexpr uint8_t kMsiVector = 0x31;
+constexpr uint8_t kPitVector = 0x20;
+constexpr uint8_t kLapicTimerVector = 0x40;
 
 volatile uint64_t bp_rip = 0;
 volatile uint32_t bp_count = 0;
 volatile uint32_t irq_count = 0;
 volatile uint32_t msi_count = 0;
+volatile uint32_t pit_count = 0;
+volatile uint32_t lapic_timer_count = 0;
 
 __attribute__((interrupt)) void BreakpointHandler(
     unixhv::InterruptFrame* frame) {
@@ -32,6 +39,16 @@ __attribute__((interrupt)) void IrqHandler(unixhv::InterruptFrame*) {
 
 __attribute__((interrupt)) void MsiHandler(unixhv::InterruptFrame*) {
   msi_count = msi_count + 1;
+  unixhv::LapicEoi();
+}
+
+__attribute__((interrupt)) void PitHandler(unixhv::InterruptFrame*) {
+  pit_count = pit_count + 1;
+  unixhv::LapicEoi();
+}
+
+__attribute__((interrupt)) void LapicTimerHandler(unixhv::InterruptFrame*) {
+  lapic_timer_count = lapic_timer_count + 1;
   unixhv::LapicEoi();
 }
 
@@ -52,6 +69,8 @@ extern "C" void unixhv_main(uint64_t) {
   unixhv::SetInterruptHandler(3, BreakpointHandler);
   unixhv::SetInterruptHandler(kIrqVector, IrqHandler);
   unixhv::SetInterruptHandler(kMsiVector, MsiHandler);
+  unixhv::SetInterruptHandler(kPitVector, PitHandler);
+  unixhv::SetInterruptHandler(kLapicTimerVector, LapicTimerHandler);
 
   uint64_t after = 0;
   asm volatile(
@@ -75,4 +94,20 @@ extern "C" void unixhv_main(uint64_t) {
   com1.Write("msi: ready\r\n");
   WaitFor(&msi_count);
   com1.Write("msi: vector 0x31 received\r\n");
+
+  // LAPIC timer: one-shot, divide by 1, 1,000,000 ticks (1 ms at KVM's 1 GHz).
+  unixhv::LapicWrite(0x3E0, 0xB);
+  unixhv::LapicWrite(0x320, kLapicTimerVector);
+  unixhv::LapicWrite(0x380, 1000000);
+  WaitFor(&lapic_timer_count);
+  com1.Write("timer: lapic timer interrupt received\r\n");
+
+  // PIT channel 0, mode 2, 11932 = 100 Hz, on IOAPIC pin 2.
+  unixhv::IoApicRoute(2, kPitVector, static_cast<uint8_t>(unixhv::LapicId()));
+  unixhv::Outb(0x43, 0x34);
+  unixhv::Outb(0x40, 11932 & 0xFF);
+  unixhv::Outb(0x40, 11932 >> 8);
+  WaitFor(&pit_count);
+  unixhv::IoApicMask(2);
+  com1.Write("timer: pit interrupt received on ioapic pin 2\r\n");
 }

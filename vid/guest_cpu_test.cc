@@ -80,7 +80,7 @@ TEST_P(SmpTest, EveryApplicationProcessorComesOnline) {
 
 INSTANTIATE_TEST_SUITE_P(VpCounts, SmpTest, ::testing::Values(1u, 2u, 4u, 8u));
 
-TEST(GuestInterruptsTest, Int3IoApicIrqAndMsiReachIdtHandlers) {
+TEST(GuestInterruptsTest, Int3IoApicIrqMsiAndTimersReachIdtHandlers) {
   SKIP_WITHOUT_KVM();
   absl::StatusOr<TestVm> vm = MakeTestVm("guest/interrupts.elf", "");
   ASSERT_TRUE(vm.ok()) << vm.status();
@@ -104,6 +104,10 @@ TEST(GuestInterruptsTest, Int3IoApicIrqAndMsiReachIdtHandlers) {
                              "next instruction\r\nint3: resumed\r\n"));
   EXPECT_THAT(out, HasSubstr("irq: vector 0x24 received\r\n"));
   EXPECT_THAT(out, HasSubstr("msi: vector 0x31 received\r\n"));
+  EXPECT_THAT(out, HasSubstr("timer: lapic timer interrupt received\r\n"));
+  EXPECT_THAT(out,
+              HasSubstr("timer: pit interrupt received on ioapic pin 2\r\n"))
+      << "the in-kernel PIT must arrive on IOAPIC pin 2 (GSI routing)";
   std::vector<VpStats> stats = p->GetVpStats();
   std::cout << "completed instructions (int3): "
             << stats[0].completed_instructions << "\n";

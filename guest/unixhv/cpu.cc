@@ -43,14 +43,19 @@ void LapicSendIpi(uint32_t dest, uint32_t icr_low) {
   while (LapicRead(kLapicIcrLow) & (1u << 12)) Pause();
 }
 
-void IoApicRoute(uint32_t pin, uint8_t vector, uint8_t dest) {
-  auto write = [](uint32_t reg, uint32_t value) {
-    MmioWrite32(kIoApicBase + 0x00, reg);    // IOREGSEL
-    MmioWrite32(kIoApicBase + 0x10, value);  // IOWIN
-  };
-  write(0x11 + 2 * pin, uint32_t{dest} << 24);
-  write(0x10 + 2 * pin, vector);  // fixed, physical, edge, high, unmasked
+namespace {
+void IoApicWrite(uint32_t reg, uint32_t value) {
+  MmioWrite32(kIoApicBase + 0x00, reg);    // IOREGSEL
+  MmioWrite32(kIoApicBase + 0x10, value);  // IOWIN
 }
+}  // namespace
+
+void IoApicRoute(uint32_t pin, uint8_t vector, uint8_t dest) {
+  IoApicWrite(0x11 + 2 * pin, uint32_t{dest} << 24);
+  IoApicWrite(0x10 + 2 * pin, vector);  // fixed, physical, edge, high, unmasked
+}
+
+void IoApicMask(uint32_t pin) { IoApicWrite(0x10 + 2 * pin, 1u << 16); }
 
 void MaskPic() {
   Outb(0x21, 0xFF);

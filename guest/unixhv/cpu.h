@@ -80,6 +80,7 @@ inline constexpr uint64_t kIoApicBase = 0xFEC00000;
 // Routes pin `pin` to `vector` on APIC id `dest`: fixed delivery, physical
 // destination, edge-triggered, active high, unmasked.
 void IoApicRoute(uint32_t pin, uint8_t vector, uint8_t dest);
+void IoApicMask(uint32_t pin);
 
 // Masks every 8259 PIC input, so only the IOAPIC delivers ISA interrupts.
 void MaskPic();
