@@ -18,13 +18,14 @@ uint32_t Signature(const char (&four)[5]) {
 HypervFeatures ImplementedFeatures() {
   // Not advertised, because not implemented: VP runtime, synthetic timers,
   // the APIC MSRs / VP assist page, reset, stats, guest idle, crash MSRs, XMM
-  // hypercall input/output, the hypercall MSR lock, partition ids.
+  // hypercall input/output, partition ids, TLB-flush and IPI hypercalls.
   return HypervFeatures{
       .privileges_low = kPrivTimeRefCount | kPrivSynicRegs |
                         kPrivHypercallMsrs | kPrivVpIndex | kPrivReferenceTsc |
                         kPrivFrequencyMsrs,
       .privileges_high = kPrivPostMessages | kPrivSignalEvents,
-      .misc = kFeatFrequencyMsrsAvailable | kFeatSintPollingAvailable,
+      .misc = kFeatFrequencyMsrsAvailable | kFeatSintPollingAvailable |
+              kFeatHypercallMsrLockAvailable,
   };
 }
 

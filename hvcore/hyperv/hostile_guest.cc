@@ -81,6 +81,8 @@ uint32_t Msr(Reader& r) {
   return kMsrRangeBase + (r.U8() | (r.U8() & 1) << 8);
 }
 
+constexpr HypercallCaller kKernel64{.cpl = 0, .long_mode = true};
+
 bool KnownStatus(uint64_t result) {
   switch (static_cast<uint16_t>(result)) {
     case kHvStatusSuccess:
@@ -145,7 +147,9 @@ HvStatsSnapshot RunHostileGuestScript(std::span<const uint8_t> script) {
         if (r.U8() & 1) control = (control & ~kHcCodeMask) | (r.U8() % 0x60);
         if (r.U8() & 1) control &= ~(kHcReservedMask | kHcRepCountMask);
         const HypercallOutcome out =
-            p.Hypercall(vp, {control, r.Gpa(), r.Gpa()}, r.U8() % 4 == 0);
+            p.Hypercall(vp, {control, r.Gpa(), r.Gpa()},
+                        {.cpl = static_cast<uint8_t>(r.U8() % 4 == 0),
+                         .long_mode = r.U8() % 8 != 0});
         if (!out.inject_ud) HOSTILE_CHECK(KnownStatus(out.result));
         break;
       }
@@ -159,7 +163,7 @@ HvStatsSnapshot RunHostileGuestScript(std::span<const uint8_t> script) {
           std::memcpy(dst, &in, sizeof(in));
         }
         const HypercallOutcome out =
-            p.Hypercall(vp, {kHvCallPostMessage, gpa, 0}, 0);
+            p.Hypercall(vp, {kHvCallPostMessage, gpa, 0}, kKernel64);
         if (!out.inject_ud) HOSTILE_CHECK(KnownStatus(out.result));
         break;
       }

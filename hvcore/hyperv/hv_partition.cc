@@ -10,10 +10,10 @@ namespace {
 uint64_t PageBase(uint64_t reg) { return reg & kMsrPageAddressMask; }
 bool PageEnabled(uint64_t reg) { return (reg & kMsrPageEnable) != 0; }
 
-// Checks a page-address MSR value: no reserved bits, and an enabled page must
-// be RAM.
+// An enabled page must be RAM (the TLFS: "a #GP fault will result" for a
+// hypercall page beyond the GPA space; KVM does the same for the others).
+// Bits 11:1 are RsvdP and stored as written.
 bool ValidPageMsr(GuestRam& ram, uint64_t value) {
-  if (value & kMsrPageReserved) return false;
   return !PageEnabled(value) || IsRam(ram, PageBase(value), kPageSize);
 }
 
@@ -63,8 +63,8 @@ MsrResult HvPartition::WriteMsr(uint32_t vp_index, uint32_t msr,
 
 HypercallOutcome HvPartition::Hypercall(uint32_t vp_index,
                                         const HypercallArgs& args,
-                                        uint8_t cpl) {
-  const HypercallOutcome outcome = DoHypercall(vp_index, args, cpl);
+                                        const HypercallCaller& caller) {
+  const HypercallOutcome outcome = DoHypercall(vp_index, args, caller);
   stats_.RecordHypercall(static_cast<uint16_t>(args.control & kHcCodeMask),
                          outcome.inject_ud, outcome.result);
   return outcome;
@@ -137,10 +137,12 @@ void HvPartition::RemoveHypercallPageLocked() {
 }
 
 MsrResult HvPartition::WriteHypercallLocked(uint64_t value) {
+  // TLFS: once locked, only a reset unlocks; the page cannot move.
+  if (hypercall_ & kHypercallLocked) return MsrResult::Ok();
   if (!ValidPageMsr(ram_, value)) return MsrResult::Gp();
-  // TLFS: the page cannot be enabled before the guest identifies itself;
-  // like KVM, ignore the write rather than fault.
-  if (guest_os_id_ == 0) return MsrResult::Ok();
+  // TLFS: without a guest OS id "the enable bit will remain zero even if a
+  // one is written to it".
+  if (guest_os_id_ == 0) value &= ~kMsrPageEnable;
   const bool same_page = PageEnabled(hypercall_) && PageEnabled(value) &&
                          PageBase(hypercall_) == PageBase(value);
   if (!same_page) {
@@ -186,8 +188,12 @@ MsrResult HvPartition::WriteReferenceTscLocked(uint64_t value) {
 
 HypercallOutcome HvPartition::DoHypercall(uint32_t vp_index,
                                           const HypercallArgs& args,
-                                          uint8_t cpl) {
-  if (vp_index >= vp_count() || cpl != 0) return {.inject_ud = true};
+                                          const HypercallCaller& caller) {
+  // TLFS: only from CPL 0 in protected mode, else #UD. Our page's code is
+  // 64-bit only, so a 32-bit caller's registers would be garbage: #UD too.
+  if (vp_index >= vp_count() || caller.cpl != 0 || !caller.long_mode) {
+    return {.inject_ud = true};
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!PageEnabled(hypercall_)) return {.inject_ud = true};

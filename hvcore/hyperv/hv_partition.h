@@ -45,10 +45,16 @@ struct HvPartitionConfig {
   size_t max_queued_messages_per_sint = Synic::kDefaultMaxQueuedPerSint;
 };
 
+// The calling VP's mode at the trap (KVM_GET_SREGS).
+struct HypercallCaller {
+  uint8_t cpl = 0;         // CS selector & 3
+  bool long_mode = false;  // EFER.LMA && CS.L
+};
+
 // The answer to a hypercall trap.
 struct HypercallOutcome {
-  // #UD instead of a result: the caller was not at CPL 0, or the guest has
-  // not enabled the hypercall page (Hyper-V raises #UD for both).
+  // #UD instead of a result: the caller was not at CPL 0 in 64-bit mode, or
+  // the guest has not enabled the hypercall page.
   bool inject_ud = false;
   uint64_t result = 0;  // RAX, see HypercallResult()
 };
@@ -73,9 +79,8 @@ class HvPartition {
   MsrResult WriteMsr(uint32_t vp_index, uint32_t msr, uint64_t value);
 
   // A trap on hypercall_port() (see hypercall_page.h for the registers).
-  // `cpl`: the VP's current privilege level (CS.RPL / SS.DPL).
   HypercallOutcome Hypercall(uint32_t vp_index, const HypercallArgs& args,
-                             uint8_t cpl);
+                             const HypercallCaller& caller);
 
   // Host -> guest, see Synic. NotFound for a VP index out of range.
   absl::Status PostMessage(uint32_t vp_index, uint32_t sint,
@@ -105,7 +110,7 @@ class HvPartition {
   MsrResult DoReadMsr(uint32_t vp_index, uint32_t msr);
   MsrResult DoWriteMsr(uint32_t vp_index, uint32_t msr, uint64_t value);
   HypercallOutcome DoHypercall(uint32_t vp_index, const HypercallArgs& args,
-                               uint8_t cpl);
+                               const HypercallCaller& caller);
   MsrResult WriteHypercallLocked(uint64_t value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts back the RAM the hypercall page covered (Hyper-V's page is an

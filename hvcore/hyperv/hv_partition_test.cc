@@ -17,6 +17,7 @@ constexpr uint64_t kTscHz = 2'500'000'000;
 constexpr uint64_t kLinuxOsId = 0x8100ull << 48;
 constexpr uint64_t kHypercallGpa = 0x30000;
 constexpr uint64_t kTscPageGpa = 0x31000;
+constexpr HypercallCaller kKernel64{.cpl = 0, .long_mode = true};
 
 class HvPartitionTest : public testing::Test {
  protected:
@@ -120,7 +121,8 @@ TEST_F(HvPartitionTest, ReadOnlyAndUnimplementedMsrsAreGp) {
 TEST_F(HvPartitionTest, HypercallPageNeedsTheGuestOsId) {
   Fill(kHypercallGpa, 0x11);
   EXPECT_FALSE(WriteGp(kMsrHypercall, kHypercallGpa | 1));
-  EXPECT_EQ(Read(kMsrHypercall), 0u);  // ignored, like KVM
+  // TLFS: "the enable bit will remain zero even if a one is written to it".
+  EXPECT_EQ(Read(kMsrHypercall), kHypercallGpa);
   EXPECT_TRUE(PageIs(kHypercallGpa, Filled(0x11)));
 }
 
@@ -152,26 +154,48 @@ TEST_F(HvPartitionTest, ClearingTheOsIdDisablesTheHypercallPage) {
   ASSERT_FALSE(WriteGp(kMsrGuestOsId, 0));
   EXPECT_EQ(Read(kMsrHypercall), kHypercallGpa);
   EXPECT_TRUE(PageIs(kHypercallGpa, Filled(0x11)));
-  EXPECT_TRUE(partition_->Hypercall(0, {0x5C, 0, 0}, 0).inject_ud);
+  EXPECT_TRUE(partition_->Hypercall(0, {0x5C, 0, 0}, kKernel64).inject_ud);
 }
 
 TEST_F(HvPartitionTest, BadHypercallMsrWrites) {
   ASSERT_FALSE(WriteGp(kMsrGuestOsId, kLinuxOsId));
-  EXPECT_TRUE(WriteGp(kMsrHypercall, kHypercallGpa | 2 | 1));  // lock bit
-  EXPECT_TRUE(WriteGp(kMsrHypercall, kHypercallGpa | 0x800 | 1));
   EXPECT_TRUE(WriteGp(kMsrHypercall, kRamSize | 1));
   EXPECT_TRUE(WriteGp(kMsrHypercall, 0xFFFFFFFFFFFFF001ull));
   EXPECT_EQ(Read(kMsrHypercall), 0u);
+  // Bits 11:2 are RsvdP: stored and read back, not a #GP.
+  EXPECT_FALSE(WriteGp(kMsrHypercall, kHypercallGpa | 0x800 | 1));
+  EXPECT_EQ(Read(kMsrHypercall), kHypercallGpa | 0x800 | 1);
+  EXPECT_TRUE(PageIs(kHypercallGpa, BuildHypercallPage(kDefaultHypercallPort)));
+}
+
+TEST_F(HvPartitionTest, LockedHypercallMsrIsImmutableUntilReset) {
+  Fill(kHypercallGpa + kPageSize, 0x22);
+  ASSERT_FALSE(WriteGp(kMsrGuestOsId, kLinuxOsId));
+  ASSERT_FALSE(WriteGp(kMsrHypercall, kHypercallGpa | kHypercallLocked | 1));
+  // Moving, disabling, unlocking: all ignored.
+  EXPECT_FALSE(WriteGp(kMsrHypercall, (kHypercallGpa + kPageSize) | 1));
+  EXPECT_FALSE(WriteGp(kMsrHypercall, 0));
+  EXPECT_EQ(Read(kMsrHypercall), kHypercallGpa | kHypercallLocked | 1);
+  EXPECT_TRUE(PageIs(kHypercallGpa + kPageSize, Filled(0x22)));
+  partition_->Reset();
+  EXPECT_EQ(Read(kMsrHypercall), 0u);
+  ASSERT_FALSE(WriteGp(kMsrGuestOsId, kLinuxOsId));
+  EXPECT_FALSE(WriteGp(kMsrHypercall, (kHypercallGpa + kPageSize) | 1));
+  EXPECT_EQ(Read(kMsrHypercall), (kHypercallGpa + kPageSize) | 1);
 }
 
 TEST_F(HvPartitionTest, HypercallNeedsThePageAndCpl0) {
   const HypercallArgs unknown{0x7777, 0, 0};
-  EXPECT_TRUE(partition_->Hypercall(0, unknown, 0).inject_ud);
+  EXPECT_TRUE(partition_->Hypercall(0, unknown, kKernel64).inject_ud);
   ASSERT_FALSE(WriteGp(kMsrGuestOsId, kLinuxOsId));
   ASSERT_FALSE(WriteGp(kMsrHypercall, kHypercallGpa | 1));
-  EXPECT_TRUE(partition_->Hypercall(0, unknown, 3).inject_ud);
-  EXPECT_TRUE(partition_->Hypercall(5, unknown, 0).inject_ud);
-  const HypercallOutcome out = partition_->Hypercall(1, unknown, 0);
+  EXPECT_TRUE(partition_->Hypercall(0, unknown, {.cpl = 3, .long_mode = true})
+                  .inject_ud);
+  // Real mode, or 32-bit code whose registers our 64-bit page misreads.
+  EXPECT_TRUE(partition_->Hypercall(0, unknown, {.cpl = 0, .long_mode = false})
+                  .inject_ud);
+  EXPECT_TRUE(partition_->Hypercall(5, unknown, kKernel64).inject_ud);
+  const HypercallOutcome out = partition_->Hypercall(1, unknown, kKernel64);
   EXPECT_FALSE(out.inject_ud);
   EXPECT_EQ(out.result, HypercallResult(kHvStatusInvalidHypercallCode));
 }
@@ -203,7 +227,6 @@ TEST_F(HvPartitionTest, ReferenceTscPage) {
   EXPECT_NE(page.tsc_sequence, first);
   EXPECT_NE(page.tsc_sequence, 0u);
 
-  EXPECT_TRUE(WriteGp(kMsrReferenceTsc, kTscPageGpa | 4 | 1));
   EXPECT_TRUE(WriteGp(kMsrReferenceTsc, kRamSize | 1));
   EXPECT_EQ(Read(kMsrReferenceTsc), kTscPageGpa | 1);
   ASSERT_FALSE(WriteGp(kMsrReferenceTsc, 0));
@@ -215,7 +238,7 @@ TEST_F(HvPartitionTest, VpAssistPageIsStoredPerVp) {
   EXPECT_EQ(Read(kMsrVpAssistPage, 1), 0x40001u);
   EXPECT_EQ(Read(kMsrVpAssistPage, 0), 0u);
   EXPECT_TRUE(WriteGp(kMsrVpAssistPage, kRamSize | 1, 1));
-  EXPECT_TRUE(WriteGp(kMsrVpAssistPage, 0x40000 | 0x10 | 1, 1));
+  EXPECT_EQ(Read(kMsrVpAssistPage, 1), 0x40001u);
 }
 
 // A guest's VMBus-style round trip: it posts to connection 4 through the
@@ -251,7 +274,7 @@ TEST_F(HvPartitionTest, EndToEndMessageRoundTrip) {
   in.payload[2] = '!';
   std::memcpy(ram_.data() + 0x60000, &in, sizeof(in));
   const HypercallOutcome out =
-      partition_->Hypercall(1, {kHvCallPostMessage, 0x60000, 0}, 0);
+      partition_->Hypercall(1, {kHvCallPostMessage, 0x60000, 0}, kKernel64);
   ASSERT_FALSE(out.inject_ud);
   EXPECT_EQ(out.result, 0u);
 

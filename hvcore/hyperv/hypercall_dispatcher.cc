@@ -17,10 +17,13 @@ HvStatus HypercallDispatcher::ReadInput(uint64_t gpa, void* out,
                                         uint64_t size) {
   if (gpa % 8 != 0) return kHvStatusInvalidAlignment;
   if ((gpa & kPageMask) + size > kPageSize) return kHvStatusInvalidAlignment;
+  // TLFS, common status codes: a GPA "not within the bounds of the GPA
+  // space" is INVALID_ALIGNMENT too. We have no memory-intercept path for
+  // MMIO, so anything that is not RAM answers the same.
   if (!ReadGuest(ram_, gpa,
                  std::span<uint8_t>(static_cast<uint8_t*>(out), size))
            .ok()) {
-    return kHvStatusInvalidParameter;
+    return kHvStatusInvalidAlignment;
   }
   return kHvStatusSuccess;
 }

@@ -36,8 +36,8 @@ class HypercallDispatcher {
                        const HypercallArgs& args);
   HvStatus NotifyLongSpinWait(const HypercallControl& control,
                               const HypercallArgs& args);
-  // Copies a slow call's input block: 8-byte aligned and within one page
-  // (else INVALID_ALIGNMENT), in RAM (else INVALID_PARAMETER).
+  // Copies a slow call's input block: 8-byte aligned, within one page and in
+  // RAM, else INVALID_ALIGNMENT (the TLFS' common status for all three).
   HvStatus ReadInput(uint64_t gpa, void* out, uint64_t size);
 
   GuestRam& ram_;

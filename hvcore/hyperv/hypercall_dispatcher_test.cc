@@ -128,11 +128,11 @@ TEST_F(DispatcherTest, PostMessageBadInputGpas) {
   // Crosses into the next page.
   EXPECT_EQ(Call(kHvCallPostMessage, kInputPage + kPageSize - 248),
             kHvStatusInvalidAlignment);
-  EXPECT_EQ(Call(kHvCallPostMessage, kRamSize), kHvStatusInvalidParameter);
+  EXPECT_EQ(Call(kHvCallPostMessage, kRamSize), kHvStatusInvalidAlignment);
   EXPECT_EQ(Call(kHvCallPostMessage, kRamSize + 0x100000),
-            kHvStatusInvalidParameter);
+            kHvStatusInvalidAlignment);
   EXPECT_EQ(Call(kHvCallPostMessage, 0xFFFFFFFFFFFFF000ull),
-            kHvStatusInvalidParameter);
+            kHvStatusInvalidAlignment);
   EXPECT_EQ(port_->messages, 0);
 }
 
@@ -179,7 +179,7 @@ TEST_F(DispatcherTest, SignalEventFastAndSlow) {
   EXPECT_EQ(port_->last_flag, 12);
   EXPECT_EQ(Call(kHvCallSignalEvent, kInputPage + 9),
             kHvStatusInvalidAlignment);
-  EXPECT_EQ(Call(kHvCallSignalEvent, kRamSize), kHvStatusInvalidParameter);
+  EXPECT_EQ(Call(kHvCallSignalEvent, kRamSize), kHvStatusInvalidAlignment);
   EXPECT_EQ(port_->events, 2);
 }
 
@@ -200,7 +200,7 @@ TEST_F(DispatcherTest, NotifyLongSpinWaitIsAHint) {
   EXPECT_EQ(Call(kHvCallNotifyLongSpinWait | kHcFast, 4096), kHvStatusSuccess);
   EXPECT_EQ(Call(kHvCallNotifyLongSpinWait, kInputPage), kHvStatusSuccess);
   EXPECT_EQ(Call(kHvCallNotifyLongSpinWait, kRamSize),
-            kHvStatusInvalidParameter);
+            kHvStatusInvalidAlignment);
 }
 
 TEST(ConnectionTableTest, Registration) {

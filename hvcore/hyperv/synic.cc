@@ -77,7 +77,8 @@ MsrResult Synic::ReadMsr(uint32_t msr) {
 }
 
 MsrResult Synic::WritePageMsrLocked(uint64_t& reg, uint64_t value) {
-  if (value & kMsrPageReserved) return MsrResult::Gp();
+  // Bits 11:1 are RsvdP: stored as written. A page outside RAM is a #GP (as
+  // in KVM; the TLFS only says such a page is inaccessible).
   const bool enable = PageEnabled(value);
   if (enable && !IsRam(ram_, PageBase(value), kPageSize)) {
     return MsrResult::Gp();
@@ -98,59 +99,40 @@ MsrResult Synic::WriteMsr(uint32_t msr, uint64_t value) {
     absl::MutexLock lock(&mu_);
     switch (msr) {
       case kMsrScontrol:
-        if (value & ~kScontrolEnable) return MsrResult::Gp();
-        scontrol_ = value;
+        scontrol_ = value;  // bits 63:1 are RsvdP
+        FlushAllLocked(injections);
         break;
       case kMsrSversion:
         return MsrResult::Gp();  // read-only
       case kMsrSiefp:
         result = WritePageMsrLocked(siefp_, value);
         break;
-      case kMsrSimp: {
+      case kMsrSimp:
+        // With the page disabled, queued messages stay queued (TLFS); a
+        // freshly enabled, empty page can take them at once.
         result = WritePageMsrLocked(simp_, value);
-        if (!result.inject_gp && !PageEnabled(simp_)) {
-          // The guest took its message page away: nothing can be delivered
-          // any more, and its replacement starts empty.
-          for (auto& q : queue_) q.clear();
-        }
+        FlushAllLocked(injections);
         break;
-      }
       case kMsrEom:
         // End of message: the guest freed a slot that had the pending flag.
         // Any SINT with a queue may have room now.
-        for (uint32_t sint = 0; sint < kSintCount; ++sint) {
-          if (!queue_[sint].empty()) FlushLocked(sint, injections);
-        }
+        FlushAllLocked(injections);
         break;
       default: {
         if (msr < kMsrSint0 || msr > kMsrSint15) return MsrResult::Gp();
-        if (value & ~kSintWritableBits) return MsrResult::Gp();
-        const bool masked = (value & kSintMasked) != 0;
-        if (!masked && (value & kSintVectorMask) < kSintFirstValidVector) {
+        // Vectors 0-15 are a #GP unless masked (the reset value is vector 0,
+        // masked, and guests write it back). Bits 15:8 and 63:19 are RsvdP.
+        if (!(value & kSintMasked) &&
+            (value & kSintVectorMask) < kSintFirstValidVector) {
           return MsrResult::Gp();
         }
-        const uint32_t sint = msr - kMsrSint0;
-        const bool was_masked = (sint_[sint] & kSintMasked) != 0;
-        sint_[sint] = value;
-        // Unmasking with a message already waiting in the slot: raise it now,
-        // or the guest would only learn of it from the next message.
-        if (was_masked && !masked && SlotBusyLocked(sint)) {
-          MaybeInterruptLocked(sint, injections);
-        }
+        sint_[msr - kMsrSint0] = value;
         break;
       }
     }
   }
   Inject(injections);
   return result;
-}
-
-bool Synic::SlotBusyLocked(uint32_t sint) {
-  if (!PageEnabled(simp_)) return false;
-  std::atomic<uint64_t>* head =
-      GuestWord(ram_, PageBase(simp_) + uint64_t{sint} * kMessageSize);
-  return head != nullptr &&
-         HeaderType(head->load(std::memory_order_acquire)) != kMessageTypeNone;
 }
 
 Synic::SlotOutcome Synic::TryDeliverLocked(uint32_t sint,
@@ -185,7 +167,14 @@ Synic::SlotOutcome Synic::TryDeliverLocked(uint32_t sint,
   return SlotOutcome::kDelivered;
 }
 
+void Synic::FlushAllLocked(std::vector<Injection>& injections) {
+  for (uint32_t sint = 0; sint < kSintCount; ++sint) {
+    if (!queue_[sint].empty()) FlushLocked(sint, injections);
+  }
+}
+
 void Synic::FlushLocked(uint32_t sint, std::vector<Injection>& injections) {
+  if (!(scontrol_ & kScontrolEnable)) return;
   auto& queue = queue_[sint];
   while (!queue.empty()) {
     const SlotOutcome outcome =
@@ -200,8 +189,8 @@ void Synic::MaybeInterruptLocked(uint32_t sint,
                                  std::vector<Injection>& injections) {
   const uint64_t reg = sint_[sint];
   if (!(scontrol_ & kScontrolEnable)) return;
-  // Masked: the message stays in the slot, no interrupt. Polling: the guest
-  // looks at the page itself.
+  // Masked: the message stays in the slot and the interrupt is lost (TLFS).
+  // Polling: the guest looks at the page itself.
   if (reg & (kSintMasked | kSintPolling)) return;
   injections.push_back(Injection{static_cast<uint8_t>(reg & kSintVectorMask),
                                  (reg & kSintAutoEoi) != 0});

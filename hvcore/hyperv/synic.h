@@ -63,8 +63,8 @@ class Synic {
   // flags page is disabled.
   absl::Status SignalEvent(uint32_t sint, uint32_t flag);
 
-  // Back to the reset state (TLFS: SCONTROL 0, pages disabled, SINTs masked);
-  // queued messages are dropped.
+  // Back to the reset state (TLFS: SCONTROL 0, pages disabled, SINTs masked,
+  // message queues empty).
   void Reset();
 
   size_t QueuedMessages(uint32_t sint) const;
@@ -84,13 +84,15 @@ class Synic {
   SlotOutcome TryDeliverLocked(uint32_t sint, const QueuedMessage& message,
                                bool more_pending)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves queued messages into the slot while it is free.
+  // Moves queued messages into the slot while it is free (and the SynIC and
+  // its message page are enabled).
   void FlushLocked(uint32_t sint, std::vector<Injection>& injections)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushAllLocked(std::vector<Injection>& injections)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends the SINT's interrupt if it may be raised now.
   void MaybeInterruptLocked(uint32_t sint, std::vector<Injection>& injections)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool SlotBusyLocked(uint32_t sint) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   MsrResult WritePageMsrLocked(uint64_t& reg, uint64_t value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResetLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -42,6 +42,7 @@ inline constexpr uint32_t kPrivSignalEvents = 1u << 5;
 // 0x40000003 EDX: miscellaneous features.
 inline constexpr uint32_t kFeatFrequencyMsrsAvailable = 1u << 8;
 inline constexpr uint32_t kFeatSintPollingAvailable = 1u << 17;
+inline constexpr uint32_t kFeatHypercallMsrLockAvailable = 1u << 18;
 // 0x40000004 EAX: implementation recommendations.
 inline constexpr uint32_t kRecRelaxedTiming = 1u << 5;
 inline constexpr uint32_t kRecDeprecateAutoEoi = 1u << 9;
@@ -74,10 +75,13 @@ inline constexpr uint32_t kMsrRangeBase = 0x40000000;
 inline constexpr uint32_t kMsrRangeCount = 0x200;
 
 // Page-address MSRs (HYPERCALL, REFERENCE_TSC, SIMP, SIEFP, VP_ASSIST_PAGE):
-// bit 0 enable, bits 11:1 reserved, bits 63:12 guest page number.
+// bit 0 enable, bits 63:12 guest page number. Bits 11:1 are RsvdP ("value
+// should be preserved", read/write): the TLFS lets guests write them and
+// expects them back, so they are stored, never a #GP. HYPERCALL uses bit 1 as
+// its lock.
 inline constexpr uint64_t kMsrPageEnable = 1;
-inline constexpr uint64_t kMsrPageReserved = 0xFFE;
 inline constexpr uint64_t kMsrPageAddressMask = ~kPageMask;
+inline constexpr uint64_t kHypercallLocked = 1ull << 1;
 
 inline constexpr uint64_t kScontrolEnable = 1;
 inline constexpr uint64_t kSynicVersion = 1;
@@ -86,8 +90,6 @@ inline constexpr uint64_t kSintVectorMask = 0xFF;
 inline constexpr uint64_t kSintMasked = 1ull << 16;
 inline constexpr uint64_t kSintAutoEoi = 1ull << 17;
 inline constexpr uint64_t kSintPolling = 1ull << 18;
-inline constexpr uint64_t kSintWritableBits =
-    kSintVectorMask | kSintMasked | kSintAutoEoi | kSintPolling;
 inline constexpr uint64_t kSintResetValue = kSintMasked;
 inline constexpr uint32_t kSintFirstValidVector = 16;
 
@@ -128,6 +130,9 @@ enum HvStatus : uint16_t {
   kHvStatusInvalidPortId = 0x0011,
   kHvStatusInvalidConnectionId = 0x0012,
   kHvStatusInsufficientBuffers = 0x0013,
+  // For port handlers: the target VP is gone / its SynIC cannot take it.
+  kHvStatusInvalidVpIndex = 0x000E,
+  kHvStatusInvalidSynicState = 0x0018,
 };
 
 // --- SynIC pages ------------------------------------------------------------
