@@ -4,8 +4,11 @@
 // The Hyper-V CPUID leaves 0x40000000-0x4000000A. They advertise only what
 // this package implements: a guest that trusts them (Linux does) must never
 // reach an unimplemented path. The caller merges the entries into the VP's
-// CPUID and moves KVM's own leaves to 0x40000100 (Linux finds "KVMKVMKVM"
-// there too).
+// CPUID and must then drop KVM's own leaves altogether: Linux picks the
+// hypervisor whose detect() returns the highest value, and that is the CPUID
+// base -- KVM's leaves at 0x40000100 (kvm_detect() = 0x40000100) beat Hyper-V's
+// at 0x40000000 (ms_hyperv_platform() = 0x40000000), so Linux would report
+// "Hypervisor detected: KVM", skip hyperv_init() and never load hv_vmbus.
 
 #include <cstdint>
 #include <vector>

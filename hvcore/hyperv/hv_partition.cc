@@ -176,7 +176,9 @@ MsrResult HvPartition::WriteReferenceTscLocked(uint64_t value) {
   // Other VPs may be reading the page. Sequence 0 first sends them to the
   // MSR while scale and offset change; then a new, valid sequence (never 0,
   // never all ones, which older guests also treat as invalid).
-  sequence->store(0, std::memory_order_release);
+  // The seqlock writer's order: sequence 0, fence, data, new sequence.
+  sequence->store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
   scale->store(clock_.scale(), std::memory_order_relaxed);
   offset->store(static_cast<uint64_t>(clock_.offset()),
                 std::memory_order_relaxed);
