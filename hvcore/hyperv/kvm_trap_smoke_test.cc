@@ -1,10 +1,13 @@
-// Checks, on the machine's real KVM, the two mechanisms this package's design
+// Checks, on the machine's real KVM, the mechanisms this package's design
 // rests on, before vid wires it in (that integration brings the real tests):
 //  1. the hypercall page's OUT exits to userspace; writing RAX/RDX back with
 //     KVM_SET_REGS and leaving RIP alone resumes the guest after the OUT, with
 //     our values, and the page returns to its caller;
 //  2. KVM_X86_SET_MSR_FILTER over kMsrRangeBase..+kMsrRangeCount sends RDMSR
-//     and WRMSR of synthetic MSRs to userspace, and msr.error = 1 is a #GP.
+//     and WRMSR of synthetic MSRs to userspace, and msr.error = 1 is a #GP;
+//  3. end to end through kvm_glue: a guest sets its OS id and hypercall page
+//     by WRMSR, calls HvPostMessage through the page the library wrote, and
+//     reads TIME_REF_COUNT.
 // The library itself makes no KVM calls; only this test does, with raw
 // ioctls, so it depends on nothing that hvcore/ or vid/ may change. Skipped
 // without /dev/kvm.
@@ -16,11 +19,18 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <iterator>
+#include <memory>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "hvcore/hyperv/fakes.h"
+#include "hvcore/hyperv/hv_partition.h"
 #include "hvcore/hyperv/hypercall_page.h"
+#include "hvcore/hyperv/kvm_glue.h"
 #include "hvcore/hyperv/tlfs.h"
 
 namespace hvcore::hyperv {
@@ -254,6 +264,128 @@ TEST_F(KvmTrapTest, MsrFilterSendsSyntheticMsrsToUserspace) {
   EXPECT_EQ(run_->msr.index, 0x400000B0u);
   run_->msr.error = 1;  // #GP; the empty IDT makes it a triple fault
   EXPECT_EQ(Run(), KVM_EXIT_SHUTDOWN);
+}
+
+// GuestRam over the test VM's single RAM mapping.
+class MappedRam final : public GuestRam {
+ public:
+  MappedRam(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  uint8_t* HostPointer(uint64_t gpa, uint64_t len) override {
+    if (gpa > size_ || len > size_ - gpa) return nullptr;
+    return base_ + gpa;
+  }
+
+ private:
+  uint8_t* base_;
+  uint64_t size_;
+};
+
+class CapturePort final : public MessagePortHandler {
+ public:
+  HvStatus OnMessage(uint32_t vp, uint32_t type,
+                     std::span<const uint8_t> payload) override {
+    ++calls;
+    last_type = type;
+    last_payload.assign(payload.begin(), payload.end());
+    return kHvStatusSuccess;
+  }
+  int calls = 0;
+  uint32_t last_type = 0;
+  std::vector<uint8_t> last_payload;
+};
+
+TEST_F(KvmTrapTest, EndToEndThroughTheGlue) {
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] = kvm::kUserSpaceMsrReasons;
+  if (ioctl(vm_.get(), KVM_ENABLE_CAP, &cap) != 0) {
+    GTEST_SKIP() << "KVM_CAP_X86_USER_SPACE_MSR unavailable";
+  }
+  std::unique_ptr<kvm::MsrFilter> filter = kvm::MakeMsrFilter();
+  ASSERT_EQ(ioctl(vm_.get(), KVM_X86_SET_MSR_FILTER, &filter->filter), 0);
+
+  MappedRam ram(ram_, kRamSize);
+  FakeTsc tsc;
+  RecordingInjector injector;
+  HvPartitionConfig config;
+  config.tsc_hz = 2'000'000'000;
+  auto partition = HvPartition::Create(config, ram, tsc, injector);
+  ASSERT_TRUE(partition.ok());
+  HvPartition& p = **partition;
+  auto port = std::make_shared<CapturePort>();
+  ASSERT_TRUE(p.connections().RegisterMessagePort(4, port).ok());
+
+  constexpr uint64_t kInput = 0x30000;
+  HvPostMessageInput in{};
+  in.connection_id = 4;
+  in.message_type = 1;
+  in.payload_size = 5;
+  std::memcpy(in.payload, "hello", 5);
+  std::memcpy(ram_ + kInput, &in, sizeof(in));
+
+  std::vector<uint8_t> code = {
+      0xB9, 0x00, 0x00, 0x00, 0x40,  // mov ecx, GUEST_OS_ID
+      0xB8, 0x00, 0x00, 0x00, 0x00,  // mov eax, 0
+      0xBA, 0x00, 0x00, 0x00, 0x81,  // mov edx, 0x81000000 (Linux)
+      0x0F, 0x30,                    // wrmsr
+      0xB9, 0x01, 0x00, 0x00, 0x40,  // mov ecx, HYPERCALL
+      0xB8, 0x01, 0x00, 0x02, 0x00,  // mov eax, kPage | 1
+      0x31, 0xD2,                    // xor edx, edx
+      0x0F, 0x30,                    // wrmsr
+      0xB9, 0x5C, 0x00, 0x00, 0x00,  // mov ecx, HvPostMessage
+      0xBA, 0x00, 0x00, 0x03, 0x00,  // mov edx, kInput
+      0x45, 0x31, 0xC0,              // xor r8d, r8d
+  };
+  const uint64_t call_end = kCode + code.size() + 5;
+  const int32_t rel = static_cast<int32_t>(kPage - call_end);
+  code.push_back(0xE8);  // call kPage
+  for (int i = 0; i < 4; ++i) {
+    code.push_back(static_cast<uint8_t>(rel >> (8 * i)));
+  }
+  const uint8_t rest[] = {
+      0x48, 0x89, 0xC3,              // mov rbx, rax (the status)
+      0xB9, 0x20, 0x00, 0x00, 0x40,  // mov ecx, TIME_REF_COUNT
+      0x0F, 0x32,                    // rdmsr
+      0xF4,                          // hlt
+  };
+  code.insert(code.end(), std::begin(rest), std::end(rest));
+  std::memcpy(ram_ + kCode, code.data(), code.size());
+  std::memset(ram_ + kPage, 0, kPageSize);  // no page until the guest asks
+  tsc.tsc = 2'000'000'000ull * 5;           // 5 s into the partition
+  StartAt(kCode);
+
+  int msr_exits = 0, hypercalls = 0;
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t reason = Run();
+    if (reason == KVM_EXIT_HLT) break;
+    if (kvm::CompleteMsrExit(p, 0, *run_)) {
+      ++msr_exits;
+      continue;
+    }
+    ASSERT_TRUE(kvm::IsHypercallTrap(p, *run_)) << "exit " << reason;
+    kvm_regs regs = Regs();
+    kvm_sregs sregs;
+    ASSERT_EQ(ioctl(vcpu_.get(), KVM_GET_SREGS, &sregs), 0);
+    const kvm::TrapCompletion done =
+        kvm::CompleteHypercallTrap(p, 0, regs, sregs);
+    ASSERT_FALSE(done.inject_ud);
+    ASSERT_EQ(ioctl(vcpu_.get(), KVM_SET_REGS, &done.regs), 0);
+    ++hypercalls;
+  }
+  ASSERT_EQ(run_->exit_reason, uint32_t{KVM_EXIT_HLT});
+  EXPECT_EQ(msr_exits, 3);
+  EXPECT_EQ(hypercalls, 1);
+  EXPECT_EQ(port->calls, 1);
+  EXPECT_EQ(port->last_type, 1u);
+  EXPECT_EQ(std::string(port->last_payload.begin(), port->last_payload.end()),
+            "hello");
+  const kvm_regs regs = Regs();
+  EXPECT_EQ(regs.rbx, 0u);  // HV_STATUS_SUCCESS
+  // 5 s in 100 ns units, within the one tick the floored scale may lose.
+  const uint64_t ref = (regs.rdx << 32) | (regs.rax & 0xFFFFFFFF);
+  EXPECT_GE(ref + 1, 50'000'000u);
+  EXPECT_LE(ref, 50'000'000u);
+  EXPECT_EQ(p.ReadMsr(0, kMsrHypercall).value, kPage | 1);
 }
 
 }  // namespace
