@@ -3,12 +3,21 @@
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/grpcpp.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cli/exit_codes.h"
 #include "cli/output.h"
+#include "cli/terminal.h"
 
 namespace vmctl {
 namespace {
@@ -61,6 +70,11 @@ int CreateCommand(Session& session, const CreateArgs& args) {
   request.mutable_config()->set_memory_mib(args.memory_mib);
   request.mutable_config()->set_vcpus(args.cpus);
   request.mutable_config()->set_cmdline(args.cmdline);
+  if (!args.initrd.empty()) {
+    std::filesystem::path initrd = std::filesystem::absolute(args.initrd, ec);
+    request.mutable_config()->set_initrd_path(
+        ec ? args.initrd : initrd.lexically_normal().string());
+  }
   grpc::ClientContext context;
   SetDeadline(context, kQuickDeadline);
   hvstack::v1::Vm vm;
@@ -117,7 +131,9 @@ int DeleteCommand(Session& session, const std::string& name) {
   return kExitOk;
 }
 
-int ConsoleCommand(Session& session, const std::string& name, bool follow) {
+namespace {
+
+int StreamConsole(Session& session, const std::string& name, bool follow) {
   hvstack::v1::StreamConsoleRequest request;
   request.set_name(name);
   request.set_follow(follow);
@@ -131,6 +147,101 @@ int ConsoleCommand(Session& session, const std::string& name, bool follow) {
     session.out->flush();  // Interactive: show each chunk as it arrives.
   }
   grpc::Status status = reader->Finish();
+  if (!status.ok()) return Fail(session, status);
+  return kExitOk;
+}
+
+}  // namespace
+
+int ConsoleCommand(Session& session, const std::string& name, bool follow) {
+  if (!follow) return StreamConsole(session, name, false);
+
+  grpc::ClientContext context;  // No deadline: a console is open-ended.
+  auto stream = session.stub->AttachConsole(&context);
+  hvstack::v1::AttachConsoleRequest request;
+  request.set_name(name);
+  stream->Write(request);  // A failure shows in Finish().
+
+  int wake[2];
+  if (::pipe2(wake, O_CLOEXEC) != 0) {
+    *session.err << "vmctl: cannot create a pipe: " << std::strerror(errno)
+                 << "\n";
+    return kExitOther;
+  }
+  struct Pipe {
+    int fds[2];
+    int get_read() const { return fds[0]; }
+    int get_write() const { return fds[1]; }
+    ~Pipe() {
+      ::close(fds[0]);
+      ::close(fds[1]);
+    }
+  } pipe{{wake[0], wake[1]}};
+
+  RawTerminal terminal(session.in_fd);
+  if (terminal.active()) {
+    *session.err << "vmctl: connected to " << name
+                 << "'s console; escape character is ^]\r\n";
+    session.err->flush();
+  }
+
+  // Output: everything the stream carries, until it ends.
+  std::atomic<bool> received{false};
+  std::thread reader([&] {
+    hvstack::v1::ConsoleChunk chunk;
+    while (stream->Read(&chunk)) {
+      received = true;
+      session.out->write(chunk.data().data(),
+                         static_cast<std::streamsize>(chunk.data().size()));
+      session.out->flush();
+      if (chunk.ended()) (void)!::write(pipe.get_write(), "e", 1);
+    }
+    (void)!::write(pipe.get_write(), "x", 1);
+  });
+
+  // Input: session.in_fd -> the stream, until the output ends, Ctrl-] (on a
+  // terminal) or the stream breaks. The end of a non-terminal input is not a
+  // detach: the output is followed on.
+  bool detached = false;
+  bool input_open = session.in_fd >= 0;
+  while (true) {
+    pollfd fds[2] = {{pipe.get_read(), POLLIN, 0}, {session.in_fd, POLLIN, 0}};
+    const int n = ::poll(fds, input_open ? 2 : 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || fds[0].revents != 0) break;
+    if (!input_open || fds[1].revents == 0) continue;
+    char buf[4096];
+    const ssize_t got = ::read(session.in_fd, buf, sizeof(buf));
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got <= 0) {
+      input_open = false;
+      continue;
+    }
+    std::string data(buf, static_cast<size_t>(got));
+    if (terminal.active()) {
+      if (const size_t escape = data.find(kConsoleEscape);
+          escape != std::string::npos) {
+        data.resize(escape);
+        detached = true;
+      }
+    }
+    if (!data.empty()) {
+      request.clear_name();
+      request.set_data(data);
+      if (!stream->Write(request)) break;
+    }
+    if (detached) break;
+  }
+  // Closing our side ends the call (a detach) or acknowledges `ended`.
+  stream->WritesDone();
+  reader.join();
+  grpc::Status status = stream->Finish();
+  terminal.Restore();
+  if (detached) *session.err << "\r\nvmctl: detached from " << name << "\n";
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && !received) {
+    // An older vmms: follow the output only.
+    return StreamConsole(session, name, true);
+  }
   if (!status.ok()) return Fail(session, status);
   return kExitOk;
 }

@@ -17,6 +17,8 @@ struct Session {
   std::unique_ptr<hvstack::v1::VmService::StubInterface> stub;
   std::ostream* out;
   std::ostream* err;
+  // Where console input comes from (main: stdin); -1 for none.
+  int in_fd = -1;
 };
 
 // Connects (lazily, as gRPC does) to vmms at unix:`socket_path`.
@@ -30,6 +32,7 @@ struct CreateArgs {
   uint64_t memory_mib = 256;
   uint32_t cpus = 1;
   std::string cmdline;
+  std::string initrd;  // Made absolute too; empty for none.
 };
 
 // Each returns vmctl's exit code (exit_codes.h) and prints the result, or
@@ -40,7 +43,17 @@ int ShowCommand(Session& session, const std::string& name);
 int StartCommand(Session& session, const std::string& name);
 int StopCommand(Session& session, const std::string& name);
 int DeleteCommand(Session& session, const std::string& name);
-// Streams raw console bytes to the output until the stream ends.
+// The escape key that detaches an interactive console: Ctrl-], as in telnet
+// and virsh.
+inline constexpr char kConsoleEscape = 0x1D;
+
+// follow = false: the retained output, then exit (StreamConsole).
+// follow = true: AttachConsole. Output is written raw until the VM stops;
+// bytes read from session.in_fd go to the guest. When in_fd is a terminal it
+// is put in raw mode (restored on every exit path) and Ctrl-] detaches; other
+// input (a pipe, a file) is forwarded as it is, and its end only ends the
+// input: the output is followed until the VM stops. Falls back to
+// StreamConsole against a vmms without AttachConsole.
 int ConsoleCommand(Session& session, const std::string& name, bool follow);
 
 }  // namespace vmctl

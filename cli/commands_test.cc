@@ -48,6 +48,31 @@ class FakeVmService final : public hvstack::v1::VmService::Service {
     return grpc::Status::OK;
   }
 
+  // Echoes the input it gets until it has `expect` bytes, then ends.
+  grpc::Status AttachConsole(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
+                               hvstack::v1::AttachConsoleRequest>* stream)
+      override {
+    hvstack::v1::AttachConsoleRequest request;
+    if (!stream->Read(&request)) return grpc::Status::OK;
+    if (request.name() != "a")
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "VM not found");
+    hvstack::v1::ConsoleChunk chunk;
+    chunk.set_data("hello\n");
+    stream->Write(chunk);
+    std::string input = request.data();
+    while (input.size() < 6 && stream->Read(&request)) input += request.data();
+    chunk.set_data("got: " + input + "\n");
+    stream->Write(chunk);
+    chunk.clear_data();
+    chunk.set_ended(true);
+    stream->Write(chunk);
+    while (stream->Read(&request)) {
+    }
+    return grpc::Status::OK;
+  }
+
   hvstack::v1::CreateVmRequest last_create;
 };
 
@@ -124,11 +149,39 @@ TEST_F(CommandsTest, UnreachableVmmsNamesTheSocket) {
 
 TEST_F(CommandsTest, ConsoleWritesRawBytes) {
   Session session = Connected();
-  EXPECT_EQ(ConsoleCommand(session, "a", /*follow=*/true), 0);
-  EXPECT_EQ(out_.str(), std::string("raw\0bytes\nfollowed\n", 19));
-  out_.str("");
   EXPECT_EQ(ConsoleCommand(session, "a", /*follow=*/false), 0);
   EXPECT_EQ(out_.str(), std::string("raw\0bytes\n", 10));
+}
+
+TEST_F(CommandsTest, CreateSendsAnAbsoluteInitrdPath) {
+  Session session = Connected();
+  CreateArgs args;
+  args.name = "web1";
+  args.kernel = "/k";
+  args.initrd = "images/../initrd.img";
+  EXPECT_EQ(CreateCommand(session, args), 0);
+  EXPECT_EQ(service_.last_create.config().initrd_path(),
+            (std::filesystem::current_path() / "initrd.img").string());
+  EXPECT_THAT(out_.str(), HasSubstr("initrd: /"));
+}
+
+TEST_F(CommandsTest, AttachedConsoleForwardsPipedInputAndEndsWithTheVm) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "abc\x1d" "de", 6), 6);
+  ::close(fds[1]);  // EOF ends the input, not the console
+  Session session = Connected();
+  session.in_fd = fds[0];
+  EXPECT_EQ(ConsoleCommand(session, "a", /*follow=*/true), 0) << err_.str();
+  // Not a terminal: Ctrl-] is data, not the escape.
+  EXPECT_EQ(out_.str(), "hello\ngot: abc\x1d" "de\n");
+  ::close(fds[0]);
+}
+
+TEST_F(CommandsTest, AttachedConsoleReportsErrors) {
+  Session session = Connected();
+  EXPECT_EQ(ConsoleCommand(session, "zz", /*follow=*/true), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
 }
 
 }  // namespace

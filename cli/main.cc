@@ -1,4 +1,6 @@
 // vmctl: the command-line client of hvstack's public API (proto/hvstack/v1).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
@@ -24,13 +26,16 @@ int main(int argc, char** argv) {
       app.add_subcommand("create", "Define a VM (it starts Off)");
   create_cmd->add_option("NAME", create.name, "VM name")->required();
   create_cmd
-      ->add_option("--kernel", create.kernel, "Kernel image (ELF64 x86-64)")
+      ->add_option("--kernel", create.kernel,
+                   "Kernel image: bzImage, vmlinux or a guest/ ELF64")
       ->required();
   create_cmd->add_option("--memory", create.memory_mib, "Guest RAM in MiB")
       ->capture_default_str();
   create_cmd->add_option("--cpus", create.cpus, "Virtual processors")
       ->capture_default_str();
   create_cmd->add_option("--cmdline", create.cmdline, "Kernel command line");
+  create_cmd->add_option("--initrd", create.initrd,
+                         "Initial ramdisk (cpio archive) for a Linux kernel");
 
   std::string name;
   auto* list_cmd = app.add_subcommand("list", "List VMs");
@@ -40,8 +45,10 @@ int main(int argc, char** argv) {
   auto* stop_cmd = app.add_subcommand("stop", "Hard power-off a VM");
   auto* delete_cmd =
       app.add_subcommand("delete", "Delete an Off or Crashed VM");
-  auto* console_cmd =
-      app.add_subcommand("console", "Print a VM's serial console");
+  auto* console_cmd = app.add_subcommand(
+      "console",
+      "Attach to a VM's serial console: output follows, input goes to the "
+      "guest; on a terminal, Ctrl-] detaches");
   for (CLI::App* cmd :
        {show_cmd, start_cmd, stop_cmd, delete_cmd, console_cmd}) {
     cmd->add_option("NAME", name, "VM name")->required();
@@ -62,6 +69,7 @@ int main(int argc, char** argv) {
 
   if (socket.empty()) socket = vmctl::DefaultSocketPath();
   vmctl::Session session = vmctl::Connect(socket, json, std::cout, std::cerr);
+  session.in_fd = STDIN_FILENO;
   if (*create_cmd) return vmctl::CreateCommand(session, create);
   if (*list_cmd) return vmctl::ListCommand(session);
   if (*show_cmd) return vmctl::ShowCommand(session, name);

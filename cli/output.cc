@@ -61,6 +61,8 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
                       "memory: ", vm.config().memory_mib(), "MiB\n",  //
                       "kernel: ", vm.config().kernel_path(), "\n",    //
                       "cmdline: ", vm.config().cmdline(), "\n",       //
+                      "initrd: ", vm.config().initrd_path(), "\n",    //
+                      "reboot_count: ", vm.reboot_count(), "\n",      //
                       "worker_pid: ", vm.worker_pid(), "\n",          //
                       "create_time: ", time(vm.create_time()), "\n",  //
                       "update_time: ", time(vm.update_time()), "\n",  //

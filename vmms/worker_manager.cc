@@ -195,6 +195,21 @@ void WorkerManager::Supervise(Worker* worker) {
   if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
+  if (report.has_value()) {
+    uint32_t recorded;
+    {
+      absl::MutexLock lock(&worker->events_mu);
+      recorded = worker->reboots_recorded;
+    }
+    // Reboots that happened before the subscription was connected.
+    for (uint32_t i = recorded; i < report->reboot_count(); ++i) {
+      if (absl::StatusOr<Vm> vm =
+              store_->RecordReboot(worker->uuid, "guest rebooted");
+          !vm.ok()) {
+        break;
+      }
+    }
+  }
 
   absl::MutexLock lock(&worker->mu);
   int wait_status = 0;
@@ -259,12 +274,16 @@ void WorkerManager::WatchEvents(Worker* worker) {
 }
 
 void WorkerManager::HandleWorkerEvent(
-    const Worker& worker, const hvstack::internal::WorkerEvent& event) {
+    Worker& worker, const hvstack::internal::WorkerEvent& event) {
   switch (event.kind_case()) {
     case hvstack::internal::WorkerEvent::kRebooted: {
       const std::string& detail = event.rebooted().reason();
       spdlog::info("VM {}: guest rebooted in place (worker count {}): {}",
                    worker.name, event.rebooted().reboot_count(), detail);
+      {
+        absl::MutexLock lock(&worker.events_mu);
+        ++worker.reboots_recorded;
+      }
       absl::StatusOr<Vm> vm = store_->RecordReboot(
           worker.uuid, detail.empty() ? "guest rebooted"
                                       : absl::StrCat("guest rebooted: ", detail));

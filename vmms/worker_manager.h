@@ -100,6 +100,8 @@ class WorkerManager {
     // The event subscription (WatchEvents) of a ready worker.
     absl::Mutex events_mu;
     bool process_gone ABSL_GUARDED_BY(events_mu) = false;
+    // Reboots recorded from events (the exit report's count tops it up).
+    uint32_t reboots_recorded ABSL_GUARDED_BY(events_mu) = 0;
     grpc::ClientContext* events_context ABSL_GUARDED_BY(events_mu) = nullptr;
   };
 
@@ -109,7 +111,7 @@ class WorkerManager {
   // its event stream ends or the process is gone. The supervisor joins it
   // before recording the worker's final state.
   void WatchEvents(Worker* worker);
-  void HandleWorkerEvent(const Worker& worker,
+  void HandleWorkerEvent(Worker& worker,
                          const hvstack::internal::WorkerEvent& event);
   // Asks the worker to stop, then kills it after the grace period; returns once
   // it is reaped.

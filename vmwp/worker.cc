@@ -418,9 +418,6 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     for (const vid::VpStats& s : vm.boot->partition->GetVpStats())
       exits += s.total_exits;
     if (!outcome.ok() || !RunControl::IsReboot(*outcome)) break;
-    const uint32_t count = vm.reboots.fetch_add(1) + 1;
-    spdlog::info("VM {}: guest reboot {}: {}", config.vm_name(), count,
-                 outcome->detail);
     if (!guard.Record(absl::Now())) {
       outcome = vid::RunOutcome{vid::RunOutcome::Kind::kCrashed,
                                 absl::StrCat("reboot loop: ", guard.Describe(),
@@ -428,6 +425,9 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
       spdlog::error("VM {}: {}", config.vm_name(), outcome->detail);
       break;
     }
+    const uint32_t count = vm.reboots.fetch_add(1) + 1;
+    spdlog::info("VM {}: guest reboot {}: {}", config.vm_name(), count,
+                 outcome->detail);
     hvstack::internal::WorkerEvent event;
     event.mutable_rebooted()->set_reboot_count(count);
     event.mutable_rebooted()->set_reason(outcome->detail);
@@ -464,20 +464,26 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
   if (const uint64_t dropped = vm.input.dropped(); dropped > 0)
     spdlog::info("console input: {} byte(s) dropped", dropped);
 
+  WorkerExitReport report;
   if (!reboot_error.ok()) {
-    return ErrorReport(Annotate(reboot_error,
-                                "cannot restart the VM after a guest reboot"));
-  }
-  if (!outcome.ok()) {
+    report = ErrorReport(Annotate(
+        reboot_error, "cannot restart the VM after a guest reboot"));
+  } else if (!outcome.ok()) {
     spdlog::error("VM {} could not run: {}", config.vm_name(),
                   outcome.status().ToString());
-    return ErrorReport(outcome.status());
+    report = ErrorReport(outcome.status());
+  }
+  if (!reboot_error.ok() || !outcome.ok()) {
+    report.set_reboot_count(vm.reboots.load());
+    return report;
   }
   spdlog::info("VM {} ended: {}: {} ({} intercepts, {} reboot(s))",
                config.vm_name(),
                std::string(vid::RunOutcomeKindName(outcome->kind)),
                outcome->detail, exits, vm.reboots.load());
-  return OutcomeReport(*outcome);
+  report = OutcomeReport(*outcome);
+  report.set_reboot_count(vm.reboots.load());
+  return report;
 }
 
 }  // namespace vmwp
