@@ -17,15 +17,15 @@ uint32_t Signature(const char (&four)[5]) {
 
 HypervFeatures ImplementedFeatures() {
   // Not advertised, because not implemented: VP runtime, synthetic timers,
-  // the APIC MSRs / VP assist page, reset, stats, guest idle, crash MSRs, XMM
+  // the APIC MSRs / VP assist page, reset, stats, guest idle, XMM
   // hypercall input/output, partition ids, TLB-flush and IPI hypercalls.
   return HypervFeatures{
       .privileges_low = kPrivTimeRefCount | kPrivSynicRegs |
                         kPrivHypercallMsrs | kPrivVpIndex | kPrivReferenceTsc |
                         kPrivFrequencyMsrs,
       .privileges_high = kPrivPostMessages | kPrivSignalEvents,
-      .misc = kFeatFrequencyMsrsAvailable | kFeatSintPollingAvailable |
-              kFeatHypercallMsrLockAvailable,
+      .misc = kFeatFrequencyMsrsAvailable | kFeatGuestCrashMsrsAvailable |
+              kFeatSintPollingAvailable | kFeatHypercallMsrLockAvailable,
   };
 }
 

@@ -67,9 +67,10 @@ TEST(HypervCpuidTest, AdvertisesExactlyWhatIsImplemented) {
   EXPECT_FALSE(f.eax & kPrivVpRuntime);
   EXPECT_EQ(f.ebx, kPrivPostMessages | kPrivSignalEvents);
   EXPECT_EQ(f.ecx, 0u);
-  EXPECT_EQ(f.edx, kFeatFrequencyMsrsAvailable | kFeatSintPollingAvailable |
+  EXPECT_EQ(f.edx, kFeatFrequencyMsrsAvailable | kFeatGuestCrashMsrsAvailable |
+                       kFeatSintPollingAvailable |
                        kFeatHypercallMsrLockAvailable);
-  EXPECT_EQ(f.edx, 0x00060100u);  // bits 8, 17, 18
+  EXPECT_EQ(f.edx, 0x00060500u);  // bits 8, 10, 17, 18
 }
 
 TEST(HypervCpuidTest, RecommendationsAndLimits) {

@@ -35,6 +35,22 @@ class RecordingInjector final : public SintInjector {
   std::vector<Injection> injections_ ABSL_GUARDED_BY(mu_);
 };
 
+class RecordingCrashHandler final : public GuestCrashHandler {
+ public:
+  void OnGuestCrash(const GuestCrashReport& report) override {
+    absl::MutexLock lock(&mu_);
+    reports_.push_back(report);
+  }
+  std::vector<GuestCrashReport> Take() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(reports_, {});
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<GuestCrashReport> reports_ ABSL_GUARDED_BY(mu_);
+};
+
 class FakeTsc final : public GuestTscSource {
  public:
   uint64_t ReadGuestTsc() override { return tsc; }

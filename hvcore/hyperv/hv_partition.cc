@@ -1,5 +1,6 @@
 #include "hvcore/hyperv/hv_partition.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "absl/strings/str_format.h"
@@ -21,7 +22,7 @@ bool ValidPageMsr(GuestRam& ram, uint64_t value) {
 
 absl::StatusOr<std::unique_ptr<HvPartition>> HvPartition::Create(
     const HvPartitionConfig& config, GuestRam& ram, GuestTscSource& tsc,
-    SintInjector& injector) {
+    SintInjector& injector, GuestCrashHandler* crash_handler) {
   if (config.vp_count == 0) {
     return absl::InvalidArgumentError("a partition needs at least one VP");
   }
@@ -29,16 +30,18 @@ absl::StatusOr<std::unique_ptr<HvPartition>> HvPartition::Create(
       ReferenceClock::Create(config.tsc_hz, config.tsc_at_start);
   if (!clock.ok()) return clock.status();
   return std::unique_ptr<HvPartition>(
-      new HvPartition(config, *clock, ram, tsc, injector));
+      new HvPartition(config, *clock, ram, tsc, injector, crash_handler));
 }
 
 HvPartition::HvPartition(const HvPartitionConfig& config,
                          const ReferenceClock& clock, GuestRam& ram,
-                         GuestTscSource& tsc, SintInjector& injector)
+                         GuestTscSource& tsc, SintInjector& injector,
+                         GuestCrashHandler* crash_handler)
     : config_(config),
       clock_(clock),
       ram_(ram),
       tsc_(tsc),
+      crash_handler_(crash_handler),
       dispatcher_(ram, connections_) {
   for (uint32_t i = 0; i < config.vp_count; ++i) {
     synics_.push_back(std::make_unique<Synic>(
@@ -95,7 +98,13 @@ MsrResult HvPartition::DoReadMsr(uint32_t vp_index, uint32_t msr) {
       return MsrResult::Ok(reference_tsc_);
     case kMsrVpAssistPage:
       return MsrResult::Ok(assist_pages_[vp_index]);
+    case kMsrCrashCtl:
+      // Reads tell the guest which notifications we take.
+      return MsrResult::Ok(kCrashCtlNotify | kCrashCtlNotifyMsg);
     default:
+      if (msr >= kMsrCrashP0 && msr <= kMsrCrashP4) {
+        return MsrResult::Ok(crash_params_[msr - kMsrCrashP0]);
+      }
       return MsrResult::Gp();
   }
 }
@@ -104,7 +113,22 @@ MsrResult HvPartition::DoWriteMsr(uint32_t vp_index, uint32_t msr,
                                   uint64_t value) {
   if (vp_index >= vp_count()) return MsrResult::Gp();
   if (Synic::IsSynicMsr(msr)) return synics_[vp_index]->WriteMsr(msr, value);
+  if (msr == kMsrCrashCtl) {
+    if (!(value & kCrashCtlNotify)) return MsrResult::Ok();
+    GuestCrashReport report;
+    {
+      absl::MutexLock lock(&mu_);
+      report = MakeCrashReportLocked(vp_index, value);
+      last_crash_ = report;
+    }
+    if (crash_handler_ != nullptr) crash_handler_->OnGuestCrash(report);
+    return MsrResult::Ok();
+  }
   absl::MutexLock lock(&mu_);
+  if (msr >= kMsrCrashP0 && msr <= kMsrCrashP4) {
+    crash_params_[msr - kMsrCrashP0] = value;
+    return MsrResult::Ok();
+  }
   switch (msr) {
     case kMsrGuestOsId:
       guest_os_id_ = value;
@@ -127,6 +151,25 @@ MsrResult HvPartition::DoWriteMsr(uint32_t vp_index, uint32_t msr,
       // implemented.
       return MsrResult::Gp();
   }
+}
+
+GuestCrashReport HvPartition::MakeCrashReportLocked(uint32_t vp_index,
+                                                    uint64_t ctl) {
+  GuestCrashReport report{.vp_index = vp_index, .params = crash_params_};
+  if (ctl & kCrashCtlNotifyMsg) {
+    // Linux: P3 = GPA of its kmsg page, P4 = bytes written (at most a page).
+    const uint64_t gpa = crash_params_[3];
+    const uint64_t len = std::min<uint64_t>(crash_params_[4], kPageSize);
+    if (const uint8_t* text = ram_.HostPointer(gpa, len)) {
+      report.message.assign(reinterpret_cast<const char*>(text), len);
+    }
+  }
+  return report;
+}
+
+std::optional<GuestCrashReport> HvPartition::last_guest_crash() {
+  absl::MutexLock lock(&mu_);
+  return last_crash_;
 }
 
 void HvPartition::RemoveHypercallPageLocked() {
@@ -228,6 +271,7 @@ void HvPartition::Reset() {
   reference_tsc_ = 0;
   saved_page_.reset();
   assist_pages_.assign(assist_pages_.size(), 0);
+  crash_params_ = {};
 }
 
 }  // namespace hvcore::hyperv

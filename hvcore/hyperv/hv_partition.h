@@ -61,10 +61,11 @@ struct HypercallOutcome {
 
 class HvPartition {
  public:
-  // The references must outlive the partition.
+  // The references must outlive the partition. `crash_handler` may be null
+  // (crash reports are then only kept for last_guest_crash()).
   static absl::StatusOr<std::unique_ptr<HvPartition>> Create(
       const HvPartitionConfig& config, GuestRam& ram, GuestTscSource& tsc,
-      SintInjector& injector);
+      SintInjector& injector, GuestCrashHandler* crash_handler = nullptr);
 
   HvPartition(const HvPartition&) = delete;
   HvPartition& operator=(const HvPartition&) = delete;
@@ -97,6 +98,8 @@ class HvPartition {
 
   // What the guest used and what we refused (for logs).
   HvStatsSnapshot stats() const { return stats_.Snapshot(); }
+  // The guest's most recent crash report, if it made one.
+  std::optional<GuestCrashReport> last_guest_crash();
 
   uint32_t vp_count() const { return static_cast<uint32_t>(synics_.size()); }
   uint16_t hypercall_port() const { return config_.hypercall_port; }
@@ -105,7 +108,12 @@ class HvPartition {
 
  private:
   HvPartition(const HvPartitionConfig& config, const ReferenceClock& clock,
-              GuestRam& ram, GuestTscSource& tsc, SintInjector& injector);
+              GuestRam& ram, GuestTscSource& tsc, SintInjector& injector,
+              GuestCrashHandler* crash_handler);
+  // CRASH_CTL write with NOTIFY: builds the report (reading the message, if
+  // any, from guest RAM).
+  GuestCrashReport MakeCrashReportLocked(uint32_t vp_index, uint64_t ctl)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   MsrResult DoReadMsr(uint32_t vp_index, uint32_t msr);
   MsrResult DoWriteMsr(uint32_t vp_index, uint32_t msr, uint64_t value);
@@ -123,6 +131,7 @@ class HvPartition {
   const ReferenceClock clock_;
   GuestRam& ram_;
   GuestTscSource& tsc_;
+  GuestCrashHandler* const crash_handler_;
   ConnectionTable connections_;
   HypercallDispatcher dispatcher_;
   HvStats stats_;
@@ -134,6 +143,8 @@ class HvPartition {
   uint64_t reference_tsc_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t tsc_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint64_t> assist_pages_ ABSL_GUARDED_BY(mu_);  // per VP
+  std::array<uint64_t, 5> crash_params_ ABSL_GUARDED_BY(mu_) = {};
+  std::optional<GuestCrashReport> last_crash_ ABSL_GUARDED_BY(mu_);
   // The RAM under the enabled hypercall page.
   std::optional<std::array<uint8_t, kPageSize>> saved_page_
       ABSL_GUARDED_BY(mu_);

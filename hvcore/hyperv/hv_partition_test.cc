@@ -27,7 +27,7 @@ class HvPartitionTest : public testing::Test {
     config.tsc_hz = kTscHz;
     config.tsc_at_start = 1000;
     absl::StatusOr<std::unique_ptr<HvPartition>> p =
-        HvPartition::Create(config, ram_, tsc_, injector_);
+        HvPartition::Create(config, ram_, tsc_, injector_, &crashes_);
     EXPECT_TRUE(p.ok()) << p.status();
     partition_ = std::move(*p);
   }
@@ -55,6 +55,7 @@ class HvPartitionTest : public testing::Test {
   ByteArrayGuestRam ram_;
   FakeTsc tsc_;
   RecordingInjector injector_;
+  RecordingCrashHandler crashes_;
   std::unique_ptr<HvPartition> partition_;
 };
 
@@ -103,7 +104,7 @@ TEST_F(HvPartitionTest, ReadOnlyAndUnimplementedMsrsAreGp) {
   // the end of the range.
   for (uint32_t msr :
        {0x40000003u, 0x40000010u, 0x40000070u, 0x40000071u, 0x40000072u,
-        0x400000B0u, 0x400000F0u, 0x40000100u, 0x400001FFu}) {
+        0x400000B0u, 0x400000F0u, 0x40000106u, 0x40000118u, 0x400001FFu}) {
     EXPECT_TRUE(partition_->ReadMsr(0, msr).inject_gp) << std::hex << msr;
     EXPECT_TRUE(WriteGp(msr, 0)) << std::hex << msr;
   }
@@ -239,6 +240,48 @@ TEST_F(HvPartitionTest, VpAssistPageIsStoredPerVp) {
   EXPECT_EQ(Read(kMsrVpAssistPage, 0), 0u);
   EXPECT_TRUE(WriteGp(kMsrVpAssistPage, kRamSize | 1, 1));
   EXPECT_EQ(Read(kMsrVpAssistPage, 1), 0x40001u);
+}
+
+// What Linux does on panic (hyperv_report_panic), then with its log
+// (hv_kmsg_dump): parameters, then a message page.
+TEST_F(HvPartitionTest, GuestCrashReports) {
+  EXPECT_EQ(Read(kMsrCrashCtl), kCrashCtlNotify | kCrashCtlNotifyMsg);
+  EXPECT_FALSE(partition_->last_guest_crash().has_value());
+  const uint64_t params[5] = {0xE, kLinuxOsId, 0xFFFFFFFF81000000ull, 42,
+                              0xFFFFC90000003F00ull};
+  for (uint32_t i = 0; i < 5; ++i) {
+    ASSERT_FALSE(WriteGp(kMsrCrashP0 + i, params[i], 1));
+    EXPECT_EQ(Read(kMsrCrashP0 + i), params[i]);
+  }
+  ASSERT_FALSE(WriteGp(kMsrCrashCtl, kCrashCtlNotify, 1));
+  std::vector<GuestCrashReport> got = crashes_.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].vp_index, 1u);
+  EXPECT_EQ(got[0].params[2], 0xFFFFFFFF81000000ull);
+  EXPECT_EQ(got[0].message, "");
+
+  const std::string log = "Kernel panic - not syncing: VFS: Unable to mount";
+  std::memcpy(ram_.data() + 0x40000, log.data(), log.size());
+  ASSERT_FALSE(WriteGp(kMsrCrashP0 + 3, 0x40000));
+  ASSERT_FALSE(WriteGp(kMsrCrashP0 + 4, log.size()));
+  ASSERT_FALSE(WriteGp(kMsrCrashCtl, kCrashCtlNotify | kCrashCtlNotifyMsg));
+  got = crashes_.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].message, log);
+  EXPECT_EQ(partition_->last_guest_crash()->message, log);
+
+  // Hostile: a huge length is cut to a page; a GPA outside RAM gives no text.
+  ASSERT_FALSE(WriteGp(kMsrCrashP0 + 4, ~0ull));
+  ASSERT_FALSE(WriteGp(kMsrCrashCtl, kCrashCtlNotify | kCrashCtlNotifyMsg));
+  EXPECT_EQ(crashes_.Take().at(0).message.size(), kPageSize);
+  ASSERT_FALSE(WriteGp(kMsrCrashP0 + 3, kRamSize - 8));
+  ASSERT_FALSE(WriteGp(kMsrCrashCtl, kCrashCtlNotify | kCrashCtlNotifyMsg));
+  EXPECT_EQ(crashes_.Take().at(0).message, "");
+  // CTL without NOTIFY reports nothing.
+  ASSERT_FALSE(WriteGp(kMsrCrashCtl, kCrashCtlNotifyMsg));
+  EXPECT_TRUE(crashes_.Take().empty());
+  partition_->Reset();
+  EXPECT_EQ(Read(kMsrCrashP0), 0u);
 }
 
 // A guest's VMBus-style round trip: it posts to connection 4 through the

@@ -5,7 +5,9 @@
 // calls). vid implements these when it wires the package into the VP loop;
 // see README.md, "Integration".
 
+#include <array>
 #include <cstdint>
+#include <string>
 
 namespace hvcore::hyperv {
 
@@ -28,6 +30,25 @@ class GuestTscSource {
  public:
   virtual ~GuestTscSource() = default;
   virtual uint64_t ReadGuestTsc() = 0;
+};
+
+// What a guest reported through the crash MSRs (Linux: on panic, and again
+// with the kernel log tail when it can).
+struct GuestCrashReport {
+  uint32_t vp_index;
+  std::array<uint64_t, 5> params;  // CRASH_P0..P4 as the guest wrote them
+  // With NOTIFY_MSG: up to 4096 bytes the guest pointed at. Untrusted bytes,
+  // not necessarily text: escape before logging.
+  std::string message;
+};
+
+// Told when the guest reports a crash (it writes CRASH_CTL with NOTIFY).
+// Called on the VP's thread, no lock held; the guest may keep running (Linux
+// then halts or reboots), so this records, it does not stop the VM.
+class GuestCrashHandler {
+ public:
+  virtual ~GuestCrashHandler() = default;
+  virtual void OnGuestCrash(const GuestCrashReport& report) = 0;
 };
 
 }  // namespace hvcore::hyperv

@@ -41,6 +41,7 @@ inline constexpr uint32_t kPrivPostMessages = 1u << 4;
 inline constexpr uint32_t kPrivSignalEvents = 1u << 5;
 // 0x40000003 EDX: miscellaneous features.
 inline constexpr uint32_t kFeatFrequencyMsrsAvailable = 1u << 8;
+inline constexpr uint32_t kFeatGuestCrashMsrsAvailable = 1u << 10;
 inline constexpr uint32_t kFeatSintPollingAvailable = 1u << 17;
 inline constexpr uint32_t kFeatHypercallMsrLockAvailable = 1u << 18;
 // 0x40000004 EAX: implementation recommendations.
@@ -66,6 +67,14 @@ inline constexpr uint32_t kMsrSimp = 0x40000083;
 inline constexpr uint32_t kMsrEom = 0x40000084;
 inline constexpr uint32_t kMsrSint0 = 0x40000090;
 inline constexpr uint32_t kMsrSint15 = 0x4000009F;
+// Guest crash notification: P0-P4 are free-form parameters (Linux: error
+// code, guest id, RIP, RAX, RSP -- or, with NOTIFY_MSG, P3 = GPA and P4 =
+// length of a panic message); writing CTL with NOTIFY reports the crash.
+inline constexpr uint32_t kMsrCrashP0 = 0x40000100;
+inline constexpr uint32_t kMsrCrashP4 = 0x40000104;
+inline constexpr uint32_t kMsrCrashCtl = 0x40000105;
+inline constexpr uint64_t kCrashCtlNotify = 1ull << 63;
+inline constexpr uint64_t kCrashCtlNotifyMsg = 1ull << 62;
 
 // The MSR range the VMM must route to this package (KVM_X86_SET_MSR_FILTER
 // deny range): everything the TLFS puts at 0x40000000-0x400001FF, so that
