@@ -1,9 +1,8 @@
 #include "cli/commands.h"
 
+#include <fcntl.h>
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/grpcpp.h>
-
-#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 

@@ -168,13 +168,19 @@ TEST_F(CommandsTest, CreateSendsAnAbsoluteInitrdPath) {
 TEST_F(CommandsTest, AttachedConsoleForwardsPipedInputAndEndsWithTheVm) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
-  ASSERT_EQ(::write(fds[1], "abc\x1d" "de", 6), 6);
+  ASSERT_EQ(::write(fds[1],
+                    "abc\x1d"
+                    "de",
+                    6),
+            6);
   ::close(fds[1]);  // EOF ends the input, not the console
   Session session = Connected();
   session.in_fd = fds[0];
   EXPECT_EQ(ConsoleCommand(session, "a", /*follow=*/true), 0) << err_.str();
   // Not a terminal: Ctrl-] is data, not the escape.
-  EXPECT_EQ(out_.str(), "hello\ngot: abc\x1d" "de\n");
+  EXPECT_EQ(out_.str(),
+            "hello\ngot: abc\x1d"
+            "de\n");
   ::close(fds[0]);
 }
 

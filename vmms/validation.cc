@@ -7,11 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
-#include "base/scoped_fd.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/scoped_fd.h"
 #include "vmms/kernel_image.h"
 
 namespace vmms {

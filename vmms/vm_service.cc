@@ -4,8 +4,8 @@
 
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "vmms/console_proxy.h"
 #include "vmms/log_format.h"
 #include "vmms/uuid.h"
@@ -97,11 +97,11 @@ grpc::Status VmServiceImpl::StreamConsole(
   absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
-    absl::StatusOr<size_t> relayed = ProxyWorkerConsole(
-        *source->worker_socket, request->follow(), context,
-        [writer](const hvstack::v1::ConsoleChunk& c) {
-          return writer->Write(c);
-        });
+    absl::StatusOr<size_t> relayed =
+        ProxyWorkerConsole(*source->worker_socket, request->follow(), context,
+                           [writer](const hvstack::v1::ConsoleChunk& c) {
+                             return writer->Write(c);
+                           });
     if (relayed.ok()) return grpc::Status::OK;
     // The worker went away between the lookup and the call: its log has
     // everything it wrote.

@@ -452,8 +452,7 @@ TEST(ServerTest, TooLongSocketPathIsAClearError) {
 
 grpc::Status CreateWithInitrd(hvstack::v1::VmService::Stub& stub,
                               const std::string& name,
-                              const std::string& initrd,
-                              hvstack::v1::Vm* out) {
+                              const std::string& initrd, hvstack::v1::Vm* out) {
   hvstack::v1::CreateVmRequest request;
   request.set_name(name);
   request.mutable_config()->set_vcpus(1);

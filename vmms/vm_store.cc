@@ -108,11 +108,11 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
       absl::StrCat("INSERT INTO vms (", kColumns,
                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0)"));
   if (!stmt.ok()) return stmt.status();
-  absl::Status s = stmt->BindAll(
-      vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
-      vm.config().kernel_path(), vm.config().cmdline(),
-      StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now,
-      vm.config().initrd_path());
+  absl::Status s =
+      stmt->BindAll(vm.uuid(), vm.name(), vm.config().vcpus(),
+                    vm.config().memory_mib(), vm.config().kernel_path(),
+                    vm.config().cmdline(), StateName(hvstack::v1::VM_STATE_OFF),
+                    reason, now, now, now, vm.config().initrd_path());
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -229,8 +229,8 @@ absl::StatusOr<Vm> VmStore::RecordReboot(const std::string& uuid,
   absl::Status s = stmt->BindAll(reason, now, uuid);
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) return s;
-  if (s = InsertHistory(db_, uuid, StateName(before->state()),
-                        before->state(), reason, now);
+  if (s = InsertHistory(db_, uuid, StateName(before->state()), before->state(),
+                        reason, now);
       !s.ok()) {
     return s;
   }

@@ -189,8 +189,7 @@ void WorkerManager::Supervise(Worker* worker) {
   {
     absl::MutexLock lock(&worker->events_mu);
     worker->process_gone = true;
-    if (worker->events_context != nullptr)
-      worker->events_context->TryCancel();
+    if (worker->events_context != nullptr) worker->events_context->TryCancel();
   }
   if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
@@ -261,9 +260,10 @@ void WorkerManager::WatchEvents(Worker* worker) {
     // The worker ends its event stream when it is about to exit.
     if (status.ok()) return;
     if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-      spdlog::warn("VM {}: worker {} has no event stream; reboots are not "
-                   "recorded",
-                   worker->name, worker->pid);
+      spdlog::warn(
+          "VM {}: worker {} has no event stream; reboots are not "
+          "recorded",
+          worker->name, worker->pid);
       return;
     }
     ++failures;
@@ -285,8 +285,9 @@ void WorkerManager::HandleWorkerEvent(
         ++worker.reboots_recorded;
       }
       absl::StatusOr<Vm> vm = store_->RecordReboot(
-          worker.uuid, detail.empty() ? "guest rebooted"
-                                      : absl::StrCat("guest rebooted: ", detail));
+          worker.uuid, detail.empty()
+                           ? "guest rebooted"
+                           : absl::StrCat("guest rebooted: ", detail));
       if (!vm.ok()) {
         // E.g. a stop is under way (Stopping): the reboot no longer matters.
         spdlog::info("VM {}: reboot not recorded: {}", worker.name,

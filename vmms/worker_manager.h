@@ -1,6 +1,7 @@
 #ifndef HVSTACK_VMMS_WORKER_MANAGER_H_
 #define HVSTACK_VMMS_WORKER_MANAGER_H_
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <map>
@@ -14,8 +15,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/scoped_fd.h"
-#include <grpcpp/grpcpp.h>
-
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/runtime_paths.h"

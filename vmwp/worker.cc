@@ -214,9 +214,9 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
                                                 Vm& vm) {
   auto boot = std::make_unique<Boot>();
   absl::StatusOr<std::unique_ptr<vid::Partition>> partition =
-      vid::Partition::Create({.vcpus = config.vcpus(),
-                              .memory_bytes = config.memory_mib() << 20},
-                             *vm.kvm);
+      vid::Partition::Create(
+          {.vcpus = config.vcpus(), .memory_bytes = config.memory_mib() << 20},
+          *vm.kvm);
   if (!partition.ok())
     return Annotate(partition.status(), "cannot create the partition");
   boot->partition = *std::move(partition);
@@ -227,7 +227,8 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
   // Interrupt lines (ISA IRQs = GSIs 0-15 through the in-kernel PIC and
   // IOAPIC). vid logs ioctl failures, rate-limited; a device cannot do better.
   absl::StatusOr<vid::InterruptLine> com1_irq = p->GetInterruptLine(kCom1Gsi);
-  absl::StatusOr<vid::InterruptLine> kbd_irq = p->GetInterruptLine(kKeyboardGsi);
+  absl::StatusOr<vid::InterruptLine> kbd_irq =
+      p->GetInterruptLine(kKeyboardGsi);
   absl::StatusOr<vid::InterruptLine> aux_irq = p->GetInterruptLine(kAuxGsi);
   for (const auto* line : {&com1_irq, &kbd_irq, &aux_irq}) {
     if (!line->ok()) return Annotate(line->status(), "interrupt line");
@@ -247,16 +248,17 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
         "guest pulsed the i8042 reset line (keyboard controller reset)");
   });
   boot->i8042->SetInterruptLines(drive(*kbd_irq), drive(*aux_irq));
-  boot->rtc = vm.rtc_state.has_value() ? std::make_unique<CmosRtc>(*vm.rtc_state)
-                                       : std::make_unique<CmosRtc>();
+  boot->rtc = vm.rtc_state.has_value()
+                  ? std::make_unique<CmosRtc>(*vm.rtc_state)
+                  : std::make_unique<CmosRtc>();
   boot->pm1_event = std::make_unique<AcpiPm1Event>();
   boot->power = std::make_unique<AcpiPowerPort>([p] {
     spdlog::info("guest wrote ACPI S5 (power off) to PM1a_CNT");
     p->RequestPowerOff("guest requested ACPI S5 power off");
   });
   for (absl::Status s : {
-           RegisterPorts(*p, "com1", boot->com1->base(),
-                         Uart16550::kPortCount, boot->com1.get()),
+           RegisterPorts(*p, "com1", boot->com1->base(), Uart16550::kPortCount,
+                         boot->com1.get()),
            RegisterPorts(*p, "i8042_data", I8042::kDataPort, 1,
                          boot->i8042.get()),
            RegisterPorts(*p, "i8042_cmd", I8042::kCommandPort, 1,
@@ -401,12 +403,12 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     return ErrorReport(s);
   }
 
-  RebootGuard guard(
-      config.reboot_loop_max() > 0 ? config.reboot_loop_max()
-                                   : RebootGuard::kDefaultMaxReboots,
-      config.reboot_loop_window_ms() > 0
-          ? absl::Milliseconds(config.reboot_loop_window_ms())
-          : RebootGuard::kDefaultWindow);
+  RebootGuard guard(config.reboot_loop_max() > 0
+                        ? config.reboot_loop_max()
+                        : RebootGuard::kDefaultMaxReboots,
+                    config.reboot_loop_window_ms() > 0
+                        ? absl::Milliseconds(config.reboot_loop_window_ms())
+                        : RebootGuard::kDefaultWindow);
   vm.running.store(true);
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());
@@ -466,8 +468,8 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
 
   WorkerExitReport report;
   if (!reboot_error.ok()) {
-    report = ErrorReport(Annotate(
-        reboot_error, "cannot restart the VM after a guest reboot"));
+    report = ErrorReport(
+        Annotate(reboot_error, "cannot restart the VM after a guest reboot"));
   } else if (!outcome.ok()) {
     spdlog::error("VM {} could not run: {}", config.vm_name(),
                   outcome.status().ToString());

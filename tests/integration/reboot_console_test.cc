@@ -106,10 +106,9 @@ class RebootConsoleTest : public ::testing::Test {
   CommandResult ConsoleWithInput(const std::string& name,
                                  const std::string& shell_input,
                                  absl::Duration timeout = absl::Seconds(60)) {
-    const std::string command =
-        absl::StrCat(shell_input, " | ", Quote(Runfile("cli/vmctl")),
-                     " --socket ", Quote(vmms_->socket_path()), " console ",
-                     Quote(name));
+    const std::string command = absl::StrCat(
+        shell_input, " | ", Quote(Runfile("cli/vmctl")), " --socket ",
+        Quote(vmms_->socket_path()), " console ", Quote(name));
     absl::StatusOr<CommandResult> r =
         RunCommand({"/bin/sh", "-c", command}, {}, timeout);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -139,7 +138,8 @@ TEST_F(RebootConsoleTest, GuestRebootsInPlaceAndTheCountIsRecorded) {
   EXPECT_THAT(console, HasSubstr("reboot_once: done after 1 reboot(s)"));
   EXPECT_EQ(console.find("reset was ignored"), std::string::npos);
   // The RTC reads the host's wall clock (the year, at least).
-  const std::string year = absl::FormatTime("%Y", absl::Now(), absl::UTCTimeZone());
+  const std::string year =
+      absl::FormatTime("%Y", absl::Now(), absl::UTCTimeZone());
   EXPECT_THAT(console, HasSubstr("reboot_once: rtc " + year + "-"));
 
   // `show` prints the count too; a new start counts from 0 again.
@@ -206,7 +206,10 @@ TEST_F(RebootConsoleTest, TerminalConsoleIsRawAndCtrlBracketDetaches) {
   EXPECT_THAT(r->out, HasSubstr("echo: typed\r\n"));
   EXPECT_THAT(r->out, HasSubstr("detached from tty1"));
   // Raw mode: the terminal did not echo the input line itself.
-  EXPECT_EQ(r->out.find("typed\r\n" "echo"), std::string::npos) << r->out;
+  EXPECT_EQ(r->out.find("typed\r\n"
+                        "echo"),
+            std::string::npos)
+      << r->out;
   // Detaching leaves the VM running.
   EXPECT_EQ(Show("tty1").value("state", ""), "VM_STATE_RUNNING");
   ASSERT_EQ(Vmctl({"stop", "tty1"}).exit_code, 0);

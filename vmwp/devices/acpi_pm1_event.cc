@@ -9,9 +9,9 @@ uint32_t AcpiPm1Event::PortRead(uint16_t port, uint8_t size) {
   uint32_t result = 0;
   for (uint8_t i = 0; i < size; ++i) {
     const int offset = port - base_ + i;
-    const uint32_t byte =
-        offset >= 0 && offset < kPortCount ? (block >> (8 * offset)) & 0xFF
-                                           : 0xFF;  // Beyond the block.
+    const uint32_t byte = offset >= 0 && offset < kPortCount
+                              ? (block >> (8 * offset)) & 0xFF
+                              : 0xFF;  // Beyond the block.
     result |= byte << (8 * i);
   }
   return result;
@@ -23,7 +23,8 @@ void AcpiPm1Event::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
     const int offset = port - base_ + i;
     const uint8_t byte = static_cast<uint8_t>(value >> (8 * i));
     if (offset == 2) enable_ = (enable_ & 0xFF00) | byte;
-    if (offset == 3) enable_ = static_cast<uint16_t>((enable_ & 0x00FF) | byte << 8);
+    if (offset == 3)
+      enable_ = static_cast<uint16_t>((enable_ & 0x00FF) | byte << 8);
     // Offsets 0-1 (PM1_STS): write-1-to-clear of bits that are never set.
   }
 }

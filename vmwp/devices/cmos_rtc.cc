@@ -68,10 +68,10 @@ absl::Time CmosRtc::NowLocked() const { return clock_() + offset_; }
 absl::Time CmosRtc::GuestTime() const {
   absl::MutexLock lock(&mu_);
   if (ram_[kRegB] & kBSet) {
-    return absl::FromCivil(absl::CivilSecond(held_.year, held_.month,
-                                             held_.day, held_.hour,
-                                             held_.minute, held_.second),
-                           absl::UTCTimeZone());
+    return absl::FromCivil(
+        absl::CivilSecond(held_.year, held_.month, held_.day, held_.hour,
+                          held_.minute, held_.second),
+        absl::UTCTimeZone());
   }
   return NowLocked();
 }

@@ -53,7 +53,7 @@ TEST_F(CmosRtcTest, BinaryMode) {
 }
 
 TEST_F(CmosRtcTest, TwelveHourMode) {
-  SetReg(CmosRtc::kRegB, 0);  // BCD, 12 h
+  SetReg(CmosRtc::kRegB, 0);                     // BCD, 12 h
   EXPECT_EQ(Reg(CmosRtc::kHours), 0x80 | 0x01);  // 1 PM
   host_ = Utc(2024, 2, 27, 0, 10, 0);
   EXPECT_EQ(Reg(CmosRtc::kHours), 0x12);  // 12 AM
@@ -202,8 +202,7 @@ TEST_F(CmosRtcTest, GarbageWritesStillGiveAValidTime) {
 
 TEST(CmosRtcRealClockTest, StartsAtHostTime) {
   CmosRtc rtc;
-  EXPECT_LT(absl::AbsDuration(rtc.GuestTime() - absl::Now()),
-            absl::Seconds(5));
+  EXPECT_LT(absl::AbsDuration(rtc.GuestTime() - absl::Now()), absl::Seconds(5));
 }
 
 }  // namespace

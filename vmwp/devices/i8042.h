@@ -29,9 +29,9 @@ namespace vmwp {
 // clear = pulse line n; line 0 is reset). Unknown commands are ignored.
 //
 // Data written to port 0x60 without a pending command goes to the keyboard,
-// which answers 0xFA (ACK) to every command it knows, plus: 0xFF reset -> FA AA;
-// 0xF2 identify -> FA AB 83 (AB 41 when the controller translates, as a real
-// one does); 0xEE echo -> EE; 0xF0 n (scan code set; n = 0 reads it back);
+// which answers 0xFA (ACK) to every command it knows, plus: 0xFF reset -> FA
+// AA; 0xF2 identify -> FA AB 83 (AB 41 when the controller translates, as a
+// real one does); 0xEE echo -> EE; 0xF0 n (scan code set; n = 0 reads it back);
 // 0xED n (LEDs), 0xF3 n (typematic) take a parameter byte, also ACKed; unknown
 // bytes get 0xFE (resend). Bytes for the AUX device (0xD4) are answered 0xFE
 // with the timeout bit set: nothing is plugged into the AUX port.
@@ -102,7 +102,7 @@ class I8042 : public vid::PortIoHandler {
   // What the next data-port write is for.
   enum class Pending : uint8_t {
     kNone,
-    kWriteRam,        // 0x60-0x7F; pending_ram_index_
+    kWriteRam,         // 0x60-0x7F; pending_ram_index_
     kWriteOutputPort,  // 0xD1
     kWriteKbdBuffer,   // 0xD2
     kWriteAuxBuffer,   // 0xD3

@@ -207,8 +207,8 @@ TEST_F(Uart16550Test, ThreReassertedWhenEtbeiToggled) {
 // edge per interrupt: the handler drains IIR until "no interrupt", the line
 // drops, and input arriving later raises it again.
 TEST_F(Uart16550Test, EveryNewInputAfterServiceGivesARisingEdge) {
-  Out(Uart16550::kMcr, Uart16550::kMcrOut2 | Uart16550::kMcrDtr |
-                           Uart16550::kMcrRts);
+  Out(Uart16550::kMcr,
+      Uart16550::kMcrOut2 | Uart16550::kMcrDtr | Uart16550::kMcrRts);
   Out(Uart16550::kIerDlm, Uart16550::kIerRxData | Uart16550::kIerLineStatus);
   EXPECT_TRUE(irq_.empty());
   for (int round = 0; round < 3; ++round) {

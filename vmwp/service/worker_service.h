@@ -4,9 +4,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
-#include <string_view>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -73,10 +73,10 @@ class WorkerServiceImpl final
       grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override;
 
   // Waits until no StreamConsole or WatchEvents call is running (they end
-  // once the ring and the event log are closed), at most `timeout`. Returns whether they all ended. The worker
-  // calls this before Shutdown(now), so that followers get the VM's last output
-  // and a clean end of stream without the server idling through a shutdown
-  // grace period.
+  // once the ring and the event log are closed), at most `timeout`. Returns
+  // whether they all ended. The worker calls this before Shutdown(now), so that
+  // followers get the VM's last output and a clean end of stream without the
+  // server idling through a shutdown grace period.
   bool WaitForStreamsToEnd(absl::Duration timeout);
 
  private:

@@ -251,7 +251,8 @@ TEST(WorkerEventLogTest, RetainsABoundedNumber) {
   EXPECT_FALSE(batch.closed);
   log.Close();
   EXPECT_EQ(log.Publish({}), 0u);
-  EXPECT_TRUE(log.WaitAfter(log.last_sequence(), absl::InfiniteFuture()).closed);
+  EXPECT_TRUE(
+      log.WaitAfter(log.last_sequence(), absl::InfiniteFuture()).closed);
 }
 
 }  // namespace
