@@ -78,6 +78,22 @@ absl::StatusOr<std::unique_ptr<KvmSystem>> KvmSystem::Adopt(
   return kvm;
 }
 
+absl::StatusOr<std::unique_ptr<KvmSystem>> KvmSystem::Duplicate() const {
+  int fd = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(name_, ": dup failed"));
+  }
+  std::unique_ptr<KvmSystem> copy(new KvmSystem(base::ScopedFd(fd), name_));
+  copy->vcpu_mmap_size_ = vcpu_mmap_size_;
+  copy->recommended_vcpus_ = recommended_vcpus_;
+  copy->max_vcpus_ = max_vcpus_;
+  copy->max_memslots_ = max_memslots_;
+  copy->has_exit_on_emulation_failure_ = has_exit_on_emulation_failure_;
+  copy->supported_cpuid_ = supported_cpuid_;
+  copy->msr_index_list_ = msr_index_list_;
+  return copy;
+}
+
 bool KvmSystem::HasMsr(uint32_t index) const {
   return std::find(msr_index_list_.begin(), msr_index_list_.end(), index) !=
          msr_index_list_.end();

@@ -30,6 +30,11 @@ class KvmSystem {
   static absl::StatusOr<std::unique_ptr<KvmSystem>> Adopt(
       base::ScopedFd fd, absl::string_view name = "/dev/kvm");
 
+  // A second handle on the same KVM (dup'd descriptor) with the already
+  // probed facts: no ioctls besides the dup. For objects that must outlive
+  // the KvmSystem they were given (vid::Partition, for Reset()).
+  absl::StatusOr<std::unique_ptr<KvmSystem>> Duplicate() const;
+
   KvmSystem(const KvmSystem&) = delete;
   KvmSystem& operator=(const KvmSystem&) = delete;
 

@@ -77,6 +77,13 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
         absl::StrFormat("%d VPs requested; this host's KVM allows 1 to %d",
                         options.vcpu_count, kvm.max_vcpus()));
   }
+  if (options.vcpu_count > kMaxXApicVcpus) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d VPs requested; at most %d are supported (APIC ids are VP indexes, "
+        "and xAPIC id 0xff is the broadcast address; more needs x2APIC with "
+        "extended destination ids)",
+        options.vcpu_count, kMaxXApicVcpus));
+  }
   if (kvm.recommended_vcpus() > 0 &&
       options.vcpu_count > static_cast<uint32_t>(kvm.recommended_vcpus())) {
     spdlog::warn(
@@ -115,21 +122,6 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     cap.args[0] = 1;
     (void)::ioctl(vm, KVM_ENABLE_CAP, &cap);
   }
-  if (options.irqchip) {
-    // Both before any vcpu: KVM gives each vcpu an in-kernel LAPIC only if the
-    // irqchip exists when the vcpu is created.
-    if (::ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
-      return IoctlError("KVM_CREATE_IRQCHIP failed");
-    }
-    if (absl::Status s = SetPcGsiRouting(vm); !s.ok()) return s;
-    // The dummy speaker makes KVM handle port 0x61 (PIT channel 2 gate and
-    // output), which Linux uses to calibrate the TSC against the PIT.
-    kvm_pit_config pit{};
-    pit.flags = KVM_PIT_SPEAKER_DUMMY;
-    if (::ioctl(vm, KVM_CREATE_PIT2, &pit) < 0) {
-      return IoctlError("KVM_CREATE_PIT2 failed");
-    }
-  }
   std::unique_ptr<Partition> p(
       new Partition(std::move(vm_fd), kvm, options));
   // KVM_GET_TSC_KHZ on the VM (Linux >= 6.0); older kernels only answer it on
@@ -142,6 +134,29 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
                             .kvm_leaf_base = p->kvm_cpuid_base_,
                             .tsc_khz = p->tsc_khz_});
   return p;
+}
+
+absl::Status Partition::CreateIrqchip() {
+  if (!irqchip_) {
+    return absl::FailedPreconditionError(
+        "the partition was created without an in-kernel irqchip");
+  }
+  absl::MutexLock lock(&mu_);
+  if (irqchip_created_) return absl::OkStatus();
+  const int vm = vm_fd_.get();
+  if (::ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
+    return IoctlError("KVM_CREATE_IRQCHIP failed");
+  }
+  if (absl::Status s = SetPcGsiRouting(vm); !s.ok()) return s;
+  // The dummy speaker makes KVM handle port 0x61 (PIT channel 2 gate and
+  // output), which Linux uses to calibrate the TSC against the PIT.
+  kvm_pit_config pit{};
+  pit.flags = KVM_PIT_SPEAKER_DUMMY;
+  if (::ioctl(vm, KVM_CREATE_PIT2, &pit) < 0) {
+    return IoctlError("KVM_CREATE_PIT2 failed");
+  }
+  irqchip_created_ = true;
+  return absl::OkStatus();
 }
 
 std::vector<kvm_cpuid_entry2> Partition::guest_cpuid() const {
@@ -160,10 +175,7 @@ bool Partition::KvmHasMsr(uint32_t index) const {
 }
 
 absl::Status Partition::SetIrqLine(uint32_t gsi, bool level) {
-  if (!irqchip_) {
-    return absl::FailedPreconditionError(
-        "SetIrqLine: the partition has no in-kernel irqchip");
-  }
+  if (absl::Status s = CreateIrqchip(); !s.ok()) return s;
   if (gsi >= kIoApicPins) {
     return absl::InvalidArgumentError(absl::StrCat(
         "SetIrqLine: GSI ", gsi, " is not an IOAPIC pin (0-",
@@ -179,10 +191,7 @@ absl::Status Partition::SetIrqLine(uint32_t gsi, bool level) {
 }
 
 absl::Status Partition::SignalMsi(const Msi& msi) {
-  if (!irqchip_) {
-    return absl::FailedPreconditionError(
-        "SignalMsi: the partition has no in-kernel irqchip");
-  }
+  if (absl::Status s = CreateIrqchip(); !s.ok()) return s;
   if ((msi.address >> 20) != 0xFEE) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "SignalMsi: address 0x%x is not in the LAPIC MSI window 0xFEExxxxx",
@@ -256,6 +265,11 @@ absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
     return absl::InvalidArgumentError(
         absl::StrCat("VP ", index, ": the partition was created for ",
                      vcpu_count_, " VPs"));
+  }
+  // The irqchip must exist before the first vcpu: KVM gives a vcpu an
+  // in-kernel LAPIC only if it does.
+  if (irqchip_) {
+    if (absl::Status s = CreateIrqchip(); !s.ok()) return s;
   }
   absl::StatusOr<std::unique_ptr<VirtualProcessor>> vp =
       VirtualProcessor::Create(this, index);

@@ -18,16 +18,22 @@ namespace hvcore {
 
 class VirtualProcessor;
 
+// APIC id = VP index, and xAPIC id 0xFF is the broadcast address.
+inline constexpr uint32_t kMaxXApicVcpus = 255;
+
 struct PartitionOptions {
   // How many VPs the partition will have: CreateVp(index) needs index <
   // vcpu_count, and the CPUID topology describes this many CPUs. Must not
-  // exceed KVM_CAP_MAX_VCPUS; above KVM_CAP_NR_VCPUS (the recommended limit,
-  // normally the host's CPU count) a warning is logged.
+  // exceed KVM_CAP_MAX_VCPUS or kMaxXApicVcpus; above KVM_CAP_NR_VCPUS (the
+  // recommended limit, normally the host's CPU count) a warning is logged.
   uint32_t vcpu_count = 1;
   // KVM's in-kernel PIC + IOAPIC + LAPICs (KVM_CREATE_IRQCHIP) and PIT
-  // (KVM_CREATE_PIT2 with the dummy speaker port 0x61), created before any VP.
-  // With it, HLT blocks in the kernel and application processors wait for
-  // INIT/SIPI; without it (hvcore's own tests), HLT exits as Halt.
+  // (KVM_CREATE_PIT2 with the dummy speaker port 0x61), created by the first
+  // CreateVp (or CreateIrqchip / SetIrqLine / SignalMsi), so that RAM can be
+  // mapped first: on this host a memory slot added after the PIT exists costs
+  // ~7 ms instead of ~0.02 ms. With it, HLT blocks in the kernel and
+  // application processors wait for INIT/SIPI; without it (hvcore's own
+  // tests), HLT exits as Halt.
   bool irqchip = true;
   // Where KVM's paravirtual CPUID leaves go (see cpuid.h).
   uint32_t kvm_cpuid_base = kDefaultKvmCpuidBase;
@@ -83,6 +89,11 @@ class Partition {
   // ---- Interrupts (need options.irqchip). Thread-safe: KVM serializes these
   // itself, so device threads and VP threads may call them concurrently.
 
+  // Creates the irqchip, GSI routing and PIT now if they do not exist yet
+  // (idempotent; CreateVp calls it). Map RAM before: see
+  // PartitionOptions::irqchip.
+  absl::Status CreateIrqchip();
+
   // KVM_IRQ_LINE: drives GSI `gsi` (0-23: IOAPIC pins; 0-15 also reach the
   // PIC) to `level`. An edge-triggered source raises then lowers it.
   absl::Status SetIrqLine(uint32_t gsi, bool level);
@@ -128,6 +139,7 @@ class Partition {
   // KVM answers KVM_GET_TSC_KHZ on the VM, else at the first CreateVp).
   std::vector<kvm_cpuid_entry2> guest_cpuid_ ABSL_GUARDED_BY(mu_);
   uint32_t tsc_khz_ ABSL_GUARDED_BY(mu_) = 0;
+  bool irqchip_created_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace hvcore

@@ -1,5 +1,6 @@
 #include "hvcore/virtual_processor.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -329,25 +330,25 @@ uint64_t VirtualProcessor::CurrentRip() const {
 }
 
 void VirtualProcessor::RequestExit() {
-  absl::MutexLock lock(&kick_mu_);
   // Order matters: the flag first, so that a thread that is about to enter
   // KVM_RUN (and so misses the signal) is turned back by KVM itself.
   __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  if (in_run_) pthread_kill(run_thread_, VpKickSignal());
+  kickers_.fetch_add(1, std::memory_order_seq_cst);
+  if (in_run_.load(std::memory_order_seq_cst)) {
+    pthread_kill(run_thread_.load(std::memory_order_relaxed), VpKickSignal());
+  }
+  kickers_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 absl::StatusOr<Intercept> VirtualProcessor::Run() {
-  {
-    absl::MutexLock lock(&kick_mu_);
-    in_run_ = true;
-    run_thread_ = pthread_self();
-  }
+  run_thread_.store(pthread_self(), std::memory_order_relaxed);
+  in_run_.store(true, std::memory_order_seq_cst);
   int r = ::ioctl(fd_.get(), KVM_RUN, 0);
   int err = errno;
-  {
-    absl::MutexLock lock(&kick_mu_);
-    in_run_ = false;
-  }
+  in_run_.store(false, std::memory_order_seq_cst);
+  // A RequestExit() that saw in_run_ == true may still be about to signal
+  // this thread: let it finish before this thread can leave (and exit).
+  while (kickers_.load(std::memory_order_seq_cst) != 0) sched_yield();
   if (r < 0) {
     if (err == EINTR || err == EAGAIN) {
       __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_SEQ_CST);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -206,12 +207,16 @@ class VirtualProcessor {
   kvm_run* const run_;  // mmap'd, run_size_ bytes; unmapped in the destructor
   const size_t run_size_;
 
-  absl::Mutex kick_mu_;
-  // The thread currently inside Run(), so RequestExit() can signal it. Only set
-  // while in Run(), so pthread_kill never targets a thread that has left (or
-  // exited).
-  bool in_run_ ABSL_GUARDED_BY(kick_mu_) = false;
-  pthread_t run_thread_ ABSL_GUARDED_BY(kick_mu_){};
+  // The thread currently inside Run(), so RequestExit() can signal it; no
+  // lock on the exit path. Run() publishes run_thread_, sets in_run_, and
+  // after KVM_RUN clears it and waits until no RequestExit() is between its
+  // check of in_run_ and its pthread_kill (kickers_), so pthread_kill never
+  // targets a thread that has left Run() (and may have exited). Both sides
+  // use sequentially consistent operations (a Dekker handshake: either the
+  // kicker sees in_run_ == false, or Run() sees kickers_ != 0).
+  std::atomic<bool> in_run_{false};
+  std::atomic<pthread_t> run_thread_{};
+  std::atomic<uint32_t> kickers_{0};
 };
 
 // The signal RequestExit() uses to knock a thread out of KVM_RUN. hvcore

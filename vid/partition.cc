@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -65,18 +66,17 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
 
 absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     const PartitionConfig& config, const hvcore::KvmSystem& kvm) {
-  if (config.vcpus == 0 ||
-      (kvm.max_vcpus() > 0 && config.vcpus > uint32_t(kvm.max_vcpus()))) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%d VPs requested; this host's KVM allows 1 to %d",
-                        config.vcpus, kvm.max_vcpus()));
+  const uint32_t max_vcpus =
+      kvm.max_vcpus() > 0
+          ? std::min<uint32_t>(kvm.max_vcpus(), hvcore::kMaxXApicVcpus)
+          : hvcore::kMaxXApicVcpus;
+  if (config.vcpus == 0 || config.vcpus > max_vcpus) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d VPs requested; this host allows 1 to %d", config.vcpus, max_vcpus));
   }
   // Our own handle on /dev/kvm, so Reset() can create a VM after `kvm` is
   // gone.
-  int dup = ::fcntl(kvm.fd(), F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return absl::ErrnoToStatus(errno, "dup of the KVM descriptor");
-  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> own =
-      hvcore::KvmSystem::Adopt(base::ScopedFd(dup), kvm.name());
+  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> own = kvm.Duplicate();
   if (!own.ok()) return own.status();
   absl::StatusOr<std::unique_ptr<GuestMemory>> memory =
       GuestMemory::Create(config.memory_bytes);

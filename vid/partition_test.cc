@@ -316,6 +316,11 @@ TEST(PartitionTest, BadConfigIsInvalidArgument) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Partition::Create({.vcpus = 256, .memory_bytes = 4 << 20}, **kvm)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument)
+      << "APIC ids must stay below the xAPIC broadcast id";
 }
 
 // Captures 32-bit writes to port 0x80.
