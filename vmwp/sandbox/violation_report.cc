@@ -1,0 +1,98 @@
+#include "vmwp/sandbox/violation_report.h"
+
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/ucontext.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace sandbox {
+namespace {
+
+std::atomic<int> g_report_fd{-1};
+
+// si_code of a seccomp SIGSYS (SYS_SECCOMP in the kernel's siginfo.h; glibc
+// does not always expose it).
+constexpr int kSiCodeSeccomp = 1;
+
+// Async-signal-safe: raw syscalls only, no allocation, no locks.
+void OnSigsys(int sig, siginfo_t* info, void* context) {
+  if (info->si_code != kSiCodeSeccomp) {
+    // Not ours (someone sent SIGSYS): end as if it had been fatal.
+    ::syscall(SYS_exit_group, 128 + SIGSYS);
+  }
+  ViolationRecord record = {};
+  record.magic = ViolationRecord::kMagic;
+  record.syscall_nr = info->si_syscall;
+  record.arch = info->si_arch;
+  record.instruction_pointer = reinterpret_cast<uint64_t>(info->si_call_addr);
+  int fd = g_report_fd.load(std::memory_order_relaxed);
+  if (fd >= 0) {
+    [[maybe_unused]] long n = ::syscall(SYS_write, fd, &record, sizeof(record));
+  }
+  // SA_RESETHAND made SIGSYS default again. Repeating the exact call (same
+  // number, same arguments, same filter) traps again; this time the forced
+  // signal has no handler and kills the process with SIGSYS.
+  const greg_t* regs = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
+  ::syscall(info->si_syscall, regs[REG_RDI], regs[REG_RSI], regs[REG_RDX],
+            regs[REG_R10], regs[REG_R8], regs[REG_R9]);
+  // Unreachable unless the filter changed in between.
+  ::syscall(SYS_exit_group, 128 + SIGSYS);
+}
+
+}  // namespace
+
+absl::Status InstallViolationReporter(int report_fd) {
+  g_report_fd.store(report_fd, std::memory_order_relaxed);
+  struct sigaction action = {};
+  action.sa_sigaction = OnSigsys;
+  action.sa_flags = SA_SIGINFO | SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  if (::sigaction(SIGSYS, &action, nullptr) != 0) {
+    return absl::InternalError(absl::StrCat(
+        "sandbox: cannot install the SIGSYS handler: ", std::strerror(errno)));
+  }
+  // A thread that blocks SIGSYS still gets the forced signal (the kernel
+  // unblocks it), so the mask needs no care here.
+  return absl::OkStatus();
+}
+
+std::string SyscallName(uint32_t arch, int syscall_nr) {
+  char* name = seccomp_syscall_resolve_num_arch(
+      arch == 0 ? SCMP_ARCH_NATIVE : arch, syscall_nr);
+  if (name == nullptr) return absl::StrCat("syscall ", syscall_nr);
+  std::string result(name);
+  std::free(name);
+  return result;
+}
+
+std::optional<ViolationRecord> ParseViolationRecord(absl::string_view bytes) {
+  if (bytes.size() < sizeof(ViolationRecord)) return std::nullopt;
+  ViolationRecord record;
+  std::memcpy(&record, bytes.data(), sizeof(record));
+  if (record.magic != ViolationRecord::kMagic) return std::nullopt;
+  return record;
+}
+
+std::optional<std::string> DescribeSandboxExit(int wait_status,
+                                               absl::string_view report_bytes) {
+  if (!WIFSIGNALED(wait_status) || WTERMSIG(wait_status) != SIGSYS) {
+    return std::nullopt;
+  }
+  std::optional<ViolationRecord> record = ParseViolationRecord(report_bytes);
+  if (!record) {
+    return std::string("sandbox violation: unknown system call");
+  }
+  return absl::StrCat("sandbox violation: ",
+                      SyscallName(record->arch, record->syscall_nr));
+}
+
+}  // namespace sandbox
