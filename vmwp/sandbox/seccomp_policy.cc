@@ -70,6 +70,9 @@ constexpr SyscallRule kSyscalls[] = {
     {"getrandom", ALL, ArgCheck::kNone, "absl hash seeds, gRPC"},
     // Signals: vCPU kick (SIGRTMIN via pthread_kill), stop requests.
     {"rt_sigreturn", ALL, ArgCheck::kNone, "return from any handler"},
+    {"rt_sigaction", D | S, ArgCheck::kNone,
+     "glibc's first pthread_create installs SIGCANCEL/SIGSETXID handlers; "
+     "a handler is the worker's own code, and seccomp's SIGSYS is forced"},
     {"rt_sigprocmask", ALL, ArgCheck::kNone, "vCPU kick signal mask"},
     {"rt_sigtimedwait", S, ArgCheck::kNone, "SignalWatcher (SIGTERM/SIGINT)"},
     {"sigaltstack", ALL, ArgCheck::kNone, "thread exit in glibc"},
