@@ -8,6 +8,7 @@
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +62,8 @@ constexpr SyscallRule kSyscalls[] = {
     {"rename", S, ArgCheck::kNone, "exit report tmp -> final, log rotation"},
     {"renameat", S, ArgCheck::kNone, "as rename"},
     {"renameat2", S, ArgCheck::kNone, "as rename; RENAME_EXCHANGE rotation"},
+    {"unlink", S, ArgCheck::kNone, "worker.sock removed at shutdown"},
+    {"unlinkat", S, ArgCheck::kNone, "as unlink"},
     // Synchronisation and time.
     {"futex", ALL, ArgCheck::kNone, "absl::Mutex, condition variables"},
     {"sched_yield", ALL, ArgCheck::kNone, "spin-then-block locks"},
@@ -89,6 +92,8 @@ constexpr SyscallRule kSyscalls[] = {
     {"clone", D | S, ArgCheck::kThreadOnly, "std::thread; never a process"},
     {"clone3", D | S, ArgCheck::kEnosys,
      "flags live in memory seccomp cannot read: ENOSYS makes glibc use clone"},
+    {"prctl", D | S, ArgCheck::kSetNameOnly,
+     "gRPC names the threads it starts (seen while a guest runs)"},
     {"rseq", ALL, ArgCheck::kNone, "glibc registers it per thread"},
     {"set_robust_list", ALL, ArgCheck::kNone, "new threads"},
     {"exit", ALL, ArgCheck::kNone, "thread exit"},
@@ -217,6 +222,10 @@ absl::Status AddRule(scmp_filter_ctx ctx, const SyscallRule& rule,
       break;
     case ArgCheck::kEnosys:
       rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+      break;
+    case ArgCheck::kSetNameOnly:
+      rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                            SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
       break;
     case ArgCheck::kAddFilterOnly:
       rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2,

@@ -43,6 +43,7 @@ enum class ArgCheck {
   kSelfOnly,       // tgkill aimed at our own thread group only
   kEnosys,         // fails with ENOSYS (clone3: glibc falls back to clone)
   kAddFilterOnly,  // seccomp(SECCOMP_SET_MODE_FILTER, 0): only narrows
+  kSetNameOnly,    // prctl(PR_SET_NAME): gRPC names its threads
 };
 
 struct SyscallRule {

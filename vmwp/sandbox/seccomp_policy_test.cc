@@ -75,7 +75,6 @@ TEST(SeccompPolicyTest, NeverAllowsEscapeHatches) {
                                "io_uring_setup",
                                "setuid",
                                "setresuid",
-                               "prctl",
                                "personality",
                                "init_module",
                                "finit_module",
@@ -231,6 +230,43 @@ TEST(SeccompPolicyTest, ReporterNamesTheCallAndTheProcessStillDiesOfSigsys) {
   ASSERT_EQ(n, static_cast<ssize_t>(sizeof(ViolationRecord)));
   EXPECT_EQ(DescribeSandboxExit(status, std::string(buf, n)),
             "sandbox violation: openat");
+}
+
+TEST(SeccompPolicyTest, PrctlOnlyNamesThreads) {
+  int status =
+      RunConfined(ThreadKind::kDevice, ViolationAction::kTrapAndReport,
+                  [] { return ::prctl(PR_SET_NAME, "dev-io") == 0 ? 0 : 1; });
+  EXPECT_TRUE(ExitedWith(status, 0)) << status << " " << last_violation;
+  status =
+      RunConfined(ThreadKind::kDevice, ViolationAction::kTrapAndReport, [] {
+        ::prctl(PR_SET_DUMPABLE, 1);
+        return 0;
+      });
+  EXPECT_TRUE(DiedOfSigsys(status)) << status;
+  EXPECT_EQ(last_violation, "sandbox violation: prctl");
+}
+
+// gRPC asks for the CPU count while the VM runs; glibc then opens
+// /sys/devices/system/cpu/online. That must not kill the worker.
+TEST(SeccompPolicyTest, BenignProbesGetEnoentAndTheWorkerCarriesOn) {
+  int status =
+      RunConfined(ThreadKind::kService, ViolationAction::kTrapAndReport, [] {
+        long rc = ::syscall(SYS_openat, AT_FDCWD,
+                            "/sys/devices/system/cpu/online", O_RDONLY);
+        if (rc != -1 || errno != ENOENT) return 1;
+        // Falls back to sched_getaffinity, which is allowed.
+        return std::thread::hardware_concurrency() > 0 ? 0 : 2;
+      });
+  EXPECT_TRUE(ExitedWith(status, 0)) << status << " " << last_violation;
+  // A path that merely starts like a probe is not one.
+  status =
+      RunConfined(ThreadKind::kService, ViolationAction::kTrapAndReport, [] {
+        ::syscall(SYS_openat, AT_FDCWD, "/sys/devices/system/cpu/online/../x",
+                  O_RDONLY);
+        return 0;
+      });
+  EXPECT_TRUE(DiedOfSigsys(status)) << status;
+  EXPECT_EQ(last_violation, "sandbox violation: openat");
 }
 
 TEST(SeccompPolicyTest, KillModeLeavesNoName) {
