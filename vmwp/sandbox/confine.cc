@@ -35,6 +35,12 @@ absl::StatusOr<SeccompPolicies> ConfineProcess(const SandboxSpec& spec,
   if (absl::Status s = Step("minimal root", BuildMinimalRoot(spec)); !s.ok()) {
     return s;
   }
+  if (options.while_still_root) {
+    if (absl::Status s = Step("while still root", options.while_still_root());
+        !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = Step("rlimits", SetResourceLimits(spec.max_open_files,
                                                          spec.limits.pids_max));
       !s.ok()) {

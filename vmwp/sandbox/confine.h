@@ -1,6 +1,8 @@
 #ifndef HVSTACK_VMWP_SANDBOX_CONFINE_H_
 #define HVSTACK_VMWP_SANDBOX_CONFINE_H_
 
+#include <functional>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "vmwp/sandbox/sandbox_spec.h"
@@ -12,6 +14,10 @@ struct ConfineOptions {
   // Refuse to run unless pid 1 of a fresh pid namespace (SpawnSandboxed).
   bool require_own_pid_namespace = true;
   ViolationAction action = ViolationAction::kTrapAndReport;
+  // Runs inside the new root while still root: open what the VM's uid may
+  // not read itself (a 0600 kernel image, disks) by their inside paths.
+  // The descriptors survive the identity switch.
+  std::function<absl::Status()> while_still_root;
 };
 
 // Stage 1, in the worker as it starts (still root, in the namespaces

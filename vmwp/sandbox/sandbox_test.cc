@@ -69,6 +69,7 @@ TEST_F(SandboxTest, ConfinedProbeSeenFromOutside) {
   // Inside view: its own pid namespace, nothing of the host, the kernel
   // readable but not writable, the runtime dir writable, the root not.
   EXPECT_THAT(*lines, Contains("pid=1"));
+  EXPECT_THAT(*lines, Contains("hook_uid=0 hook_kernel=yes"));
   EXPECT_THAT(*lines, Contains("etc_passwd=absent"));
   EXPECT_THAT(*lines, Contains("bin_sh=absent"));
   EXPECT_THAT(*lines, Contains("kernel_read=fake-kernel"));

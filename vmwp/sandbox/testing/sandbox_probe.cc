@@ -131,11 +131,22 @@ int main(int argc, char** argv) {
                           absl::GetFlag(FLAGS_initrd));
     spec.limits.memory_bytes = absl::GetFlag(FLAGS_memory_bytes);
     spec.limits.pids_max = absl::GetFlag(FLAGS_pids_max);
+    sandbox::ConfineOptions options;
+    // Where vmwp opens what only root may read; here: proves it runs as
+    // root inside the new root.
+    std::string hook_view;
+    options.while_still_root = [&hook_view] {
+      hook_view = absl::StrCat(
+          "hook_uid=", ::geteuid(),
+          " hook_kernel=", ::access("/vm/kernel", R_OK) == 0 ? "yes" : "no");
+      return absl::OkStatus();
+    };
     absl::StatusOr<sandbox::SeccompPolicies> confined =
-        sandbox::ConfineProcess(spec);
+        sandbox::ConfineProcess(spec, options);
     if (!confined.ok()) Fail(confined.status());
     policies = *std::move(confined);
     if (!absl::GetFlag(FLAGS_exit_after_confine)) {
+      Report(hook_view);
       ReportInsideView();
       // A thread that exists before lock-down, like vmwp's gRPC and signal
       // threads: TSYNC must cover it (the test reads every task's status).
