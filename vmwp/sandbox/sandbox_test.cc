@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "vmwp/sandbox/netns_pool.h"
 #include "vmwp/sandbox/testing/probe_launcher.h"
 #include "vmwp/sandbox/violation_report.h"
 
@@ -182,6 +183,38 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return absl::StrCat(info.param.call, "_on_", info.param.thread_kind);
     });
+
+// vmms's fast path: the worker joins a pre-made empty net namespace.
+TEST_F(SandboxTest, PooledNetNamespaceIsPrivateAndEmpty) {
+  NetNamespacePool pool(1);
+  ProbeOptions options;
+  options.netns_pool = &pool;
+  auto first = ProbeRun::Start(options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = ProbeRun::Start(options);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE((*first)->ReadUntilLocked().ok());
+  ASSERT_TRUE((*second)->ReadUntilLocked().ok());
+  const std::string a = absl::StrCat("/proc/", (*first)->pid());
+  const std::string b = absl::StrCat("/proc/", (*second)->pid());
+  EXPECT_NE(NsLink(a, "net"), NsLink("/proc/self", "net"));
+  EXPECT_NE(NsLink(a, "net"), NsLink(b, "net")) << "one namespace per worker";
+  // Only a loopback device (down), nothing of the host's.
+  std::vector<std::string> devices;
+  for (absl::string_view line :
+       absl::StrSplit(ReadFile(a + "/net/dev"), '\n')) {
+    if (absl::StrContains(line, ":")) {
+      devices.emplace_back(
+          absl::StripAsciiWhitespace(line.substr(0, line.find(':'))));
+    }
+  }
+  EXPECT_EQ(devices, std::vector<std::string>{"lo"});
+  for (auto* run : {&*first, &*second}) {
+    ASSERT_TRUE((*run)->Send('x').ok());
+    const int wait_status = (*run)->Wait();
+    EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+  }
+}
 
 TEST_F(SandboxTest, UnsandboxedProbeForComparison) {
   ProbeOptions options;

@@ -111,7 +111,15 @@ absl::StatusOr<pid_t> SpawnSandboxed(const SpawnRequest& request) {
   for (const base::ScopedFd& fd : procs) procs_fds.push_back(fd.get());
 
   base::ScopedFd netns;
-  if (!request.netns_path.empty()) {
+  int namespace_flags = request.namespace_flags;
+  if (request.netns_fd >= 0) {
+    netns.reset(::fcntl(request.netns_fd, F_DUPFD_CLOEXEC, 0));
+    if (!netns.valid()) {
+      return absl::InvalidArgumentError("sandbox: netns_fd is not open");
+    }
+    namespace_flags &= ~CLONE_NEWNET;
+  } else if (!request.netns_path.empty()) {
+    namespace_flags &= ~CLONE_NEWNET;
     netns.reset(::open(request.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!netns.valid()) {
       return absl::NotFoundError(
@@ -164,16 +172,16 @@ absl::StatusOr<pid_t> SpawnSandboxed(const SpawnRequest& request) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &args.original_mask);
-  pid_t pid = ::clone(
-      ChildMain, static_cast<char*>(stack) + kChildStackSize,
-      CLONE_VM | CLONE_VFORK | request.namespace_flags | SIGCHLD, &args);
+  pid_t pid =
+      ::clone(ChildMain, static_cast<char*>(stack) + kChildStackSize,
+              CLONE_VM | CLONE_VFORK | namespace_flags | SIGCHLD, &args);
   const int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &args.original_mask, nullptr);
   ::munmap(stack, kChildStackSize);
 
   if (pid < 0) {
     return absl::PermissionDeniedError(absl::StrCat(
-        "sandbox: clone with namespaces 0x", absl::Hex(request.namespace_flags),
+        "sandbox: clone with namespaces 0x", absl::Hex(namespace_flags),
         " failed: ", std::strerror(clone_errno),
         " (vmms needs CAP_SYS_ADMIN)"));
   }

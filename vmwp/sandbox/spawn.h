@@ -22,8 +22,11 @@ struct SpawnRequest {
   // {violation pipe, 5}. 0-2 are inherited unless remapped; every other
   // descriptor is closed on exec, whatever its CLOEXEC flag.
   std::vector<std::pair<int, int>> fds;
-  int namespace_flags = 0;           // NamespaceFlags(spec); may be 0
-  std::string netns_path;            // joined when set (spec.netns_path)
+  int namespace_flags = 0;  // NamespaceFlags(spec); may be 0
+  std::string netns_path;   // joined when set (spec.netns_path)
+  // A net namespace to join (NetNamespacePool::Take); CLONE_NEWNET is then
+  // dropped from namespace_flags. Takes precedence over netns_path.
+  int netns_fd = -1;
   const VmCgroup* cgroup = nullptr;  // joined before execve when set
 };
 

@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<ProbeRun>> ProbeRun::Start(
     if (!cgroup.ok()) return cgroup.status();
     run->cgroup_ = *std::move(cgroup);
     request.cgroup = &*run->cgroup_;
-    request.namespace_flags = NamespaceFlags(spec);
+    request.namespace_flags = NamespaceFlags(spec) & ~options.skip_namespaces;
     for (const std::string& arg :
          {absl::StrCat("--vm_id=", spec.vm_id),
           absl::StrCat("--kernel=", spec.files[0].host_path),
@@ -128,6 +128,13 @@ absl::StatusOr<std::unique_ptr<ProbeRun>> ProbeRun::Start(
   request.fds = {{report_write.get(), 3},
                  {control_read.get(), 4},
                  {violation_write.get(), 5}};
+  base::ScopedFd netns;
+  if (options.sandbox && options.netns_pool != nullptr) {
+    absl::StatusOr<base::ScopedFd> taken = options.netns_pool->Take();
+    if (!taken.ok()) return taken.status();
+    netns = *std::move(taken);
+    request.netns_fd = netns.get();
+  }
   absl::StatusOr<pid_t> pid = SpawnSandboxed(request);
   if (!pid.ok()) return pid.status();
   run->pid_ = *pid;

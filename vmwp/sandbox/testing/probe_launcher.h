@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "base/scoped_fd.h"
 #include "vmwp/sandbox/cgroup.h"
+#include "vmwp/sandbox/netns_pool.h"
 #include "vmwp/sandbox/sandbox_spec.h"
 
 namespace sandbox::testing {
@@ -20,6 +21,10 @@ struct ProbeOptions {
   bool exit_after_confine = false;
   std::string forbidden;  // --test-forbidden-syscall
   std::string forbidden_thread = "service";
+  // Namespace flags (CLONE_NEW*) left out, for the benchmark's breakdown.
+  int skip_namespaces = 0;
+  // Join a pooled empty net namespace instead of creating one at spawn.
+  NetNamespacePool* netns_pool = nullptr;
 };
 
 // Does what vmms will do for a worker, for sandbox_probe: a temp "kernel"

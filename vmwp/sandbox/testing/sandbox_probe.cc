@@ -160,8 +160,8 @@ int main(int argc, char** argv) {
       Fail(s);
     }
   }
-  if (absl::GetFlag(FLAGS_exit_after_confine)) return 0;
   Report("locked");
+  if (absl::GetFlag(FLAGS_exit_after_confine)) return 0;
 
   char command = 0;
   if (::read(absl::GetFlag(FLAGS_control_fd), &command, 1) != 1) return 3;
