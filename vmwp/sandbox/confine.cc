@@ -1,8 +1,12 @@
 #include "vmwp/sandbox/confine.h"
 
+#include <functional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 #include "vmwp/sandbox/minimal_root.h"
 #include "vmwp/sandbox/namespaces.h"
@@ -23,45 +27,53 @@ absl::Status Step(const char* name, absl::Status status) {
 
 absl::StatusOr<SeccompPolicies> ConfineProcess(const SandboxSpec& spec,
                                                const ConfineOptions& options) {
-  if (absl::Status s = Step("validate", ValidateSpec(spec)); !s.ok()) return s;
-  if (options.require_own_pid_namespace) {
-    if (absl::Status s = Step("namespaces", CheckSpawnedInNamespaces());
-        !s.ok()) {
-      return s;
+  // Runs one step, names it in the error, and records its duration.
+  auto run = [&options](const char* name,
+                        const std::function<absl::Status()>& step) {
+    const absl::Time start = absl::Now();
+    absl::Status status = Step(name, step());
+    if (options.step_ms != nullptr) {
+      options.step_ms->emplace_back(
+          name, absl::ToDoubleMilliseconds(absl::Now() - start));
     }
-  }
+    return status;
+  };
+  SeccompPolicies policies;
   // Order matters: mounts need CAP_SYS_ADMIN, the bounding set CAP_SETPCAP,
   // the id switch CAP_SETUID/SETGID; each step needs what the next drops.
-  if (absl::Status s = Step("minimal root", BuildMinimalRoot(spec)); !s.ok()) {
-    return s;
+  const std::pair<const char*, std::function<absl::Status()>> steps[] = {
+      {"validate", [&] { return ValidateSpec(spec); }},
+      {"namespaces",
+       [&] {
+         return options.require_own_pid_namespace ? CheckSpawnedInNamespaces()
+                                                  : absl::OkStatus();
+       }},
+      {"minimal root", [&] { return BuildMinimalRoot(spec); }},
+      {"while still root",
+       [&] {
+         return options.while_still_root ? options.while_still_root()
+                                         : absl::OkStatus();
+       }},
+      {"rlimits",
+       [&] {
+         return SetResourceLimits(spec.max_open_files, spec.limits.pids_max);
+       }},
+      {"bounding set", [&] { return DropBoundingAndAmbient(); }},
+      {"identity", [&] { return SwitchIdentity(spec.uid, spec.gid); }},
+      {"capabilities", [&] { return DropAllCapabilities(); }},
+      {"no_new_privs", [&] { return SetNoNewPrivs(); }},
+      {"seccomp compile",
+       [&] {
+         absl::StatusOr<SeccompPolicies> compiled =
+             CompilePolicies(options.action);
+         if (!compiled.ok()) return compiled.status();
+         policies = *std::move(compiled);
+         return absl::OkStatus();
+       }},
+  };
+  for (const auto& [name, step] : steps) {
+    if (absl::Status s = run(name, step); !s.ok()) return s;
   }
-  if (options.while_still_root) {
-    if (absl::Status s = Step("while still root", options.while_still_root());
-        !s.ok()) {
-      return s;
-    }
-  }
-  if (absl::Status s = Step("rlimits", SetResourceLimits(spec.max_open_files,
-                                                         spec.limits.pids_max));
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = Step("bounding set", DropBoundingAndAmbient());
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = Step("identity", SwitchIdentity(spec.uid, spec.gid));
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = Step("capabilities", DropAllCapabilities()); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = Step("no_new_privs", SetNoNewPrivs()); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<SeccompPolicies> policies = CompilePolicies(options.action);
-  if (!policies.ok()) return Step("seccomp compile", policies.status());
   spdlog::info(
       "sandbox: confined as uid {} gid {} in a minimal root ({} VM "
       "files)",

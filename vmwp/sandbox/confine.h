@@ -2,6 +2,9 @@
 #define HVSTACK_VMWP_SANDBOX_CONFINE_H_
 
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,6 +21,9 @@ struct ConfineOptions {
   // not read itself (a 0600 kernel image, disks) by their inside paths.
   // The descriptors survive the identity switch.
   std::function<absl::Status()> while_still_root;
+  // If set, gets (step name, milliseconds) for each step: the benchmark's
+  // breakdown, and worth a debug log line in vmwp.
+  std::vector<std::pair<std::string, double>>* step_ms = nullptr;
 };
 
 // Stage 1, in the worker as it starts (still root, in the namespaces

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -51,6 +52,7 @@ std::string ProbePath() {
 
 absl::StatusOr<std::unique_ptr<ProbeRun>> ProbeRun::Start(
     const ProbeOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<ProbeRun> run(new ProbeRun());
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string templ = absl::StrCat(tmp ? tmp : "/tmp", "/sandbox-probe-XXXXXX");
@@ -135,8 +137,12 @@ absl::StatusOr<std::unique_ptr<ProbeRun>> ProbeRun::Start(
     netns = *std::move(taken);
     request.netns_fd = netns.get();
   }
+  const auto t1 = std::chrono::steady_clock::now();
   absl::StatusOr<pid_t> pid = SpawnSandboxed(request);
   if (!pid.ok()) return pid.status();
+  const auto t2 = std::chrono::steady_clock::now();
+  run->prepare_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  run->spawn_ms_ = std::chrono::duration<double, std::milli>(t2 - t1).count();
   run->pid_ = *pid;
   return run;
 }

@@ -44,6 +44,11 @@ class ProbeRun {
   // Lines the probe reported, up to "locked" (or an "error: ..." line).
   absl::StatusOr<std::vector<std::string>> ReadUntilLocked();
   absl::Status Send(char command);
+  // vmms-side costs of Start: temp files, uid, cgroup; then the spawn
+  // itself (clone + namespaces + cgroup join + execve).
+  double prepare_ms() const { return prepare_ms_; }
+  double spawn_ms() const { return spawn_ms_; }
+
   // Reaps the probe; its wait status.
   int Wait();
   // Whatever arrived on the violation pipe (after Wait).
@@ -58,6 +63,8 @@ class ProbeRun {
   base::ScopedFd report_read_, control_write_, violation_read_;
   pid_t pid_ = -1;
   bool reaped_ = false;
+  double prepare_ms_ = 0;
+  double spawn_ms_ = 0;
 };
 
 // The probe binary: $HVSTACK_SANDBOX_PROBE, else the runfiles path.

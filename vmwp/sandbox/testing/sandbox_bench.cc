@@ -16,10 +16,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "vmwp/sandbox/netns_pool.h"
 #include "vmwp/sandbox/testing/probe_launcher.h"
 
@@ -38,7 +43,10 @@ struct Mode {
   bool sandbox;
   int skip_namespaces;
   sandbox::NetNamespacePool* pool;
-  std::vector<double> start, exit, cleanup;
+  std::vector<double> start, exit, cleanup, prepare, spawn;
+  // Per confinement step, from the probe's "steps:" line.
+  std::map<std::string, std::vector<double>> steps;
+  std::vector<std::string> step_order;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -58,7 +66,8 @@ bool Sample(Mode& mode, bool record) {
     std::fprintf(stderr, "start failed: %s\n", run.status().ToString().c_str());
     return false;
   }
-  if (auto lines = (*run)->ReadUntilLocked(); !lines.ok()) {
+  auto lines = (*run)->ReadUntilLocked();
+  if (!lines.ok()) {
     std::fprintf(stderr, "%s\n", lines.status().ToString().c_str());
     return false;
   }
@@ -69,12 +78,28 @@ bool Sample(Mode& mode, bool record) {
     std::fprintf(stderr, "probe ended with status %d\n", status);
     return false;
   }
+  const double prepare_ms = (*run)->prepare_ms();
+  const double spawn_ms = (*run)->spawn_ms();
   run->reset();
   Clock::time_point t3 = Clock::now();
   if (record) {
     mode.start.push_back(Ms(t1 - t0));
     mode.exit.push_back(Ms(t2 - t1));
     mode.cleanup.push_back(Ms(t3 - t2));
+    mode.prepare.push_back(prepare_ms);
+    mode.spawn.push_back(spawn_ms);
+    for (const std::string& line : *lines) {
+      if (line.rfind("steps:", 0) != 0) continue;
+      for (absl::string_view item :
+           absl::StrSplit(line.substr(6), ';', absl::SkipEmpty())) {
+        std::pair<std::string, std::string> kv =
+            absl::StrSplit(item, absl::MaxSplits('=', 1));
+        double ms;
+        if (!absl::SimpleAtod(kv.second, &ms)) continue;
+        if (!mode.steps.contains(kv.first)) mode.step_order.push_back(kv.first);
+        mode.steps[kv.first].push_back(ms);
+      }
+    }
   }
   return true;
 }
@@ -110,6 +135,17 @@ int main(int argc, char** argv) {
                 Percentile(m.start, 0.5), Percentile(m.start, 0.9),
                 Percentile(m.start, 0.0), Percentile(m.exit, 0.5),
                 Percentile(m.cleanup, 0.5));
+  }
+  std::printf(
+      "\np50 breakdown, ms (prepare and spawn in the launcher, the "
+      "rest inside the probe):\n");
+  for (Mode& m : modes) {
+    std::printf("%-20s prepare %.2f, spawn %.2f", m.name,
+                Percentile(m.prepare, 0.5), Percentile(m.spawn, 0.5));
+    for (const std::string& step : m.step_order) {
+      std::printf(", %s %.2f", step.c_str(), Percentile(m.steps[step], 0.5));
+    }
+    std::printf("\n");
   }
   for (int i : {1, 2}) {
     std::printf(

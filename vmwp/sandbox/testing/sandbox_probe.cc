@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
           " hook_kernel=", ::access("/vm/kernel", R_OK) == 0 ? "yes" : "no");
       return absl::OkStatus();
     };
+    std::vector<std::pair<std::string, double>> step_ms;
+    options.step_ms = &step_ms;
     absl::StatusOr<sandbox::SeccompPolicies> confined =
         sandbox::ConfineProcess(spec, options);
     if (!confined.ok()) Fail(confined.status());
@@ -154,11 +156,21 @@ int main(int argc, char** argv) {
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
       }).detach();
     }
+    const auto lock_start = std::chrono::steady_clock::now();
     if (absl::Status s =
             sandbox::LockDown(policies, absl::GetFlag(FLAGS_violation_fd));
         !s.ok()) {
       Fail(s);
     }
+    step_ms.emplace_back("lockdown",
+                         std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - lock_start)
+                             .count());
+    std::string steps = "steps:";
+    for (const auto& [name, ms] : step_ms) {
+      absl::StrAppend(&steps, ";", name, "=", ms);
+    }
+    Report(steps);
   }
   Report("locked");
   if (absl::GetFlag(FLAGS_exit_after_confine)) return 0;
