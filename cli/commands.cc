@@ -130,6 +130,24 @@ int DeleteCommand(Session& session, const std::string& name) {
   return kExitOk;
 }
 
+int EventsCommand(Session& session, uint64_t since, bool follow) {
+  hvstack::v1::WatchEventsRequest request;
+  request.set_after_sequence(since);
+  request.set_follow(follow);
+  grpc::ClientContext context;
+  if (!follow) SetDeadline(context, kQuickDeadline);
+  auto reader = session.stub->WatchEvents(&context, request);
+  if (!session.json) *session.out << EventTableHeader() << std::flush;
+  hvstack::v1::VmEvent event;
+  while (reader->Read(&event)) {
+    *session.out << (session.json ? FormatJson(event) : FormatEventLine(event))
+                 << std::flush;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return Fail(session, status);
+  return kExitOk;
+}
+
 namespace {
 
 int StreamConsole(Session& session, const std::string& name, bool follow) {

@@ -43,6 +43,10 @@ int ShowCommand(Session& session, const std::string& name);
 int StartCommand(Session& session, const std::string& name);
 int StopCommand(Session& session, const std::string& name);
 int DeleteCommand(Session& session, const std::string& name);
+// The event log (WatchEvents): events after `since` (0: the oldest retained),
+// then with `follow` new ones until interrupted. A table, or with --json one
+// canonical JSON object per line (JSON Lines). Output is flushed per event.
+int EventsCommand(Session& session, uint64_t since, bool follow);
 // The escape key that detaches an interactive console: Ctrl-], as in telnet
 // and virsh.
 inline constexpr char kConsoleEscape = 0x1D;

@@ -58,6 +58,17 @@ int main(int argc, char** argv) {
       "--no-follow", no_follow,
       "Print the retained output and exit instead of following");
 
+  uint64_t since = 0;
+  bool follow = false;
+  auto* events_cmd = app.add_subcommand(
+      "events",
+      "Print the event log (creations, state changes, reboots, deletions)");
+  events_cmd->add_option("--since", since,
+                         "Only events with a larger sequence number (resume "
+                         "from the last one seen)");
+  events_cmd->add_flag("--follow,-f", follow,
+                       "Keep printing new events as they happen");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -76,6 +87,7 @@ int main(int argc, char** argv) {
   if (*start_cmd) return vmctl::StartCommand(session, name);
   if (*stop_cmd) return vmctl::StopCommand(session, name);
   if (*delete_cmd) return vmctl::DeleteCommand(session, name);
+  if (*events_cmd) return vmctl::EventsCommand(session, since, follow);
   if (*console_cmd) return vmctl::ConsoleCommand(session, name, !no_follow);
   return vmctl::kExitUsage;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 
 namespace vmctl {
@@ -68,6 +69,33 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
                       "update_time: ", time(vm.update_time()), "\n",  //
                       "state_change_time: ", time(vm.state_change_time()),
                       "\n");
+}
+
+namespace {
+
+constexpr char kEventLine[] = "%-8s %-27s %-20s %-13s %-9s %s";
+
+std::string EventKindText(hvstack::v1::VmEvent::Kind kind) {
+  std::string name = hvstack::v1::VmEvent::Kind_Name(kind);
+  return absl::AsciiStrToLower(absl::StripPrefix(name, "KIND_"));
+}
+
+}  // namespace
+
+std::string EventTableHeader() {
+  return std::string(absl::StripTrailingAsciiWhitespace(absl::StrFormat(
+             kEventLine, "SEQ", "TIME", "VM", "KIND", "STATE", "REASON"))) +
+         "\n";
+}
+
+std::string FormatEventLine(const hvstack::v1::VmEvent& event) {
+  using google::protobuf::util::TimeUtil;
+  return std::string(absl::StripTrailingAsciiWhitespace(
+             absl::StrFormat(kEventLine, absl::StrCat(event.sequence()),
+                             TimeUtil::ToString(event.time()), event.vm_name(),
+                             EventKindText(event.kind()),
+                             StateText(event.state()), event.reason()))) +
+         "\n";
 }
 
 std::string FormatJson(const google::protobuf::Message& message) {

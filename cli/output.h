@@ -19,6 +19,11 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms);
 // `show`: one "key: value" line per field.
 std::string FormatVm(const hvstack::v1::Vm& vm);
 
+// `events`: the header line, then one line per event (SEQ TIME VM KIND STATE
+// REASON), fixed widths so that a followed stream lines up without buffering.
+std::string EventTableHeader();
+std::string FormatEventLine(const hvstack::v1::VmEvent& event);
+
 // The proto3 canonical JSON mapping of `message`, followed by a newline.
 std::string FormatJson(const google::protobuf::Message& message);
 

@@ -27,6 +27,11 @@ int main(int argc, char** argv) {
       "--vmwp", options.vmwp,
       "Worker executable (default: $HVSTACK_VMWP, else vmwp next to vmms, else "
       "../vmwp/vmwp relative to vmms)");
+  app.add_option("--event-retention", options.event_retention,
+                 "How many events the event log keeps (the newest; older ones "
+                 "are trimmed and WatchEvents after them is OUT_OF_RANGE)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));

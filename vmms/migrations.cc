@@ -41,6 +41,23 @@ ALTER TABLE vms ADD COLUMN initrd_path TEXT NOT NULL DEFAULT '';
 ALTER TABLE vms ADD COLUMN reboot_count INTEGER NOT NULL DEFAULT 0
   CHECK (reboot_count >= 0);
 )sql"},
+    {3, "event log", R"sql(
+CREATE TABLE events (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_us INTEGER NOT NULL,
+  vm_uuid TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  kind TEXT NOT NULL
+    CHECK (kind IN ('created', 'state_changed', 'rebooted', 'deleted')),
+  state TEXT NOT NULL,
+  previous_state TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  peer TEXT NOT NULL DEFAULT ''
+);
+)sql"},
+    {4, "worker process start time (identity check on reattach)", R"sql(
+ALTER TABLE vms ADD COLUMN worker_start_ticks INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace

@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
                      state_dir, " (", lock_path, " is locked)"));
   }
 
-  absl::StatusOr<std::unique_ptr<VmStore>> store =
-      VmStore::Open(state_dir + "/vmms.db");
+  absl::StatusOr<std::unique_ptr<VmStore>> store = VmStore::Open(
+      state_dir + "/vmms.db", VmStoreOptions{options.event_retention});
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
   if (absl::Status s = ReconcileAfterRestart(*server->store_, state_dir);
@@ -111,6 +111,7 @@ void Server::Shutdown() {
   // following them, so the gRPC shutdown below has nothing long-running left to
   // wait for.
   if (workers_ != nullptr) workers_->Shutdown();
+  if (store_ != nullptr) store_->CloseEventWatchers();
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));

@@ -22,6 +22,8 @@ struct ServerOptions {
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
   absl::Duration stop_grace = absl::Seconds(3);
+  // --event-retention: how many events the event log keeps.
+  int64_t event_retention = 10000;
 };
 
 // One vmms instance: the state directory's lock, the store, the worker manager

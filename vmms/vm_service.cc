@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "vmms/console_proxy.h"
+#include "vmms/event_stream.h"
 #include "vmms/log_format.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
@@ -147,6 +148,17 @@ grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
     context->TryCancel();
   drain.join();
   return grpc::Status::OK;
+}
+
+grpc::Status VmServiceImpl::WatchEvents(
+    grpc::ServerContext* context,
+    const hvstack::v1::WatchEventsRequest* request,
+    grpc::ServerWriter<hvstack::v1::VmEvent>* writer) {
+  return ToGrpc(StreamEvents(
+      *store_, *request, [context] { return context->IsCancelled(); },
+      [writer](const hvstack::v1::VmEvent& event) {
+        return writer->Write(event);
+      }));
 }
 
 }  // namespace vmms

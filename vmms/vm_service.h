@@ -42,6 +42,10 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
                                hvstack::v1::AttachConsoleRequest>* stream)
       override;
+  grpc::Status WatchEvents(
+      grpc::ServerContext* context,
+      const hvstack::v1::WatchEventsRequest* request,
+      grpc::ServerWriter<hvstack::v1::VmEvent>* writer) override;
 
  private:
   VmStore* const store_;

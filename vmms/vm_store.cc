@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "vmms/event_table.h"
 #include "vmms/migrations.h"
 
 namespace vmms {
@@ -15,15 +16,6 @@ constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
     "initrd_path, reboot_count";
-
-VmState StateFromName(const std::string& name) {
-  if (name == "off") return hvstack::v1::VM_STATE_OFF;
-  if (name == "starting") return hvstack::v1::VM_STATE_STARTING;
-  if (name == "running") return hvstack::v1::VM_STATE_RUNNING;
-  if (name == "stopping") return hvstack::v1::VM_STATE_STOPPING;
-  if (name == "crashed") return hvstack::v1::VM_STATE_CRASHED;
-  return hvstack::v1::VM_STATE_UNSPECIFIED;
-}
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -68,6 +60,15 @@ absl::Status InsertHistory(Database& db, const std::string& uuid,
 
 }  // namespace
 
+VmState StateFromName(const std::string& name) {
+  if (name == "off") return hvstack::v1::VM_STATE_OFF;
+  if (name == "starting") return hvstack::v1::VM_STATE_STARTING;
+  if (name == "running") return hvstack::v1::VM_STATE_RUNNING;
+  if (name == "stopping") return hvstack::v1::VM_STATE_STOPPING;
+  if (name == "crashed") return hvstack::v1::VM_STATE_CRASHED;
+  return hvstack::v1::VM_STATE_UNSPECIFIED;
+}
+
 const char* StateName(VmState state) {
   switch (state) {
     case hvstack::v1::VM_STATE_OFF:
@@ -85,13 +86,71 @@ const char* StateName(VmState state) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(
-    const std::string& path) {
+absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(const std::string& path,
+                                                       VmStoreOptions options) {
+  if (options.event_retention < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event retention ", options.event_retention,
+                     " is too small: keep at least 1 event"));
+  }
   absl::StatusOr<Database> db = Database::Open(path);
   if (!db.ok()) return db.status();
   absl::StatusOr<int> version = ApplyMigrations(*db, SchemaMigrations());
   if (!version.ok()) return version.status();
-  return std::unique_ptr<VmStore>(new VmStore(*std::move(db)));
+  absl::StatusOr<uint64_t> last = LastEventSequence(*db);
+  if (!last.ok()) return last.status();
+  return std::unique_ptr<VmStore>(new VmStore(*std::move(db), options, *last));
+}
+
+absl::StatusOr<uint64_t> VmStore::AddEvent(const Vm& vm,
+                                           hvstack::v1::VmEvent::Kind kind,
+                                           VmState previous,
+                                           const std::string& reason,
+                                           int64_t time_us) {
+  hvstack::v1::VmEvent event;
+  *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(time_us);
+  event.set_vm_uuid(vm.uuid());
+  event.set_vm_name(vm.name());
+  event.set_kind(kind);
+  event.set_state(vm.state());
+  event.set_previous_state(previous);
+  event.set_reason(reason);
+  return InsertEvent(db_, event, options_.event_retention);
+}
+
+void VmStore::PublishEvent(uint64_t sequence) {
+  absl::MutexLock lock(&events_mu_);
+  if (sequence > last_event_) last_event_ = sequence;
+}
+
+absl::StatusOr<std::vector<hvstack::v1::VmEvent>> VmStore::ReadEvents(
+    uint64_t after_sequence, int limit) {
+  absl::MutexLock lock(&mu_);
+  return ReadEventsAfter(db_, after_sequence, limit);
+}
+
+bool VmStore::AwaitEventAfter(uint64_t after_sequence, absl::Duration timeout) {
+  struct Waiter {
+    VmStore* store;
+    uint64_t after;
+    static bool Ready(Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return w->store->closing_ || w->store->last_event_ > w->after;
+    }
+  } waiter{this, after_sequence};
+  absl::MutexLock lock(&events_mu_);
+  events_mu_.AwaitWithTimeout(absl::Condition(&Waiter::Ready, &waiter),
+                              timeout);
+  return !closing_ && last_event_ > after_sequence;
+}
+
+bool VmStore::EventWatchersClosed() {
+  absl::MutexLock lock(&events_mu_);
+  return closing_;
+}
+
+void VmStore::CloseEventWatchers() {
+  absl::MutexLock lock(&events_mu_);
+  closing_ = true;
 }
 
 absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
@@ -130,7 +189,12 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   }
   absl::StatusOr<Vm> created = GetWhere("uuid", vm.uuid());
   if (!created.ok()) return created.status();
+  absl::StatusOr<uint64_t> sequence =
+      AddEvent(*created, hvstack::v1::VmEvent::KIND_CREATED,
+               hvstack::v1::VM_STATE_UNSPECIFIED, reason, now);
+  if (!sequence.ok()) return sequence.status();
   if (s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
   return created;
 }
 
@@ -205,7 +269,12 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   }
   absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
   if (!after.ok()) return after.status();
+  absl::StatusOr<uint64_t> sequence =
+      AddEvent(*after, hvstack::v1::VmEvent::KIND_STATE_CHANGED,
+               before->state(), reason, now);
+  if (!sequence.ok()) return sequence.status();
   if (s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
   return after;
 }
 
@@ -236,26 +305,49 @@ absl::StatusOr<Vm> VmStore::RecordReboot(const std::string& uuid,
   }
   absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
   if (!after.ok()) return after.status();
+  absl::StatusOr<uint64_t> sequence =
+      AddEvent(*after, hvstack::v1::VmEvent::KIND_REBOOTED, before->state(),
+               reason, now);
+  if (!sequence.ok()) return sequence.status();
   if (s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
   return after;
 }
 
-absl::Status VmStore::SetWorkerPid(const std::string& uuid,
-                                   int64_t worker_pid) {
+absl::Status VmStore::SetWorkerPid(const std::string& uuid, int64_t worker_pid,
+                                   int64_t start_ticks) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Statement> stmt = db_.Prepare(
-      "UPDATE vms SET worker_pid = ?, update_time_us = ? WHERE uuid = ?");
+      "UPDATE vms SET worker_pid = ?, worker_start_ticks = ?, "
+      "update_time_us = ? WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
-  absl::Status s =
-      stmt->BindAll(worker_pid, absl::ToUnixMicros(absl::Now()), uuid);
+  absl::Status s = stmt->BindAll(worker_pid, start_ticks,
+                                 absl::ToUnixMicros(absl::Now()), uuid);
   if (!s.ok()) return s;
   return stmt->Run();
+}
+
+absl::StatusOr<int64_t> VmStore::WorkerStartTicks(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare("SELECT worker_start_ticks FROM vms WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) {
+    return absl::NotFoundError(
+        absl::StrCat("VM with uuid ", uuid, " not found"));
+  }
+  return stmt->ColumnInt64(0);
 }
 
 absl::Status VmStore::Delete(const std::string& uuid) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
   absl::StatusOr<Statement> stmt =
       db_.Prepare("DELETE FROM vms WHERE uuid = ?");
   if (!stmt.ok()) return stmt.status();
@@ -265,7 +357,13 @@ absl::Status VmStore::Delete(const std::string& uuid) {
     return absl::NotFoundError(
         absl::StrCat("VM with uuid ", uuid, " not found"));
   }
-  return tx->Commit();
+  absl::StatusOr<uint64_t> sequence =
+      AddEvent(*before, hvstack::v1::VmEvent::KIND_DELETED, before->state(),
+               "deleted", absl::ToUnixMicros(absl::Now()));
+  if (!sequence.ok()) return sequence.status();
+  if (absl::Status s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<StateChange>> VmStore::History(

@@ -30,13 +30,19 @@ struct StateChange {
   absl::Time time;
 };
 
+struct VmStoreOptions {
+  // How many events the `events` table keeps (the newest); at least 1.
+  int64_t event_retention = 10000;
+};
+
 // The persistent VM definitions and their state, in vmms.db. Thread-safe. Every
 // mutation is one transaction, and every state change writes its history row in
-// the same transaction.
+// the same transaction, as does its row in the event log (`events`).
 class VmStore {
  public:
   // Opens (creating and migrating) the database at `path`.
-  static absl::StatusOr<std::unique_ptr<VmStore>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<VmStore>> Open(
+      const std::string& path, VmStoreOptions options = {});
 
   // Inserts a new VM (state, reason and times are set here: Off, "created").
   // `vm` carries name, uuid and config. ALREADY_EXISTS names a duplicate name.
@@ -60,9 +66,26 @@ class VmStore {
   absl::StatusOr<Vm> RecordReboot(const std::string& uuid,
                                   const std::string& reason);
 
-  // Records the worker process of a Starting VM. Not a state change: no history
-  // row.
-  absl::Status SetWorkerPid(const std::string& uuid, int64_t worker_pid);
+  // Records the worker process of a Starting VM and its start time (field 22
+  // of /proc/<pid>/stat, which identifies the process across vmms restarts).
+  // Not a state change: no history row.
+  absl::Status SetWorkerPid(const std::string& uuid, int64_t worker_pid,
+                            int64_t start_ticks = 0);
+  // The start time recorded with the worker pid (0 when none).
+  absl::StatusOr<int64_t> WorkerStartTicks(const std::string& uuid);
+
+  // Event log. Up to `limit` events after `after_sequence`, in order;
+  // OUT_OF_RANGE when some of those were trimmed (see ReadEventsAfter).
+  absl::StatusOr<std::vector<hvstack::v1::VmEvent>> ReadEvents(
+      uint64_t after_sequence, int limit);
+  // Blocks until an event with a sequence above `after_sequence` is committed
+  // (true), `timeout` passes or the store is closing (false). Readers that
+  // call ReadEvents after a true return never miss a commit: the condition is
+  // on the committed sequence, not on a wake-up.
+  bool AwaitEventAfter(uint64_t after_sequence, absl::Duration timeout);
+  // Wakes every AwaitEventAfter for good (vmms is shutting down).
+  void CloseEventWatchers();
+  bool EventWatchersClosed();
 
   // Removes the VM; its history goes with it (ON DELETE CASCADE).
   absl::Status Delete(const std::string& uuid);
@@ -70,17 +93,34 @@ class VmStore {
   absl::StatusOr<std::vector<StateChange>> History(const std::string& uuid);
 
  private:
-  explicit VmStore(Database db) : db_(std::move(db)) {}
+  VmStore(Database db, VmStoreOptions options, uint64_t last_event)
+      : options_(options), db_(std::move(db)), last_event_(last_event) {}
+
+  // Inserts an event in the current transaction.
+  absl::StatusOr<uint64_t> AddEvent(const Vm& vm,
+                                    hvstack::v1::VmEvent::Kind kind,
+                                    VmState previous, const std::string& reason,
+                                    int64_t time_us)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a commit: lets watchers see `sequence`.
+  void PublishEvent(uint64_t sequence);
 
   absl::StatusOr<Vm> GetWhere(const char* column, const std::string& value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const VmStoreOptions options_;
   absl::Mutex mu_;
   Database db_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex events_mu_;
+  uint64_t last_event_ ABSL_GUARDED_BY(events_mu_) = 0;
+  bool closing_ ABSL_GUARDED_BY(events_mu_) = false;
 };
 
 // The stored spelling of a state ("off", "running", ...), also used in logs.
 const char* StateName(VmState state);
+// The inverse; VM_STATE_UNSPECIFIED for anything else.
+VmState StateFromName(const std::string& name);
 
 }  // namespace vmms
 
