@@ -11,7 +11,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "vmms/log_format.h"
-#include "vmms/reconcile.h"
 
 namespace vmms {
 
@@ -68,9 +67,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       state_dir + "/vmms.db", VmStoreOptions{options.event_retention});
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  if (absl::Status s = ReconcileAfterRestart(*server->store_, state_dir);
-      !s.ok())
-    return s;
 
   WorkerManagerOptions worker_options;
   worker_options.state_dir = state_dir;
@@ -80,6 +76,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.stop_grace = options.stop_grace;
   server->workers_ =
       std::make_unique<WorkerManager>(server->store_.get(), worker_options);
+  // Before serving: requests see every VM's worker taken over or its end
+  // recorded.
+  if (absl::Status s = server->workers_->Reattach(); !s.ok()) return s;
   server->service_ = std::make_unique<VmServiceImpl>(server->store_.get(),
                                                      server->workers_.get());
 

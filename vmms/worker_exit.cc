@@ -61,4 +61,18 @@ WorkerOutcome ClassifyWorkerExit(
   return {VM_STATE_CRASHED, how, absl::OkStatus()};
 }
 
+WorkerOutcome ClassifyAdoptedWorkerExit(
+    const std::optional<WorkerExitReport>& report, int64_t pid,
+    const std::optional<std::string>& vmms_stop_reason) {
+  if (report.has_value() || vmms_stop_reason.has_value()) {
+    return ClassifyWorkerExit(report, /*wait_status=*/0, /*ready=*/true,
+                              vmms_stop_reason);
+  }
+  return {VM_STATE_CRASHED,
+          absl::StrCat("worker ", pid,
+                       " ended without an exit report (killed?); it was "
+                       "started by an earlier vmms, so its signal is unknown"),
+          absl::OkStatus()};
+}
+
 }  // namespace vmms

@@ -27,6 +27,12 @@ WorkerOutcome ClassifyWorkerExit(
     int wait_status, bool ready,
     const std::optional<std::string>& vmms_stop_reason);
 
+// The same for a worker that is not our child (taken over after a vmms
+// restart, so it was ready): no wait status, only its exit report.
+WorkerOutcome ClassifyAdoptedWorkerExit(
+    const std::optional<hvstack::internal::WorkerExitReport>& report,
+    int64_t pid, const std::optional<std::string>& vmms_stop_reason);
+
 }  // namespace vmms
 
 #endif  // HVSTACK_VMMS_WORKER_EXIT_H_

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/log_format.h"
+#include "vmms/process_identity.h"
 #include "vmms/validation.h"
 #include "vmms/vmwp_locator.h"
 #include "vmms/worker_exit.h"
@@ -144,7 +146,21 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->paths = paths;
   worker->pid = spawned->pid;
   worker->ready_pipe = std::move(spawned->ready);
-  if (absl::Status s = store_->SetWorkerPid(vm.uuid(), worker->pid); !s.ok()) {
+  // Our unreaped child: the pid cannot be reused before we wait for it, so
+  // this pidfd is certainly the worker's.
+  absl::StatusOr<base::ScopedFd> pidfd = OpenPidfd(worker->pid);
+  if (!pidfd.ok()) {
+    ::kill(worker->pid, SIGKILL);
+    while (::waitpid(worker->pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return FailLaunch(vm, std::string(pidfd.status().message()),
+                      pidfd.status());
+  }
+  worker->pidfd = *std::move(pidfd);
+  const int64_t start_ticks = ProcessStartTicks(worker->pid).value_or(0);
+  if (absl::Status s =
+          store_->SetWorkerPid(vm.uuid(), worker->pid, start_ticks);
+      !s.ok()) {
     spdlog::error("VM {}: cannot record worker pid: {}", vm.name(),
                   s.message());
   }
@@ -154,12 +170,14 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
 
 void WorkerManager::Supervise(Worker* worker) {
   char byte;
-  ssize_t n;
-  do {
-    n = ::read(worker->ready_pipe.get(), &byte, 1);
-  } while (n < 0 && errno == EINTR);
-  worker->ready_pipe.reset();
-  if (n == 1) {
+  ssize_t n = 1;  // A reattached worker is ready already.
+  if (worker->ready_pipe) {
+    do {
+      n = ::read(worker->ready_pipe.get(), &byte, 1);
+    } while (n < 0 && errno == EINTR);
+    worker->ready_pipe.reset();
+  }
+  if (n == 1 && worker->is_child) {
     absl::MutexLock lock(&worker->mu);
     // A stop that arrived while Starting already recorded Stopping; Running
     // would be a lie.
@@ -179,12 +197,8 @@ void WorkerManager::Supervise(Worker* worker) {
   std::thread events;
   if (n == 1) events = std::thread([this, worker] { WatchEvents(worker); });
 
-  // Wait without reaping: until the reap (under worker->mu) the pid cannot be
-  // reused, so Stop may signal it safely.
-  siginfo_t info;
-  while (::waitid(P_PID, worker->pid, &info, WEXITED | WNOWAIT) != 0 &&
-         errno == EINTR) {
-  }
+  // The pidfd is readable the moment the process exits, child or not.
+  AwaitPidfdExit(worker->pidfd.get());
   // Every event the worker sent is recorded before its final state.
   {
     absl::MutexLock lock(&worker->events_mu);
@@ -212,12 +226,20 @@ void WorkerManager::Supervise(Worker* worker) {
 
   absl::MutexLock lock(&worker->mu);
   int wait_status = 0;
-  while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
+  WorkerOutcome outcome;
+  if (worker->is_child) {
+    while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
+    }
+    outcome = ClassifyWorkerExit(report, wait_status, worker->ready,
+                                 worker->stop_reason);
+  } else {
+    outcome =
+        ClassifyAdoptedWorkerExit(report, worker->pid, worker->stop_reason);
   }
-  WorkerOutcome outcome = ClassifyWorkerExit(report, wait_status, worker->ready,
-                                             worker->stop_reason);
   spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name,
-               worker->pid, DescribeWaitStatus(wait_status),
+               worker->pid,
+               worker->is_child ? DescribeWaitStatus(wait_status)
+                                : "not our child: no wait status",
                StateName(outcome.state), outcome.reason);
   absl::StatusOr<Vm> final_vm =
       store_->SetState(worker->uuid, outcome.state, outcome.reason, 0);
@@ -269,7 +291,12 @@ void WorkerManager::WatchEvents(Worker* worker) {
     ++failures;
     spdlog::warn("VM {}: worker events: {} (attempt {} of {})", worker->name,
                  status.error_message(), failures, kMaxAttempts);
-    absl::SleepFor(absl::Milliseconds(100) * failures);
+    // A broken stream usually means the worker just died: the backoff ends
+    // as soon as the supervisor says so, so that it never waits on us.
+    absl::MutexLock lock(&worker->events_mu);
+    worker->events_mu.AwaitWithTimeout(absl::Condition(&worker->process_gone),
+                                       absl::Milliseconds(100) * failures);
+    if (worker->process_gone) return;
   }
 }
 
@@ -281,8 +308,15 @@ void WorkerManager::HandleWorkerEvent(
       spdlog::info("VM {}: guest rebooted in place (worker count {}): {}",
                    worker.name, event.rebooted().reboot_count(), detail);
       {
+        // The worker numbers its reboots; a replay after a reconnect (or a
+        // reattach by a restarted vmms) repeats ones already recorded.
         absl::MutexLock lock(&worker.events_mu);
-        ++worker.reboots_recorded;
+        if (event.rebooted().reboot_count() != 0 &&
+            event.rebooted().reboot_count() <= worker.reboots_recorded) {
+          break;
+        }
+        worker.reboots_recorded = std::max(worker.reboots_recorded + 1,
+                                           event.rebooted().reboot_count());
       }
       absl::StatusOr<Vm> vm = store_->RecordReboot(
           worker.uuid, detail.empty()
@@ -346,7 +380,7 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
         absl::StrCat("worker did not become ready within ",
                      absl::FormatDuration(options_.start_timeout));
     if (!worker->stop_reason.has_value()) worker->stop_reason = reason;
-    ::kill(worker->pid, SIGKILL);
+    SignalPidfd(worker->pidfd.get(), SIGKILL);
     worker->mu.AwaitWithTimeout(absl::Condition(worker.get(), &Worker::Exited),
                                 kKillWait);
     return absl::DeadlineExceededError(
@@ -393,9 +427,8 @@ absl::Status WorkerManager::StopWorker(Worker* worker,
                    worker->name, worker->pid,
                    absl::FormatDuration(options_.stop_grace));
     }
-    // Only while not reaped (exited is set under this lock after the reap) is
-    // the pid still ours; after that it may belong to anyone.
-    if (!worker->exited) ::kill(worker->pid, SIGKILL);
+    // Through the pidfd: never another process, even after a reap.
+    if (!worker->exited) SignalPidfd(worker->pidfd.get(), SIGKILL);
     if (!worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
                                      kKillWait)) {
       return absl::DeadlineExceededError(

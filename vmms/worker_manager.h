@@ -68,6 +68,15 @@ class WorkerManager {
   absl::Status Delete(const std::string& name);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
 
+  // Run once at start-up, before serving: takes over the workers of VMs that a
+  // previous vmms recorded Starting/Running/Stopping (see worker_reattach.cc).
+  // A worker is ours when its pid is alive with the start time recorded at
+  // spawn and its socket answers GetStatus with the VM's uuid; it is then
+  // supervised (pidfd), its events and console followed, as if we had started
+  // it. A worker that died meanwhile is recorded with the reason from its exit
+  // report, else Crashed "worker exited while vmms was down".
+  absl::Status Reattach();
+
   // Stops all workers (recording `reason`) and refuses further starts.
   // Idempotent.
   void Shutdown(const std::string& reason = "vmms shut down (hard power-off)");
@@ -78,6 +87,12 @@ class WorkerManager {
     std::string name;
     RuntimePaths paths;
     pid_t pid = 0;
+    // Readable once the process has exited; signals go through it, so a
+    // recycled pid is never hit.
+    base::ScopedFd pidfd;
+    // False for a worker taken over after a vmms restart: it is not our child,
+    // so there is no wait status, only its exit report.
+    bool is_child = true;
     base::ScopedFd ready_pipe;  // Owned by the supervisor thread once it runs.
     std::thread supervisor;
 
@@ -106,6 +121,8 @@ class WorkerManager {
 
   // Body of a worker's supervisor thread.
   void Supervise(Worker* worker);
+  // Takes over one VM's worker at start-up (Reattach).
+  absl::Status ReattachVm(const Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Subscribes to a ready worker's events and records them (reboots) until
   // its event stream ends or the process is gone. The supervisor joins it
   // before recording the worker's final state.

@@ -80,11 +80,13 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
     sigaddset(&default_signals, sig);
   if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty_mask);
   if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &default_signals);
-  if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
+  // Its own session (and so its own process group, without a controlling
+  // terminal): a ^C or hang-up in vmms's terminal is not the worker's, and
+  // the worker outlives vmms (SIGKILL or restart), which reattaches to it.
   if (rc == 0) {
     rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
                                              POSIX_SPAWN_SETSIGDEF |
-                                             POSIX_SPAWN_SETPGROUP);
+                                             POSIX_SPAWN_SETSID);
   }
   if (rc != 0) {
     return absl::InternalError(

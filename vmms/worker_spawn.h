@@ -26,8 +26,8 @@ struct SpawnedWorker {
 // Starts `vmwp --config=<config_path> --ready-fd=4` with `kvm_fd` at descriptor
 // 3 and the ready pipe's write end at 4. Every other descriptor above 2 is
 // closed in the child, so a worker never holds another VM's /dev/kvm or vmms's
-// database. The child gets its own process group (a ^C in vmms's terminal is
-// for vmms, which then stops its workers) and a clean signal mask.
+// database. The child gets its own session (a ^C in vmms's terminal is for
+// vmms; a worker survives vmms's death) and a clean signal mask.
 absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           const std::string& config_path,
                                           int kvm_fd);

@@ -1,0 +1,175 @@
+// WorkerManager::Reattach: taking over the workers of a previous vmms.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/log_format.h"
+#include "vmms/process_identity.h"
+#include "vmms/worker_exit.h"
+#include "vmms/worker_files.h"
+#include "vmms/worker_manager.h"
+
+namespace vmms {
+namespace {
+
+using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_RUNNING;
+using hvstack::v1::VM_STATE_STARTING;
+using hvstack::v1::VM_STATE_STOPPING;
+
+constexpr absl::Duration kStatusDeadline = absl::Seconds(2);
+
+// GetStatus on the worker's socket.
+absl::StatusOr<hvstack::internal::WorkerStatus> QueryWorker(
+    const std::string& socket_path) {
+  auto channel = grpc::CreateChannel("unix:" + socket_path,
+                                     grpc::InsecureChannelCredentials());
+  auto stub = hvstack::internal::WorkerService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kStatusDeadline));
+  hvstack::internal::WorkerStatus status;
+  grpc::Status rpc =
+      stub->GetStatus(&context, hvstack::internal::GetStatusRequest(), &status);
+  if (!rpc.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("GetStatus on ", socket_path, ": ", rpc.error_message()));
+  }
+  return status;
+}
+
+bool IsActive(const Vm& vm) {
+  return vm.state() == VM_STATE_STARTING || vm.state() == VM_STATE_RUNNING ||
+         vm.state() == VM_STATE_STOPPING;
+}
+
+}  // namespace
+
+absl::Status WorkerManager::Reattach() {
+  absl::StatusOr<std::vector<Vm>> vms = store_->List();
+  if (!vms.ok()) return vms.status();
+  std::vector<std::shared_ptr<Worker>> stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const Vm& vm : *vms) {
+      if (!IsActive(vm)) continue;
+      if (absl::Status s = ReattachVm(vm); !s.ok()) return s;
+      if (vm.state() == VM_STATE_STOPPING) {
+        if (auto it = workers_.find(vm.uuid()); it != workers_.end())
+          stopping.push_back(it->second);
+      }
+    }
+  }
+  // The previous vmms was stopping these: finish the job.
+  for (const std::shared_ptr<Worker>& worker : stopping) {
+    if (absl::Status s = StopWorker(worker.get(),
+                                    "stopped by user (hard "
+                                    "power-off)");
+        !s.ok()) {
+      spdlog::error("{}", s.message());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WorkerManager::ReattachVm(const Vm& vm) {
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  const auto pid = static_cast<pid_t>(vm.worker_pid());
+  absl::StatusOr<int64_t> recorded_ticks = store_->WorkerStartTicks(vm.uuid());
+  if (!recorded_ticks.ok()) return recorded_ticks.status();
+
+  // Same pid and same start time: the process we spawned. The start time is
+  // checked again once the pidfd is open, which pins the process.
+  base::ScopedFd pidfd;
+  if (pid > 0 && *recorded_ticks != 0 &&
+      ProcessStartTicks(pid) == *recorded_ticks) {
+    absl::StatusOr<base::ScopedFd> fd = OpenPidfd(pid);
+    if (fd.ok() && ProcessStartTicks(pid) == *recorded_ticks)
+      pidfd = *std::move(fd);
+  }
+
+  if (pidfd) {
+    absl::StatusOr<hvstack::internal::WorkerStatus> status =
+        QueryWorker(paths.worker_socket);
+    if (status.ok() && status->vm_uuid() == vm.uuid()) {
+      auto worker = std::make_shared<Worker>();
+      worker->uuid = vm.uuid();
+      worker->name = vm.name();
+      worker->paths = paths;
+      worker->pid = pid;
+      worker->pidfd = std::move(pidfd);
+      worker->is_child = false;
+      Vm running = vm;
+      if (vm.state() == VM_STATE_STARTING) {
+        // It answers on its socket, so it was ready.
+        absl::StatusOr<Vm> updated =
+            store_->SetState(vm.uuid(), VM_STATE_RUNNING,
+                             "worker ready (reattached after vmms restart)");
+        if (!updated.ok()) return updated.status();
+        running = *updated;
+      }
+      {
+        absl::MutexLock worker_lock(&worker->mu);
+        worker->ready = true;
+        worker->running_vm = running;
+        if (vm.state() == VM_STATE_STOPPING)
+          worker->stop_reason = "stopped by user (hard power-off)";
+      }
+      {
+        absl::MutexLock events_lock(&worker->events_mu);
+        worker->reboots_recorded = vm.reboot_count();
+      }
+      workers_[worker->uuid] = worker;
+      worker->supervisor =
+          std::thread([this, w = worker.get()] { Supervise(w); });
+      spdlog::info("VM {}: reattached to worker {} ({})", vm.name(), pid,
+                   StateName(vm.state()));
+      return absl::OkStatus();
+    }
+    // Our worker by pid and start time, but not answering for this VM: hung.
+    std::string why =
+        status.ok() ? absl::StrCat("answered for VM uuid ", status->vm_uuid())
+                    : std::string(status.status().message());
+    spdlog::warn(
+        "VM {}: worker {} does not answer after vmms restart ({}); "
+        "killing it",
+        vm.name(), pid, why);
+    SignalPidfd(pidfd.get(), SIGKILL);
+    AwaitPidfdExit(pidfd.get());
+    absl::StatusOr<Vm> crashed = store_->SetState(
+        vm.uuid(), VM_STATE_CRASHED,
+        absl::StrCat("worker ", pid,
+                     " did not answer after vmms restarted; killed (", why,
+                     ")"),
+        0);
+    return crashed.status();
+  }
+
+  // Gone while vmms was down (or the pid now belongs to another process).
+  std::optional<hvstack::internal::WorkerExitReport> report =
+      ReadExitReport(paths.exit_report);
+  absl::StatusOr<Vm> updated;
+  if (report.has_value()) {
+    WorkerOutcome outcome =
+        ClassifyAdoptedWorkerExit(report, pid, std::nullopt);
+    updated = store_->SetState(
+        vm.uuid(), outcome.state,
+        absl::StrCat(outcome.reason, " (while vmms was down)"), 0);
+  } else {
+    updated = store_->SetState(vm.uuid(), VM_STATE_CRASHED,
+                               "worker exited while vmms was down", 0);
+  }
+  if (updated.ok()) {
+    spdlog::warn("VM {}: worker {} ended while vmms was down: {} \"{}\"",
+                 vm.name(), pid, StateName(updated->state()),
+                 updated->state_reason());
+  }
+  return updated.status();
+}
+
+}  // namespace vmms
