@@ -69,6 +69,37 @@ void SetExtendedTopology(std::vector<kvm_cpuid_entry2>& cpuid,
 
 }  // namespace
 
+std::vector<std::string> HiddenFeaturesTheHostKept(
+    std::span<const kvm_cpuid_entry2> effective) {
+  struct Bit {
+    uint32_t function, index;
+    int reg;  // 0 eax, 1 ebx, 2 ecx, 3 edx
+    int bit;
+    const char* name;
+  };
+  static constexpr Bit kBits[] = {
+      {1, 0, 2, 13, "CX16"},   {1, 0, 2, 26, "XSAVE"},
+      {1, 0, 2, 28, "AVX"},    {1, 0, 2, 12, "FMA"},
+      {1, 0, 2, 29, "F16C"},   {7, 0, 1, 5, "AVX2"},
+      {7, 0, 1, 16, "AVX512F"},
+  };
+  std::vector<std::string> out;
+  for (const Bit& b : kBits) {
+    for (const kvm_cpuid_entry2& e : effective) {
+      if (e.function != b.function || e.index != b.index) continue;
+      const uint32_t regs[4] = {e.eax, e.ebx, e.ecx, e.edx};
+      if ((regs[b.reg] >> b.bit) & 1) out.push_back(b.name);
+    }
+  }
+  for (const kvm_cpuid_entry2& e : effective) {
+    if (e.function == 0xD && e.index == 0 && e.eax != 0) {
+      out.push_back("leaf 0xD (XSAVE state components)");
+      break;
+    }
+  }
+  return out;
+}
+
 uint32_t ApicIdBits(uint32_t n) {
   uint32_t bits = 0;
   while (n > 1 && (1u << bits) < n) ++bits;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace hvcore {
@@ -56,6 +57,12 @@ std::vector<kvm_cpuid_entry2> BuildGuestCpuid(
 // Sets the per-VP fields (initial APIC id in leaf 1 EBX[31:24], x2APIC id in
 // 0xB/0x1F EDX, extended APIC id in 0x8000001E) for VP `index`.
 void SetCpuidApicId(std::vector<kvm_cpuid_entry2>& cpuid, uint32_t index);
+
+// Features hvstack hides (FilterGuestCpuid) that are set in `effective` (what
+// KVM kept, see VirtualProcessor::GetCpuid), by name: e.g. {"XSAVE", "AVX",
+// "leaf 0xD"}. Empty when the host honoured the filter.
+std::vector<std::string> HiddenFeaturesTheHostKept(
+    std::span<const kvm_cpuid_entry2> effective);
 
 // Number of bits needed to hold n-1 (0 for n <= 1): the width of the core
 // field of the APIC id.

@@ -31,6 +31,8 @@ inline constexpr unsigned long kGetSupportedCpuid =
 inline constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, Cpuid2Header);
 static_assert(kGetSupportedCpuid == 0xC008AE05ul);
 static_assert(kSetCpuid2 == 0x4008AE90ul);
+inline constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, Cpuid2Header);
+static_assert(kGetCpuid2 == 0xC008AE91ul);
 
 // struct kvm_msrs: nmsrs, pad, then kvm_msr_entry entries (16 bytes each).
 struct MsrsHeader {

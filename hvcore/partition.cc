@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "hvcore/boot_layout.h"
 #include "hvcore/kvm_abi.h"
 #include "hvcore/msr.h"
@@ -292,6 +293,24 @@ absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
   // Same CPUID on every VP except the APIC ids.
   SetCpuidApicId(cpuid, index);
   if (absl::Status s = (*vp)->SetCpuid(cpuid); !s.ok()) return s;
+  if (index == 0) {
+    // kvm_pvm rewrites leaf 1 ECX and re-adds leaf 0xD at KVM_SET_CPUID2, so
+    // what we hide may come back; the guest then uses instructions (xsave,
+    // xrstor) that the same host's emulator rejects. Say so once per
+    // partition, so a later emulation failure has an explanation in the log.
+    if (absl::StatusOr<std::vector<kvm_cpuid_entry2>> kept = (*vp)->GetCpuid();
+        kept.ok()) {
+      std::vector<std::string> back = HiddenFeaturesTheHostKept(*kept);
+      if (!back.empty()) {
+        spdlog::warn(
+            "partition: this host's KVM overrode the CPUID filter and shows "
+            "the guest {}; a guest that uses them may stop with an emulation "
+            "failure (Linux: boot with 'noxsave')",
+            absl::StrJoin(back, ", "));
+      }
+      host_kept_hidden_features_ = std::move(back);
+    }
+  }
   if (absl::Status s = (*vp)->SetMsrs(InitialMsrs(cpuid)); !s.ok()) return s;
   return vp;
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -109,6 +110,12 @@ class Partition {
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   // From KVM_GET_MSR_INDEX_LIST.
   bool KvmHasMsr(uint32_t index) const;
+  // Features hvstack hides that KVM nevertheless kept in VP 0's CPUID (see
+  // HiddenFeaturesTheHostKept; kvm_pvm: XSAVE, AVX, leaf 0xD ...). Set by
+  // CreateVp(0).
+  const std::vector<std::string>& host_kept_hidden_features() const {
+    return host_kept_hidden_features_;
+  }
 
  private:
   struct MemoryRegion {
@@ -140,6 +147,7 @@ class Partition {
   std::vector<kvm_cpuid_entry2> guest_cpuid_ ABSL_GUARDED_BY(mu_);
   uint32_t tsc_khz_ ABSL_GUARDED_BY(mu_) = 0;
   bool irqchip_created_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> host_kept_hidden_features_;
 };
 
 }  // namespace hvcore

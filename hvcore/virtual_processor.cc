@@ -222,6 +222,22 @@ absl::Status VirtualProcessor::SetCpuid(
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<kvm_cpuid_entry2>> VirtualProcessor::GetCpuid()
+    const {
+  constexpr uint32_t kMax = 512;
+  std::vector<uint8_t> buf(sizeof(kvm_abi::Cpuid2Header) +
+                           kMax * sizeof(kvm_cpuid_entry2));
+  auto* header = reinterpret_cast<kvm_abi::Cpuid2Header*>(buf.data());
+  header->nent = kMax;
+  if (::ioctl(fd_.get(), kvm_abi::kGetCpuid2, buf.data()) < 0) {
+    return IoctlError(index_, "KVM_GET_CPUID2");
+  }
+  std::vector<kvm_cpuid_entry2> out(std::min(header->nent, kMax));
+  std::memcpy(out.data(), buf.data() + sizeof(kvm_abi::Cpuid2Header),
+              out.size() * sizeof(kvm_cpuid_entry2));
+  return out;
+}
+
 absl::Status VirtualProcessor::SetMsrs(std::span<const kvm_msr_entry> msrs) {
   if (msrs.empty()) return absl::OkStatus();
   // C layout (see kvm_abi.h): an 8-byte header, then the entries.
@@ -283,11 +299,80 @@ absl::Status VirtualProcessor::InjectException(
   return absl::OkStatus();
 }
 
+namespace {
+
+// kvm_regs fields in the x86 register-number order (rax, rcx, rdx, rbx, rsp,
+// rbp, rsi, rdi, r8..r15).
+__u64* Gpr(kvm_regs& r, int n) {
+  __u64* const order[16] = {&r.rax, &r.rcx, &r.rdx, &r.rbx, &r.rsp, &r.rbp,
+                               &r.rsi, &r.rdi, &r.r8,  &r.r9,  &r.r10, &r.r11,
+                               &r.r12, &r.r13, &r.r14, &r.r15};
+  return order[n & 15];
+}
+
+// POPCNT with a register source: F3 [66] [REX] 0F B8 /r, ModRM.mod == 3.
+// Returns the instruction length, or 0 if `bytes` is not that. Exact: the
+// destination gets the bit count (32-bit results zero-extend, 16-bit ones
+// merge), ZF = (source == 0), CF/OF/SF/AF/PF cleared.
+size_t CompletePopcnt(std::span<const uint8_t> bytes, bool long64,
+                      kvm_regs& regs) {
+  size_t i = 0;
+  bool rep = false, opsize = false;
+  for (; i < bytes.size() && i < 4; ++i) {
+    if (bytes[i] == 0xF3) {
+      rep = true;
+    } else if (bytes[i] == 0x66) {
+      opsize = true;
+    } else {
+      break;
+    }
+  }
+  uint8_t rex = 0;
+  if (long64 && i < bytes.size() && (bytes[i] & 0xF0) == 0x40) rex = bytes[i++];
+  if (!rep || i + 3 > bytes.size() || bytes[i] != 0x0F || bytes[i + 1] != 0xB8)
+    return 0;
+  const uint8_t modrm = bytes[i + 2];
+  if ((modrm >> 6) != 3) return 0;  // memory source: not completed
+  const int dst = ((modrm >> 3) & 7) | ((rex & 0x4) << 1);
+  const int src = (modrm & 7) | ((rex & 0x1) << 3);
+  const int bits = (rex & 0x8) ? 64 : (opsize ? 16 : 32);
+  uint64_t value = *Gpr(regs, src);
+  if (bits < 64) value &= (1ull << bits) - 1;
+  const uint64_t count = static_cast<uint64_t>(__builtin_popcountll(value));
+  __u64* d = Gpr(regs, dst);
+  if (bits == 16) {
+    *d = (*d & ~0xFFFFull) | count;
+  } else {
+    *d = count;  // 32-bit writes zero-extend
+  }
+  constexpr uint64_t kCf = 1 << 0, kPf = 1 << 2, kAf = 1 << 4, kZf = 1 << 6,
+                     kSf = 1 << 7, kOf = 1 << 11;
+  regs.rflags &= ~(kCf | kPf | kAf | kZf | kSf | kOf);
+  if (value == 0) regs.rflags |= kZf;
+  return i + 3;
+}
+
+}  // namespace
+
 absl::StatusOr<bool> VirtualProcessor::CompleteRejectedInstruction(
     const EmulationFailure& failure) {
   constexpr uint8_t kInt3 = 0xCC;
   constexpr uint8_t kBreakpointVector = 3;
-  if (failure.bytes.empty() || failure.bytes[0] != kInt3) return false;
+  if (failure.bytes.empty()) return false;
+  if (failure.bytes[0] != kInt3) {
+    absl::StatusOr<kvm_sregs> sregs = GetSregs();
+    if (!sregs.ok()) return sregs.status();
+    absl::StatusOr<kvm_regs> regs = GetRegs();
+    if (!regs.ok()) return regs.status();
+    if (regs->rip != failure.rip) return false;
+    const bool long64 = (sregs->efer & kEferLma) && sregs->cs.l;
+    if (size_t len = CompletePopcnt(failure.bytes, long64, *regs); len != 0) {
+      regs->rip += len;
+      if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
+      return true;
+    }
+    return false;
+  }
   absl::StatusOr<kvm_regs> regs = GetRegs();
   if (!regs.ok()) return regs.status();
   if (regs->rip != failure.rip) return false;  // stale report: do not guess

@@ -153,6 +153,9 @@ class VirtualProcessor {
   absl::StatusOr<kvm_sregs> GetSregs() const;
   absl::Status SetSregs(const kvm_sregs& sregs);
   absl::Status SetCpuid(std::span<const kvm_cpuid_entry2> entries);
+  // KVM_GET_CPUID2: the table KVM actually keeps, which is not always what
+  // SetCpuid gave it (kvm_pvm rewrites leaf 1 ECX and re-adds leaf 0xD).
+  absl::StatusOr<std::vector<kvm_cpuid_entry2>> GetCpuid() const;
 
   // KVM_SET_MSRS; fails naming the first MSR KVM refused.
   absl::Status SetMsrs(std::span<const kvm_msr_entry> msrs);
@@ -170,7 +173,9 @@ class VirtualProcessor {
   // Completes an instruction this host's KVM rejected, where that is possible
   // and exact. Today: `int3` (0xCC; kvm_pvm's emulator rejects it): RIP moves
   // past it and #BP is injected, exactly what the CPU would have done (a trap:
-  // the guest's handler sees the next RIP). Returns false, changing nothing,
+  // the guest's handler sees the next RIP); `popcnt reg, reg` (F3 [66] [REX]
+  // 0F B8, register source; kvm_pvm advertises POPCNT but cannot emulate it):
+  // result and flags computed, RIP advanced. Returns false, changing nothing,
   // for any other instruction -- the caller then treats the failure as a
   // crash.
   absl::StatusOr<bool> CompleteRejectedInstruction(

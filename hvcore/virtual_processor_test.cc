@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -233,6 +234,51 @@ TEST_F(VpTest, ReadLinearGoesThroughGuestPageTables) {
   // Above 4 GiB: not mapped by the boot page tables.
   EXPECT_EQ(vp_->ReadLinear(5ull << 30, tail).code(),
             absl::StatusCode::kNotFound);
+}
+
+// popcnt is advertised by this host's KVM (it rewrites CPUID leaf 1 ECX) but
+// rejected by its emulator; CompleteRejectedInstruction computes it exactly.
+// On a host that runs it, no emulation failure happens and the results are
+// the same.
+TEST_F(VpTest, PopcntIsCompletedExactly) {
+  Load({
+      0x48, 0xBF, 0xFF, 0x00, 0xF0, 0x0F, 0x00, 0x00, 0x00, 0x80,  // mov rdi
+      0xF3, 0x48, 0x0F, 0xB8, 0xC7,  // popcnt rax, rdi
+      0xE7, 0x80,                    // out 0x80, eax
+      0x0F, 0x94, 0xC0,              // setz al
+      0xE6, 0x80,                    // out 0x80, al
+      0x31, 0xFF,                    // xor edi, edi
+      0xF3, 0x0F, 0xB8, 0xCF,        // popcnt ecx, edi
+      0x0F, 0x94, 0xC0,              // setz al
+      0xE6, 0x80,                    // out 0x80, al
+      0x89, 0xC8,                    // mov eax, ecx
+      0xE7, 0x80,                    // out 0x80, eax
+      0xF4,                          // hlt
+  });
+  std::vector<uint32_t> outs;
+  int completed = 0;
+  for (int i = 0; i < 20; ++i) {
+    Intercept in = RunOk();
+    if (auto* ef = std::get_if<EmulationFailure>(&in)) {
+      absl::StatusOr<bool> done = vp_->CompleteRejectedInstruction(*ef);
+      ASSERT_TRUE(done.ok()) << done.status();
+      ASSERT_TRUE(*done) << DescribeIntercept(in);
+      ++completed;
+      continue;
+    }
+    if (auto* io = std::get_if<PortIo>(&in)) {
+      outs.push_back(io->value);
+      continue;
+    }
+    EXPECT_TRUE(std::holds_alternative<Halt>(in)) << DescribeIntercept(in);
+    break;
+  }
+  std::cout << "popcnt completions: " << completed << "\n";
+  ASSERT_EQ(outs.size(), 4u);
+  EXPECT_EQ(outs[0], 8u + 8u + 1u) << "popcount of 0x800000000FF000FF... ";
+  EXPECT_EQ(outs[1] & 0xFF, 0u) << "ZF clear for a non-zero source";
+  EXPECT_EQ(outs[2] & 0xFF, 1u) << "ZF set for a zero source";
+  EXPECT_EQ(outs[3], 0u);
 }
 
 TEST(DescribeInterceptTest, EmulationFailureListsBytes) {
