@@ -83,5 +83,23 @@ TEST(OutputTest, JsonIsCanonicalMapping) {
   EXPECT_THAT(json, HasSubstr("\"memoryMib\":\"256\""));
 }
 
+TEST(OutputTest, EventLinesLineUpUnderTheHeader) {
+  hvstack::v1::VmEvent event;
+  event.set_sequence(42);
+  event.mutable_time()->set_seconds(1700000000);
+  event.set_vm_name("web1");
+  event.set_kind(hvstack::v1::VmEvent::KIND_STATE_CHANGED);
+  event.set_state(hvstack::v1::VM_STATE_CRASHED);
+  event.set_reason("worker killed by signal 9 (SIGKILL)");
+  std::string header = EventTableHeader();
+  std::string line = FormatEventLine(event);
+  EXPECT_EQ(header.rfind("SEQ", 0), 0u);
+  EXPECT_EQ(line.rfind("42 ", 0), 0u);
+  EXPECT_EQ(header.find("REASON"), line.find("worker killed"));
+  EXPECT_NE(line.find("2023-11-14T22:13:20Z"), std::string::npos);
+  EXPECT_NE(line.find("state_changed"), std::string::npos);
+  EXPECT_NE(line.find("crashed"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vmctl

@@ -24,6 +24,7 @@ using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
 
 constexpr absl::Duration kStatusDeadline = absl::Seconds(2);
+constexpr absl::Duration kStartingGrace = absl::Seconds(5);
 
 // GetStatus on the worker's socket.
 absl::StatusOr<hvstack::internal::WorkerStatus> QueryWorker(
@@ -96,6 +97,14 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
   if (pidfd) {
     absl::StatusOr<hvstack::internal::WorkerStatus> status =
         QueryWorker(paths.worker_socket);
+    // A worker that was still composing its VM when vmms died serves its
+    // socket only once ready: give it a little while.
+    for (absl::Time deadline = absl::Now() + kStartingGrace;
+         !status.ok() && vm.state() == VM_STATE_STARTING &&
+         absl::Now() < deadline && ProcessStartTicks(pid) == *recorded_ticks;) {
+      absl::SleepFor(absl::Milliseconds(100));
+      status = QueryWorker(paths.worker_socket);
+    }
     if (status.ok() && status->vm_uuid() == vm.uuid()) {
       auto worker = std::make_shared<Worker>();
       worker->uuid = vm.uuid();
