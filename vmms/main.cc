@@ -1,18 +1,38 @@
 // vmms: the hvstack management service. Runs in the foreground and logs to
-// stderr.
+// stderr. Under systemd (Type=notify) it reports READY=1, STATUS= and
+// STOPPING=1 through sd_notify; without NOTIFY_SOCKET those calls do nothing.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <thread>
 
 #include "vmms/log_format.h"
 #include "vmms/server.h"
 
+namespace {
+
+// sd_notify, logging (not failing) when the service manager cannot be told.
+void Notify(const std::string& state) {
+  if (int r = sd_notify(0, state.c_str()); r < 0) {
+    spdlog::warn("sd_notify({}) failed: {}", state, std::strerror(-r));
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   vmms::ServerOptions options;
+  bool keep_workers_on_exit = false;
   CLI::App app{
       "vmms: the hvstack management service (foreground, logs to stderr)",
       "vmms"};
@@ -32,6 +52,10 @@ int main(int argc, char** argv) {
                  "are trimmed and WatchEvents after them is OUT_OF_RANGE)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_flag("--keep-workers-on-exit", keep_workers_on_exit,
+               "On SIGINT/SIGTERM leave running VMs' workers running for the "
+               "next vmms to take over (what vmms.service uses); by default "
+               "every worker is stopped first (hard power-off)");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
@@ -46,15 +70,45 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Process-wide gRPC settings, read by every ServerBuilder made afterwards:
+  // grpc.health.v1.Health and server reflection on the public socket.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  Notify("STATUS=opening the database and taking over running workers");
   absl::StatusOr<std::unique_ptr<vmms::Server>> server =
       vmms::Server::Start(options);
   if (!server.ok()) {
     spdlog::critical("{}", server.status().message());
+    Notify("STATUS=start-up failed: " + std::string(server.status().message()));
     return 1;
   }
-  std::thread signal_thread([&signals, &server] {
+  // Server::Start returns once the database is open and migrated, the previous
+  // vmms's workers are taken over and the socket listens.
+  Notify("READY=1\nSTATUS=serving on unix:" + (*server)->socket_path());
+
+  std::thread signal_thread([&signals, &server, keep_workers_on_exit] {
     int sig = 0;
     sigwait(&signals, &sig);
+    if (keep_workers_on_exit) {
+      // Leave every worker running: they are in their own sessions, and the
+      // next vmms on this state directory takes them over (Reattach). Not
+      // going through Server::Shutdown (which stops workers) means exiting
+      // without closing the database or the gRPC server, exactly what a crash
+      // of vmms does and what the store and Reattach are built to survive:
+      // every mutation is one SQLite transaction (WAL), the directory lock and
+      // descriptors go with the process, the stale socket file is replaced by
+      // the next vmms.
+      Notify("STOPPING=1\nSTATUS=exiting; workers left running");
+      spdlog::info(
+          "received {}; exiting and leaving workers running for the "
+          "next vmms (--keep-workers-on-exit)",
+          sigabbrev_np(sig));
+      spdlog::shutdown();
+      std::fflush(nullptr);
+      _exit(0);
+    }
+    Notify("STOPPING=1\nSTATUS=stopping workers and shutting down");
     spdlog::info("received {}; stopping workers and shutting down",
                  sigabbrev_np(sig));
     (*server)->Shutdown();
