@@ -371,6 +371,18 @@ absl::StatusOr<bool> VirtualProcessor::CompleteRejectedInstruction(
       if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
       return true;
     }
+    // CLAC (0F 01 CA) / STAC (0F 01 CB): clear / set RFLAGS.AC. Privileged:
+    // only completed at CPL 0 (elsewhere the CPU raises #UD; leave it).
+    const std::vector<uint8_t>& b = failure.bytes;
+    if (b.size() >= 3 && b[0] == 0x0F && b[1] == 0x01 &&
+        (b[2] == 0xCA || b[2] == 0xCB) && (sregs->cs.selector & 3) == 0 &&
+        sregs->cs.dpl == 0) {
+      constexpr uint64_t kAc = 1ull << 18;
+      regs->rflags = b[2] == 0xCA ? (regs->rflags & ~kAc) : (regs->rflags | kAc);
+      regs->rip += 3;
+      if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
+      return true;
+    }
     return false;
   }
   absl::StatusOr<kvm_regs> regs = GetRegs();

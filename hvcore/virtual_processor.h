@@ -175,7 +175,9 @@ class VirtualProcessor {
   // past it and #BP is injected, exactly what the CPU would have done (a trap:
   // the guest's handler sees the next RIP); `popcnt reg, reg` (F3 [66] [REX]
   // 0F B8, register source; kvm_pvm advertises POPCNT but cannot emulate it):
-  // result and flags computed, RIP advanced. Returns false, changing nothing,
+  // result and flags computed, RIP advanced; `clac` / `stac` at CPL 0 (SMAP,
+  // likewise advertised but not emulated): RFLAGS.AC cleared / set. Returns
+  // false, changing nothing,
   // for any other instruction -- the caller then treats the failure as a
   // crash.
   absl::StatusOr<bool> CompleteRejectedInstruction(

@@ -281,6 +281,42 @@ TEST_F(VpTest, PopcntIsCompletedExactly) {
   EXPECT_EQ(outs[3], 0u);
 }
 
+TEST_F(VpTest, ClacAndStacAreCompletedExactly) {
+  Load({
+      0x0F, 0x01, 0xCB,  // stac
+      0x9C,              // pushfq  (RSP set below)
+      0x58,              // pop rax
+      0xE7, 0x80,        // out 0x80, eax
+      0x0F, 0x01, 0xCA,  // clac
+      0x9C, 0x58,        // pushfq; pop rax
+      0xE7, 0x80,        // out 0x80, eax
+      0xF4,              // hlt
+  });
+  absl::StatusOr<kvm_regs> regs = vp_->GetRegs();
+  ASSERT_TRUE(regs.ok());
+  regs->rsp = 0x80000;
+  ASSERT_TRUE(vp_->SetRegs(*regs).ok());
+  std::vector<uint32_t> outs;
+  for (int i = 0; i < 20; ++i) {
+    Intercept in = RunOk();
+    if (auto* ef = std::get_if<EmulationFailure>(&in)) {
+      absl::StatusOr<bool> done = vp_->CompleteRejectedInstruction(*ef);
+      ASSERT_TRUE(done.ok()) << done.status();
+      ASSERT_TRUE(*done) << DescribeIntercept(in);
+      continue;
+    }
+    if (auto* io = std::get_if<PortIo>(&in)) {
+      outs.push_back(io->value);
+      continue;
+    }
+    EXPECT_TRUE(std::holds_alternative<Halt>(in)) << DescribeIntercept(in);
+    break;
+  }
+  ASSERT_EQ(outs.size(), 2u);
+  EXPECT_NE(outs[0] & (1u << 18), 0u) << "AC set by stac";
+  EXPECT_EQ(outs[1] & (1u << 18), 0u) << "AC cleared by clac";
+}
+
 TEST(DescribeInterceptTest, EmulationFailureListsBytes) {
   EXPECT_EQ(
       DescribeIntercept(EmulationFailure{0x100123, {0x0F, 0xC7, 0x0E}, "kvm"}),
