@@ -371,6 +371,31 @@ absl::StatusOr<bool> VirtualProcessor::CompleteRejectedInstruction(
       if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
       return true;
     }
+    // FWAIT (9B): waits for pending unmasked x87 exceptions. With CR0.TS and
+    // CR0.MP it raises #NM; with FSW.ES set, #MF (CR0.NE, as Linux runs);
+    // otherwise it does nothing.
+    if (failure.bytes[0] == 0x9B) {
+      constexpr uint64_t kCr0Mp = 1ull << 1, kCr0Ts = 1ull << 3,
+                         kCr0Ne = 1ull << 5;
+      constexpr uint8_t kNm = 7, kMf = 16;
+      if ((sregs->cr0 & kCr0Ts) && (sregs->cr0 & kCr0Mp)) {
+        if (absl::Status s = InjectException(kNm); !s.ok()) return s;
+        return true;
+      }
+      kvm_fpu fpu{};
+      if (::ioctl(fd_.get(), KVM_GET_FPU, &fpu) < 0) {
+        return IoctlError(index_, "KVM_GET_FPU");
+      }
+      constexpr uint16_t kFswEs = 1 << 7;
+      if ((fpu.fsw & kFswEs) && (sregs->cr0 & kCr0Ne)) {
+        if (absl::Status s = InjectException(kMf); !s.ok()) return s;
+        return true;
+      }
+      if (fpu.fsw & kFswEs) return false;  // legacy FERR# reporting: not done
+      regs->rip += 1;
+      if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
+      return true;
+    }
     // CLAC (0F 01 CA) / STAC (0F 01 CB): clear / set RFLAGS.AC. Privileged:
     // only completed at CPL 0 (elsewhere the CPU raises #UD; leave it).
     const std::vector<uint8_t>& b = failure.bytes;

@@ -176,7 +176,8 @@ class VirtualProcessor {
   // the guest's handler sees the next RIP); `popcnt reg, reg` (F3 [66] [REX]
   // 0F B8, register source; kvm_pvm advertises POPCNT but cannot emulate it):
   // result and flags computed, RIP advanced; `clac` / `stac` at CPL 0 (SMAP,
-  // likewise advertised but not emulated): RFLAGS.AC cleared / set. Returns
+  // likewise advertised but not emulated): RFLAGS.AC cleared / set; `fwait`:
+  // a no-op unless CR0.TS+MP (#NM) or a pending x87 exception (#MF). Returns
   // false, changing nothing,
   // for any other instruction -- the caller then treats the failure as a
   // crash.

@@ -317,6 +317,34 @@ TEST_F(VpTest, ClacAndStacAreCompletedExactly) {
   EXPECT_EQ(outs[1] & (1u << 18), 0u) << "AC cleared by clac";
 }
 
+TEST_F(VpTest, FwaitWithoutPendingExceptionsIsCompleted) {
+  Load({
+      0xDB, 0xE3,  // fninit
+      0x9B,        // fwait
+      0xB0, 0x5A,  // mov al, 0x5a
+      0xE6, 0x80,  // out 0x80, al
+      0xF4,        // hlt
+  });
+  std::vector<uint32_t> outs;
+  for (int i = 0; i < 20; ++i) {
+    Intercept in = RunOk();
+    if (auto* ef = std::get_if<EmulationFailure>(&in)) {
+      absl::StatusOr<bool> done = vp_->CompleteRejectedInstruction(*ef);
+      ASSERT_TRUE(done.ok()) << done.status();
+      ASSERT_TRUE(*done) << DescribeIntercept(in);
+      continue;
+    }
+    if (auto* io = std::get_if<PortIo>(&in)) {
+      outs.push_back(io->value);
+      continue;
+    }
+    EXPECT_TRUE(std::holds_alternative<Halt>(in)) << DescribeIntercept(in);
+    break;
+  }
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_EQ(outs[0], 0x5Au);
+}
+
 TEST(DescribeInterceptTest, EmulationFailureListsBytes) {
   EXPECT_EQ(
       DescribeIntercept(EmulationFailure{0x100123, {0x0F, 0xC7, 0x0E}, "kvm"}),
