@@ -135,13 +135,13 @@ TEST_P(LinuxBootTest, BootsAsFarAsTheHostAllows) {
   const BootCase& c = GetParam();
   const std::string kernel = kernel_dir_->path() + "/kernel/" + c.image;
   const std::string cmdline = absl::StrCat(
-      "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=0 "
+      "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=0 noxsave "
       "hvstack.case=",
       c.name);
   absl::StatusOr<CommandResult> create =
       vmms_->Vmctl({"create", c.name, "--kernel", kernel, "--initrd",
                     kernel_dir_->path() + "/initrd.gz", "--memory", "512",
-                    "--cpus", "1", "--cmdline", cmdline});
+                    "--cpus", "2", "--cmdline", cmdline});
   ASSERT_TRUE(create.ok());
   ASSERT_EQ(create->exit_code, 0) << create->err;
   const absl::Time started = absl::Now();
