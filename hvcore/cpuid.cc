@@ -28,15 +28,13 @@ kvm_cpuid_entry2* Find(std::vector<kvm_cpuid_entry2>& cpuid, uint32_t function,
 }
 
 bool Has(const std::vector<kvm_cpuid_entry2>& cpuid, uint32_t function) {
-  return std::any_of(cpuid.begin(), cpuid.end(),
-                     [&](const kvm_cpuid_entry2& e) {
-                       return e.function == function;
-                     });
+  return std::any_of(
+      cpuid.begin(), cpuid.end(),
+      [&](const kvm_cpuid_entry2& e) { return e.function == function; });
 }
 
 kvm_cpuid_entry2 Entry(uint32_t function, uint32_t index, uint32_t flags,
-                       uint32_t eax, uint32_t ebx, uint32_t ecx,
-                       uint32_t edx) {
+                       uint32_t eax, uint32_t ebx, uint32_t ecx, uint32_t edx) {
   kvm_cpuid_entry2 e{};
   e.function = function;
   e.index = index;
@@ -62,8 +60,8 @@ void SetExtendedTopology(std::vector<kvm_cpuid_entry2>& cpuid,
   constexpr uint32_t kIndexed = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
   constexpr uint32_t kLevelSmt = 1, kLevelCore = 2;
   cpuid.push_back(Entry(function, 0, kIndexed, 0, 1, 0 | (kLevelSmt << 8), 0));
-  cpuid.push_back(Entry(function, 1, kIndexed, ApicIdBits(n), n,
-                        1 | (kLevelCore << 8), 0));
+  cpuid.push_back(
+      Entry(function, 1, kIndexed, ApicIdBits(n), n, 1 | (kLevelCore << 8), 0));
   cpuid.push_back(Entry(function, 2, kIndexed, 0, 0, 2, 0));
 }
 
@@ -78,9 +76,8 @@ std::vector<std::string> HiddenFeaturesTheHostKept(
     const char* name;
   };
   static constexpr Bit kBits[] = {
-      {1, 0, 2, 13, "CX16"},   {1, 0, 2, 26, "XSAVE"},
-      {1, 0, 2, 28, "AVX"},    {1, 0, 2, 12, "FMA"},
-      {1, 0, 2, 29, "F16C"},   {7, 0, 1, 5, "AVX2"},
+      {1, 0, 2, 13, "CX16"},    {1, 0, 2, 26, "XSAVE"}, {1, 0, 2, 28, "AVX"},
+      {1, 0, 2, 12, "FMA"},     {1, 0, 2, 29, "F16C"},  {7, 0, 1, 5, "AVX2"},
       {7, 0, 1, 16, "AVX512F"},
   };
   std::vector<std::string> out;
@@ -253,7 +250,7 @@ void SetCpuidApicId(std::vector<kvm_cpuid_entry2>& cpuid, uint32_t index) {
     if (e.function == 0x1) e.ebx = (e.ebx & 0x00FFFFFF) | (index << 24);
     if (e.function == 0xB || e.function == 0x1F) e.edx = index;
     if (e.function == 0x8000001E) {
-      e.eax = index;                            // extended APIC id
+      e.eax = index;                              // extended APIC id
       e.ebx = (e.ebx & ~0xFFu) | (index & 0xFF);  // compute unit id
     }
   }

@@ -47,8 +47,8 @@ std::vector<kvm_cpuid_entry2> Supported(const char* vendor) {
   };
 }
 
-const kvm_cpuid_entry2* Find(const std::vector<kvm_cpuid_entry2>& c,
-                             uint32_t f, uint32_t i = 0) {
+const kvm_cpuid_entry2* Find(const std::vector<kvm_cpuid_entry2>& c, uint32_t f,
+                             uint32_t i = 0) {
   for (const auto& e : c)
     if (e.function == f && e.index == i) return &e;
   return nullptr;

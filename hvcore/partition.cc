@@ -123,17 +123,16 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     cap.args[0] = 1;
     (void)::ioctl(vm, KVM_ENABLE_CAP, &cap);
   }
-  std::unique_ptr<Partition> p(
-      new Partition(std::move(vm_fd), kvm, options));
+  std::unique_ptr<Partition> p(new Partition(std::move(vm_fd), kvm, options));
   // KVM_GET_TSC_KHZ on the VM (Linux >= 6.0); older kernels only answer it on
   // a vcpu, so CreateVp asks there when this did not work.
   int khz = ::ioctl(p->fd(), KVM_GET_TSC_KHZ, 0);
   absl::MutexLock lock(&p->mu_);
   p->tsc_khz_ = khz > 0 ? static_cast<uint32_t>(khz) : 0;
-  p->guest_cpuid_ = BuildGuestCpuid(
-      p->supported_cpuid_, {.vcpu_count = p->vcpu_count_,
-                            .kvm_leaf_base = p->kvm_cpuid_base_,
-                            .tsc_khz = p->tsc_khz_});
+  p->guest_cpuid_ =
+      BuildGuestCpuid(p->supported_cpuid_, {.vcpu_count = p->vcpu_count_,
+                                            .kvm_leaf_base = p->kvm_cpuid_base_,
+                                            .tsc_khz = p->tsc_khz_});
   return p;
 }
 
@@ -178,9 +177,9 @@ bool Partition::KvmHasMsr(uint32_t index) const {
 absl::Status Partition::SetIrqLine(uint32_t gsi, bool level) {
   if (absl::Status s = CreateIrqchip(); !s.ok()) return s;
   if (gsi >= kIoApicPins) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "SetIrqLine: GSI ", gsi, " is not an IOAPIC pin (0-",
-        kIoApicPins - 1, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("SetIrqLine: GSI ", gsi,
+                                                   " is not an IOAPIC pin (0-",
+                                                   kIoApicPins - 1, ")"));
   }
   kvm_irq_level irq{};
   irq.irq = gsi;
@@ -263,9 +262,8 @@ absl::Status Partition::ReadPhysical(uint64_t gpa,
 absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
     uint32_t index) {
   if (index >= vcpu_count_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("VP ", index, ": the partition was created for ",
-                     vcpu_count_, " VPs"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "VP ", index, ": the partition was created for ", vcpu_count_, " VPs"));
   }
   // The irqchip must exist before the first vcpu: KVM gives a vcpu an
   // in-kernel LAPIC only if it does.
@@ -282,10 +280,10 @@ absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
       int khz = ::ioctl((*vp)->fd(), KVM_GET_TSC_KHZ, 0);
       if (khz > 0) {
         tsc_khz_ = static_cast<uint32_t>(khz);
-        guest_cpuid_ = BuildGuestCpuid(supported_cpuid_,
-                                       {.vcpu_count = vcpu_count_,
-                                        .kvm_leaf_base = kvm_cpuid_base_,
-                                        .tsc_khz = tsc_khz_});
+        guest_cpuid_ =
+            BuildGuestCpuid(supported_cpuid_, {.vcpu_count = vcpu_count_,
+                                               .kvm_leaf_base = kvm_cpuid_base_,
+                                               .tsc_khz = tsc_khz_});
       }
     }
     cpuid = guest_cpuid_;
@@ -338,8 +336,8 @@ std::vector<kvm_msr_entry> Partition::InitialMsrs(
     if (KvmHasMsr(m.index)) {
       add(m.index, m.value);
     } else {
-      spdlog::debug("partition: KVM does not list {} (0x{:x}); not set",
-                    m.name, m.index);
+      spdlog::debug("partition: KVM does not list {} (0x{:x}); not set", m.name,
+                    m.index);
     }
   }
   // MTRRs (KVM emulates them whenever CPUID says MTRR, without listing them):
@@ -349,10 +347,12 @@ std::vector<kvm_msr_entry> Partition::InitialMsrs(
   uint32_t phys_bits = 36;
   for (const kvm_cpuid_entry2& e : cpuid) {
     if (e.function == 0x1) has_mtrr = (e.edx >> 12) & 1;
-    if (e.function == 0x80000008 && (e.eax & 0xFF) != 0) phys_bits = e.eax & 0xFF;
+    if (e.function == 0x80000008 && (e.eax & 0xFF) != 0)
+      phys_bits = e.eax & 0xFF;
   }
   if (has_mtrr) {
-    const uint64_t phys_mask = (phys_bits >= 64) ? ~0ull : (1ull << phys_bits) - 1;
+    const uint64_t phys_mask =
+        (phys_bits >= 64) ? ~0ull : (1ull << phys_bits) - 1;
     add(kMsrMtrrDefType, kMtrrDefTypeEnable | kMtrrTypeWriteBack);
     add(kMsrMtrrPhysBase0, kMmioHoleStart | kMtrrTypeUncacheable);
     add(kMsrMtrrPhysMask0,

@@ -251,9 +251,9 @@ absl::Status VirtualProcessor::SetMsrs(std::span<const kvm_msr_entry> msrs) {
   if (r < 0) return IoctlError(index_, "KVM_SET_MSRS");
   // KVM stops at the first MSR it refuses and returns how many it set.
   if (static_cast<size_t>(r) < msrs.size()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "vp%d: KVM_SET_MSRS refused MSR 0x%x = 0x%x", index_, msrs[r].index,
-        msrs[r].data));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("vp%d: KVM_SET_MSRS refused MSR 0x%x = 0x%x", index_,
+                        msrs[r].index, msrs[r].data));
   }
   return absl::OkStatus();
 }
@@ -305,8 +305,8 @@ namespace {
 // rbp, rsi, rdi, r8..r15).
 __u64* Gpr(kvm_regs& r, int n) {
   __u64* const order[16] = {&r.rax, &r.rcx, &r.rdx, &r.rbx, &r.rsp, &r.rbp,
-                               &r.rsi, &r.rdi, &r.r8,  &r.r9,  &r.r10, &r.r11,
-                               &r.r12, &r.r13, &r.r14, &r.r15};
+                            &r.rsi, &r.rdi, &r.r8,  &r.r9,  &r.r10, &r.r11,
+                            &r.r12, &r.r13, &r.r14, &r.r15};
   return order[n & 15];
 }
 
@@ -403,7 +403,8 @@ absl::StatusOr<bool> VirtualProcessor::CompleteRejectedInstruction(
         (b[2] == 0xCA || b[2] == 0xCB) && (sregs->cs.selector & 3) == 0 &&
         sregs->cs.dpl == 0) {
       constexpr uint64_t kAc = 1ull << 18;
-      regs->rflags = b[2] == 0xCA ? (regs->rflags & ~kAc) : (regs->rflags | kAc);
+      regs->rflags =
+          b[2] == 0xCA ? (regs->rflags & ~kAc) : (regs->rflags | kAc);
       regs->rip += 3;
       if (absl::Status s = SetRegs(*regs); !s.ok()) return s;
       return true;

@@ -41,8 +41,7 @@ std::string Describe(const RunOutcome& o) {
 
 // Runs `vm` with a watchdog: a guest that never ends is stopped after
 // `timeout` (and the test then fails on the outcome).
-absl::StatusOr<RunOutcome> RunWithWatchdog(TestVm& vm,
-                                           absl::Duration timeout) {
+absl::StatusOr<RunOutcome> RunWithWatchdog(TestVm& vm, absl::Duration timeout) {
   absl::Notification done;
   std::thread watchdog([&] {
     if (!done.WaitForNotificationWithTimeout(timeout))
@@ -65,8 +64,9 @@ TEST_P(SmpTest, EveryApplicationProcessorComesOnline) {
   absl::StatusOr<RunOutcome> outcome = RunWithWatchdog(*vm, absl::Seconds(60));
   ASSERT_TRUE(outcome.ok()) << outcome.status();
   std::string out = vm->uart->output();
-  std::cout << "--- " << n << " VPs, " << absl::FormatDuration(absl::Now() - start)
-            << ":\n" << out;
+  std::cout << "--- " << n << " VPs, "
+            << absl::FormatDuration(absl::Now() - start) << ":\n"
+            << out;
   EXPECT_EQ(outcome->kind, RunOutcome::Kind::kPowerOff) << Describe(*outcome);
   EXPECT_THAT(out, HasSubstr(absl::StrCat("expecting ", n, " CPUs")))
       << "CPUID leaf 1 EBX[23:16] = VP count";

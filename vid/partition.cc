@@ -176,9 +176,8 @@ absl::Status Partition::SignalMsi(uint64_t address, uint32_t data) {
 
 absl::StatusOr<InterruptLine> Partition::GetInterruptLine(uint32_t gsi) {
   if (gsi >= hvcore::kIoApicPins) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("interrupt line: GSI ", gsi, " is not 0-",
-                     hvcore::kIoApicPins - 1));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "interrupt line: GSI ", gsi, " is not 0-", hvcore::kIoApicPins - 1));
   }
   return InterruptLine(this, gsi);
 }
@@ -225,8 +224,7 @@ absl::Status Partition::PrepareBootVpProtectedMode(uint32_t entry_eip,
     return absl::InvalidArgumentError(absl::StrFormat(
         "entry point 0x%x is not in guest RAM below 4 GiB", entry_eip));
   }
-  if (absl::Status s =
-          vps_[0]->SetupProtectedMode(*low, entry_eip, ebx_value);
+  if (absl::Status s = vps_[0]->SetupProtectedMode(*low, entry_eip, ebx_value);
       !s.ok())
     return s;
   absl::MutexLock lock(&mu_);
@@ -388,9 +386,9 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
     }
     if (!completed.ok()) {
       Finish(RunOutcome::Kind::kCrashed,
-             absl::StrCat("vp", index, ": ", hvcore::DescribeIntercept(intercept),
-                          "; completing it failed: ",
-                          completed.status().message()));
+             absl::StrCat(
+                 "vp", index, ": ", hvcore::DescribeIntercept(intercept),
+                 "; completing it failed: ", completed.status().message()));
       return false;
     }
     return crash();

@@ -366,14 +366,14 @@ TEST(PartitionTest, ProtectedModeEntryFollowsThePvhAbi) {
   // then the CS selector and the data selector.
   const std::vector<uint8_t> code = Concat(
       {
-          0x89, 0xD8,        // mov eax, ebx
-          0xE7, 0x80,        // out 0x80, eax
-          0x0F, 0x20, 0xC0,  // mov eax, cr0
-          0xE7, 0x80,        // out 0x80, eax
-          0x8C, 0xC8,        // mov eax, cs
-          0xE7, 0x80,        // out 0x80, eax
-          0x8C, 0xD8,        // mov eax, ds
-          0xE7, 0x80,        // out 0x80, eax
+          0x89, 0xD8,                    // mov eax, ebx
+          0xE7, 0x80,                    // out 0x80, eax
+          0x0F, 0x20, 0xC0,              // mov eax, cr0
+          0xE7, 0x80,                    // out 0x80, eax
+          0x8C, 0xC8,                    // mov eax, cs
+          0xE7, 0x80,                    // out 0x80, eax
+          0x8C, 0xD8,                    // mov eax, ds
+          0xE7, 0x80,                    // out 0x80, eax
           0xB8, 0x78, 0x56, 0x34, 0x12,  // mov eax, 0x12345678 (32-bit imm)
           0xE7, 0x80,                    // out 0x80, eax
       },
@@ -415,8 +415,7 @@ TEST(PartitionTest, TripleFaultIsARebootAndResetRunsAgain) {
   absl::StatusOr<InterruptLine> line = (*p)->GetInterruptLine(4);
   ASSERT_TRUE(line.ok());
   // First boot: out 0x80 <- 1, then ud2 with the empty boot IDT.
-  ASSERT_TRUE((*p)
-                  ->memory()
+  ASSERT_TRUE((*p)->memory()
                   .Write(0x100000, std::vector<uint8_t>{0xB0, 0x01, 0xE6, 0x80,
                                                         0x0F, 0x0B})
                   .ok());
@@ -434,8 +433,7 @@ TEST(PartitionTest, TripleFaultIsARebootAndResetRunsAgain) {
   EXPECT_TRUE(line->Pulse().ok());
   EXPECT_EQ((*p)->Run().status().code(), absl::StatusCode::kFailedPrecondition)
       << "the boot VP must be prepared again";
-  ASSERT_TRUE((*p)
-                  ->memory()
+  ASSERT_TRUE((*p)->memory()
                   .Write(0x100000, Concat({0xB0, 0x02, 0xE6, 0x80}, kPowerOff))
                   .ok());
   ASSERT_TRUE((*p)->PrepareBootVp(0x100000).ok());
@@ -591,9 +589,9 @@ TEST(PartitionTest, GuestCpuidIsOursOrTheOverrideIsReported) {
   EXPECT_EQ(xsave_visible,
             std::find(kept.begin(), kept.end(), "XSAVE") != kept.end())
       << "a visible XSAVE must be reported as a host override";
-  EXPECT_EQ(v[2] != 0, std::find(kept.begin(), kept.end(),
-                                 "leaf 0xD (XSAVE state components)") !=
-                           kept.end());
+  EXPECT_EQ(v[2] != 0,
+            std::find(kept.begin(), kept.end(),
+                      "leaf 0xD (XSAVE state components)") != kept.end());
 }
 
 }  // namespace

@@ -43,14 +43,28 @@ constexpr uint64_t kCode = 0x100000;
 
 std::vector<uint8_t> GuestCode(uint32_t n) {
   return {
-      0xB9, uint8_t(n), uint8_t(n >> 8), uint8_t(n >> 16), uint8_t(n >> 24),
-      0xE6, 0x80,              // 1: out 0x80, al
-      0xFF, 0xC9,              // dec ecx
-      0x75, 0xFA,              // jnz 1b
-      0x66, 0xBA, 0x04, 0x06,  // mov dx, 0x604
-      0x66, 0xB8, 0x00, 0x34,  // mov ax, 0x3400
-      0x66, 0xEF,              // out dx, ax
-      0xF4,                    // hlt
+      0xB9,
+      uint8_t(n),
+      uint8_t(n >> 8),
+      uint8_t(n >> 16),
+      uint8_t(n >> 24),
+      0xE6,
+      0x80,  // 1: out 0x80, al
+      0xFF,
+      0xC9,  // dec ecx
+      0x75,
+      0xFA,  // jnz 1b
+      0x66,
+      0xBA,
+      0x04,
+      0x06,  // mov dx, 0x604
+      0x66,
+      0xB8,
+      0x00,
+      0x34,  // mov ax, 0x3400
+      0x66,
+      0xEF,  // out dx, ax
+      0xF4,  // hlt
   };
 }
 

@@ -47,8 +47,8 @@ struct Sample {
 
 Sample RunVid(const hvcore::KvmSystem& kvm, uint32_t vcpus) {
   absl::Time t0 = absl::Now();
-  auto p = vid::Partition::Create({.vcpus = vcpus, .memory_bytes = kMemory},
-                                  kvm);
+  auto p =
+      vid::Partition::Create({.vcpus = vcpus, .memory_bytes = kMemory}, kvm);
   if (!p.ok()) Die("create", p.status());
   absl::Time t1 = absl::Now();
   FirstExit port;
@@ -128,9 +128,10 @@ int main(int argc, char** argv) {
       hvcore::KvmSystem::Open();
   if (!kvm.ok()) Die("open /dev/kvm", kvm.status());
   double open_ms = absl::ToDoubleMilliseconds(absl::Now() - o0);
-  std::printf("KvmSystem::Open (checks, CPUID, MSR list): %.3f ms (once per "
-              "worker)\n",
-              open_ms);
+  std::printf(
+      "KvmSystem::Open (checks, CPUID, MSR list): %.3f ms (once per "
+      "worker)\n",
+      open_ms);
   RunVid(**kvm, 1);  // warm-up
   RunBare((*kvm)->fd());
   for (uint32_t vcpus : {1u, 4u}) {

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/harness/process.h"
+#include "tests/harness/vmms_fixture.h"
 #include "tests/harness/vmms_instance.h"
 
 namespace hvtest {
@@ -27,50 +28,8 @@ constexpr int kExitNotFound = 2;
 constexpr int kExitConflict = 3;
 constexpr int kExitInvalidArgument = 4;
 
-std::string Guest(const std::string& name) {
-  return Runfile("guest/" + name + ".elf");
-}
-
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public VmmsTest {
  protected:
-  void SetUp() override {
-    if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP()
-          << "needs read/write access to /dev/kvm, which this host lacks";
-    }
-    vmms_ = std::make_unique<VmmsInstance>(dir_.path());
-    ASSERT_TRUE(vmms_->Start().ok());
-  }
-
-  CommandResult Vmctl(const std::vector<std::string>& args) {
-    absl::StatusOr<CommandResult> result = vmms_->Vmctl(args);
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : CommandResult{};
-  }
-
-  // `vmctl show --json NAME`, parsed.
-  nlohmann::json Show(const std::string& name) {
-    CommandResult r = Vmctl({"--json", "show", name});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  }
-
-  // Polls until the VM reaches `state` (the proto enum name) or the timeout
-  // passes.
-  nlohmann::json WaitForState(const std::string& name, const std::string& state,
-                              absl::Duration timeout = absl::Seconds(30)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    nlohmann::json vm;
-    while (absl::Now() < deadline) {
-      vm = Show(name);
-      if (vm.is_object() && vm.value("state", "") == state) return vm;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ADD_FAILURE() << name << " did not reach " << state
-                  << "; last: " << vm.dump();
-    return vm;
-  }
-
   void Create(const std::string& name, const std::string& kernel,
               const std::string& cmdline = "") {
     std::vector<std::string> args = {"create", name,       "--kernel",
@@ -82,9 +41,6 @@ class LifecycleTest : public ::testing::Test {
     CommandResult r = Vmctl(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-
-  TempDir dir_;
-  std::unique_ptr<VmmsInstance> vmms_;
 };
 
 TEST_F(LifecycleTest, HelloGuestPrintsCommandLineAndPowersOff) {

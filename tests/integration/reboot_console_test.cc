@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/harness/process.h"
+#include "tests/harness/vmms_fixture.h"
 #include "tests/harness/vmms_instance.h"
 
 namespace hvtest {
@@ -19,10 +20,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-std::string Guest(const std::string& name) {
-  return Runfile("guest/" + name + ".elf");
-}
 
 // Single-quotes `s` for /bin/sh.
 std::string Quote(const std::string& s) {
@@ -37,43 +34,8 @@ std::string Quote(const std::string& s) {
   return out + "'";
 }
 
-class RebootConsoleTest : public ::testing::Test {
+class RebootConsoleTest : public VmmsTest {
  protected:
-  void SetUp() override {
-    if (access("/dev/kvm", R_OK | W_OK) != 0) {
-      GTEST_SKIP()
-          << "needs read/write access to /dev/kvm, which this host lacks";
-    }
-    vmms_ = std::make_unique<VmmsInstance>(dir_.path());
-    ASSERT_TRUE(vmms_->Start().ok());
-  }
-
-  CommandResult Vmctl(const std::vector<std::string>& args) {
-    absl::StatusOr<CommandResult> result = vmms_->Vmctl(args);
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : CommandResult{};
-  }
-
-  nlohmann::json Show(const std::string& name) {
-    CommandResult r = Vmctl({"--json", "show", name});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  }
-
-  nlohmann::json WaitForState(const std::string& name, const std::string& state,
-                              absl::Duration timeout = absl::Seconds(30)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    nlohmann::json vm;
-    while (absl::Now() < deadline) {
-      vm = Show(name);
-      if (vm.is_object() && vm.value("state", "") == state) return vm;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ADD_FAILURE() << name << " did not reach " << state
-                  << "; last: " << vm.dump();
-    return vm;
-  }
-
   // Polls `vmctl console --no-follow` until it contains `text`.
   std::string WaitForConsole(const std::string& name, const std::string& text,
                              absl::Duration timeout = absl::Seconds(30)) {
@@ -114,9 +76,6 @@ class RebootConsoleTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : CommandResult{};
   }
-
-  TempDir dir_;
-  std::unique_ptr<VmmsInstance> vmms_;
 };
 
 TEST_F(RebootConsoleTest, GuestRebootsInPlaceAndTheCountIsRecorded) {
