@@ -11,7 +11,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libseccomp-dev libcap-ng-dev libsystemd-dev
   # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
   python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
-  sqlite3 lz4
+  sqlite3 lz4 pkg-config
   # deploy/install_test: systemd-analyze verify, systemd-sysusers, systemd-tmpfiles (--root).
   systemd
   # ACPICA (iasl, acpiexec): vmwp/acpi's tests check the guest's ACPI tables with them.
