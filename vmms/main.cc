@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "base/log_pattern.h"
 #include "vmms/log_format.h"
 #include "vmms/server.h"
 
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e vmms[%P] %l: %v");
+  spdlog::set_pattern(base::LogLinePattern("vmms"));
 
   // Block the shutdown signals in every thread (gRPC's included, which inherit
   // this mask) and take them synchronously in one thread of our own.

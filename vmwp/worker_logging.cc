@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/log_pattern.h"
 
 namespace vmwp {
 
@@ -26,8 +27,8 @@ absl::Status SetUpWorkerLogging(const std::string& runtime_dir,
   }
   auto logger =
       std::make_shared<spdlog::logger>("vmwp", sinks.begin(), sinks.end());
-  logger->set_pattern(absl::StrCat("%Y-%m-%dT%H:%M:%S.%e %^%l%$ vmwp[%P] ",
-                                   vm_name.empty() ? "-" : vm_name, ": %v"));
+  logger->set_pattern(
+      base::LogLinePattern("vmwp", vm_name.empty() ? "-" : vm_name));
   logger->set_level(spdlog::level::info);
   // The worker may be killed at any time: lose as little of the log as
   // possible.
