@@ -68,7 +68,10 @@ Bytes BuildFadt(const AcpiConfig& config, uint32_t facs_address,
   AppendU8(t, 0);      // 105 DUTY_WIDTH
   AppendU8(t, 0);      // 106 DAY_ALRM: no RTC day alarm
   AppendU8(t, 0);      // 107 MON_ALRM
-  AppendU8(t, 0);      // 108 CENTURY: no century register in our CMOS
+  // 108 CENTURY: the CMOS index of the RTC's century byte, which
+  // vmwp/devices/cmos_rtc keeps at 0x32 (as PCs do). Linux's RTC driver
+  // reads the full year from it; 0 would mean "no century register".
+  AppendU8(t, config.legacy_devices ? kCmosCenturyIndex : 0);
   const uint16_t boot_arch =
       kBootArchVgaNotPresent |
       (config.legacy_devices ? (kBootArchLegacyDevices | kBootArch8042) : 0);

@@ -17,6 +17,9 @@ inline constexpr uint8_t kFadtMinorRevision = 0;
 inline constexpr size_t kFadtSize = 276;
 
 // IAPC_BOOT_ARCH flags (ACPI 6.x, table 5.35).
+// The CMOS RAM index of the RTC's century byte (vmwp/devices/cmos_rtc.h), for
+// the FADT's CENTURY field when the legacy devices are present.
+inline constexpr uint8_t kCmosCenturyIndex = 0x32;
 inline constexpr uint16_t kBootArchLegacyDevices = 1u << 0;
 inline constexpr uint16_t kBootArch8042 = 1u << 1;
 inline constexpr uint16_t kBootArchVgaNotPresent = 1u << 2;

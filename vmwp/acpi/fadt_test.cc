@@ -78,6 +78,14 @@ TEST(FadtTest, FlagsAndResetRegister) {
   EXPECT_EQ(fadt[kResetValue], 0xFE);
 }
 
+TEST(FadtTest, CenturyRegisterOnlyWithTheLegacyRtc) {
+  constexpr size_t kCentury = 108;
+  AcpiConfig config;
+  EXPECT_EQ(BuildFadt(config, 0, 0)[kCentury], kCmosCenturyIndex);
+  config.legacy_devices = false;
+  EXPECT_EQ(BuildFadt(config, 0, 0)[kCentury], 0);
+}
+
 TEST(FadtTest, BootArchFollowsLegacyDevices) {
   AcpiConfig config;
   EXPECT_EQ(U16At(BuildFadt(config, 0, 0), kIapcBootArch),
