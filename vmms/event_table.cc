@@ -21,6 +21,8 @@ const char* KindName(VmEvent::Kind kind) {
       return "rebooted";
     case VmEvent::KIND_DELETED:
       return "deleted";
+    case VmEvent::KIND_UPDATED:
+      return "updated";
     default:
       return "unspecified";
   }
@@ -31,6 +33,7 @@ VmEvent::Kind KindFromName(const std::string& name) {
   if (name == "state_changed") return VmEvent::KIND_STATE_CHANGED;
   if (name == "rebooted") return VmEvent::KIND_REBOOTED;
   if (name == "deleted") return VmEvent::KIND_DELETED;
+  if (name == "updated") return VmEvent::KIND_UPDATED;
   return VmEvent::KIND_UNSPECIFIED;
 }
 

@@ -58,6 +58,77 @@ CREATE TABLE events (
     {4, "worker process start time (identity check on reattach)", R"sql(
 ALTER TABLE vms ADD COLUMN worker_start_ticks INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // SQLite cannot alter a CHECK constraint: the tables are rebuilt. The
+    // history goes aside first, so that dropping the old `vms` cascades to
+    // nothing, and comes back with its ids.
+    {5,
+     "states paused/saving/restoring, autostart, restart policy, 'updated' "
+     "events",
+     R"sql(
+CREATE TABLE vm_state_history_v4 AS SELECT * FROM vm_state_history;
+DROP TABLE vm_state_history;
+CREATE TABLE vms_v5 (
+  uuid TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL UNIQUE,
+  vcpus INTEGER NOT NULL CHECK (vcpus > 0),
+  memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),
+  kernel_path TEXT NOT NULL,
+  cmdline TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL
+    CHECK (state IN ('off', 'starting', 'running', 'paused', 'stopping',
+                     'saving', 'restoring', 'crashed')),
+  state_reason TEXT NOT NULL DEFAULT '',
+  create_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  state_change_time_us INTEGER NOT NULL,
+  worker_pid INTEGER NOT NULL DEFAULT 0,
+  initrd_path TEXT NOT NULL DEFAULT '',
+  reboot_count INTEGER NOT NULL DEFAULT 0 CHECK (reboot_count >= 0),
+  worker_start_ticks INTEGER NOT NULL DEFAULT 0,
+  autostart INTEGER NOT NULL DEFAULT 0 CHECK (autostart IN (0, 1)),
+  restart_policy TEXT NOT NULL DEFAULT 'never'
+    CHECK (restart_policy IN ('never', 'on-failure', 'always')),
+  restart_count INTEGER NOT NULL DEFAULT 0 CHECK (restart_count >= 0)
+);
+INSERT INTO vms_v5 (uuid, name, vcpus, memory_mib, kernel_path, cmdline,
+  state, state_reason, create_time_us, update_time_us, state_change_time_us,
+  worker_pid, initrd_path, reboot_count, worker_start_ticks)
+SELECT uuid, name, vcpus, memory_mib, kernel_path, cmdline, state,
+  state_reason, create_time_us, update_time_us, state_change_time_us,
+  worker_pid, initrd_path, reboot_count, worker_start_ticks FROM vms;
+DROP TABLE vms;
+ALTER TABLE vms_v5 RENAME TO vms;
+CREATE TABLE vm_state_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  time_us INTEGER NOT NULL
+);
+INSERT INTO vm_state_history (id, vm_uuid, from_state, to_state, reason,
+  time_us)
+SELECT id, vm_uuid, from_state, to_state, reason, time_us
+  FROM vm_state_history_v4 ORDER BY id;
+DROP TABLE vm_state_history_v4;
+CREATE INDEX vm_state_history_by_vm ON vm_state_history(vm_uuid, id);
+CREATE TABLE events_v5 (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_us INTEGER NOT NULL,
+  vm_uuid TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  kind TEXT NOT NULL
+    CHECK (kind IN ('created', 'state_changed', 'rebooted', 'deleted',
+                    'updated')),
+  state TEXT NOT NULL,
+  previous_state TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  peer TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO events_v5 SELECT * FROM events ORDER BY sequence;
+DROP TABLE events;
+ALTER TABLE events_v5 RENAME TO events;
+)sql"},
 };
 
 }  // namespace

@@ -174,6 +174,8 @@ TEST(VmStoreTest, DeleteCascadesToHistory) {
   {
     auto store = *VmStore::Open(path);
     ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+    ASSERT_TRUE(
+        store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start").ok());
     ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "x").ok());
     ASSERT_TRUE(store->Delete("u1").ok());
     EXPECT_EQ(store->Delete("u1").code(), absl::StatusCode::kNotFound);
@@ -190,6 +192,8 @@ TEST(VmStoreTest, DefinitionsSurviveReopening) {
     auto store = *VmStore::Open(path);
     ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
     ASSERT_TRUE(
+        store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start").ok());
+    ASSERT_TRUE(
         store->SetState("u1", hvstack::v1::VM_STATE_CRASHED, "guest crashed: x")
             .ok());
   }
@@ -202,7 +206,104 @@ TEST(VmStoreTest, DefinitionsSurviveReopening) {
   EXPECT_EQ(vm->config().kernel_path(), "/boot/k");
   EXPECT_EQ(vm->state(), hvstack::v1::VM_STATE_CRASHED);
   EXPECT_EQ(vm->state_reason(), "guest crashed: x");
-  EXPECT_THAT(*store->History("u1"), SizeIs(2));
+  EXPECT_THAT(*store->History("u1"), SizeIs(3));
+}
+
+TEST(MigrationsTest, V5RebuildKeepsVmsHistoryAndEventSequences) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    auto db = Database::Open(path);
+    ASSERT_TRUE(ApplyMigrations(*db, SchemaMigrations().first(4)).ok());
+    ASSERT_TRUE(db->Exec(R"sql(
+INSERT INTO vms (uuid, name, vcpus, memory_mib, kernel_path, state,
+  create_time_us, update_time_us, state_change_time_us, reboot_count)
+  VALUES ('u1', 'web1', 2, 128, '/boot/k', 'running', 1, 2, 3, 4);
+INSERT INTO vm_state_history (id, vm_uuid, from_state, to_state, reason,
+  time_us) VALUES (7, 'u1', NULL, 'off', 'created', 1),
+                  (9, 'u1', 'off', 'running', 'x', 2);
+INSERT INTO events (sequence, time_us, vm_uuid, vm_name, kind, state)
+  VALUES (41, 1, 'u1', 'web1', 'created', 'off'),
+         (42, 2, 'u1', 'web1', 'state_changed', 'running');
+)sql")
+                    .ok());
+    // A v4 database refuses the new state.
+    EXPECT_FALSE(db->Exec("UPDATE vms SET state = 'paused'").ok());
+  }
+  auto store = VmStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto vm = (*store)->Get("web1");
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(vm->state(), hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ(vm->reboot_count(), 4u);
+  EXPECT_FALSE(vm->config().autostart());
+  EXPECT_EQ(vm->config().restart_policy(), hvstack::v1::RESTART_POLICY_NEVER);
+  auto history = (*store)->History("u1");
+  ASSERT_THAT(*history, SizeIs(2));
+  EXPECT_EQ((*history)[1].reason, "x");
+  // Paused is now a state; the event log continues after 42, never reusing.
+  auto paused = (*store)->SetState("u1", hvstack::v1::VM_STATE_PAUSED, "p");
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  auto events = (*store)->ReadEvents(41, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_THAT(*events, SizeIs(2));
+  EXPECT_EQ((*events)[0].sequence(), 42u);
+  EXPECT_EQ((*events)[1].sequence(), 43u);
+  EXPECT_EQ((*events)[1].state(), hvstack::v1::VM_STATE_PAUSED);
+  // The history still cascades on delete.
+  ASSERT_TRUE((*store)->SetState("u1", hvstack::v1::VM_STATE_OFF, "o").ok());
+  ASSERT_TRUE((*store)->Delete("u1").ok());
+  auto db = Database::Open(path);
+  EXPECT_EQ(CountRows(*db, "vm_state_history"), 0);
+  EXPECT_FALSE(TableExists(*db, "vm_state_history_v4"));
+}
+
+TEST(VmStoreTest, RefusesTransitionsTheTableDoesNotList) {
+  testing::TestDir dir;
+  auto store = *VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+  auto bad = store->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "magic");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("'web1' is off; it cannot become running"));
+  auto paused = store->SetState("u1", hvstack::v1::VM_STATE_PAUSED, "p");
+  EXPECT_EQ(paused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(*store->History("u1"), SizeIs(1));  // Nothing recorded.
+}
+
+TEST(VmStoreTest, UpdateChangesNamedFieldsWithAnEvent) {
+  testing::TestDir dir;
+  auto store = *VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+  hvstack::v1::VmConfig config;
+  config.set_memory_mib(512);
+  config.set_vcpus(7);  // Not in the mask: ignored.
+  config.set_autostart(true);
+  config.set_restart_policy(hvstack::v1::RESTART_POLICY_ON_FAILURE);
+  auto updated = store->Update("u1", config,
+                               {"memory_mib", "autostart", "restart_policy"});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->config().memory_mib(), 512u);
+  EXPECT_EQ(updated->config().vcpus(), 2u);
+  EXPECT_TRUE(updated->config().autostart());
+  EXPECT_EQ(updated->config().restart_policy(),
+            hvstack::v1::RESTART_POLICY_ON_FAILURE);
+  auto events = store->ReadEvents(1, 10);
+  ASSERT_THAT(*events, SizeIs(1));
+  EXPECT_EQ((*events)[0].kind(), hvstack::v1::VmEvent::KIND_UPDATED);
+  EXPECT_EQ((*events)[0].reason(),
+            "updated: memory_mib autostart restart_policy");
+
+  // Running: the hardware is fixed, the policy is not.
+  ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "s").ok());
+  ASSERT_TRUE(store->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "r").ok());
+  auto refused = store->Update("u1", config, {"autostart", "vcpus"});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("stop it first"));
+  config.set_autostart(false);
+  EXPECT_EQ(store->Get("web1")->config().autostart(), true);  // Rolled back.
+  ASSERT_TRUE(store->Update("u1", config, {"autostart"}).ok());
+  EXPECT_FALSE(store->Get("web1")->config().autostart());
 }
 
 }  // namespace

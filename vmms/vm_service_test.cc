@@ -410,6 +410,9 @@ TEST_F(VmServiceTest, RestartRecordsWorkersThatAreGoneOrNotOurs) {
       posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv.data(), environ), 0);
   {
     auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
+    for (const Vm* vm : {&gone, &imposter}) {
+      ASSERT_TRUE(store->SetState(vm->uuid(), VM_STATE_STARTING, "start").ok());
+    }
     // Pid 0x7ffffffe is (almost certainly) not running.
     ASSERT_TRUE(store
                     ->SetState(gone.uuid(), VM_STATE_RUNNING, "worker ready",

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "vmms/event_table.h"
 #include "vmms/migrations.h"
+#include "vmms/state_machine.h"
 
 namespace vmms {
 namespace {
@@ -15,7 +16,7 @@ using google::protobuf::util::TimeUtil;
 constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
-    "initrd_path, reboot_count";
+    "initrd_path, reboot_count, autostart, restart_policy, restart_count";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -37,6 +38,10 @@ Vm VmFromRow(const Statement& row) {
   vm.set_worker_pid(row.ColumnInt64(11));
   vm.mutable_config()->set_initrd_path(row.ColumnText(12));
   vm.set_reboot_count(static_cast<uint32_t>(row.ColumnInt64(13)));
+  vm.mutable_config()->set_autostart(row.ColumnInt64(14) != 0);
+  vm.mutable_config()->set_restart_policy(
+      RestartPolicyFromName(row.ColumnText(15)));
+  vm.set_restart_count(static_cast<uint32_t>(row.ColumnInt64(16)));
   return vm;
 }
 
@@ -60,12 +65,33 @@ absl::Status InsertHistory(Database& db, const std::string& uuid,
 
 }  // namespace
 
+const char* RestartPolicyName(hvstack::v1::RestartPolicy policy) {
+  switch (policy) {
+    case hvstack::v1::RESTART_POLICY_ON_FAILURE:
+      return "on-failure";
+    case hvstack::v1::RESTART_POLICY_ALWAYS:
+      return "always";
+    default:
+      return "never";
+  }
+}
+
+hvstack::v1::RestartPolicy RestartPolicyFromName(const std::string& name) {
+  if (name == "on-failure") return hvstack::v1::RESTART_POLICY_ON_FAILURE;
+  if (name == "always") return hvstack::v1::RESTART_POLICY_ALWAYS;
+  if (name == "never") return hvstack::v1::RESTART_POLICY_NEVER;
+  return hvstack::v1::RESTART_POLICY_UNSPECIFIED;
+}
+
 VmState StateFromName(const std::string& name) {
   if (name == "off") return hvstack::v1::VM_STATE_OFF;
   if (name == "starting") return hvstack::v1::VM_STATE_STARTING;
   if (name == "running") return hvstack::v1::VM_STATE_RUNNING;
   if (name == "stopping") return hvstack::v1::VM_STATE_STOPPING;
   if (name == "crashed") return hvstack::v1::VM_STATE_CRASHED;
+  if (name == "paused") return hvstack::v1::VM_STATE_PAUSED;
+  if (name == "saving") return hvstack::v1::VM_STATE_SAVING;
+  if (name == "restoring") return hvstack::v1::VM_STATE_RESTORING;
   return hvstack::v1::VM_STATE_UNSPECIFIED;
 }
 
@@ -81,6 +107,12 @@ const char* StateName(VmState state) {
       return "stopping";
     case hvstack::v1::VM_STATE_CRASHED:
       return "crashed";
+    case hvstack::v1::VM_STATE_PAUSED:
+      return "paused";
+    case hvstack::v1::VM_STATE_SAVING:
+      return "saving";
+    case hvstack::v1::VM_STATE_RESTORING:
+      return "restoring";
     default:
       return "unspecified";
   }
@@ -163,15 +195,16 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   }
   int64_t now = absl::ToUnixMicros(absl::Now());
   const std::string reason = "created";
-  absl::StatusOr<Statement> stmt = db_.Prepare(
-      absl::StrCat("INSERT INTO vms (", kColumns,
-                   ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0)"));
+  absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
+      "INSERT INTO vms (", kColumns,
+      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0)"));
   if (!stmt.ok()) return stmt.status();
-  absl::Status s =
-      stmt->BindAll(vm.uuid(), vm.name(), vm.config().vcpus(),
-                    vm.config().memory_mib(), vm.config().kernel_path(),
-                    vm.config().cmdline(), StateName(hvstack::v1::VM_STATE_OFF),
-                    reason, now, now, now, vm.config().initrd_path());
+  absl::Status s = stmt->BindAll(
+      vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
+      vm.config().kernel_path(), vm.config().cmdline(),
+      StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now,
+      vm.config().initrd_path(), int64_t{vm.config().autostart()},
+      RestartPolicyName(vm.config().restart_policy()));
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -248,6 +281,11 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   if (!tx.ok()) return tx.status();
   absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
   if (!before.ok()) return before.status();
+  if (!IsAllowedTransition(before->state(), state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", before->name(), "' is ", StateName(before->state()),
+        "; it cannot become ", StateName(state), " (", reason, ")"));
+  }
   int64_t now = absl::ToUnixMicros(absl::Now());
   // The reboot counter counts since the VM was last started.
   absl::StatusOr<Statement> stmt = db_.Prepare(
@@ -340,6 +378,82 @@ absl::StatusOr<int64_t> VmStore::WorkerStartTicks(const std::string& uuid) {
         absl::StrCat("VM with uuid ", uuid, " not found"));
   }
   return stmt->ColumnInt64(0);
+}
+
+absl::StatusOr<Vm> VmStore::Update(const std::string& uuid,
+                                   const hvstack::v1::VmConfig& config,
+                                   const std::vector<std::string>& paths) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  std::vector<std::string> changed;
+  for (const std::string& path : paths) {
+    std::string column = path;
+    absl::Status s;
+    absl::StatusOr<Statement> stmt = db_.Prepare(
+        absl::StrCat("UPDATE vms SET ", column, " = ? WHERE uuid = ?"));
+    if (path == "autostart") {
+      if (!stmt.ok()) return stmt.status();
+      s = stmt->BindAll(int64_t{config.autostart()}, uuid);
+    } else if (path == "restart_policy") {
+      if (!stmt.ok()) return stmt.status();
+      s = stmt->BindAll(RestartPolicyName(config.restart_policy()), uuid);
+    } else {
+      if (absl::Status allowed =
+              CheckRequest(*before, VmRequest::kUpdateHardware);
+          !allowed.ok()) {
+        return allowed;
+      }
+      if (path == "vcpus") {
+        if (!stmt.ok()) return stmt.status();
+        s = stmt->BindAll(config.vcpus(), uuid);
+      } else if (path == "memory_mib") {
+        if (!stmt.ok()) return stmt.status();
+        s = stmt->BindAll(config.memory_mib(), uuid);
+      } else if (path == "kernel_path" || path == "cmdline" ||
+                 path == "initrd_path") {
+        if (!stmt.ok()) return stmt.status();
+        const std::string& value =
+            path == "kernel_path"
+                ? config.kernel_path()
+                : (path == "cmdline" ? config.cmdline() : config.initrd_path());
+        s = stmt->BindAll(value, uuid);
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("update_mask: unknown field '", path, "'"));
+      }
+    }
+    if (!s.ok()) return s;
+    if (s = stmt->Run(); !s.ok()) return s;
+    changed.push_back(path);
+  }
+  int64_t now = absl::ToUnixMicros(absl::Now());
+  absl::StatusOr<Statement> touch =
+      db_.Prepare("UPDATE vms SET update_time_us = ? WHERE uuid = ?");
+  if (!touch.ok()) return touch.status();
+  if (absl::Status s = touch->BindAll(now, uuid); !s.ok()) return s;
+  if (absl::Status s = touch->Run(); !s.ok()) return s;
+  absl::StatusOr<Vm> after = GetWhere("uuid", uuid);
+  if (!after.ok()) return after.status();
+  std::string reason = "updated:";
+  for (const std::string& path : changed) absl::StrAppend(&reason, " ", path);
+  absl::StatusOr<uint64_t> sequence = AddEvent(
+      *after, hvstack::v1::VmEvent::KIND_UPDATED, before->state(), reason, now);
+  if (!sequence.ok()) return sequence.status();
+  if (absl::Status s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
+  return after;
+}
+
+absl::Status VmStore::SetRestartCount(const std::string& uuid, uint32_t count) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare("UPDATE vms SET restart_count = ? WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll(count, uuid); !s.ok()) return s;
+  return stmt->Run();
 }
 
 absl::Status VmStore::Delete(const std::string& uuid) {

@@ -87,6 +87,18 @@ class VmStore {
   void CloseEventWatchers();
   bool EventWatchersClosed();
 
+  // Sets the VmConfig fields named in `paths` (VmConfig field names, already
+  // validated) from `config`, and adds an `updated` event whose reason names
+  // them, in one transaction. Hardware fields (anything but autostart and
+  // restart_policy) need the VM Off or Crashed, checked in the transaction:
+  // FAILED_PRECONDITION naming the state otherwise.
+  absl::StatusOr<Vm> Update(const std::string& uuid,
+                            const hvstack::v1::VmConfig& config,
+                            const std::vector<std::string>& paths);
+
+  // Automatic restarts since a client last started the VM (not an event).
+  absl::Status SetRestartCount(const std::string& uuid, uint32_t count);
+
   // Removes the VM; its history goes with it (ON DELETE CASCADE).
   absl::Status Delete(const std::string& uuid);
 
@@ -121,6 +133,9 @@ class VmStore {
 const char* StateName(VmState state);
 // The inverse; VM_STATE_UNSPECIFIED for anything else.
 VmState StateFromName(const std::string& name);
+// "never", "on-failure", "always" (UNSPECIFIED is stored as "never").
+const char* RestartPolicyName(hvstack::v1::RestartPolicy policy);
+hvstack::v1::RestartPolicy RestartPolicyFromName(const std::string& name);
 
 }  // namespace vmms
 

@@ -20,6 +20,7 @@
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/log_format.h"
 #include "vmms/process_identity.h"
+#include "vmms/state_machine.h"
 #include "vmms/validation.h"
 #include "vmms/vmwp_locator.h"
 #include "vmms/worker_exit.h"
@@ -40,11 +41,6 @@ constexpr absl::Duration kStopRpcDeadline = absl::Seconds(1);
 // only guards against a worker stuck in uninterruptible sleep (e.g. a hung
 // device).
 constexpr absl::Duration kKillWait = absl::Seconds(30);
-
-absl::Status WrongState(const Vm& vm, absl::string_view action) {
-  return absl::FailedPreconditionError(absl::StrFormat(
-      "VM '%s' is %s; cannot %s it", vm.name(), StateName(vm.state()), action));
-}
 
 // Asks the worker to stop over its socket. False means it could not be asked
 // (so there is no point waiting for it to comply).
@@ -343,9 +339,8 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
     if (shutting_down_) return absl::UnavailableError("vmms is shutting down");
     absl::StatusOr<Vm> vm = store_->Get(name);
     if (!vm.ok()) return vm.status();
-    if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
-      return WrongState(*vm, "start");
-    }
+    if (absl::Status s = CheckRequest(*vm, VmRequest::kStart); !s.ok())
+      return s;
     // The kernel and initrd were checked at creation, but files change; say
     // so before touching anything. A missing or unreadable initrd is
     // INVALID_ARGUMENT naming the path; a kernel that no longer loads is
@@ -454,9 +449,8 @@ absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
       live = !worker->exited;
     }
     if (!live) {
-      if (vm->state() == VM_STATE_OFF || vm->state() == VM_STATE_CRASHED) {
-        return WrongState(*vm, "stop");
-      }
+      if (absl::Status s = CheckRequest(*vm, VmRequest::kStop); !s.ok())
+        return s;
       // Recorded as active with no worker of ours: nothing to stop, only the
       // record to fix.
       return store_->SetState(vm->uuid(), VM_STATE_OFF, reason, 0);
@@ -472,9 +466,8 @@ absl::Status WorkerManager::Delete(const std::string& name) {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Vm> vm = store_->Get(name);
     if (!vm.ok()) return vm.status();
-    if (vm->state() != VM_STATE_OFF && vm->state() != VM_STATE_CRASHED) {
-      return WrongState(*vm, "delete");
-    }
+    if (absl::Status s = CheckRequest(*vm, VmRequest::kDelete); !s.ok())
+      return s;
     if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
       finished = std::move(it->second);
       workers_.erase(it);
