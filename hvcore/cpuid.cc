@@ -180,7 +180,7 @@ std::vector<kvm_cpuid_entry2> BuildGuestCpuid(
   for (kvm_cpuid_entry2 e :
        FilterGuestCpuid({supported.begin(), supported.end()})) {
     if (e.function >= 0x40000000 && e.function <= 0x4FFFFFFF) {
-      if (e.function > 0x40000001) continue;
+      if (!config.kvm_leaves || e.function > 0x40000001) continue;
       e.function = config.kvm_leaf_base + (e.function - 0x40000000);
     }
     cpuid.push_back(e);
@@ -224,6 +224,10 @@ std::vector<kvm_cpuid_entry2> BuildGuestCpuid(
 
   // KVM leaves: the base leaf's EAX is the highest leaf in the range; the
   // timing leaf sits at base + 0x10.
+  if (!config.kvm_leaves) {
+    SetCpuidApicId(cpuid, 0);
+    return cpuid;
+  }
   if (kvm_cpuid_entry2* features = Find(cpuid, config.kvm_leaf_base + 1)) {
     // Paravirtual features that need userspace support hvstack does not have:
     // MSI_EXT_DEST_ID 15 (extended destination ids in our MSI routing),

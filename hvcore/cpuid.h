@@ -32,6 +32,10 @@ inline constexpr uint32_t kKvmApicBusKhz = 1000000;
 
 struct CpuidConfig {
   uint32_t vcpu_count = 1;
+  // False: no KVM paravirtual leaves at all (the Hyper-V interface replaces
+  // them, see PartitionOptions::hyperv); kvm_leaf_base and tsc_khz are then
+  // unused.
+  bool kvm_leaves = true;
   uint32_t kvm_leaf_base = kDefaultKvmCpuidBase;
   // 0: no timing leaf.
   uint32_t tsc_khz = 0;

@@ -149,6 +149,17 @@ TEST(CpuidTest, KvmLeavesAtConfiguredBaseWithTimingLeaf) {
   EXPECT_EQ(timing->ebx, kKvmApicBusKhz);
 }
 
+TEST(CpuidTest, NoKvmLeavesWhenHyperVReplacesThem) {
+  std::vector<kvm_cpuid_entry2> c = BuildGuestCpuid(
+      Supported("GenuineIntel"),
+      {.vcpu_count = 2, .kvm_leaves = false, .tsc_khz = 2100000});
+  for (const kvm_cpuid_entry2& e : c) {
+    EXPECT_FALSE(e.function >= 0x40000000 && e.function <= 0x4FFFFFFF)
+        << std::hex << e.function;
+  }
+  EXPECT_NE(Find(c, 1)->ecx & (1u << 31), 0u) << "hypervisor bit kept";
+}
+
 TEST(CpuidTest, NoTimingLeafWithoutTscFrequency) {
   std::vector<kvm_cpuid_entry2> c =
       BuildGuestCpuid(Supported("GenuineIntel"), {.vcpu_count = 1});

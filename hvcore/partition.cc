@@ -10,6 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "hvcore/boot_layout.h"
+#include "hvcore/hyperv/cpuid_leaves.h"
+#include "hvcore/hyperv/kvm_glue.h"
 #include "hvcore/kvm_abi.h"
 #include "hvcore/msr.h"
 #include "hvcore/virtual_processor.h"
@@ -64,6 +66,7 @@ Partition::Partition(base::ScopedFd vm_fd, const KvmSystem& kvm,
       vcpu_count_(options.vcpu_count),
       irqchip_(options.irqchip),
       kvm_cpuid_base_(options.kvm_cpuid_base),
+      hyperv_(options.hyperv),
       supported_cpuid_(kvm.supported_cpuid()),
       msr_index_list_(kvm.msr_index_list()) {}
 
@@ -123,17 +126,53 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     cap.args[0] = 1;
     (void)::ioctl(vm, KVM_ENABLE_CAP, &cap);
   }
+  if (options.hyperv) {
+    if (absl::Status s = EnableSyntheticMsrExits(kvm, vm); !s.ok()) return s;
+  }
   std::unique_ptr<Partition> p(new Partition(std::move(vm_fd), kvm, options));
   // KVM_GET_TSC_KHZ on the VM (Linux >= 6.0); older kernels only answer it on
   // a vcpu, so CreateVp asks there when this did not work.
   int khz = ::ioctl(p->fd(), KVM_GET_TSC_KHZ, 0);
   absl::MutexLock lock(&p->mu_);
   p->tsc_khz_ = khz > 0 ? static_cast<uint32_t>(khz) : 0;
-  p->guest_cpuid_ =
-      BuildGuestCpuid(p->supported_cpuid_, {.vcpu_count = p->vcpu_count_,
-                                            .kvm_leaf_base = p->kvm_cpuid_base_,
-                                            .tsc_khz = p->tsc_khz_});
+  p->BuildCpuidLocked();
   return p;
+}
+
+absl::Status Partition::EnableSyntheticMsrExits(const KvmSystem& kvm, int vm) {
+  if (kvm.CheckExtension(KVM_CAP_X86_USER_SPACE_MSR) <= 0 ||
+      kvm.CheckExtension(KVM_CAP_X86_MSR_FILTER) <= 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        kvm.name(),
+        ": KVM cannot send MSR accesses to userspace "
+        "(KVM_CAP_X86_USER_SPACE_MSR / KVM_CAP_X86_MSR_FILTER missing); the "
+        "Hyper-V interface needs Linux 5.10 or later. Turn enlightenments off "
+        "for this VM"));
+  }
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] = hyperv::kvm::kUserSpaceMsrReasons;
+  if (::ioctl(vm, KVM_ENABLE_CAP, &cap) < 0) {
+    return IoctlError("KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR) failed");
+  }
+  std::unique_ptr<hyperv::kvm::MsrFilter> filter = hyperv::kvm::MakeMsrFilter();
+  if (::ioctl(vm, KVM_X86_SET_MSR_FILTER, &filter->filter) < 0) {
+    return IoctlError("KVM_X86_SET_MSR_FILTER (0x40000000-0x400001ff) failed");
+  }
+  return absl::OkStatus();
+}
+
+void Partition::BuildCpuidLocked() {
+  guest_cpuid_ =
+      BuildGuestCpuid(supported_cpuid_, {.vcpu_count = vcpu_count_,
+                                         .kvm_leaves = !hyperv_,
+                                         .kvm_leaf_base = kvm_cpuid_base_,
+                                         .tsc_khz = tsc_khz_});
+  if (!hyperv_) return;
+  for (const hyperv::CpuidLeaf& leaf :
+       hyperv::BuildHypervCpuid({.max_vps = vcpu_count_})) {
+    guest_cpuid_.push_back(hyperv::kvm::ToKvmCpuidEntry(leaf));
+  }
 }
 
 absl::Status Partition::CreateIrqchip() {
@@ -280,10 +319,7 @@ absl::StatusOr<std::unique_ptr<VirtualProcessor>> Partition::CreateVp(
       int khz = ::ioctl((*vp)->fd(), KVM_GET_TSC_KHZ, 0);
       if (khz > 0) {
         tsc_khz_ = static_cast<uint32_t>(khz);
-        guest_cpuid_ =
-            BuildGuestCpuid(supported_cpuid_, {.vcpu_count = vcpu_count_,
-                                               .kvm_leaf_base = kvm_cpuid_base_,
-                                               .tsc_khz = tsc_khz_});
+        BuildCpuidLocked();
       }
     }
     cpuid = guest_cpuid_;

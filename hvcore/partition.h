@@ -36,8 +36,18 @@ struct PartitionOptions {
   // application processors wait for INIT/SIPI; without it (hvcore's own
   // tests), HLT exits as Halt.
   bool irqchip = true;
-  // Where KVM's paravirtual CPUID leaves go (see cpuid.h).
+  // Where KVM's paravirtual CPUID leaves go (see cpuid.h). Unused with
+  // `hyperv`.
   uint32_t kvm_cpuid_base = kDefaultKvmCpuidBase;
+  // The Hyper-V synthetic interface (hvcore/hyperv): CPUID 0x40000000-
+  // 0x4000000A replaces KVM's paravirtual leaves entirely (Linux would
+  // otherwise pick KVM, see hvcore/hyperv/README.md), and RDMSR/WRMSR of
+  // 0x40000000-0x400001FF exit to userspace (VirtualProcessor::Run returns
+  // MsrRead / MsrWrite) through KVM's MSR filter, set up here at creation so
+  // that no VM ioctl is needed once the worker is sandboxed.
+  // FailedPrecondition if KVM lacks KVM_CAP_X86_USER_SPACE_MSR or
+  // KVM_CAP_X86_MSR_FILTER.
+  bool hyperv = false;
 };
 
 // MSI address/data as the LAPIC sees them (Intel SDM 11.11).
@@ -104,6 +114,7 @@ class Partition {
   absl::Status SignalMsi(const Msi& msi);
 
   bool has_irqchip() const { return irqchip_; }
+  bool hyperv() const { return hyperv_; }
   uint32_t vcpu_count() const { return vcpu_count_; }
   // KVM_GET_TSC_KHZ (0 if KVM could not say).
   uint32_t tsc_khz() const;
@@ -130,6 +141,10 @@ class Partition {
   // if KVM lists it), MTRRs (default WB, MMIO hole UC) if CPUID has MTRR.
   std::vector<kvm_msr_entry> InitialMsrs(
       std::span<const kvm_cpuid_entry2> cpuid) const;
+  // guest_cpuid_ from supported_cpuid_, the options and tsc_khz_.
+  void BuildCpuidLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // KVM_CAP_X86_USER_SPACE_MSR + KVM_X86_SET_MSR_FILTER for the Hyper-V range.
+  static absl::Status EnableSyntheticMsrExits(const KvmSystem& kvm, int vm);
 
   base::ScopedFd vm_fd_;
   const size_t vcpu_mmap_size_;
@@ -137,6 +152,7 @@ class Partition {
   const uint32_t vcpu_count_;
   const bool irqchip_;
   const uint32_t kvm_cpuid_base_;
+  const bool hyperv_;
   const std::vector<kvm_cpuid_entry2> supported_cpuid_;
   const std::vector<uint32_t> msr_index_list_;
 

@@ -177,6 +177,12 @@ std::string DescribeIntercept(const Intercept& intercept) {
     std::string operator()(const Unknown& u) const {
       return absl::StrFormat("unknown KVM exit reason %d", u.exit_reason);
     }
+    std::string operator()(const MsrRead& m) const {
+      return absl::StrFormat("rdmsr 0x%x", m.index);
+    }
+    std::string operator()(const MsrWrite& m) const {
+      return absl::StrFormat("wrmsr 0x%x value 0x%x", m.index, m.value);
+    }
   };
   return std::visit(Visitor{}, intercept);
 }
@@ -537,6 +543,16 @@ absl::StatusOr<Intercept> VirtualProcessor::Run() {
     case KVM_EXIT_FAIL_ENTRY:
       return FailEntry{run_->fail_entry.hardware_entry_failure_reason,
                        run_->fail_entry.cpu};
+    case KVM_EXIT_X86_RDMSR:
+      // Default: #GP, so a handler that forgets to answer is visible.
+      run_->msr.error = 1;
+      run_->msr.data = 0;
+      return MsrRead{run_->msr.index,
+                     reinterpret_cast<uint64_t*>(&run_->msr.data),
+                     &run_->msr.error};
+    case KVM_EXIT_X86_WRMSR:
+      run_->msr.error = 1;
+      return MsrWrite{run_->msr.index, run_->msr.data, &run_->msr.error};
     default:
       return Unknown{run_->exit_reason};
   }

@@ -95,16 +95,32 @@ struct Unknown {
   uint32_t exit_reason;
 };
 
-using Intercept =
-    std::variant<PortIo, Mmio, Shutdown, Halt, EmulationFailure, InternalError,
-                 SystemEvent, Interrupted, FailEntry, Unknown>;
+// RDMSR / WRMSR of an MSR the partition's MSR filter sends to userspace
+// (PartitionOptions::hyperv: 0x40000000-0x400001FF). The handler answers
+// through the pointers, which point into kvm_run and are valid until the next
+// Run(): `*data` is the value read, `*error` = 1 makes the instruction #GP.
+struct MsrRead {
+  uint32_t index;
+  uint64_t* data;
+  uint8_t* error;
+};
+struct MsrWrite {
+  uint32_t index;
+  uint64_t value;
+  uint8_t* error;
+};
+
+// New alternatives go at the end: counters are indexed by position.
+using Intercept = std::variant<PortIo, Mmio, Shutdown, Halt, EmulationFailure,
+                               InternalError, SystemEvent, Interrupted,
+                               FailEntry, Unknown, MsrRead, MsrWrite>;
 
 // Short names for logs and counters, in Intercept's alternative order.
 inline constexpr std::array<const char*, std::variant_size_v<Intercept>>
     kInterceptNames = {
         "port_io",           "mmio",           "shutdown",     "halt",
         "emulation_failure", "internal_error", "system_event", "interrupted",
-        "fail_entry",        "unknown"};
+        "fail_entry",        "unknown",        "msr_read",     "msr_write"};
 
 // Formats an intercept for logs / crash details, e.g.
 // "emulation failure at rip=0x100123: bytes f0 48 0f c7 0e (from kvm)".

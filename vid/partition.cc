@@ -11,9 +11,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hvcore/msr.h"
 #include "spdlog/spdlog.h"
 
 namespace vid {
+namespace {
+
+// Reserves the hypercall trap port so no device can claim it: a 4-byte OUT is
+// a hypercall (handled before dispatch); anything else is an unclaimed port.
+class ReservedPort final : public PortIoHandler {
+ public:
+  uint32_t PortRead(uint16_t, uint8_t) override { return 0xFFFFFFFF; }
+  void PortWrite(uint16_t, uint8_t, uint32_t) override {}
+};
+
+}  // namespace
 
 absl::string_view RunOutcomeKindName(RunOutcome::Kind kind) {
   switch (kind) {
@@ -87,7 +99,29 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
   if (!vm.ok()) return vm.status();
   p->hv_ = std::move(vm->hv);
   p->vps_ = std::move(vm->vps);
+  if (config.enlightened) {
+    if (absl::Status s = p->SetUpSyntheticInterface(); !s.ok()) return s;
+  }
   return p;
+}
+
+absl::Status Partition::SetUpSyntheticInterface() {
+  absl::StatusOr<int64_t> offset =
+      SyntheticInterface::MeasureGuestTscOffset(*vps_[0]);
+  if (!offset.ok()) return offset.status();
+  absl::StatusOr<std::unique_ptr<SyntheticInterface>> si =
+      SyntheticInterface::Create(
+          vcpus_, hv_->tsc_khz(), *offset, *memory_,
+          [this](uint64_t address, uint32_t data) {
+            (void)SignalMsi(address, data);  // logged there
+          },
+          config_.crash_handler);
+  if (!si.ok()) return si.status();
+  synthetic_ = *std::move(si);
+  hypercall_port_reservation_ = std::make_unique<ReservedPort>();
+  return io_.RegisterPortIo("hyperv_hypercall",
+                            synthetic_->hv().hypercall_port(), 1,
+                            hypercall_port_reservation_.get());
 }
 
 absl::StatusOr<Partition::Vm> Partition::CreateVm() {
@@ -96,7 +130,8 @@ absl::StatusOr<Partition::Vm> Partition::CreateVm() {
       hvcore::Partition::Create(*kvm_,
                                 {.vcpu_count = config_.vcpus,
                                  .irqchip = true,
-                                 .kvm_cpuid_base = config_.kvm_cpuid_base});
+                                 .kvm_cpuid_base = config_.kvm_cpuid_base,
+                                 .hyperv = config_.enlightened});
   if (!hv.ok()) return hv.status();
   vm.hv = std::move(*hv);
   for (const GuestMemory::Region& r : memory_->regions()) {
@@ -120,6 +155,12 @@ absl::Status Partition::Reset() {
           "Partition::Reset: Run() is still in progress");
     }
   }
+  // The reference clock keeps running across a reset (it was started with the
+  // partition), so the new VPs continue the guest TSC where it was.
+  const std::optional<uint64_t> guest_tsc =
+      synthetic_ != nullptr
+          ? std::optional<uint64_t>(synthetic_->ReadGuestTsc())
+          : std::nullopt;
   absl::StatusOr<Vm> vm;
   {
     absl::MutexLock lock(&hv_mu_);
@@ -132,6 +173,19 @@ absl::Status Partition::Reset() {
     if (!vm.ok()) return vm.status();
     hv_ = std::move(vm->hv);
     vps_ = std::move(vm->vps);
+  }
+  if (synthetic_ != nullptr) {
+    synthetic_->hv().Reset();
+    for (auto& vp : vps_) {
+      kvm_msr_entry tsc{};
+      tsc.index = hvcore::kMsrIa32Tsc;
+      tsc.data = *guest_tsc;
+      if (absl::Status s = vp->SetMsrs({&tsc, 1}); !s.ok()) return s;
+    }
+    absl::StatusOr<int64_t> offset =
+        SyntheticInterface::MeasureGuestTscOffset(*vps_[0]);
+    if (!offset.ok()) return offset.status();
+    synthetic_->SetGuestTscOffset(*offset);
   }
   vp_state_.reset(new VpState[vcpus_]);
   absl::MutexLock lock(&mu_);
@@ -314,7 +368,27 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
         absl::StrCat("vp", index, ": ", hvcore::DescribeIntercept(intercept)));
     return false;
   };
+  if (auto* read = std::get_if<hvcore::MsrRead>(&intercept)) {
+    // Only the synthetic range is filtered; without the interface, #GP.
+    if (synthetic_ != nullptr) synthetic_->HandleMsrRead(index, *read);
+    return true;
+  }
+  if (auto* write = std::get_if<hvcore::MsrWrite>(&intercept)) {
+    if (synthetic_ != nullptr) synthetic_->HandleMsrWrite(index, *write);
+    return true;
+  }
   if (auto* io = std::get_if<hvcore::PortIo>(&intercept)) {
+    if (synthetic_ != nullptr) {
+      absl::StatusOr<bool> hypercall =
+          synthetic_->MaybeHandleHypercall(*vps_[index], *io);
+      if (!hypercall.ok()) {
+        Finish(RunOutcome::Kind::kCrashed,
+               absl::StrCat("vp", index,
+                            ": hypercall: ", hypercall.status().message()));
+        return false;
+      }
+      if (*hypercall) return true;
+    }
     // INS/OUTS arrive as `count` elements; the port stays the same for each.
     for (uint32_t i = 0; i < io->count; ++i) {
       std::span<uint8_t> elem =

@@ -16,11 +16,14 @@
 #include "absl/synchronization/mutex.h"
 #include "base/scoped_fd.h"
 #include "hvcore/boot_layout.h"
+#include "hvcore/hyperv/hv_partition.h"
+#include "hvcore/hyperv/seams.h"
 #include "hvcore/kvm_system.h"
 #include "hvcore/partition.h"
 #include "hvcore/virtual_processor.h"
 #include "vid/guest_memory.h"
 #include "vid/io_dispatcher.h"
+#include "vid/synthetic_interface.h"
 
 namespace vid {
 
@@ -31,8 +34,16 @@ struct PartitionConfig {
   // Non-zero multiple of 2 MiB. See GuestMemory for the guest-physical layout.
   uint64_t memory_bytes = 0;
   // Where KVM's paravirtual CPUID leaves (KVMKVMKVM, kvm-clock) go; see
-  // hvcore/cpuid.h.
+  // hvcore/cpuid.h. Unused when enlightened.
   uint32_t kvm_cpuid_base = hvcore::kDefaultKvmCpuidBase;
+  // The Hyper-V synthetic interface (hvcore/hyperv), as Hyper-V gives every
+  // VM: Hyper-V CPUID leaves instead of KVM's, synthetic MSRs, the hypercall
+  // page (its trap port kDefaultHypercallPort is reserved in io()), SynIC and
+  // reference TSC. Guests that ignore CPUID run unchanged. See hyperv().
+  bool enlightened = false;
+  // Told when an enlightened guest reports a crash through the crash MSRs
+  // (on a VP thread). May be null; must outlive the partition.
+  hvcore::hyperv::GuestCrashHandler* crash_handler = nullptr;
 };
 
 // How Run() ended.
@@ -198,6 +209,13 @@ class Partition {
 
   std::vector<VpStats> GetVpStats() const;
 
+  // The synthetic interface, if enlightened (else null): attach VMBus to its
+  // connections(), post messages and signal events from any thread; log
+  // stats() at the end. Lives as long as the partition (Reset() resets it).
+  hvcore::hyperv::HvPartition* hyperv() {
+    return synthetic_ != nullptr ? &synthetic_->hv() : nullptr;
+  }
+
   // Lower layers, for what the facade does not cover yet (e.g. debugging
   // registers). Replaced by Reset(): do not keep references across it.
   hvcore::Partition& hv_partition() { return *hv_; }
@@ -218,6 +236,8 @@ class Partition {
             std::unique_ptr<GuestMemory> memory);
   // Creates the KVM VM, maps memory, creates the VPs.
   absl::StatusOr<Vm> CreateVm();
+  // Enlightened: the HvPartition and its seams, the hypercall port reserved.
+  absl::Status SetUpSyntheticInterface();
   // Records the outcome if none is recorded yet, and kicks every VP out of
   // KVM_RUN.
   void Finish(RunOutcome::Kind kind, std::string detail);
@@ -241,6 +261,12 @@ class Partition {
   std::unique_ptr<hvcore::Partition> hv_;
   IoDispatcher io_;
   std::vector<std::unique_ptr<hvcore::VirtualProcessor>> vps_;
+  // Enlightened partitions only; after hv_ and vps_ so it is destroyed
+  // first (its injector calls SignalMsi).
+  std::unique_ptr<SyntheticInterface> synthetic_;
+  // The hypercall port's reservation in io_ (reads all ones, writes dropped:
+  // only a 4-byte OUT is a hypercall).
+  std::unique_ptr<PortIoHandler> hypercall_port_reservation_;
   std::unique_ptr<VpState[]> vp_state_;
 
   std::atomic<bool> finished_{false};
