@@ -1,7 +1,9 @@
 // Echoes console lines: reads COM1 (polled), and for every line it receives
 // (ended by CR or LF; empty lines are skipped) prints "echo: <line>\r\n".
-// The line "poweroff" powers the VM off. Used to test console input end to
-// end (vmctl console -> vmms -> vmwp -> the UART's receive queue).
+// The line "poweroff" powers the VM off; "reboot" resets it through the i8042
+// (vmms then starts a fresh worker and the console carries on). Used to test
+// console input end to end (vmctl console -> vmms -> vmwp -> the UART's receive
+// queue).
 #include "guest/unixhv/unixhv.h"
 
 namespace {
@@ -42,6 +44,11 @@ extern "C" void unixhv_main(uint64_t) {
     com1.Write("echo: ");
     com1.Write(line, n);
     com1.Write("\r\n");
+    if (Equals(line, n, "reboot")) {
+      com1.Write("echo: rebooting\r\n");
+      unixhv::Outb(0x64, 0xFE);  // i8042: pulse the reset line.
+      while (true) unixhv::Pause();
+    }
     if (Equals(line, n, "poweroff")) {
       com1.Write("echo: powering off\r\n");
       return;

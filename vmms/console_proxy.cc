@@ -76,27 +76,95 @@ void SendRetainedConsole(const std::string& console_log,
   }
 }
 
-void AttachWorkerConsole(const std::string& worker_socket,
+void FollowWorkerConsoles(const WorkerEndpoint& first, bool follow,
+                          const std::string& console_log,
+                          const NextWorker& next, grpc::ServerContext* context,
+                          const ChunkWriter& write, absl::Notification* stop) {
+  bool write_failed = false;
+  auto tracked_write = [&](const hvstack::v1::ConsoleChunk& chunk) {
+    if (write(chunk)) return true;
+    write_failed = true;
+    return false;
+  };
+  auto stopped = [&] {
+    return write_failed || context->IsCancelled() ||
+           (stop != nullptr && stop->HasBeenNotified());
+  };
+  bool reached_any = false;
+  WorkerEndpoint current = first;
+  while (true) {
+    absl::StatusOr<size_t> relayed = ProxyWorkerConsole(
+        current.socket, follow, context, tracked_write, stop);
+    if (relayed.ok()) {
+      reached_any = true;
+    } else {
+      spdlog::info("{}", relayed.status().message());
+    }
+    if (!follow || stopped()) break;
+    // The worker's console ended: the VM powered off, or a guest reboot
+    // replaced the worker, whose successor's output follows.
+    std::optional<WorkerEndpoint> successor = next(current.generation);
+    if (!successor.has_value()) break;
+    current = *successor;
+  }
+  if (!reached_any && !stopped()) {
+    // No worker could be reached (it just exited): its log has everything it
+    // wrote.
+    SendRetainedConsole(console_log, tracked_write);
+  }
+}
+
+void AttachWorkerConsole(const WorkerEndpoint& worker,
                          const std::string& console_log,
                          const hvstack::v1::AttachConsoleRequest& first,
-                         grpc::ServerContext* context, AttachStream* stream) {
-  auto channel = grpc::CreateChannel("unix:" + worker_socket,
-                                     grpc::InsecureChannelCredentials());
-  auto stub = hvstack::internal::WorkerService::NewStub(channel);
-
-  // Input: the client's requests -> the worker's WriteConsole, until the
-  // client closes its side (or the call is cancelled).
+                         const NextWorker& next, grpc::ServerContext* context,
+                         AttachStream* stream) {
+  // Input: the client's requests -> the current worker's WriteConsole, until
+  // the client closes its side (or the call is cancelled). When the worker is
+  // replaced (guest reboot), the input moves on to the next one.
   absl::Notification client_closed;
   std::thread input([&] {
-    grpc::ClientContext worker_context;
-    hvstack::internal::ConsoleInputSummary summary;
-    auto writer = stub->WriteConsole(&worker_context, &summary);
-    hvstack::internal::ConsoleInput data;
+    WorkerEndpoint target = worker;
+    struct Connection {
+      std::unique_ptr<hvstack::internal::WorkerService::Stub> stub;
+      grpc::ClientContext context;
+      hvstack::internal::ConsoleInputSummary summary;
+      std::unique_ptr<grpc::ClientWriter<hvstack::internal::ConsoleInput>>
+          writer;
+    };
+    auto connect = [](const std::string& socket) {
+      auto c = std::make_unique<Connection>();
+      c->stub = hvstack::internal::WorkerService::NewStub(grpc::CreateChannel(
+          "unix:" + socket, grpc::InsecureChannelCredentials()));
+      c->writer = c->stub->WriteConsole(&c->context, &c->summary);
+      return c;
+    };
+    auto finish = [&](Connection& c) {
+      c.writer->WritesDone();
+      grpc::Status status = c.writer->Finish();
+      if (status.ok() && c.summary.dropped() > 0) {
+        spdlog::info("console input to {}: {} byte(s) accepted, {} dropped",
+                     target.socket, c.summary.accepted(), c.summary.dropped());
+      }
+    };
+    std::unique_ptr<Connection> connection = connect(target.socket);
     bool worker_ok = true;
+    hvstack::internal::ConsoleInput data;
     auto forward = [&](const std::string& bytes) {
       if (bytes.empty() || !worker_ok) return;
       data.set_data(bytes);
-      worker_ok = writer->Write(data);
+      if (connection->writer->Write(data)) return;
+      // The worker is gone; its successor (if the guest rebooted) gets the
+      // bytes.
+      finish(*connection);
+      std::optional<WorkerEndpoint> successor = next(target.generation);
+      if (!successor.has_value()) {
+        worker_ok = false;
+        return;
+      }
+      target = *successor;
+      connection = connect(target.socket);
+      worker_ok = connection->writer->Write(data);
     };
     forward(first.data());
     hvstack::v1::AttachConsoleRequest request;
@@ -104,30 +172,19 @@ void AttachWorkerConsole(const std::string& worker_socket,
     // ends this thread.
     while (stream->Read(&request)) forward(request.data());
     client_closed.Notify();
-    writer->WritesDone();
-    grpc::Status status = writer->Finish();
-    if (status.ok() && summary.dropped() > 0) {
-      spdlog::info("console input to {}: {} byte(s) accepted, {} dropped",
-                   worker_socket, summary.accepted(), summary.dropped());
-    }
+    finish(*connection);
   });
 
-  // Output: the worker's console -> the client, until it ends or the client
-  // closed its side (a detach).
+  // Output: the VM's console, worker after worker -> the client, until the VM
+  // ends or the client closed its side (a detach).
   std::atomic<bool> write_failed{false};
   auto write = [&](const hvstack::v1::ConsoleChunk& chunk) {
     if (stream->Write(chunk)) return true;
     write_failed = true;
     return false;
   };
-  absl::StatusOr<size_t> relayed = ProxyWorkerConsole(
-      worker_socket, /*follow=*/true, context, write, &client_closed);
-  if (!relayed.ok()) {
-    // The worker went away between the lookup and the call: its log has
-    // everything it wrote.
-    spdlog::info("{}; sending the retained log", relayed.status().message());
-    SendRetainedConsole(console_log, write);
-  }
+  FollowWorkerConsoles(worker, /*follow=*/true, console_log, next, context,
+                       write, &client_closed);
   if (!client_closed.HasBeenNotified() && !write_failed) {
     hvstack::v1::ConsoleChunk ended;
     ended.set_ended(true);

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,10 +42,30 @@ void SendRetainedConsole(const std::string& console_log,
 using AttachStream =
     grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
                              hvstack::v1::AttachConsoleRequest>;
-void AttachWorkerConsole(const std::string& worker_socket,
+// The socket of the VM's next worker, given the generation of the one whose
+// stream ended, once it is ready; nullopt when the VM no longer runs
+// (WorkerManager::NextConsole). A guest reboot replaces the worker, and a
+// following console carries on with the new one.
+struct WorkerEndpoint {
+  std::string socket;
+  uint64_t generation = 0;
+};
+using NextWorker = std::function<std::optional<WorkerEndpoint>(uint64_t)>;
+
+// Relays worker after worker (see NextWorker) while the VM runs; `follow`
+// false relays the current worker's retained output only. Falls back to the
+// retained log when no worker could be reached at all.
+void FollowWorkerConsoles(const WorkerEndpoint& first, bool follow,
+                          const std::string& console_log,
+                          const NextWorker& next, grpc::ServerContext* context,
+                          const ChunkWriter& write,
+                          absl::Notification* stop = nullptr);
+
+void AttachWorkerConsole(const WorkerEndpoint& worker,
                          const std::string& console_log,
                          const hvstack::v1::AttachConsoleRequest& first,
-                         grpc::ServerContext* context, AttachStream* stream);
+                         const NextWorker& next, grpc::ServerContext* context,
+                         AttachStream* stream);
 
 inline constexpr size_t kRetainedConsoleBytes = 1 << 20;
 // How long AttachConsole waits for the client to close its side after

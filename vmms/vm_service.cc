@@ -89,6 +89,17 @@ grpc::Status VmServiceImpl::DeleteVm(
   return ToGrpc(workers_->Delete(request->name()));
 }
 
+NextWorker VmServiceImpl::NextWorkerOf(const std::string& name) {
+  return [this, name](uint64_t generation) -> std::optional<WorkerEndpoint> {
+    // A fresh worker is ready within a start timeout or not at all.
+    std::optional<ConsoleSource> next =
+        workers_->NextConsole(name, generation, absl::Seconds(30));
+    if (!next.has_value() || !next->worker_socket.has_value())
+      return std::nullopt;
+    return WorkerEndpoint{*next->worker_socket, next->worker_generation};
+  };
+}
+
 grpc::Status VmServiceImpl::StreamConsole(
     grpc::ServerContext* context,
     const hvstack::v1::StreamConsoleRequest* request,
@@ -98,16 +109,13 @@ grpc::Status VmServiceImpl::StreamConsole(
   absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
-    absl::StatusOr<size_t> relayed =
-        ProxyWorkerConsole(*source->worker_socket, request->follow(), context,
-                           [writer](const hvstack::v1::ConsoleChunk& c) {
-                             return writer->Write(c);
-                           });
-    if (relayed.ok()) return grpc::Status::OK;
-    // The worker went away between the lookup and the call: its log has
-    // everything it wrote.
-    spdlog::info("VM {}: {}; sending the retained log", request->name(),
-                 relayed.status().message());
+    FollowWorkerConsoles({*source->worker_socket, source->worker_generation},
+                         request->follow(), source->console_log,
+                         NextWorkerOf(request->name()), context,
+                         [writer](const hvstack::v1::ConsoleChunk& c) {
+                           return writer->Write(c);
+                         });
+    return grpc::Status::OK;
   }
   SendRetainedConsole(source->console_log,
                       [writer](const hvstack::v1::ConsoleChunk& c) {
@@ -124,7 +132,8 @@ grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
   absl::StatusOr<ConsoleSource> source = workers_->Console(first.name());
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
-    AttachWorkerConsole(*source->worker_socket, source->console_log, first,
+    AttachWorkerConsole({*source->worker_socket, source->worker_generation},
+                        source->console_log, first, NextWorkerOf(first.name()),
                         context, stream);
     return grpc::Status::OK;
   }

@@ -2,6 +2,7 @@
 #define HVSTACK_VMMS_VM_SERVICE_H_
 
 #include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "vmms/console_proxy.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_manager.h"
 
@@ -48,6 +49,8 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerWriter<hvstack::v1::VmEvent>* writer) override;
 
  private:
+  // Finds the VM's next worker for a console that follows it across reboots.
+  NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
   WorkerManager* const workers_;
 };

@@ -22,6 +22,16 @@ WorkerOutcome ClassifyWorkerExit(
         return {VM_STATE_CRASHED,
                 absl::StrCat("guest crashed: ", report->detail()),
                 absl::OkStatus()};
+      case WorkerExitReport::REBOOT_REQUESTED:
+        // Not respawned (vmms was stopping it, or shutting down): the stop
+        // is what the user asked for.
+        if (vmms_stop_reason.has_value()) {
+          return {VM_STATE_OFF, stop_reason,
+                  ready ? absl::OkStatus() : absl::AbortedError(stop_reason)};
+        }
+        return {VM_STATE_OFF,
+                absl::StrCat("guest rebooted: ", report->detail()),
+                absl::OkStatus()};
       case WorkerExitReport::STOP_REQUESTED:
         return {VM_STATE_OFF, stop_reason,
                 ready ? absl::OkStatus() : absl::AbortedError(stop_reason)};

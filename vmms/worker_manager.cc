@@ -79,11 +79,19 @@ absl::Status WorkerManager::FailLaunch(const Vm& vm, const std::string& reason,
 }
 
 absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
-    const Vm& vm) {
+    const Vm& vm, const LaunchMode& mode) {
   RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
-  absl::StatusOr<Vm> starting =
-      store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
-  if (!starting.ok()) return starting.status();
+  if (!mode.respawn) {
+    absl::StatusOr<Vm> starting =
+        store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
+    if (!starting.ok()) return starting.status();
+  }
+  // A respawn's caller records the VM Crashed instead of Off.
+  auto FailLaunch = [this, &mode](const Vm& vm, const std::string& reason,
+                                  absl::Status error) {
+    if (mode.respawn) return error;
+    return this->FailLaunch(vm, reason, std::move(error));
+  };
 
   std::error_code ec;
   std::filesystem::create_directories(paths.dir, ec);
@@ -123,6 +131,10 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   config.set_exit_report_path(paths.exit_report);
   config.set_kvm_fd(kWorkerKvmFd);
   config.set_kvm_device_path(options_.kvm_device);
+  if (mode.respawn) {
+    *config.mutable_persistent() = mode.persistent;
+    config.set_continue_console_log(true);
+  }
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
       !s.ok()) {
     return FailLaunch(vm, std::string(s.message()), s);
@@ -142,6 +154,8 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->paths = paths;
   worker->pid = spawned->pid;
   worker->ready_pipe = std::move(spawned->ready);
+  worker->respawned = mode.respawn;
+  worker->generation = next_generation_++;
   // Our unreaped child: the pid cannot be reused before we wait for it, so
   // this pidfd is certainly the worker's.
   absl::StatusOr<base::ScopedFd> pidfd = OpenPidfd(worker->pid);
@@ -160,11 +174,16 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     spdlog::error("VM {}: cannot record worker pid: {}", vm.name(),
                   s.message());
   }
-  worker->supervisor = std::thread([this, w = worker.get()] { Supervise(w); });
   return worker;
 }
 
 void WorkerManager::Supervise(Worker* worker) {
+  // The worker this one replaced: its supervisor started us and is ending.
+  if (worker->predecessor != nullptr) {
+    if (worker->predecessor->supervisor.joinable())
+      worker->predecessor->supervisor.join();
+    worker->predecessor.reset();
+  }
   char byte;
   ssize_t n = 1;  // A reattached worker is ready already.
   if (worker->ready_pipe) {
@@ -178,8 +197,11 @@ void WorkerManager::Supervise(Worker* worker) {
     // A stop that arrived while Starting already recorded Stopping; Running
     // would be a lie.
     if (!worker->stop_reason.has_value()) {
+      // A respawned worker continues a VM that is Running already.
       absl::StatusOr<Vm> running =
-          store_->SetState(worker->uuid, VM_STATE_RUNNING, "worker ready");
+          worker->respawned ? store_->GetByUuid(worker->uuid)
+                            : store_->SetState(worker->uuid, VM_STATE_RUNNING,
+                                               "worker ready");
       if (running.ok()) {
         worker->running_vm = *running;
       } else {
@@ -220,17 +242,48 @@ void WorkerManager::Supervise(Worker* worker) {
     }
   }
 
-  absl::MutexLock lock(&worker->mu);
   int wait_status = 0;
-  WorkerOutcome outcome;
   if (worker->is_child) {
+    // Signals go through the pidfd, so reaping outside worker->mu is safe.
     while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
     }
+  }
+
+  std::optional<std::string> respawn_error;
+  if (report.has_value() &&
+      report->reason() ==
+          hvstack::internal::WorkerExitReport::REBOOT_REQUESTED) {
+    // Lock order: mu_ before a worker's mu (as Stop and Start take them).
+    absl::MutexLock manager_lock(&mu_);
+    absl::MutexLock lock(&worker->mu);
+    if (!worker->stop_reason.has_value() && worker->ready && !shutting_down_) {
+      absl::Status s =
+          RespawnWorker(worker, report->detail(), report->persistent());
+      if (s.ok()) {
+        worker->exited = true;
+        return;
+      }
+      respawn_error = std::string(s.message());
+    }
+  }
+
+  absl::MutexLock lock(&worker->mu);
+  WorkerOutcome outcome;
+  if (respawn_error.has_value()) {
+    outcome = {VM_STATE_CRASHED, *respawn_error, absl::OkStatus()};
+  } else if (worker->is_child) {
     outcome = ClassifyWorkerExit(report, wait_status, worker->ready,
                                  worker->stop_reason);
   } else {
     outcome =
         ClassifyAdoptedWorkerExit(report, worker->pid, worker->stop_reason);
+  }
+  if (worker->respawned && !worker->ready && !worker->stop_reason.has_value()) {
+    // The VM was Running: a replacement that cannot start crashes it.
+    outcome = {
+        VM_STATE_CRASHED,
+        absl::StrCat("cannot restart after a guest reboot: ", outcome.reason),
+        absl::OkStatus()};
   }
   spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name,
                worker->pid,
@@ -245,6 +298,40 @@ void WorkerManager::Supervise(Worker* worker) {
   }
   if (!worker->ready) worker->start_error = outcome.start_error;
   worker->exited = true;
+}
+
+absl::Status WorkerManager::RespawnWorker(
+    Worker* old, const std::string& reason,
+    const hvstack::internal::PersistentDeviceState& persistent) {
+  if (!old->reboot_guard->Record(absl::Now())) {
+    std::string why = absl::StrCat(
+        "guest crashed: reboot loop: ", old->reboot_guard->Describe(),
+        "; last: ", reason);
+    spdlog::error("VM {}: {}", old->name, why);
+    return absl::ResourceExhaustedError(why);
+  }
+  absl::StatusOr<Vm> vm = store_->RecordReboot(
+      old->uuid, reason.empty() ? "guest rebooted"
+                                : absl::StrCat("guest rebooted: ", reason));
+  if (!vm.ok()) return vm.status();
+  spdlog::info("VM {}: guest reboot {} ({}); starting a fresh worker",
+               old->name, vm->reboot_count(), reason);
+  absl::StatusOr<std::shared_ptr<Worker>> fresh =
+      Launch(*vm, LaunchMode{.respawn = true, .persistent = persistent});
+  if (!fresh.ok()) {
+    return absl::Status(fresh.status().code(),
+                        absl::StrCat("cannot restart after a guest reboot: ",
+                                     fresh.status().message()));
+  }
+  (*fresh)->reboot_guard = old->reboot_guard;
+  auto it = workers_.find(old->uuid);
+  if (it != workers_.end() && it->second.get() == old) {
+    (*fresh)->predecessor = std::move(it->second);
+  }
+  workers_[old->uuid] = *fresh;
+  (*fresh)->supervisor =
+      std::thread([this, w = fresh->get()] { Supervise(w); });
+  return absl::OkStatus();
 }
 
 void WorkerManager::WatchEvents(Worker* worker) {
@@ -357,10 +444,16 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
       previous = std::move(it->second);
       workers_.erase(it);
     }
-    absl::StatusOr<std::shared_ptr<Worker>> launched = Launch(*vm);
+    absl::StatusOr<std::shared_ptr<Worker>> launched =
+        Launch(*vm, LaunchMode{});
     if (!launched.ok()) return launched.status();
     worker = *launched;
+    // A new run of the VM: reboots are counted afresh.
+    worker->reboot_guard = std::make_shared<RebootGuard>(
+        RebootGuard::kDefaultMaxReboots, RebootGuard::kDefaultWindow);
     workers_[worker->uuid] = worker;
+    worker->supervisor =
+        std::thread([this, w = worker.get()] { Supervise(w); });
   }
   // The previous run's supervisor has recorded its outcome (the VM was
   // Off/Crashed); it is finishing or finished.
@@ -436,28 +529,35 @@ absl::Status WorkerManager::StopWorker(Worker* worker,
 
 absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
                                        const std::string& reason) {
-  std::shared_ptr<Worker> worker;
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<Vm> vm = store_->Get(name);
-    if (!vm.ok()) return vm.status();
-    if (auto it = workers_.find(vm->uuid()); it != workers_.end())
-      worker = it->second;
-    bool live = false;
-    if (worker != nullptr) {
-      absl::MutexLock worker_lock(&worker->mu);
-      live = !worker->exited;
+  std::shared_ptr<Worker> stopped;
+  // A guest reboot may replace the worker while we stop it (RespawnWorker):
+  // then the fresh one is stopped too. Each round either ends the VM or finds
+  // a newer worker.
+  for (int round = 0;; ++round) {
+    std::shared_ptr<Worker> worker;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Vm> vm = store_->Get(name);
+      if (!vm.ok()) return vm.status();
+      if (auto it = workers_.find(vm->uuid()); it != workers_.end())
+        worker = it->second;
+      bool live = false;
+      if (worker != nullptr) {
+        absl::MutexLock worker_lock(&worker->mu);
+        live = !worker->exited;
+      }
+      if (!live || worker == stopped) {
+        if (stopped != nullptr) return store_->GetByUuid(vm->uuid());
+        if (absl::Status s = CheckRequest(*vm, VmRequest::kStop); !s.ok())
+          return s;
+        // Recorded as active with no worker of ours: nothing to stop, only
+        // the record to fix.
+        return store_->SetState(vm->uuid(), VM_STATE_OFF, reason, 0);
+      }
     }
-    if (!live) {
-      if (absl::Status s = CheckRequest(*vm, VmRequest::kStop); !s.ok())
-        return s;
-      // Recorded as active with no worker of ours: nothing to stop, only the
-      // record to fix.
-      return store_->SetState(vm->uuid(), VM_STATE_OFF, reason, 0);
-    }
+    if (absl::Status s = StopWorker(worker.get(), reason); !s.ok()) return s;
+    stopped = worker;
   }
-  if (absl::Status s = StopWorker(worker.get(), reason); !s.ok()) return s;
-  return store_->GetByUuid(worker->uuid);
 }
 
 absl::Status WorkerManager::Delete(const std::string& name) {
@@ -493,10 +593,39 @@ absl::StatusOr<ConsoleSource> WorkerManager::Console(const std::string& name) {
   ConsoleSource source{std::nullopt, paths.console_log};
   if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
     absl::MutexLock worker_lock(&it->second->mu);
-    if (it->second->ready && !it->second->exited)
+    if (it->second->ready && !it->second->exited) {
       source.worker_socket = paths.worker_socket;
+      source.worker_generation = it->second->generation;
+    }
   }
   return source;
+}
+
+std::optional<ConsoleSource> WorkerManager::NextConsole(
+    const std::string& name, uint64_t generation, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Vm> vm = store_->Get(name);
+      if (!vm.ok()) return std::nullopt;
+      auto it = workers_.find(vm->uuid());
+      if (it == workers_.end()) return std::nullopt;
+      Worker& worker = *it->second;
+      absl::MutexLock worker_lock(&worker.mu);
+      // RespawnWorker swaps the new worker in before the old one counts as
+      // exited, so an exited current worker means the VM ended.
+      if (worker.exited) return std::nullopt;
+      if (worker.generation != generation && worker.ready) {
+        RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm->uuid());
+        return ConsoleSource{paths.worker_socket, paths.console_log,
+                             worker.generation};
+      }
+    }
+    // The old worker is still being reaped, or the new one is starting.
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return std::nullopt;
 }
 
 void WorkerManager::Shutdown(const std::string& reason) {

@@ -17,6 +17,7 @@
 #include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
+#include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_store.h"
 
@@ -40,6 +41,8 @@ struct ConsoleSource {
   std::optional<std::string> worker_socket;
   // The retained log, for when there is no worker to ask.
   std::string console_log;
+  // Which worker of the VM `worker_socket` belongs to (see NextConsole).
+  uint64_t worker_generation = 0;
 };
 
 // Starts, stops and supervises the vmwp processes, one per running VM, and
@@ -67,6 +70,14 @@ class WorkerManager {
   // Removes an Off/Crashed VM's definition and runtime directory.
   absl::Status Delete(const std::string& name);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
+  // After the console stream of worker `generation` ended: the console of the
+  // VM's next worker once it is ready (a guest reboot made vmms start a fresh
+  // one), or nullopt when the VM is not running any more (or no new worker
+  // was ready within `timeout`). Console proxies use it to follow a VM across
+  // reboots.
+  std::optional<ConsoleSource> NextConsole(const std::string& name,
+                                           uint64_t generation,
+                                           absl::Duration timeout);
 
   // Run once at start-up, before serving: takes over the workers of VMs that a
   // previous vmms recorded Starting/Running/Stopping (see worker_reattach.cc).
@@ -93,6 +104,16 @@ class WorkerManager {
     // False for a worker taken over after a vmms restart: it is not our child,
     // so there is no wait status, only its exit report.
     bool is_child = true;
+    // Started by RespawnWorker for a VM that stays Running (guest reboot).
+    bool respawned = false;
+    // Unique per WorkerManager; a respawned worker has a new one.
+    uint64_t generation = 0;
+    // Reboot-loop protection, handed from each worker to the next one of the
+    // same run of the VM; only the current worker's supervisor touches it.
+    std::shared_ptr<RebootGuard> reboot_guard;
+    // The worker this one replaced: its supervisor thread (which started
+    // this one) is joined by this worker's supervisor.
+    std::shared_ptr<Worker> predecessor;
     base::ScopedFd ready_pipe;  // Owned by the supervisor thread once it runs.
     std::thread supervisor;
 
@@ -132,7 +153,25 @@ class WorkerManager {
   // Asks the worker to stop, then kills it after the grace period; returns once
   // it is reaped.
   absl::Status StopWorker(Worker* worker, const std::string& reason);
-  absl::StatusOr<std::shared_ptr<Worker>> Launch(const Vm& vm)
+  // What Launch does differently for a respawn.
+  struct LaunchMode {
+    bool respawn = false;
+    hvstack::internal::PersistentDeviceState persistent;
+  };
+  absl::StatusOr<std::shared_ptr<Worker>> Launch(const Vm& vm,
+                                                 const LaunchMode& mode)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces `old` (the VM's current worker, reaped, not being stopped) with a
+  // fresh worker for the same VM, which stays Running: records the reboot
+  // (reboot_count + 1, history "guest rebooted: <reason>", KIND_REBOOTED),
+  // unless the reboot guard says the guest is looping (then an error, and the
+  // caller records Crashed). The new worker starts from `persistent` (CMOS
+  // state) and appends to the console log; console proxies follow it
+  // (NextConsole). The one place a VM gets a new worker while it runs: guest
+  // resets now, and the Reset/Reboot RPCs and restart policy later.
+  absl::Status RespawnWorker(
+      Worker* old, const std::string& reason,
+      const hvstack::internal::PersistentDeviceState& persistent)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records Off with `reason` after a failed launch and returns `error`.
   absl::Status FailLaunch(const Vm& vm, const std::string& reason,
@@ -146,6 +185,7 @@ class WorkerManager {
   // joined) until the VM is started again, deleted, or vmms shuts down.
   std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace vmms

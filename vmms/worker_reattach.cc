@@ -113,6 +113,9 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
       worker->pid = pid;
       worker->pidfd = std::move(pidfd);
       worker->is_child = false;
+      worker->generation = next_generation_++;
+      worker->reboot_guard = std::make_shared<RebootGuard>(
+          RebootGuard::kDefaultMaxReboots, RebootGuard::kDefaultWindow);
       Vm running = vm;
       if (vm.state() == VM_STATE_STARTING) {
         // It answers on its socket, so it was ready.

@@ -33,10 +33,8 @@ WorkerExitReport OutcomeReport(const vid::RunOutcome& outcome) {
       report.set_reason(WorkerExitReport::STOP_REQUESTED);
       break;
     case vid::RunOutcome::Kind::kReboot:
-      // The worker restarts the VM in place on kReboot (vid::Partition::Reset);
-      // a reboot that ends the worker anyway is reported as the guest ending
-      // its run, which is what it was before kReboot existed.
-      report.set_reason(WorkerExitReport::GUEST_POWER_OFF);
+      // vmms starts a fresh worker for the VM (see worker.proto).
+      report.set_reason(WorkerExitReport::REBOOT_REQUESTED);
       break;
   }
   report.set_detail(outcome.detail);

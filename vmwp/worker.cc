@@ -32,7 +32,6 @@
 #include "vmwp/exit_report.h"
 #include "vmwp/loader/guest_layout.h"
 #include "vmwp/loader/kernel_image.h"
-#include "vmwp/reboot_guard.h"
 #include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
 
@@ -96,9 +95,9 @@ constexpr uint32_t kCom1Gsi = 4;
 constexpr uint32_t kKeyboardGsi = 1;
 constexpr uint32_t kAuxGsi = 12;
 
-// Starts, stops and reboots whichever partition is current. Stop requests (RPC,
-// signals) may arrive at any moment, including between two boots of an
-// in-place reboot; they are remembered and honoured by the run loop.
+// Starts and stops the partition. Stop requests (RPC, signals) may arrive at
+// any moment, including before the partition exists; they are remembered and
+// honoured when it is set.
 class RunControl {
  public:
   void SetPartition(vid::Partition* partition) {
@@ -164,10 +163,10 @@ class ConsoleInputRouter {
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// One boot of the VM: a partition and the devices it dispatches to. An
-// in-place reboot destroys it and builds the next one. Members are destroyed
-// in reverse order: the partition first (no VP thread dispatches to a device
-// any more), then the devices.
+// The VM's one boot in this worker: a partition and the devices it dispatches
+// to (a guest reset ends the worker; vmms starts the next one). Members are
+// destroyed in reverse order: the partition first (no VP thread dispatches to a
+// device any more), then the devices.
 struct Boot {
   std::unique_ptr<Uart16550> com1;
   std::unique_ptr<I8042> i8042;
@@ -178,7 +177,8 @@ struct Boot {
 };
 
 // What lives as long as the worker: KVM, the console (ring + log), the
-// service, and what a PC keeps across a reset (the CMOS RTC's RAM and clock).
+// service, and what a PC keeps across a reset (the CMOS RTC's RAM and clock,
+// handed over by the previous worker through vmms).
 // Members are destroyed in reverse order: the server first, then the current
 // boot, then the console the devices wrote to.
 struct Vm {
@@ -188,7 +188,6 @@ struct Vm {
   RunControl control;
   WorkerEventLog events;
   std::optional<CmosRtc::Persistent> rtc_state;
-  std::atomic<uint32_t> reboots{0};
   std::unique_ptr<Boot> boot;
   std::unique_ptr<WorkerServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -196,8 +195,7 @@ struct Vm {
 };
 
 // Kernel (bzImage, vmlinux/PVH or ELF), initrd, command line, ACPI tables,
-// zero page or PVH start_info, e820 (logged), boot VP: vmwp/boot. Called for
-// every boot: an in-place reboot starts from fresh RAM.
+// zero page or PVH start_info, e820 (logged), boot VP: vmwp/boot.
 absl::Status SetUpGuest(const WorkerConfig& config, vid::Partition& p) {
   if (absl::StatusOr<BootImage> boot = BootGuest(config, p); !boot.ok())
     return boot.status();
@@ -295,10 +293,19 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
 
   absl::StatusOr<std::unique_ptr<ConsoleLogFile>> log_file =
       ConsoleLogFile::Create(config.console_log_path(),
-                             ConsoleLogFile::kDefaultMaxBytes);
+                             ConsoleLogFile::kDefaultMaxBytes,
+                             config.continue_console_log());
   if (!log_file.ok()) return log_file.status();
   vm.console = std::make_unique<Console>(*std::move(log_file));
 
+  if (config.has_persistent()) {
+    CmosRtc::Persistent saved;
+    const std::string& ram = config.persistent().cmos_ram();
+    std::copy_n(ram.begin(), std::min(ram.size(), saved.ram.size()),
+                saved.ram.begin());
+    saved.offset = absl::Microseconds(config.persistent().rtc_offset_us());
+    vm.rtc_state = saved;
+  }
   absl::StatusOr<std::unique_ptr<Boot>> boot = BuildBoot(config, vm);
   if (!boot.ok()) return boot.status();
   vm.boot = *std::move(boot);
@@ -317,7 +324,8 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
           .running = [&vm] { return vm.running.load(); },
           .console_input =
               [&vm](std::string_view bytes) { return vm.input.Push(bytes); },
-          .reboot_count = [&vm] { return vm.reboots.load(); },
+          // A worker lives for one boot; vmms counts the reboots.
+          .reboot_count = [] { return 0u; },
           .console_input_dropped = [&vm] { return vm.input.dropped(); },
       },
       &vm.events);
@@ -331,21 +339,6 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
     spdlog::info("signal {} ({}): stopping the VM", sig, strsignal(sig));
     control->RequestStop(absl::StrCat("worker received signal ", sig));
   });
-  return absl::OkStatus();
-}
-
-// Ends the current boot and builds the next one, keeping the RTC's RAM and
-// clock. An error means the VM cannot run again.
-absl::Status Reboot(const WorkerConfig& config, Vm& vm) {
-  vm.control.SetPartition(nullptr);
-  vm.input.Attach(nullptr);
-  vm.rtc_state = vm.boot->rtc->Save();
-  vm.boot.reset();
-  absl::StatusOr<std::unique_ptr<Boot>> boot = BuildBoot(config, vm);
-  if (!boot.ok()) return boot.status();
-  vm.boot = *std::move(boot);
-  vm.input.Attach(vm.boot->com1.get());
-  vm.control.SetPartition(vm.boot->partition.get());
   return absl::OkStatus();
 }
 
@@ -403,45 +396,18 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     return ErrorReport(s);
   }
 
-  RebootGuard guard(config.reboot_loop_max() > 0
-                        ? config.reboot_loop_max()
-                        : RebootGuard::kDefaultMaxReboots,
-                    config.reboot_loop_window_ms() > 0
-                        ? absl::Milliseconds(config.reboot_loop_window_ms())
-                        : RebootGuard::kDefaultWindow);
   vm.running.store(true);
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());
-  absl::StatusOr<vid::RunOutcome> outcome;
-  absl::Status reboot_error;
+  // A guest reset ends this worker: vmms starts a fresh one (the sandbox
+  // forbids building a new partition here), so Run() is called once.
+  absl::StatusOr<vid::RunOutcome> outcome = vm.boot->partition->Run();
   uint64_t exits = 0;
-  while (true) {
-    outcome = vm.boot->partition->Run();
-    for (const vid::VpStats& s : vm.boot->partition->GetVpStats())
-      exits += s.total_exits;
-    if (!outcome.ok() || !RunControl::IsReboot(*outcome)) break;
-    if (!guard.Record(absl::Now())) {
-      outcome = vid::RunOutcome{vid::RunOutcome::Kind::kCrashed,
-                                absl::StrCat("reboot loop: ", guard.Describe(),
-                                             "; last: ", outcome->detail)};
-      spdlog::error("VM {}: {}", config.vm_name(), outcome->detail);
-      break;
-    }
-    const uint32_t count = vm.reboots.fetch_add(1) + 1;
-    spdlog::info("VM {}: guest reboot {}: {}", config.vm_name(), count,
-                 outcome->detail);
-    hvstack::internal::WorkerEvent event;
-    event.mutable_rebooted()->set_reboot_count(count);
-    event.mutable_rebooted()->set_reason(outcome->detail);
-    vm.events.Publish(std::move(event));
+  for (const vid::VpStats& s : vm.boot->partition->GetVpStats())
+    exits += s.total_exits;
+  if (outcome.ok() && RunControl::IsReboot(*outcome)) {
     if (std::optional<std::string> stop = vm.control.stop_reason()) {
       outcome = vid::RunOutcome{vid::RunOutcome::Kind::kStopped, *stop};
-      break;
-    }
-    if (reboot_error = Reboot(config, vm); !reboot_error.ok()) {
-      spdlog::error("VM {}: cannot restart after a guest reboot: {}",
-                    config.vm_name(), reboot_error.ToString());
-      break;
     }
   }
   vm.running.store(false);
@@ -467,24 +433,23 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     spdlog::info("console input: {} byte(s) dropped", dropped);
 
   WorkerExitReport report;
-  if (!reboot_error.ok()) {
-    report = ErrorReport(
-        Annotate(reboot_error, "cannot restart the VM after a guest reboot"));
-  } else if (!outcome.ok()) {
+  if (!outcome.ok()) {
     spdlog::error("VM {} could not run: {}", config.vm_name(),
                   outcome.status().ToString());
-    report = ErrorReport(outcome.status());
+    return ErrorReport(outcome.status());
   }
-  if (!reboot_error.ok() || !outcome.ok()) {
-    report.set_reboot_count(vm.reboots.load());
-    return report;
-  }
-  spdlog::info("VM {} ended: {}: {} ({} intercepts, {} reboot(s))",
-               config.vm_name(),
+  spdlog::info("VM {} ended: {}: {} ({} intercepts)", config.vm_name(),
                std::string(vid::RunOutcomeKindName(outcome->kind)),
-               outcome->detail, exits, vm.reboots.load());
+               outcome->detail, exits);
   report = OutcomeReport(*outcome);
-  report.set_reboot_count(vm.reboots.load());
+  if (report.reason() == WorkerExitReport::REBOOT_REQUESTED) {
+    // What a PC keeps across a reset goes to the next worker.
+    const CmosRtc::Persistent saved = vm.boot->rtc->Save();
+    report.mutable_persistent()->set_cmos_ram(
+        std::string(saved.ram.begin(), saved.ram.end()));
+    report.mutable_persistent()->set_rtc_offset_us(
+        absl::ToInt64Microseconds(saved.offset));
+  }
   return report;
 }
 

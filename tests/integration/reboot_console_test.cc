@@ -78,7 +78,7 @@ class RebootConsoleTest : public VmmsTest {
   }
 };
 
-TEST_F(RebootConsoleTest, GuestRebootsInPlaceAndTheCountIsRecorded) {
+TEST_F(RebootConsoleTest, GuestRebootGetsAFreshWorkerAndTheCountIsRecorded) {
   Create("rb1", Guest("reboot_once"));
   CommandResult start = Vmctl({"start", "rb1"});
   ASSERT_EQ(start.exit_code, 0) << start.err;
@@ -86,8 +86,9 @@ TEST_F(RebootConsoleTest, GuestRebootsInPlaceAndTheCountIsRecorded) {
   EXPECT_EQ(vm.value("stateReason", ""), "guest powered off");
   EXPECT_EQ(vm.value("rebootCount", 0), 1) << vm.dump();
 
-  // One worker, one console log: both boots are in it, in order, and the
-  // CMOS RAM counter survived the reboot.
+  // A fresh worker per boot, one console log: both boots are in it, in
+  // order, and the CMOS RAM counter survived the reboot (vmms carried it
+  // from the first worker's exit report to the second one's config).
   const std::string console = Vmctl({"console", "rb1", "--no-follow"}).out;
   const size_t boot1 = console.find("reboot_once: boot 1\r\n");
   const size_t boot2 = console.find("reboot_once: boot 2\r\n");
@@ -103,6 +104,34 @@ TEST_F(RebootConsoleTest, GuestRebootsInPlaceAndTheCountIsRecorded) {
 
   // `show` prints the count too; a new start counts from 0 again.
   EXPECT_THAT(Vmctl({"show", "rb1"}).out, HasSubstr("reboot_count: 1\n"));
+  // The event says why.
+  EXPECT_THAT(Vmctl({"events"}).out,
+              HasSubstr("guest rebooted: guest pulsed the i8042"));
+}
+
+TEST_F(RebootConsoleTest, AttachedConsoleFollowsTheVmAcrossAReboot) {
+  Create("echo2", Guest("echo"));
+  ASSERT_EQ(Vmctl({"start", "echo2"}).exit_code, 0);
+  WaitForConsole("echo2", "echo: ready");
+  // One `vmctl console` session: input before the reboot reaches the first
+  // worker, input after it the second; the output of both arrives.
+  CommandResult console = ConsoleWithInput(
+      "echo2",
+      "(printf 'before\\n'; sleep 1; printf 'reboot\\n'; sleep 2; "
+      "printf 'after\\n'; sleep 1; printf 'poweroff\\n')");
+  EXPECT_EQ(console.exit_code, 0) << console.err;
+  EXPECT_THAT(console.out, HasSubstr("echo: before\r\n"));
+  EXPECT_THAT(console.out, HasSubstr("echo: rebooting"));
+  EXPECT_THAT(console.out, HasSubstr("echo: after\r\n"));
+  EXPECT_THAT(console.out, HasSubstr("echo: powering off"));
+  const size_t rebooting = console.out.find("echo: rebooting");
+  EXPECT_NE(console.out.find("echo: ready", rebooting), std::string::npos)
+      << console.out;
+  nlohmann::json vm = WaitForState("echo2", "VM_STATE_OFF");
+  EXPECT_EQ(vm.value("rebootCount", 0), 1) << vm.dump();
+  // console.log kept appending across the workers.
+  const std::string log = Vmctl({"console", "echo2", "--no-follow"}).out;
+  EXPECT_LT(log.find("echo: before"), log.find("echo: after")) << log;
 }
 
 TEST_F(RebootConsoleTest, SeveralRebootsWhileRunningKeepItRunning) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,9 +20,13 @@ absl::Status ErrnoError(std::string_view what, const std::string& path,
       err, absl::StrCat("console log ", path, ": ", std::string(what)));
 }
 
-absl::StatusOr<base::ScopedFd> OpenLog(const std::string& path) {
-  base::ScopedFd fd(::open(
-      path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640));
+// Both files are opened up front: after the worker's seccomp lock-down no
+// file can be opened or created, so rotation only renames and truncates.
+absl::StatusOr<base::ScopedFd> OpenLog(const std::string& path, bool append) {
+  base::ScopedFd fd(
+      ::open(path.c_str(),
+             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
+             0640));
   if (!fd.valid()) return ErrnoError("cannot open", path, errno);
   return fd;
 }
@@ -29,16 +34,20 @@ absl::StatusOr<base::ScopedFd> OpenLog(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ConsoleLogFile>> ConsoleLogFile::Create(
-    std::string path, uint64_t max_bytes) {
+    std::string path, uint64_t max_bytes, bool append) {
   if (max_bytes == 0)
     return absl::InvalidArgumentError("console log: max_bytes must be > 0");
-  const std::string old = path + ".1";
-  if (::unlink(old.c_str()) != 0 && errno != ENOENT)
-    return ErrnoError("cannot remove", old, errno);
-  absl::StatusOr<base::ScopedFd> fd = OpenLog(path);
+  absl::StatusOr<base::ScopedFd> fd = OpenLog(path, append);
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<ConsoleLogFile>(
-      new ConsoleLogFile(std::move(path), max_bytes, *std::move(fd)));
+  absl::StatusOr<base::ScopedFd> spare = OpenLog(path + ".1", append);
+  if (!spare.ok()) return spare.status();
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0)
+    return ErrnoError("cannot stat", path, errno);
+  auto log = std::unique_ptr<ConsoleLogFile>(new ConsoleLogFile(
+      std::move(path), max_bytes, *std::move(fd), *std::move(spare)));
+  log->size_ = static_cast<uint64_t>(st.st_size);
+  return log;
 }
 
 void ConsoleLogFile::Write(std::string_view bytes) {
@@ -64,11 +73,15 @@ absl::Status ConsoleLogFile::status() const {
 
 absl::Status ConsoleLogFile::RotateLocked() {
   const std::string old = path_ + ".1";
-  if (::rename(path_.c_str(), old.c_str()) != 0)
+  // Swap the names: the full file becomes <path>.1, the previous <path>.1
+  // becomes <path>, is emptied and written from now on (O_APPEND: at 0).
+  if (::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, old.c_str(),
+                  RENAME_EXCHANGE) != 0) {
     return ErrnoError("cannot rotate", path_, errno);
-  absl::StatusOr<base::ScopedFd> fd = OpenLog(path_);
-  if (!fd.ok()) return fd.status();
-  fd_ = *std::move(fd);
+  }
+  if (::ftruncate(spare_.get(), 0) != 0)
+    return ErrnoError("cannot truncate", path_, errno);
+  std::swap(fd_, spare_);
   size_ = 0;
   return absl::OkStatus();
 }

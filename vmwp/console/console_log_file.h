@@ -16,9 +16,9 @@ namespace vmwp {
 
 // The console log in the VM's runtime directory. A guest controls how much it
 // prints, so the file is capped: when the next write would pass `max_bytes`,
-// the file is renamed to
-// `<path>.1` (replacing an older one) and a new one is started. At most 2 *
-// max_bytes stay on disk.
+// the file becomes
+// `<path>.1` (replacing the older one's content) and writing starts afresh. At
+// most 2 * max_bytes stay on disk.
 //
 // Thread-safe. A write error is remembered (and reported by status()) rather
 // than failing the VM: losing the log must not kill the guest.
@@ -26,10 +26,13 @@ class ConsoleLogFile {
  public:
   static constexpr uint64_t kDefaultMaxBytes = 8ull << 20;
 
-  // Creates or truncates `path`; a leftover `<path>.1` from an earlier run is
-  // removed.
+  // Opens `path` and `<path>.1`, creating them; both are emptied unless
+  // `append` (a worker that continues a VM after a guest reboot keeps the
+  // earlier output). Nothing is opened after this: rotation swaps the two
+  // names with renameat2(RENAME_EXCHANGE) and truncates, which the worker's
+  // seccomp filter allows.
   static absl::StatusOr<std::unique_ptr<ConsoleLogFile>> Create(
-      std::string path, uint64_t max_bytes);
+      std::string path, uint64_t max_bytes, bool append = false);
 
   void Write(std::string_view bytes);
 
@@ -38,8 +41,12 @@ class ConsoleLogFile {
   const std::string& path() const { return path_; }
 
  private:
-  ConsoleLogFile(std::string path, uint64_t max_bytes, base::ScopedFd fd)
-      : path_(std::move(path)), max_bytes_(max_bytes), fd_(std::move(fd)) {}
+  ConsoleLogFile(std::string path, uint64_t max_bytes, base::ScopedFd fd,
+                 base::ScopedFd spare)
+      : path_(std::move(path)),
+        max_bytes_(max_bytes),
+        fd_(std::move(fd)),
+        spare_(std::move(spare)) {}
   absl::Status RotateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteAllLocked(std::string_view bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -47,7 +54,8 @@ class ConsoleLogFile {
   const std::string path_;
   const uint64_t max_bytes_;
   mutable absl::Mutex mu_;
-  base::ScopedFd fd_ ABSL_GUARDED_BY(mu_);
+  base::ScopedFd fd_ ABSL_GUARDED_BY(mu_);     // the file named <path>
+  base::ScopedFd spare_ ABSL_GUARDED_BY(mu_);  // the file named <path>.1
   uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };

@@ -50,7 +50,7 @@ TEST_F(ConsoleLogFileTest, RotatesAtTheCap) {
   auto log = ConsoleLogFile::Create(path_, 10);
   ASSERT_TRUE(log.ok()) << log.status();
   (*log)->Write("0123456789");
-  EXPECT_FALSE(Exists(path_ + ".1"));
+  EXPECT_EQ(ReadFile(path_ + ".1"), "");
   (*log)->Write("abc");
   EXPECT_EQ(ReadFile(path_ + ".1"), "0123456789");
   EXPECT_EQ(ReadFile(path_), "abc");
@@ -67,17 +67,48 @@ TEST_F(ConsoleLogFileTest, LargeWritesSplitAndDiskUseStaysBounded) {
   EXPECT_LE(ReadFile(path_ + ".1").size(), 4u);
 }
 
-TEST_F(ConsoleLogFileTest, CreateTruncatesAndRemovesOldRotation) {
+TEST_F(ConsoleLogFileTest, CreateEmptiesBothFiles) {
   {
     auto log = ConsoleLogFile::Create(path_, 4);
     ASSERT_TRUE(log.ok());
     (*log)->Write("123456");
   }
-  ASSERT_TRUE(Exists(path_ + ".1"));
+  ASSERT_EQ(ReadFile(path_ + ".1"), "1234");
   auto log = ConsoleLogFile::Create(path_, 4);
   ASSERT_TRUE(log.ok());
-  EXPECT_FALSE(Exists(path_ + ".1"));
+  EXPECT_EQ(ReadFile(path_ + ".1"), "");
   EXPECT_EQ(ReadFile(path_), "");
+}
+
+TEST_F(ConsoleLogFileTest, AppendKeepsEarlierOutputAndItsSize) {
+  {
+    auto log = ConsoleLogFile::Create(path_, 8);
+    ASSERT_TRUE(log.ok());
+    (*log)->Write("boot1\n");
+  }
+  auto log = ConsoleLogFile::Create(path_, 8, /*append=*/true);
+  ASSERT_TRUE(log.ok());
+  (*log)->Write("b2");
+  EXPECT_EQ(ReadFile(path_), "boot1\nb2");
+  // The size carried over: the next byte rotates.
+  (*log)->Write("x");
+  EXPECT_EQ(ReadFile(path_ + ".1"), "boot1\nb2");
+  EXPECT_EQ(ReadFile(path_), "x");
+}
+
+TEST_F(ConsoleLogFileTest, RotationNeedsNoOpenAfterCreate) {
+  auto log = ConsoleLogFile::Create(path_, 4);
+  ASSERT_TRUE(log.ok());
+  // Both files exist from the start; rotation only swaps their names.
+  EXPECT_TRUE(Exists(path_ + ".1"));
+  struct stat before;
+  ASSERT_EQ(::stat(path_.c_str(), &before), 0);
+  (*log)->Write("abcde");
+  struct stat after_old;
+  ASSERT_EQ(::stat((path_ + ".1").c_str(), &after_old), 0);
+  EXPECT_EQ(after_old.st_ino, before.st_ino);
+  EXPECT_EQ(ReadFile(path_), "e");
+  EXPECT_TRUE((*log)->status().ok());
 }
 
 TEST_F(ConsoleLogFileTest, UnwritableDirectoryIsAnError) {

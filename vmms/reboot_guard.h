@@ -1,5 +1,5 @@
-#ifndef HVSTACK_VMWP_REBOOT_GUARD_H_
-#define HVSTACK_VMWP_REBOOT_GUARD_H_
+#ifndef HVSTACK_VMMS_REBOOT_GUARD_H_
+#define HVSTACK_VMMS_REBOOT_GUARD_H_
 
 #include <cstdint>
 #include <deque>
@@ -7,12 +7,12 @@
 
 #include "absl/time/time.h"
 
-namespace vmwp {
+namespace vmms {
 
-// Reboot-loop protection for in-place reboots: a guest that resets more than
-// `max_reboots` times within `window` is not restarted again (the worker ends
-// it as crashed, "reboot loop: ..."). Not thread-safe: the worker's run loop
-// owns it.
+// Reboot-loop protection: a guest that resets more than `max_reboots` times
+// within `window` gets no fresh worker (vmms records it Crashed "guest
+// crashed: reboot loop: ..."). Not thread-safe: the VM's supervisor chain
+// (one worker's supervisor at a time) owns it.
 class RebootGuard {
  public:
   static constexpr uint32_t kDefaultMaxReboots = 10;
@@ -33,6 +33,6 @@ class RebootGuard {
   std::deque<absl::Time> recent_;
 };
 
-}  // namespace vmwp
+}  // namespace vmms
 
-#endif  // HVSTACK_VMWP_REBOOT_GUARD_H_
+#endif  // HVSTACK_VMMS_REBOOT_GUARD_H_

@@ -1,8 +1,8 @@
-#include "vmwp/reboot_guard.h"
+#include "vmms/reboot_guard.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace vmwp {
+namespace vmms {
 
 RebootGuard::RebootGuard(uint32_t max_reboots, absl::Duration window)
     : max_reboots_(max_reboots), window_(window) {}
@@ -20,4 +20,4 @@ std::string RebootGuard::Describe() const {
                       ")");
 }
 
-}  // namespace vmwp
+}  // namespace vmms

@@ -1,10 +1,10 @@
-#include "vmwp/reboot_guard.h"
+#include "vmms/reboot_guard.h"
 
 #include <gtest/gtest.h>
 
 #include "absl/time/clock.h"
 
-namespace vmwp {
+namespace vmms {
 namespace {
 
 TEST(RebootGuardTest, AllowsUpToTheLimitWithinTheWindow) {
@@ -31,4 +31,4 @@ TEST(RebootGuardTest, ZeroMeansNoReboots) {
 }
 
 }  // namespace
-}  // namespace vmwp
+}  // namespace vmms
