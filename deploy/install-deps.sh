@@ -12,6 +12,8 @@ PACKAGES=(
   # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
   python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
   sqlite3 lz4 pkg-config
+  # tests/integration/access_test: certificates for the TLS listener.
+  openssl
   # deploy/install_test: systemd-analyze verify, systemd-sysusers, systemd-tmpfiles (--root).
   systemd
   # ACPICA (iasl, acpiexec): vmwp/acpi's tests check the guest's ACPI tables with them.

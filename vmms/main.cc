@@ -57,6 +57,28 @@ int main(int argc, char** argv) {
                "On SIGINT/SIGTERM leave running VMs' workers running for the "
                "next vmms to take over (what vmms.service uses); by default "
                "every worker is stopped first (hard power-off)");
+  app.add_option("--socket-group", options.socket_group,
+                 "Group of the main socket (mode 0660); root and its members "
+                 "may change VMs, others only read (default: hvstack if that "
+                 "group exists, else vmms's own group)");
+  app.add_option("--readonly-socket", options.readonly_socket,
+                 "Also listen on this unix socket (mode 0666) where every "
+                 "change is refused (PERMISSION_DENIED): for monitoring");
+  auto* tls = app.add_option(
+      "--tls-listen", options.tls_listen,
+      "Also listen on host:port with TLS, requiring client certificates "
+      "signed by --tls-client-ca");
+  app.add_option("--tls-cert", options.tls_cert,
+                 "PEM certificate (chain) of this server")
+      ->needs(tls)
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert")
+      ->needs(tls)
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-client-ca", options.tls_client_ca,
+                 "PEM CA certificate(s) that client certificates must chain to")
+      ->needs(tls)
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));

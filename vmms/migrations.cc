@@ -129,6 +129,9 @@ INSERT INTO events_v5 SELECT * FROM events ORDER BY sequence;
 DROP TABLE events;
 ALTER TABLE events_v5 RENAME TO events;
 )sql"},
+    {6, "who asked for each state change", R"sql(
+ALTER TABLE vm_state_history ADD COLUMN peer TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "vmms/server.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/un.h>
@@ -8,7 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "vmms/log_format.h"
 
@@ -26,6 +30,76 @@ absl::StatusOr<std::string> SocketPathFor(const std::string& state_dir) {
   }
   return path;
 }
+
+namespace {
+
+struct SocketGroup {
+  std::optional<gid_t> gid;  // nullopt: leave the process's group.
+  std::string name;
+};
+
+// --socket-group: a group name or number; empty: "hvstack" if it exists.
+absl::StatusOr<SocketGroup> ResolveSocketGroup(const std::string& flag) {
+  const std::string name = flag.empty() ? "hvstack" : flag;
+  std::vector<char> buffer(16384);
+  group entry{};
+  group* found = nullptr;
+  int err =
+      ::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (err == 0 && found != nullptr) return SocketGroup{found->gr_gid, name};
+  gid_t gid = 0;
+  if (!flag.empty() && absl::SimpleAtoi(flag, &gid)) {
+    err = ::getgrgid_r(gid, &entry, buffer.data(), buffer.size(), &found);
+    return SocketGroup{gid, err == 0 && found != nullptr
+                                ? std::string(found->gr_name)
+                                : absl::StrCat(gid)};
+  }
+  if (flag.empty()) {
+    return SocketGroup{std::nullopt,
+                       absl::StrCat(::getgid(), " (no group hvstack)")};
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--socket-group ", flag,
+                   ": no such group; create it (deploy/systemd/hvstack.conf "
+                   "for systemd-sysusers) or name another"));
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag,
+                                    const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  if (!in || content.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " ", path,
+        ": cannot read it (or it is empty): ", std::strerror(errno)));
+  }
+  return content.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert.empty() || options.tls_key.empty() ||
+      options.tls_client_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-listen needs --tls-cert, --tls-key and --tls-client-ca (client "
+        "certificates are required)");
+  }
+  absl::StatusOr<std::string> cert = ReadPem("--tls-cert", options.tls_cert);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("--tls-key", options.tls_key);
+  if (!key.ok()) return key.status();
+  absl::StatusOr<std::string> ca =
+      ReadPem("--tls-client-ca", options.tls_client_ca);
+  if (!ca.ok()) return ca.status();
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = *ca;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
@@ -79,24 +153,61 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   // Before serving: requests see every VM's worker taken over or its end
   // recorded.
   if (absl::Status s = server->workers_->Reattach(); !s.ok()) return s;
-  server->service_ = std::make_unique<VmServiceImpl>(server->store_.get(),
-                                                     server->workers_.get());
 
-  // We hold the directory's lock, so a socket file here is a stale one from a
-  // vmms that died.
-  std::filesystem::remove(*socket_path, ec);
+  absl::StatusOr<SocketGroup> group = ResolveSocketGroup(options.socket_group);
+  if (!group.ok()) return group.status();
+  server->access_ =
+      std::make_unique<AccessControl>(&server->peers_, group->gid, group->name);
+  server->service_ = std::make_unique<VmServiceImpl>(
+      server->store_.get(), server->workers_.get(), server->access_.get());
+
+  // We hold the directory's lock, so a socket file there is a stale one from a
+  // vmms that died; Listen replaces it.
+  UnixSocketOptions main_socket{*socket_path, 0660, group->gid, false};
+  absl::StatusOr<std::unique_ptr<UnixListener>> main_listener =
+      UnixListener::Listen(main_socket, &server->peers_);
+  if (!main_listener.ok()) return main_listener.status();
+  server->listeners_.push_back(*std::move(main_listener));
+  if (!options.readonly_socket.empty()) {
+    absl::StatusOr<std::unique_ptr<UnixListener>> ro = UnixListener::Listen(
+        {options.readonly_socket, 0666, std::nullopt, true}, &server->peers_);
+    if (!ro.ok()) return ro.status();
+    server->listeners_.push_back(*std::move(ro));
+  }
+
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + *socket_path,
-                           grpc::InsecureServerCredentials());
+  if (!options.tls_listen.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> tls =
+        TlsCredentials(options);
+    if (!tls.ok()) return tls.status();
+    builder.AddListeningPort(options.tls_listen, *tls, &server->tls_port_);
+  }
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on unix:", *socket_path));
+  if (server->server_ == nullptr ||
+      (!options.tls_listen.empty() && server->tls_port_ == 0)) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot start the gRPC server",
+        options.tls_listen.empty()
+            ? std::string()
+            : absl::StrCat(" (TLS listener on ", options.tls_listen,
+                           ": is the address valid and the port free?)")));
+  }
+  for (auto& listener : server->listeners_) {
+    listener->Serve(server->server_.get());
   }
   server->socket_path_ = *socket_path;
-  spdlog::info("vmms serving on unix:{} (state in {})", *socket_path,
-               state_dir);
+  spdlog::info(
+      "vmms serving on unix:{} (mode 0660, group {}){}{} (state in {})",
+      *socket_path, group->name,
+      options.readonly_socket.empty()
+          ? std::string()
+          : ", read-only on unix:" + options.readonly_socket,
+      options.tls_listen.empty()
+          ? std::string()
+          : absl::StrCat(", TLS with client certificates on port ",
+                         server->tls_port_),
+      state_dir);
   return server;
 }
 
@@ -106,6 +217,8 @@ Server::~Server() {
 }
 
 void Server::Shutdown() {
+  // No new connections.
+  for (auto& listener : listeners_) listener->Stop();
   // Workers first: that ends StartVm calls waiting for them and console streams
   // following them, so the gRPC shutdown below has nothing long-running left to
   // wait for.

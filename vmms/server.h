@@ -5,10 +5,13 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/scoped_fd.h"
+#include "vmms/access_control.h"
+#include "vmms/unix_listener.h"
 #include "vmms/vm_service.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_manager.h"
@@ -24,6 +27,22 @@ struct ServerOptions {
   absl::Duration stop_grace = absl::Seconds(3);
   // --event-retention: how many events the event log keeps.
   int64_t event_retention = 10000;
+
+  // Access (see access_control.h). The main socket (<state dir>/vmms.sock) is
+  // mode 0660 with group --socket-group: a name or a number; empty means
+  // "hvstack" when that group exists, else the process's own group (root
+  // only, in practice).
+  std::string socket_group;
+  // --readonly-socket: a second unix socket, mode 0666, on which every change
+  // is refused (monitoring). Empty: none.
+  std::string readonly_socket;
+  // --tls-listen host:port with --tls-cert/--tls-key (PEM, this server) and
+  // --tls-client-ca (PEM): a TCP listener that requires client certificates
+  // signed by that CA. Empty: none.
+  std::string tls_listen;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 };
 
 // One vmms instance: the state directory's lock, the store, the worker manager
@@ -45,16 +64,23 @@ class Server {
   void Wait();
 
   const std::string& socket_path() const { return socket_path_; }
+  // The TLS listener's port (resolves port 0), or 0 without one.
+  int tls_port() const { return tls_port_; }
 
  private:
   Server() = default;
 
   base::ScopedFd lock_;
   std::string socket_path_;
+  int tls_port_ = 0;
   std::unique_ptr<VmStore> store_;
   std::unique_ptr<WorkerManager> workers_;
+  UnixPeerTable peers_;
+  std::unique_ptr<AccessControl> access_;
   std::unique_ptr<VmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  // After server_: destroyed (and stopped) before it.
+  std::vector<std::unique_ptr<UnixListener>> listeners_;
 };
 
 // The socket path for `state_dir`, or INVALID_ARGUMENT when it does not fit in

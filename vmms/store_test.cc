@@ -1,7 +1,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "vmms/migrations.h"
+#include "vmms/request_peer.h"
 #include "vmms/sqlite_db.h"
 #include "vmms/test_dir.h"
 #include "vmms/vm_store.h"
@@ -166,6 +169,40 @@ TEST(VmStoreTest, StateChangesAreRecordedWithHistory) {
   EXPECT_EQ((*history)[2].from, hvstack::v1::VM_STATE_STARTING);
   EXPECT_EQ((*history)[2].to, hvstack::v1::VM_STATE_RUNNING);
   EXPECT_EQ((*history)[3].reason, "guest powered off");
+}
+
+TEST(VmStoreTest, RowsCarryThePeerOfTheRequestThatWroteThem) {
+  testing::TestDir dir;
+  auto store = *VmStore::Open(dir.path() + "/vmms.db");
+  {
+    ScopedRequestPeer peer("uid=1000 pid=42 (vmctl)");
+    ASSERT_TRUE(store->Create(NewVm("web1", "u1")).ok());
+    {
+      ScopedRequestPeer inner("uid=0 pid=7 (other)");
+      ASSERT_TRUE(
+          store->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start").ok());
+    }
+    EXPECT_EQ(CurrentRequestPeer(), "uid=1000 pid=42 (vmctl)");
+  }
+  // A thread with no request behind it: vmms's own decision.
+  std::thread([&] {
+    ASSERT_TRUE(
+        store->SetState("u1", hvstack::v1::VM_STATE_OFF, "guest powered off")
+            .ok());
+  }).join();
+  auto history = store->History("u1");
+  ASSERT_TRUE(history.ok());
+  ASSERT_THAT(*history, SizeIs(3));
+  EXPECT_EQ((*history)[0].peer, "uid=1000 pid=42 (vmctl)");
+  EXPECT_EQ((*history)[1].peer, "uid=0 pid=7 (other)");
+  EXPECT_EQ((*history)[2].peer, "");
+  auto events = store->ReadEvents(0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(3));
+  EXPECT_EQ((*events)[0].peer(), "uid=1000 pid=42 (vmctl)");
+  EXPECT_EQ((*events)[1].peer(), "uid=0 pid=7 (other)");
+  EXPECT_EQ((*events)[2].peer(), "");
+  EXPECT_EQ(CurrentRequestPeer(), "");
 }
 
 TEST(VmStoreTest, DeleteCascadesToHistory) {

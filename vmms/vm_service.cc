@@ -9,6 +9,7 @@
 #include "vmms/console_proxy.h"
 #include "vmms/event_stream.h"
 #include "vmms/log_format.h"
+#include "vmms/request_peer.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
 
@@ -32,8 +33,12 @@ grpc::Status Respond(const absl::StatusOr<T>& result, T* response) {
 }  // namespace
 
 grpc::Status VmServiceImpl::CreateVm(
-    grpc::ServerContext*, const hvstack::v1::CreateVmRequest* request,
+    grpc::ServerContext* context, const hvstack::v1::CreateVmRequest* request,
     hvstack::v1::Vm* response) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "CreateVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
   if (absl::Status s = ValidateVmConfig(request->config()); !s.ok())
@@ -65,25 +70,37 @@ grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status VmServiceImpl::StartVm(grpc::ServerContext*,
+grpc::Status VmServiceImpl::StartVm(grpc::ServerContext* context,
                                     const hvstack::v1::StartVmRequest* request,
                                     hvstack::v1::Vm* response) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "StartVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
   return Respond(workers_->Start(request->name()), response);
 }
 
-grpc::Status VmServiceImpl::StopVm(grpc::ServerContext*,
+grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
                                    const hvstack::v1::StopVmRequest* request,
                                    hvstack::v1::Vm* response) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "StopVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
   return Respond(workers_->Stop(request->name()), response);
 }
 
 grpc::Status VmServiceImpl::DeleteVm(
-    grpc::ServerContext*, const hvstack::v1::DeleteVmRequest* request,
+    grpc::ServerContext* context, const hvstack::v1::DeleteVmRequest* request,
     google::protobuf::Empty*) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "DeleteVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
   return ToGrpc(workers_->Delete(request->name()));
@@ -128,6 +145,11 @@ grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
                                           AttachStream* stream) {
   hvstack::v1::AttachConsoleRequest first;
   if (!stream->Read(&first)) return grpc::Status::OK;  // Closed at once.
+  // Input reaches the guest: a change like any other.
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "AttachConsole", first.name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(first.name()); !s.ok()) return ToGrpc(s);
   absl::StatusOr<ConsoleSource> source = workers_->Console(first.name());
   if (!source.ok()) return ToGrpc(source.status());

@@ -2,6 +2,7 @@
 #define HVSTACK_VMMS_VM_SERVICE_H_
 
 #include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "vmms/access_control.h"
 #include "vmms/console_proxy.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_manager.h"
@@ -13,8 +14,10 @@ namespace vmms {
 // carry canonical codes whose messages name the VM, field or state involved.
 class VmServiceImpl final : public hvstack::v1::VmService::Service {
  public:
-  VmServiceImpl(VmStore* store, WorkerManager* workers)
-      : store_(store), workers_(workers) {}
+  // Every request that changes something asks `access` first (see
+  // access_control.h) and writes its rows as that caller (request_peer.h).
+  VmServiceImpl(VmStore* store, WorkerManager* workers, AccessControl* access)
+      : store_(store), workers_(workers), access_(access) {}
 
   grpc::Status CreateVm(grpc::ServerContext* context,
                         const hvstack::v1::CreateVmRequest* request,
@@ -53,6 +56,7 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
   WorkerManager* const workers_;
+  AccessControl* const access_;
 };
 
 }  // namespace vmms

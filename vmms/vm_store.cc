@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "vmms/event_table.h"
 #include "vmms/migrations.h"
+#include "vmms/request_peer.h"
 #include "vmms/state_machine.h"
 
 namespace vmms {
@@ -50,10 +51,11 @@ absl::Status InsertHistory(Database& db, const std::string& uuid,
                            const std::string& reason, int64_t now_us) {
   absl::StatusOr<Statement> stmt = db.Prepare(
       "INSERT INTO vm_state_history (vm_uuid, from_state, to_state, reason, "
-      "time_us) "
-      "VALUES (?, ?, ?, ?, ?)");
+      "time_us, peer) "
+      "VALUES (?, ?, ?, ?, ?, ?)");
   if (!stmt.ok()) return stmt.status();
-  absl::Status s = stmt->BindAll(uuid, "", StateName(to), reason, now_us);
+  absl::Status s = stmt->BindAll(uuid, "", StateName(to), reason, now_us,
+                                 CurrentRequestPeer());
   if (!s.ok()) return s;
   // The creation entry has no previous state: store NULL rather than an
   // invented one.
@@ -147,6 +149,7 @@ absl::StatusOr<uint64_t> VmStore::AddEvent(const Vm& vm,
   event.set_state(vm.state());
   event.set_previous_state(previous);
   event.set_reason(reason);
+  event.set_peer(CurrentRequestPeer());
   return InsertEvent(db_, event, options_.event_retention);
 }
 
@@ -484,7 +487,7 @@ absl::StatusOr<std::vector<StateChange>> VmStore::History(
     const std::string& uuid) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Statement> stmt = db_.Prepare(
-      "SELECT COALESCE(from_state, ''), to_state, reason, time_us FROM "
+      "SELECT COALESCE(from_state, ''), to_state, reason, time_us, peer FROM "
       "vm_state_history "
       "WHERE vm_uuid = ? ORDER BY id");
   if (!stmt.ok()) return stmt.status();
@@ -496,7 +499,8 @@ absl::StatusOr<std::vector<StateChange>> VmStore::History(
     if (!*row) break;
     history.push_back({StateFromName(stmt->ColumnText(0)),
                        StateFromName(stmt->ColumnText(1)), stmt->ColumnText(2),
-                       absl::FromUnixMicros(stmt->ColumnInt64(3))});
+                       absl::FromUnixMicros(stmt->ColumnInt64(3)),
+                       stmt->ColumnText(4)});
   }
   return history;
 }

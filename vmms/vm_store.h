@@ -28,6 +28,8 @@ struct StateChange {
   VmState to;
   std::string reason;
   absl::Time time;
+  // Who asked for it (see request_peer.h); empty for vmms's own decisions.
+  std::string peer;
 };
 
 struct VmStoreOptions {
