@@ -12,6 +12,13 @@ class Serial {
   static constexpr uint16_t kCom1 = 0x3F8;
 
   explicit Serial(uint16_t base = kCom1) : base_(base) {}
+  // A console that hands every character to `put` instead of a UART (lets
+  // guest-library code that prints run in host-side tests).
+  static Serial ToCallback(void (*put)(char)) {
+    Serial s(0);
+    s.put_ = put;
+    return s;
+  }
 
   // 115200 8N1, FIFOs on, interrupts off.
   void Init();
@@ -26,6 +33,7 @@ class Serial {
 
  private:
   uint16_t base_;
+  void (*put_)(char) = nullptr;
 };
 
 }  // namespace unixhv

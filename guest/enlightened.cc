@@ -1,0 +1,131 @@
+// An enlightened UnixHv guest: detects Hyper-V from CPUID, enables the
+// hypercall page, the reference TSC page and the SynIC, connects to VMBus,
+// opens every integration-component channel offered, answers heartbeats,
+// reports intrinsic KVP items, stores what the host sets, prints the first
+// time sample, and powers off (closing its channels and unloading VMBus)
+// when the shutdown IC asks. Every step prints an "enlightened: " line.
+#include "guest/unixhv/cpu.h"
+#include "guest/unixhv/hyperv.h"
+#include "guest/unixhv/ic.h"
+#include "guest/unixhv/pages.h"
+#include "guest/unixhv/unixhv.h"
+#include "guest/unixhv/vmbus.h"
+
+namespace {
+
+constexpr uint8_t kSintVector = 0x50;
+constexpr uint8_t kTimerVector = 0x40;
+
+const unixhv::ic::KvpItem kIntrinsic[] = {
+    {"FullyQualifiedDomainName", "enlightened.unixhv"},
+    {"IntegrationServicesVersion", "1.0.0"},
+    {"OSBuildNumber", "1"},
+    {"OSName", "UnixHv"},
+    {"OSMajorVersion", "1"},
+    {"OSMinorVersion", "0"},
+    {"OSVersion", "1.0"},
+    {"ProcessorArchitecture", "x86_64"},
+};
+
+[[noreturn]] void Fail(unixhv::Serial& con, const char* why) {
+  con.Write("enlightened: FAILED: ");
+  con.Write(why);
+  con.Write("\r\n");
+  unixhv_power_off();
+}
+
+void* Page(unixhv::Serial& con) {
+  void* p = unixhv::AllocPages(1);
+  if (p == nullptr) Fail(con, "out of pages");
+  return p;
+}
+
+}  // namespace
+
+extern "C" void unixhv_main(uint64_t) {
+  unixhv::Serial con;
+  con.Init();
+  con.Write("enlightened: start\r\n");
+
+  const unixhv::hv::Features f = unixhv::hv::Detect();
+  if (!f.present) Fail(con, "no Hyper-V interface in CPUID 0x40000000");
+  con.Write("enlightened: hyper-v detected: version ");
+  con.WriteDec(f.major);
+  con.Write(".");
+  con.WriteDec(f.minor);
+  con.Write(" build ");
+  con.WriteDec(f.build);
+  con.Write(" privileges ");
+  con.WriteHex((uint64_t{f.privileges_high} << 32) | f.privileges_low, 16);
+  con.Write("\r\n");
+  using unixhv::hv::kPrivHypercallMsrs;
+  using unixhv::hv::kPrivPostMessages;
+  using unixhv::hv::kPrivSignalEvents;
+  using unixhv::hv::kPrivSynicRegs;
+  if ((f.privileges_low & (kPrivHypercallMsrs | kPrivSynicRegs)) !=
+          (kPrivHypercallMsrs | kPrivSynicRegs) ||
+      (f.privileges_high & (kPrivPostMessages | kPrivSignalEvents)) !=
+          (kPrivPostMessages | kPrivSignalEvents)) {
+    Fail(con, "the hypervisor lacks hypercalls, SynIC or messages");
+  }
+
+  void* hypercall_page = Page(con);
+  if (!unixhv::hv::EnableHypercalls(hypercall_page)) {
+    Fail(con, "the hypercall page did not enable");
+  }
+  con.Write("enlightened: hypercall page at ");
+  con.WriteHex(reinterpret_cast<uint64_t>(hypercall_page), 8);
+  con.Write("\r\n");
+
+  if ((f.privileges_low & unixhv::hv::kPrivReferenceTsc) != 0 &&
+      unixhv::hv::EnableReferenceTsc(Page(con))) {
+    const uint64_t msr = unixhv::hv::ReadTimeRefCount();
+    const uint64_t page = unixhv::hv::ReadReferenceTime();
+    con.Write("enlightened: reference time: msr ");
+    con.WriteDec(msr);
+    con.Write(" tsc page ");
+    con.WriteDec(page);
+    con.Write("\r\n");
+  }
+
+  void* simp = Page(con);
+  void* siefp = Page(con);
+  unixhv::hv::EnableSynic(simp, siefp, unixhv::vmbus::kMessageSint,
+                          kSintVector);
+  unixhv::vmbus::InstallInterrupts(kSintVector, kTimerVector, 50);
+  con.Write("enlightened: synic enabled (sint 2 -> vector 0x50)\r\n");
+
+  unixhv::vmbus::Client bus;
+  const uint32_t version = bus.Connect();
+  if (version == 0) Fail(con, "no VMBus version accepted");
+  con.Write("enlightened: vmbus version ");
+  con.WriteDec(version >> 16);
+  con.Write(".");
+  con.WriteDec(version & 0xFFFF);
+  con.Write("\r\n");
+  if (!bus.RequestOffers()) Fail(con, "no ALLOFFERS_DELIVERED");
+  con.Write("enlightened: ");
+  con.WriteDec(bus.offer_count());
+  con.Write(" offers\r\n");
+
+  unixhv::ic::Services ics(con, "enlightened: ");
+  ics.set_intrinsic(kIntrinsic, sizeof(kIntrinsic) / sizeof(kIntrinsic[0]));
+  if (ics.OpenAll(bus) == 0) Fail(con, "no IC channel opened");
+  con.Write("enlightened: ready\r\n");
+
+  while (!ics.shutdown_requested()) {
+    bus.Poll();
+    ics.Service();
+    if (ics.shutdown_requested()) break;
+    unixhv::vmbus::WaitForInterrupt();
+  }
+  ics.CloseAll(bus);
+  const bool unloaded = bus.Unload();
+  con.Write(unloaded ? "enlightened: vmbus unloaded\r\n"
+                     : "enlightened: vmbus unload not answered\r\n");
+  if (ics.shutdown_flags() == 2 || ics.shutdown_flags() == 3) {
+    con.Write("enlightened: restarting\r\n");
+    unixhv::Outb(0x64, 0xFE);  // i8042 reset
+  }
+  con.Write("enlightened: powering off\r\n");
+}
