@@ -23,7 +23,7 @@ constexpr uint8_t kTimerVector = 0x40;
 constexpr uint32_t kFailed = 0xC0000001;      // what the host answers
 constexpr uint64_t kOutsideRam = 1ull << 40;  // 1 TiB: no VM here has it
 
-unixhv::Serial con;
+constinit unixhv::Serial con;
 int unexpected = 0;
 
 void Check(const char* what, uint64_t got, uint64_t want) {

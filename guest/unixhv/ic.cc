@@ -19,7 +19,7 @@ constexpr uint32_t kRingPages = 4;
 
 // The largest request is a KVP message: 28 + 7430 bytes, padded.
 constexpr uint32_t kMaxPacket = 8192;
-uint8_t packet[kMaxPacket];
+uint8_t packet[kMaxPacket] __attribute__((aligned(8)));
 
 uint16_t Read16(const uint8_t* p) { return p[0] | (p[1] << 8); }
 uint32_t Read32(const uint8_t* p) {
@@ -94,7 +94,15 @@ uint32_t ToUtf16(const char* s, uint8_t* out, uint32_t capacity) {
 }
 
 void Copy(uint8_t* dst, const uint8_t* src, uint32_t n) {
-  for (uint32_t i = 0; i < n; ++i) dst[i] = src[i];
+  uint32_t i = 0;
+  if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) &
+       7) == 0) {
+    for (; i + 8 <= n; i += 8) {
+      *reinterpret_cast<uint64_t*>(dst + i) =
+          *reinterpret_cast<const uint64_t*>(src + i);
+    }
+  }
+  for (; i < n; ++i) dst[i] = src[i];
 }
 
 }  // namespace
@@ -189,25 +197,31 @@ void Services::CloseAll(vmbus::Client& client) {
 }
 
 void Services::Service() {
-  for (int k = 0; k < kKinds; ++k) {
-    vmbus::Channel& ch = services_[k].channel;
-    // Bounded: a host that floods us cannot keep us here forever.
-    for (int i = 0; i < 32 && ch.open && !ch.broken; ++i) {
+  // One packet per channel per round, so that a long exchange on one (the
+  // host's KVP pool scan is 7.4 KiB each way per item) does not hold up a
+  // heartbeat on another. Bounded: a flooding host cannot keep us here.
+  for (int round = 0; round < 32; ++round) {
+    bool any = false;
+    for (int k = 0; k < kKinds; ++k) {
+      vmbus::Channel& ch = services_[k].channel;
+      if (!ch.open || ch.broken) continue;
       vmbus::PacketDescriptor desc;
       uint32_t len = 0;
       const int r = ch.Receive(&desc, packet, sizeof(packet), &len);
       if (r < 0) {
         Line(services_[k].name);
         con_.Write(": the host wrote a malformed packet; channel stopped\r\n");
-        break;
+        continue;
       }
-      if (r == 0) break;
+      if (r == 0) continue;
+      any = true;
       if (desc.type != vmbus::kPacketDataInband || len < kIcHeadersSize) {
         continue;  // hv_utils ignores these too
       }
       HandlePacket(static_cast<Kind>(k), packet, len);
       ch.Send(vmbus::kPacketDataInband, 0, desc.trans_id, packet, len);
     }
+    if (!any) return;
   }
 }
 

@@ -11,7 +11,7 @@ class Serial {
  public:
   static constexpr uint16_t kCom1 = 0x3F8;
 
-  explicit Serial(uint16_t base = kCom1) : base_(base) {}
+  constexpr explicit Serial(uint16_t base = kCom1) : base_(base) {}
   // A console that hands every character to `put` instead of a UART (lets
   // guest-library code that prints run in host-side tests).
   static Serial ToCallback(void (*put)(char)) {

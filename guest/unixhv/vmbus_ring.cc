@@ -12,20 +12,39 @@ void Ring::Init(void* base, size_t pages) {
   header_->feature_bits = 1;
 }
 
-void Ring::CopyIn(uint32_t at, const void* src, uint32_t n) {
-  const uint8_t* s = static_cast<const uint8_t*>(src);
-  for (uint32_t i = 0; i < n; ++i) {
-    data_[at] = s[i];
-    if (++at == size_) at = 0;
+namespace {
+
+// Copies with 8-byte words where both sides allow it: ring offsets and
+// packet starts are multiples of 8, and at ~0.6 us per emulated guest
+// instruction a byte loop over a 7.5 KiB KVP message costs tens of ms.
+void CopyBytes(uint8_t* dst, const uint8_t* src, uint32_t n) {
+  if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) &
+       7) == 0) {
+    auto* d = reinterpret_cast<uint64_t*>(dst);
+    auto* s = reinterpret_cast<const uint64_t*>(src);
+    const uint32_t words = n / 8;
+    for (uint32_t i = 0; i < words; ++i) d[i] = s[i];
+    dst += words * 8;
+    src += words * 8;
+    n -= words * 8;
   }
+  for (uint32_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+}  // namespace
+
+void Ring::CopyIn(uint32_t at, const void* src, uint32_t n) {
+  const auto* s = static_cast<const uint8_t*>(src);
+  const uint32_t first = n < size_ - at ? n : size_ - at;
+  CopyBytes(data_ + at, s, first);
+  CopyBytes(data_, s + first, n - first);
 }
 
 void Ring::CopyOut(uint32_t at, void* dst, uint32_t n) const {
-  uint8_t* d = static_cast<uint8_t*>(dst);
-  for (uint32_t i = 0; i < n; ++i) {
-    d[i] = data_[at];
-    if (++at == size_) at = 0;
-  }
+  auto* d = static_cast<uint8_t*>(dst);
+  const uint32_t first = n < size_ - at ? n : size_ - at;
+  CopyBytes(d, data_ + at, first);
+  CopyBytes(d + first, data_, n - first);
 }
 
 uint32_t Ring::Avail(uint32_t read, uint32_t write) const {
