@@ -215,6 +215,13 @@ class Partition {
   hvcore::hyperv::HvPartition* hyperv() {
     return synthetic_ != nullptr ? &synthetic_->hv() : nullptr;
   }
+  // The partition's reference time now (100 ns since creation, what the
+  // guest reads from TIME_REF_COUNT); 0 if not enlightened. Any thread.
+  uint64_t ReferenceTime() {
+    return synthetic_ != nullptr
+               ? synthetic_->hv().clock().At(synthetic_->ReadGuestTsc())
+               : 0;
+  }
 
   // Lower layers, for what the facade does not cover yet (e.g. debugging
   // registers). Replaced by Reset(): do not keep references across it.

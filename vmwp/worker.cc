@@ -16,6 +16,8 @@
 #include <optional>
 #include <string_view>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -34,6 +36,7 @@
 #include "vmwp/loader/kernel_image.h"
 #include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
+#include "vmwp/vmbus_host.h"
 
 namespace vmwp {
 namespace {
@@ -163,10 +166,44 @@ class ConsoleInputRouter {
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// What an enlightened guest reports through the Hyper-V crash MSRs (Linux:
+// on panic, with the tail of its log). Logged escaped: the message is guest
+// bytes.
+class GuestCrashLogger final : public hvcore::hyperv::GuestCrashHandler {
+ public:
+  void OnGuestCrash(const hvcore::hyperv::GuestCrashReport& r) override {
+    spdlog::error(
+        "guest reported a crash on vp{}: P0-P4 0x{:x} 0x{:x} 0x{:x} 0x{:x} "
+        "0x{:x}{}{}",
+        r.vp_index, r.params[0], r.params[1], r.params[2], r.params[3],
+        r.params[4], r.message.empty() ? "" : ": ",
+        absl::CHexEscape(r.message));
+  }
+};
+
+// The reason of the last shutdown the guest acknowledged through the shutdown
+// IC: the power-off that follows is "guest shut down: <reason>".
+class ShutdownRecord {
+ public:
+  void Set(std::string reason) {
+    absl::MutexLock lock(&mu_);
+    reason_ = std::move(reason);
+  }
+  std::optional<std::string> Take() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(reason_, std::nullopt);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::optional<std::string> reason_ ABSL_GUARDED_BY(mu_);
+};
+
 // The VM's one boot in this worker: a partition and the devices it dispatches
 // to (a guest reset ends the worker; vmms starts the next one). Members are
-// destroyed in reverse order: the partition first (no VP thread dispatches to a
-// device any more), then the devices.
+// destroyed in reverse order: VMBus first (while the partition's SynIC and the
+// memory it uses still exist; the VPs have stopped), then the partition (no VP
+// thread dispatches to a device any more), then the devices.
 struct Boot {
   std::unique_ptr<Uart16550> com1;
   std::unique_ptr<I8042> i8042;
@@ -174,6 +211,8 @@ struct Boot {
   std::unique_ptr<AcpiPm1Event> pm1_event;
   std::unique_ptr<AcpiPowerPort> power;
   std::unique_ptr<vid::Partition> partition;
+  // Enlightened VMs only.
+  std::unique_ptr<VmbusHost> vmbus;
 };
 
 // What lives as long as the worker: KVM, the console (ring + log), the
@@ -188,6 +227,11 @@ struct Vm {
   RunControl control;
   WorkerEventLog events;
   std::optional<CmosRtc::Persistent> rtc_state;
+  GuestCrashLogger crash_logger;
+  ShutdownRecord shutdown;
+  // The service's way to the current boot's VMBus; detached before a boot is
+  // destroyed.
+  IntegrationControl integration;
   std::unique_ptr<Boot> boot;
   std::unique_ptr<WorkerServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -212,15 +256,18 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
                                                 Vm& vm) {
   auto boot = std::make_unique<Boot>();
   absl::StatusOr<std::unique_ptr<vid::Partition>> partition =
-      vid::Partition::Create(
-          {.vcpus = config.vcpus(), .memory_bytes = config.memory_mib() << 20},
-          *vm.kvm);
+      vid::Partition::Create({.vcpus = config.vcpus(),
+                              .memory_bytes = config.memory_mib() << 20,
+                              .enlightened = config.enlightened(),
+                              .crash_handler = &vm.crash_logger},
+                             *vm.kvm);
   if (!partition.ok())
     return Annotate(partition.status(), "cannot create the partition");
   boot->partition = *std::move(partition);
   vid::Partition* p = boot->partition.get();
-  spdlog::info("partition: {} VP(s), {} MiB", p->vp_count(),
-               config.memory_mib());
+  spdlog::info(
+      "partition: {} VP(s), {} MiB{}", p->vp_count(), config.memory_mib(),
+      config.enlightened() ? ", enlightened (Hyper-V interface, VMBus)" : "");
 
   // Interrupt lines (ISA IRQs = GSIs 0-15 through the in-kernel PIC and
   // IOAPIC). vid logs ioctl failures, rate-limited; a device cannot do better.
@@ -271,7 +318,19 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
     if (!s.ok()) return s;
   }
   if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
+  if (config.enlightened()) {
+    absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus =
+        VmbusHost::Create(*p, {});
+    if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
+    boot->vmbus = *std::move(vmbus);
+  }
   return boot;
+}
+
+// What the current boot's VMBus and synthetic interface did, for the log.
+void LogBootEnd(Boot& boot) {
+  if (hvcore::hyperv::HvPartition* hv = boot.partition->hyperv())
+    spdlog::info("hyperv: {}", hv->stats().ToString());
 }
 
 absl::Status Compose(const WorkerConfig& config, Vm& vm,
@@ -311,8 +370,11 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
   vm.boot = *std::move(boot);
   vm.input.Attach(vm.boot->com1.get());
   vm.control.SetPartition(vm.boot->partition.get());
+  vm.integration.Attach(vm.boot->vmbus.get());
 
   RunControl* control = &vm.control;
+  IntegrationControl* integration = &vm.integration;
+  ShutdownRecord* shutdown = &vm.shutdown;
   vm.service = std::make_unique<WorkerServiceImpl>(
       config.vm_uuid(), &vm.console->ring(),
       WorkerServiceImpl::Hooks{
@@ -327,6 +389,54 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
           // A worker lives for one boot; vmms counts the reboots.
           .reboot_count = [] { return 0u; },
           .console_input_dropped = [&vm] { return vm.input.dropped(); },
+          .integration = [integration] { return integration->Status(); },
+          .shutdown_guest =
+              [integration, shutdown](bool reboot, const std::string& reason) {
+                spdlog::info("guest {} requested over WorkerService: {}",
+                             reboot ? "restart" : "shutdown", reason);
+                absl::Status s = integration->With([&](VmbusHost& host) {
+                  return host.ShutdownGuest(reboot, reason);
+                });
+                if (s.ok() && !reboot) shutdown->Set(reason);
+                if (!s.ok() &&
+                    s.code() == absl::StatusCode::kFailedPrecondition &&
+                    absl::StrContains(s.message(), "has no VMBus")) {
+                  return absl::FailedPreconditionError(
+                      "guest offers no shutdown channel (the VM has no "
+                      "VMBus); stop the VM instead");
+                }
+                return s;
+              },
+          .kvp_get = [integration](uint32_t pool, const std::string& key)
+              -> absl::StatusOr<std::string> {
+            std::string value;
+            absl::Status s = integration->With([&](VmbusHost& host) {
+              absl::StatusOr<std::string> v = host.GetKvp(pool, key);
+              if (v.ok()) value = *v;
+              return v.status();
+            });
+            if (!s.ok()) return s;
+            return value;
+          },
+          .kvp_set =
+              [integration](uint32_t pool, const std::string& key,
+                            const std::string& value) {
+                return integration->With([&](VmbusHost& host) {
+                  return host.SetKvp(pool, key, value);
+                });
+              },
+          .kvp_list = [integration](uint32_t pool)
+              -> absl::StatusOr<std::map<std::string, std::string>> {
+            std::map<std::string, std::string> items;
+            absl::Status s = integration->With([&](VmbusHost& host) {
+              absl::StatusOr<std::map<std::string, std::string>> v =
+                  host.ListKvp(pool);
+              if (v.ok()) items = *std::move(v);
+              return v.status();
+            });
+            if (!s.ok()) return s;
+            return items;
+          },
       },
       &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
@@ -405,6 +515,7 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
   uint64_t exits = 0;
   for (const vid::VpStats& s : vm.boot->partition->GetVpStats())
     exits += s.total_exits;
+  LogBootEnd(*vm.boot);
   if (outcome.ok() && RunControl::IsReboot(*outcome)) {
     if (std::optional<std::string> stop = vm.control.stop_reason()) {
       outcome = vid::RunOutcome{vid::RunOutcome::Kind::kStopped, *stop};
@@ -413,6 +524,12 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
   vm.running.store(false);
   signals->ClearHandler();
   vm.control.SetPartition(nullptr);
+  vm.integration.Detach();
+  if (std::optional<std::string> reason = vm.shutdown.Take();
+      reason.has_value() && outcome.ok() &&
+      outcome->kind == vid::RunOutcome::Kind::kPowerOff) {
+    outcome->detail = absl::StrCat("guest shut down: ", *reason);
+  }
 
   spdlog::info("VPs stopped; closing console streams and WorkerService");
   // End console and event streams (followers get the last output and a clean

@@ -53,6 +53,8 @@ absl::StatusOr<BootImage> BootGuest(
   spec.initrd_path = config.initrd_path();
   spec.cmdline = config.cmdline();
   spec.acpi.vcpu_count = partition.vp_count();
+  // Enlightened: the VMBus root device, so that Linux's hv_vmbus probes.
+  if (partition.hyperv() != nullptr) spec.acpi.vmbus = acpi::VmbusAcpiDevice{};
   spec.use_pvh_entry = PartitionSupportsPvhEntry();
   absl::StatusOr<BootImage> image = LoadBootImage(spec, partition.memory());
   if (!image.ok()) return image.status();

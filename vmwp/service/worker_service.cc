@@ -51,6 +51,64 @@ grpc::Status WorkerServiceImpl::GetStatus(
   if (hooks_.reboot_count) response->set_reboot_count(hooks_.reboot_count());
   if (hooks_.console_input_dropped)
     response->set_console_input_dropped(hooks_.console_input_dropped());
+  if (hooks_.integration)
+    *response->mutable_integration() = hooks_.integration();
+  return grpc::Status::OK;
+}
+
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+const grpc::Status kNotEnlightened(
+    grpc::StatusCode::FAILED_PRECONDITION,
+    "the VM is not enlightened: it has no VMBus or integration components");
+
+}  // namespace
+
+grpc::Status WorkerServiceImpl::ShutdownGuest(
+    grpc::ServerContext*,
+    const hvstack::internal::ShutdownGuestRequest* request,
+    hvstack::internal::ShutdownGuestResponse*) {
+  if (!hooks_.shutdown_guest) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "guest offers no shutdown channel (the VM is not "
+                        "enlightened); stop the VM instead");
+  }
+  return ToGrpc(hooks_.shutdown_guest(request->reboot(), request->reason()));
+}
+
+grpc::Status WorkerServiceImpl::GetKvp(
+    grpc::ServerContext*, const hvstack::internal::KvpGetRequest* request,
+    hvstack::internal::KvpGetResponse* response) {
+  if (!hooks_.kvp_get) return kNotEnlightened;
+  absl::StatusOr<std::string> v =
+      hooks_.kvp_get(request->pool(), request->key());
+  if (!v.ok()) return ToGrpc(v.status());
+  response->set_value(*v);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::SetKvp(
+    grpc::ServerContext*, const hvstack::internal::KvpSetRequest* request,
+    hvstack::internal::KvpSetResponse*) {
+  if (!hooks_.kvp_set) return kNotEnlightened;
+  return ToGrpc(
+      hooks_.kvp_set(request->pool(), request->key(), request->value()));
+}
+
+grpc::Status WorkerServiceImpl::ListKvp(
+    grpc::ServerContext*, const hvstack::internal::KvpListRequest* request,
+    hvstack::internal::KvpListResponse* response) {
+  if (!hooks_.kvp_list) return kNotEnlightened;
+  absl::StatusOr<std::map<std::string, std::string>> items =
+      hooks_.kvp_list(request->pool());
+  if (!items.ok()) return ToGrpc(items.status());
+  for (const auto& [k, v] : *items) (*response->mutable_items())[k] = v;
   return grpc::Status::OK;
 }
 

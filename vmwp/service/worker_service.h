@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +38,20 @@ class WorkerServiceImpl final
     // For GetStatus.
     std::function<uint32_t()> reboot_count;
     std::function<uint64_t()> console_input_dropped;
+    // Enlightened VMs (vmwp/vmbus_host.h); unset: FailedPrecondition / an
+    // empty integration status. Each may wait for the guest's answer.
+    std::function<hvstack::internal::GuestIntegration()> integration;
+    std::function<absl::Status(bool reboot, const std::string& reason)>
+        shutdown_guest;
+    std::function<absl::StatusOr<std::string>(uint32_t pool,
+                                              const std::string& key)>
+        kvp_get;
+    std::function<absl::Status(uint32_t pool, const std::string& key,
+                               const std::string& value)>
+        kvp_set;
+    std::function<absl::StatusOr<std::map<std::string, std::string>>(
+        uint32_t pool)>
+        kvp_list;
   };
 
   // How long a following stream waits before re-checking for cancellation.
@@ -71,6 +86,20 @@ class WorkerServiceImpl final
       grpc::ServerContext* context,
       const hvstack::internal::WatchEventsRequest* request,
       grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override;
+
+  grpc::Status ShutdownGuest(
+      grpc::ServerContext* context,
+      const hvstack::internal::ShutdownGuestRequest* request,
+      hvstack::internal::ShutdownGuestResponse* response) override;
+  grpc::Status GetKvp(grpc::ServerContext* context,
+                      const hvstack::internal::KvpGetRequest* request,
+                      hvstack::internal::KvpGetResponse* response) override;
+  grpc::Status SetKvp(grpc::ServerContext* context,
+                      const hvstack::internal::KvpSetRequest* request,
+                      hvstack::internal::KvpSetResponse* response) override;
+  grpc::Status ListKvp(grpc::ServerContext* context,
+                       const hvstack::internal::KvpListRequest* request,
+                       hvstack::internal::KvpListResponse* response) override;
 
   // Waits until no StreamConsole or WatchEvents call is running (they end
   // once the ring and the event log are closed), at most `timeout`. Returns

@@ -38,6 +38,8 @@ class HeartbeatMonitor {
 
   HeartbeatStatus Status(absl::Time now) const;
   uint64_t last_sequence() const { return last_sequence_; }
+  // When the guest last answered (InfinitePast: never).
+  absl::Time last_answer() const { return last_answer_; }
 
  private:
   Options options_;

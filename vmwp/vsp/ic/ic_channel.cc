@@ -24,6 +24,11 @@ bool IcChannel::negotiated() const {
   return negotiated_;
 }
 
+bool IcChannel::open() const {
+  absl::MutexLock lock(&mu_);
+  return endpoint_ != nullptr;
+}
+
 IcVersions IcChannel::versions() const {
   absl::MutexLock lock(&mu_);
   return versions_;

@@ -28,6 +28,8 @@ class IcChannel : public vmbus::Vsp {
 
   const std::string& name() const { return name_; }
   bool negotiated() const;
+  // The guest has the channel open (negotiated or not yet).
+  bool open() const;
   IcVersions versions() const;
 
   // vmbus::Vsp.

@@ -34,6 +34,11 @@ uint64_t HeartbeatIc::sequence() const {
   return monitor_.last_sequence();
 }
 
+absl::Time HeartbeatIc::last_answer() const {
+  absl::MutexLock lock(&mu_);
+  return monitor_.last_answer();
+}
+
 void HeartbeatIc::OnServiceResponse(std::span<const uint8_t> bytes) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = monitor_.OnResponse(bytes, clock_()); !s.ok()) {
@@ -139,6 +144,11 @@ bool KvpIc::busy() const {
   return exchange_.busy();
 }
 
+bool KvpIc::idle() const {
+  absl::MutexLock lock(&mu_);
+  return exchange_.idle();
+}
+
 void KvpIc::OnNegotiated(const IcVersions& versions) {
   absl::MutexLock lock(&mu_);
   exchange_.ScanPool(KvpPool::kAuto);
@@ -160,6 +170,7 @@ void KvpIc::OnServiceResponse(std::span<const uint8_t> bytes) {
 void KvpIc::OnChannelClosed() {
   absl::MutexLock lock(&mu_);
   exchange_.Reset();
+  exchange_.DropQueued();
 }
 
 }  // namespace vsp::ic

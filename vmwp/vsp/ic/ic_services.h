@@ -29,6 +29,7 @@ class HeartbeatIc final : public IcChannel {
   absl::Status Tick();
   HeartbeatStatus status() const;
   uint64_t sequence() const;
+  absl::Time last_answer() const;
 
  private:
   void OnServiceResponse(std::span<const uint8_t> bytes) override;
@@ -87,6 +88,9 @@ class KvpIc final : public IcChannel {
   // What is known of a guest pool (from scans, GETs and acknowledged SETs).
   std::map<std::string, std::string> pool(KvpPool pool) const;
   bool busy() const;
+  // Nothing queued or outstanding: every request and scan got its answer
+  // (or was dropped with the channel).
+  bool idle() const;
 
  private:
   // On negotiation: scan the guest's intrinsic items.

@@ -129,6 +129,7 @@ absl::StatusOr<KvpResult> ParseKvpResponse(std::span<const uint8_t> bytes) {
 }
 
 void KvpExchange::ScanPool(KvpPool pool) {
+  pools_[static_cast<int>(pool)].clear();
   KvpRequest r;
   r.op = KvpOperation::kEnumerate;
   r.pool = pool;
@@ -193,6 +194,8 @@ absl::StatusOr<KvpResult> KvpExchange::OnResponse(
       default:
         break;
     }
+  } else if (request.op == KvpOperation::kGet) {
+    pool.erase(request.key);  // the guest no longer has it
   }
   return result;
 }

@@ -69,6 +69,8 @@ class KvpExchange {
   static constexpr uint32_t kMaxEnumerateIndex = 1024;
 
   void Enqueue(KvpRequest request) { queue_.push_back(std::move(request)); }
+  // Enumerates `pool` from index 0; what was known of the pool is forgotten
+  // (items the guest removed must not linger).
   void ScanPool(KvpPool pool);
 
   // The next request to send, if none is outstanding.
@@ -79,8 +81,11 @@ class KvpExchange {
   absl::StatusOr<KvpResult> OnResponse(std::span<const uint8_t> bytes);
   // The channel closed: the outstanding request is lost.
   void Reset() { outstanding_.reset(); }
+  // Forgets queued requests (the channel closed; nobody will answer them).
+  void DropQueued() { queue_.clear(); }
 
   bool busy() const { return outstanding_.has_value(); }
+  bool idle() const { return queue_.empty() && !outstanding_.has_value(); }
   const std::map<std::string, std::string>& pool(KvpPool pool) const {
     return pools_[static_cast<int>(pool)];
   }

@@ -1,0 +1,300 @@
+#include "vmwp/vmbus_host.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "spdlog/spdlog.h"
+#include "vmwp/vsp/ic/ic_messages.h"
+
+namespace vmwp {
+namespace {
+
+using hvstack::internal::GuestIntegration;
+
+constexpr absl::Duration kPollInterval = absl::Milliseconds(5);
+constexpr uint32_t kMaxKvpPool = 4;
+
+// Instance GUIDs of our IC channels: fixed, like the ones Hyper-V gives
+// every VM ("hvst" "ac" "k" + the IC's number).
+vmbus::Guid Instance(uint8_t n) {
+  return vmbus::Guid::FromFields(0x68767374, 0x6163, 0x6b00 | n,
+                                 {0x80, 0, 0, 0, 0, 0, 0, n});
+}
+
+GuestIntegration::Heartbeat ToProto(vsp::ic::HeartbeatStatus s) {
+  switch (s) {
+    case vsp::ic::HeartbeatStatus::kNoContact:
+      return GuestIntegration::HEARTBEAT_NO_CONTACT;
+    case vsp::ic::HeartbeatStatus::kOk:
+      return GuestIntegration::HEARTBEAT_OK;
+    case vsp::ic::HeartbeatStatus::kLost:
+      return GuestIntegration::HEARTBEAT_LOST;
+  }
+  return GuestIntegration::HEARTBEAT_UNSPECIFIED;
+}
+
+}  // namespace
+
+VmbusHost::VmbusHost(vid::Partition& partition, Options options)
+    : partition_(partition),
+      hv_(*partition.hyperv()),
+      options_(std::move(options)),
+      pages_(partition.memory()),
+      synic_port_(hv_),
+      heartbeat_(Instance(1), {.interval = options_.heartbeat_interval,
+                               .lost_after = options_.heartbeat_lost_after}),
+      shutdown_(Instance(2)),
+      timesync_(Instance(3),
+                [&partition] { return partition.ReferenceTime(); }),
+      kvp_(Instance(4)),
+      server_(pages_, synic_port_, {.vp_count = partition.vp_count()}) {}
+
+absl::StatusOr<std::unique_ptr<VmbusHost>> VmbusHost::Create(
+    vid::Partition& partition, Options options) {
+  if (partition.hyperv() == nullptr) {
+    return absl::FailedPreconditionError(
+        "VMBus needs an enlightened partition (the Hyper-V SynIC)");
+  }
+  std::unique_ptr<VmbusHost> host(new VmbusHost(partition, std::move(options)));
+  if (absl::Status s = host->Start(); !s.ok()) return s;
+  return host;
+}
+
+absl::Status VmbusHost::Start() {
+  if (absl::Status s =
+          vmbus::RegisterVmbusMessagePorts(hv_.connections(), server_);
+      !s.ok()) {
+    return s;
+  }
+  for (vmbus::Vsp* vsp : std::initializer_list<vmbus::Vsp*>{
+           &heartbeat_, &shutdown_, &timesync_, &kvp_}) {
+    absl::StatusOr<uint32_t> relid = server_.AddVsp(vsp);
+    if (!relid.ok()) return relid.status();
+    if (absl::Status s =
+            vmbus::RegisterChannelEventPort(hv_.connections(), server_, *relid);
+        !s.ok()) {
+      return s;
+    }
+  }
+  timer_ = std::thread([this] { TimerLoop(); });
+  return absl::OkStatus();
+}
+
+VmbusHost::~VmbusHost() { Close(); }
+
+void VmbusHost::Close() {
+  if (!closed_.HasBeenNotified()) closed_.Notify();
+  if (timer_.joinable()) timer_.join();
+}
+
+void VmbusHost::TimerLoop() {
+  if (options_.on_thread_start) options_.on_thread_start();
+  // Tick often enough that a heartbeat goes out within a few ms of being due;
+  // HeartbeatMonitor decides when one is.
+  const absl::Duration tick =
+      std::min(options_.heartbeat_interval / 4, absl::Milliseconds(250));
+  uint32_t errors = 0;
+  while (!closed_.WaitForNotificationWithTimeout(tick)) {
+    if (absl::Status s = heartbeat_.Tick(); !s.ok() && errors++ < 8) {
+      spdlog::warn("vmbus: heartbeat: {}", s.ToString());
+    }
+  }
+}
+
+bool VmbusHost::WaitFor(const std::function<bool()>& done) {
+  const absl::Time deadline = absl::Now() + kGuestAnswerTimeout;
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    if (closed_.WaitForNotificationWithTimeout(kPollInterval)) return done();
+  }
+  return true;
+}
+
+GuestIntegration VmbusHost::Status() const {
+  GuestIntegration out;
+  out.set_enlightened(true);
+  out.set_vmbus_version(server_.version());
+  out.set_heartbeat(ToProto(heartbeat_.status()));
+  out.set_heartbeat_sequence(heartbeat_.sequence());
+  if (const absl::Time t = heartbeat_.last_answer(); t != absl::InfinitePast())
+    out.set_last_heartbeat_us(absl::ToUnixMicros(t));
+  for (const vsp::ic::IcChannel* ic :
+       std::initializer_list<const vsp::ic::IcChannel*>{&heartbeat_, &shutdown_,
+                                                        &timesync_, &kvp_}) {
+    hvstack::internal::IcChannelStatus* c = out.add_channels();
+    c->set_name(ic->name());
+    c->set_negotiated(ic->negotiated());
+    c->set_open(ic->open());
+  }
+  for (const auto& [k, v] : kvp_.pool(vsp::ic::KvpPool::kAuto))
+    (*out.mutable_intrinsic())[k] = v;
+  out.set_time_samples_answered(timesync_.answered());
+  return out;
+}
+
+absl::Status VmbusHost::ShutdownGuest(bool reboot, const std::string& reason) {
+  absl::MutexLock lock(&call_mu_);
+  if (!shutdown_.negotiated()) {
+    return absl::FailedPreconditionError(
+        "guest offers no shutdown channel (it has not opened the shutdown "
+        "integration component); stop the VM instead");
+  }
+  vsp::ic::ShutdownRequest request;
+  request.kind = reboot ? vsp::ic::ShutdownKind::kRestart
+                        : vsp::ic::ShutdownKind::kShutdown;
+  request.message = reason;
+  if (absl::Status s = shutdown_.Request(request); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("cannot send the shutdown "
+                                               "request to the guest: ",
+                                               s.message()));
+  }
+  if (!WaitFor([this] { return shutdown_.last_result().has_value(); })) {
+    return closed_.HasBeenNotified()
+               ? absl::UnavailableError(
+                     "the VM stopped before the guest "
+                     "answered the shutdown request")
+               : absl::DeadlineExceededError(absl::StrCat(
+                     "the guest did not answer the shutdown request within ",
+                     absl::FormatDuration(kGuestAnswerTimeout),
+                     "; stop the VM instead"));
+  }
+  absl::Status result = *shutdown_.last_result();
+  if (!result.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the guest refused to shut down: ", result.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VmbusHost::CheckKvp(uint32_t pool) const {
+  if (pool > kMaxKvpPool) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KVP pool ", pool, " does not exist (0-4)"));
+  }
+  if (!kvp_.negotiated()) {
+    return absl::FailedPreconditionError(
+        "the guest has no KVP channel open (no key-value exchange service "
+        "running in the guest)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> VmbusHost::GetKvp(uint32_t pool,
+                                              const std::string& key) {
+  absl::MutexLock lock(&call_mu_);
+  if (absl::Status s = CheckKvp(pool); !s.ok()) return s;
+  vsp::ic::KvpRequest request{.op = vsp::ic::KvpOperation::kGet,
+                              .pool = static_cast<vsp::ic::KvpPool>(pool),
+                              .key = key};
+  if (absl::Status s = kvp_.Enqueue(std::move(request)); !s.ok()) return s;
+  if (!WaitFor([this] { return kvp_.idle(); })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the guest did not answer the KVP get of \"", key, "\""));
+  }
+  std::map<std::string, std::string> items =
+      kvp_.pool(static_cast<vsp::ic::KvpPool>(pool));
+  auto it = items.find(key);
+  if (it == items.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("the guest has no key \"", key, "\" in KVP pool ", pool));
+  }
+  return it->second;
+}
+
+absl::Status VmbusHost::SetKvp(uint32_t pool, const std::string& key,
+                               const std::string& value) {
+  absl::MutexLock lock(&call_mu_);
+  if (absl::Status s = CheckKvp(pool); !s.ok()) return s;
+  vsp::ic::KvpRequest request{.op = vsp::ic::KvpOperation::kSet,
+                              .pool = static_cast<vsp::ic::KvpPool>(pool),
+                              .key = key,
+                              .value = value};
+  if (absl::Status s = kvp_.Enqueue(std::move(request)); !s.ok()) return s;
+  if (!WaitFor([this] { return kvp_.idle(); })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the guest did not answer the KVP set of \"", key, "\""));
+  }
+  std::map<std::string, std::string> items =
+      kvp_.pool(static_cast<vsp::ic::KvpPool>(pool));
+  auto it = items.find(key);
+  if (it == items.end() || it->second != value) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the guest refused to set \"", key, "\" in KVP pool ", pool));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> VmbusHost::ListKvp(
+    uint32_t pool) {
+  absl::MutexLock lock(&call_mu_);
+  if (absl::Status s = CheckKvp(pool); !s.ok()) return s;
+  const auto p = static_cast<vsp::ic::KvpPool>(pool);
+  if (absl::Status s = kvp_.ScanPool(p); !s.ok()) return s;
+  if (!WaitFor([this] { return kvp_.idle(); })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the guest did not finish listing KVP pool ", pool));
+  }
+  return kvp_.pool(p);
+}
+
+void VmbusHost::OnResume() {
+  if (!timesync_.negotiated()) return;
+  if (absl::Status s = timesync_.SendSample(vsp::ic::kTimeSyncFlagSync);
+      !s.ok()) {
+    spdlog::warn("vmbus: time sync after resume: {}", s.ToString());
+  }
+}
+
+// ------------------------------------------------------ IntegrationControl
+
+void IntegrationControl::Attach(VmbusHost* host) {
+  absl::MutexLock lock(&mu_);
+  host_ = host;
+}
+
+void IntegrationControl::Detach() {
+  absl::MutexLock lock(&mu_);
+  if (host_ == nullptr) return;
+  host_->Close();
+  host_ = nullptr;
+  mu_.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &in_flight_));
+}
+
+absl::Status IntegrationControl::With(
+    const std::function<absl::Status(VmbusHost&)>& fn) {
+  VmbusHost* host;
+  {
+    absl::MutexLock lock(&mu_);
+    if (host_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "the VM has no VMBus (it is not enlightened, or it is between two "
+          "boots)");
+    }
+    host = host_;
+    ++in_flight_;
+  }
+  absl::Status s = fn(*host);
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+  return s;
+}
+
+hvstack::internal::GuestIntegration IntegrationControl::Status() {
+  hvstack::internal::GuestIntegration out;
+  (void)With([&out](VmbusHost& host) {
+    out = host.Status();
+    return absl::OkStatus();
+  });
+  return out;
+}
+
+void IntegrationControl::OnResume() {
+  (void)With([](VmbusHost& host) {
+    host.OnResume();
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace vmwp

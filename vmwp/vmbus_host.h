@@ -1,0 +1,122 @@
+#ifndef HVSTACK_VMWP_VMBUS_HOST_H_
+#define HVSTACK_VMWP_VMBUS_HOST_H_
+
+// The enlightened half of a VM: the VMBus server on the partition's SynIC and
+// the four integration components (heartbeat, shutdown, time sync, KVP), with
+// the heartbeat's timer thread. One per boot, created after the partition
+// (which must be enlightened) and destroyed before it; the worker's service
+// reaches it through IntegrationControl.
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "proto/hvstack/internal/worker.pb.h"
+#include "vid/partition.h"
+#include "vmwp/vmbus/hvcore_bridge.h"
+#include "vmwp/vmbus/server.h"
+#include "vmwp/vmbus/vid_guest_pages.h"
+#include "vmwp/vsp/ic/ic_services.h"
+
+namespace vmwp {
+
+class VmbusHost {
+ public:
+  struct Options {
+    absl::Duration heartbeat_interval = absl::Seconds(1);
+    absl::Duration heartbeat_lost_after = absl::Seconds(5);
+    // Run first on the heartbeat timer thread (the sandbox installs its
+    // device-thread seccomp filter here). May be empty.
+    std::function<void()> on_thread_start;
+  };
+
+  // How long ShutdownGuest and the KVP calls wait for the guest's answer.
+  static constexpr absl::Duration kGuestAnswerTimeout = absl::Seconds(10);
+
+  // FailedPrecondition if `partition` is not enlightened. Starts the timer
+  // thread.
+  static absl::StatusOr<std::unique_ptr<VmbusHost>> Create(
+      vid::Partition& partition, Options options);
+  ~VmbusHost();
+  VmbusHost(const VmbusHost&) = delete;
+  VmbusHost& operator=(const VmbusHost&) = delete;
+
+  // Stops the timer thread and makes every waiting or later call return
+  // Unavailable at once. Call once the VPs have stopped (nothing will answer
+  // any more); idempotent.
+  void Close();
+
+  hvstack::internal::GuestIntegration Status() const;
+
+  // The shutdown IC: see WorkerService.ShutdownGuest for the contract.
+  absl::Status ShutdownGuest(bool reboot, const std::string& reason);
+  // KVP; `pool` is hv_kvp's pool number (0-4).
+  absl::StatusOr<std::string> GetKvp(uint32_t pool, const std::string& key);
+  absl::Status SetKvp(uint32_t pool, const std::string& key,
+                      const std::string& value);
+  absl::StatusOr<std::map<std::string, std::string>> ListKvp(uint32_t pool);
+
+  // A time sample with SYNC (after the VM was paused: the guest's clock
+  // stood still).
+  void OnResume();
+
+ private:
+  explicit VmbusHost(vid::Partition& partition, Options options);
+  absl::Status Start();
+  void TimerLoop();
+  // Polls `done` until it is true, the guest's answer timeout passes, or
+  // Close(); false on timeout or close.
+  bool WaitFor(const std::function<bool()>& done);
+  absl::Status CheckKvp(uint32_t pool) const;
+
+  vid::Partition& partition_;
+  hvcore::hyperv::HvPartition& hv_;
+  const Options options_;
+  vmbus::VidGuestPages pages_;
+  vmbus::HvPartitionSynicPort synic_port_;
+  // The VSPs outlive the server (it calls OnClose while closing channels).
+  vsp::ic::HeartbeatIc heartbeat_;
+  vsp::ic::ShutdownIc shutdown_;
+  vsp::ic::TimeSyncIc timesync_;
+  vsp::ic::KvpIc kvp_;
+  vmbus::VmbusServer server_;
+
+  absl::Notification closed_;
+  std::thread timer_;
+  // One shutdown or KVP exchange at a time (the IC protocols allow one
+  // outstanding request).
+  absl::Mutex call_mu_;
+};
+
+// The service's way to the current boot's VmbusHost: calls fail with
+// FailedPrecondition while there is none (unenlightened VM, between boots),
+// and Detach() waits for calls in progress, so the host can be destroyed.
+class IntegrationControl {
+ public:
+  void Attach(VmbusHost* host);
+  // Closes the host (waking waiting calls), then waits for them to return.
+  void Detach();
+  // Runs `fn` on the current host, or returns FailedPrecondition naming
+  // `what` ("guest offers no shutdown channel" style) if there is none.
+  absl::Status With(const std::function<absl::Status(VmbusHost&)>& fn);
+  hvstack::internal::GuestIntegration Status();
+  void OnResume();
+
+ private:
+  absl::Mutex mu_;
+  VmbusHost* host_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace vmwp
+
+#endif  // HVSTACK_VMWP_VMBUS_HOST_H_
