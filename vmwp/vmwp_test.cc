@@ -358,6 +358,88 @@ TEST_F(VmwpTest, ServiceStatusConsoleAndStop) {
       << r.report->DebugString();
 }
 
+// An enlightened worker whose guest never connects to VMBus (the spin guest
+// ignores CPUID): the integration status says so, and the shutdown and KVP
+// calls fail with FAILED_PRECONDITION naming what is missing; an
+// unenlightened worker refuses them too. The guest-facing half is
+// tests/integration/enlightened_test (guest/enlightened).
+TEST_F(VmwpTest, EnlightenedWorkerWithoutGuestIntegration) {
+  if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
+  config_.set_kernel_path(Runfile("guest/spin.elf"));
+  config_.set_enlightened(true);
+  Start();
+  ASSERT_TRUE(WaitReady());
+  ready_checked_ = true;
+  auto stub = hvstack::internal::WorkerService::NewStub(grpc::CreateChannel(
+      "unix:" + config_.socket_path(), grpc::InsecureChannelCredentials()));
+
+  grpc::ClientContext status_ctx;
+  hvstack::internal::WorkerStatus status;
+  ASSERT_TRUE(stub->GetStatus(&status_ctx, {}, &status).ok());
+  const hvstack::internal::GuestIntegration& gi = status.integration();
+  EXPECT_TRUE(gi.enlightened());
+  EXPECT_EQ(gi.vmbus_version(), 0u);
+  EXPECT_EQ(gi.heartbeat(),
+            hvstack::internal::GuestIntegration::HEARTBEAT_NO_CONTACT);
+  ASSERT_EQ(gi.channels_size(), 4);
+  EXPECT_EQ(gi.channels(0).name(), "heartbeat");
+  EXPECT_FALSE(gi.channels(1).open());
+
+  grpc::ClientContext shutdown_ctx;
+  hvstack::internal::ShutdownGuestRequest shutdown;
+  shutdown.set_reason("test");
+  hvstack::internal::ShutdownGuestResponse shutdown_response;
+  grpc::Status s =
+      stub->ShutdownGuest(&shutdown_ctx, shutdown, &shutdown_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("guest offers no shutdown channel"));
+
+  grpc::ClientContext kvp_ctx;
+  hvstack::internal::KvpGetRequest get;
+  get.set_key("OSName");
+  hvstack::internal::KvpGetResponse got;
+  s = stub->GetKvp(&kvp_ctx, get, &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no KVP channel"));
+
+  grpc::ClientContext stop_ctx;
+  hvstack::internal::StopResponse stop_response;
+  ASSERT_TRUE(stub->Stop(&stop_ctx, {}, &stop_response).ok());
+  Result r = Wait();
+  ASSERT_TRUE(r.report.has_value());
+  EXPECT_EQ(r.report->reason(), WorkerExitReport::STOP_REQUESTED);
+  const std::string log = ReadFile(dir_ + "/worker.log");
+  EXPECT_THAT(log, HasSubstr("enlightened"));
+  EXPECT_THAT(log, HasSubstr("hyperv: "));
+}
+
+TEST_F(VmwpTest, UnenlightenedWorkerHasNoShutdownChannel) {
+  if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
+  config_.set_kernel_path(Runfile("guest/spin.elf"));
+  Start();
+  ASSERT_TRUE(WaitReady());
+  ready_checked_ = true;
+  auto stub = hvstack::internal::WorkerService::NewStub(grpc::CreateChannel(
+      "unix:" + config_.socket_path(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext status_ctx;
+  hvstack::internal::WorkerStatus status;
+  ASSERT_TRUE(stub->GetStatus(&status_ctx, {}, &status).ok());
+  EXPECT_FALSE(status.integration().enlightened());
+  grpc::ClientContext shutdown_ctx;
+  hvstack::internal::ShutdownGuestResponse shutdown_response;
+  grpc::Status s = stub->ShutdownGuest(&shutdown_ctx, {}, &shutdown_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("guest offers no shutdown channel"));
+  grpc::ClientContext kvp_ctx;
+  hvstack::internal::KvpListResponse list;
+  s = stub->ListKvp(&kvp_ctx, {}, &list);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::ClientContext stop_ctx;
+  hvstack::internal::StopResponse stop_response;
+  ASSERT_TRUE(stub->Stop(&stop_ctx, {}, &stop_response).ok());
+  Wait();
+}
+
 TEST_F(VmwpTest, SigtermStops) {
   if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
   config_.set_kernel_path(Runfile("guest/spin.elf"));
