@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -411,6 +412,114 @@ TEST_F(VmwpTest, EnlightenedWorkerWithoutGuestIntegration) {
   const std::string log = ReadFile(dir_ + "/worker.log");
   EXPECT_THAT(log, HasSubstr("enlightened"));
   EXPECT_THAT(log, HasSubstr("hyperv: "));
+}
+
+// The whole enlightened path in the real worker: guest/enlightened connects to
+// VMBus, opens the four IC channels and answers heartbeats; the host reads its
+// intrinsic KVP items, sets and reads back a key, lists the external pool,
+// and shuts the guest down through the shutdown IC; the exit report names the
+// reason.
+TEST_F(VmwpTest, EnlightenedGuestHeartbeatKvpAndShutdown) {
+  if (!HaveKvm()) GTEST_SKIP() << "no usable /dev/kvm";
+  config_.set_kernel_path(Runfile("guest/enlightened.elf"));
+  config_.set_enlightened(true);
+  Start();
+  ASSERT_TRUE(WaitReady());
+  ready_checked_ = true;
+  const absl::Time ready = absl::Now();
+  auto stub = hvstack::internal::WorkerService::NewStub(grpc::CreateChannel(
+      "unix:" + config_.socket_path(), grpc::InsecureChannelCredentials()));
+
+  hvstack::internal::WorkerStatus status;
+  while (absl::Now() - ready < absl::Seconds(30)) {
+    grpc::ClientContext ctx;
+    status.Clear();
+    ASSERT_TRUE(stub->GetStatus(&ctx, {}, &status).ok());
+    if (status.integration().heartbeat() ==
+            hvstack::internal::GuestIntegration::HEARTBEAT_OK &&
+        status.integration().intrinsic().contains("OSName")) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const hvstack::internal::GuestIntegration& gi = status.integration();
+  ASSERT_EQ(gi.heartbeat(), hvstack::internal::GuestIntegration::HEARTBEAT_OK)
+      << gi.DebugString() << ReadFile(dir_ + "/console.log");
+  std::cerr << "heartbeat OK " << absl::Now() - ready << " after ready\n";
+  EXPECT_GE(gi.heartbeat_sequence(), 1u);
+  EXPECT_GT(gi.last_heartbeat_us(), 0);
+  EXPECT_EQ(gi.vmbus_version(), (5u << 16) | 3);
+  for (const auto& c : gi.channels()) {
+    EXPECT_TRUE(c.open() && c.negotiated()) << c.name();
+  }
+  EXPECT_EQ(gi.intrinsic().at("OSName"), "UnixHv");
+
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::KvpSetRequest set;
+    set.set_pool(0);
+    set.set_key("role");
+    set.set_value("web");
+    hvstack::internal::KvpSetResponse r;
+    grpc::Status s = stub->SetKvp(&ctx, set, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::KvpGetRequest get;
+    get.set_pool(0);
+    get.set_key("role");
+    hvstack::internal::KvpGetResponse r;
+    grpc::Status s = stub->GetKvp(&ctx, get, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(r.value(), "web");
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::KvpGetRequest get;
+    get.set_pool(0);
+    get.set_key("no-such-key");
+    hvstack::internal::KvpGetResponse r;
+    EXPECT_EQ(stub->GetKvp(&ctx, get, &r).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::KvpGetRequest get;
+    get.set_pool(9);
+    hvstack::internal::KvpGetResponse r;
+    EXPECT_EQ(stub->GetKvp(&ctx, get, &r).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::KvpListRequest list;
+    list.set_pool(2);
+    hvstack::internal::KvpListResponse r;
+    grpc::Status s = stub->ListKvp(&ctx, list, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(r.items().at("FullyQualifiedDomainName"), "enlightened.unixhv");
+  }
+  {
+    grpc::ClientContext ctx;
+    status.Clear();
+    ASSERT_TRUE(stub->GetStatus(&ctx, {}, &status).ok());
+    EXPECT_GE(status.integration().time_samples_answered(), 1u);
+  }
+
+  grpc::ClientContext shutdown_ctx;
+  hvstack::internal::ShutdownGuestRequest shutdown;
+  shutdown.set_reason("maintenance");
+  hvstack::internal::ShutdownGuestResponse shutdown_response;
+  grpc::Status s =
+      stub->ShutdownGuest(&shutdown_ctx, shutdown, &shutdown_response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  Result r = Wait();
+  ASSERT_TRUE(r.report.has_value());
+  EXPECT_EQ(r.report->reason(), WorkerExitReport::GUEST_POWER_OFF)
+      << r.report->DebugString();
+  EXPECT_EQ(r.report->detail(), "guest shut down: maintenance");
+  EXPECT_THAT(ReadFile(dir_ + "/console.log"), HasSubstr("shutdown requested"));
 }
 
 TEST_F(VmwpTest, UnenlightenedWorkerHasNoShutdownChannel) {
