@@ -78,6 +78,58 @@ struct PostInput {
 
 uint16_t Status(uint64_t rax) { return static_cast<uint16_t>(rax); }
 
+volatile uint32_t ud_count = 0;
+
+// #UD: count it and step over a faulting `out dx, eax` (0xEF) if RIP still
+// points at it (whether the VMM completed the OUT before injecting is its
+// business).
+__attribute__((interrupt)) void UdHandler(unixhv::InterruptFrame* frame) {
+  ud_count = ud_count + 1;
+  if (*reinterpret_cast<volatile uint8_t*>(frame->rip) == 0xEF) {
+    frame->rip += 1;
+  }
+}
+
+// The hypercall trap port before GUEST_OS_ID / HYPERCALL enabled the page:
+// the TLFS makes that a #UD.
+void HypercallBeforeEnable() {
+  unixhv::SetInterruptHandler(6, UdHandler);
+  uint32_t rax = 0;
+  asm volatile("out %%eax, %%dx"
+               : "+a"(rax)
+               : "d"(0x4856), "c"(0x5C)
+               : "memory");
+  con.Write("hostile: trap port before the hypercall page is enabled: ");
+  if (ud_count == 1) {
+    con.Write("#UD ok\r\n");
+  } else {
+    con.Write("no #UD UNEXPECTED\r\n");
+    ++unexpected;
+  }
+}
+
+// Requests whose replies the guest does not read: the host's queue for our
+// message slot is bounded; replies beyond it are dropped on the host side
+// and the host must not stall or grow. INITIATE_CONTACT while connected is
+// answered (version_supported = 0) every time.
+void Flood(vmbus::Client& bus) {
+  vmbus::InitiateContact m = {};
+  m.header.msgtype = vmbus::kMsgInitiateContact;
+  m.vmbus_version_requested = vmbus::kVersionWin10V5_3;
+  m.interrupt_page_or_sint = vmbus::kMessageSint;
+  int accepted = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (hv::PostMessage(vmbus::kMessageConnectionId4, 1, &m, sizeof(m)) ==
+        hv::kStatusSuccess) {
+      ++accepted;
+    }
+  }
+  bus.Poll();  // drain what the host kept
+  con.Write("hostile: flood: 200 INITIATE_CONTACT without reading replies: ");
+  con.WriteDec(accepted);
+  con.Write(" accepted, host still here\r\n");
+}
+
 void HypercallProbes(uint8_t* two_pages) {
   // A valid PostMessage input to vary: REQUESTOFFERS before INITIATE_CONTACT
   // (the host drops it, but the hypercall itself succeeds).
@@ -319,6 +371,7 @@ extern "C" void unixhv_main(uint64_t) {
   con.Write("hostile: start\r\n");
   const hv::Features f = hv::Detect();
   if (!f.present) Fail("no Hyper-V interface");
+  HypercallBeforeEnable();
   void* hypercall_page = unixhv::AllocPages(1);
   if (hypercall_page == nullptr || !hv::EnableHypercalls(hypercall_page)) {
     Fail("hypercall page");
@@ -349,6 +402,7 @@ extern "C" void unixhv_main(uint64_t) {
   if (ring_pages == nullptr) Fail("out of pages");
   GpadlProbes(bus, hb->relid, ring_pages);
   MessageProbes(bus);
+  Flood(bus);
 
   // OPENCHANNEL with bad parameters, against one good 8-page GPADL.
   uint32_t status = 0;
