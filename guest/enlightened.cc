@@ -16,8 +16,12 @@ namespace {
 constexpr uint8_t kSintVector = 0x50;
 constexpr uint8_t kTimerVector = 0x40;
 
-const unixhv::ic::KvpItem kIntrinsic[] = {
-    {"FullyQualifiedDomainName", "enlightened.unixhv"},
+// The host name comes from `hostname=NAME` on the command line (default
+// below), so that a test can tell this VM's report from another's.
+char hostname[64] = "enlightened.unixhv";
+
+unixhv::ic::KvpItem kIntrinsic[] = {
+    {"FullyQualifiedDomainName", hostname},
     {"IntegrationServicesVersion", "1.0.0"},
     {"OSBuildNumber", "1"},
     {"OSName", "UnixHv"},
@@ -34,6 +38,27 @@ const unixhv::ic::KvpItem kIntrinsic[] = {
   unixhv_power_off();
 }
 
+void ReadHostname(uint64_t boot_params) {
+  const unixhv::CommandLine cmdline = unixhv::GetCommandLine(boot_params);
+  if (cmdline.text == nullptr) return;
+  constexpr char kKey[] = "hostname=";
+  constexpr size_t kKeyLength = sizeof(kKey) - 1;
+  for (size_t i = 0; i + kKeyLength <= cmdline.length; ++i) {
+    if (i > 0 && cmdline.text[i - 1] != ' ') continue;
+    size_t k = 0;
+    while (k < kKeyLength && cmdline.text[i + k] == kKey[k]) ++k;
+    if (k != kKeyLength) continue;
+    size_t n = 0;
+    for (size_t j = i + k; j < cmdline.length && cmdline.text[j] != ' ' &&
+                           n + 1 < sizeof(hostname);
+         ++j) {
+      hostname[n++] = cmdline.text[j];
+    }
+    if (n > 0) hostname[n] = 0;
+    return;
+  }
+}
+
 void* Page(unixhv::Serial& con) {
   void* p = unixhv::AllocPages(1);
   if (p == nullptr) Fail(con, "out of pages");
@@ -42,10 +67,13 @@ void* Page(unixhv::Serial& con) {
 
 }  // namespace
 
-extern "C" void unixhv_main(uint64_t) {
+extern "C" void unixhv_main(uint64_t boot_params) {
   unixhv::Serial con;
   con.Init();
-  con.Write("enlightened: start\r\n");
+  ReadHostname(boot_params);
+  con.Write("enlightened: start (hostname ");
+  con.Write(hostname);
+  con.Write(")\r\n");
 
   const unixhv::hv::Features f = unixhv::hv::Detect();
   if (!f.present) Fail(con, "no Hyper-V interface in CPUID 0x40000000");

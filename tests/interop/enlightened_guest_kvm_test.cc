@@ -42,7 +42,7 @@ class EnlightenedKvm : public ::testing::Test {
 
   // Builds the partition, the VMBus server and the four IC providers, and
   // runs the guest on its own thread.
-  void Start(const std::string& elf) {
+  void Start(const std::string& elf, const std::string& cmdline = "") {
     auto kvm = hvcore::KvmSystem::Open();
     ASSERT_TRUE(kvm.ok()) << kvm.status();
     auto p = vid::Partition::Create(
@@ -56,7 +56,8 @@ class EnlightenedKvm : public ::testing::Test {
     auto entry = vid::testing::LoadElf(vid::testing::RunfilePath(elf),
                                        partition_->memory());
     ASSERT_TRUE(entry.ok()) << entry.status();
-    ASSERT_TRUE(vid::testing::WriteZeroPage(partition_->memory(), "").ok());
+    ASSERT_TRUE(
+        vid::testing::WriteZeroPage(partition_->memory(), cmdline).ok());
     ASSERT_TRUE(
         partition_->PrepareBootVp(*entry, hvcore::kBootZeroPageAddress).ok());
 
@@ -143,7 +144,7 @@ class EnlightenedKvm : public ::testing::Test {
 };
 
 TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
-  Start("guest/enlightened.elf");
+  Start("guest/enlightened.elf", "console=ttyS0 hostname=vm-interop");
   ASSERT_TRUE(uart_.WaitFor("enlightened: ready", absl::Seconds(30)))
       << uart_.output();
   const std::string boot = uart_.output();
@@ -203,7 +204,7 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
   }
   auto intrinsic = kvp_->pool(vsp::ic::KvpPool::kAuto);
   EXPECT_EQ(intrinsic["OSName"], "UnixHv");
-  EXPECT_EQ(intrinsic["FullyQualifiedDomainName"], "enlightened.unixhv");
+  EXPECT_EQ(intrinsic["FullyQualifiedDomainName"], "vm-interop");
   ASSERT_TRUE(kvp_->Enqueue({vsp::ic::KvpOperation::kSet,
                              vsp::ic::KvpPool::kExternal, "color", "blue"})
                   .ok());
