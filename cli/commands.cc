@@ -263,4 +263,88 @@ int ConsoleCommand(Session& session, const std::string& name, bool follow) {
   return kExitOk;
 }
 
+bool ParseKvpPool(const std::string& text, hvstack::v1::KvpPool* pool) {
+  static const std::pair<const char*, hvstack::v1::KvpPool> kPools[] = {
+      {"external", hvstack::v1::KVP_POOL_EXTERNAL},
+      {"guest", hvstack::v1::KVP_POOL_GUEST},
+      {"auto", hvstack::v1::KVP_POOL_AUTO},
+      {"auto_external", hvstack::v1::KVP_POOL_AUTO_EXTERNAL},
+      {"auto_internal", hvstack::v1::KVP_POOL_AUTO_INTERNAL},
+  };
+  for (const auto& [n, p] : kPools) {
+    if (text == n) {
+      *pool = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+// The guest answers KVP requests; the worker waits 10 s for it.
+constexpr auto kGuestDeadline = std::chrono::seconds(20);
+
+int BadPool(Session& session, const std::string& pool) {
+  *session.err << "vmctl: INVALID_ARGUMENT: unknown KVP pool '" << pool
+               << "'; use external, guest, auto, auto_external or "
+                  "auto_internal\n";
+  return kExitInvalidArgument;
+}
+
+}  // namespace
+
+int KvpGetCommand(Session& session, const std::string& name,
+                  const std::string& pool, const std::string& key) {
+  hvstack::v1::GetKvpRequest request;
+  request.set_name(name);
+  request.set_key(key);
+  hvstack::v1::KvpPool p;
+  if (!ParseKvpPool(pool, &p)) return BadPool(session, pool);
+  request.set_pool(p);
+  grpc::ClientContext context;
+  SetDeadline(context, kGuestDeadline);
+  hvstack::v1::KvpItem item;
+  grpc::Status status = session.stub->GetKvp(&context, request, &item);
+  if (!status.ok()) return Fail(session, status);
+  *session.out << (session.json ? FormatJson(item) : item.value() + "\n");
+  return kExitOk;
+}
+
+int KvpSetCommand(Session& session, const std::string& name,
+                  const std::string& pool, const std::string& key,
+                  const std::string& value) {
+  hvstack::v1::SetKvpRequest request;
+  request.set_name(name);
+  request.set_key(key);
+  request.set_value(value);
+  hvstack::v1::KvpPool p;
+  if (!ParseKvpPool(pool, &p)) return BadPool(session, pool);
+  request.set_pool(p);
+  grpc::ClientContext context;
+  SetDeadline(context, kGuestDeadline);
+  hvstack::v1::SetKvpResponse response;
+  grpc::Status status = session.stub->SetKvp(&context, request, &response);
+  if (!status.ok()) return Fail(session, status);
+  if (session.json) *session.out << FormatJson(response);
+  return kExitOk;
+}
+
+int KvpListCommand(Session& session, const std::string& name,
+                   const std::string& pool) {
+  hvstack::v1::ListKvpRequest request;
+  request.set_name(name);
+  hvstack::v1::KvpPool p;
+  if (!ParseKvpPool(pool, &p)) return BadPool(session, pool);
+  request.set_pool(p);
+  grpc::ClientContext context;
+  SetDeadline(context, kGuestDeadline);
+  hvstack::v1::ListKvpResponse response;
+  grpc::Status status = session.stub->ListKvp(&context, request, &response);
+  if (!status.ok()) return Fail(session, status);
+  *session.out << (session.json ? FormatJson(response)
+                                : FormatKvpItems(response));
+  return kExitOk;
+}
+
 }  // namespace vmctl

@@ -60,6 +60,19 @@ inline constexpr char kConsoleEscape = 0x1D;
 // StreamConsole against a vmms without AttachConsole.
 int ConsoleCommand(Session& session, const std::string& name, bool follow);
 
+// Key-value exchange with a running guest (vmctl kvp get|set|list NAME).
+// `pool`: external (default), guest, auto (the guest's intrinsic items),
+// auto_external, auto_internal. get prints the value, list "key=value" lines.
+int KvpGetCommand(Session& session, const std::string& name,
+                  const std::string& pool, const std::string& key);
+int KvpSetCommand(Session& session, const std::string& name,
+                  const std::string& pool, const std::string& key,
+                  const std::string& value);
+int KvpListCommand(Session& session, const std::string& name,
+                   const std::string& pool);
+// "external" -> KVP_POOL_EXTERNAL ...; false for an unknown name.
+bool ParseKvpPool(const std::string& text, hvstack::v1::KvpPool* pool);
+
 }  // namespace vmctl
 
 #endif  // HVSTACK_CLI_COMMANDS_H_

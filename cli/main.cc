@@ -69,6 +69,27 @@ int main(int argc, char** argv) {
   events_cmd->add_flag("--follow,-f", follow,
                        "Keep printing new events as they happen");
 
+  auto* kvp_cmd = app.add_subcommand(
+      "kvp",
+      "Key-value exchange with a running guest's KVP integration service");
+  kvp_cmd->require_subcommand(1);
+  std::string kvp_pool = "external";
+  std::string kvp_key, kvp_value;
+  auto* kvp_get = kvp_cmd->add_subcommand("get", "Print one key's value");
+  auto* kvp_set = kvp_cmd->add_subcommand(
+      "set", "Set a key for the guest (external or guest pool)");
+  auto* kvp_list = kvp_cmd->add_subcommand("list", "List a pool");
+  for (CLI::App* cmd : {kvp_get, kvp_set, kvp_list}) {
+    cmd->add_option("NAME", name, "VM name")->required();
+    cmd->add_option("--pool", kvp_pool,
+                    "external, guest, auto (the guest's intrinsic items: OS, "
+                    "host name ...), auto_external, auto_internal")
+        ->capture_default_str();
+  }
+  kvp_get->add_option("KEY", kvp_key, "Key")->required();
+  kvp_set->add_option("KEY", kvp_key, "Key")->required();
+  kvp_set->add_option("VALUE", kvp_value, "Value")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -89,5 +110,9 @@ int main(int argc, char** argv) {
   if (*delete_cmd) return vmctl::DeleteCommand(session, name);
   if (*events_cmd) return vmctl::EventsCommand(session, since, follow);
   if (*console_cmd) return vmctl::ConsoleCommand(session, name, !no_follow);
+  if (*kvp_get) return vmctl::KvpGetCommand(session, name, kvp_pool, kvp_key);
+  if (*kvp_set)
+    return vmctl::KvpSetCommand(session, name, kvp_pool, kvp_key, kvp_value);
+  if (*kvp_list) return vmctl::KvpListCommand(session, name, kvp_pool);
   return vmctl::kExitUsage;
 }

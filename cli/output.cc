@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
 namespace vmctl {
@@ -48,27 +49,69 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
   return out;
 }
 
+std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi) {
+  using hvstack::v1::GuestIntegration;
+  if (!gi.error().empty())
+    return absl::StrCat("heartbeat: unknown (", gi.error(), ")\n");
+  if (!gi.enlightened()) return "heartbeat: - (not enlightened)\n";
+  std::string out;
+  switch (gi.heartbeat()) {
+    case GuestIntegration::HEARTBEAT_OK:
+      absl::StrAppend(&out, "heartbeat: OK (seq ", gi.heartbeat_sequence(),
+                      ")\n");
+      break;
+    case GuestIntegration::HEARTBEAT_LOST:
+      absl::StrAppend(
+          &out, "heartbeat: LOST (last seq ", gi.heartbeat_sequence(), " at ",
+          google::protobuf::util::TimeUtil::ToString(gi.last_heartbeat_time()),
+          ")\n");
+      break;
+    default:
+      absl::StrAppend(&out, "heartbeat: NO_CONTACT\n");
+      break;
+  }
+  absl::StrAppend(
+      &out, "vmbus: ",
+      gi.vmbus_version().empty() ? "not connected" : gi.vmbus_version(), "\n");
+  absl::StrAppend(
+      &out, "integration_services: ",
+      gi.channels().empty() ? "-" : absl::StrJoin(gi.channels(), " "), "\n");
+  if (!gi.os_name().empty())
+    absl::StrAppend(&out, "guest_os: ", gi.os_name(), "\n");
+  if (!gi.host_name().empty())
+    absl::StrAppend(&out, "guest_host_name: ", gi.host_name(), "\n");
+  return out;
+}
+
 std::string FormatVm(const hvstack::v1::Vm& vm) {
   using google::protobuf::util::TimeUtil;
   auto time = [](const google::protobuf::Timestamp& t) {
     return t.seconds() == 0 && t.nanos() == 0 ? std::string("-")
                                               : TimeUtil::ToString(t);
   };
-  return absl::StrCat("name: ", vm.name(), "\n",                      //
-                      "uuid: ", vm.uuid(), "\n",                      //
-                      "state: ", StateText(vm.state()), "\n",         //
-                      "state_reason: ", vm.state_reason(), "\n",      //
-                      "cpus: ", vm.config().vcpus(), "\n",            //
-                      "memory: ", vm.config().memory_mib(), "MiB\n",  //
-                      "kernel: ", vm.config().kernel_path(), "\n",    //
-                      "cmdline: ", vm.config().cmdline(), "\n",       //
-                      "initrd: ", vm.config().initrd_path(), "\n",    //
-                      "reboot_count: ", vm.reboot_count(), "\n",      //
-                      "worker_pid: ", vm.worker_pid(), "\n",          //
-                      "create_time: ", time(vm.create_time()), "\n",  //
-                      "update_time: ", time(vm.update_time()), "\n",  //
-                      "state_change_time: ", time(vm.state_change_time()),
-                      "\n");
+  return absl::StrCat(
+      "name: ", vm.name(), "\n",                      //
+      "uuid: ", vm.uuid(), "\n",                      //
+      "state: ", StateText(vm.state()), "\n",         //
+      "state_reason: ", vm.state_reason(), "\n",      //
+      "cpus: ", vm.config().vcpus(), "\n",            //
+      "memory: ", vm.config().memory_mib(), "MiB\n",  //
+      "kernel: ", vm.config().kernel_path(), "\n",    //
+      "cmdline: ", vm.config().cmdline(), "\n",       //
+      "initrd: ", vm.config().initrd_path(), "\n",    //
+      "reboot_count: ", vm.reboot_count(), "\n",      //
+      "worker_pid: ", vm.worker_pid(), "\n",          //
+      "create_time: ", time(vm.create_time()), "\n",  //
+      "update_time: ", time(vm.update_time()), "\n",  //
+      "state_change_time: ", time(vm.state_change_time()), "\n",
+      vm.has_integration() ? FormatIntegration(vm.integration()) : "");
+}
+
+std::string FormatKvpItems(const hvstack::v1::ListKvpResponse& items) {
+  std::string out;
+  for (const hvstack::v1::KvpItem& item : items.items())
+    absl::StrAppend(&out, item.key(), "=", item.value(), "\n");
+  return out;
 }
 
 namespace {

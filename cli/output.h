@@ -18,6 +18,12 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms);
 
 // `show`: one "key: value" line per field.
 std::string FormatVm(const hvstack::v1::Vm& vm);
+// The guest integration lines of FormatVm: "heartbeat: OK (seq 12)",
+// "vmbus: 5.3", "integration_services: heartbeat shutdown ...", "guest_os:
+// ...".
+std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi);
+// One "key=value" line per item.
+std::string FormatKvpItems(const hvstack::v1::ListKvpResponse& items);
 
 // `events`: the header line, then one line per event (SEQ TIME VM KIND STATE
 // REASON), fixed widths so that a followed stream lines up without buffering.

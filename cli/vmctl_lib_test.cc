@@ -101,5 +101,53 @@ TEST(OutputTest, EventLinesLineUpUnderTheHeader) {
   EXPECT_NE(line.find("crashed"), std::string::npos);
 }
 
+TEST(OutputTest, ShowPrintsGuestIntegration) {
+  hvstack::v1::Vm vm = SampleVm();
+  EXPECT_THAT(FormatVm(vm), ::testing::Not(HasSubstr("heartbeat")))
+      << "no integration lines for a VM without a worker";
+  hvstack::v1::GuestIntegration* gi = vm.mutable_integration();
+  gi->set_enlightened(true);
+  gi->set_heartbeat(hvstack::v1::GuestIntegration::HEARTBEAT_OK);
+  gi->set_heartbeat_sequence(12);
+  gi->set_vmbus_version("5.3");
+  gi->add_channels("heartbeat");
+  gi->add_channels("kvp");
+  gi->set_os_name("UnixHv");
+  gi->set_host_name("web1.example");
+  const std::string out = FormatVm(vm);
+  EXPECT_THAT(out, HasSubstr("heartbeat: OK (seq 12)\n"));
+  EXPECT_THAT(out, HasSubstr("vmbus: 5.3\n"));
+  EXPECT_THAT(out, HasSubstr("integration_services: heartbeat kvp\n"));
+  EXPECT_THAT(out, HasSubstr("guest_os: UnixHv\n"));
+  EXPECT_THAT(out, HasSubstr("guest_host_name: web1.example\n"));
+
+  gi->set_heartbeat(hvstack::v1::GuestIntegration::HEARTBEAT_NO_CONTACT);
+  gi->clear_vmbus_version();
+  gi->clear_channels();
+  EXPECT_THAT(FormatIntegration(*gi),
+              HasSubstr("heartbeat: NO_CONTACT\nvmbus: not connected\n"
+                        "integration_services: -\n"));
+  gi->set_heartbeat(hvstack::v1::GuestIntegration::HEARTBEAT_LOST);
+  gi->mutable_last_heartbeat_time()->set_seconds(1700000000);
+  EXPECT_THAT(
+      FormatIntegration(*gi),
+      HasSubstr("heartbeat: LOST (last seq 12 at 2023-11-14T22:13:20Z)"));
+  hvstack::v1::GuestIntegration error;
+  error.set_error("the worker did not answer: deadline");
+  EXPECT_EQ(FormatIntegration(error),
+            "heartbeat: unknown (the worker did not answer: deadline)\n");
+}
+
+TEST(OutputTest, KvpItemsOneLineEach) {
+  hvstack::v1::ListKvpResponse items;
+  auto* a = items.add_items();
+  a->set_key("OSName");
+  a->set_value("UnixHv");
+  auto* b = items.add_items();
+  b->set_key("role");
+  b->set_value("web");
+  EXPECT_EQ(FormatKvpItems(items), "OSName=UnixHv\nrole=web\n");
+}
+
 }  // namespace
 }  // namespace vmctl

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "vmms/console_proxy.h"
 #include "vmms/event_stream.h"
+#include "vmms/guest_integration.h"
 #include "vmms/log_format.h"
 #include "vmms/request_peer.h"
 #include "vmms/uuid.h"
@@ -58,7 +59,98 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
                                   hvstack::v1::Vm* response) {
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(store_->Get(request->name()), response);
+  absl::StatusOr<Vm> vm = store_->Get(request->name());
+  if (!vm.ok()) return ToGrpc(vm.status());
+  *response = *std::move(vm);
+  // The guest's integration components, while a worker runs: a quick
+  // GetStatus on its socket (a busy worker leaves `error` set instead of
+  // delaying the answer).
+  if (response->state() == hvstack::v1::VM_STATE_RUNNING ||
+      response->state() == hvstack::v1::VM_STATE_PAUSED) {
+    absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
+    if (source.ok() && source->worker_socket.has_value()) {
+      *response->mutable_integration() =
+          QueryIntegration(*source->worker_socket, absl::Seconds(1));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::string> VmServiceImpl::RunningWorkerSocket(
+    const std::string& name) {
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  absl::StatusOr<ConsoleSource> source = workers_->Console(name);
+  if (!source.ok()) return source.status();
+  if (!source->worker_socket.has_value() ||
+      vm->state() != hvstack::v1::VM_STATE_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", name, "' is ", StateName(vm->state()),
+        ": key-value exchange needs the guest running; start it (or resume "
+        "it) first"));
+  }
+  return *source->worker_socket;
+}
+
+grpc::Status VmServiceImpl::GetKvp(grpc::ServerContext*,
+                                   const hvstack::v1::GetKvpRequest* request,
+                                   hvstack::v1::KvpItem* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<uint32_t> pool = KvpPoolNumber(request->pool());
+  if (!pool.ok()) return ToGrpc(pool.status());
+  if (request->key().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("GetKvp: the key is empty"));
+  }
+  absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
+  if (!socket.ok()) return ToGrpc(socket.status());
+  absl::StatusOr<std::string> value =
+      WorkerGetKvp(request->name(), *socket, *pool, request->key());
+  if (!value.ok()) return ToGrpc(value.status());
+  response->set_key(request->key());
+  response->set_value(*value);
+  return grpc::Status::OK;
+}
+
+grpc::Status VmServiceImpl::SetKvp(grpc::ServerContext* context,
+                                   const hvstack::v1::SetKvpRequest* request,
+                                   hvstack::v1::SetKvpResponse*) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "SetKvp", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<uint32_t> pool = KvpPoolNumber(request->pool());
+  if (!pool.ok()) return ToGrpc(pool.status());
+  if (*pool > 1) {
+    return ToGrpc(absl::InvalidArgumentError(
+        "SetKvp: the host writes the external or the guest pool; the auto "
+        "pools belong to the guest"));
+  }
+  if (request->key().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("SetKvp: the key is empty"));
+  }
+  absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
+  if (!socket.ok()) return ToGrpc(socket.status());
+  absl::Status s = WorkerSetKvp(request->name(), *socket, *pool, request->key(),
+                                request->value());
+  if (s.ok()) {
+    spdlog::info("VM {}: KVP pool {} key '{}' set by {}", request->name(),
+                 *pool, request->key(), *peer);
+  }
+  return ToGrpc(s);
+}
+
+grpc::Status VmServiceImpl::ListKvp(grpc::ServerContext*,
+                                    const hvstack::v1::ListKvpRequest* request,
+                                    hvstack::v1::ListKvpResponse* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<uint32_t> pool = KvpPoolNumber(request->pool());
+  if (!pool.ok()) return ToGrpc(pool.status());
+  absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
+  if (!socket.ok()) return ToGrpc(socket.status());
+  return Respond(WorkerListKvp(request->name(), *socket, *pool), response);
 }
 
 grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*,

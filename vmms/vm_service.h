@@ -50,8 +50,22 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerContext* context,
       const hvstack::v1::WatchEventsRequest* request,
       grpc::ServerWriter<hvstack::v1::VmEvent>* writer) override;
+  // Key-value exchange with the guest, through its worker
+  // (guest_integration.h).
+  grpc::Status GetKvp(grpc::ServerContext* context,
+                      const hvstack::v1::GetKvpRequest* request,
+                      hvstack::v1::KvpItem* response) override;
+  grpc::Status SetKvp(grpc::ServerContext* context,
+                      const hvstack::v1::SetKvpRequest* request,
+                      hvstack::v1::SetKvpResponse* response) override;
+  grpc::Status ListKvp(grpc::ServerContext* context,
+                       const hvstack::v1::ListKvpRequest* request,
+                       hvstack::v1::ListKvpResponse* response) override;
 
  private:
+  // The socket of the VM's ready worker; FailedPrecondition naming the VM's
+  // state when it has none (NotFound for an unknown VM).
+  absl::StatusOr<std::string> RunningWorkerSocket(const std::string& name);
   // Finds the VM's next worker for a console that follows it across reboots.
   NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
