@@ -68,8 +68,11 @@ TEST_F(EnlightenedTest, ConnectsOpensEveryIcAndAnswersHeartbeats) {
                 HasSubstr(absl::StrCat("enlightened: ", ic,
                                        " negotiated: framework 3.0")));
   }
-  EXPECT_THAT(console_, HasSubstr("enlightened: kvp: host reads the "
-                                  "intrinsic pool"));
+  // The guest serves one packet per channel per round, heartbeat first: the
+  // host's first KVP enumerate can be answered a round after the heartbeat.
+  EXPECT_TRUE(WaitForConsole(
+      std::regex("enlightened: kvp: host reads the intrinsic pool"),
+      absl::Seconds(10)));
 
   // The time sample is the host's wall clock (100 ns units since 1601).
   std::smatch m;
