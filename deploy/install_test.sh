@@ -33,6 +33,25 @@ grep -qx 'KillMode=process' "$unit" || fail "vmms.service does not keep workers 
 grep -q '^ExecStart=/usr/libexec/hvstack/vmms .*--state-dir /var/lib/hvstack' "$unit" ||
   fail "unexpected ExecStart: $(grep ExecStart "$unit")"
 grep -q -- '--keep-workers-on-exit' "$unit" || fail "ExecStart lacks --keep-workers-on-exit"
+grep -q -- '--socket-group hvstack' "$unit" || fail "ExecStart lacks --socket-group hvstack"
+grep -q -- '--readonly-socket /run/hvstack/vmms-ro.sock' "$unit" ||
+  fail "ExecStart lacks the read-only socket"
+for flag in --socket-group --readonly-socket --tls-listen --tls-cert --tls-key --tls-client-ca; do
+  "$root/usr/libexec/hvstack/vmms" --help | grep -q -- "$flag" || fail "installed vmms has no $flag"
+done
+# The installed vmms accepts the unit's ExecStart arguments (paths moved into the test's
+# directory). Past parsing it either serves (the hvstack group exists here) until `timeout`
+# stops it, or stops at the missing group; a flag it does not know would be CLI11's parse error.
+execstart=$(sed -n 's/^ExecStart=\/usr\/libexec\/hvstack\/vmms //p' "$unit")
+execstart=${execstart//\/var\/lib\/hvstack/$TEST_TMPDIR/state}
+execstart=${execstart//\/run\/hvstack/$TEST_TMPDIR}
+# shellcheck disable=SC2086
+out=$(timeout 3 "$root/usr/libexec/hvstack/vmms" $execstart 2>&1) || true
+if grep -q -- "--help for more information" <<<"$out"; then
+  fail "vmms rejects the unit's arguments ($execstart): $out"
+fi
+grep -Eq "serving on unix:|--socket-group hvstack: no such group" <<<"$out" ||
+  fail "vmms with the unit's arguments did neither serve nor name the missing group: $out"
 if grep -Eq '^(PrivateDevices=yes|DevicePolicy=strict)' "$unit"; then
   fail "vmms.service hides /dev/kvm"
 fi
@@ -57,9 +76,9 @@ gid=$(awk -F: '$1 == "hvstack" { print $3 }' "$root/etc/group")
 # tmpfiles.d: /var/lib/hvstack and /run/hvstack, 0750, group hvstack; the socket link.
 systemd-tmpfiles --root="$root" --create "$root/usr/lib/tmpfiles.d/hvstack.conf" ||
   fail "systemd-tmpfiles rejected hvstack.conf"
-for d in var/lib/hvstack run/hvstack; do
-  [[ "$(stat -c '%a %g' "$root/$d")" == "750 $gid" ]] ||
-    fail "$d is $(stat -c '%a %g' "$root/$d"), want 750 $gid"
+for d in var/lib/hvstack:750 run/hvstack:755; do
+  [[ "$(stat -c '%a %g' "$root/${d%:*}")" == "${d#*:} $gid" ]] ||
+    fail "${d%:*} is $(stat -c '%a %g' "$root/${d%:*}"), want ${d#*:} $gid"
 done
 [[ "$(readlink "$root/run/hvstack/vmms.sock")" == /var/lib/hvstack/vmms.sock ]] ||
   fail "run/hvstack/vmms.sock does not point at the state directory's socket"

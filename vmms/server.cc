@@ -60,8 +60,8 @@ absl::StatusOr<SocketGroup> ResolveSocketGroup(const std::string& flag) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--socket-group ", flag,
-                   ": no such group; create it (deploy/systemd/hvstack.conf "
-                   "for systemd-sysusers) or name another"));
+                   ": no such group; create it (systemd-sysusers does, from "
+                   "sysusers.d/hvstack.conf; or groupadd) or name another"));
 }
 
 absl::StatusOr<std::string> ReadPem(const std::string& flag,
