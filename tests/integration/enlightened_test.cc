@@ -31,7 +31,8 @@ class EnlightenedTest : public VmmsTest {
     if (HasFailure()) std::cerr << "guest console:\n" << Console();
   }
 
-  std::string Console() { return Vmctl({"console", "enl", "--no-follow"}).out; }
+  std::string Console() { return Vmctl({"console", vm_, "--no-follow"}).out; }
+  std::string vm_ = "enl";
   // Polls the console until `pattern` matches or `timeout` passes.
   bool WaitForConsole(const std::regex& pattern, absl::Duration timeout,
                       std::smatch* match = nullptr) {
@@ -87,6 +88,61 @@ TEST_F(EnlightenedTest, ConnectsOpensEveryIcAndAnswersHeartbeats) {
   CommandResult stop = Vmctl({"stop", "enl"});
   EXPECT_EQ(stop.exit_code, 0) << stop.err;
   WaitForState("enl", "VM_STATE_OFF");
+}
+
+TEST_F(EnlightenedTest, HeartbeatInShowAndKvpBothWaysAnsweredByTheGuest) {
+  vm_ = "kvp1";
+  ASSERT_EQ(Vmctl({"create", "kvp1", "--kernel", Guest("enlightened"),
+                   "--memory", "64", "--cmdline", "hostname=kvp1.test"})
+                .exit_code,
+            0);
+  CommandResult start = Vmctl({"start", "kvp1"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  WaitForState("kvp1", "VM_STATE_RUNNING");
+  const absl::Time running = absl::Now();
+  nlohmann::json vm;
+  while (absl::Now() - running < absl::Seconds(20)) {
+    vm = Show("kvp1");
+    if (vm["integration"].value("heartbeat", "") == "HEARTBEAT_OK") break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const absl::Duration to_ok = absl::Now() - running;
+  std::cout << "vmctl show: heartbeat OK " << absl::FormatDuration(to_ok)
+            << " after vmctl saw Running" << std::endl;
+  ASSERT_EQ(vm["integration"].value("heartbeat", ""), "HEARTBEAT_OK")
+      << vm.dump();
+  // Issue 5: "vmctl show reports heartbeat OK within 2 s". Measured ~0.3 s
+  // here; the bound leaves room for a loaded 2-core host.
+  EXPECT_LT(to_ok, absl::Seconds(2));
+
+  // Guest -> host: the intrinsic pool carries what the guest read from its
+  // command line.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (vm["integration"].value("hostName", "") != "kvp1.test" &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    vm = Show("kvp1");
+  }
+  EXPECT_EQ(vm["integration"].value("hostName", ""), "kvp1.test") << vm.dump();
+  CommandResult intrinsic = Vmctl(
+      {"kvp", "get", "kvp1", "FullyQualifiedDomainName", "--pool", "auto"});
+  EXPECT_EQ(intrinsic.exit_code, 0) << intrinsic.err;
+  EXPECT_EQ(intrinsic.out, "kvp1.test\n");
+
+  // Host -> guest: the guest prints what it stored, and answers GET and
+  // ENUMERATE from its own store (not from a host-side cache).
+  ASSERT_EQ(Vmctl({"kvp", "set", "kvp1", "build", "2026.11-e2e"}).exit_code, 0);
+  ASSERT_EQ(Vmctl({"kvp", "set", "kvp1", "build", "2026.12-e2e"}).exit_code, 0);
+  EXPECT_TRUE(WaitForConsole(
+      std::regex("enlightened: kvp set pool 0: build = 2026.12-e2e"),
+      absl::Seconds(10)));
+  CommandResult get = Vmctl({"kvp", "get", "kvp1", "build"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "2026.12-e2e\n");
+  CommandResult list = Vmctl({"kvp", "list", "kvp1"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out, "build=2026.12-e2e\n") << "one key, overwritten";
+  EXPECT_EQ(Vmctl({"stop", "kvp1"}).exit_code, 0);
 }
 
 }  // namespace
