@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "hvcore/msr.h"
@@ -349,7 +351,27 @@ void Partition::VpLoop(uint32_t index) {
 
   hvcore::VirtualProcessor& vp = *vps_[index];
   VpState& state = vp_state_[index];
+  {
+    clockid_t clock;
+    absl::MutexLock lock(&state.cpu_mu);
+    if (pthread_getcpuclockid(pthread_self(), &clock) == 0)
+      state.cpu_clock = clock;
+  }
+  // Whichever way the loop ends, keep the thread's final CPU time.
+  absl::Cleanup record_cpu = [&state] {
+    absl::MutexLock lock(&state.cpu_mu);
+    if (state.cpu_clock.has_value()) {
+      timespec ts{};
+      if (clock_gettime(*state.cpu_clock, &ts) == 0)
+        state.cpu_ns_final = uint64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+    }
+    state.cpu_clock.reset();
+  };
   while (!finished()) {
+    if (pause_hint_.load(std::memory_order_acquire)) {
+      HoldWhilePaused();
+      continue;  // Finished meanwhile?
+    }
     absl::StatusOr<hvcore::Intercept> intercept = vp.Run();
     if (!intercept.ok()) {
       Finish(RunOutcome::Kind::kCrashed,
@@ -471,6 +493,63 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
   return crash();
 }
 
+void Partition::HoldWhilePaused() {
+  absl::MutexLock lock(&mu_);
+  ++held_vps_;
+  mu_.Await(absl::Condition(
+      +[](Partition* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return !p->pause_requested_ || p->outcome_.has_value();
+      },
+      this));
+  --held_vps_;
+}
+
+absl::Status Partition::Pause(absl::Duration timeout) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!running_ || outcome_.has_value()) {
+      return absl::FailedPreconditionError(
+          "the partition is not running, so it cannot be paused");
+    }
+    if (pause_requested_ && held_vps_ == vcpus_) return absl::OkStatus();
+    pause_requested_ = true;
+    pause_hint_.store(true, std::memory_order_release);
+  }
+  {
+    absl::ReaderMutexLock lock(&hv_mu_);
+    for (auto& vp : vps_) vp->RequestExit();
+  }
+  absl::MutexLock lock(&mu_);
+  auto all_held = [](Partition* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return p->held_vps_ == p->vcpus_ || p->outcome_.has_value();
+  };
+  const bool done =
+      mu_.AwaitWithTimeout(absl::Condition(+all_held, this), timeout);
+  if (outcome_.has_value()) {
+    return absl::FailedPreconditionError(
+        "the partition ended while it was being paused");
+  }
+  if (!done) {
+    pause_requested_ = false;
+    pause_hint_.store(false, std::memory_order_release);
+    return absl::DeadlineExceededError(absl::StrCat(
+        "only ", held_vps_, " of ", vcpus_, " VP(s) stopped within ",
+        absl::FormatDuration(timeout), "; the partition keeps running"));
+  }
+  return absl::OkStatus();
+}
+
+void Partition::Resume() {
+  absl::MutexLock lock(&mu_);
+  pause_requested_ = false;
+  pause_hint_.store(false, std::memory_order_release);
+}
+
+bool Partition::paused() const {
+  absl::MutexLock lock(&mu_);
+  return pause_requested_ && held_vps_ == vcpus_;
+}
+
 std::vector<VpStats> Partition::GetVpStats() const {
   std::vector<VpStats> out;
   for (uint32_t i = 0; i < vcpus_; ++i) {
@@ -482,6 +561,16 @@ std::vector<VpStats> Partition::GetVpStats() const {
     }
     s.completed_instructions =
         vp_state_[i].completed.load(std::memory_order_relaxed);
+    {
+      const VpState& state = vp_state_[i];
+      absl::MutexLock lock(&state.cpu_mu);
+      s.cpu_time_ns = state.cpu_ns_final;
+      timespec ts{};
+      if (state.cpu_clock.has_value() &&
+          clock_gettime(*state.cpu_clock, &ts) == 0) {
+        s.cpu_time_ns = uint64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+      }
+    }
     out.push_back(s);
   }
   return out;

@@ -1,6 +1,8 @@
 #ifndef HVSTACK_VID_PARTITION_H_
 #define HVSTACK_VID_PARTITION_H_
 
+#include <time.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "base/scoped_fd.h"
 #include "hvcore/boot_layout.h"
 #include "hvcore/hyperv/hv_partition.h"
@@ -112,6 +115,9 @@ struct VpStats {
   // Emulation failures completed by hvcore (int3 -> #BP), included in
   // exits[emulation_failure].
   uint64_t completed_instructions = 0;
+  // CPU time of the VP's thread (guest time and host-side handling) in the
+  // current Run(), or in the last one once it returned.
+  uint64_t cpu_time_ns = 0;
 };
 
 // The facade a worker drives: one partition, its memory, its VPs, and the I/O
@@ -207,6 +213,20 @@ class Partition {
   // in progress.
   absl::Status Reset();
 
+  // Pause: every VP thread leaves KVM_RUN (kicked) and is held before its
+  // next entry; returns once all are held. Guest memory, registers and
+  // in-kernel device state stay as they are, so Resume() continues the guest
+  // where it was. Devices here act only on VP accesses, so held VPs leave
+  // them quiet; interrupts raised meanwhile stay pending in the irqchip. The
+  // guest's clocks keep running. FailedPrecondition unless Run() is in
+  // progress; DeadlineExceeded (nothing held) if the VPs are not all held
+  // within `timeout`. Pausing a paused partition is OK. A terminal request
+  // (stop, power-off) ends a paused Run() as usual.
+  absl::Status Pause(absl::Duration timeout = absl::Seconds(5));
+  // Lets held VPs enter the guest again. No-op unless paused.
+  void Resume();
+  bool paused() const;
+
   std::vector<VpStats> GetVpStats() const;
 
   // The synthetic interface, if enlightened (else null): attach VMBus to its
@@ -232,6 +252,11 @@ class Partition {
   struct VpState {
     std::array<std::atomic<uint64_t>, kNumInterceptKinds> exits{};
     std::atomic<uint64_t> completed{0};
+    // The VP thread's CPU clock while it runs; its final reading once it
+    // ended (a thread's clock is gone with the thread).
+    mutable absl::Mutex cpu_mu;
+    std::optional<clockid_t> cpu_clock ABSL_GUARDED_BY(cpu_mu);
+    uint64_t cpu_ns_final ABSL_GUARDED_BY(cpu_mu) = 0;
   };
   struct Vm {
     std::unique_ptr<hvcore::Partition> hv;
@@ -250,6 +275,9 @@ class Partition {
   void Finish(RunOutcome::Kind kind, std::string detail);
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   void VpLoop(uint32_t index);
+  // Holds the calling VP thread while a pause is requested (and the
+  // partition has not finished).
+  void HoldWhilePaused();
   // Handles one intercept; returns false when the VP must stop.
   bool HandleIntercept(uint32_t index, hvcore::Intercept& intercept);
 
@@ -277,11 +305,16 @@ class Partition {
   std::unique_ptr<VpState[]> vp_state_;
 
   std::atomic<bool> finished_{false};
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::optional<RunOutcome> outcome_ ABSL_GUARDED_BY(mu_);
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool boot_vp_prepared_ ABSL_GUARDED_BY(mu_) = false;
+  // Pause(): requested, and how many VP threads are held.
+  bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
+  uint32_t held_vps_ ABSL_GUARDED_BY(mu_) = 0;
+  // Mirrors pause_requested_ for the VP loop's lock-free check.
+  std::atomic<bool> pause_hint_{false};
   // Rate limit for interrupt ioctl failure logs.
   std::atomic<uint32_t> irq_errors_logged_{0};
 };

@@ -148,6 +148,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.vmwp_flag = options.vmwp;
   worker_options.start_timeout = options.start_timeout;
   worker_options.stop_grace = options.stop_grace;
+  worker_options.restart_backoff = options.restart_backoff;
   server->workers_ =
       std::make_unique<WorkerManager>(server->store_.get(), worker_options);
   // Before serving: requests see every VM's worker taken over or its end
@@ -208,6 +209,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
           : absl::StrCat(", TLS with client certificates on port ",
                          server->tls_port_),
       state_dir);
+  // After the reconcile: a VM still running under its old worker is not
+  // started twice.
+  server->workers_->StartAutostartVms();
   return server;
 }
 

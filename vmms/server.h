@@ -25,6 +25,8 @@ struct ServerOptions {
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
   absl::Duration stop_grace = absl::Seconds(3);
+  // Restart policy backoff (see WorkerManagerOptions).
+  absl::Duration restart_backoff = absl::Seconds(1);
   // --event-retention: how many events the event log keeps.
   int64_t event_retention = 10000;
 
@@ -52,7 +54,7 @@ class Server {
  public:
   // Creates the state directory, takes its lock (one vmms per directory), opens
   // and migrates the database, reconciles VMs left active by a previous vmms,
-  // and starts serving.
+  // starts serving, then starts the autostart VMs (in the background).
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options);
   ~Server();

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,6 +37,12 @@ absl::Status ValidateVmName(const std::string& name) {
 }
 
 absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
+  if (!hvstack::v1::RestartPolicy_IsValid(config.restart_policy())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.restart_policy %d is not a RestartPolicy (never = 1, "
+        "on-failure = 2, always = 3)",
+        static_cast<int>(config.restart_policy())));
+  }
   if (config.vcpus() < kMinVcpus || config.vcpus() > kMaxVcpus) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "config.vcpus %u is out of range: must be between %u and %u",
@@ -87,6 +94,74 @@ absl::Status ValidateInitrd(const hvstack::v1::VmConfig& config) {
     return invalid(absl::StrCat("cannot be read: ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
+    const hvstack::v1::VmConfig& current, const hvstack::v1::VmConfig& update,
+    const std::vector<std::string>& mask) {
+  if (mask.empty()) {
+    return absl::InvalidArgumentError(
+        "update_mask is empty: name the fields to change, e.g. memory_mib");
+  }
+  hvstack::v1::VmConfig merged = current;
+  std::vector<std::string> seen;
+  for (const std::string& path : mask) {
+    if (std::find(seen.begin(), seen.end(), path) != seen.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("update_mask names '", path, "' twice"));
+    }
+    seen.push_back(path);
+    if (path == "vcpus") {
+      merged.set_vcpus(update.vcpus());
+    } else if (path == "memory_mib") {
+      merged.set_memory_mib(update.memory_mib());
+    } else if (path == "kernel_path") {
+      merged.set_kernel_path(update.kernel_path());
+    } else if (path == "cmdline") {
+      merged.set_cmdline(update.cmdline());
+    } else if (path == "initrd_path") {
+      merged.set_initrd_path(update.initrd_path());
+    } else if (path == "autostart") {
+      merged.set_autostart(update.autostart());
+    } else if (path == "restart_policy") {
+      merged.set_restart_policy(update.restart_policy());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update_mask: '", absl::CHexEscape(path),
+          "' is not an updatable field (vcpus, memory_mib, kernel_path, "
+          "cmdline, initrd_path, autostart, restart_policy)"));
+    }
+  }
+  const bool hardware = std::any_of(seen.begin(), seen.end(), [](auto& p) {
+    return p != "autostart" && p != "restart_policy";
+  });
+  // Policy-only updates do not re-check the kernel: switching autostart off
+  // must work even if the image has gone.
+  if (hardware) {
+    if (absl::Status s = ValidateVmConfig(merged); !s.ok()) return s;
+  } else if (!hvstack::v1::RestartPolicy_IsValid(merged.restart_policy())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.restart_policy %d is not a RestartPolicy (never = 1, "
+        "on-failure = 2, always = 3)",
+        static_cast<int>(merged.restart_policy())));
+  }
+  return merged;
+}
+
+absl::StatusOr<absl::Duration> ValidateShutdownTimeout(bool has_timeout,
+                                                       int64_t seconds,
+                                                       int32_t nanos) {
+  if (!has_timeout) return absl::Seconds(60);
+  const absl::Duration timeout =
+      absl::Seconds(seconds) + absl::Nanoseconds(nanos);
+  if (seconds < 0 || nanos < 0 || nanos >= 1000000000 ||
+      timeout < absl::Milliseconds(1) || timeout > absl::Hours(1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "timeout %ds %dns is out of range: give 1 ms to 1 h (or leave it "
+        "unset for 60 s)",
+        seconds, nanos));
+  }
+  return timeout;
 }
 
 }  // namespace vmms

@@ -2,8 +2,11 @@
 #define HVSTACK_VMMS_VALIDATION_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
 
 namespace vmms {
@@ -26,6 +29,22 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config);
 // An empty initrd_path, or an absolute path of an existing, readable regular
 // file. INVALID_ARGUMENT naming the path and what is wrong with it.
 absl::Status ValidateInitrd(const hvstack::v1::VmConfig& config);
+
+// ValidateVmConfig also checks restart_policy (a known value).
+
+// UpdateVm: `mask` names VmConfig fields (vcpus, memory_mib, kernel_path,
+// cmdline, initrd_path, autostart, restart_policy), each once, at least one.
+// Returns `current` with the masked fields taken from `update`, checked like a
+// new definition (ValidateVmConfig). INVALID_ARGUMENT names the path or field.
+absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
+    const hvstack::v1::VmConfig& current, const hvstack::v1::VmConfig& update,
+    const std::vector<std::string>& mask);
+
+// ShutdownVm: an unset timeout is the default; a set one is 1 ms .. 1 h.
+// INVALID_ARGUMENT naming the value.
+absl::StatusOr<absl::Duration> ValidateShutdownTimeout(bool has_timeout,
+                                                       int64_t seconds,
+                                                       int32_t nanos);
 
 }  // namespace vmms
 

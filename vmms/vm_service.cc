@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +30,13 @@ grpc::Status Respond(const absl::StatusOr<T>& result, T* response) {
   if (!result.ok()) return ToGrpc(result.status());
   *response = *result;
   return grpc::Status::OK;
+}
+
+// How long a modifying request waits for another one on the same VM: its
+// own deadline, at most 10 min.
+absl::Time OpDeadline(const grpc::ServerContext* context) {
+  return std::min(absl::FromChrono(context->deadline()),
+                  absl::Now() + absl::Minutes(10));
 }
 
 }  // namespace
@@ -171,7 +179,8 @@ grpc::Status VmServiceImpl::StartVm(grpc::ServerContext* context,
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(workers_->Start(request->name()), response);
+  return Respond(workers_->Start(request->name(), OpDeadline(context)),
+                 response);
 }
 
 grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
@@ -195,7 +204,108 @@ grpc::Status VmServiceImpl::DeleteVm(
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return ToGrpc(workers_->Delete(request->name()));
+  return ToGrpc(workers_->Delete(request->name(), OpDeadline(context)));
+}
+
+grpc::Status VmServiceImpl::PauseVm(grpc::ServerContext* context,
+                                    const hvstack::v1::PauseVmRequest* request,
+                                    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "PauseVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return Respond(workers_->Pause(request->name(), OpDeadline(context)),
+                 response);
+}
+
+grpc::Status VmServiceImpl::ResumeVm(
+    grpc::ServerContext* context, const hvstack::v1::ResumeVmRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "ResumeVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return Respond(workers_->Resume(request->name(), OpDeadline(context)),
+                 response);
+}
+
+grpc::Status VmServiceImpl::ResetVm(grpc::ServerContext* context,
+                                    const hvstack::v1::ResetVmRequest* request,
+                                    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "ResetVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return Respond(workers_->Reset(request->name(), OpDeadline(context)),
+                 response);
+}
+
+grpc::Status VmServiceImpl::RebootVm(
+    grpc::ServerContext* context, const hvstack::v1::RebootVmRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "RebootVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return Respond(workers_->Reboot(request->name(), OpDeadline(context)),
+                 response);
+}
+
+grpc::Status VmServiceImpl::ShutdownVm(
+    grpc::ServerContext* context, const hvstack::v1::ShutdownVmRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "ShutdownVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  absl::StatusOr<absl::Duration> timeout = ValidateShutdownTimeout(
+      request->has_timeout(), request->timeout().seconds(),
+      request->timeout().nanos());
+  if (!timeout.ok()) return ToGrpc(timeout.status());
+  if (!hvstack::v1::ShutdownVmRequest::Fallback_IsValid(request->fallback())) {
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("fallback ", request->fallback(),
+                     " is not a ShutdownVmRequest.Fallback (FORCE_OFF = 1, "
+                     "FAIL = 2)")));
+  }
+  ShutdownOptions options;
+  options.timeout = *timeout;
+  options.force_off_fallback =
+      request->fallback() != hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL;
+  return Respond(
+      workers_->GracefulShutdown(request->name(), options, OpDeadline(context)),
+      response);
+}
+
+grpc::Status VmServiceImpl::UpdateVm(
+    grpc::ServerContext* context, const hvstack::v1::UpdateVmRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "UpdateVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  absl::StatusOr<Vm> vm = store_->Get(request->name());
+  if (!vm.ok()) return ToGrpc(vm.status());
+  std::vector<std::string> paths(request->update_mask().paths().begin(),
+                                 request->update_mask().paths().end());
+  absl::StatusOr<hvstack::v1::VmConfig> merged =
+      ApplyConfigUpdate(vm->config(), request->config(), paths);
+  if (!merged.ok()) return ToGrpc(merged.status());
+  return Respond(
+      workers_->Update(request->name(), *merged, paths, OpDeadline(context)),
+      response);
 }
 
 NextWorker VmServiceImpl::NextWorkerOf(const std::string& name) {

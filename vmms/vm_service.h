@@ -46,6 +46,24 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerReaderWriter<hvstack::v1::ConsoleChunk,
                                hvstack::v1::AttachConsoleRequest>* stream)
       override;
+  grpc::Status PauseVm(grpc::ServerContext* context,
+                       const hvstack::v1::PauseVmRequest* request,
+                       hvstack::v1::Vm* response) override;
+  grpc::Status ResumeVm(grpc::ServerContext* context,
+                        const hvstack::v1::ResumeVmRequest* request,
+                        hvstack::v1::Vm* response) override;
+  grpc::Status ResetVm(grpc::ServerContext* context,
+                       const hvstack::v1::ResetVmRequest* request,
+                       hvstack::v1::Vm* response) override;
+  grpc::Status RebootVm(grpc::ServerContext* context,
+                        const hvstack::v1::RebootVmRequest* request,
+                        hvstack::v1::Vm* response) override;
+  grpc::Status ShutdownVm(grpc::ServerContext* context,
+                          const hvstack::v1::ShutdownVmRequest* request,
+                          hvstack::v1::Vm* response) override;
+  grpc::Status UpdateVm(grpc::ServerContext* context,
+                        const hvstack::v1::UpdateVmRequest* request,
+                        hvstack::v1::Vm* response) override;
   grpc::Status WatchEvents(
       grpc::ServerContext* context,
       const hvstack::v1::WatchEventsRequest* request,

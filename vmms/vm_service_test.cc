@@ -27,6 +27,7 @@ namespace {
 
 using hvstack::v1::VM_STATE_CRASHED;
 using hvstack::v1::VM_STATE_OFF;
+using hvstack::v1::VM_STATE_PAUSED;
 using hvstack::v1::VM_STATE_RUNNING;
 using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
@@ -105,6 +106,51 @@ class VmServiceTest : public ::testing::Test {
     grpc::ClientContext context;
     google::protobuf::Empty empty;
     return stub_->DeleteVm(&context, request, &empty);
+  }
+  grpc::Status Pause(const std::string& name, hvstack::v1::Vm* out = nullptr) {
+    return CallByName<hvstack::v1::PauseVmRequest>(
+        &hvstack::v1::VmService::Stub::PauseVm, name, out);
+  }
+  grpc::Status Resume(const std::string& name, hvstack::v1::Vm* out = nullptr) {
+    return CallByName<hvstack::v1::ResumeVmRequest>(
+        &hvstack::v1::VmService::Stub::ResumeVm, name, out);
+  }
+  grpc::Status Reset(const std::string& name, hvstack::v1::Vm* out = nullptr) {
+    return CallByName<hvstack::v1::ResetVmRequest>(
+        &hvstack::v1::VmService::Stub::ResetVm, name, out);
+  }
+  grpc::Status Reboot(const std::string& name, hvstack::v1::Vm* out = nullptr) {
+    return CallByName<hvstack::v1::RebootVmRequest>(
+        &hvstack::v1::VmService::Stub::RebootVm, name, out);
+  }
+  grpc::Status Shutdown(const std::string& name, absl::Duration timeout,
+                        bool fail_fallback, hvstack::v1::Vm* out = nullptr,
+                        absl::Duration rpc_deadline = absl::Seconds(30)) {
+    hvstack::v1::ShutdownVmRequest request;
+    request.set_name(name);
+    request.mutable_timeout()->set_seconds(absl::ToInt64Seconds(timeout));
+    request.mutable_timeout()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(timeout % absl::Seconds(1))));
+    request.set_fallback(
+        fail_fallback ? hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL
+                      : hvstack::v1::ShutdownVmRequest::FALLBACK_FORCE_OFF);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_deadline));
+    hvstack::v1::Vm vm;
+    return stub_->ShutdownVm(&context, request, out != nullptr ? out : &vm);
+  }
+  grpc::Status Update(const std::string& name,
+                      const hvstack::v1::VmConfig& config,
+                      const std::vector<std::string>& paths,
+                      hvstack::v1::Vm* out = nullptr) {
+    hvstack::v1::UpdateVmRequest request;
+    request.set_name(name);
+    *request.mutable_config() = config;
+    for (const std::string& p : paths)
+      request.mutable_update_mask()->add_paths(p);
+    grpc::ClientContext context;
+    hvstack::v1::Vm vm;
+    return stub_->UpdateVm(&context, request, out != nullptr ? out : &vm);
   }
   // Reads the console stream to its end (or `max_bytes`, then cancels).
   grpc::Status Console(const std::string& name, bool follow, std::string* data,
@@ -618,6 +664,239 @@ TEST_F(VmServiceTest, AttachConsoleOfAnUnknownVmIsNotFound) {
   hvstack::v1::ConsoleChunk chunk;
   EXPECT_FALSE(stream->Read(&chunk));
   ExpectError(stream->Finish(), grpc::StatusCode::NOT_FOUND, "'nope'");
+}
+
+TEST_F(VmServiceTest, PauseAndResumeFollowTheStateTable) {
+  ASSERT_TRUE(Create("web1", "serve").ok());
+  ExpectError(Pause("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "VM 'web1' is off; cannot pause it: start it first");
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Start("web1", &vm).ok());
+  const int64_t pid = vm.worker_pid();
+  ExpectError(Resume("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is running; cannot resume it: it is not paused");
+  grpc::Status paused = Pause("web1", &vm);
+  ASSERT_TRUE(paused.ok()) << paused.error_message();
+  EXPECT_EQ(vm.state(), VM_STATE_PAUSED);
+  EXPECT_EQ(vm.state_reason(), "paused by user");
+  EXPECT_EQ(vm.worker_pid(), pid);
+  ExpectError(Pause("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is paused; cannot pause it: it is paused already");
+  ExpectError(Shutdown("web1", absl::Seconds(1), false),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "VM 'web1' is paused; cannot shut it down: resume it first");
+  ExpectError(Reboot("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "resume it first");
+  ExpectError(Delete("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is paused; cannot delete it: stop it first");
+  ASSERT_TRUE(Resume("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_EQ(vm.state_reason(), "resumed by user");
+  // Stop works from Paused too.
+  ASSERT_TRUE(Pause("web1").ok());
+  ASSERT_TRUE(Stop("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_THAT(StateHistory(vm.uuid()),
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_PAUSED, VM_STATE_RUNNING, VM_STATE_PAUSED,
+                          VM_STATE_STOPPING, VM_STATE_OFF));
+}
+
+TEST_F(VmServiceTest, ShutdownWithoutAShutdownChannelFallsBackByPolicy) {
+  ASSERT_TRUE(Create("web1", "serve").ok());
+  ASSERT_TRUE(Start("web1").ok());
+  ExpectError(Shutdown("web1", absl::Seconds(5), /*fail_fallback=*/true),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "guest offers no shutdown channel; it keeps running");
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Get("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  ASSERT_TRUE(Shutdown("web1", absl::Seconds(5), false, &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_EQ(vm.state_reason(),
+            "shutdown requested by user: guest offers no shutdown channel; "
+            "forced off");
+  // Bad timeouts are INVALID_ARGUMENT.
+  ExpectError(Shutdown("web1", absl::Hours(2), false),
+              grpc::StatusCode::INVALID_ARGUMENT, "1 ms to 1 h");
+  ExpectError(Shutdown("web1", absl::ZeroDuration(), false),
+              grpc::StatusCode::INVALID_ARGUMENT, "out of range");
+}
+
+TEST_F(VmServiceTest, ShutdownWaitsForTheGuestThenFallsBack) {
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Create("obeys", "shutdown-obeys").ok());
+  ASSERT_TRUE(Start("obeys").ok());
+  ASSERT_TRUE(Shutdown("obeys", absl::Seconds(5), true, &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_EQ(vm.state_reason(), "guest powered off");
+
+  ASSERT_TRUE(Create("ignores", "shutdown-ignores").ok());
+  ASSERT_TRUE(Start("ignores").ok());
+  ExpectError(Shutdown("ignores", absl::Milliseconds(200), true),
+              grpc::StatusCode::DEADLINE_EXCEEDED,
+              "did not power off within 200ms; it keeps running");
+  ASSERT_TRUE(Get("ignores", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  ASSERT_TRUE(Shutdown("ignores", absl::Milliseconds(200), false, &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_EQ(vm.state_reason(),
+            "shutdown requested by user: the guest did not power off within "
+            "200ms; forced off");
+}
+
+TEST_F(VmServiceTest, ResetAndRebootWithoutChannelGiveAFreshWorker) {
+  ASSERT_TRUE(Create("web1", "serve").ok());
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Start("web1", &vm).ok());
+  const int64_t first = vm.worker_pid();
+  grpc::Status reset = Reset("web1", &vm);
+  ASSERT_TRUE(reset.ok()) << reset.error_message();
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_NE(vm.worker_pid(), first);
+  EXPECT_EQ(kill(static_cast<pid_t>(first), 0), -1) << "old worker survived";
+  const int64_t second = vm.worker_pid();
+  ASSERT_TRUE(Reboot("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_NE(vm.worker_pid(), second);
+  auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
+  auto history = *store->History(vm.uuid());
+  std::vector<std::string> reasons;
+  for (const StateChange& c : history) reasons.push_back(c.reason);
+  EXPECT_THAT(reasons, ::testing::Contains("reset by user (hard)"));
+  EXPECT_THAT(reasons, ::testing::Contains(
+                           "reboot requested by user: guest offers no shutdown "
+                           "channel; hard reset"));
+  // Reset of a stopped VM is refused.
+  ASSERT_TRUE(Stop("web1").ok());
+  ExpectError(Reset("web1"), grpc::StatusCode::FAILED_PRECONDITION,
+              "is off; cannot reset it");
+}
+
+TEST_F(VmServiceTest, UpdateChangesMaskedFieldsAndHardwareOnlyWhileOff) {
+  ASSERT_TRUE(Create("web1", "serve").ok());
+  hvstack::v1::VmConfig config;
+  config.set_memory_mib(256);
+  config.set_vcpus(99);  // Not in the mask.
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Update("web1", config, {"memory_mib"}, &vm).ok());
+  EXPECT_EQ(vm.config().memory_mib(), 256u);
+  EXPECT_EQ(vm.config().vcpus(), 1u);
+  ExpectError(Update("web1", config, {}), grpc::StatusCode::INVALID_ARGUMENT,
+              "update_mask is empty");
+  ExpectError(Update("web1", config, {"name"}),
+              grpc::StatusCode::INVALID_ARGUMENT,
+              "'name' is not an updatable field");
+  ExpectError(Update("web1", config, {"vcpus"}),
+              grpc::StatusCode::INVALID_ARGUMENT, "config.vcpus 99");
+  ExpectError(Update("web1", config, {"memory_mib", "memory_mib"}),
+              grpc::StatusCode::INVALID_ARGUMENT, "twice");
+  config.set_restart_policy(static_cast<hvstack::v1::RestartPolicy>(42));
+  ExpectError(Update("web1", config, {"restart_policy"}),
+              grpc::StatusCode::INVALID_ARGUMENT, "restart_policy 42");
+  ExpectError(Update("ghost", config, {"autostart"}),
+              grpc::StatusCode::NOT_FOUND, "'ghost'");
+
+  ASSERT_TRUE(Start("web1").ok());
+  config.set_memory_mib(512);
+  ExpectError(Update("web1", config, {"memory_mib"}),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "is running; cannot change its hardware configuration: stop it "
+              "first");
+  config.set_autostart(true);
+  config.set_restart_policy(hvstack::v1::RESTART_POLICY_ALWAYS);
+  ASSERT_TRUE(
+      Update("web1", config, {"autostart", "restart_policy"}, &vm).ok());
+  EXPECT_TRUE(vm.config().autostart());
+  EXPECT_EQ(vm.config().memory_mib(), 256u);
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+}
+
+TEST_F(VmServiceTest, ASecondModifierWaitsUntilItsDeadlineAndReadsNeverWait) {
+  ASSERT_TRUE(Create("web1", "shutdown-ignores").ok());
+  ASSERT_TRUE(Start("web1").ok());
+  // Holds web1's operation lock for ~1.5 s.
+  std::thread shutdown([&] {
+    EXPECT_EQ(Shutdown("web1", absl::Milliseconds(1500), true).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  {
+    hvstack::v1::PauseVmRequest request;
+    request.set_name("web1");
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
+    hvstack::v1::Vm vm;
+    grpc::Status s = stub_->PauseVm(&context, request, &vm);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    // vmms's own answer names the operation in progress (the client's
+    // deadline may fire first with gRPC's own message).
+    if (!s.error_message().empty() &&
+        s.error_message() != "Deadline Exceeded") {
+      EXPECT_THAT(s.error_message(), HasSubstr("operation 'shutdown'"));
+    }
+  }
+  // Reads do not wait, nor does another VM.
+  absl::Time before = absl::Now();
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Get("web1", &vm).ok());
+  EXPECT_LT(absl::Now() - before, absl::Milliseconds(500));
+  ASSERT_TRUE(Create("other", "serve").ok());
+  ASSERT_TRUE(Start("other").ok());
+  shutdown.join();
+  // After the first operation, the next one proceeds.
+  grpc::Status paused = Pause("web1", &vm);
+  EXPECT_TRUE(paused.ok()) << paused.error_message();
+}
+
+TEST_F(VmServiceTest, RestartPolicyRestartsACrashedVmWithBackoff) {
+  StopServer();
+  options_.restart_backoff = absl::Milliseconds(100);
+  StartServer();
+  hvstack::v1::CreateVmRequest request;
+  request.set_name("flaky");
+  request.mutable_config()->set_vcpus(1);
+  request.mutable_config()->set_memory_mib(64);
+  request.mutable_config()->set_kernel_path(testing::HelloKernel());
+  request.mutable_config()->set_cmdline("segv");
+  request.mutable_config()->set_restart_policy(
+      hvstack::v1::RESTART_POLICY_ON_FAILURE);
+  {
+    grpc::ClientContext context;
+    hvstack::v1::Vm vm;
+    ASSERT_TRUE(stub_->CreateVm(&context, request, &vm).ok());
+  }
+  ASSERT_TRUE(Start("flaky").ok());
+  // segv crashes at once each time: restarts after 100, 200, 400 ms...
+  hvstack::v1::Vm vm;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
+       absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(20))) {
+    ASSERT_TRUE(Get("flaky", &vm).ok());
+    if (vm.restart_count() >= 3) break;
+  }
+  EXPECT_GE(vm.restart_count(), 3u);
+  auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
+  std::vector<std::string> reasons;
+  std::vector<StateChange> history = *store->History(vm.uuid());
+  for (const StateChange& c : history) reasons.push_back(c.reason);
+  EXPECT_THAT(reasons, ::testing::Contains(HasSubstr(
+                           "restarted by policy on-failure (attempt 2) after: "
+                           "worker killed by signal 11")));
+
+  // A guest power-off is not a failure.
+  request.set_name("quits");
+  request.mutable_config()->set_cmdline("poweroff");
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->CreateVm(&context, request, &vm).ok());
+  }
+  ASSERT_TRUE(Start("quits").ok());
+  WaitForState("quits", VM_STATE_OFF);
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE(Get("quits", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_EQ(vm.restart_count(), 0u);
 }
 
 }  // namespace

@@ -83,7 +83,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
   if (!mode.respawn) {
     absl::StatusOr<Vm> starting =
-        store_->SetState(vm.uuid(), VM_STATE_STARTING, "start requested");
+        store_->SetState(vm.uuid(), VM_STATE_STARTING, mode.start_reason);
     if (!starting.ok()) return starting.status();
   }
   // A respawn's caller records the VM Crashed instead of Off.
@@ -205,6 +205,7 @@ void WorkerManager::Supervise(Worker* worker) {
           worker->respawned ? store_->GetByUuid(worker->uuid)
                             : store_->SetState(worker->uuid, VM_STATE_RUNNING,
                                                "worker ready");
+      worker->ready_time = absl::Now();
       if (running.ok()) {
         worker->running_vm = *running;
       } else {
@@ -253,15 +254,23 @@ void WorkerManager::Supervise(Worker* worker) {
   }
 
   std::optional<std::string> respawn_error;
-  if (report.has_value() &&
-      report->reason() ==
-          hvstack::internal::WorkerExitReport::REBOOT_REQUESTED) {
+  bool reset = false;
+  {
+    absl::MutexLock lock(&worker->mu);
+    reset = worker->reset_reason.has_value();
+  }
+  if (reset || (report.has_value() &&
+                report->reason() ==
+                    hvstack::internal::WorkerExitReport::REBOOT_REQUESTED)) {
     // Lock order: mu_ before a worker's mu (as Stop and Start take them).
     absl::MutexLock manager_lock(&mu_);
     absl::MutexLock lock(&worker->mu);
     if (!worker->stop_reason.has_value() && worker->ready && !shutting_down_) {
+      // A hard reset is a power cycle: no device state carries over.
       absl::Status s =
-          RespawnWorker(worker, report->detail(), report->persistent());
+          reset ? RespawnWorker(worker, *worker->reset_reason,
+                                hvstack::internal::PersistentDeviceState())
+                : RespawnWorker(worker, report->detail(), report->persistent());
       if (s.ok()) {
         worker->exited = true;
         return;
@@ -270,7 +279,7 @@ void WorkerManager::Supervise(Worker* worker) {
     }
   }
 
-  absl::MutexLock lock(&worker->mu);
+  absl::ReleasableMutexLock lock(&worker->mu);
   WorkerOutcome outcome;
   if (respawn_error.has_value()) {
     outcome = {VM_STATE_CRASHED, *respawn_error, absl::OkStatus()};
@@ -301,6 +310,10 @@ void WorkerManager::Supervise(Worker* worker) {
   }
   if (!worker->ready) worker->start_error = outcome.start_error;
   worker->exited = true;
+  lock.Release();
+  // Not under worker->mu: the restart machinery takes mu_, which is always
+  // taken before a worker's mu.
+  if (final_vm.ok()) MaybeScheduleRestart(worker, *final_vm);
 }
 
 absl::Status WorkerManager::RespawnWorker(
@@ -421,7 +434,25 @@ void WorkerManager::HandleWorkerEvent(
   }
 }
 
-absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
+absl::StatusOr<Vm> WorkerManager::Start(const std::string& name,
+                                        absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "start", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kStart); !s.ok()) return s;
+  // A client's start: the restart policy's count and backoff start over.
+  {
+    absl::MutexLock lock(&mu_);
+    restart_attempts_.erase(vm->uuid());
+  }
+  if (vm->restart_count() != 0) (void)store_->SetRestartCount(vm->uuid(), 0);
+  return StartLocked(name, "start requested");
+}
+
+absl::StatusOr<Vm> WorkerManager::StartLocked(const std::string& name,
+                                              const std::string& reason) {
   std::shared_ptr<Worker> worker;
   std::shared_ptr<Worker> previous;
   {
@@ -448,7 +479,7 @@ absl::StatusOr<Vm> WorkerManager::Start(const std::string& name) {
       workers_.erase(it);
     }
     absl::StatusOr<std::shared_ptr<Worker>> launched =
-        Launch(*vm, LaunchMode{});
+        Launch(*vm, LaunchMode{.start_reason = reason});
     if (!launched.ok()) return launched.status();
     worker = *launched;
     // A new run of the VM: reboots are counted afresh.
@@ -563,7 +594,11 @@ absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
   }
 }
 
-absl::Status WorkerManager::Delete(const std::string& name) {
+absl::Status WorkerManager::Delete(const std::string& name,
+                                   absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "delete", deadline);
+  if (!guard.ok()) return guard.status();
   std::shared_ptr<Worker> finished;
   {
     absl::MutexLock lock(&mu_);
@@ -647,6 +682,13 @@ void WorkerManager::Shutdown(const std::string& reason) {
   for (auto& worker : workers) {
     if (worker->supervisor.joinable()) worker->supervisor.join();
   }
+  // Restarts waiting for their backoff see shutting_down_ and give up.
+  std::vector<std::thread> restarters;
+  {
+    absl::MutexLock lock(&mu_);
+    restarters.swap(restarters_);
+  }
+  for (std::thread& t : restarters) t.join();
 }
 
 }  // namespace vmms

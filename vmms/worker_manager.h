@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -18,6 +19,7 @@
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/reboot_guard.h"
+#include "vmms/op_lock.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_store.h"
 
@@ -32,6 +34,21 @@ struct WorkerManagerOptions {
   // How long a worker gets to exit after WorkerService.Stop before it is
   // SIGKILLed.
   absl::Duration stop_grace = absl::Seconds(3);
+  // Restart policy backoff: the first automatic restart waits
+  // restart_backoff, each further one twice as long, at most
+  // restart_backoff_max; a VM that stayed Running for restart_stable_after
+  // starts again from restart_backoff.
+  absl::Duration restart_backoff = absl::Seconds(1);
+  absl::Duration restart_backoff_max = absl::Minutes(5);
+  absl::Duration restart_stable_after = absl::Minutes(10);
+};
+
+// How ShutdownVm ends when the guest does not power off in time (or cannot be
+// asked).
+struct ShutdownOptions {
+  absl::Duration timeout = absl::Seconds(60);
+  // True: stop the VM hard; false: fail and leave it running.
+  bool force_off_fallback = true;
 };
 
 // Where a VM's console can be read from right now.
@@ -58,17 +75,53 @@ class WorkerManager {
   // Stops every worker (see Shutdown).
   ~WorkerManager();
 
+  // Modifying operations take the VM's operation lock (VmOpLocks), waiting
+  // for another one in progress at most until `deadline`. StopVm does not:
+  // a hard power-off is the way out of any operation (which then fails
+  // ABORTED or FAILED_PRECONDITION).
+
   // Off/Crashed -> Starting -> Running. Returns the VM as recorded when it
   // became Running, or the reason it did not (the VM is then Off with that
   // reason).
-  absl::StatusOr<Vm> Start(const std::string& name);
-  // Hard power-off of a Starting/Running VM; returns the VM once Off. `reason`
+  absl::StatusOr<Vm> Start(const std::string& name,
+                           absl::Time deadline = absl::InfiniteFuture());
+  // Hard power-off of a VM with a worker; returns the VM once Off. `reason`
   // is recorded.
   absl::StatusOr<Vm> Stop(
       const std::string& name,
       const std::string& reason = "stopped by user (hard power-off)");
   // Removes an Off/Crashed VM's definition and runtime directory.
-  absl::Status Delete(const std::string& name);
+  absl::Status Delete(const std::string& name,
+                      absl::Time deadline = absl::InfiniteFuture());
+  // Running -> Paused -> Running (worker Pause / Resume).
+  absl::StatusOr<Vm> Pause(const std::string& name, absl::Time deadline);
+  absl::StatusOr<Vm> Resume(const std::string& name, absl::Time deadline);
+  // Hard reset (Running or Paused): the worker is killed and a fresh one
+  // started through RespawnWorker; the VM stays Running (a `rebooted` event).
+  absl::StatusOr<Vm> Reset(const std::string& name, absl::Time deadline);
+  // Graceful reboot through the guest's shutdown channel, else a hard reset.
+  absl::StatusOr<Vm> Reboot(const std::string& name, absl::Time deadline);
+  // Graceful power-off (see ShutdownOptions).
+  absl::StatusOr<Vm> GracefulShutdown(const std::string& name,
+                                      const ShutdownOptions& options,
+                                      absl::Time deadline);
+  // UpdateVm: `paths` are validated VmConfig field names.
+  absl::StatusOr<Vm> Update(const std::string& name,
+                            const hvstack::v1::VmConfig& config,
+                            const std::vector<std::string>& paths,
+                            absl::Time deadline);
+  // Starts every autostart VM that is Off or Crashed, in the background (run
+  // once after Reattach). Failures are logged and recorded on the VM.
+  void StartAutostartVms();
+
+  // The live, ready worker's socket and pid, for reads (stats); nullopt
+  // without one.
+  struct LiveWorker {
+    std::string socket;
+    pid_t pid;
+    absl::Time ready_time;
+  };
+  std::optional<LiveWorker> Live(const std::string& uuid);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
   // After the console stream of worker `generation` ended: the console of the
   // VM's next worker once it is ready (a guest reboot made vmms start a fresh
@@ -129,6 +182,13 @@ class WorkerManager {
     bool exited ABSL_GUARDED_BY(mu) = false;
     // Set when vmms decided to stop it; the recorded reason.
     std::optional<std::string> stop_reason ABSL_GUARDED_BY(mu);
+    // Set by ResetVm before it kills the worker: its end is a respawn.
+    std::optional<std::string> reset_reason ABSL_GUARDED_BY(mu);
+    // A client asked the guest to shut down: its power-off is not a
+    // restart-policy case.
+    bool shutdown_requested ABSL_GUARDED_BY(mu) = false;
+    // When it became ready (for a reattached one: when it was taken over).
+    absl::Time ready_time ABSL_GUARDED_BY(mu);
     absl::Status start_error ABSL_GUARDED_BY(mu);
     Vm running_vm ABSL_GUARDED_BY(mu);
 
@@ -142,6 +202,20 @@ class WorkerManager {
 
   // Body of a worker's supervisor thread.
   void Supervise(Worker* worker);
+  // Start's body, with the VM's operation lock held. `reason` is recorded
+  // with Starting.
+  absl::StatusOr<Vm> StartLocked(const std::string& name,
+                                 const std::string& reason);
+  // The VM's worker when it is ready and not exited or being stopped; else
+  // FAILED_PRECONDITION naming the VM.
+  absl::StatusOr<std::shared_ptr<Worker>> ReadyWorker(const Vm& vm);
+  // Kills the VM's worker so that its supervisor respawns it (hard reset).
+  absl::StatusOr<Vm> HardReset(const Vm& vm, const std::string& reason);
+  // After a worker ended on its own: schedules a restart when the VM's
+  // policy asks for one (restart thread, backoff).
+  void MaybeScheduleRestart(Worker* worker, const Vm& final_vm);
+  void RestartAfter(std::string name, std::string uuid, absl::Duration delay,
+                    uint32_t attempt, std::string why);
   // Takes over one VM's worker at start-up (Reattach).
   absl::Status ReattachVm(const Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Subscribes to a ready worker's events and records them (reboots) until
@@ -156,6 +230,8 @@ class WorkerManager {
   // What Launch does differently for a respawn.
   struct LaunchMode {
     bool respawn = false;
+    // Recorded with Starting (not for a respawn).
+    std::string start_reason = "start requested";
     hvstack::internal::PersistentDeviceState persistent;
   };
   absl::StatusOr<std::shared_ptr<Worker>> Launch(const Vm& vm,
@@ -186,6 +262,12 @@ class WorkerManager {
   std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  VmOpLocks op_locks_;
+  // Automatic restarts and autostarts waiting to run (joined by Shutdown).
+  std::vector<std::thread> restarters_ ABSL_GUARDED_BY(mu_);
+  // Consecutive automatic restarts per VM uuid (reset after a stable run or
+  // a client start).
+  std::map<std::string, uint32_t> restart_attempts_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmms

@@ -19,6 +19,7 @@ namespace vmms {
 namespace {
 
 using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_PAUSED;
 using hvstack::v1::VM_STATE_RUNNING;
 using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
@@ -46,7 +47,7 @@ absl::StatusOr<hvstack::internal::WorkerStatus> QueryWorker(
 
 bool IsActive(const Vm& vm) {
   return vm.state() == VM_STATE_STARTING || vm.state() == VM_STATE_RUNNING ||
-         vm.state() == VM_STATE_STOPPING;
+         vm.state() == VM_STATE_PAUSED || vm.state() == VM_STATE_STOPPING;
 }
 
 }  // namespace
@@ -122,6 +123,19 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
         absl::StatusOr<Vm> updated =
             store_->SetState(vm.uuid(), VM_STATE_RUNNING,
                              "worker ready (reattached after vmms restart)");
+        if (!updated.ok()) return updated.status();
+        running = *updated;
+      } else if (vm.state() == VM_STATE_RUNNING && status->paused()) {
+        // vmms died between the worker's Pause and recording it.
+        absl::StatusOr<Vm> updated = store_->SetState(
+            vm.uuid(), VM_STATE_PAUSED,
+            "paused by user (found paused after vmms restart)");
+        if (!updated.ok()) return updated.status();
+        running = *updated;
+      } else if (vm.state() == VM_STATE_PAUSED && !status->paused()) {
+        absl::StatusOr<Vm> updated = store_->SetState(
+            vm.uuid(), VM_STATE_RUNNING,
+            "resumed by user (found running after vmms restart)");
         if (!updated.ok()) return updated.status();
         running = *updated;
       }

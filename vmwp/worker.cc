@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -125,6 +126,52 @@ class RunControl {
   std::optional<std::string> stop_reason() {
     absl::MutexLock lock(&mu_);
     return stop_reason_;
+  }
+
+  // Holds the current partition's VPs (vmms's PauseVm). Under mu_ so that the
+  // partition cannot be replaced (an in-place reboot) meanwhile; the wait is
+  // for VP threads to leave KVM_RUN, milliseconds.
+  absl::Status Pause() {
+    absl::MutexLock lock(&mu_);
+    if (stop_reason_.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the VM is stopping (", *stop_reason_, ")"));
+    }
+    if (partition_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "the VM is between two boots (in-place reboot); try again");
+    }
+    return partition_->Pause();
+  }
+
+  absl::Status Resume() {
+    absl::MutexLock lock(&mu_);
+    if (partition_ != nullptr) partition_->Resume();
+    return absl::OkStatus();
+  }
+
+  bool paused() {
+    absl::MutexLock lock(&mu_);
+    return partition_ != nullptr && partition_->paused();
+  }
+
+  std::vector<hvstack::internal::VpRuntime> VpStats() {
+    std::vector<hvstack::internal::VpRuntime> out;
+    absl::MutexLock lock(&mu_);
+    if (partition_ == nullptr) return out;
+    for (const vid::VpStats& s : partition_->GetVpStats()) {
+      hvstack::internal::VpRuntime& vp = out.emplace_back();
+      vp.set_index(s.vp);
+      vp.set_cpu_time_ns(s.cpu_time_ns);
+      vp.set_total_exits(s.total_exits);
+      for (size_t k = 0; k < s.exits.size(); ++k) {
+        if (s.exits[k] != 0) {
+          (*vp.mutable_exits_by_reason())[std::string(
+              hvcore::kInterceptNames[k])] = s.exits[k];
+        }
+      }
+    }
+    return out;
   }
 
   // Whether `outcome` of the current partition is a guest reset (the i8042
@@ -437,6 +484,20 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
             if (!s.ok()) return s;
             return items;
           },
+          .pause =
+              [control] {
+                absl::Status s = control->Pause();
+                spdlog::info("pause requested over WorkerService: {}",
+                             s.ToString());
+                return s;
+              },
+          .resume =
+              [control] {
+                spdlog::info("resume requested over WorkerService");
+                return control->Resume();
+              },
+          .paused = [control] { return control->paused(); },
+          .vp_stats = [control] { return control->VpStats(); },
       },
       &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =

@@ -18,6 +18,14 @@
 //   die-early     no ready byte, no report; exits 3.
 //   segv          ready, then killed by SIGSEGV without a report.
 //   never-ready   sleeps without ever reporting ready.
+//   shutdown-obeys    like serve, and ShutdownGuest powers the guest off
+//                     (exit report GUEST_POWER_OFF) 50 ms later.
+//   shutdown-ignores  like serve, and ShutdownGuest is accepted but the guest
+//                     never powers off.
+//
+// Every serving mode pauses and resumes (Pause/Resume, GetStatus.paused);
+// ShutdownGuest is FAILED_PRECONDITION "guest offers no shutdown channel"
+// except in the shutdown-* modes.
 //
 // While serving, StreamConsole sends "booted\n", then (follow) "tick N\n"
 // every 50 ms and "echo: <bytes>\n" for console input received through
@@ -93,14 +101,56 @@ std::string CheckDescriptors(int ready_fd) {
 class FakeWorkerService final
     : public hvstack::internal::WorkerService::Service {
  public:
-  explicit FakeWorkerService(absl::Notification* stop, int reboots)
-      : stop_(stop), reboots_(reboots) {}
+  FakeWorkerService(absl::Notification* stop, int reboots, std::string mode)
+      : stop_(stop), reboots_(reboots), mode_(std::move(mode)) {}
   grpc::Status GetStatus(grpc::ServerContext*,
                          const hvstack::internal::GetStatusRequest*,
                          hvstack::internal::WorkerStatus* status) override {
     status->set_vm_uuid(config.vm_uuid());
     status->set_running(true);
+    absl::MutexLock lock(&mu_);
+    status->set_paused(paused_);
+    status->set_console_bytes(7);  // "booted\n"
+    hvstack::internal::VpRuntime* vp = status->add_vps();
+    vp->set_index(0);
+    vp->set_cpu_time_ns(1000);
+    vp->set_total_exits(3);
+    (*vp->mutable_exits_by_reason())["port_io"] = 3;
     return grpc::Status::OK;
+  }
+  grpc::Status Pause(grpc::ServerContext*,
+                     const hvstack::internal::PauseRequest*,
+                     hvstack::internal::PauseResponse*) override {
+    absl::MutexLock lock(&mu_);
+    paused_ = true;
+    return grpc::Status::OK;
+  }
+  grpc::Status Resume(grpc::ServerContext*,
+                      const hvstack::internal::ResumeRequest*,
+                      hvstack::internal::ResumeResponse*) override {
+    absl::MutexLock lock(&mu_);
+    paused_ = false;
+    return grpc::Status::OK;
+  }
+  grpc::Status ShutdownGuest(
+      grpc::ServerContext*, const hvstack::internal::ShutdownGuestRequest*,
+      hvstack::internal::ShutdownGuestResponse*) override {
+    if (mode_ == "shutdown-obeys") {
+      absl::MutexLock lock(&mu_);
+      power_off_ = true;
+      std::thread([this] {
+        absl::SleepFor(absl::Milliseconds(50));
+        if (!stop_->HasBeenNotified()) stop_->Notify();
+      }).detach();
+      return grpc::Status::OK;
+    }
+    if (mode_ == "shutdown-ignores") return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "guest offers no shutdown channel");
+  }
+  bool powered_off() {
+    absl::MutexLock lock(&mu_);
+    return power_off_;
   }
   grpc::Status Stop(grpc::ServerContext*, const hvstack::internal::StopRequest*,
                     hvstack::internal::StopResponse*) override {
@@ -160,8 +210,11 @@ class FakeWorkerService final
  private:
   absl::Notification* stop_;
   const int reboots_;
+  const std::string mode_;
   absl::Mutex mu_;
   std::string input_ ABSL_GUARDED_BY(mu_);
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool power_off_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -221,7 +274,7 @@ int main(int argc, char** argv) {
   // serve, reboot
   AppendConsole("booted\n");
   absl::Notification stop;
-  FakeWorkerService service(&stop, mode == "reboot" ? 2 : 0);
+  FakeWorkerService service(&stop, mode == "reboot" ? 2 : 0, mode);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + config.socket_path(),
                            grpc::InsecureServerCredentials());
@@ -231,6 +284,8 @@ int main(int argc, char** argv) {
   stop.WaitForNotification();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(200));
-  WriteReport(WorkerExitReport::STOP_REQUESTED, "");
+  WriteReport(service.powered_off() ? WorkerExitReport::GUEST_POWER_OFF
+                                    : WorkerExitReport::STOP_REQUESTED,
+              "");
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +52,15 @@ grpc::Status WorkerServiceImpl::GetStatus(
   if (hooks_.reboot_count) response->set_reboot_count(hooks_.reboot_count());
   if (hooks_.console_input_dropped)
     response->set_console_input_dropped(hooks_.console_input_dropped());
+  if (hooks_.paused) response->set_paused(hooks_.paused());
+  if (hooks_.vp_stats) {
+    for (hvstack::internal::VpRuntime& vp : hooks_.vp_stats())
+      *response->add_vps() = std::move(vp);
+  }
+  timespec cpu{};
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0) {
+    response->set_cpu_time_ns(uint64_t(cpu.tv_sec) * 1000000000 + cpu.tv_nsec);
+  }
   if (hooks_.integration)
     *response->mutable_integration() = hooks_.integration();
   return grpc::Status::OK;
@@ -110,6 +120,24 @@ grpc::Status WorkerServiceImpl::ListKvp(
   if (!items.ok()) return ToGrpc(items.status());
   for (const auto& [k, v] : *items) (*response->mutable_items())[k] = v;
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::Pause(grpc::ServerContext*,
+                                      const hvstack::internal::PauseRequest*,
+                                      hvstack::internal::PauseResponse*) {
+  if (!hooks_.pause)
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this worker cannot pause its VM");
+  return ToGrpc(hooks_.pause());
+}
+
+grpc::Status WorkerServiceImpl::Resume(grpc::ServerContext*,
+                                       const hvstack::internal::ResumeRequest*,
+                                       hvstack::internal::ResumeResponse*) {
+  if (!hooks_.resume)
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this worker cannot resume its VM");
+  return ToGrpc(hooks_.resume());
 }
 
 grpc::Status WorkerServiceImpl::Stop(grpc::ServerContext*,

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -52,6 +53,13 @@ class WorkerServiceImpl final
     std::function<absl::StatusOr<std::map<std::string, std::string>>(
         uint32_t pool)>
         kvp_list;
+    // Pause / Resume the VM's VPs (vid::Partition::Pause / Resume). Missing:
+    // UNIMPLEMENTED.
+    std::function<absl::Status()> pause;
+    std::function<absl::Status()> resume;
+    std::function<bool()> paused;
+    // For GetStatus: per-VP CPU time and exits of the current boot.
+    std::function<std::vector<hvstack::internal::VpRuntime>()> vp_stats;
   };
 
   // How long a following stream waits before re-checking for cancellation.
@@ -68,6 +76,16 @@ class WorkerServiceImpl final
   grpc::Status Stop(grpc::ServerContext* context,
                     const hvstack::internal::StopRequest* request,
                     hvstack::internal::StopResponse* response) override;
+  grpc::Status Pause(grpc::ServerContext* context,
+                     const hvstack::internal::PauseRequest* request,
+                     hvstack::internal::PauseResponse* response) override;
+  grpc::Status Resume(grpc::ServerContext* context,
+                      const hvstack::internal::ResumeRequest* request,
+                      hvstack::internal::ResumeResponse* response) override;
+  grpc::Status ShutdownGuest(
+      grpc::ServerContext* context,
+      const hvstack::internal::ShutdownGuestRequest* request,
+      hvstack::internal::ShutdownGuestResponse* response) override;
   // The ring's retained output; with follow, then new output until the VM ends
   // (the ring is closed) or the client goes away.
   grpc::Status StreamConsole(
@@ -87,10 +105,6 @@ class WorkerServiceImpl final
       const hvstack::internal::WatchEventsRequest* request,
       grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override;
 
-  grpc::Status ShutdownGuest(
-      grpc::ServerContext* context,
-      const hvstack::internal::ShutdownGuestRequest* request,
-      hvstack::internal::ShutdownGuestResponse* response) override;
   grpc::Status GetKvp(grpc::ServerContext* context,
                       const hvstack::internal::KvpGetRequest* request,
                       hvstack::internal::KvpGetResponse* response) override;

@@ -1,0 +1,394 @@
+// WorkerManager's lifecycle operations beyond start/stop/delete: pause,
+// resume, reset, reboot, graceful shutdown, update, autostart, and the restart
+// policy.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/process_identity.h"
+#include "vmms/state_machine.h"
+#include "vmms/worker_client.h"
+#include "vmms/worker_manager.h"
+
+namespace vmms {
+namespace {
+
+using hvstack::internal::WorkerService;
+using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_OFF;
+using hvstack::v1::VM_STATE_PAUSED;
+using hvstack::v1::VM_STATE_RUNNING;
+
+// Pausing waits for the VP threads to leave KVM_RUN: milliseconds.
+constexpr absl::Duration kPauseRpcTimeout = absl::Seconds(10);
+constexpr absl::Duration kWorkerRpcTimeout = absl::Seconds(2);
+// An automatic restart waits this long for an operation in progress.
+constexpr absl::Duration kRestartLockWait = absl::Minutes(5);
+
+absl::Status Annotate(const std::string& vm, absl::string_view what,
+                      const absl::Status& s) {
+  return absl::Status(s.code(),
+                      absl::StrCat("VM '", vm, "': ", what, ": ", s.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<WorkerManager::Worker>>
+WorkerManager::ReadyWorker(const Vm& vm) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(vm.uuid());
+  if (it != workers_.end()) {
+    absl::MutexLock worker_lock(&it->second->mu);
+    if (it->second->ready && !it->second->exited &&
+        !it->second->stop_reason.has_value()) {
+      return it->second;
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "VM '", vm.name(), "' has no running worker (it is ending); retry"));
+}
+
+std::optional<WorkerManager::LiveWorker> WorkerManager::Live(
+    const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(uuid);
+  if (it == workers_.end()) return std::nullopt;
+  absl::MutexLock worker_lock(&it->second->mu);
+  if (!it->second->ready || it->second->exited) return std::nullopt;
+  return LiveWorker{it->second->paths.worker_socket, it->second->pid,
+                    it->second->ready_time};
+}
+
+absl::StatusOr<Vm> WorkerManager::Pause(const std::string& name,
+                                        absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "pause", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kPause); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+  if (!worker.ok()) return worker.status();
+  absl::Status paused =
+      CallWorker((*worker)->paths.worker_socket, kPauseRpcTimeout,
+                 [](WorkerService::Stub& stub, grpc::ClientContext* context) {
+                   hvstack::internal::PauseResponse response;
+                   return stub.Pause(context, hvstack::internal::PauseRequest(),
+                                     &response);
+                 });
+  if (!paused.ok()) return Annotate(name, "cannot pause", paused);
+  // A stop that raced us already recorded Stopping: the table refuses Paused.
+  absl::StatusOr<Vm> recorded =
+      store_->SetState(vm->uuid(), VM_STATE_PAUSED, "paused by user");
+  if (!recorded.ok()) {
+    return absl::AbortedError(absl::StrCat(
+        "VM '", name,
+        "' was paused but changed meanwhile: ", recorded.status().message()));
+  }
+  spdlog::info("VM {}: paused", name);
+  return recorded;
+}
+
+absl::StatusOr<Vm> WorkerManager::Resume(const std::string& name,
+                                         absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "resume", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kResume); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+  if (!worker.ok()) return worker.status();
+  absl::Status resumed =
+      CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
+                 [](WorkerService::Stub& stub, grpc::ClientContext* context) {
+                   hvstack::internal::ResumeResponse response;
+                   return stub.Resume(
+                       context, hvstack::internal::ResumeRequest(), &response);
+                 });
+  if (!resumed.ok()) return Annotate(name, "cannot resume", resumed);
+  absl::StatusOr<Vm> recorded =
+      store_->SetState(vm->uuid(), VM_STATE_RUNNING, "resumed by user");
+  if (!recorded.ok()) {
+    return absl::AbortedError(absl::StrCat(
+        "VM '", name,
+        "' was resumed but changed meanwhile: ", recorded.status().message()));
+  }
+  spdlog::info("VM {}: resumed", name);
+  return recorded;
+}
+
+absl::StatusOr<Vm> WorkerManager::HardReset(const Vm& vm,
+                                           const std::string& reason) {
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
+  if (!worker.ok()) return worker.status();
+  if (vm.state() == VM_STATE_PAUSED) {
+    // The fresh worker runs: the VM is Running again from here on.
+    absl::StatusOr<Vm> running =
+        store_->SetState(vm.uuid(), VM_STATE_RUNNING, reason);
+    if (!running.ok()) return running.status();
+  }
+  {
+    absl::MutexLock lock(&(*worker)->mu);
+    (*worker)->reset_reason = reason;
+  }
+  // Its supervisor sees reset_reason and respawns it (RespawnWorker).
+  SignalPidfd((*worker)->pidfd.get(), SIGKILL);
+  {
+    absl::MutexLock lock(&(*worker)->mu);
+    (*worker)->mu.AwaitWithTimeout(
+        absl::Condition(worker->get(), &Worker::Exited), absl::Seconds(30));
+  }
+  // Then the successor is ready, or the VM ended (it could not start).
+  for (absl::Time deadline = absl::Now() + options_.start_timeout;
+       absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(5))) {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(vm.uuid());
+    if (it == workers_.end()) break;
+    absl::MutexLock worker_lock(&it->second->mu);
+    if (it->second.get() == worker->get()) {
+      if (it->second->exited) break;  // Not respawned: the VM ended.
+      continue;
+    }
+    if (it->second->ready || it->second->exited) break;
+  }
+  absl::StatusOr<Vm> after = store_->GetByUuid(vm.uuid());
+  if (!after.ok()) return after.status();
+  if (after->state() != VM_STATE_RUNNING) {
+    return absl::InternalError(
+        absl::StrCat("VM '", vm.name(), "' did not come back from the reset: ",
+                     StateName(after->state()), " \"", after->state_reason(),
+                     "\""));
+  }
+  return after;
+}
+
+absl::StatusOr<Vm> WorkerManager::Reset(const std::string& name,
+                                        absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "reset", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kReset); !s.ok()) return s;
+  spdlog::info("VM {}: hard reset requested", name);
+  return HardReset(*vm, "reset by user (hard)");
+}
+
+absl::StatusOr<Vm> WorkerManager::Reboot(const std::string& name,
+                                         absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "reboot", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kReboot); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+  if (!worker.ok()) return worker.status();
+  absl::Status asked =
+      CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
+                 [](WorkerService::Stub& stub, grpc::ClientContext* context) {
+                   hvstack::internal::ShutdownGuestRequest request;
+                   request.set_reboot(true);
+                   request.set_reason("reboot requested by user");
+                   hvstack::internal::ShutdownGuestResponse response;
+                   return stub.ShutdownGuest(context, request, &response);
+                 });
+  if (asked.ok()) {
+    // The guest reboots in place; the worker reports it (a `rebooted` event).
+    spdlog::info("VM {}: guest asked to reboot", name);
+    return store_->Get(name);
+  }
+  spdlog::info("VM {}: graceful reboot not possible ({}); hard reset", name,
+               std::string(asked.message()));
+  return HardReset(*vm, absl::StrCat("reboot requested by user: ",
+                                     asked.message(), "; hard reset"));
+}
+
+absl::StatusOr<Vm> WorkerManager::GracefulShutdown(
+    const std::string& name, const ShutdownOptions& options,
+    absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "shutdown", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = CheckRequest(*vm, VmRequest::kShutdown); !s.ok())
+    return s;
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+  if (!worker.ok()) return worker.status();
+  {
+    absl::MutexLock lock(&(*worker)->mu);
+    (*worker)->shutdown_requested = true;
+  }
+  absl::Status asked =
+      CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
+                 [](WorkerService::Stub& stub, grpc::ClientContext* context) {
+                   hvstack::internal::ShutdownGuestRequest request;
+                   request.set_reason("shutdown requested by user");
+                   hvstack::internal::ShutdownGuestResponse response;
+                   return stub.ShutdownGuest(context, request, &response);
+                 });
+  std::string why;
+  if (asked.ok()) {
+    absl::MutexLock lock(&(*worker)->mu);
+    if ((*worker)->mu.AwaitWithTimeout(
+            absl::Condition(worker->get(), &Worker::Exited), options.timeout)) {
+      spdlog::info("VM {}: guest shut down", name);
+      return store_->Get(name);
+    }
+    why = absl::StrCat("the guest did not power off within ",
+                       absl::FormatDuration(options.timeout));
+  } else {
+    why = std::string(std::string(asked.message()));
+  }
+  if (!options.force_off_fallback) {
+    {
+      absl::MutexLock lock(&(*worker)->mu);
+      (*worker)->shutdown_requested = false;
+    }
+    const std::string message =
+        absl::StrCat("VM '", name, "' was not shut down: ", why,
+                     "; it keeps running (stop it for a hard power-off, or "
+                     "use the force-off fallback)");
+    return asked.ok()
+               ? absl::DeadlineExceededError(message)
+               : absl::Status(
+                     asked.code() == absl::StatusCode::kFailedPrecondition
+                         ? absl::StatusCode::kFailedPrecondition
+                         : absl::StatusCode::kUnavailable,
+                     message);
+  }
+  spdlog::info("VM {}: {}; forcing it off", name, why);
+  return Stop(
+      name, absl::StrCat("shutdown requested by user: ", why, "; forced off"));
+}
+
+absl::StatusOr<Vm> WorkerManager::Update(const std::string& name,
+                                         const hvstack::v1::VmConfig& config,
+                                         const std::vector<std::string>& paths,
+                                         absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "update", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  absl::StatusOr<Vm> updated = store_->Update(vm->uuid(), config, paths);
+  if (updated.ok()) spdlog::info("VM {}: {}", name, "configuration updated");
+  return updated;
+}
+
+void WorkerManager::StartAutostartVms() {
+  absl::StatusOr<std::vector<Vm>> vms = store_->List();
+  if (!vms.ok()) {
+    spdlog::error("autostart: cannot list VMs: {}",
+                  std::string(vms.status().message()));
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  for (const Vm& vm : *vms) {
+    if (!vm.config().autostart()) continue;
+    if (vm.state() != VM_STATE_OFF && vm.state() != VM_STATE_CRASHED) continue;
+    // Through the restart machinery: a thread of its own, joined at shutdown.
+    restarters_.emplace_back([this, name = vm.name(), uuid = vm.uuid()] {
+      absl::StatusOr<VmOpLocks::Guard> guard =
+          op_locks_.Acquire(name, "autostart", absl::Now() + kRestartLockWait);
+      if (!guard.ok()) return;
+      absl::StatusOr<Vm> current = store_->GetByUuid(uuid);
+      if (!current.ok() || !CheckRequest(*current, VmRequest::kStart).ok())
+        return;
+      absl::StatusOr<Vm> started =
+          StartLocked(name, "autostart (vmms started)");
+      if (started.ok()) {
+        spdlog::info("VM {}: autostarted", name);
+      } else {
+        spdlog::error("VM {}: autostart failed: {}", name,
+                      std::string(started.status().message()));
+      }
+    });
+  }
+}
+
+void WorkerManager::MaybeScheduleRestart(Worker* worker, const Vm& final_vm) {
+  const hvstack::v1::RestartPolicy policy = final_vm.config().restart_policy();
+  if (policy != hvstack::v1::RESTART_POLICY_ON_FAILURE &&
+      policy != hvstack::v1::RESTART_POLICY_ALWAYS) {
+    return;
+  }
+  absl::Time ready_time;
+  {
+    absl::MutexLock lock(&worker->mu);
+    // What a client asked for is never undone; a start that failed is the
+    // start's error, not a crash to retry.
+    if (worker->stop_reason.has_value() || worker->shutdown_requested ||
+        !worker->ready) {
+      return;
+    }
+    ready_time = worker->ready_time;
+  }
+  const bool crashed = final_vm.state() == VM_STATE_CRASHED;
+  if (!crashed && policy != hvstack::v1::RESTART_POLICY_ALWAYS) return;
+  if (!crashed && final_vm.state() != VM_STATE_OFF) return;
+
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return;
+  uint32_t& attempts = restart_attempts_[final_vm.uuid()];
+  if (ready_time != absl::Time() &&
+      absl::Now() - ready_time >= options_.restart_stable_after) {
+    attempts = 0;
+  }
+  absl::Duration delay = options_.restart_backoff;
+  for (uint32_t i = 0; i < attempts && delay < options_.restart_backoff_max;
+       ++i) {
+    delay *= 2;
+  }
+  delay = std::min(delay, options_.restart_backoff_max);
+  ++attempts;
+  spdlog::info("VM {}: restart policy {}: restarting in {} (attempt {})",
+               final_vm.name(), RestartPolicyName(policy),
+               absl::FormatDuration(delay), attempts);
+  restarters_.emplace_back([this, name = final_vm.name(),
+                            uuid = final_vm.uuid(), delay, n = attempts,
+                            why = final_vm.state_reason()] {
+    RestartAfter(name, uuid, delay, n, why);
+  });
+}
+
+void WorkerManager::RestartAfter(std::string name, std::string uuid,
+                                 absl::Duration delay, uint32_t attempt,
+                                 std::string why) {
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), delay);
+    if (shutting_down_) return;
+  }
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "restart", absl::Now() + kRestartLockWait);
+  if (!guard.ok()) {
+    spdlog::warn("VM {}: restart skipped: {}", name,
+                 std::string(guard.status().message()));
+    return;
+  }
+  absl::StatusOr<Vm> vm = store_->GetByUuid(uuid);
+  // Deleted, renamed away, or a client started it meanwhile.
+  if (!vm.ok() || vm->name() != name ||
+      !CheckRequest(*vm, VmRequest::kStart).ok()) {
+    return;
+  }
+  (void)store_->SetRestartCount(uuid, vm->restart_count() + 1);
+  absl::StatusOr<Vm> started = StartLocked(
+      name, absl::StrCat("restarted by policy ",
+                         RestartPolicyName(vm->config().restart_policy()),
+                         " (attempt ", attempt, ") after: ", why));
+  if (!started.ok()) {
+    spdlog::error("VM {}: automatic restart failed: {}", name,
+                  std::string(started.status().message()));
+  }
+}
+
+}  // namespace vmms
