@@ -759,14 +759,26 @@ TEST_F(VmServiceTest, ResetAndRebootWithoutChannelGiveAFreshWorker) {
   ASSERT_TRUE(Reboot("web1", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
   EXPECT_NE(vm.worker_pid(), second);
+  // A paused VM can be reset too; it comes back running.
+  ASSERT_TRUE(Pause("web1").ok());
+  ASSERT_TRUE(Reset("web1", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
   auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
   auto history = *store->History(vm.uuid());
   std::vector<std::string> reasons;
   for (const StateChange& c : history) reasons.push_back(c.reason);
-  EXPECT_THAT(reasons, ::testing::Contains("reset by user (hard)"));
+  // The VM stayed Running throughout: each reset is a fresh worker for a
+  // running VM (RespawnWorker), recorded as an in-place reboot.
+  EXPECT_THAT(reasons,
+              ::testing::Contains("guest rebooted: reset by user (hard)"));
   EXPECT_THAT(reasons, ::testing::Contains(
-                           "reboot requested by user: guest offers no shutdown "
-                           "channel; hard reset"));
+                           "guest rebooted: reboot requested by user: guest "
+                           "offers no shutdown channel; hard reset"));
+  EXPECT_EQ(vm.reboot_count(), 3u);
+  EXPECT_THAT(StateHistory(vm.uuid()),
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_RUNNING, VM_STATE_RUNNING, VM_STATE_PAUSED,
+                          VM_STATE_RUNNING, VM_STATE_RUNNING));
   // Reset of a stopped VM is refused.
   ASSERT_TRUE(Stop("web1").ok());
   ExpectError(Reset("web1"), grpc::StatusCode::FAILED_PRECONDITION,

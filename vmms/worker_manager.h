@@ -18,8 +18,8 @@
 #include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
-#include "vmms/reboot_guard.h"
 #include "vmms/op_lock.h"
+#include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_store.h"
 

@@ -124,7 +124,7 @@ absl::StatusOr<Vm> WorkerManager::Resume(const std::string& name,
 }
 
 absl::StatusOr<Vm> WorkerManager::HardReset(const Vm& vm,
-                                           const std::string& reason) {
+                                            const std::string& reason) {
   absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   if (vm.state() == VM_STATE_PAUSED) {
@@ -160,10 +160,9 @@ absl::StatusOr<Vm> WorkerManager::HardReset(const Vm& vm,
   absl::StatusOr<Vm> after = store_->GetByUuid(vm.uuid());
   if (!after.ok()) return after.status();
   if (after->state() != VM_STATE_RUNNING) {
-    return absl::InternalError(
-        absl::StrCat("VM '", vm.name(), "' did not come back from the reset: ",
-                     StateName(after->state()), " \"", after->state_reason(),
-                     "\""));
+    return absl::InternalError(absl::StrCat(
+        "VM '", vm.name(), "' did not come back from the reset: ",
+        StateName(after->state()), " \"", after->state_reason(), "\""));
   }
   return after;
 }
