@@ -507,6 +507,26 @@ TEST_F(VmwpTest, EnlightenedGuestHeartbeatKvpAndShutdown) {
     EXPECT_GE(status.integration().time_samples_answered(), 1u);
   }
 
+  // Pause and resume: the guest gets a fresh time sample after the resume.
+  const uint64_t samples = status.integration().time_samples_answered();
+  {
+    grpc::ClientContext pause_ctx;
+    hvstack::internal::PauseResponse paused;
+    ASSERT_TRUE(stub->Pause(&pause_ctx, {}, &paused).ok());
+    grpc::ClientContext resume_ctx;
+    hvstack::internal::ResumeResponse resumed;
+    ASSERT_TRUE(stub->Resume(&resume_ctx, {}, &resumed).ok());
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      grpc::ClientContext ctx;
+      status.Clear();
+      ASSERT_TRUE(stub->GetStatus(&ctx, {}, &status).ok());
+      if (status.integration().time_samples_answered() > samples) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_EQ(status.integration().time_samples_answered(), samples + 1);
+  }
+
   grpc::ClientContext shutdown_ctx;
   hvstack::internal::ShutdownGuestRequest shutdown;
   shutdown.set_reason("maintenance");

@@ -492,9 +492,13 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
                 return s;
               },
           .resume =
-              [control] {
+              [control, integration] {
                 spdlog::info("resume requested over WorkerService");
-                return control->Resume();
+                absl::Status s = control->Resume();
+                // The guest's clock stood still while paused: a SYNC time
+                // sample, as Hyper-V sends after a resume.
+                if (s.ok()) integration->OnResume();
+                return s;
               },
           .paused = [control] { return control->paused(); },
           .vp_stats = [control] { return control->VpStats(); },
