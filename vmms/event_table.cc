@@ -81,6 +81,17 @@ absl::StatusOr<std::vector<VmEvent>> ReadEventsAfter(Database& db,
                                                      uint64_t after_sequence,
                                                      int limit) {
   if (after_sequence > 0) {
+    absl::StatusOr<uint64_t> newest = LastEventSequence(db);
+    if (!newest.ok()) return newest.status();
+    // A client ahead of the log read another database (or made the number
+    // up); waiting for that sequence could take forever.
+    if (after_sequence > *newest) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "after_sequence ", after_sequence, " is beyond the newest event (",
+          *newest,
+          "): sequences come from this vmms's database; resume from at most ",
+          *newest, ", or 0 for the oldest retained"));
+    }
     absl::StatusOr<int64_t> oldest =
         ScalarInt(db, "SELECT COALESCE(MIN(sequence), 0) FROM events");
     if (!oldest.ok()) return oldest.status();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "base/scoped_fd.h"
 #include "vmms/kernel_image.h"
+#include "vmwp/loader/guest_layout.h"
 
 namespace vmms {
 namespace {
@@ -22,7 +24,25 @@ bool IsLowerAlnum(char c) {
   return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'z');
 }
 
+// Longest path vmms accepts (PATH_MAX includes the NUL).
+constexpr size_t kMaxPathBytes = PATH_MAX - 1;
+
+absl::Status CheckPathLength(absl::string_view field, const std::string& path) {
+  if (path.size() <= kMaxPathBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " ", Quoted(path), " is too long: a path is at most ",
+                   kMaxPathBytes, " bytes"));
+}
+
 }  // namespace
+
+std::string Quoted(absl::string_view value) {
+  constexpr size_t kShown = 96;
+  if (value.size() <= kShown)
+    return absl::StrCat("'", absl::CHexEscape(value), "'");
+  return absl::StrCat("'", absl::CHexEscape(value.substr(0, kShown)), "...' (",
+                      value.size(), " bytes)");
+}
 
 absl::Status ValidateVmName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 63 && IsLowerAlnum(name.front()) &&
@@ -33,7 +53,7 @@ absl::Status ValidateVmName(const std::string& name) {
       "name %s is invalid: a VM name must be 1-63 characters of [a-z0-9-], "
       "starting and ending "
       "with a letter or digit",
-      name.empty() ? "''" : absl::StrCat("'", absl::CHexEscape(name), "'")));
+      Quoted(name)));
 }
 
 absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
@@ -54,15 +74,28 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
         "config.memory_mib %u is out of range: must be between %u and %u MiB",
         config.memory_mib(), kMinMemoryMib, kMaxMemoryMib));
   }
+  if (config.cmdline().size() > vmwp::kMaxCmdlineBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.cmdline is ", config.cmdline().size(),
+                     " bytes; the x86 boot protocol takes at most ",
+                     vmwp::kMaxCmdlineBytes, " (a kernel may declare less)"));
+  }
+  if (size_t nul = config.cmdline().find('\0'); nul != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.cmdline has a NUL byte at offset ", nul,
+                     ": the command line is a C string"));
+  }
   const std::string& kernel = config.kernel_path();
+  if (absl::Status s = CheckPathLength("config.kernel_path", kernel); !s.ok())
+    return s;
   if (kernel.empty()) {
     return absl::InvalidArgumentError(
         "config.kernel_path is empty: a kernel image is required");
   }
   if (kernel.front() != '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.kernel_path '", kernel,
-                     "' is not an absolute path (vmms does not share the "
+        absl::StrCat("config.kernel_path ", Quoted(kernel),
+                     " is not an absolute path (vmms does not share the "
                      "client's working directory)"));
   }
   if (absl::Status s = ValidateKernelImage(kernel, config.memory_mib());
@@ -75,9 +108,11 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
 absl::Status ValidateInitrd(const hvstack::v1::VmConfig& config) {
   const std::string& path = config.initrd_path();
   if (path.empty()) return absl::OkStatus();
+  if (absl::Status s = CheckPathLength("config.initrd_path", path); !s.ok())
+    return s;
   auto invalid = [&](absl::string_view problem) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.initrd_path '", path, "' ", problem));
+        absl::StrCat("config.initrd_path ", Quoted(path), " ", problem));
   };
   if (path.front() != '/') {
     return invalid(

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/strings/string_view.h"
 #include "proto/hvstack/v1/vm.pb.h"
 
 namespace vmms {
@@ -20,6 +21,12 @@ inline constexpr uint64_t kMaxMemoryMib = 65536;
 // alphanumeric. The name ends up in paths, logs and (later) host names, so it
 // is kept boring. INVALID_ARGUMENT states the rule.
 absl::Status ValidateVmName(const std::string& name);
+
+// A value from a request as messages show it: quoted, C-escaped and, past 96
+// bytes, cut with its length. Error messages travel in gRPC trailers, which
+// clients cap at a few KiB: echoing a huge request back would turn a clear
+// INVALID_ARGUMENT into the client's RESOURCE_EXHAUSTED.
+std::string Quoted(absl::string_view value);
 
 // Bounds of vcpus and memory, the kernel image (absolute path, loadable) and
 // the initrd (see ValidateInitrd). INVALID_ARGUMENT names the field, the value

@@ -89,5 +89,27 @@ TEST(ValidateVmConfigTest, KernelProblemsNameThePath) {
   }
 }
 
+TEST(ValidateVmConfigTest, CommandLineFitsTheBootProtocol) {
+  hvstack::v1::VmConfig config = Config(1, 256, testing::HelloKernel());
+  config.set_cmdline(std::string(2047, 'c'));
+  EXPECT_TRUE(ValidateVmConfig(config).ok());
+  config.set_cmdline(std::string(2048, 'c'));
+  absl::Status s = ValidateVmConfig(config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("config.cmdline is 2048 bytes"));
+  config.set_cmdline(std::string("console=ttyS0\0rest", 18));
+  s = ValidateVmConfig(config);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("NUL byte at offset 13"));
+}
+
+TEST(QuotedTest, EscapesAndCutsLongValues) {
+  EXPECT_EQ(Quoted("web1"), "'web1'");
+  EXPECT_EQ(Quoted(std::string("a\0\xff", 3)), "'a\\x00\\xff'");
+  std::string shown = Quoted(std::string(5000, 'x'));
+  EXPECT_THAT(shown, HasSubstr("...' (5000 bytes)"));
+  EXPECT_LT(shown.size(), 120u);
+}
+
 }  // namespace
 }  // namespace vmms
