@@ -1,5 +1,6 @@
 #include "vmms/worker_exit.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "vmms/worker_spawn.h"
 
@@ -17,6 +18,10 @@ WorkerOutcome ClassifyWorkerExit(
   if (report.has_value()) {
     switch (report->reason()) {
       case WorkerExitReport::GUEST_POWER_OFF:
+        // After a shutdown through the guest's shutdown IC the worker says
+        // why: "guest shut down: <reason>".
+        if (absl::StartsWith(report->detail(), "guest shut down: "))
+          return {VM_STATE_OFF, report->detail(), absl::OkStatus()};
         return {VM_STATE_OFF, "guest powered off", absl::OkStatus()};
       case WorkerExitReport::GUEST_CRASHED:
         return {VM_STATE_CRASHED,

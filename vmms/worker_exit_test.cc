@@ -27,6 +27,17 @@ TEST(WorkerExitTest, ReportsMapToStatesAndReasons) {
                                 kExit0, true, {});
   EXPECT_EQ(off.state, hvstack::v1::VM_STATE_OFF);
   EXPECT_EQ(off.reason, "guest powered off");
+  auto acpi_off =
+      ClassifyWorkerExit(Report(WorkerExitReport::GUEST_POWER_OFF,
+                                "guest requested ACPI S5 power off"),
+                         kExit0, true, {});
+  EXPECT_EQ(acpi_off.reason, "guest powered off");
+  auto ic_off =
+      ClassifyWorkerExit(Report(WorkerExitReport::GUEST_POWER_OFF,
+                                "guest shut down: shutdown requested by user"),
+                         kExit0, true, {});
+  EXPECT_EQ(ic_off.state, hvstack::v1::VM_STATE_OFF);
+  EXPECT_EQ(ic_off.reason, "guest shut down: shutdown requested by user");
 
   auto crash = ClassifyWorkerExit(
       Report(WorkerExitReport::GUEST_CRASHED, "triple fault"), kExit0, true,

@@ -3,6 +3,9 @@
 // heartbeat, the VMBus version, the open integration services and the
 // guest's OS / host name; `vmctl kvp` sets, reads and lists key-value pairs
 // that the guest itself answers; the error paths keep vmctl's exit codes.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
 #include <iostream>
 #include <string>
 
@@ -10,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "tests/harness/process.h"
 #include "tests/harness/vmms_fixture.h"
 
@@ -77,7 +81,22 @@ TEST_F(GuestIntegrationTest, ShowHeartbeatAndKvpThroughVmctl) {
   EXPECT_EQ(guest_owned.exit_code, 4) << guest_owned.err;
   EXPECT_THAT(guest_owned.err, HasSubstr("belong to the guest"));
 
-  EXPECT_EQ(Vmctl({"stop", "gi"}).exit_code, 0);
+  // A graceful shutdown through the shutdown IC (ShutdownVm; vmctl has no
+  // command for it yet): the recorded reason says so.
+  auto stub = hvstack::v1::VmService::NewStub(
+      grpc::CreateChannel(absl::StrCat("unix:", vmms_->socket_path()),
+                          grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  hvstack::v1::ShutdownVmRequest shutdown;
+  shutdown.set_name("gi");
+  shutdown.set_fallback(hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL);
+  hvstack::v1::Vm vm;
+  grpc::Status s = stub->ShutdownVm(&ctx, shutdown, &vm);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  nlohmann::json down = WaitForState("gi", "VM_STATE_OFF");
+  EXPECT_EQ(down.value("stateReason", ""),
+            "guest shut down: shutdown requested by user");
 }
 
 }  // namespace
