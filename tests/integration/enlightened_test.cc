@@ -2,6 +2,8 @@
 // its VMBus host and IC providers -> vid/hvcore -> KVM): the guest finds
 // Hyper-V, connects to VMBus, opens every IC channel, answers heartbeats,
 // gets a time sample and reports its intrinsic KVP items.
+#include <grpcpp/grpcpp.h>
+
 #include <regex>
 #include <string>
 
@@ -11,12 +13,22 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "tests/harness/vmms_fixture.h"
 
 namespace hvtest {
 namespace {
 
 using ::testing::HasSubstr;
+
+// integration.heartbeat of `vmctl --json show`, or "" while it is absent.
+std::string Heartbeat(const nlohmann::json& vm) {
+  if (!vm.is_object() || !vm.contains("integration") ||
+      !vm["integration"].is_object()) {
+    return "";
+  }
+  return vm["integration"].value("heartbeat", "");
+}
 
 class EnlightenedTest : public VmmsTest {
  protected:
@@ -28,7 +40,10 @@ class EnlightenedTest : public VmmsTest {
     ASSERT_EQ(create.exit_code, 0) << create.err;
   }
   void TearDown() override {
-    if (HasFailure()) std::cerr << "guest console:\n" << Console();
+    if (HasFailure()) {
+      std::cerr << "guest console:\n" << Console();
+      if (vmms_ != nullptr) std::cerr << "vmms log:\n" << vmms_->Log();
+    }
   }
 
   std::string Console() { return Vmctl({"console", vm_, "--no-follow"}).out; }
@@ -47,6 +62,28 @@ class EnlightenedTest : public VmmsTest {
     }
   }
   std::string console_;
+
+  // vmctl has no shutdown/reboot command yet: the public RPCs directly.
+  std::unique_ptr<hvstack::v1::VmService::Stub> Api() {
+    return hvstack::v1::VmService::NewStub(grpc::CreateChannel(
+        "unix:" + vmms_->socket_path(), grpc::InsecureChannelCredentials()));
+  }
+  void StartAndWaitForHeartbeat(const std::string& name) {
+    CommandResult start = Vmctl({"start", name});
+    ASSERT_EQ(start.exit_code, 0) << start.err;
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    nlohmann::json vm;
+    while (absl::Now() < deadline) {
+      vm = Show(name);
+      if (Heartbeat(vm) == "HEARTBEAT_OK" &&
+          vm["integration"].value("channels", nlohmann::json::array()).size() ==
+              4) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    FAIL() << name << ": no heartbeat OK with 4 channels: " << vm.dump();
+  }
 };
 
 TEST_F(EnlightenedTest, ConnectsOpensEveryIcAndAnswersHeartbeats) {
@@ -103,14 +140,13 @@ TEST_F(EnlightenedTest, HeartbeatInShowAndKvpBothWaysAnsweredByTheGuest) {
   nlohmann::json vm;
   while (absl::Now() - running < absl::Seconds(20)) {
     vm = Show("kvp1");
-    if (vm["integration"].value("heartbeat", "") == "HEARTBEAT_OK") break;
+    if (Heartbeat(vm) == "HEARTBEAT_OK") break;
     absl::SleepFor(absl::Milliseconds(20));
   }
   const absl::Duration to_ok = absl::Now() - running;
   std::cout << "vmctl show: heartbeat OK " << absl::FormatDuration(to_ok)
             << " after vmctl saw Running" << std::endl;
-  ASSERT_EQ(vm["integration"].value("heartbeat", ""), "HEARTBEAT_OK")
-      << vm.dump();
+  ASSERT_EQ(Heartbeat(vm), "HEARTBEAT_OK") << vm.dump();
   // Issue 5: "vmctl show reports heartbeat OK within 2 s". Measured ~0.3 s
   // here; the bound leaves room for a loaded 2-core host.
   EXPECT_LT(to_ok, absl::Seconds(2));
@@ -143,6 +179,75 @@ TEST_F(EnlightenedTest, HeartbeatInShowAndKvpBothWaysAnsweredByTheGuest) {
   EXPECT_EQ(list.exit_code, 0) << list.err;
   EXPECT_EQ(list.out, "build=2026.12-e2e\n") << "one key, overwritten";
   EXPECT_EQ(Vmctl({"stop", "kvp1"}).exit_code, 0);
+}
+
+TEST_F(EnlightenedTest, ShutdownVmGoesThroughTheShutdownIc) {
+  StartAndWaitForHeartbeat("enl");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(60));
+  hvstack::v1::ShutdownVmRequest request;
+  request.set_name("enl");
+  request.mutable_timeout()->set_seconds(30);
+  // FAIL rather than FORCE_OFF: a stop would also end in Off, this must not.
+  request.set_fallback(hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL);
+  hvstack::v1::Vm vm;
+  const absl::Time asked = absl::Now();
+  grpc::Status status = Api()->ShutdownVm(&context, request, &vm);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::cout << "ShutdownVm returned after "
+            << absl::FormatDuration(absl::Now() - asked) << std::endl;
+  nlohmann::json shown = WaitForState("enl", "VM_STATE_OFF");
+  EXPECT_EQ(shown.value("stateReason", ""),
+            "guest shut down: shutdown requested by user");
+  const std::string out = Console();
+  EXPECT_THAT(out, ::testing::ContainsRegex(
+                       "enlightened: shutdown requested: flags 0 reason "
+                       "0x[0-9a-f]+ message \"[^\"]*\""));
+  EXPECT_THAT(out, HasSubstr("enlightened: vmbus unloaded"));
+  EXPECT_THAT(out, HasSubstr("enlightened: powering off"));
+}
+
+TEST_F(EnlightenedTest, RebootVmGoesThroughTheShutdownIcAndTheGuestComesBack) {
+  StartAndWaitForHeartbeat("enl");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(60));
+  hvstack::v1::RebootVmRequest request;
+  request.set_name("enl");
+  hvstack::v1::Vm vm;
+  grpc::Status status = Api()->RebootVm(&context, request, &vm);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // The guest acknowledges (flags 2), unloads VMBus and resets through the
+  // i8042; vmms gives the VM a fresh worker, and the guest connects again.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  nlohmann::json shown;
+  while (absl::Now() < deadline) {
+    shown = Show("enl");
+    if (shown.value("rebootCount", 0) == 1 &&
+        Heartbeat(shown) == "HEARTBEAT_OK") {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(shown.value("state", ""), "VM_STATE_RUNNING") << shown.dump();
+  EXPECT_EQ(shown.value("rebootCount", 0), 1) << shown.dump();
+  EXPECT_EQ(Heartbeat(shown), "HEARTBEAT_OK") << shown.dump();
+  EXPECT_EQ(Vmctl({"stop", "enl"}).exit_code, 0);
+  WaitForState("enl", "VM_STATE_OFF");
+  // With the VM off, the console is the whole log: both boots.
+  const std::string out = Console();
+  const size_t restart = out.find(
+      "enlightened: shutdown requested: flags 2 reason 0x00000000 "
+      "message \"reboot requested by user\"");
+  ASSERT_NE(restart, std::string::npos) << out;
+  const size_t second_boot = out.find("enlightened: start", restart);
+  ASSERT_NE(second_boot, std::string::npos) << out;
+  EXPECT_NE(out.find("enlightened: vmbus unloaded", restart),
+            std::string::npos);
+  EXPECT_LT(out.find("enlightened: restarting", restart), second_boot);
+  EXPECT_NE(out.find("enlightened: heartbeat answered", second_boot),
+            std::string::npos);
 }
 
 }  // namespace
