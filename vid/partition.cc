@@ -348,6 +348,13 @@ void Partition::VpLoop(uint32_t index) {
   sigemptyset(&kick);
   sigaddset(&kick, hvcore::VpKickSignal());
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  if (config_.on_vp_thread_start) {
+    if (absl::Status s = config_.on_vp_thread_start(index); !s.ok()) {
+      Finish(RunOutcome::Kind::kCrashed,
+             absl::StrCat("vp", index, " thread start: ", s.message()));
+      return;
+    }
+  }
 
   hvcore::VirtualProcessor& vp = *vps_[index];
   VpState& state = vp_state_[index];

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,11 @@ struct PartitionConfig {
   // Told when an enlightened guest reports a crash through the crash MSRs
   // (on a VP thread). May be null; must outlive the partition.
   hvcore::hyperv::GuestCrashHandler* crash_handler = nullptr;
+  // Runs first on every VP thread, after the kick signal is unblocked and
+  // before the VP's first KVM_RUN, with the VP's index. vmwp narrows the
+  // thread's seccomp filter here (InstallThreadFilter(kVcpu)). An error ends
+  // Run() as kCrashed with the message. May be empty.
+  std::function<absl::Status(uint32_t vp_index)> on_vp_thread_start;
 };
 
 // How Run() ended.

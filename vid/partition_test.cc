@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -85,6 +86,43 @@ TEST(PartitionTest, UnhandledIoReadsAllOnesAndKeepsRunning) {
   EXPECT_EQ(io.unhandled_count(IoDispatcher::kPortWrite), 2u);
   EXPECT_EQ(io.unhandled_count(IoDispatcher::kMmioRead), 2u);
   EXPECT_EQ(io.unhandled_count(IoDispatcher::kMmioWrite), 2u);
+}
+
+TEST(PartitionTest, VpThreadStartHookRunsOnEveryVpThreadBeforeTheGuest) {
+  SKIP_WITHOUT_KVM();
+  absl::Mutex mu;
+  std::vector<uint32_t> seen;
+  const std::thread::id caller = std::this_thread::get_id();
+  bool on_caller_thread = false;
+  absl::StatusOr<TestVm> vm =
+      MakeTestVm("guest/hello.elf", "", 16 << 20, 1, [&](uint32_t index) {
+        absl::MutexLock lock(&mu);
+        seen.push_back(index);
+        if (std::this_thread::get_id() == caller) on_caller_thread = true;
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  absl::StatusOr<RunOutcome> outcome = vm->partition->Run();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kPowerOff) << Describe(*outcome);
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(seen, ::testing::ElementsAre(0u));
+  EXPECT_FALSE(on_caller_thread);
+}
+
+TEST(PartitionTest, FailingVpThreadStartHookCrashesBeforeTheGuestRuns) {
+  SKIP_WITHOUT_KVM();
+  absl::StatusOr<TestVm> vm =
+      MakeTestVm("guest/hello.elf", "", 16 << 20, 1, [](uint32_t) {
+        return absl::PermissionDeniedError("no filter for you");
+      });
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  absl::StatusOr<RunOutcome> outcome = vm->partition->Run();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kCrashed);
+  EXPECT_THAT(outcome->detail,
+              HasSubstr("vp0 thread start: no filter for you"));
+  EXPECT_EQ(vm->uart->output(), "");
 }
 
 TEST(PartitionTest, BadInstructionCrashesWithInstructionBytes) {

@@ -129,15 +129,18 @@ void PowerOffPort::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
   }
 }
 
-absl::StatusOr<TestVm> MakeTestVm(const std::string& elf,
-                                  const std::string& cmdline,
-                                  uint64_t memory_bytes, uint32_t vcpus) {
+absl::StatusOr<TestVm> MakeTestVm(
+    const std::string& elf, const std::string& cmdline, uint64_t memory_bytes,
+    uint32_t vcpus, std::function<absl::Status(uint32_t)> on_vp_thread_start) {
   absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm =
       hvcore::KvmSystem::Open();
   if (!kvm.ok()) return kvm.status();
   TestVm vm;
   absl::StatusOr<std::unique_ptr<Partition>> p =
-      Partition::Create({.vcpus = vcpus, .memory_bytes = memory_bytes}, **kvm);
+      Partition::Create({.vcpus = vcpus,
+                         .memory_bytes = memory_bytes,
+                         .on_vp_thread_start = std::move(on_vp_thread_start)},
+                        **kvm);
   if (!p.ok()) return p.status();
   vm.partition = std::move(*p);
   vm.power = std::make_unique<PowerOffPort>(vm.partition.get());

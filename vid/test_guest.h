@@ -68,10 +68,10 @@ struct TestVm {
   std::unique_ptr<PowerOffPort> power;
   std::unique_ptr<Partition> partition;
 };
-absl::StatusOr<TestVm> MakeTestVm(const std::string& elf,
-                                  const std::string& cmdline,
-                                  uint64_t memory_bytes = 16 << 20,
-                                  uint32_t vcpus = 1);
+absl::StatusOr<TestVm> MakeTestVm(
+    const std::string& elf, const std::string& cmdline,
+    uint64_t memory_bytes = 16 << 20, uint32_t vcpus = 1,
+    std::function<absl::Status(uint32_t)> on_vp_thread_start = nullptr);
 
 }  // namespace vid::testing
 

@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
                  "are trimmed and WatchEvents after them is OUT_OF_RANGE)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  bool no_sandbox = false;
+  app.add_flag("--no-sandbox", no_sandbox,
+               "DEVELOPER SWITCH: run workers unconfined, as root (no own "
+               "uid, namespaces, seccomp or cgroup). Logged loudly on every "
+               "start and shown by `vmctl show`");
   app.add_flag("--keep-workers-on-exit", keep_workers_on_exit,
                "On SIGINT/SIGTERM leave running VMs' workers running for the "
                "next vmms to take over (what vmms.service uses); by default "
@@ -80,6 +85,7 @@ int main(int argc, char** argv) {
       ->needs(tls)
       ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
+  options.sandbox = !no_sandbox;
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
   spdlog::set_pattern(base::LogLinePattern("vmms"));

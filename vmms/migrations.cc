@@ -132,6 +132,11 @@ ALTER TABLE events_v5 RENAME TO events;
     {6, "who asked for each state change", R"sql(
 ALTER TABLE vm_state_history ADD COLUMN peer TEXT NOT NULL DEFAULT '';
 )sql"},
+    {7, "sandbox: the VM's uid slot and whether its worker is sandboxed", R"sql(
+ALTER TABLE vms ADD COLUMN uid_slot INTEGER;
+ALTER TABLE vms ADD COLUMN sandboxed INTEGER NOT NULL DEFAULT 1;
+CREATE UNIQUE INDEX vms_uid_slot ON vms (uid_slot);
+)sql"},
 };
 
 }  // namespace

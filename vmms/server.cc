@@ -149,6 +149,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.start_timeout = options.start_timeout;
   worker_options.stop_grace = options.stop_grace;
   worker_options.restart_backoff = options.restart_backoff;
+  worker_options.sandbox = options.sandbox;
   server->workers_ =
       std::make_unique<WorkerManager>(server->store_.get(), worker_options);
   // Before serving: requests see every VM's worker taken over or its end

@@ -22,6 +22,8 @@ struct ServerOptions {
   std::string state_dir;
   std::string kvm_device = "/dev/kvm";
   std::string vmwp;  // --vmwp; empty: LocateVmwp's search.
+  // --no-sandbox (a developer switch): workers run unconfined, as root.
+  bool sandbox = true;
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
   absl::Duration stop_grace = absl::Seconds(3);

@@ -120,6 +120,34 @@ Vm NewVm(const std::string& name, const std::string& uuid) {
   return vm;
 }
 
+TEST(VmStoreTest, UidSlotsAreLowestFreeUsableStableAndFreedWithTheVm) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create(NewVm("a", "ua")).ok());
+  ASSERT_TRUE((*store)->Create(NewVm("b", "ub")).ok());
+  ASSERT_TRUE((*store)->Create(NewVm("c", "uc")).ok());
+  EXPECT_EQ((*store)->UidSlot("ua").status().code(),
+            absl::StatusCode::kNotFound);
+  // Slot 1 is a real account's id: skipped.
+  auto usable = [](uint32_t slot) { return slot != 1; };
+  EXPECT_EQ(*(*store)->AssignUidSlot("ua", usable, 4), 0u);
+  EXPECT_EQ(*(*store)->AssignUidSlot("ub", usable, 4), 2u);
+  EXPECT_EQ(*(*store)->AssignUidSlot("ua", usable, 4), 0u);  // Kept.
+  EXPECT_EQ(*(*store)->UidSlot("ub"), 2u);
+  EXPECT_EQ(*(*store)->AssignUidSlot("uc", usable, 4), 3u);
+  ASSERT_TRUE((*store)->Create(NewVm("d", "ud")).ok());
+  auto none = (*store)->AssignUidSlot("ud", usable, 4);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(none.status().message(), HasSubstr("no free sandbox uid slot"));
+  ASSERT_TRUE((*store)->Delete("ua").ok());
+  EXPECT_EQ(*(*store)->AssignUidSlot("ud", usable, 4), 0u);  // Freed.
+  // The sandbox flag is per row, on by default.
+  EXPECT_TRUE((*store)->GetByUuid("ud")->sandbox().enabled());
+  ASSERT_TRUE((*store)->SetSandboxed("ud", false).ok());
+  EXPECT_FALSE((*store)->GetByUuid("ud")->sandbox().enabled());
+}
+
 TEST(VmStoreTest, CreateGetListAndDuplicates) {
   testing::TestDir dir;
   auto store = VmStore::Open(dir.path() + "/vmms.db");

@@ -67,7 +67,7 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
                                   hvstack::v1::Vm* response) {
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  absl::StatusOr<Vm> vm = store_->Get(request->name());
+  absl::StatusOr<Vm> vm = workers_->Describe(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
   *response = *std::move(vm);
   // The guest's integration components, while a worker runs: a quick

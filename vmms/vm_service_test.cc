@@ -44,6 +44,10 @@ class VmServiceTest : public ::testing::Test {
         std::filesystem::absolute("vmms/testing/fake_vmwp").string();
     options_.start_timeout = absl::Seconds(2);
     options_.stop_grace = absl::Seconds(1);
+    // The fake worker exercises vmms's supervision, not the sandbox (it
+    // would have to confine itself like vmwp); tests/integration:sandbox_test
+    // covers the sandboxed start end to end with the real vmwp.
+    options_.sandbox = false;
     StartServer();
   }
 

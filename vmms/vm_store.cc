@@ -17,7 +17,8 @@ using google::protobuf::util::TimeUtil;
 constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
-    "initrd_path, reboot_count, autostart, restart_policy, restart_count";
+    "initrd_path, reboot_count, autostart, restart_policy, restart_count, "
+    "uid_slot, sandboxed";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -43,6 +44,9 @@ Vm VmFromRow(const Statement& row) {
   vm.mutable_config()->set_restart_policy(
       RestartPolicyFromName(row.ColumnText(15)));
   vm.set_restart_count(static_cast<uint32_t>(row.ColumnInt64(16)));
+  // The uid itself is vmms's arithmetic (UidAllocator), filled in by the
+  // worker manager; the row keeps the slot.
+  vm.mutable_sandbox()->set_enabled(row.ColumnInt64(18) != 0);
   return vm;
 }
 
@@ -200,7 +204,7 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   const std::string reason = "created";
   absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
       "INSERT INTO vms (", kColumns,
-      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0)"));
+      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
@@ -353,6 +357,80 @@ absl::StatusOr<Vm> VmStore::RecordReboot(const std::string& uuid,
   if (s = tx->Commit(); !s.ok()) return s;
   PublishEvent(*sequence);
   return after;
+}
+
+absl::StatusOr<uint32_t> VmStore::AssignUidSlot(
+    const std::string& uuid, const std::function<bool(uint32_t)>& usable,
+    uint32_t slot_count) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Statement> current =
+      db_.Prepare("SELECT uid_slot IS NULL, uid_slot FROM vms WHERE uuid = ?");
+  if (!current.ok()) return current.status();
+  if (absl::Status s = current->Bind(1, uuid); !s.ok()) return s;
+  absl::StatusOr<bool> row = current->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) {
+    return absl::NotFoundError(
+        absl::StrCat("VM with uuid ", uuid, " not found"));
+  }
+  if (current->ColumnInt64(0) == 0)
+    return static_cast<uint32_t>(current->ColumnInt64(1));
+  absl::StatusOr<Statement> taken = db_.Prepare(
+      "SELECT uid_slot FROM vms WHERE uid_slot IS NOT NULL ORDER BY uid_slot");
+  if (!taken.ok()) return taken.status();
+  std::vector<uint32_t> used;
+  while (true) {
+    absl::StatusOr<bool> more = taken->Step();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    used.push_back(static_cast<uint32_t>(taken->ColumnInt64(0)));
+  }
+  // The lowest slot nobody holds whose id is not a real account.
+  size_t next_used = 0;
+  for (uint32_t slot = 0; slot < slot_count; ++slot) {
+    while (next_used < used.size() && used[next_used] < slot) ++next_used;
+    if (next_used < used.size() && used[next_used] == slot) continue;
+    if (!usable(slot)) continue;
+    absl::StatusOr<Statement> update =
+        db_.Prepare("UPDATE vms SET uid_slot = ? WHERE uuid = ?");
+    if (!update.ok()) return update.status();
+    if (absl::Status s = update->BindAll(int64_t{slot}, uuid); !s.ok())
+      return s;
+    if (absl::Status s = update->Run(); !s.ok()) return s;
+    if (absl::Status s = tx->Commit(); !s.ok()) return s;
+    return slot;
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("no free sandbox uid slot (all ", slot_count,
+                   " are in use); delete VMs or widen vmms's uid range"));
+}
+
+absl::StatusOr<uint32_t> VmStore::UidSlot(const std::string& uuid) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt = db_.Prepare(
+      "SELECT uid_slot FROM vms WHERE uuid = ? AND uid_slot IS "
+      "NOT NULL");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->Bind(1, uuid); !s.ok()) return s;
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) {
+    return absl::NotFoundError(
+        absl::StrCat("VM with uuid ", uuid, " has no uid slot"));
+  }
+  return static_cast<uint32_t>(stmt->ColumnInt64(0));
+}
+
+absl::Status VmStore::SetSandboxed(const std::string& uuid, bool sandboxed) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> stmt =
+      db_.Prepare("UPDATE vms SET sandboxed = ? WHERE uuid = ?");
+  if (!stmt.ok()) return stmt.status();
+  if (absl::Status s = stmt->BindAll(int64_t{sandboxed}, uuid); !s.ok())
+    return s;
+  return stmt->Run();
 }
 
 absl::Status VmStore::SetWorkerPid(const std::string& uuid, int64_t worker_pid,

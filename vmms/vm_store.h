@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,17 @@ class VmStore {
   // Records the worker process of a Starting VM and its start time (field 22
   // of /proc/<pid>/stat, which identifies the process across vmms restarts).
   // Not a state change: no history row.
+  // The VM's sandbox uid slot: the one in its row, else the lowest slot below
+  // `slot_count` that no VM holds and for which `usable` is true (the
+  // UidAllocator refuses ids of real accounts), recorded in the row. Slots
+  // are freed with the VM's row. RESOURCE_EXHAUSTED when none is left.
+  absl::StatusOr<uint32_t> AssignUidSlot(
+      const std::string& uuid, const std::function<bool(uint32_t)>& usable,
+      uint32_t slot_count);
+  // The VM's uid slot; NOT_FOUND before its first sandboxed start.
+  absl::StatusOr<uint32_t> UidSlot(const std::string& uuid);
+  // Whether the VM's worker runs sandboxed (false: vmms --no-sandbox).
+  absl::Status SetSandboxed(const std::string& uuid, bool sandboxed);
   absl::Status SetWorkerPid(const std::string& uuid, int64_t worker_pid,
                             int64_t start_ticks = 0);
   // The start time recorded with the worker pid (0 when none).

@@ -26,6 +26,7 @@
 #include "vmms/worker_exit.h"
 #include "vmms/worker_files.h"
 #include "vmms/worker_spawn.h"
+#include "vmwp/sandbox/violation_report.h"
 
 namespace vmms {
 namespace {
@@ -64,7 +65,42 @@ bool RequestWorkerStop(const std::string& socket_path) {
 }  // namespace
 
 WorkerManager::WorkerManager(VmStore* store, WorkerManagerOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store), options_(std::move(options)) {
+  if (!options_.sandbox) {
+    spdlog::warn(
+        "vmms runs with --no-sandbox: workers run as root with no namespaces, "
+        "seccomp filter or cgroup limits. A developer switch; never use it in "
+        "production");
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<SandboxHost>> host = SandboxHost::Create();
+  if (host.ok()) {
+    sandbox_ = *std::move(host);
+  } else {
+    sandbox_error_ = absl::FailedPreconditionError(absl::StrCat(
+        "this host cannot sandbox VM workers: ", host.status().message(),
+        " (run vmms as root on a host with cgroups, or use --no-sandbox for "
+        "development)"));
+    spdlog::error("{}", std::string(sandbox_error_.message()));
+  }
+}
+
+Vm WorkerManager::WithSandboxIdentity(Vm vm) const {
+  if (sandbox_ == nullptr || !vm.sandbox().enabled()) return vm;
+  if (absl::StatusOr<uint32_t> slot = store_->UidSlot(vm.uuid()); slot.ok()) {
+    if (std::optional<sandbox::Identity> id = sandbox_->IdentityOf(*slot)) {
+      vm.mutable_sandbox()->set_uid(id->uid);
+      vm.mutable_sandbox()->set_gid(id->gid);
+    }
+  }
+  return vm;
+}
+
+absl::StatusOr<Vm> WorkerManager::Describe(const std::string& name) {
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  return WithSandboxIdentity(*std::move(vm));
+}
 
 WorkerManager::~WorkerManager() { Shutdown(); }
 
@@ -109,6 +145,29 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     return FailLaunch(vm, std::string(vmwp.status().message()), vmwp.status());
   }
 
+  std::optional<SandboxHost::Prepared> sandboxed;
+  if (options_.sandbox) {
+    if (sandbox_ == nullptr) {
+      return FailLaunch(vm, std::string(sandbox_error_.message()),
+                        sandbox_error_);
+    }
+    absl::StatusOr<SandboxHost::Prepared> prepared =
+        sandbox_->Prepare(*store_, vm, paths);
+    if (!prepared.ok()) {
+      return FailLaunch(vm, std::string(prepared.status().message()),
+                        prepared.status());
+    }
+    sandboxed = *std::move(prepared);
+  } else {
+    spdlog::warn("VM {}: starting its worker WITHOUT a sandbox (--no-sandbox)",
+                 vm.name());
+  }
+  if (absl::Status s = store_->SetSandboxed(vm.uuid(), sandboxed.has_value());
+      !s.ok()) {
+    spdlog::error("VM {}: cannot record its sandbox mode: {}", vm.name(),
+                  s.message());
+  }
+
   base::ScopedFd kvm(::open(options_.kvm_device.c_str(), O_RDWR | O_CLOEXEC));
   if (!kvm) {
     std::string reason = absl::StrCat(
@@ -131,6 +190,15 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   config.set_exit_report_path(paths.exit_report);
   config.set_kvm_fd(kWorkerKvmFd);
   config.set_kvm_device_path(options_.kvm_device);
+  if (sandboxed.has_value()) {
+    hvstack::internal::SandboxConfig* sc = config.mutable_sandbox();
+    sc->set_uid(sandboxed->identity.uid);
+    sc->set_gid(sandboxed->identity.gid);
+    sc->set_violation_fd(kWorkerViolationFd);
+    sc->set_pids_max(sandboxed->limits.pids_max);
+  } else {
+    config.mutable_sandbox()->set_disabled(true);
+  }
   if (mode.respawn) {
     *config.mutable_persistent() = mode.persistent;
     config.set_continue_console_log(true);
@@ -143,8 +211,20 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     return FailLaunch(vm, std::string(s.message()), s);
   }
 
-  absl::StatusOr<SpawnedWorker> spawned =
-      SpawnWorker(*vmwp, paths.worker_config, kvm.get());
+  absl::StatusOr<SpawnedWorker> spawned;
+  if (sandboxed.has_value()) {
+    absl::StatusOr<base::ScopedFd> netns = sandbox_->TakeNetNamespace();
+    if (!netns.ok()) {
+      sandbox_->RemoveCgroup(vm.uuid());
+      return FailLaunch(vm, std::string(netns.status().message()),
+                        netns.status());
+    }
+    spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
+                                   sandboxed->cgroup, netns->get());
+    if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
+  } else {
+    spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get());
+  }
   if (!spawned.ok()) {
     return FailLaunch(vm, std::string(spawned.status().message()),
                       spawned.status());
@@ -157,6 +237,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->paths = paths;
   worker->pid = spawned->pid;
   worker->ready_pipe = std::move(spawned->ready);
+  worker->violation_pipe = std::move(spawned->violations);
   worker->respawned = mode.respawn;
   worker->generation = next_generation_++;
   // Our unreaped child: the pid cannot be reused before we wait for it, so
@@ -253,6 +334,20 @@ void WorkerManager::Supervise(Worker* worker) {
     }
   }
 
+  // A sandboxed worker killed by SIGSYS: which call it tried (the reporter's
+  // record), and whether its cgroup ran out of memory. Then the cgroup goes.
+  std::optional<std::string> sandbox_end;
+  if (worker->is_child && worker->violation_pipe) {
+    sandbox_end = sandbox::DescribeSandboxExit(
+        wait_status, DrainViolationPipe(worker->violation_pipe.get()));
+  }
+  if (sandbox_ != nullptr) {
+    if (!sandbox_end.has_value() && !report.has_value())
+      sandbox_end = sandbox_->OutOfMemory(worker->uuid);
+    sandbox_->RemoveCgroup(worker->uuid);
+  }
+  if (sandbox_end.has_value()) report.reset();
+
   std::optional<std::string> respawn_error;
   bool reset = false;
   {
@@ -283,6 +378,16 @@ void WorkerManager::Supervise(Worker* worker) {
   WorkerOutcome outcome;
   if (respawn_error.has_value()) {
     outcome = {VM_STATE_CRASHED, *respawn_error, absl::OkStatus()};
+  } else if (sandbox_end.has_value() && !worker->stop_reason.has_value()) {
+    // The sandbox (or its cgroup) ended the worker: the guest's doing or a
+    // compromised/buggy worker, never the user's.
+    if (worker->ready) {
+      outcome = {VM_STATE_CRASHED, *sandbox_end, absl::OkStatus()};
+    } else {
+      std::string reason =
+          absl::StrCat("worker failed to start: ", *sandbox_end);
+      outcome = {VM_STATE_OFF, reason, absl::InternalError(reason)};
+    }
   } else if (worker->is_child) {
     outcome = ClassifyWorkerExit(report, wait_status, worker->ready,
                                  worker->stop_reason);

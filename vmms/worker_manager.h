@@ -22,6 +22,7 @@
 #include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_store.h"
+#include "vmms/worker_sandbox.h"
 
 namespace vmms {
 
@@ -41,6 +42,10 @@ struct WorkerManagerOptions {
   absl::Duration restart_backoff = absl::Seconds(1);
   absl::Duration restart_backoff_max = absl::Minutes(5);
   absl::Duration restart_stable_after = absl::Minutes(10);
+  // False: vmms --no-sandbox, a developer switch. Workers then run as root,
+  // unconfined (no uid, namespaces, seccomp or cgroup); every start logs a
+  // warning and the VM's row says so (Vm.sandbox.enabled = false).
+  bool sandbox = true;
 };
 
 // How ShutdownVm ends when the guest does not power off in time (or cannot be
@@ -123,6 +128,8 @@ class WorkerManager {
   };
   std::optional<LiveWorker> Live(const std::string& uuid);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
+  // The VM as stored, with its sandbox identity filled in (for Get/List).
+  absl::StatusOr<Vm> Describe(const std::string& name);
   // After the console stream of worker `generation` ended: the console of the
   // VM's next worker once it is ready (a guest reboot made vmms start a fresh
   // one), or nullopt when the VM is not running any more (or no new worker
@@ -168,6 +175,8 @@ class WorkerManager {
     // this one) is joined by this worker's supervisor.
     std::shared_ptr<Worker> predecessor;
     base::ScopedFd ready_pipe;  // Owned by the supervisor thread once it runs.
+    // Sandboxed workers: the read end of the SIGSYS reporter's pipe.
+    base::ScopedFd violation_pipe;
     std::thread supervisor;
 
     // Conditions for mu.Await*.
@@ -253,8 +262,15 @@ class WorkerManager {
   absl::Status FailLaunch(const Vm& vm, const std::string& reason,
                           absl::Status error);
 
+  // Fills in Vm.sandbox's uid/gid from the VM's slot.
+  Vm WithSandboxIdentity(Vm vm) const;
+
   VmStore* const store_;
   const WorkerManagerOptions options_;
+  // vmms's half of the sandbox; null with --no-sandbox or when the host
+  // cannot sandbox (then `sandbox_error_` says why and starts fail).
+  std::unique_ptr<SandboxHost> sandbox_;
+  absl::Status sandbox_error_;
 
   absl::Mutex mu_;
   // By VM uuid. Entries stay after the worker exited (so the thread can be

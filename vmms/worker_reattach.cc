@@ -59,7 +59,11 @@ absl::Status WorkerManager::Reattach() {
   {
     absl::MutexLock lock(&mu_);
     for (const Vm& vm : *vms) {
-      if (!IsActive(vm)) continue;
+      if (!IsActive(vm)) {
+        // A cgroup left by a worker that ended while vmms was down.
+        if (sandbox_ != nullptr) sandbox_->RemoveCgroup(vm.uuid());
+        continue;
+      }
       if (absl::Status s = ReattachVm(vm); !s.ok()) return s;
       if (vm.state() == VM_STATE_STOPPING) {
         if (auto it = workers_.find(vm.uuid()); it != workers_.end())

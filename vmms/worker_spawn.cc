@@ -13,6 +13,8 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "vmwp/sandbox/namespaces.h"
+#include "vmwp/sandbox/spawn.h"
 
 extern char** environ;
 
@@ -107,6 +109,67 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
   // Our copy of the write end must go, or EOF would never arrive when the
   // worker dies.
   return SpawnedWorker{pid, std::move(ready_read)};
+}
+
+absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
+    const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
+    const sandbox::VmCgroup& cgroup, int netns_fd) {
+  int ready_fds[2];
+  if (::pipe2(ready_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ready pipe: ", strerror(errno)));
+  }
+  base::ScopedFd ready_read(ready_fds[0]);
+  base::ScopedFd ready_write(ready_fds[1]);
+  int violation_fds[2];
+  if (::pipe2(violation_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create violation pipe: ", strerror(errno)));
+  }
+  base::ScopedFd violation_read(violation_fds[0]);
+  base::ScopedFd violation_write(violation_fds[1]);
+  ::fcntl(violation_read.get(), F_SETFL, O_NONBLOCK);
+  base::ScopedFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!dev_null) {
+    return absl::InternalError(
+        absl::StrCat("cannot open /dev/null: ", strerror(errno)));
+  }
+
+  sandbox::SandboxSpec spec;  // no network device: an empty net namespace
+  sandbox::SpawnRequest request;
+  request.binary = vmwp_path;
+  request.argv = {vmwp_path, absl::StrCat("--config=", config_path),
+                  absl::StrCat("--ready-fd=", kWorkerReadyFd)};
+  for (char** e = environ; *e != nullptr; ++e) request.env.push_back(*e);
+  request.fds = {{dev_null.get(), STDIN_FILENO},
+                 {kvm_fd, kWorkerKvmFd},
+                 {ready_write.get(), kWorkerReadyFd},
+                 {violation_write.get(), kWorkerViolationFd}};
+  request.namespace_flags = sandbox::NamespaceFlags(spec);
+  request.netns_fd = netns_fd;
+  request.cgroup = &cgroup;
+  absl::StatusOr<pid_t> pid = sandbox::SpawnSandboxed(request);
+  if (!pid.ok()) {
+    return absl::Status(pid.status().code(),
+                        absl::StrCat("cannot start worker ", vmwp_path, ": ",
+                                     pid.status().message()));
+  }
+  // Our copies of the write ends go (they close here), so EOF arrives when
+  // the worker dies.
+  return SpawnedWorker{*pid, std::move(ready_read), std::move(violation_read)};
+}
+
+std::string DrainViolationPipe(int fd) {
+  std::string bytes;
+  char buf[256];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    bytes.append(buf, static_cast<size_t>(n));
+    if (bytes.size() > 4096) break;
+  }
+  return bytes;
 }
 
 std::string DescribeWaitStatus(int wait_status) {

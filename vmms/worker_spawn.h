@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/scoped_fd.h"
+#include "vmwp/sandbox/cgroup.h"
 
 namespace vmms {
 
@@ -15,12 +16,17 @@ namespace vmms {
 // to have open.
 inline constexpr int kWorkerKvmFd = 3;
 inline constexpr int kWorkerReadyFd = 4;
+// The write end of the sandbox violation pipe: the worker's SIGSYS reporter
+// writes which call was forbidden (vmwp/sandbox/violation_report.h).
+inline constexpr int kWorkerViolationFd = 5;
 
 struct SpawnedWorker {
   pid_t pid = 0;
   // Read end of the ready pipe: one byte means ready, EOF without a byte means
   // the worker gave up (or died) before it was ready.
   base::ScopedFd ready;
+  // Read end of the violation pipe (non-blocking), sandboxed workers only.
+  base::ScopedFd violations;
 };
 
 // Starts `vmwp --config=<config_path> --ready-fd=4` with `kvm_fd` at descriptor
@@ -31,6 +37,18 @@ struct SpawnedWorker {
 absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           const std::string& config_path,
                                           int kvm_fd);
+
+// The same inside the worker's sandbox (vmwp/sandbox/spawn.h): new mount,
+// pid, ipc, uts namespaces, the net namespace `netns_fd` (from the pool),
+// `cgroup` joined before execve, and the violation pipe's write end at 5.
+// The worker is pid 1 of its pid namespace and still our child.
+absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
+    const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
+    const sandbox::VmCgroup& cgroup, int netns_fd);
+
+// Whatever the violation pipe holds (at most a few records), without
+// blocking.
+std::string DrainViolationPipe(int fd);
 
 // "worker killed by signal 9 (SIGKILL)" or "worker exited with status 1".
 std::string DescribeWaitStatus(int wait_status);

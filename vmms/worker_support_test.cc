@@ -9,6 +9,7 @@
 #include "vmms/test_kernels.h"
 #include "vmms/vmwp_locator.h"
 #include "vmms/worker_files.h"
+#include "vmms/worker_sandbox.h"
 
 namespace vmms {
 namespace {
@@ -74,6 +75,16 @@ TEST(WorkerFilesTest, ConsoleTailSpansTheRotatedLog) {
   EXPECT_EQ(ReadConsoleTail(log, 10), "6789abcdef");
   EXPECT_EQ(ReadConsoleTail(log, 4), "cdef");
   EXPECT_EQ(ReadConsoleTail(log, 100), "0123456789abcdef");
+}
+
+TEST(WorkerSandboxTest, OomKillCountFromV1AndV2Files) {
+  EXPECT_EQ(ParseOomKillCount("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+            0u);
+  EXPECT_EQ(ParseOomKillCount("oom_kill_disable 0\nunder_oom 1\noom_kill 2\n"),
+            2u);
+  EXPECT_EQ(ParseOomKillCount("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n"), 1u);
+  EXPECT_EQ(ParseOomKillCount(""), 0u);
+  EXPECT_EQ(ParseOomKillCount("oom_kill x\n"), 0u);
 }
 
 }  // namespace

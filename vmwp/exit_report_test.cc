@@ -31,6 +31,26 @@ TEST(ExitReportTest, OutcomesMapToReasons) {
   EXPECT_EQ(crash.detail(), "vp0: bytes f0 48");
   EXPECT_EQ(crash.status_code(), 0);
   EXPECT_EQ(ExitCodeFor(crash), 0);
+  EXPECT_EQ(OutcomeReport({Kind::kReboot, "i8042"}).reason(),
+            WorkerExitReport::REBOOT_REQUESTED);
+}
+
+TEST(ExitReportTest, PreopenedReportIsWrittenByTheFirstNameThatWorks) {
+  std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/preopenXXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  absl::StatusOr<PreopenedExitReport> report =
+      PreopenedExitReport::Open(dir + "/exit_report.pb");
+  ASSERT_TRUE(report.ok()) << report.status();
+  // The name inside a sandbox that this process never entered: skipped.
+  report->AddName("/nonexistent-dir/exit_report.pb");
+  WorkerExitReport r = OutcomeReport({vid::RunOutcome::Kind::kStopped, "x"});
+  ASSERT_TRUE(report->Write(r).ok());
+  std::ifstream in(dir + "/exit_report.pb", std::ios::binary);
+  WorkerExitReport back;
+  ASSERT_TRUE(back.ParseFromIstream(&in));
+  EXPECT_EQ(back.reason(), WorkerExitReport::STOP_REQUESTED);
+  EXPECT_EQ(back.detail(), "x");
+  EXPECT_FALSE(PreopenedExitReport::Open("/nonexistent-dir/r.pb").ok());
 }
 
 TEST(ExitReportTest, WritesAtomically) {

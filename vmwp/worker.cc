@@ -268,6 +268,7 @@ struct Boot {
 // Members are destroyed in reverse order: the server first, then the current
 // boot, then the console the devices wrote to.
 struct Vm {
+  std::function<absl::Status(uint32_t)> on_vp_thread_start;
   std::unique_ptr<hvcore::KvmSystem> kvm;
   std::unique_ptr<Console> console;
   ConsoleInputRouter input;
@@ -306,7 +307,8 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
       vid::Partition::Create({.vcpus = config.vcpus(),
                               .memory_bytes = config.memory_mib() << 20,
                               .enlightened = config.enlightened(),
-                              .crash_handler = &vm.crash_logger},
+                              .crash_handler = &vm.crash_logger,
+                              .on_vp_thread_start = vm.on_vp_thread_start},
                              *vm.kvm);
   if (!partition.ok())
     return Annotate(partition.status(), "cannot create the partition");
@@ -562,9 +564,15 @@ absl::StatusOr<WorkerConfig> ReadWorkerConfig(const std::string& path) {
 }
 
 WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
-                           SignalWatcher* signals) {
+                           SignalWatcher* signals, const WorkerHooks& hooks) {
   Vm vm;
-  if (absl::Status s = Compose(config, vm, signals); !s.ok()) {
+  vm.on_vp_thread_start = hooks.on_vp_thread_start;
+  absl::Status composed = Compose(config, vm, signals);
+  if (composed.ok() && hooks.before_ready) {
+    composed = hooks.before_ready();
+    if (!composed.ok()) composed = Annotate(composed, "sandbox lock-down");
+  }
+  if (absl::Status s = composed; !s.ok()) {
     spdlog::error("cannot start VM {}: {}", config.vm_name(), s.ToString());
     signals->ClearHandler();
     if (ready_fd >= 0) ::close(ready_fd);  // EOF without a byte: "gave up".
@@ -574,6 +582,7 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
   vm.running.store(true);
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());
+  if (hooks.after_ready) hooks.after_ready();
   // A guest reset ends this worker: vmms starts a fresh one (the sandbox
   // forbids building a new partition here), so Run() is called once.
   absl::StatusOr<vid::RunOutcome> outcome = vm.boot->partition->Run();

@@ -1,6 +1,7 @@
 #ifndef HVSTACK_VMWP_WORKER_H_
 #define HVSTACK_VMWP_WORKER_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,9 +25,24 @@ absl::StatusOr<hvstack::internal::WorkerConfig> ReadWorkerConfig(
 //   via `signals`).
 // Never writes the ready byte when composition fails. Returns the exit report
 // to write.
+// Where the sandbox (vmwp/sandbox) plugs into the run. All may be empty (an
+// unconfined worker).
+struct WorkerHooks {
+  // First thing on every VP thread, before its first KVM_RUN
+  // (vid::PartitionConfig::on_vp_thread_start): InstallThreadFilter(kVcpu).
+  std::function<absl::Status(uint32_t vp_index)> on_vp_thread_start;
+  // After the VM is composed (partition, memory, kernel, devices, the socket
+  // bound) and before the ready byte, so that "Running" in vmms means
+  // confined: LockDown (SIGSYS reporter + process-wide seccomp filter). An
+  // error is a start failure.
+  std::function<absl::Status()> before_ready;
+  // Test builds only (vmwp_testing): runs once the ready byte is written.
+  std::function<void()> after_ready;
+};
+
 hvstack::internal::WorkerExitReport RunWorker(
     const hvstack::internal::WorkerConfig& config, int ready_fd,
-    SignalWatcher* signals);
+    SignalWatcher* signals, const WorkerHooks& hooks = {});
 
 }  // namespace vmwp
 

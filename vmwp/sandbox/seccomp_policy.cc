@@ -90,6 +90,10 @@ constexpr SyscallRule kSyscalls[] = {
     {"sched_getaffinity", ALL, ArgCheck::kNone, "hardware_concurrency"},
     // Thread life cycle.
     {"clone", D | S, ArgCheck::kThreadOnly, "std::thread; never a process"},
+    {"sched_getparam", D | S, ArgCheck::kNone,
+     "glibc pthread_create reads the creator's scheduling (VP threads)"},
+    {"sched_getscheduler", D | S, ArgCheck::kNone,
+     "glibc pthread_create, with sched_getparam"},
     {"clone3", D | S, ArgCheck::kEnosys,
      "flags live in memory seccomp cannot read: ENOSYS makes glibc use clone"},
     {"prctl", D | S, ArgCheck::kSetNameOnly,

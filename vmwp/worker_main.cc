@@ -1,0 +1,196 @@
+#include "vmwp/worker_main.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/internal/sysinfo.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "vmwp/exit_report.h"
+#include "vmwp/sandbox/confine.h"
+#include "vmwp/sandbox/seccomp_policy.h"
+#include "vmwp/sandbox_entry.h"
+#include "vmwp/signal_watcher.h"
+#include "vmwp/worker.h"
+#include "vmwp/worker_logging.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Path of the serialized hvstack.internal.WorkerConfig.");
+ABSL_FLAG(int, ready_fd, -1,
+          "Descriptor to write one byte to once the VM is composed (also "
+          "spelled --ready-fd).");
+
+namespace {
+
+// vmms passes --ready-fd (the protocol's spelling); absl flag names cannot
+// contain '-'.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  for (std::string& arg : storage) {
+    if (arg.rfind("--", 0) != 0 || arg == "--") continue;
+    const size_t end = std::min(arg.find('='), arg.size());
+    for (size_t i = 2; i < end; ++i) {
+      if (arg[i] == '-') arg[i] = '_';
+    }
+  }
+  std::vector<char*> out;
+  for (std::string& arg : storage) out.push_back(arg.data());
+  return out;
+}
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+absl::Status Annotate(const absl::Status& s, absl::string_view what) {
+  return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+}
+
+// Confines the worker (vmwp/sandbox/README.md, "Order of confinement"):
+// stage 1 now; `hooks` get stage 2 (LockDown before the ready byte) and the
+// vCPU threads' narrowing. On success `config` holds the inside paths.
+absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
+                          vmwp::PreopenedExitReport* report,
+                          std::shared_ptr<sandbox::SeccompPolicies>& policies,
+                          vmwp::WorkerHooks& hooks) {
+  // Its own session, as the unsandboxed spawn gives (a ^C in vmms's terminal
+  // is not the worker's); SpawnSandboxed cannot do it for us.
+  ::setsid();
+  // Files libraries read lazily, on first use, that the root will not have:
+  // the local time zone (gRPC formats status times with absl::FormatTime,
+  // which loads /etc/localtime the first time). Loaded now, it is cached.
+  (void)absl::FormatTime(absl::Now());
+  // absl's cycle clock reads /sys/devices/system/cpu/cpu0/tsc_freq_khz once
+  // (absl::Mutex timeouts, gRPC timers).
+  (void)absl::base_internal::NominalCPUFrequency();
+  const sandbox::SandboxSpec spec = vmwp::SpecForWorker(config);
+  absl::StatusOr<hvstack::internal::WorkerConfig> inside =
+      vmwp::InsideConfig(config, spec);
+  if (!inside.ok()) return inside.status();
+  std::vector<std::pair<std::string, double>> steps;
+  absl::StatusOr<sandbox::SeccompPolicies> compiled =
+      sandbox::ConfineProcess(spec, {.step_ms = &steps});
+  if (report != nullptr) report->AddName(inside->exit_report_path());
+  if (!compiled.ok()) return Annotate(compiled.status(), "sandbox");
+  std::string breakdown;
+  for (const auto& [step, ms] : steps)
+    absl::StrAppend(&breakdown, breakdown.empty() ? "" : ", ", step, " ",
+                    absl::StrFormat("%.2f", ms), " ms");
+  spdlog::info("confined: uid {}, gid {}, root {} ({})", spec.uid, spec.gid,
+               "minimal", breakdown);
+  policies = std::make_shared<sandbox::SeccompPolicies>(*std::move(compiled));
+  const int violation_fd = config.sandbox().violation_fd();
+  hooks.before_ready = [policies, violation_fd] {
+    return sandbox::LockDown(*policies, violation_fd);
+  };
+  hooks.on_vp_thread_start = [policies](uint32_t) {
+    return sandbox::InstallThreadFilter(*policies, sandbox::ThreadKind::kVcpu);
+  };
+  config = *std::move(inside);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace vmwp {
+
+int WorkerMain(int argc, char** argv, std::function<void()> after_ready) {
+  // Before any thread exists: every thread inherits the mask.
+  vmwp::SignalWatcher::BlockTerminationSignals();
+  ::signal(SIGPIPE, SIG_IGN);
+
+  absl::SetProgramUsageMessage(
+      "vmwp --config=<worker_config.pb> [--ready-fd=N]");
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  const int ready_fd = absl::GetFlag(FLAGS_ready_fd);
+  if (config_path.empty()) {
+    spdlog::error("--config is required");
+    return 2;
+  }
+
+  vmwp::SignalWatcher signals;
+  hvstack::internal::WorkerExitReport report;
+  // Opened before confinement: the sandboxed worker cannot open files at
+  // exit.
+  std::optional<vmwp::PreopenedExitReport> preopened;
+  // The config names where the report goes; if the config itself is unusable,
+  // the report goes next to it (the runtime directory).
+  std::string report_path =
+      absl::StrCat(DirName(config_path), "/", vmwp::kExitReportFile);
+  absl::StatusOr<hvstack::internal::WorkerConfig> config =
+      vmwp::ReadWorkerConfig(config_path);
+  if (!config.ok()) {
+    spdlog::error("{}", config.status().ToString());
+    if (ready_fd >= 0) ::close(ready_fd);
+    report = vmwp::ErrorReport(config.status());
+  } else {
+    report_path = config->exit_report_path();
+    if (absl::Status s =
+            vmwp::SetUpWorkerLogging(config->runtime_dir(), config->vm_name());
+        !s.ok()) {
+      spdlog::warn("{} (logging to stderr only)", s.ToString());
+    }
+    spdlog::info("vmwp starting: vm {} ({}), config {}", config->vm_name(),
+                 config->vm_uuid(), config_path);
+    if (absl::StatusOr<vmwp::PreopenedExitReport> r =
+            vmwp::PreopenedExitReport::Open(report_path);
+        r.ok()) {
+      preopened = *std::move(r);
+    } else {
+      spdlog::warn("{}", r.status().ToString());
+    }
+    vmwp::WorkerHooks hooks;
+    hooks.after_ready = std::move(after_ready);
+    std::shared_ptr<sandbox::SeccompPolicies> policies;
+    absl::Status confined = absl::OkStatus();
+    if (vmwp::SandboxRequested(*config)) {
+      confined = EnterSandbox(*config, preopened ? &*preopened : nullptr,
+                              policies, hooks);
+    } else {
+      spdlog::warn(
+          "vmwp runs WITHOUT its sandbox (no SandboxConfig, or disabled)");
+    }
+    if (!confined.ok()) {
+      spdlog::error("cannot start VM {}: {}", config->vm_name(),
+                    confined.ToString());
+      if (ready_fd >= 0) ::close(ready_fd);
+      report = vmwp::ErrorReport(confined);
+    } else {
+      report = vmwp::RunWorker(*config, ready_fd, &signals, hooks);
+    }
+  }
+
+  int code = vmwp::ExitCodeFor(report);
+  if (absl::Status s = preopened.has_value()
+                           ? preopened->Write(report)
+                           : vmwp::WriteExitReportFile(report_path, report);
+      !s.ok()) {
+    // vmms falls back to the wait status; make it say something went wrong.
+    spdlog::error("cannot write the exit report: {}", s.ToString());
+    code = 3;
+  }
+  spdlog::info(
+      "vmwp exiting with {} ({})",
+      hvstack::internal::WorkerExitReport::Reason_Name(report.reason()), code);
+  return code;
+}
+
+}  // namespace vmwp

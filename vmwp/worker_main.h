@@ -1,0 +1,20 @@
+#ifndef HVSTACK_VMWP_WORKER_MAIN_H_
+#define HVSTACK_VMWP_WORKER_MAIN_H_
+
+#include <functional>
+
+namespace vmwp {
+
+// vmwp's main: the per-VM worker process. See README.md.
+//
+//   vmwp --config=<runtime dir>/worker_config.pb [--ready-fd=N]
+//
+// Reads the config, opens its logs and the exit report, confines itself when
+// the config asks (vmwp/sandbox), runs the VM and writes the report.
+// `after_ready` is for test builds only (vmwp_testing; the production main
+// passes nothing).
+int WorkerMain(int argc, char** argv, std::function<void()> after_ready);
+
+}  // namespace vmwp
+
+#endif  // HVSTACK_VMWP_WORKER_MAIN_H_
