@@ -110,6 +110,7 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "initrd: ", vm.config().initrd_path(), "\n",    //
       "reboot_count: ", vm.reboot_count(), "\n",      //
       "worker_pid: ", vm.worker_pid(), "\n",          //
+      "sandbox: ", SandboxText(vm.sandbox()), "\n",   //
       "create_time: ", time(vm.create_time()), "\n",  //
       "update_time: ", time(vm.update_time()), "\n",  //
       "state_change_time: ", time(vm.state_change_time()), "\n",
@@ -121,23 +122,6 @@ std::string FormatKvpItems(const hvstack::v1::ListKvpResponse& items) {
   for (const hvstack::v1::KvpItem& item : items.items())
     absl::StrAppend(&out, item.key(), "=", item.value(), "\n");
   return out;
-}
-
-return absl::StrCat("name: ", vm.name(), "\n",                      //
-                    "uuid: ", vm.uuid(), "\n",                      //
-                    "state: ", StateText(vm.state()), "\n",         //
-                    "state_reason: ", vm.state_reason(), "\n",      //
-                    "cpus: ", vm.config().vcpus(), "\n",            //
-                    "memory: ", vm.config().memory_mib(), "MiB\n",  //
-                    "kernel: ", vm.config().kernel_path(), "\n",    //
-                    "cmdline: ", vm.config().cmdline(), "\n",       //
-                    "initrd: ", vm.config().initrd_path(), "\n",    //
-                    "reboot_count: ", vm.reboot_count(), "\n",      //
-                    "worker_pid: ", vm.worker_pid(), "\n",          //
-                    "sandbox: ", SandboxText(vm.sandbox()), "\n",   //
-                    "create_time: ", time(vm.create_time()), "\n",  //
-                    "update_time: ", time(vm.update_time()), "\n",  //
-                    "state_change_time: ", time(vm.state_change_time()), "\n");
 }
 
 namespace {
