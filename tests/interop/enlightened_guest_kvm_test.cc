@@ -147,7 +147,18 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
   Start("guest/enlightened.elf", "console=ttyS0 hostname=vm-interop");
   ASSERT_TRUE(uart_.WaitFor("enlightened: ready", absl::Seconds(30)))
       << uart_.output();
+  // The line after "ready" (so that "ready" is complete).
+  ASSERT_TRUE(uart_.WaitFor("enlightened: heartbeat negotiated",
+                            absl::Seconds(30)));
   const std::string boot = uart_.output();
+  // The guest's own timings of the VMBus steps.
+  for (const char* step : {"enlightened: vmbus version",
+                           "enlightened: 4 offers", "enlightened: ready"}) {
+    const size_t at = boot.find(step);
+    if (at != std::string::npos) {
+      std::cout << boot.substr(at, boot.find('\r', at) - at) << std::endl;
+    }
+  }
   EXPECT_THAT(boot, HasSubstr("enlightened: hyper-v detected"));
   EXPECT_THAT(boot, HasSubstr("enlightened: vmbus version 5.3"));
   EXPECT_THAT(boot, HasSubstr("enlightened: 4 offers"));
