@@ -38,25 +38,37 @@ unixhv::ic::KvpItem kIntrinsic[] = {
   unixhv_power_off();
 }
 
-void ReadHostname(uint64_t boot_params) {
-  const unixhv::CommandLine cmdline = unixhv::GetCommandLine(boot_params);
-  if (cmdline.text == nullptr) return;
-  constexpr char kKey[] = "hostname=";
-  constexpr size_t kKeyLength = sizeof(kKey) - 1;
-  for (size_t i = 0; i + kKeyLength <= cmdline.length; ++i) {
+// The value of `key=` (key includes the '=') on the command line, copied
+// into `out` (NUL-terminated); false if absent.
+bool CommandLineValue(const unixhv::CommandLine& cmdline, const char* key,
+                      char* out, size_t capacity) {
+  if (cmdline.text == nullptr) return false;
+  size_t key_length = 0;
+  while (key[key_length] != 0) ++key_length;
+  for (size_t i = 0; i + key_length <= cmdline.length; ++i) {
     if (i > 0 && cmdline.text[i - 1] != ' ') continue;
     size_t k = 0;
-    while (k < kKeyLength && cmdline.text[i + k] == kKey[k]) ++k;
-    if (k != kKeyLength) continue;
+    while (k < key_length && cmdline.text[i + k] == key[k]) ++k;
+    if (k != key_length) continue;
     size_t n = 0;
-    for (size_t j = i + k; j < cmdline.length && cmdline.text[j] != ' ' &&
-                           n + 1 < sizeof(hostname);
+    for (size_t j = i + k;
+         j < cmdline.length && cmdline.text[j] != ' ' && n + 1 < capacity;
          ++j) {
-      hostname[n++] = cmdline.text[j];
+      out[n++] = cmdline.text[j];
     }
-    if (n > 0) hostname[n] = 0;
-    return;
+    out[n] = 0;
+    return n > 0;
   }
+  return false;
+}
+
+// "5.3" -> 5 << 16 | 3; 0 if malformed.
+uint32_t ParseVersion(const char* s) {
+  uint32_t major = 0, minor = 0;
+  while (*s >= '0' && *s <= '9') major = major * 10 + (*s++ - '0');
+  if (*s++ != '.') return 0;
+  while (*s >= '0' && *s <= '9') minor = minor * 10 + (*s++ - '0');
+  return *s == 0 ? (major << 16) | minor : 0;
 }
 
 void* Page(unixhv::Serial& con) {
@@ -70,7 +82,20 @@ void* Page(unixhv::Serial& con) {
 extern "C" void unixhv_main(uint64_t boot_params) {
   unixhv::Serial con;
   con.Init();
-  ReadHostname(boot_params);
+  const unixhv::CommandLine cmdline = unixhv::GetCommandLine(boot_params);
+  char value[64];
+  if (CommandLineValue(cmdline, "hostname=", value, sizeof(value))) {
+    for (size_t i = 0; i < sizeof(hostname); ++i) {
+      hostname[i] = value[i];
+      if (value[i] == 0) break;
+    }
+  }
+  // vmbus_max=MAJOR.MINOR: offer no newer protocol (exercises the host's
+  // older paths: connection id 1, the pre-5.0 INITIATE_CONTACT).
+  uint32_t max_version = unixhv::vmbus::kVersions[0];
+  if (CommandLineValue(cmdline, "vmbus_max=", value, sizeof(value))) {
+    max_version = ParseVersion(value);
+  }
   con.Write("enlightened: start (hostname ");
   con.Write(hostname);
   con.Write(")\r\n");
@@ -128,7 +153,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   // protocol costs as the guest sees it (every hypercall and SynIC message
   // is a VM exit here, and guest code is emulated).
   uint64_t t0 = unixhv::hv::ReadReferenceTime();
-  const uint32_t version = bus.Connect();
+  const uint32_t version = bus.Connect(max_version);
   if (version == 0) Fail(con, "no VMBus version accepted");
   con.Write("enlightened: vmbus version ");
   con.WriteDec(version >> 16);

@@ -185,7 +185,7 @@ void Client::Handle(const uint8_t* payload, uint32_t size) {
   }
 }
 
-uint32_t Client::Connect(uint32_t timeout_ms) {
+uint32_t Client::Connect(uint32_t max_version, uint32_t timeout_ms) {
   if (monitor_pages_ == nullptr) {
     // Linux always hands the host two monitor pages, even though this host
     // allocates no monitors; keep the message the same.
@@ -195,6 +195,7 @@ uint32_t Client::Connect(uint32_t timeout_ms) {
     ZeroPage(static_cast<uint8_t*>(monitor_pages_) + kPageSize);
   }
   for (uint32_t version : kVersions) {
+    if (version > max_version) continue;
     InitiateContact m = Zeroed<InitiateContact>(kMsgInitiateContact);
     m.vmbus_version_requested = version;
     m.target_vcpu = 0;

@@ -203,9 +203,11 @@ class Client {
  public:
   static constexpr int kMaxOffers = 16;
 
-  // INITIATE_CONTACT with each version in kVersions until the host accepts
-  // one (waits up to `timeout_ms` per try). The accepted version or 0.
-  uint32_t Connect(uint32_t timeout_ms = 2000);
+  // INITIATE_CONTACT with each version in kVersions (none newer than
+  // `max_version`) until the host accepts one (waits up to `timeout_ms` per
+  // try). The accepted version or 0.
+  uint32_t Connect(uint32_t max_version = kVersions[0],
+                   uint32_t timeout_ms = 2000);
   // REQUESTOFFERS; collects offers until ALLOFFERS_DELIVERED.
   bool RequestOffers(uint32_t timeout_ms = 2000);
   int offer_count() const { return offer_count_; }

@@ -148,8 +148,8 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
   ASSERT_TRUE(uart_.WaitFor("enlightened: ready", absl::Seconds(30)))
       << uart_.output();
   // The line after "ready" (so that "ready" is complete).
-  ASSERT_TRUE(uart_.WaitFor("enlightened: heartbeat negotiated",
-                            absl::Seconds(30)));
+  ASSERT_TRUE(
+      uart_.WaitFor("enlightened: heartbeat negotiated", absl::Seconds(30)));
   const std::string boot = uart_.output();
   // The guest's own timings of the VMBus steps.
   for (const char* step : {"enlightened: vmbus version",
@@ -252,5 +252,30 @@ TEST_F(EnlightenedKvm, HostileGuestGetsErrorsAndTheHostKeepsServing) {
                              "cleanly: status 0x0000 (expected 0x0000) ok"));
   EXPECT_GT(server_->dropped_messages(), 5u);
 }
+
+// Older VMBus protocols, as older Linux guests speak them: before 5.0 the
+// guest sends INITIATE_CONTACT on connection 1 with an interrupt page, and
+// uses connection 1 for everything after.
+class OlderProtocol : public EnlightenedKvm,
+                      public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(OlderProtocol, ConnectsAnswersHeartbeatsAndShutsDown) {
+  Start("guest/enlightened.elf", std::string("vmbus_max=") + GetParam());
+  ASSERT_TRUE(
+      uart_.WaitFor("enlightened: heartbeat negotiated", absl::Seconds(30)))
+      << uart_.output();
+  EXPECT_THAT(uart_.output(), HasSubstr(std::string("enlightened: vmbus "
+                                                    "version ") +
+                                        GetParam() + " ("));
+  EXPECT_EQ(server_->version() >> 16, GetParam()[0] - '0');
+  ASSERT_NE(WaitForHeartbeat(absl::Seconds(10)), absl::InfiniteDuration());
+  ASSERT_TRUE(shutdown_->Request({}).ok());
+  ASSERT_TRUE(WaitForRunEnd(absl::Seconds(30))) << uart_.output();
+  EXPECT_EQ(outcome_.kind, vid::RunOutcome::Kind::kPowerOff) << outcome_.detail;
+  EXPECT_THAT(uart_.output(), HasSubstr("enlightened: vmbus unloaded"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, OlderProtocol,
+                         ::testing::Values("5.0", "4.0", "2.4"));
 
 }  // namespace
