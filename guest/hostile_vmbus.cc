@@ -461,6 +461,31 @@ extern "C" void unixhv_main(uint64_t) {
   hv::SignalEvent(timesync.connection_id);
   bus.Poll();
 
+  // Ring header abuse on a third channel: an absurd pending_send_sz on the
+  // ring we write (the host's reader must not overflow computing when to
+  // signal us), and our inbound ring masked and never read (the host's
+  // writer must give up, not wait).
+  const vmbus::Offer* kv = bus.FindOffer(unixhv::ic::kKvpGuid);
+  vmbus::Channel kvp;
+  if (kv != nullptr && bus.Open(*kv, &kvp, 4, 4, &status)) {
+    kvp.out.header()->pending_send_sz = 0xFFFFFFF8;
+    kvp.out.header()->feature_bits = 0xFFFFFFFF;
+    kvp.in.header()->interrupt_mask = 1;
+    uint8_t junk[64] = {1, 2, 3};
+    bool signal = false;
+    for (int i = 0; i < 3; ++i) {
+      kvp.out.Write(vmbus::kPacketDataInband, 0, i, junk, sizeof(junk),
+                    &signal);
+      hv::SignalEvent(kvp.connection_id);
+    }
+    bus.Poll();
+    con.Write(
+        "hostile: ring: absurd pending_send_sz, masked inbound ring: "
+        "sent\r\n");
+  } else {
+    Check("open kvp for the ring-header probe", status, 0);
+  }
+
   // The host must still do its job: a clean open, a clean close.
   vmbus::Channel shutdown;
   const bool opened = bus.Open(*sd, &shutdown, 4, 4, &status);
@@ -472,6 +497,7 @@ extern "C" void unixhv_main(uint64_t) {
   bus.Post(&close, sizeof(close));
   close.child_relid = ts->relid;
   bus.Post(&close, sizeof(close));
+  bus.Close(&kvp);
   Check("unload answered", bus.Unload() ? 0 : 1, 0);
   con.Write("hostile: done, ");
   con.WriteDec(unexpected);
