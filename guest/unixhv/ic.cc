@@ -325,13 +325,18 @@ void Services::OnTimeSync(Service_& s, uint8_t* body, uint32_t body_len) {
   // (ictimesync_data): parenttime, childtime, roundtriptime, flags.
   if (body_len < 8) return;
   const uint64_t parent = Read64(body);
-  if (time_samples_++ != 0) return;
+  const bool v4 = s.version.major >= 4;
+  const uint32_t flags_at = v4 ? 16 : 24;
+  const uint8_t flags = body_len > flags_at ? body[flags_at] : 0;
+  // The first sample, and every SYNC (sent after boot and after a resume:
+  // "set your clock now"); periodic SAMPLE hints stay quiet.
+  if (time_samples_++ != 0 && (flags & 1) == 0) return;
   Line("time sample ");
   con_.WriteDec(parent);
-  if (s.version.major >= 4 && body_len >= 17) {
+  con_.Write(" flags ");
+  con_.WriteDec(flags);
+  if (v4 && body_len >= 17) {
     const uint64_t reference = Read64(body + 8);
-    con_.Write(" flags ");
-    con_.WriteDec(body[16]);
     // How long the sample took to reach us, in 100 ns units of partition
     // reference time (what hv_utils uses to correct the host time).
     con_.Write(" delay_100ns ");

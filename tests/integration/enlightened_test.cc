@@ -250,5 +250,42 @@ TEST_F(EnlightenedTest, RebootVmGoesThroughTheShutdownIcAndTheGuestComesBack) {
             std::string::npos);
 }
 
+TEST_F(EnlightenedTest, ResumeSendsATimeSyncWithTheHostsClock) {
+  StartAndWaitForHeartbeat("enl");
+  const std::regex sample(
+      "enlightened: time sample (\\d+) flags 1 .*unix (\\d+)\r\n");
+  ASSERT_TRUE(WaitForConsole(sample, absl::Seconds(10)));
+  auto api = Api();
+  {
+    grpc::ClientContext context;
+    hvstack::v1::PauseVmRequest request;
+    request.set_name("enl");
+    hvstack::v1::Vm vm;
+    grpc::Status status = api->PauseVm(&context, request, &vm);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  absl::SleepFor(absl::Seconds(2));  // the guest's clock stands still
+  const int64_t resumed_at = absl::ToUnixSeconds(absl::Now());
+  {
+    grpc::ClientContext context;
+    hvstack::v1::ResumeVmRequest request;
+    request.set_name("enl");
+    hvstack::v1::Vm vm;
+    grpc::Status status = api->ResumeVm(&context, request, &vm);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  // A second SYNC sample, carrying the host's time after the pause.
+  const std::regex two_samples(
+      "time sample \\d+ flags 1 [^\r]*unix (\\d+)\r\n(.|\r|\n)*"
+      "time sample \\d+ flags 1 [^\r]*unix (\\d+)\r\n");
+  std::smatch m;
+  ASSERT_TRUE(WaitForConsole(two_samples, absl::Seconds(10), &m));
+  const int64_t first = std::stoll(m[1].str());
+  const int64_t second = std::stoll(m[3].str());
+  EXPECT_GE(second - first, 2) << "the pause lasted 2 s";
+  EXPECT_LE(std::abs(second - resumed_at), 5);
+  EXPECT_EQ(Vmctl({"stop", "enl"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace hvtest
