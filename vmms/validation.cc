@@ -143,7 +143,7 @@ absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
   for (const std::string& path : mask) {
     if (std::find(seen.begin(), seen.end(), path) != seen.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("update_mask names '", path, "' twice"));
+          absl::StrCat("update_mask names ", Quoted(path), " twice"));
     }
     seen.push_back(path);
     if (path == "vcpus") {
@@ -162,8 +162,8 @@ absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
       merged.set_restart_policy(update.restart_policy());
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          "update_mask: '", absl::CHexEscape(path),
-          "' is not an updatable field (vcpus, memory_mib, kernel_path, "
+          "update_mask: ", Quoted(path),
+          " is not an updatable field (vcpus, memory_mib, kernel_path, "
           "cmdline, initrd_path, autostart, restart_policy)"));
     }
   }
@@ -197,6 +197,41 @@ absl::StatusOr<absl::Duration> ValidateShutdownTimeout(bool has_timeout,
         seconds, nanos));
   }
   return timeout;
+}
+
+namespace {
+
+// UTF-16 code units of UTF-8 text: one per character, two for those beyond
+// the BMP (4-byte sequences).
+size_t Utf16Units(absl::string_view utf8) {
+  size_t units = 0;
+  for (unsigned char c : utf8) {
+    if ((c & 0xC0) != 0x80) ++units;
+    if (c >= 0xF0) ++units;
+  }
+  return units;
+}
+
+}  // namespace
+
+absl::Status ValidateKvpSizes(absl::string_view key, absl::string_view value) {
+  // hv_kvp_exchange_msg_value: 512-byte key and 2048-byte value fields, UTF-16
+  // with the NUL. The worker checks again, exactly; this answers before the
+  // VM's state or the guest is consulted.
+  constexpr size_t kMaxKeyUnits = 512 / 2 - 1;
+  constexpr size_t kMaxValueUnits = 2048 / 2 - 1;
+  if (Utf16Units(key) > kMaxKeyUnits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key ", Quoted(key), " is too long: a KVP key is at most ",
+                     kMaxKeyUnits, " UTF-16 characters"));
+  }
+  if (Utf16Units(value) > kMaxValueUnits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("value of ", value.size(),
+                     " bytes is too long: a KVP value is at most ",
+                     kMaxValueUnits, " UTF-16 characters"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace vmms

@@ -28,6 +28,10 @@ absl::Status ValidateVmName(const std::string& name);
 // INVALID_ARGUMENT into the client's RESOURCE_EXHAUSTED.
 std::string Quoted(absl::string_view value);
 
+// GetKvp/SetKvp: the key (and value) fit the KVP message (255 and 1023 UTF-16
+// characters). INVALID_ARGUMENT naming the field and its size.
+absl::Status ValidateKvpSizes(absl::string_view key, absl::string_view value);
+
 // Bounds of vcpus and memory, the kernel image (absolute path, loadable) and
 // the initrd (see ValidateInitrd). INVALID_ARGUMENT names the field, the value
 // and the rule.

@@ -111,5 +111,22 @@ TEST(QuotedTest, EscapesAndCutsLongValues) {
   EXPECT_LT(shown.size(), 120u);
 }
 
+TEST(ValidateKvpSizesTest, CountsUtf16Characters) {
+  EXPECT_TRUE(ValidateKvpSizes(std::string(255, 'k'), "").ok());
+  EXPECT_FALSE(ValidateKvpSizes(std::string(256, 'k'), "").ok());
+  // 255 two-byte characters (U+00E9) are 255 UTF-16 units: fine; 128 emoji
+  // (4 bytes, 2 units each) are 256: too long.
+  std::string e_acute;
+  for (int i = 0; i < 255; ++i) e_acute += "\xc3\xa9";
+  EXPECT_TRUE(ValidateKvpSizes(e_acute, "").ok());
+  std::string emoji;
+  for (int i = 0; i < 128; ++i) emoji += "\xf0\x9f\x98\x80";
+  EXPECT_THAT(ValidateKvpSizes(emoji, "").message(),
+              HasSubstr("at most 255 UTF-16 characters"));
+  EXPECT_TRUE(ValidateKvpSizes("k", std::string(1023, 'v')).ok());
+  EXPECT_THAT(ValidateKvpSizes("k", std::string(1024, 'v')).message(),
+              HasSubstr("value of 1024 bytes"));
+}
+
 }  // namespace
 }  // namespace vmms

@@ -110,6 +110,8 @@ grpc::Status VmServiceImpl::GetKvp(grpc::ServerContext*,
   if (request->key().empty()) {
     return ToGrpc(absl::InvalidArgumentError("GetKvp: the key is empty"));
   }
+  if (absl::Status s = ValidateKvpSizes(request->key(), ""); !s.ok())
+    return ToGrpc(s);
   absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
   if (!socket.ok()) return ToGrpc(socket.status());
   absl::StatusOr<std::string> value =
@@ -137,6 +139,10 @@ grpc::Status VmServiceImpl::SetKvp(grpc::ServerContext* context,
   }
   if (request->key().empty()) {
     return ToGrpc(absl::InvalidArgumentError("SetKvp: the key is empty"));
+  }
+  if (absl::Status s = ValidateKvpSizes(request->key(), request->value());
+      !s.ok()) {
+    return ToGrpc(s);
   }
   absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
   if (!socket.ok()) return ToGrpc(socket.status());
