@@ -6,6 +6,7 @@
 namespace vmctl {
 
 inline constexpr char kInstalledSocket[] = "/var/lib/hvstack/vmms.sock";
+inline constexpr char kReadOnlySocket[] = "/run/hvstack/vmms-ro.sock";
 
 std::string DefaultSocketPath(
     const std::function<std::optional<std::string>(const char*)>& getenv,
@@ -19,6 +20,10 @@ std::string DefaultSocketPath(
     return *dir + "/vmms.sock";
   }
   if (exists(kInstalledSocket)) return kInstalledSocket;
+  // A user outside group hvstack cannot see the main socket (its directory
+  // is 0750) but may read through this one; changes are refused there with a
+  // message saying who may make them.
+  if (exists(kReadOnlySocket)) return kReadOnlySocket;
   return "state/vmms.sock";
 }
 

@@ -13,14 +13,17 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string SocketFor(std::map<std::string, std::string> env,
-                      bool installed_exists) {
+                      bool installed_exists, bool readonly_exists = false) {
   return DefaultSocketPath(
       [&env](const char* name) -> std::optional<std::string> {
         auto it = env.find(name);
         if (it == env.end()) return std::nullopt;
         return it->second;
       },
-      [installed_exists](const std::string&) { return installed_exists; });
+      [=](const std::string& path) {
+        return path == "/run/hvstack/vmms-ro.sock" ? readonly_exists
+                                                   : installed_exists;
+      });
 }
 
 TEST(SocketPathTest, PrecedenceIsSocketThenStateDirThenInstalledThenCheckout) {
@@ -31,6 +34,9 @@ TEST(SocketPathTest, PrecedenceIsSocketThenStateDirThenInstalledThenCheckout) {
   EXPECT_EQ(SocketFor({}, true), "/var/lib/hvstack/vmms.sock");
   EXPECT_EQ(SocketFor({}, false), "state/vmms.sock");
   EXPECT_EQ(SocketFor({{"HVSTACK_SOCKET", ""}}, false), "state/vmms.sock");
+  // Not allowed to see the main socket: the read-only one.
+  EXPECT_EQ(SocketFor({}, false, true), "/run/hvstack/vmms-ro.sock");
+  EXPECT_EQ(SocketFor({}, true, true), "/var/lib/hvstack/vmms.sock");
 }
 
 TEST(ExitCodesTest, DocumentedMapping) {
