@@ -109,7 +109,7 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
 
 namespace vmwp {
 
-int WorkerMain(int argc, char** argv, std::function<void()> after_ready) {
+int WorkerMain(int argc, char** argv, AfterReady after_ready) {
   // Before any thread exists: every thread inherits the mask.
   vmwp::SignalWatcher::BlockTerminationSignals();
   ::signal(SIGPIPE, SIG_IGN);
@@ -126,7 +126,6 @@ int WorkerMain(int argc, char** argv, std::function<void()> after_ready) {
     return 2;
   }
 
-  vmwp::SignalWatcher signals;
   hvstack::internal::WorkerExitReport report;
   // Opened before confinement: the sandboxed worker cannot open files at
   // exit.
@@ -158,7 +157,9 @@ int WorkerMain(int argc, char** argv, std::function<void()> after_ready) {
       spdlog::warn("{}", r.status().ToString());
     }
     vmwp::WorkerHooks hooks;
-    hooks.after_ready = std::move(after_ready);
+    if (after_ready) {
+      hooks.after_ready = [after_ready, c = *config] { after_ready(c); };
+    }
     std::shared_ptr<sandbox::SeccompPolicies> policies;
     absl::Status confined = absl::OkStatus();
     if (vmwp::SandboxRequested(*config)) {
@@ -174,6 +175,10 @@ int WorkerMain(int argc, char** argv, std::function<void()> after_ready) {
       if (ready_fd >= 0) ::close(ready_fd);
       report = vmwp::ErrorReport(confined);
     } else {
+      // Started only now: a thread made before confinement would keep the
+      // full capability bounding set (it is per thread). Termination signals
+      // are blocked from the start, so none is lost meanwhile.
+      vmwp::SignalWatcher signals;
       report = vmwp::RunWorker(*config, ready_fd, &signals, hooks);
     }
   }

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,13 @@ VmmsInstance::~VmmsInstance() { Kill(); }
 
 absl::Status VmmsInstance::Start() {
   std::vector<std::string> argv = {Runfile("vmms/vmms"), "--state-dir",
-                                   state_dir_, "--vmwp", Runfile("vmwp/vmwp")};
+                                   state_dir_};
+  // The real vmwp unless the test names another worker (e.g. vmwp_testing).
+  if (std::find(extra_args_.begin(), extra_args_.end(), "--vmwp") ==
+      extra_args_.end()) {
+    argv.push_back("--vmwp");
+    argv.push_back(Runfile("vmwp/vmwp"));
+  }
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
   if (!child.ok()) return child.status();

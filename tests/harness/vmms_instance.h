@@ -15,7 +15,8 @@ namespace hvtest {
 // //cli:vmctl as data.
 class VmmsInstance {
  public:
-  // `state_dir` must outlive the instance; `extra_args` go to vmms.
+  // `state_dir` must outlive the instance; `extra_args` go to vmms (with
+  // "--vmwp PATH" among them, that worker replaces the real vmwp).
   explicit VmmsInstance(std::string state_dir,
                         std::vector<std::string> extra_args = {});
   ~VmmsInstance();
