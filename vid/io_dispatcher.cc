@@ -139,35 +139,19 @@ void IoDispatcher::MmioWrite(uint64_t gpa, std::span<const uint8_t> data) {
 
 void IoDispatcher::NoteUnhandled(UnhandledKind kind, uint64_t address,
                                  uint32_t size, uint64_t value) {
-  UnhandledLog& log = unhandled_[kind];
-  uint64_t n = log.count.fetch_add(1) + 1;
-  bool is_write = kind == kPortWrite || kind == kMmioWrite;
-  if (n <= kUnhandledLogBurst) {
-    if (is_write) {
-      spdlog::warn("unhandled {} at 0x{:x} (size {}, value 0x{:x}): dropped",
-                   KindName(kind), address, size, value);
-    } else {
-      spdlog::warn("unhandled {} at 0x{:x} (size {}): returning all ones",
-                   KindName(kind), address, size);
-    }
-    if (n == kUnhandledLogBurst) {
-      spdlog::warn(
-          "further unhandled {}s are summarized at most once per second",
-          KindName(kind));
-      // The first summary comes a second after the burst, not right after it.
-      absl::MutexLock lock(&log.mu);
-      log.last_summary = absl::Now();
-      log.count_at_last_summary = n;
-    }
-    return;
-  }
-  absl::Time now = absl::Now();
-  absl::MutexLock lock(&log.mu);
-  if (now - log.last_summary < absl::Seconds(1)) return;
-  spdlog::warn("{} more unhandled {}s (latest at 0x{:x}, size {}); {} in total",
-               n - log.count_at_last_summary, KindName(kind), address, size, n);
-  log.last_summary = now;
-  log.count_at_last_summary = n;
+  const bool is_write = kind == kPortWrite || kind == kMmioWrite;
+  unhandled_[kind].Note(
+      [&] {
+        if (is_write) {
+          spdlog::warn(
+              "unhandled {} at 0x{:x} (size {}, value 0x{:x}): dropped",
+              KindName(kind), address, size, value);
+        } else {
+          spdlog::warn("unhandled {} at 0x{:x} (size {}): returning all ones",
+                       KindName(kind), address, size);
+        }
+      },
+      [&] { return absl::StrFormat("0x%x, size %u", address, size); });
 }
 
 }  // namespace vid

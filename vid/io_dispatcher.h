@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/log_rate_limiter.h"
 #include "vid/io_handler.h"
 
 namespace vid {
@@ -30,7 +31,7 @@ namespace vid {
 // hardware neither crashes nor floods the log.
 class IoDispatcher {
  public:
-  static constexpr int kUnhandledLogBurst = 16;
+  static constexpr int kUnhandledLogBurst = base::LogRateLimiter::kDefaultBurst;
 
   enum UnhandledKind {
     kPortRead,
@@ -66,7 +67,7 @@ class IoDispatcher {
 
   // How many accesses of each kind found no handler so far.
   uint64_t unhandled_count(UnhandledKind kind) const {
-    return unhandled_[kind].count.load();
+    return unhandled_[kind].count();
   }
 
  private:
@@ -75,12 +76,6 @@ class IoDispatcher {
     uint64_t end;  // exclusive
     std::string name;
     Handler* handler;
-  };
-  struct UnhandledLog {
-    std::atomic<uint64_t> count{0};
-    absl::Mutex mu;
-    absl::Time last_summary ABSL_GUARDED_BY(mu) = absl::InfinitePast();
-    uint64_t count_at_last_summary ABSL_GUARDED_BY(mu) = 0;
   };
 
   PortIoHandler* FindPort(uint16_t port) const;
@@ -93,7 +88,11 @@ class IoDispatcher {
   std::map<uint64_t, Range<PortIoHandler>> ports_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Range<MmioHandler>> mmio_ ABSL_GUARDED_BY(mu_);
 
-  UnhandledLog unhandled_[kNumUnhandledKinds];
+  base::LogRateLimiter unhandled_[kNumUnhandledKinds] = {
+      base::LogRateLimiter("unhandled port reads"),
+      base::LogRateLimiter("unhandled port writes"),
+      base::LogRateLimiter("unhandled MMIO reads"),
+      base::LogRateLimiter("unhandled MMIO writes")};
 };
 
 }  // namespace vid

@@ -5,10 +5,13 @@
 // cleanly afterwards and answers UNLOAD) and the VM powers off cleanly.
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/harness/process.h"
 #include "tests/harness/vmms_fixture.h"
 
 namespace hvtest {
@@ -62,6 +65,24 @@ TEST_F(HostileVmbusTest, GuestGetsErrorStatusesAndTheWorkerStaysUp) {
                              "cleanly: status 0x0000 (expected 0x0000) ok"));
   EXPECT_THAT(out, HasSubstr("hostile: unload answered: status 0x0000 "
                              "(expected 0x0000) ok"));
+
+  // What the guest made the worker log is bounded: each kind of complaint is
+  // logged individually up to base::LogRateLimiter's burst, then summarized
+  // (the flood alone would otherwise write 200+ lines).
+  const std::string worker_log = ReadFileOrEmpty(
+      absl::StrCat(dir_.path(), "/vms/", vm.value("uuid", ""), "/worker.log"));
+  ASSERT_FALSE(worker_log.empty());
+  size_t dropped = 0;
+  size_t worker_lines = 0;
+  for (absl::string_view line : absl::StrSplit(worker_log, '\n')) {
+    ++worker_lines;
+    if (absl::StrContains(line, "dropped a channel message")) ++dropped;
+  }
+  std::cout << "worker.log: " << worker_lines << " lines, " << dropped
+            << " 'dropped a channel message'\n";
+  EXPECT_LE(dropped, 16u);
+  EXPECT_THAT(worker_log, HasSubstr("further dropped VMBus channel messages "
+                                    "are summarized"));
 
   // vmms is unharmed and the VM can run again.
   CommandResult list = Vmctl({"list"});

@@ -88,8 +88,13 @@ void VmbusServer::PostBytes(std::vector<uint8_t> bytes) {
   absl::Status s =
       synic_.PostMessage(message_vp_, message_sint_, kVmbusMessageType, bytes);
   if (!s.ok()) {
-    spdlog::warn("vmbus: cannot post a channel message to vp {} sint {}: {}",
-                 message_vp_, message_sint_, s.ToString());
+    post_failures_log_.Note(
+        [&] {
+          spdlog::warn(
+              "vmbus: cannot post a channel message to vp {} sint {}: {}",
+              message_vp_, message_sint_, s.ToString());
+        },
+        [&] { return s.ToString(); });
   }
 }
 
@@ -146,8 +151,12 @@ HvStatus VmbusServer::OnPostMessage(uint32_t vp, uint32_t connection_id,
     return HvStatus::kInvalidParameter;
   }
   if (absl::Status s = HandleMessage(payload); !s.ok()) {
-    spdlog::warn("vmbus: dropped a channel message from vp {}: {}", vp,
-                 s.ToString());
+    dropped_messages_log_.Note(
+        [&] {
+          spdlog::warn("vmbus: dropped a channel message from vp {}: {}", vp,
+                       s.ToString());
+        },
+        [&] { return s.ToString(); });
   }
   // The message was delivered; what it said is the protocol's business.
   return HvStatus::kSuccess;
@@ -173,8 +182,12 @@ HvStatus VmbusServer::OnSignalEvent(uint32_t vp, uint32_t connection_id,
   }
   // Outside the server lock: the VSP may take its time and send replies.
   if (absl::Status s = channel->Drain(*vsp); !s.ok()) {
-    spdlog::warn("vmbus: channel {} is broken and stops: {}", channel->relid(),
-                 s.ToString());
+    broken_channels_log_.Note(
+        [&] {
+          spdlog::warn("vmbus: channel {} is broken and stops: {}",
+                       channel->relid(), s.ToString());
+        },
+        [&] { return s.ToString(); });
   }
   return HvStatus::kSuccess;
 }

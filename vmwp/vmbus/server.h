@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/log_rate_limiter.h"
 #include "vmwp/vmbus/channel.h"
 #include "vmwp/vmbus/channel_messages.h"
 #include "vmwp/vmbus/gpadl.h"
@@ -136,6 +137,12 @@ class VmbusServer final : public SynicGuestCalls {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RequireConnected(uint32_t type) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // What the guest makes us log is bounded: a hostile guest decides how often
+  // these happen.
+  base::LogRateLimiter post_failures_log_{"failed VMBus message posts"};
+  base::LogRateLimiter dropped_messages_log_{"dropped VMBus channel messages"};
+  base::LogRateLimiter broken_channels_log_{"broken VMBus channels"};
 
   GuestPages& memory_;
   SynicPort& synic_;

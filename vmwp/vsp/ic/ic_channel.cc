@@ -1,5 +1,6 @@
 #include "vmwp/vsp/ic/ic_channel.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
 
@@ -64,15 +65,24 @@ void IcChannel::OnPacket(vmbus::ChannelEndpoint& endpoint,
   }
   absl::StatusOr<IcResponse> any = ParseIcResponse(bytes, type);
   if (!any.ok()) {
-    spdlog::warn("ic {}: dropped a packet: {}", name_, any.status().ToString());
+    bad_packets_log_.Note(
+        [&] {
+          spdlog::warn("ic {}: dropped a packet: {}", name_,
+                       any.status().ToString());
+        },
+        [&] { return any.status().ToString(); });
     return;
   }
   if (any->header.icmsgtype == kIcNegotiate) {
     absl::StatusOr<IcVersions> v =
         ParseNegotiateResponse(bytes, kFrameworkVersions, service_versions_);
     if (!v.ok()) {
-      spdlog::warn("ic {}: negotiation failed: {}", name_,
-                   v.status().ToString());
+      bad_packets_log_.Note(
+          [&] {
+            spdlog::warn("ic {}: negotiation failed: {}", name_,
+                         v.status().ToString());
+          },
+          [&] { return v.status().ToString(); });
       return;
     }
     {
@@ -86,8 +96,10 @@ void IcChannel::OnPacket(vmbus::ChannelEndpoint& endpoint,
     return;
   }
   if (any->header.icmsgtype != message_type_ || !negotiated()) {
-    spdlog::warn("ic {}: unexpected message type {}", name_,
-                 any->header.icmsgtype);
+    const uint16_t type = any->header.icmsgtype;
+    bad_packets_log_.Note(
+        [&] { spdlog::warn("ic {}: unexpected message type {}", name_, type); },
+        [&] { return absl::StrCat("message type ", type); });
     return;
   }
   OnServiceResponse(bytes);

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "base/log_rate_limiter.h"
 #include "vmwp/vmbus/vsp.h"
 #include "vmwp/vsp/ic/ic_framework.h"
 
@@ -56,6 +57,8 @@ class IcChannel : public vmbus::Vsp {
   const std::vector<IcVersion> service_versions_;
   vmbus::VspOffer offer_;
   std::atomic<uint64_t> next_transaction_{1};
+  // The guest decides how many bad packets it sends.
+  base::LogRateLimiter bad_packets_log_{"dropped IC packets"};
 
   mutable absl::Mutex mu_;
   std::shared_ptr<vmbus::ChannelEndpoint> endpoint_ ABSL_GUARDED_BY(mu_);
