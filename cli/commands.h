@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -72,6 +73,38 @@ int KvpListCommand(Session& session, const std::string& name,
                    const std::string& pool);
 // "external" -> KVP_POOL_EXTERNAL ...; false for an unknown name.
 bool ParseKvpPool(const std::string& text, hvstack::v1::KvpPool* pool);
+
+// Lifecycle operations (lifecycle_commands.cc); each prints the VM like
+// show.
+int PauseCommand(Session& session, const std::string& name);
+int ResumeCommand(Session& session, const std::string& name);
+int ResetCommand(Session& session, const std::string& name);
+int RebootCommand(Session& session, const std::string& name);
+// ShutdownVm with `timeout_seconds`; `force_after`: stop the VM hard when the
+// guest has not powered off by then (FORCE_OFF), else fail and leave it
+// running (FAIL).
+int ShutdownCommand(Session& session, const std::string& name,
+                    double timeout_seconds, bool force_after);
+
+// UpdateVm: only the fields given are sent (and named in the field mask).
+struct UpdateArgs {
+  std::optional<uint32_t> cpus;
+  std::optional<uint64_t> memory_mib;
+  std::optional<std::string> kernel;  // Made absolute.
+  std::optional<std::string> cmdline;
+  std::optional<std::string> initrd;  // Made absolute; "" removes it.
+  std::optional<bool> autostart;
+  std::optional<hvstack::v1::RestartPolicy> restart_policy;
+};
+int UpdateCommand(Session& session, const std::string& name,
+                  const UpdateArgs& args);
+int AutostartCommand(Session& session, const std::string& name, bool on);
+// "never", "on-failure", "always"; false for anything else.
+bool ParseRestartPolicy(const std::string& text,
+                        hvstack::v1::RestartPolicy* policy);
+// GetVmStats NAME, or ListVmStats (a table) when `name` is empty.
+int StatsCommand(Session& session, const std::string& name);
+int HostInfoCommand(Session& session);
 
 }  // namespace vmctl
 

@@ -73,6 +73,39 @@ class FakeVmService final : public hvstack::v1::VmService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status UpdateVm(grpc::ServerContext*,
+                        const hvstack::v1::UpdateVmRequest* request,
+                        hvstack::v1::Vm* vm) override {
+    last_update = *request;
+    vm->set_name(request->name());
+    *vm->mutable_config() = request->config();
+    return grpc::Status::OK;
+  }
+  grpc::Status ShutdownVm(grpc::ServerContext*,
+                          const hvstack::v1::ShutdownVmRequest* request,
+                          hvstack::v1::Vm* vm) override {
+    last_shutdown = *request;
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "VM 'a' was not shut down: the guest did not power "
+                        "off within 2.5s; it keeps running");
+  }
+  grpc::Status GetVmStats(grpc::ServerContext*,
+                          const hvstack::v1::GetVmStatsRequest* request,
+                          hvstack::v1::VmStats* stats) override {
+    stats->set_name(request->name());
+    stats->set_state(hvstack::v1::VM_STATE_RUNNING);
+    stats->mutable_uptime()->set_seconds(3);
+    stats->set_worker_rss_bytes(3 << 20);
+    auto* vp = stats->add_vps();
+    vp->set_index(0);
+    vp->set_cpu_time_ns(1500000000);
+    vp->set_total_exits(7);
+    (*vp->mutable_exits_by_reason())["port_io"] = 5;
+    (*vp->mutable_exits_by_reason())["interrupted"] = 2;
+    return grpc::Status::OK;
+  }
+  hvstack::v1::UpdateVmRequest last_update;
+  hvstack::v1::ShutdownVmRequest last_shutdown;
   hvstack::v1::CreateVmRequest last_create;
 };
 
@@ -188,6 +221,53 @@ TEST_F(CommandsTest, AttachedConsoleReportsErrors) {
   Session session = Connected();
   EXPECT_EQ(ConsoleCommand(session, "zz", /*follow=*/true), 2);
   EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(CommandsTest, UpdateSendsOnlyTheGivenFieldsInTheMask) {
+  Session session = Connected();
+  UpdateArgs args;
+  args.memory_mib = 512;
+  args.kernel = "k/../vmlinux";
+  args.restart_policy = hvstack::v1::RESTART_POLICY_ON_FAILURE;
+  EXPECT_EQ(UpdateCommand(session, "a", args), 0) << err_.str();
+  EXPECT_THAT(
+      service_.last_update.update_mask().paths(),
+      ::testing::ElementsAre("memory_mib", "kernel_path", "restart_policy"));
+  EXPECT_EQ(service_.last_update.config().kernel_path(),
+            (std::filesystem::current_path() / "vmlinux").string());
+  EXPECT_THAT(out_.str(), HasSubstr("restart_policy: on-failure"));
+  EXPECT_EQ(AutostartCommand(session, "a", true), 0);
+  EXPECT_THAT(service_.last_update.update_mask().paths(),
+              ::testing::ElementsAre("autostart"));
+  EXPECT_TRUE(service_.last_update.config().autostart());
+  // Nothing to change is a usage error, and nothing is sent.
+  EXPECT_EQ(UpdateCommand(session, "a", UpdateArgs()), 1);
+  hvstack::v1::RestartPolicy policy;
+  EXPECT_FALSE(ParseRestartPolicy("sometimes", &policy));
+}
+
+TEST_F(CommandsTest, ShutdownSendsTimeoutAndFallback) {
+  Session session = Connected();
+  EXPECT_EQ(ShutdownCommand(session, "a", 2.5, /*force_after=*/false), 6);
+  EXPECT_EQ(service_.last_shutdown.timeout().seconds(), 2);
+  EXPECT_EQ(service_.last_shutdown.timeout().nanos(), 500000000);
+  EXPECT_EQ(service_.last_shutdown.fallback(),
+            hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL);
+  EXPECT_THAT(err_.str(), HasSubstr("DEADLINE_EXCEEDED: VM 'a' was not shut"));
+  ShutdownCommand(session, "a", 60, /*force_after=*/true);
+  EXPECT_EQ(service_.last_shutdown.fallback(),
+            hvstack::v1::ShutdownVmRequest::FALLBACK_FORCE_OFF);
+}
+
+TEST_F(CommandsTest, StatsPrintsPerVpLines) {
+  Session session = Connected();
+  EXPECT_EQ(StatsCommand(session, "a"), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("uptime: 3.0s\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("worker_rss: 3.0MiB\n"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("vp0: cpu 1.500s, exits 7 interrupted=2 port_io=5\n"));
+  // ListVmStats is UNIMPLEMENTED by the fake: exit 6.
+  EXPECT_EQ(StatsCommand(session, ""), 6);
 }
 
 }  // namespace

@@ -90,6 +90,73 @@ int main(int argc, char** argv) {
   kvp_set->add_option("KEY", kvp_key, "Key")->required();
   kvp_set->add_option("VALUE", kvp_value, "Value")->required();
 
+  auto* pause_cmd = app.add_subcommand(
+      "pause", "Pause a running VM (its VPs are held; memory stays)");
+  auto* resume_cmd = app.add_subcommand("resume", "Resume a paused VM");
+  auto* reset_cmd = app.add_subcommand(
+      "reset", "Hard reset: a fresh worker, as a power cycle would");
+  auto* reboot_cmd = app.add_subcommand(
+      "reboot", "Ask the guest to reboot (shutdown IC), else a hard reset");
+  auto* shutdown_cmd = app.add_subcommand(
+      "shutdown", "Ask the guest to power off and wait for it");
+  double shutdown_timeout = 60;
+  bool force_after = false;
+  shutdown_cmd
+      ->add_option("--timeout", shutdown_timeout,
+                   "Seconds the guest gets to power off (0.001 to 3600)")
+      ->capture_default_str();
+  shutdown_cmd->add_flag(
+      "--force-after", force_after,
+      "Power the VM off hard if the guest has not by then (or cannot be "
+      "asked); without it vmctl fails (exit 3 or 6) and the VM keeps running");
+  auto* update_cmd = app.add_subcommand(
+      "update",
+      "Change a VM's configuration (hardware fields while Off or Crashed)");
+  vmctl::UpdateArgs update;
+  uint32_t update_cpus = 0;
+  uint64_t update_memory = 0;
+  std::string update_kernel, update_cmdline, update_initrd, update_autostart,
+      update_policy;
+  auto* u_cpus =
+      update_cmd->add_option("--cpus", update_cpus, "Virtual processors");
+  auto* u_memory =
+      update_cmd->add_option("--memory", update_memory, "Guest RAM in MiB");
+  auto* u_kernel =
+      update_cmd->add_option("--kernel", update_kernel, "Kernel image");
+  auto* u_cmdline = update_cmd->add_option("--cmdline", update_cmdline,
+                                           "Kernel command line");
+  auto* u_initrd = update_cmd->add_option("--initrd", update_initrd,
+                                          "Initial ramdisk (\"\" removes it)");
+  auto* u_autostart = update_cmd
+                          ->add_option("--autostart", update_autostart,
+                                       "Start with vmms: on or off")
+                          ->check(CLI::IsMember({"on", "off"}));
+  auto* u_policy =
+      update_cmd
+          ->add_option("--restart-policy", update_policy,
+                       "never, on-failure or always")
+          ->check(CLI::IsMember({"never", "on-failure", "always"}));
+  auto* autostart_cmd = app.add_subcommand(
+      "autostart", "Start the VM whenever vmms starts (on) or not (off)");
+  std::string autostart_value;
+  autostart_cmd->add_option("NAME", name, "VM name")->required();
+  autostart_cmd->add_option("VALUE", autostart_value, "on or off")
+      ->required()
+      ->check(CLI::IsMember({"on", "off"}));
+  auto* stats_cmd = app.add_subcommand(
+      "stats",
+      "Runtime figures: one VM (CPU time and exits per VP, worker memory, "
+      "console bytes) or, without NAME, a table of all");
+  std::string stats_name;
+  stats_cmd->add_option("NAME", stats_name, "VM name");
+  auto* hostinfo_cmd = app.add_subcommand(
+      "hostinfo",
+      "The host: KVM version, capabilities and limits, CPUs, memory");
+  for (CLI::App* cmd : {pause_cmd, resume_cmd, reset_cmd, reboot_cmd,
+                        shutdown_cmd, update_cmd}) {
+    cmd->add_option("NAME", name, "VM name")->required();
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -110,6 +177,30 @@ int main(int argc, char** argv) {
   if (*delete_cmd) return vmctl::DeleteCommand(session, name);
   if (*events_cmd) return vmctl::EventsCommand(session, since, follow);
   if (*console_cmd) return vmctl::ConsoleCommand(session, name, !no_follow);
+  if (*pause_cmd) return vmctl::PauseCommand(session, name);
+  if (*resume_cmd) return vmctl::ResumeCommand(session, name);
+  if (*reset_cmd) return vmctl::ResetCommand(session, name);
+  if (*reboot_cmd) return vmctl::RebootCommand(session, name);
+  if (*shutdown_cmd)
+    return vmctl::ShutdownCommand(session, name, shutdown_timeout, force_after);
+  if (*update_cmd) {
+    if (*u_cpus) update.cpus = update_cpus;
+    if (*u_memory) update.memory_mib = update_memory;
+    if (*u_kernel) update.kernel = update_kernel;
+    if (*u_cmdline) update.cmdline = update_cmdline;
+    if (*u_initrd) update.initrd = update_initrd;
+    if (*u_autostart) update.autostart = update_autostart == "on";
+    if (*u_policy) {
+      hvstack::v1::RestartPolicy policy;
+      vmctl::ParseRestartPolicy(update_policy, &policy);
+      update.restart_policy = policy;
+    }
+    return vmctl::UpdateCommand(session, name, update);
+  }
+  if (*autostart_cmd)
+    return vmctl::AutostartCommand(session, name, autostart_value == "on");
+  if (*stats_cmd) return vmctl::StatsCommand(session, stats_name);
+  if (*hostinfo_cmd) return vmctl::HostInfoCommand(session);
   if (*kvp_get) return vmctl::KvpGetCommand(session, name, kvp_pool, kvp_key);
   if (*kvp_set)
     return vmctl::KvpSetCommand(session, name, kvp_pool, kvp_key, kvp_value);

@@ -109,6 +109,14 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "cmdline: ", vm.config().cmdline(), "\n",       //
       "initrd: ", vm.config().initrd_path(), "\n",    //
       "reboot_count: ", vm.reboot_count(), "\n",      //
+      "autostart: ", vm.config().autostart() ? "on" : "off", "\n",
+      "restart_policy: ",
+      vm.config().restart_policy() == hvstack::v1::RESTART_POLICY_ON_FAILURE
+          ? "on-failure"
+          : (vm.config().restart_policy() == hvstack::v1::RESTART_POLICY_ALWAYS
+                 ? "always"
+                 : "never"),
+      "\n", "restart_count: ", vm.restart_count(), "\n",
       "worker_pid: ", vm.worker_pid(), "\n",          //
       "sandbox: ", SandboxText(vm.sandbox()), "\n",   //
       "create_time: ", time(vm.create_time()), "\n",  //

@@ -14,6 +14,7 @@
 #include "vmms/request_peer.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
+#include "vmms/vm_stats.h"
 
 namespace vmms {
 namespace {
@@ -323,6 +324,42 @@ NextWorker VmServiceImpl::NextWorkerOf(const std::string& name) {
       return std::nullopt;
     return WorkerEndpoint{*next->worker_socket, next->worker_generation};
   };
+}
+
+// Stats read the worker with a short deadline: a hung worker costs the
+// caller at most this, never more.
+constexpr absl::Duration kStatsWorkerTimeout = absl::Seconds(1);
+
+grpc::Status VmServiceImpl::GetVmStats(
+    grpc::ServerContext*, const hvstack::v1::GetVmStatsRequest* request,
+    hvstack::v1::VmStats* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<Vm> vm = store_->Get(request->name());
+  if (!vm.ok()) return ToGrpc(vm.status());
+  *response = CollectVmStats(*vm, *workers_, kStatsWorkerTimeout);
+  return grpc::Status::OK;
+}
+
+grpc::Status VmServiceImpl::ListVmStats(
+    grpc::ServerContext*, const hvstack::v1::ListVmStatsRequest*,
+    hvstack::v1::ListVmStatsResponse* response) {
+  absl::StatusOr<std::vector<Vm>> vms = store_->List();
+  if (!vms.ok()) return ToGrpc(vms.status());
+  for (hvstack::v1::VmStats& stats :
+       CollectAllVmStats(*vms, *workers_, kStatsWorkerTimeout)) {
+    *response->add_stats() = std::move(stats);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VmServiceImpl::GetHostInfo(grpc::ServerContext*,
+                                        const hvstack::v1::GetHostInfoRequest*,
+                                        hvstack::v1::HostInfo* response) {
+  absl::StatusOr<hvstack::v1::HostInfo> info = host_info_.Get();
+  if (!info.ok()) return ToGrpc(info.status());
+  *response = *std::move(info);
+  return grpc::Status::OK;
 }
 
 grpc::Status VmServiceImpl::StreamConsole(

@@ -4,6 +4,7 @@
 #include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "vmms/access_control.h"
 #include "vmms/console_proxy.h"
+#include "vmms/host_info.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_manager.h"
 
@@ -17,7 +18,11 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   // Every request that changes something asks `access` first (see
   // access_control.h) and writes its rows as that caller (request_peer.h).
   VmServiceImpl(VmStore* store, WorkerManager* workers, AccessControl* access)
-      : store_(store), workers_(workers), access_(access) {}
+      : store_(store),
+        workers_(workers),
+        access_(access),
+        host_info_(workers->options().vmwp_flag,
+                   workers->options().kvm_device) {}
 
   grpc::Status CreateVm(grpc::ServerContext* context,
                         const hvstack::v1::CreateVmRequest* request,
@@ -64,6 +69,15 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   grpc::Status UpdateVm(grpc::ServerContext* context,
                         const hvstack::v1::UpdateVmRequest* request,
                         hvstack::v1::Vm* response) override;
+  grpc::Status GetVmStats(grpc::ServerContext* context,
+                          const hvstack::v1::GetVmStatsRequest* request,
+                          hvstack::v1::VmStats* response) override;
+  grpc::Status ListVmStats(grpc::ServerContext* context,
+                           const hvstack::v1::ListVmStatsRequest* request,
+                           hvstack::v1::ListVmStatsResponse* response) override;
+  grpc::Status GetHostInfo(grpc::ServerContext* context,
+                           const hvstack::v1::GetHostInfoRequest* request,
+                           hvstack::v1::HostInfo* response) override;
   grpc::Status WatchEvents(
       grpc::ServerContext* context,
       const hvstack::v1::WatchEventsRequest* request,
@@ -89,6 +103,7 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   VmStore* const store_;
   WorkerManager* const workers_;
   AccessControl* const access_;
+  HostInfoProvider host_info_;
 };
 
 }  // namespace vmms

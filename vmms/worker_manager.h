@@ -127,6 +127,7 @@ class WorkerManager {
     absl::Time ready_time;
   };
   std::optional<LiveWorker> Live(const std::string& uuid);
+  const WorkerManagerOptions& options() const { return options_; }
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
   // The VM as stored, with its sandbox identity filled in (for Get/List).
   absl::StatusOr<Vm> Describe(const std::string& name);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "vmwp/exit_report.h"
+#include "vmwp/host_info.h"
 #include "vmwp/sandbox/confine.h"
 #include "vmwp/sandbox/seccomp_policy.h"
 #include "vmwp/sandbox_entry.h"
@@ -28,6 +30,12 @@
 
 ABSL_FLAG(std::string, config, "",
           "Path of the serialized hvstack.internal.WorkerConfig.");
+ABSL_FLAG(bool, host_info, false,
+          "Print the host's KVM (a serialized hvstack.internal.HostKvmInfo) "
+          "to stdout and exit (also spelled --host-info). vmms uses it for "
+          "GetHostInfo.");
+ABSL_FLAG(std::string, kvm_device, "/dev/kvm",
+          "The KVM device for --host-info (also spelled --kvm-device).");
 ABSL_FLAG(int, ready_fd, -1,
           "Descriptor to write one byte to once the VM is composed (also "
           "spelled --ready-fd).");
@@ -119,6 +127,16 @@ int WorkerMain(int argc, char** argv, AfterReady after_ready) {
   std::vector<std::string> storage;
   std::vector<char*> args = NormalizeFlagNames(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (absl::GetFlag(FLAGS_host_info)) {
+    // Not a worker: no VM, no sandbox; vmms runs this once for GetHostInfo.
+    absl::StatusOr<hvstack::internal::HostKvmInfo> info =
+        vmwp::ProbeHostKvm(absl::GetFlag(FLAGS_kvm_device));
+    if (!info.ok()) {
+      spdlog::error("{}", info.status().ToString());
+      return 1;
+    }
+    return info->SerializeToOstream(&std::cout) && std::cout.flush() ? 0 : 1;
+  }
   const std::string config_path = absl::GetFlag(FLAGS_config);
   const int ready_fd = absl::GetFlag(FLAGS_ready_fd);
   if (config_path.empty()) {

@@ -206,6 +206,13 @@ TEST_F(SupervisionTest, SigkilledVmmsRestartsWithEveryVmStillRunning) {
   // Controllable: the console answers and stop works.
   CommandResult console = Vmctl({"console", "keep0", "--no-follow"});
   EXPECT_EQ(console.exit_code, 0) << console.err;
+  // ... pause and resume reach the reattached worker's VPs ...
+  CommandResult pause = Vmctl({"pause", "keep0"});
+  EXPECT_EQ(pause.exit_code, 0) << pause.err;
+  EXPECT_EQ(Show("keep0")["state"], "VM_STATE_PAUSED");
+  CommandResult resume = Vmctl({"resume", "keep0"});
+  EXPECT_EQ(resume.exit_code, 0) << resume.err;
+  EXPECT_EQ(Show("keep0")["state"], "VM_STATE_RUNNING");
   for (int i = 0; i < kVms - 1; ++i) {
     std::string name = absl::StrCat("keep", i);
     CommandResult stop = Vmctl({"stop", name});
