@@ -7,10 +7,12 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
@@ -913,6 +915,51 @@ TEST_F(VmServiceTest, RestartPolicyRestartsACrashedVmWithBackoff) {
   ASSERT_TRUE(Get("quits", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_OFF);
   EXPECT_EQ(vm.restart_count(), 0u);
+}
+
+TEST_F(VmServiceTest, PendingPolicyRestartHappensWhenVmmsStartsAgain) {
+  // A backoff longer than the test: the restart is still pending when vmms
+  // stops.
+  StopServer();
+  options_.restart_backoff = absl::Hours(1);
+  StartServer();
+  hvstack::v1::CreateVmRequest request;
+  request.set_name("phoenix");
+  request.mutable_config()->set_vcpus(1);
+  request.mutable_config()->set_memory_mib(64);
+  request.mutable_config()->set_kernel_path(testing::HelloKernel());
+  request.mutable_config()->set_cmdline("guest-crash");
+  request.mutable_config()->set_restart_policy(
+      hvstack::v1::RESTART_POLICY_ON_FAILURE);
+  hvstack::v1::Vm vm;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->CreateVm(&context, request, &vm).ok());
+  }
+  ASSERT_TRUE(Start("phoenix").ok());
+  WaitForState("phoenix", VM_STATE_CRASHED);
+  StopServer();  // Gives up the pending restart.
+  auto count_restarts = [&] {
+    auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
+    std::vector<StateChange> history = *store->History(vm.uuid());
+    return std::count_if(history.begin(), history.end(), [](auto& c) {
+      return absl::StrContains(c.reason,
+                               "restarted by policy on-failure when vmms "
+                               "started, after: guest crashed: triple fault");
+    });
+  };
+  EXPECT_EQ(count_restarts(), 0);
+  StartServer();
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
+       count_restarts() == 0 && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(count_restarts(), 1);
+  // Setting the policy to never cancels what is pending.
+  hvstack::v1::VmConfig config;
+  config.set_restart_policy(hvstack::v1::RESTART_POLICY_NEVER);
+  WaitForState("phoenix", VM_STATE_CRASHED);
+  ASSERT_TRUE(Update("phoenix", config, {"restart_policy"}).ok());
 }
 
 }  // namespace

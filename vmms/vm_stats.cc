@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <future>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -64,16 +65,24 @@ hvstack::v1::VmStats CollectVmStats(const hvstack::v1::Vm& vm,
 std::vector<hvstack::v1::VmStats> CollectAllVmStats(
     const std::vector<hvstack::v1::Vm>& vms, WorkerManager& workers,
     absl::Duration timeout) {
-  std::vector<std::future<hvstack::v1::VmStats>> pending;
-  pending.reserve(vms.size());
-  for (const hvstack::v1::Vm& vm : vms) {
-    pending.push_back(std::async(std::launch::async, [&vm, &workers, timeout] {
-      return CollectVmStats(vm, workers, timeout);
-    }));
+  // Only VMs with a worker need a thread (a call that may wait); the rest
+  // are their record.
+  std::vector<std::optional<std::future<hvstack::v1::VmStats>>> pending(
+      vms.size());
+  std::vector<hvstack::v1::VmStats> out(vms.size());
+  for (size_t i = 0; i < vms.size(); ++i) {
+    const hvstack::v1::Vm& vm = vms[i];
+    if (workers.Live(vm.uuid()).has_value()) {
+      pending[i] = std::async(std::launch::async, [&vm, &workers, timeout] {
+        return CollectVmStats(vm, workers, timeout);
+      });
+    } else {
+      out[i] = CollectVmStats(vm, workers, timeout);
+    }
   }
-  std::vector<hvstack::v1::VmStats> out;
-  out.reserve(vms.size());
-  for (auto& f : pending) out.push_back(f.get());
+  for (size_t i = 0; i < vms.size(); ++i) {
+    if (pending[i].has_value()) out[i] = pending[i]->get();
+  }
   return out;
 }
 

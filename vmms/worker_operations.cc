@@ -291,18 +291,31 @@ void WorkerManager::StartAutostartVms() {
   }
   absl::MutexLock lock(&mu_);
   for (const Vm& vm : *vms) {
-    if (!vm.config().autostart()) continue;
+    // A crash whose policy restart was pending when vmms stopped (or one
+    // recorded while vmms was down) is restarted now, like an autostart.
+    const bool restart_due =
+        vm.state() == VM_STATE_CRASHED &&
+        (vm.config().restart_policy() ==
+             hvstack::v1::RESTART_POLICY_ON_FAILURE ||
+         vm.config().restart_policy() == hvstack::v1::RESTART_POLICY_ALWAYS);
+    if (!vm.config().autostart() && !restart_due) continue;
     if (vm.state() != VM_STATE_OFF && vm.state() != VM_STATE_CRASHED) continue;
+    const std::string reason =
+        vm.config().autostart()
+            ? "autostart (vmms started)"
+            : absl::StrCat("restarted by policy ",
+                           RestartPolicyName(vm.config().restart_policy()),
+                           " when vmms started, after: ", vm.state_reason());
     // Through the restart machinery: a thread of its own, joined at shutdown.
-    restarters_.emplace_back([this, name = vm.name(), uuid = vm.uuid()] {
+    restarters_.emplace_back([this, name = vm.name(), uuid = vm.uuid(),
+                              reason] {
       absl::StatusOr<VmOpLocks::Guard> guard =
           op_locks_.Acquire(name, "autostart", absl::Now() + kRestartLockWait);
       if (!guard.ok()) return;
       absl::StatusOr<Vm> current = store_->GetByUuid(uuid);
       if (!current.ok() || !CheckRequest(*current, VmRequest::kStart).ok())
         return;
-      absl::StatusOr<Vm> started =
-          StartLocked(name, "autostart (vmms started)");
+      absl::StatusOr<Vm> started = StartLocked(name, reason);
       if (started.ok()) {
         spdlog::info("VM {}: autostarted", name);
       } else {
@@ -374,9 +387,13 @@ void WorkerManager::RestartAfter(std::string name, std::string uuid,
     return;
   }
   absl::StatusOr<Vm> vm = store_->GetByUuid(uuid);
-  // Deleted, renamed away, or a client started it meanwhile.
+  // Deleted, renamed away, started by a client meanwhile, or its policy set
+  // to never (the way to cancel a pending restart).
   if (!vm.ok() || vm->name() != name ||
-      !CheckRequest(*vm, VmRequest::kStart).ok()) {
+      !CheckRequest(*vm, VmRequest::kStart).ok() ||
+      (vm->config().restart_policy() !=
+           hvstack::v1::RESTART_POLICY_ON_FAILURE &&
+       vm->config().restart_policy() != hvstack::v1::RESTART_POLICY_ALWAYS)) {
     return;
   }
   (void)store_->SetRestartCount(uuid, vm->restart_count() + 1);
