@@ -962,5 +962,54 @@ TEST_F(VmServiceTest, PendingPolicyRestartHappensWhenVmmsStartsAgain) {
   ASSERT_TRUE(Update("phoenix", config, {"restart_policy"}).ok());
 }
 
+TEST_F(VmServiceTest, ReadsDoNotWaitForASlowWorker) {
+  for (const char* name : {"slow1", "slow2", "slow3"}) {
+    ASSERT_TRUE(Create(name, "serve-slow").ok());
+    ASSERT_TRUE(Start(name).ok());
+  }
+  ASSERT_TRUE(Create("fine", "serve").ok());
+  ASSERT_TRUE(Start("fine").ok());
+  absl::Time begin = absl::Now();
+  hvstack::v1::VmStats stats;
+  {
+    hvstack::v1::GetVmStatsRequest request;
+    request.set_name("slow1");
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->GetVmStats(&context, request, &stats).ok());
+  }
+  const absl::Duration one = absl::Now() - begin;
+  EXPECT_EQ(stats.state(), VM_STATE_RUNNING);
+  EXPECT_THAT(stats.worker_error(), HasSubstr("did not answer"));
+  EXPECT_GT(stats.worker_rss_bytes(), 0u);  // From /proc: no worker call.
+  // The worker takes 5 s; vmms gives it 1 s.
+  EXPECT_LT(one, absl::Seconds(3));
+
+  begin = absl::Now();
+  hvstack::v1::ListVmStatsResponse all;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(
+        stub_->ListVmStats(&context, hvstack::v1::ListVmStatsRequest(), &all)
+            .ok());
+  }
+  const absl::Duration list = absl::Now() - begin;
+  ASSERT_EQ(all.stats_size(), 4);
+  for (const hvstack::v1::VmStats& s : all.stats()) {
+    if (s.name() == "fine") {
+      EXPECT_EQ(s.worker_error(), "");
+      EXPECT_EQ(s.console_bytes(), 7u);
+      ASSERT_EQ(s.vps_size(), 1);
+      EXPECT_EQ(s.vps(0).exits_by_reason().at("port_io"), 3u);
+    } else {
+      EXPECT_THAT(s.worker_error(), HasSubstr("did not answer")) << s.name();
+    }
+  }
+  // Three hung workers are asked in parallel: about one deadline, not three.
+  EXPECT_LT(list, absl::Seconds(3));
+  std::cout << "GetVmStats of a hung worker: " << absl::FormatDuration(one)
+            << "; ListVmStats with 3 hung of 4: " << absl::FormatDuration(list)
+            << "\n";
+}
+
 }  // namespace
 }  // namespace vmms

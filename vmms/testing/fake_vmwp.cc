@@ -22,6 +22,8 @@
 //                     (exit report GUEST_POWER_OFF) 50 ms later.
 //   shutdown-ignores  like serve, and ShutdownGuest is accepted but the guest
 //                     never powers off.
+//   serve-slow    like serve, but GetStatus takes 5 s (a hung worker for
+//                 vmms's deadlines).
 //
 // Every serving mode pauses and resumes (Pause/Resume, GetStatus.paused);
 // ShutdownGuest is FAILED_PRECONDITION "guest offers no shutdown channel"
@@ -51,6 +53,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 
 namespace {
@@ -106,6 +109,7 @@ class FakeWorkerService final
   grpc::Status GetStatus(grpc::ServerContext*,
                          const hvstack::internal::GetStatusRequest*,
                          hvstack::internal::WorkerStatus* status) override {
+    if (mode_ == "serve-slow") absl::SleepFor(absl::Seconds(5));
     status->set_vm_uuid(config.vm_uuid());
     status->set_running(true);
     absl::MutexLock lock(&mu_);
