@@ -915,6 +915,22 @@ TEST_F(VmServiceTest, RestartPolicyRestartsACrashedVmWithBackoff) {
   ASSERT_TRUE(Get("quits", &vm).ok());
   EXPECT_EQ(vm.state(), VM_STATE_OFF);
   EXPECT_EQ(vm.restart_count(), 0u);
+
+  // ... unless the policy is always.
+  hvstack::v1::VmConfig always;
+  always.set_restart_policy(hvstack::v1::RESTART_POLICY_ALWAYS);
+  ASSERT_TRUE(Update("quits", always, {"restart_policy"}).ok());
+  ASSERT_TRUE(Start("quits").ok());
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10);
+       absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(20))) {
+    ASSERT_TRUE(Get("quits", &vm).ok());
+    if (vm.restart_count() >= 1) break;
+  }
+  EXPECT_GE(vm.restart_count(), 1u);
+  // A client's start resets the count; policy never stops the loop.
+  hvstack::v1::VmConfig never;
+  never.set_restart_policy(hvstack::v1::RESTART_POLICY_NEVER);
+  ASSERT_TRUE(Update("quits", never, {"restart_policy"}).ok());
 }
 
 TEST_F(VmServiceTest, PendingPolicyRestartHappensWhenVmmsStartsAgain) {
