@@ -1,6 +1,7 @@
 #include "vmms/access_control.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -97,7 +98,8 @@ absl::StatusOr<std::string> AccessControl::AuthorizeUnix(
         " is vmms's read-only socket; changes go through the main socket "
         "(as root or a member of the socket's group)"));
   }
-  if (peer.uid == 0) return who;
+  // Root, and vmms's own user (a vmms run by a developer as themselves).
+  if (peer.uid == 0 || peer.uid == ::geteuid()) return who;
   if (admin_group_.has_value() &&
       (peer.gid == *admin_group_ ||
        std::find(peer.groups.begin(), peer.groups.end(), *admin_group_) !=
@@ -110,9 +112,9 @@ absl::StatusOr<std::string> AccessControl::AuthorizeUnix(
                          " (gid ", *admin_group_,
                          ") may change VMs; add the user to that group and "
                          "log in again")
-          : std::string(
-                "only root may change VMs (vmms runs without "
-                "--socket-group)");
+          : absl::StrCat("only root and uid ", ::geteuid(),
+                         " (vmms's user) may change VMs: vmms runs without a "
+                         "socket group (--socket-group, or a group hvstack)");
   return absl::PermissionDeniedError(absl::StrCat(
       "uid ", peer.uid, " (", who, ") may not ", what, ": ", rule));
 }

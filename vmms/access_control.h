@@ -17,10 +17,10 @@ namespace vmms {
 // health, reflection) is open to anyone who can connect: the socket files'
 // modes decide that. Every request that changes something asks AuthorizeChange
 // first:
-//   - unix socket: the caller's uid is 0, or the connecting process had the
-//     admin group as its primary or a supplementary group (SO_PEERCRED and
-//     SO_PEERGROUPS, taken at connect), and the socket is not the read-only
-//     one;
+//   - unix socket: the caller's uid is 0 or vmms's own, or the connecting
+//     process had the admin group as its primary or a supplementary group
+//     (SO_PEERCRED and SO_PEERGROUPS, taken at connect), and the socket is not
+//     the read-only one;
 //   - TLS listener: the client presented a certificate that the configured CA
 //     verified (gRPC refuses the handshake otherwise);
 //   - anything else (an unidentified connection): refused.
