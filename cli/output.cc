@@ -151,11 +151,14 @@ std::string EventTableHeader() {
 
 std::string FormatEventLine(const hvstack::v1::VmEvent& event) {
   using google::protobuf::util::TimeUtil;
-  return std::string(absl::StripTrailingAsciiWhitespace(
-             absl::StrFormat(kEventLine, absl::StrCat(event.sequence()),
-                             TimeUtil::ToString(event.time()), event.vm_name(),
-                             EventKindText(event.kind()),
-                             StateText(event.state()), event.reason()))) +
+  return std::string(absl::StripTrailingAsciiWhitespace(absl::StrFormat(
+             kEventLine, absl::StrCat(event.sequence()),
+             TimeUtil::ToString(event.time()), event.vm_name(),
+             EventKindText(event.kind()), StateText(event.state()),
+             // Who asked, when a client did.
+             event.peer().empty()
+                 ? event.reason()
+                 : absl::StrCat(event.reason(), " [by ", event.peer(), "]")))) +
          "\n";
 }
 

@@ -105,6 +105,11 @@ TEST(OutputTest, EventLinesLineUpUnderTheHeader) {
   EXPECT_NE(line.find("2023-11-14T22:13:20Z"), std::string::npos);
   EXPECT_NE(line.find("state_changed"), std::string::npos);
   EXPECT_NE(line.find("crashed"), std::string::npos);
+  EXPECT_EQ(line.find("[by"), std::string::npos);  // vmms's own decision.
+  event.set_reason("stop requested");
+  event.set_peer("uid=1000 pid=42 (vmctl)");
+  EXPECT_THAT(FormatEventLine(event),
+              HasSubstr("stop requested [by uid=1000 pid=42 (vmctl)]\n"));
 }
 
 TEST(OutputTest, ShowPrintsGuestIntegration) {
