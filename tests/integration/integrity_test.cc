@@ -1,4 +1,5 @@
-// SIGKILL vmms in the middle of writes, again and again, and check after each
+// SIGKILL vmms in the middle of writes (create, update, start, pause,
+// resume, stop, delete), again and again, and check after each
 // kill (before anyone repairs anything) and after each restart that the
 // database is intact and that no VM is half written:
 //   - PRAGMA integrity_check is "ok", foreign_key_check finds nothing;
@@ -151,7 +152,8 @@ class Acknowledged {
   std::map<std::string, bool> known_ ABSL_GUARDED_BY(mu_);
 };
 
-// create -> start -> stop -> delete, over and over, on names of its own,
+// create -> update -> start -> pause -> resume -> stop -> delete, over and
+// over, on names of its own,
 // until `stop` is set. Failures are expected while vmms is down.
 void Client(int id, const std::string& socket, const std::string& kernel,
             std::atomic<bool>* stop, Acknowledged* acked, int* counter) {
@@ -174,10 +176,26 @@ void Client(int id, const std::string& socket, const std::string& kernel,
       continue;
     }
     acked->Set(name, true);
+    // A definition change while Off (an 'updated' event in its transaction).
+    hvstack::v1::UpdateVmRequest update;
+    update.set_name(name);
+    update.mutable_config()->set_cmdline(absl::StrCat("round ", *counter));
+    update.mutable_update_mask()->add_paths("cmdline");
+    grpc::ClientContext c1b;
+    (void)stub->UpdateVm(WithDeadline(&c1b, absl::Seconds(10)), update, &vm);
     hvstack::v1::StartVmRequest start;
     start.set_name(name);
     grpc::ClientContext c2;
     (void)stub->StartVm(WithDeadline(&c2, absl::Seconds(10)), start, &vm);
+    // Running -> Paused -> Running.
+    hvstack::v1::PauseVmRequest pause;
+    pause.set_name(name);
+    grpc::ClientContext c2b;
+    (void)stub->PauseVm(WithDeadline(&c2b, absl::Seconds(10)), pause, &vm);
+    hvstack::v1::ResumeVmRequest resume;
+    resume.set_name(name);
+    grpc::ClientContext c2c;
+    (void)stub->ResumeVm(WithDeadline(&c2c, absl::Seconds(10)), resume, &vm);
     hvstack::v1::StopVmRequest stop_request;
     stop_request.set_name(name);
     grpc::ClientContext c3;
@@ -311,6 +329,8 @@ TEST(IntegrityTest, SigkillDuringWritesLeavesNoHalfWrittenVm) {
           vm.state() == hvstack::v1::VM_STATE_CRASHED) {
         continue;
       }
+      // Stopping a Paused VM is allowed; whatever the state, StopVm's answer
+      // is checked.
       hvstack::v1::StopVmRequest stop_request;
       stop_request.set_name(vm.name());
       grpc::ClientContext context;
