@@ -83,7 +83,11 @@ absl::StatusOr<std::string> AccessControl::AuthorizeChange(
     return absl::CancelledError(
         absl::StrCat("the client went away before ", what));
   }
-  if (!result.ok()) {
+  // The journal's audit trail: every change asked for, by whom, allowed or
+  // not (the event log records only the changes that happened).
+  if (result.ok()) {
+    spdlog::info("{} by {}", what, *result);
+  } else {
     spdlog::warn("refused: {}", std::string(result.status().message()));
   }
   return result;

@@ -257,6 +257,7 @@ TEST_F(AccessTest, RootChangesAndIsRecordedAsThePeer) {
   EXPECT_THAT(events[0].value("peer", ""), HasSubstr("(vmctl)"));
   EXPECT_THAT(QueryOne(Db(), "SELECT peer FROM vm_state_history"),
               HasSubstr("(vmctl)"));
+  EXPECT_THAT(vmms_->Log(), HasSubstr("CreateVm VM 'web1' by uid=0 pid="));
 }
 
 TEST_F(AccessTest, OtherUsersOnlyReadAndAreToldWhy) {
@@ -277,6 +278,7 @@ TEST_F(AccessTest, OtherUsersOnlyReadAndAreToldWhy) {
   EXPECT_THAT(denied, HasSubstr("CreateVm VM 'web2'"));
   EXPECT_THAT(denied, HasSubstr("group users (gid 100)"));
   EXPECT_TRUE(Events("web2").empty());
+  EXPECT_THAT(vmms_->Log(), HasSubstr("refused: uid 65534"));
   EXPECT_EQ(QueryOne(Db(), "SELECT COUNT(*) FROM vms"), "1");
 }
 
