@@ -34,6 +34,8 @@ struct CreateArgs {
   uint32_t cpus = 1;
   std::string cmdline;
   std::string initrd;  // Made absolute too; empty for none.
+  // VmConfig.disable_enlightenments: no Hyper-V interface, no VMBus.
+  bool no_enlightenments = false;
 };
 
 // Each returns vmctl's exit code (exit_codes.h) and prints the result, or

@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   create_cmd->add_option("--cmdline", create.cmdline, "Kernel command line");
   create_cmd->add_option("--initrd", create.initrd,
                          "Initial ramdisk (cpio archive) for a Linux kernel");
+  create_cmd->add_flag(
+      "--no-enlightenments", create.no_enlightenments,
+      "Hide the Hyper-V interface and VMBus (no heartbeat, graceful shutdown "
+      "or KVP); the guest sees KVM's paravirtual CPUID leaves instead");
 
   std::string name;
   auto* list_cmd = app.add_subcommand("list", "List VMs");

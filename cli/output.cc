@@ -108,6 +108,8 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "kernel: ", vm.config().kernel_path(), "\n",    //
       "cmdline: ", vm.config().cmdline(), "\n",       //
       "initrd: ", vm.config().initrd_path(), "\n",    //
+      "enlightenments: ", vm.config().disable_enlightenments() ? "off" : "on",
+      "\n",                                           //
       "reboot_count: ", vm.reboot_count(), "\n",      //
       "autostart: ", vm.config().autostart() ? "on" : "off", "\n",
       "restart_policy: ",

@@ -80,6 +80,10 @@ TEST(OutputTest, ShowIsKeyValueLines) {
   EXPECT_THAT(text, HasSubstr("state: running\n"));
   EXPECT_THAT(text, HasSubstr("state_reason: worker ready\n"));
   EXPECT_THAT(text, HasSubstr("memory: 256MiB\n"));
+  EXPECT_THAT(text, HasSubstr("enlightenments: on\n"));
+  hvstack::v1::Vm plain = SampleVm();
+  plain.mutable_config()->set_disable_enlightenments(true);
+  EXPECT_THAT(FormatVm(plain), HasSubstr("enlightenments: off\n"));
 }
 
 TEST(OutputTest, JsonIsCanonicalMapping) {

@@ -137,6 +137,9 @@ ALTER TABLE vms ADD COLUMN uid_slot INTEGER;
 ALTER TABLE vms ADD COLUMN sandboxed INTEGER NOT NULL DEFAULT 1;
 CREATE UNIQUE INDEX vms_uid_slot ON vms (uid_slot);
 )sql"},
+    {8, "per-VM switch for the Hyper-V interface and VMBus", R"sql(
+ALTER TABLE vms ADD COLUMN disable_enlightenments INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace

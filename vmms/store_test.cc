@@ -148,6 +148,31 @@ TEST(VmStoreTest, UidSlotsAreLowestFreeUsableStableAndFreedWithTheVm) {
   EXPECT_FALSE((*store)->GetByUuid("ud")->sandbox().enabled());
 }
 
+TEST(VmStoreTest, EnlightenmentSwitchRoundTripsAndNeedsTheVmOff) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  Vm plain = NewVm("plain", "u1");
+  plain.mutable_config()->set_disable_enlightenments(true);
+  ASSERT_TRUE((*store)->Create(plain).ok());
+  ASSERT_TRUE((*store)->Create(NewVm("enl", "u2")).ok());
+  EXPECT_TRUE((*store)->Get("plain")->config().disable_enlightenments());
+  EXPECT_FALSE((*store)->Get("enl")->config().disable_enlightenments());
+  hvstack::v1::VmConfig update;
+  update.set_disable_enlightenments(false);
+  auto updated = (*store)->Update("u1", update, {"disable_enlightenments"});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_FALSE(updated->config().disable_enlightenments());
+  ASSERT_TRUE(
+      (*store)->SetState("u2", hvstack::v1::VM_STATE_STARTING, "start").ok());
+  update.set_disable_enlightenments(true);
+  EXPECT_EQ((*store)
+                ->Update("u2", update, {"disable_enlightenments"})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(VmStoreTest, CreateGetListAndDuplicates) {
   testing::TestDir dir;
   auto store = VmStore::Open(dir.path() + "/vmms.db");

@@ -160,11 +160,14 @@ absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
       merged.set_autostart(update.autostart());
     } else if (path == "restart_policy") {
       merged.set_restart_policy(update.restart_policy());
+    } else if (path == "disable_enlightenments") {
+      merged.set_disable_enlightenments(update.disable_enlightenments());
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "update_mask: ", Quoted(path),
           " is not an updatable field (vcpus, memory_mib, kernel_path, "
-          "cmdline, initrd_path, autostart, restart_policy)"));
+          "cmdline, initrd_path, autostart, restart_policy, "
+          "disable_enlightenments)"));
     }
   }
   const bool hardware = std::any_of(seen.begin(), seen.end(), [](auto& p) {

@@ -18,7 +18,7 @@ constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
     "initrd_path, reboot_count, autostart, restart_policy, restart_count, "
-    "uid_slot, sandboxed";
+    "uid_slot, sandboxed, disable_enlightenments";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -47,6 +47,7 @@ Vm VmFromRow(const Statement& row) {
   // The uid itself is vmms's arithmetic (UidAllocator), filled in by the
   // worker manager; the row keeps the slot.
   vm.mutable_sandbox()->set_enabled(row.ColumnInt64(18) != 0);
+  vm.mutable_config()->set_disable_enlightenments(row.ColumnInt64(19) != 0);
   return vm;
 }
 
@@ -204,14 +205,16 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   const std::string reason = "created";
   absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
       "INSERT INTO vms (", kColumns,
-      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1)"));
+      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1, "
+      "?)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
       vm.config().kernel_path(), vm.config().cmdline(),
       StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now,
       vm.config().initrd_path(), int64_t{vm.config().autostart()},
-      RestartPolicyName(vm.config().restart_policy()));
+      RestartPolicyName(vm.config().restart_policy()),
+      int64_t{vm.config().disable_enlightenments()});
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -493,6 +496,9 @@ absl::StatusOr<Vm> VmStore::Update(const std::string& uuid,
       } else if (path == "memory_mib") {
         if (!stmt.ok()) return stmt.status();
         s = stmt->BindAll(config.memory_mib(), uuid);
+      } else if (path == "disable_enlightenments") {
+        if (!stmt.ok()) return stmt.status();
+        s = stmt->BindAll(int64_t{config.disable_enlightenments()}, uuid);
       } else if (path == "kernel_path" || path == "cmdline" ||
                  path == "initrd_path") {
         if (!stmt.ok()) return stmt.status();

@@ -203,9 +203,9 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     *config.mutable_persistent() = mode.persistent;
     config.set_continue_console_log(true);
   }
-  // The Hyper-V interface and VMBus, as Hyper-V gives every VM; guests that
-  // ignore them are unaffected.
-  config.set_enlightened(true);
+  // The Hyper-V interface and VMBus, as Hyper-V gives every VM (unless the
+  // VM's definition turns them off); guests that ignore them are unaffected.
+  config.set_enlightened(!vm.config().disable_enlightenments());
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
       !s.ok()) {
     return FailLaunch(vm, std::string(s.message()), s);

@@ -99,5 +99,22 @@ TEST_F(GuestIntegrationTest, ShowHeartbeatAndKvpThroughVmctl) {
             "guest shut down: shutdown requested by user");
 }
 
+// --no-enlightenments: the worker gets no Hyper-V interface and no VMBus.
+TEST_F(GuestIntegrationTest, NoEnlightenmentsMeansNoIntegration) {
+  ASSERT_EQ(Vmctl({"create", "plain", "--kernel", Guest("spin"), "--memory",
+                   "64", "--no-enlightenments"})
+                .exit_code,
+            0);
+  CommandResult start = Vmctl({"start", "plain"});
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  const std::string show = Vmctl({"show", "plain"}).out;
+  EXPECT_THAT(show, HasSubstr("enlightenments: off\n"));
+  EXPECT_THAT(show, HasSubstr("heartbeat: - (not enlightened)\n"));
+  CommandResult kvp = Vmctl({"kvp", "list", "plain"});
+  EXPECT_EQ(kvp.exit_code, 3) << kvp.err;
+  EXPECT_THAT(kvp.err, HasSubstr("not enlightened"));
+  EXPECT_EQ(Vmctl({"stop", "plain"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace hvtest
