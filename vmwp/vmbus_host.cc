@@ -77,8 +77,12 @@ absl::Status VmbusHost::Start() {
       return s;
     }
   }
-  timer_ = std::thread([this] { TimerLoop(); });
   return absl::OkStatus();
+}
+
+void VmbusHost::StartTimer() {
+  if (timer_.joinable() || closed_.HasBeenNotified()) return;
+  timer_ = std::thread([this] { TimerLoop(); });
 }
 
 VmbusHost::~VmbusHost() { Close(); }
@@ -89,7 +93,13 @@ void VmbusHost::Close() {
 }
 
 void VmbusHost::TimerLoop() {
-  if (options_.on_thread_start) options_.on_thread_start();
+  if (options_.on_thread_start) {
+    if (absl::Status s = options_.on_thread_start(); !s.ok()) {
+      spdlog::error("vmbus: heartbeat timer thread not started: {}",
+                    s.ToString());
+      return;
+    }
+  }
   // Tick often enough that a heartbeat goes out within a few ms of being due;
   // HeartbeatMonitor decides when one is.
   const absl::Duration tick =

@@ -35,21 +35,26 @@ class VmbusHost {
     absl::Duration heartbeat_interval = absl::Seconds(1);
     absl::Duration heartbeat_lost_after = absl::Seconds(5);
     // Run first on the heartbeat timer thread (the sandbox installs its
-    // device-thread seccomp filter here). May be empty.
-    std::function<void()> on_thread_start;
+    // device-thread seccomp filter here). May be empty. On an error the
+    // thread logs it and ends: no heartbeats rather than an unconfined
+    // thread.
+    std::function<absl::Status()> on_thread_start;
   };
 
   // How long ShutdownGuest and the KVP calls wait for the guest's answer.
   static constexpr absl::Duration kGuestAnswerTimeout = absl::Seconds(10);
 
-  // FailedPrecondition if `partition` is not enlightened. Starts the timer
-  // thread.
+  // FailedPrecondition if `partition` is not enlightened. Registers the
+  // VMBus ports and channels; the heartbeat timer starts with StartTimer().
   static absl::StatusOr<std::unique_ptr<VmbusHost>> Create(
       vid::Partition& partition, Options options);
   ~VmbusHost();
   VmbusHost(const VmbusHost&) = delete;
   VmbusHost& operator=(const VmbusHost&) = delete;
 
+  // Starts the heartbeat timer thread (once; after the sandbox's process
+  // lock-down, since the thread installs a filter of its own).
+  void StartTimer();
   // Stops the timer thread and makes every waiting or later call return
   // Unavailable at once. Call once the VPs have stopped (nothing will answer
   // any more); idempotent.

@@ -269,6 +269,7 @@ struct Boot {
 // boot, then the console the devices wrote to.
 struct Vm {
   std::function<absl::Status(uint32_t)> on_vp_thread_start;
+  std::function<absl::Status()> on_device_thread_start;
   std::unique_ptr<hvcore::KvmSystem> kvm;
   std::unique_ptr<Console> console;
   ConsoleInputRouter input;
@@ -369,7 +370,7 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
   if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
   if (config.enlightened()) {
     absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus =
-        VmbusHost::Create(*p, {});
+        VmbusHost::Create(*p, {.on_thread_start = vm.on_device_thread_start});
     if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
     boot->vmbus = *std::move(vmbus);
   }
@@ -567,6 +568,7 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
                            SignalWatcher* signals, const WorkerHooks& hooks) {
   Vm vm;
   vm.on_vp_thread_start = hooks.on_vp_thread_start;
+  vm.on_device_thread_start = hooks.on_device_thread_start;
   absl::Status composed = Compose(config, vm, signals);
   if (composed.ok() && hooks.before_ready) {
     composed = hooks.before_ready();
@@ -579,6 +581,9 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     return ErrorReport(s);
   }
 
+  // Device threads start after the lock-down: a thread with a filter of its
+  // own would keep the process filter (TSYNC) from covering it.
+  if (vm.boot->vmbus != nullptr) vm.boot->vmbus->StartTimer();
   vm.running.store(true);
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());

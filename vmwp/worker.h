@@ -31,6 +31,9 @@ struct WorkerHooks {
   // First thing on every VP thread, before its first KVM_RUN
   // (vid::PartitionConfig::on_vp_thread_start): InstallThreadFilter(kVcpu).
   std::function<absl::Status(uint32_t vp_index)> on_vp_thread_start;
+  // First thing on every device thread the worker starts (VMBus's heartbeat
+  // timer): InstallThreadFilter(kDevice).
+  std::function<absl::Status()> on_device_thread_start;
   // After the VM is composed (partition, memory, kernel, devices, the socket
   // bound) and before the ready byte, so that "Running" in vmms means
   // confined: LockDown (SIGSYS reporter + process-wide seccomp filter). An

@@ -109,6 +109,10 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
   hooks.on_vp_thread_start = [policies](uint32_t) {
     return sandbox::InstallThreadFilter(*policies, sandbox::ThreadKind::kVcpu);
   };
+  hooks.on_device_thread_start = [policies] {
+    return sandbox::InstallThreadFilter(*policies,
+                                        sandbox::ThreadKind::kDevice);
+  };
   config = *std::move(inside);
   return absl::OkStatus();
 }
