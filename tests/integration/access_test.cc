@@ -406,5 +406,31 @@ TEST_F(AccessTest, HealthAndReflectionAnswerOnEveryListener) {
   }
 }
 
+TEST(AccessFlagsTest, BadSocketGroupAndTlsFilesStopVmmsWithTheReason) {
+  TempDir dir;
+  struct Case {
+    std::vector<std::string> flags;
+    std::string expected;
+  } cases[] = {
+      {{"--socket-group", "no-such-group-4242"},
+       "--socket-group no-such-group-4242: no such group"},
+      {{"--tls-listen", "127.0.0.1:0", "--tls-cert", "/etc/hostname",
+        "--tls-key", "/etc/hostname"},
+       "--tls-listen needs --tls-cert, --tls-key and --tls-client-ca"},
+      {{"--readonly-socket", "/nonexistent-dir/ro.sock"},
+       "/nonexistent-dir/ro.sock"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {Runfile("vmms/vmms"), "--state-dir",
+                                     dir.path() + "/s", "--vmwp",
+                                     Runfile("vmwp/vmwp")};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    absl::StatusOr<CommandResult> r = RunCommand(argv, {}, absl::Seconds(20));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_NE(r->exit_code, 0) << c.expected;
+    EXPECT_THAT(r->err, HasSubstr(c.expected));
+  }
+}
+
 }  // namespace
 }  // namespace hvtest
