@@ -28,6 +28,10 @@ struct VmbusAcpiDevice {
   // fails when _CRS is missing, and Hyper-V lists an IRQ there too. It must not
   // be one of the legacy devices' IRQs (1, 4, 8) or the SCI.
   uint8_t irq = 5;
+  // The port the hypercall page's OUT traps on (hvcore/hyperv
+  // kDefaultHypercallPort), reserved as a motherboard resource (PNP0C02) so
+  // that Linux never assigns it to a PCI I/O BAR. 0: not reserved.
+  uint16_t hypercall_port = 0x4856;
 };
 
 struct AcpiConfig {

@@ -61,6 +61,18 @@ Term VmbusDevice(const VmbusAcpiDevice& vmbus) {
                      });
 }
 
+// The hypercall trap port as a motherboard resource: Linux's pnp/system.c
+// reserves PNP0C02 ranges, so nothing else is placed there.
+Term HypercallPortReservation(uint16_t port) {
+  return aml::Device(
+      "HVHC",
+      {
+          aml::Name("_HID", aml::EisaId("PNP0C02")),
+          aml::Name("_UID", aml::Integer(0x4856)),
+          aml::Name("_CRS", aml::ResourceTemplate({aml::IoPorts(port, 1)})),
+      });
+}
+
 }  // namespace
 
 absl::StatusOr<Bytes> BuildDsdt(const AcpiConfig& config) {
@@ -71,8 +83,12 @@ absl::StatusOr<Bytes> BuildDsdt(const AcpiConfig& config) {
                               aml::Integer(0), aml::Integer(0)}));
   std::vector<Term> sb_devices;
   if (config.legacy_devices) sb_devices = LegacyDevices();
-  if (config.vmbus.has_value())
+  if (config.vmbus.has_value()) {
     sb_devices.push_back(VmbusDevice(*config.vmbus));
+    if (config.vmbus->hypercall_port != 0)
+      sb_devices.push_back(
+          HypercallPortReservation(config.vmbus->hypercall_port));
+  }
 
   std::vector<Term> body = {s5};
   if (!sb_devices.empty()) body.push_back(aml::Scope("\\_SB_", sb_devices));

@@ -39,6 +39,13 @@ TEST(DsdtTest, VmbusDevice) {
   EXPECT_TRUE(Contains(*dsdt, kVmbusHid));
   EXPECT_TRUE(Contains(*dsdt, Bytes{0x08, '_', 'U', 'I', 'D', 0x00}));
   EXPECT_TRUE(Contains(*dsdt, Bytes{0x22, 0x80, 0x00})) << "IRQNoFlags {7}";
+  // The hypercall port 0x4856 reserved by a PNP0C02 device.
+  EXPECT_TRUE(
+      Contains(*dsdt, Bytes{0x47, 0x01, 0x56, 0x48, 0x56, 0x48, 0x01, 0x01}));
+  config.vmbus->hypercall_port = 0;
+  absl::StatusOr<Bytes> without = BuildDsdt(config);
+  ASSERT_TRUE(without.ok());
+  EXPECT_FALSE(Contains(*without, Bytes{0x47, 0x01, 0x56, 0x48}));
 }
 
 TEST(DsdtTest, WithoutLegacyDevicesOnlyS5) {

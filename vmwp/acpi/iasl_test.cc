@@ -262,7 +262,8 @@ TEST_P(IaslTest, AcpicaInterpreterLoadsAndEvaluatesTheNamespace) {
   }
   if (GetParam().acpi.vmbus.has_value()) {
     evaluate.insert(evaluate.end(),
-                    {"\\_SB.VMBS._HID", "\\_SB.VMBS._UID", "\\_SB.VMBS._CRS"});
+                    {"\\_SB.VMBS._HID", "\\_SB.VMBS._UID", "\\_SB.VMBS._CRS",
+                     "\\_SB.HVHC._HID", "\\_SB.HVHC._CRS"});
   }
   std::string commands;
   for (const std::string& path : evaluate)
@@ -289,6 +290,9 @@ TEST_P(IaslTest, AcpicaInterpreterLoadsAndEvaluatesTheNamespace) {
     // matches "VMBUS" as well as "VMBus".
     EXPECT_THAT(output, HasSubstr("[String] Length 05 = \"VMBUS\""));
     EXPECT_THAT(output, HasSubstr("22 20 00 79"));  // IRQNoFlags {5}
+    // PNP0C02 reserving the hypercall port 0x4856.
+    EXPECT_THAT(output, HasSubstr("[Integer] = 00000000020CD041"));
+    EXPECT_THAT(output, HasSubstr("47 01 56 48 56 48 01 01 79"));
   }
 }
 
