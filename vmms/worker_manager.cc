@@ -146,6 +146,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   }
 
   std::optional<SandboxHost::Prepared> sandboxed;
+  const absl::Time prepare_start = absl::Now();
   if (options_.sandbox) {
     if (sandbox_ == nullptr) {
       return FailLaunch(vm, std::string(sandbox_error_.message()),
@@ -162,11 +163,16 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     spdlog::warn("VM {}: starting its worker WITHOUT a sandbox (--no-sandbox)",
                  vm.name());
   }
-  if (absl::Status s = store_->SetSandboxed(vm.uuid(), sandboxed.has_value());
-      !s.ok()) {
-    spdlog::error("VM {}: cannot record its sandbox mode: {}", vm.name(),
-                  s.message());
+  // Written only when it changes: each write is a SQLite commit (fsync).
+  if (vm.sandbox().enabled() != sandboxed.has_value()) {
+    if (absl::Status s = store_->SetSandboxed(vm.uuid(), sandboxed.has_value());
+        !s.ok()) {
+      spdlog::error("VM {}: cannot record its sandbox mode: {}", vm.name(),
+                    std::string(s.message()));
+    }
   }
+  const absl::Time spawn_start = absl::Now();
+  double netns_ms = 0;
 
   base::ScopedFd kvm(::open(options_.kvm_device.c_str(), O_RDWR | O_CLOEXEC));
   if (!kvm) {
@@ -219,6 +225,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
       return FailLaunch(vm, std::string(netns.status().message()),
                         netns.status());
     }
+    netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
                                    sandboxed->cgroup, netns->get());
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
@@ -229,7 +236,12 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     return FailLaunch(vm, std::string(spawned.status().message()),
                       spawned.status());
   }
-  spdlog::info("VM {}: worker {} started ({})", vm.name(), spawned->pid, *vmwp);
+  spdlog::info(
+      "VM {}: worker {} started ({}; sandbox preparation {:.2f} ms, net "
+      "namespace {:.2f} ms, spawn {:.2f} ms)",
+      vm.name(), spawned->pid, *vmwp,
+      absl::ToDoubleMilliseconds(spawn_start - prepare_start), netns_ms,
+      absl::ToDoubleMilliseconds(absl::Now() - spawn_start) - netns_ms);
 
   auto worker = std::make_shared<Worker>();
   worker->uuid = vm.uuid();
