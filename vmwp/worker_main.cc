@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <exception>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -76,6 +77,23 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
                           vmwp::PreopenedExitReport* report,
                           std::shared_ptr<sandbox::SeccompPolicies>& policies,
                           vmwp::WorkerHooks& hooks) {
+  // As pid 1 of its namespace the worker ignores SIGABRT: abort() ends in
+  // its final `hlt` and the worker dies of SIGSEGV. Say why first.
+  std::set_terminate([] {
+    std::string what = "no exception";
+    if (std::exception_ptr e = std::current_exception()) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        what = ex.what();
+      } catch (...) {
+        what = "unknown exception";
+      }
+    }
+    spdlog::critical("vmwp: std::terminate ({}); aborting", what);
+    spdlog::default_logger()->flush();
+    std::abort();
+  });
   // Its own session, as the unsandboxed spawn gives (a ^C in vmms's terminal
   // is not the worker's); SpawnSandboxed cannot do it for us.
   ::setsid();

@@ -1,5 +1,7 @@
 #include "vmwp/sandbox/confine.h"
 
+#include <sys/resource.h>
+
 #include <functional>
 #include <string>
 #include <utility>
@@ -56,7 +58,12 @@ absl::StatusOr<SeccompPolicies> ConfineProcess(const SandboxSpec& spec,
        }},
       {"rlimits",
        [&] {
-         return SetResourceLimits(spec.max_open_files, spec.limits.pids_max);
+         // No RLIMIT_NPROC: it counts every process of the uid, and a uid
+         // is only unique per vmms. Several vmms on one host (tests, or
+         // developers' instances) hand out the same slots, and a worker
+         // then failed pthread_create (abort) because of another vmms's
+         // VMs. The pids cgroup (vmms's) is the per-VM fence.
+         return SetResourceLimits(spec.max_open_files, RLIM_INFINITY);
        }},
       {"bounding set", [&] { return DropBoundingAndAmbient(); }},
       {"identity", [&] { return SwitchIdentity(spec.uid, spec.gid); }},

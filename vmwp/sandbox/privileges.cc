@@ -38,6 +38,7 @@ absl::Status SetResourceLimits(uint64_t max_open_files, uint64_t nproc) {
   if (absl::Status s = SetLimit(RLIMIT_CORE, "RLIMIT_CORE", 0); !s.ok()) {
     return s;
   }
+  if (nproc == RLIM_INFINITY) return absl::OkStatus();  // left as inherited
   return SetLimit(RLIMIT_NPROC, "RLIMIT_NPROC", nproc);
 }
 

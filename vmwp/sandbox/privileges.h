@@ -11,8 +11,10 @@ namespace sandbox {
 
 // RLIMIT_NOFILE = max_open_files (the worker's descriptors are all opened
 // before lock-down, so this bounds a leak), RLIMIT_CORE = 0 (a core would
-// hold guest memory), RLIMIT_NPROC = nproc (counted per real uid, and the
-// uid is this VM's alone: a second fence besides pids.max).
+// hold guest memory), RLIMIT_NPROC = nproc (counted per real uid, so only
+// a fence where the uid is the VM's alone on the host; ConfineProcess passes
+// RLIM_INFINITY, which leaves it as inherited, because several vmms on one
+// host share the uid range).
 absl::Status SetResourceLimits(uint64_t max_open_files, uint64_t nproc);
 
 // Drops the capability bounding set and the ambient set. Must run while
