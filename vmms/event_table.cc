@@ -23,6 +23,8 @@ const char* KindName(VmEvent::Kind kind) {
       return "deleted";
     case VmEvent::KIND_UPDATED:
       return "updated";
+    case VmEvent::KIND_GUEST_HEARTBEAT:
+      return "guest_heartbeat";
     default:
       return "unspecified";
   }
@@ -34,6 +36,7 @@ VmEvent::Kind KindFromName(const std::string& name) {
   if (name == "rebooted") return VmEvent::KIND_REBOOTED;
   if (name == "deleted") return VmEvent::KIND_DELETED;
   if (name == "updated") return VmEvent::KIND_UPDATED;
+  if (name == "guest_heartbeat") return VmEvent::KIND_GUEST_HEARTBEAT;
   return VmEvent::KIND_UNSPECIFIED;
 }
 

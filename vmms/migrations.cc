@@ -140,6 +140,30 @@ CREATE UNIQUE INDEX vms_uid_slot ON vms (uid_slot);
     {8, "per-VM switch for the Hyper-V interface and VMBus", R"sql(
 ALTER TABLE vms ADD COLUMN disable_enlightenments INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // The kind CHECK grows: the table is rebuilt with its rows and its
+    // AUTOINCREMENT counter (sequences are never reused, even when retention
+    // had emptied the table).
+    {9, "guest heartbeat events", R"sql(
+CREATE TABLE events_v9 (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_us INTEGER NOT NULL,
+  vm_uuid TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  kind TEXT NOT NULL
+    CHECK (kind IN ('created', 'state_changed', 'rebooted', 'deleted',
+                    'updated', 'guest_heartbeat')),
+  state TEXT NOT NULL,
+  previous_state TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  peer TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO events_v9 SELECT * FROM events ORDER BY sequence;
+DELETE FROM sqlite_sequence WHERE name = 'events_v9';
+INSERT INTO sqlite_sequence (name, seq)
+  SELECT 'events_v9', seq FROM sqlite_sequence WHERE name = 'events';
+DROP TABLE events;
+ALTER TABLE events_v9 RENAME TO events;
+)sql"},
 };
 
 }  // namespace

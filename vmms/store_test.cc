@@ -148,6 +148,44 @@ TEST(VmStoreTest, UidSlotsAreLowestFreeUsableStableAndFreedWithTheVm) {
   EXPECT_FALSE((*store)->GetByUuid("ud")->sandbox().enabled());
 }
 
+TEST(VmStoreTest, GuestHeartbeatEventKeepsTheStateAndSequencesSurviveV9) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    // A v8 database whose event log was emptied by retention after
+    // sequence 41: v9 rebuilds the table and must not reuse 1..41.
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok());
+    std::span<const Migration> all = SchemaMigrations();
+    ASSERT_EQ(all.back().version, 9);
+    ASSERT_TRUE(ApplyMigrations(*db, all.subspan(0, all.size() - 1)).ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO events (sequence, time_us, vm_uuid, "
+                         "vm_name, kind, state) VALUES (41, 0, 'x', 'x', "
+                         "'created', 'off'); DELETE FROM events;")
+                    .ok());
+  }
+  auto store = VmStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create(NewVm("web1", "u1")).ok());
+  ASSERT_TRUE((*store)
+                  ->RecordGuestEvent("u1",
+                                     hvstack::v1::VmEvent::KIND_GUEST_HEARTBEAT,
+                                     "heartbeat OK (seq 3)")
+                  .ok());
+  auto events = (*store)->ReadEvents(0, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].sequence(), 42u);
+  EXPECT_EQ((*events)[1].kind(), hvstack::v1::VmEvent::KIND_GUEST_HEARTBEAT);
+  EXPECT_EQ((*events)[1].state(), hvstack::v1::VM_STATE_OFF);
+  EXPECT_EQ((*events)[1].reason(), "heartbeat OK (seq 3)");
+  EXPECT_EQ((*store)
+                ->RecordGuestEvent(
+                    "nope", hvstack::v1::VmEvent::KIND_GUEST_HEARTBEAT, "x")
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(VmStoreTest, EnlightenmentSwitchRoundTripsAndNeedsTheVmOff) {
   testing::TestDir dir;
   auto store = VmStore::Open(dir.path() + "/vmms.db");

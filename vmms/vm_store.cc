@@ -326,6 +326,22 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   return after;
 }
 
+absl::Status VmStore::RecordGuestEvent(const std::string& uuid,
+                                       hvstack::v1::VmEvent::Kind kind,
+                                       const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> vm = GetWhere("uuid", uuid);
+  if (!vm.ok()) return vm.status();
+  absl::StatusOr<uint64_t> sequence =
+      AddEvent(*vm, kind, vm->state(), reason, absl::ToUnixMicros(absl::Now()));
+  if (!sequence.ok()) return sequence.status();
+  if (absl::Status s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Vm> VmStore::RecordReboot(const std::string& uuid,
                                          const std::string& reason) {
   absl::MutexLock lock(&mu_);

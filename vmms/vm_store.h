@@ -69,6 +69,12 @@ class VmStore {
   absl::StatusOr<Vm> RecordReboot(const std::string& uuid,
                                   const std::string& reason);
 
+  // An event about the guest that changes nothing in the VM's row (e.g.
+  // KIND_GUEST_HEARTBEAT): the VM's current state, `reason`.
+  absl::Status RecordGuestEvent(const std::string& uuid,
+                                hvstack::v1::VmEvent::Kind kind,
+                                const std::string& reason);
+
   // Records the worker process of a Starting VM and its start time (field 22
   // of /proc/<pid>/stat, which identifies the process across vmms restarts).
   // Not a state change: no history row.

@@ -519,6 +519,28 @@ void WorkerManager::WatchEvents(Worker* worker) {
 void WorkerManager::HandleWorkerEvent(
     Worker& worker, const hvstack::internal::WorkerEvent& event) {
   switch (event.kind_case()) {
+    case hvstack::internal::WorkerEvent::kHeartbeat: {
+      {
+        absl::MutexLock lock(&worker.events_mu);
+        if (event.sequence() <= worker.guest_events_recorded) break;
+        worker.guest_events_recorded = event.sequence();
+      }
+      const bool ok = event.heartbeat().state() ==
+                      hvstack::internal::GuestIntegration::HEARTBEAT_OK;
+      const std::string reason =
+          ok ? absl::StrCat("heartbeat OK (seq ", event.heartbeat().sequence(),
+                            ")")
+             : absl::StrCat("heartbeat lost (last seq ",
+                            event.heartbeat().sequence(), ")");
+      spdlog::info("VM {}: guest {}", worker.name, reason);
+      if (absl::Status s = store_->RecordGuestEvent(
+              worker.uuid, hvstack::v1::VmEvent::KIND_GUEST_HEARTBEAT, reason);
+          !s.ok()) {
+        spdlog::warn("VM {}: cannot record the heartbeat event: {}",
+                     worker.name, s.ToString());
+      }
+      break;
+    }
     case hvstack::internal::WorkerEvent::kRebooted: {
       const std::string& detail = event.rebooted().reason();
       spdlog::info("VM {}: guest rebooted in place (worker count {}): {}",

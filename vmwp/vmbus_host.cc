@@ -106,9 +106,25 @@ void VmbusHost::TimerLoop() {
       std::min(options_.heartbeat_interval / 4, absl::Milliseconds(250));
   uint32_t errors = 0;
   while (!closed_.WaitForNotificationWithTimeout(tick)) {
+    bool quiet;
+    {
+      absl::MutexLock lock(&pause_mu_);
+      if (paused_) continue;
+      quiet = absl::Now() < quiet_until_;
+    }
     if (absl::Status s = heartbeat_.Tick(); !s.ok() && errors++ < 8) {
       spdlog::warn("vmbus: heartbeat: {}", s.ToString());
     }
+    const vsp::ic::HeartbeatStatus now = heartbeat_.status();
+    if (now == reported_ || now == vsp::ic::HeartbeatStatus::kNoContact ||
+        (quiet && now == vsp::ic::HeartbeatStatus::kLost)) {
+      continue;
+    }
+    reported_ = now;
+    spdlog::info("vmbus: guest heartbeat {} (seq {})",
+                 vsp::ic::HeartbeatStatusName(now), heartbeat_.sequence());
+    if (options_.on_heartbeat_change)
+      options_.on_heartbeat_change(ToProto(now), heartbeat_.sequence());
   }
 }
 
@@ -248,7 +264,17 @@ absl::StatusOr<std::map<std::string, std::string>> VmbusHost::ListKvp(
   return kvp_.pool(p);
 }
 
+void VmbusHost::OnPause() {
+  absl::MutexLock lock(&pause_mu_);
+  paused_ = true;
+}
+
 void VmbusHost::OnResume() {
+  {
+    absl::MutexLock lock(&pause_mu_);
+    paused_ = false;
+    quiet_until_ = absl::Now() + options_.heartbeat_lost_after;
+  }
   if (!timesync_.negotiated()) return;
   if (absl::Status s = timesync_.SendSample(vsp::ic::kTimeSyncFlagSync);
       !s.ok()) {
@@ -298,6 +324,13 @@ hvstack::internal::GuestIntegration IntegrationControl::Status() {
     return absl::OkStatus();
   });
   return out;
+}
+
+void IntegrationControl::OnPause() {
+  (void)With([](VmbusHost& host) {
+    host.OnPause();
+    return absl::OkStatus();
+  });
 }
 
 void IntegrationControl::OnResume() {

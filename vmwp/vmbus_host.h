@@ -39,6 +39,13 @@ class VmbusHost {
     // thread logs it and ends: no heartbeats rather than an unconfined
     // thread.
     std::function<absl::Status()> on_thread_start;
+    // Told (on the timer thread) when the heartbeat changes: the guest's first
+    // answer, OK -> LOST, LOST -> OK. Not while paused, nor in the first
+    // `heartbeat_lost_after` after a resume (the guest had no chance to
+    // answer). May be empty.
+    std::function<void(hvstack::internal::GuestIntegration::Heartbeat state,
+                       uint64_t sequence)>
+        on_heartbeat_change;
   };
 
   // How long ShutdownGuest and the KVP calls wait for the guest's answer.
@@ -70,8 +77,10 @@ class VmbusHost {
                       const std::string& value);
   absl::StatusOr<std::map<std::string, std::string>> ListKvp(uint32_t pool);
 
+  // The VM is paused: no heartbeats are sent or judged until OnResume.
+  void OnPause();
   // A time sample with SYNC (after the VM was paused: the guest's clock
-  // stood still).
+  // stood still); heartbeats resume.
   void OnResume();
 
  private:
@@ -96,6 +105,11 @@ class VmbusHost {
   vmbus::VmbusServer server_;
 
   absl::Notification closed_;
+  absl::Mutex pause_mu_;
+  bool paused_ ABSL_GUARDED_BY(pause_mu_) = false;
+  absl::Time quiet_until_ ABSL_GUARDED_BY(pause_mu_) = absl::InfinitePast();
+  // Timer thread only.
+  vsp::ic::HeartbeatStatus reported_ = vsp::ic::HeartbeatStatus::kNoContact;
   std::thread timer_;
   // One shutdown or KVP exchange at a time (the IC protocols allow one
   // outstanding request).
@@ -114,6 +128,7 @@ class IntegrationControl {
   // `what` ("guest offers no shutdown channel" style) if there is none.
   absl::Status With(const std::function<absl::Status(VmbusHost&)>& fn);
   hvstack::internal::GuestIntegration Status();
+  void OnPause();
   void OnResume();
 
  private:

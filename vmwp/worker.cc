@@ -369,8 +369,17 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
   }
   if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
   if (config.enlightened()) {
-    absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus =
-        VmbusHost::Create(*p, {.on_thread_start = vm.on_device_thread_start});
+    absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus = VmbusHost::Create(
+        *p, {.on_thread_start = vm.on_device_thread_start,
+             .on_heartbeat_change =
+                 [events = &vm.events](
+                     hvstack::internal::GuestIntegration::Heartbeat state,
+                     uint64_t sequence) {
+                   hvstack::internal::WorkerEvent event;
+                   event.mutable_heartbeat()->set_state(state);
+                   event.mutable_heartbeat()->set_sequence(sequence);
+                   events->Publish(std::move(event));
+                 }});
     if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
     boot->vmbus = *std::move(vmbus);
   }
@@ -488,8 +497,12 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
             return items;
           },
           .pause =
-              [control] {
+              [control, integration] {
+                // Heartbeats stop being judged first: a held guest cannot
+                // answer.
+                integration->OnPause();
                 absl::Status s = control->Pause();
+                if (!s.ok()) integration->OnResume();
                 spdlog::info("pause requested over WorkerService: {}",
                              s.ToString());
                 return s;

@@ -56,6 +56,15 @@ TEST_F(GuestIntegrationTest, ShowHeartbeatAndKvpThroughVmctl) {
       show, HasSubstr("integration_services: heartbeat shutdown timesync kvp"));
   EXPECT_THAT(show, HasSubstr("guest_os: UnixHv\n"));
   EXPECT_THAT(show, HasSubstr("guest_host_name: enlightened.unixhv\n"));
+  // The first answer is an event (KIND_GUEST_HEARTBEAT), state unchanged.
+  std::string events;
+  for (int i = 0; i < 100; ++i) {
+    events = Vmctl({"events"}).out;
+    if (events.find("guest_heartbeat") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_THAT(events, ::testing::ContainsRegex(
+                          "guest_heartbeat +running +heartbeat OK \\(seq "));
   nlohmann::json json = Show("gi");
   EXPECT_EQ(json["integration"]["heartbeat"], "HEARTBEAT_OK");
 
