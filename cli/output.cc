@@ -109,8 +109,8 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "cmdline: ", vm.config().cmdline(), "\n",       //
       "initrd: ", vm.config().initrd_path(), "\n",    //
       "enlightenments: ", vm.config().disable_enlightenments() ? "off" : "on",
-      "\n",                                           //
-      "reboot_count: ", vm.reboot_count(), "\n",      //
+      "\n",                                       //
+      "reboot_count: ", vm.reboot_count(), "\n",  //
       "autostart: ", vm.config().autostart() ? "on" : "off", "\n",
       "restart_policy: ",
       vm.config().restart_policy() == hvstack::v1::RESTART_POLICY_ON_FAILURE
