@@ -202,6 +202,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     sc->set_gid(sandboxed->identity.gid);
     sc->set_violation_fd(kWorkerViolationFd);
     sc->set_pids_max(sandboxed->limits.pids_max);
+    sc->set_cgroup_joined_fd(kWorkerCgroupJoinedFd);
   } else {
     config.mutable_sandbox()->set_disabled(true);
   }
@@ -227,7 +228,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     }
     netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
-                                   sandboxed->cgroup, netns->get());
+                                   netns->get());
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
   } else {
     spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get());
@@ -250,6 +251,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->pid = spawned->pid;
   worker->ready_pipe = std::move(spawned->ready);
   worker->violation_pipe = std::move(spawned->violations);
+  worker->cgroup_joined = std::move(spawned->cgroup_joined);
   worker->respawned = mode.respawn;
   worker->generation = next_generation_++;
   // Our unreaped child: the pid cannot be reused before we wait for it, so
@@ -279,6 +281,21 @@ void WorkerManager::Supervise(Worker* worker) {
     if (worker->predecessor->supervisor.joinable())
       worker->predecessor->supervisor.join();
     worker->predecessor.reset();
+  }
+  if (worker->cgroup_joined) {
+    // While the worker starts: a v1 cgroup join waits for an RCU grace
+    // period (~13 ms), which would otherwise add to every start. The worker
+    // waits for the byte before its lock-down, so no guest instruction runs
+    // outside its limits; without the byte (EOF) it gives up.
+    if (absl::Status s = sandbox_->JoinCgroup(worker->uuid, worker->pid);
+        s.ok()) {
+      const char joined = 'J';
+      (void)!::write(worker->cgroup_joined.get(), &joined, 1);
+    } else {
+      spdlog::error("VM {}: cannot put worker {} into its cgroup: {}",
+                    worker->name, worker->pid, std::string(s.message()));
+    }
+    worker->cgroup_joined.reset();
   }
   char byte;
   ssize_t n = 1;  // A reattached worker is ready already.

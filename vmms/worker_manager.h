@@ -178,6 +178,9 @@ class WorkerManager {
     base::ScopedFd ready_pipe;  // Owned by the supervisor thread once it runs.
     // Sandboxed workers: the read end of the SIGSYS reporter's pipe.
     base::ScopedFd violation_pipe;
+    // Sandboxed workers: written once the supervisor put the worker into its
+    // cgroup (the worker waits for it before its lock-down).
+    base::ScopedFd cgroup_joined;
     std::thread supervisor;
 
     // Conditions for mu.Await*.

@@ -109,6 +109,10 @@ std::optional<std::string> SandboxHost::OutOfMemory(
   return absl::StrCat("out of memory (cgroup limit ", limit >> 20, " MiB)");
 }
 
+absl::Status SandboxHost::JoinCgroup(const std::string& uuid, pid_t pid) const {
+  return sandbox::VmCgroup::Existing(layout_, uuid).AddProcess(pid);
+}
+
 void SandboxHost::RemoveCgroup(const std::string& uuid) const {
   if (absl::Status s = sandbox::VmCgroup::Existing(layout_, uuid).Remove();
       !s.ok()) {

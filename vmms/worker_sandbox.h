@@ -49,6 +49,8 @@ class SandboxHost {
   // the cgroup (also what reconcile does for VMs recorded Off).
   std::optional<std::string> OutOfMemory(const std::string& uuid) const;
   void RemoveCgroup(const std::string& uuid) const;
+  // Puts a started worker into its VM's cgroup (all controllers).
+  absl::Status JoinCgroup(const std::string& uuid, pid_t pid) const;
 
   absl::StatusOr<base::ScopedFd> TakeNetNamespace() { return netns_.Take(); }
   const sandbox::CgroupLayout& cgroup_layout() const { return layout_; }

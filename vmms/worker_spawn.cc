@@ -113,7 +113,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    const sandbox::VmCgroup& cgroup, int netns_fd) {
+    int netns_fd) {
   int ready_fds[2];
   if (::pipe2(ready_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(
@@ -129,6 +129,13 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   base::ScopedFd violation_read(violation_fds[0]);
   base::ScopedFd violation_write(violation_fds[1]);
   ::fcntl(violation_read.get(), F_SETFL, O_NONBLOCK);
+  int joined_fds[2];
+  if (::pipe2(joined_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create cgroup-joined pipe: ", strerror(errno)));
+  }
+  base::ScopedFd joined_read(joined_fds[0]);
+  base::ScopedFd joined_write(joined_fds[1]);
   base::ScopedFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!dev_null) {
     return absl::InternalError(
@@ -144,10 +151,12 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   request.fds = {{dev_null.get(), STDIN_FILENO},
                  {kvm_fd, kWorkerKvmFd},
                  {ready_write.get(), kWorkerReadyFd},
-                 {violation_write.get(), kWorkerViolationFd}};
+                 {violation_write.get(), kWorkerViolationFd},
+                 {joined_read.get(), kWorkerCgroupJoinedFd}};
   request.namespace_flags = sandbox::NamespaceFlags(spec);
   request.netns_fd = netns_fd;
-  request.cgroup = &cgroup;
+  // Not joined in the child: a v1 join waits for an RCU grace period
+  // (~13 ms), which vmms overlaps with the worker's start-up instead.
   absl::StatusOr<pid_t> pid = sandbox::SpawnSandboxed(request);
   if (!pid.ok()) {
     return absl::Status(pid.status().code(),
@@ -156,7 +165,8 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   }
   // Our copies of the write ends go (they close here), so EOF arrives when
   // the worker dies.
-  return SpawnedWorker{*pid, std::move(ready_read), std::move(violation_read)};
+  return SpawnedWorker{*pid, std::move(ready_read), std::move(violation_read),
+                       std::move(joined_write)};
 }
 
 std::string DrainViolationPipe(int fd) {

@@ -19,6 +19,8 @@ inline constexpr int kWorkerReadyFd = 4;
 // The write end of the sandbox violation pipe: the worker's SIGSYS reporter
 // writes which call was forbidden (vmwp/sandbox/violation_report.h).
 inline constexpr int kWorkerViolationFd = 5;
+// The read end of the cgroup-joined pipe (SandboxConfig.cgroup_joined_fd).
+inline constexpr int kWorkerCgroupJoinedFd = 6;
 
 struct SpawnedWorker {
   pid_t pid = 0;
@@ -27,6 +29,9 @@ struct SpawnedWorker {
   base::ScopedFd ready;
   // Read end of the violation pipe (non-blocking), sandboxed workers only.
   base::ScopedFd violations;
+  // Write end of the cgroup-joined pipe: one byte once the worker is in its
+  // cgroup (sandboxed workers only).
+  base::ScopedFd cgroup_joined;
 };
 
 // Starts `vmwp --config=<config_path> --ready-fd=4` with `kvm_fd` at descriptor
@@ -39,12 +44,13 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           int kvm_fd);
 
 // The same inside the worker's sandbox (vmwp/sandbox/spawn.h): new mount,
-// pid, ipc, uts namespaces, the net namespace `netns_fd` (from the pool),
-// `cgroup` joined before execve, and the violation pipe's write end at 5.
-// The worker is pid 1 of its pid namespace and still our child.
+// pid, ipc, uts namespaces, the net namespace `netns_fd` (from the pool), the
+// violation pipe's write end at 5 and the cgroup-joined pipe's read end at 6.
+// The worker is pid 1 of its pid namespace and still our child. The caller
+// puts it into its cgroup (JoinCgroup) and then writes `cgroup_joined`.
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    const sandbox::VmCgroup& cgroup, int netns_fd);
+    int netns_fd);
 
 // Whatever the violation pipe holds (at most a few records), without
 // blocking.

@@ -1,5 +1,6 @@
 #include "vmwp/worker_main.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -121,7 +122,22 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
                "minimal", breakdown);
   policies = std::make_shared<sandbox::SeccompPolicies>(*std::move(compiled));
   const int violation_fd = config.sandbox().violation_fd();
-  hooks.before_ready = [policies, violation_fd] {
+  const int joined_fd = config.sandbox().cgroup_joined_fd();
+  hooks.before_ready = [policies, violation_fd, joined_fd] {
+    if (joined_fd >= 0) {
+      // vmms joins us to the VM's cgroup while we start; no guest code runs
+      // before that is done.
+      char byte = 0;
+      ssize_t n;
+      do {
+        n = ::read(joined_fd, &byte, 1);
+      } while (n < 0 && errno == EINTR);
+      ::close(joined_fd);
+      if (n != 1) {
+        return absl::FailedPreconditionError(
+            "vmms did not confirm that the worker is in its cgroup");
+      }
+    }
     return sandbox::LockDown(*policies, violation_fd);
   };
   hooks.on_vp_thread_start = [policies](uint32_t) {
