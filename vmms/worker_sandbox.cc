@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -43,11 +45,45 @@ uint64_t ParseOomKillCount(const std::string& contents) {
   return 0;
 }
 
+namespace {
+
+// Removes VM cgroups that nobody removed: their vmms was killed and never
+// restarted on its state directory (tests make many such vmms). Only empty
+// ones (rmdir refuses others) not changed for a minute: another vmms's VM
+// that is starting has a fresh, briefly empty cgroup.
+void SweepAbandonedCgroups(const sandbox::CgroupLayout& layout) {
+  std::vector<std::string> roots =
+      layout.version == 2
+          ? std::vector<std::string>{layout.v2_root}
+          : std::vector<std::string>{layout.memory_root, layout.cpu_root,
+                                     layout.pids_root};
+  const auto cutoff =
+      std::filesystem::file_time_type::clock::now() - std::chrono::minutes(1);
+  int removed = 0;
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    const std::string parent =
+        absl::StrCat(root, "/", sandbox::VmCgroup::kParent);
+    for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+      std::error_code time_ec;
+      if (!entry.is_directory(time_ec)) continue;
+      const auto changed = std::filesystem::last_write_time(entry, time_ec);
+      if (time_ec || changed > cutoff) continue;
+      if (::rmdir(entry.path().c_str()) == 0) ++removed;
+    }
+  }
+  if (removed > 0)
+    spdlog::info("removed {} abandoned VM cgroup directories", removed);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<SandboxHost>> SandboxHost::Create() {
   absl::StatusOr<sandbox::UidAllocator> uids = sandbox::UidAllocator::Create();
   if (!uids.ok()) return uids.status();
   absl::StatusOr<sandbox::CgroupLayout> layout = sandbox::DetectCgroupLayout();
   if (!layout.ok()) return layout.status();
+  SweepAbandonedCgroups(*layout);
   spdlog::info(
       "worker sandbox: uids {}..{}, cgroup v{}, net namespace pool of 2",
       uids->base(), uids->base() + uids->count() - 1, layout->version);
