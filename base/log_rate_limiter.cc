@@ -17,11 +17,14 @@ void LogRateLimiter::EndOfBurst(uint64_t n) {
   absl::MutexLock lock(&mu_);
   last_summary_ = absl::Now();
   count_at_last_summary_ = n;
+  burst_ended_ = true;
 }
 
 bool LogRateLimiter::SummaryDue() {
   absl::MutexLock lock(&mu_);
-  return absl::Now() - last_summary_ >= interval_;
+  // Until the thread that logged the last event of the burst has recorded
+  // the end of the burst, later events are part of the first summary.
+  return burst_ended_ && absl::Now() - last_summary_ >= interval_;
 }
 
 void LogRateLimiter::Summarize(uint64_t n, const std::string& latest) {
@@ -31,7 +34,10 @@ void LogRateLimiter::Summarize(uint64_t n, const std::string& latest) {
     // Another thread may have summarized since SummaryDue(); one line per
     // interval is the promise.
     const absl::Time now = absl::Now();
-    if (now - last_summary_ < interval_ || n <= count_at_last_summary_) return;
+    if (!burst_ended_ || now - last_summary_ < interval_ ||
+        n <= count_at_last_summary_) {
+      return;
+    }
     more = n - count_at_last_summary_;
     last_summary_ = now;
     count_at_last_summary_ = n;

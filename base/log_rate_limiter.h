@@ -61,6 +61,7 @@ class LogRateLimiter {
   absl::Mutex mu_;
   absl::Time last_summary_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t count_at_last_summary_ ABSL_GUARDED_BY(mu_) = 0;
+  bool burst_ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace base
