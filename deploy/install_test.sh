@@ -42,9 +42,13 @@ done
 # The installed vmms accepts the unit's ExecStart arguments (paths moved into the test's
 # directory). Past parsing it either serves (the hvstack group exists here) until `timeout`
 # stops it, or stops at the missing group; a flag it does not know would be CLI11's parse error.
+# A short directory: a unix socket path is at most 107 bytes, and Bazel's TEST_TMPDIR under the
+# default output base is longer than that.
+short=$(mktemp -d /tmp/hvstack-install-test.XXXXXX)
+trap 'rm -rf "$short"' EXIT
 execstart=$(sed -n 's/^ExecStart=\/usr\/libexec\/hvstack\/vmms //p' "$unit")
-execstart=${execstart//\/var\/lib\/hvstack/$TEST_TMPDIR/state}
-execstart=${execstart//\/run\/hvstack/$TEST_TMPDIR}
+execstart=${execstart//\/var\/lib\/hvstack/$short/state}
+execstart=${execstart//\/run\/hvstack/$short}
 # shellcheck disable=SC2086
 out=$(timeout 3 "$root/usr/libexec/hvstack/vmms" $execstart 2>&1) || true
 if grep -q -- "--help for more information" <<<"$out"; then
