@@ -49,6 +49,7 @@ constexpr char kDefaultKvmDevice[] = "/dev/kvm";
 // How long console streams may take to send their last output once the VM has
 // ended.
 constexpr absl::Duration kStreamDrainTimeout = absl::Seconds(2);
+constexpr absl::Duration kServerShutdownGrace = absl::Seconds(1);
 
 absl::Status Annotate(const absl::Status& s, absl::string_view what) {
   return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
@@ -625,15 +626,20 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
 
   spdlog::info("VPs stopped; closing console streams and WorkerService");
   // End console and event streams (followers get the last output and a clean
-  // end of stream), then stop serving. Other calls are short, so they need no
-  // grace period.
+  // end of stream), cancel console input, then stop serving.
   vm.console->Close();
   vm.events.Close();
   if (!vm.service->WaitForStreamsToEnd(kStreamDrainTimeout)) {
     spdlog::warn("console streams did not end within {} ms; cancelling them",
                  absl::ToInt64Milliseconds(kStreamDrainTimeout));
   }
-  vm.server->Shutdown(std::chrono::system_clock::now());
+  vm.service->EndInputStreams();
+  // Every call has ended or been cancelled; the grace lets the ended ones send
+  // what they wrote last (see EndInputStreams). It is only waited for while
+  // something is still in flight.
+  vm.server->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(
+                          absl::ToInt64Milliseconds(kServerShutdownGrace)));
   if (ConsoleLogFile* log = vm.console->log_file();
       log != nullptr && !log->status().ok()) {
     spdlog::warn("console log: {}", log->status().ToString());

@@ -177,9 +177,22 @@ grpc::Status WorkerServiceImpl::StreamConsole(
 }
 
 grpc::Status WorkerServiceImpl::WriteConsole(
-    grpc::ServerContext*,
+    grpc::ServerContext* context,
     grpc::ServerReader<hvstack::internal::ConsoleInput>* reader,
     hvstack::internal::ConsoleInputSummary* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    input_calls_.insert(context);
+  }
+  struct Unregister {
+    absl::Mutex* mu;
+    std::set<grpc::ServerContext*>* calls;
+    grpc::ServerContext* context;
+    ~Unregister() {
+      absl::MutexLock lock(mu);
+      calls->erase(context);
+    }
+  } unregister{&mu_, &input_calls_, context};
   hvstack::internal::ConsoleInput input;
   uint64_t accepted = 0, dropped = 0;
   while (reader->Read(&input)) {
@@ -210,6 +223,11 @@ grpc::Status WorkerServiceImpl::WatchEvents(
     if (batch.closed) break;
   }
   return grpc::Status::OK;
+}
+
+void WorkerServiceImpl::EndInputStreams() {
+  absl::MutexLock lock(&mu_);
+  for (grpc::ServerContext* context : input_calls_) context->TryCancel();
 }
 
 bool WorkerServiceImpl::WaitForStreamsToEnd(absl::Duration timeout) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,10 +118,17 @@ class WorkerServiceImpl final
 
   // Waits until no StreamConsole or WatchEvents call is running (they end
   // once the ring and the event log are closed), at most `timeout`. Returns
-  // whether they all ended. The worker calls this before Shutdown(now), so that
-  // followers get the VM's last output and a clean end of stream without the
-  // server idling through a shutdown grace period.
+  // whether they all ended.
   bool WaitForStreamsToEnd(absl::Duration timeout);
+  // Cancels every WriteConsole call: console input has nowhere to go once the
+  // VM is gone, and only the client would otherwise end such a call.
+  //
+  // The worker's exit order is: close the ring and the event log,
+  // WaitForStreamsToEnd, EndInputStreams, then Shutdown with a grace
+  // deadline. The grace matters: a handler that has returned has not
+  // necessarily sent its last messages, and Shutdown(now) would cancel them
+  // (followers then lost the VM's last output, e.g. "powering off").
+  void EndInputStreams();
 
  private:
   const std::string vm_uuid_;
@@ -129,6 +137,8 @@ class WorkerServiceImpl final
   const WorkerEventLog* const events_;
   absl::Mutex mu_;
   int active_streams_ ABSL_GUARDED_BY(mu_) = 0;
+  // The running WriteConsole calls, for EndInputStreams.
+  std::set<grpc::ServerContext*> input_calls_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves `service` on the unix socket `socket_path` (replacing a stale socket

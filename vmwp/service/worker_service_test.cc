@@ -173,6 +173,48 @@ TEST_F(WorkerServiceTest, ShutdownIsPromptAfterStreamsEnd) {
   server_.reset();
 }
 
+// The worker's exit sequence: an open console input call is cancelled (only
+// its client would end it otherwise), and a follower that was sent the last
+// output right before its handler returned still receives all of it although
+// Shutdown comes at once.
+TEST_F(WorkerServiceTest, ExitSequenceDeliversTheLastOutputAndEndsInput) {
+  grpc::ClientContext input_ctx;
+  hvstack::internal::ConsoleInputSummary summary;
+  auto writer = stub_->WriteConsole(&input_ctx, &summary);
+  hvstack::internal::ConsoleInput input;
+  input.set_data("a");
+  ASSERT_TRUE(writer->Write(input));
+
+  grpc::ClientContext follow_ctx;
+  ConsoleRequest request;
+  request.set_follow(true);
+  auto reader = stub_->StreamConsole(&follow_ctx, request);
+  ring_.Append("first\r\n");
+  ConsoleData data;
+  ASSERT_TRUE(reader->Read(&data));
+  std::string received = data.data();
+
+  // The guest's last words, then the VM ends.
+  // Within the ring (1024 bytes), which holds from "powering off" on.
+  const std::string last(990, 'z');
+  ring_.Append("powering off\r\n");
+  ring_.Append(last);
+  ring_.Close();
+  ASSERT_TRUE(service_->WaitForStreamsToEnd(absl::Seconds(5)));
+  service_->EndInputStreams();
+  const absl::Time start = absl::Now();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  std::printf("shutdown took %s\n",
+              absl::FormatDuration(absl::Now() - start).c_str());
+
+  while (reader->Read(&data)) received += data.data();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(received.size(), 7 + 14 + last.size());
+  EXPECT_EQ(received.substr(0, 21), "first\r\npowering off\r\n");
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  server_.reset();
+}
+
 TEST_F(WorkerServiceTest, GetStatusReportsRebootsAndDroppedInput) {
   grpc::ClientContext ctx;
   hvstack::internal::WorkerStatus status;
