@@ -14,33 +14,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "cli/call_support.h"
 #include "cli/exit_codes.h"
 #include "cli/output.h"
 #include "cli/terminal.h"
 
 namespace vmctl {
 namespace {
-
-// Quick calls only touch the database; start and stop wait for a worker (vmms
-// gives a start 30 s).
-constexpr auto kQuickDeadline = std::chrono::seconds(15);
-constexpr auto kWorkerDeadline = std::chrono::seconds(90);
-
-void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
-}
-
-int Fail(Session& session, const grpc::Status& status) {
-  std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    message = absl::StrCat(
-        "cannot reach vmms at unix:", session.socket_path,
-        " (is vmms running? use --socket or $HVSTACK_SOCKET): ", message);
-  }
-  *session.err << "vmctl: " << StatusCodeName(status.error_code()) << ": "
-               << message << "\n";
-  return ExitCodeFor(status.error_code());
-}
 
 int PrintVm(Session& session, const grpc::Status& status,
             const hvstack::v1::Vm& vm) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "cli/call_support.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/output.h"
@@ -13,26 +14,6 @@
 
 namespace vmctl {
 namespace {
-
-constexpr auto kQuickDeadline = std::chrono::seconds(15);
-// Reset and reboot wait for a fresh worker (vmms gives a start 30 s).
-constexpr auto kWorkerDeadline = std::chrono::seconds(90);
-
-void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
-}
-
-int Fail(Session& session, const grpc::Status& status) {
-  std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    message = absl::StrCat(
-        "cannot reach vmms at unix:", session.socket_path,
-        " (is vmms running? use --socket or $HVSTACK_SOCKET): ", message);
-  }
-  *session.err << "vmctl: " << StatusCodeName(status.error_code()) << ": "
-               << message << "\n";
-  return ExitCodeFor(status.error_code());
-}
 
 template <typename Message>
 int Print(Session& session, const grpc::Status& status, const Message& message,
