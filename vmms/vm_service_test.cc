@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -565,28 +566,97 @@ TEST_F(VmServiceTest, InitrdReachesTheWorkerConfig) {
   ASSERT_TRUE(Stop("web1").ok());
 }
 
-TEST_F(VmServiceTest, GuestRebootsAreCountedAndRecorded) {
+TEST_F(VmServiceTest, GuestRebootsAreFreshWorkersCountedAndRecorded) {
+  // The fake resets twice (each boot exits REBOOT_REQUESTED, as vmwp does on
+  // a guest reset), counting its boots in the CMOS RAM vmms hands on.
   ASSERT_TRUE(Create("rb", "reboot").ok());
   hvstack::v1::Vm vm;
   ASSERT_TRUE(Start("rb", &vm).ok());
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    ASSERT_TRUE(Get("rb", &vm).ok());
-    if (vm.reboot_count() == 2) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  const int64_t first_pid = vm.worker_pid();
+  const std::string console_log =
+      RuntimePathsFor(options_.state_dir, vm.uuid()).console_log;
+  auto read_log = [&] {
+    std::ifstream in(console_log, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+  };
+  // Until the third worker has started its boot (it writes "boot 2" first).
+  auto await_third_boot = [&] {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      if (!Get("rb", &vm).ok()) return;
+      if (vm.reboot_count() == 2 && absl::StrContains(read_log(), "boot 2\n")) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  };
+  await_third_boot();
   EXPECT_EQ(vm.reboot_count(), 2u);
   EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
   EXPECT_EQ(vm.state_reason(), "guest rebooted: fake reset");
+  EXPECT_NE(vm.worker_pid(), first_pid) << "a fresh worker serves the VM";
   EXPECT_THAT(StateHistory(vm.uuid()),
               ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
                           VM_STATE_RUNNING, VM_STATE_RUNNING));
+  {
+    auto store = *VmStore::Open(options_.state_dir + "/vmms.db");
+    std::vector<std::string> reasons;
+    auto history = *store->History(vm.uuid());
+    for (const StateChange& c : history) reasons.push_back(c.reason);
+    EXPECT_EQ(std::count(reasons.begin(), reasons.end(),
+                         "guest rebooted: fake reset"),
+              2);
+  }
+  // The fresh workers got the CMOS state (the fake's third boot serves only
+  // when it saw two boots) and continued the console log.
+  EXPECT_EQ(read_log(), "boot 0\nboot 1\nboot 2\n");
   ASSERT_TRUE(Stop("rb", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
   EXPECT_EQ(vm.reboot_count(), 2u) << "kept after the VM stops";
-  // A new start counts from 0 again (the fake reboots twice per run).
+  // A new start counts from 0 again and starts without the CMOS state (the
+  // fake resets twice again) and with a fresh console log.
   ASSERT_TRUE(Start("rb", &vm).ok());
   EXPECT_EQ(vm.reboot_count(), 0u);
+  await_third_boot();
+  EXPECT_EQ(vm.reboot_count(), 2u);
+  EXPECT_EQ(read_log(), "boot 0\nboot 1\nboot 2\n");
   ASSERT_TRUE(Stop("rb").ok());
+}
+
+TEST_F(VmServiceTest, RebootLoopGuardCrashesTheVm) {
+  // Every boot resets at once: vmms respawns up to the guard's limit (10
+  // within 60 s), then records the VM Crashed instead of an 11th worker.
+  ASSERT_TRUE(Create("loop", "reboot-loop").ok());
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Start("loop", &vm).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    ASSERT_TRUE(Get("loop", &vm).ok());
+    if (vm.state() == VM_STATE_CRASHED) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(vm.state(), VM_STATE_CRASHED) << vm.state_reason();
+  EXPECT_EQ(vm.state_reason(),
+            "guest crashed: reboot loop: 11 reboots within 1m (limit 10); "
+            "last: fake reset");
+  EXPECT_EQ(vm.reboot_count(), 10u);
+  EXPECT_EQ(vm.worker_pid(), 0);
+  std::vector<hvstack::v1::VmState> expected = {VM_STATE_OFF, VM_STATE_STARTING,
+                                                VM_STATE_RUNNING};
+  expected.insert(expected.end(), 10, VM_STATE_RUNNING);
+  expected.push_back(VM_STATE_CRASHED);
+  EXPECT_THAT(StateHistory(vm.uuid()), ::testing::ElementsAreArray(expected));
+  // A client's start gets a fresh guard, which stops the loop again.
+  ASSERT_TRUE(Start("loop", &vm).ok());
+  const absl::Time again = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < again) {
+    ASSERT_TRUE(Get("loop", &vm).ok());
+    if (vm.state() == VM_STATE_CRASHED) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(vm.state(), VM_STATE_CRASHED);
+  EXPECT_EQ(vm.reboot_count(), 10u);
 }
 
 TEST_F(VmServiceTest, AttachConsoleForwardsInputAndEndsWhenTheClientDetaches) {

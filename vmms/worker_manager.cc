@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -340,21 +339,6 @@ void WorkerManager::Supervise(Worker* worker) {
   if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
-  if (report.has_value()) {
-    uint32_t recorded;
-    {
-      absl::MutexLock lock(&worker->events_mu);
-      recorded = worker->reboots_recorded;
-    }
-    // Reboots that happened before the subscription was connected.
-    for (uint32_t i = recorded; i < report->reboot_count(); ++i) {
-      if (absl::StatusOr<Vm> vm =
-              store_->RecordReboot(worker->uuid, "guest rebooted");
-          !vm.ok()) {
-        break;
-      }
-    }
-  }
 
   int wait_status = 0;
   if (worker->is_child) {
@@ -555,32 +539,6 @@ void WorkerManager::HandleWorkerEvent(
           !s.ok()) {
         spdlog::warn("VM {}: cannot record the heartbeat event: {}",
                      worker.name, s.ToString());
-      }
-      break;
-    }
-    case hvstack::internal::WorkerEvent::kRebooted: {
-      const std::string& detail = event.rebooted().reason();
-      spdlog::info("VM {}: guest rebooted in place (worker count {}): {}",
-                   worker.name, event.rebooted().reboot_count(), detail);
-      {
-        // The worker numbers its reboots; a replay after a reconnect (or a
-        // reattach by a restarted vmms) repeats ones already recorded.
-        absl::MutexLock lock(&worker.events_mu);
-        if (event.rebooted().reboot_count() != 0 &&
-            event.rebooted().reboot_count() <= worker.reboots_recorded) {
-          break;
-        }
-        worker.reboots_recorded = std::max(worker.reboots_recorded + 1,
-                                           event.rebooted().reboot_count());
-      }
-      absl::StatusOr<Vm> vm = store_->RecordReboot(
-          worker.uuid, detail.empty()
-                           ? "guest rebooted"
-                           : absl::StrCat("guest rebooted: ", detail));
-      if (!vm.ok()) {
-        // E.g. a stop is under way (Stopping): the reboot no longer matters.
-        spdlog::info("VM {}: reboot not recorded: {}", worker.name,
-                     vm.status().message());
       }
       break;
     }

@@ -208,8 +208,6 @@ class WorkerManager {
     // The event subscription (WatchEvents) of a ready worker.
     absl::Mutex events_mu;
     bool process_gone ABSL_GUARDED_BY(events_mu) = false;
-    // Reboots recorded from events (the exit report's count tops it up).
-    uint32_t reboots_recorded ABSL_GUARDED_BY(events_mu) = 0;
     // The worker's sequence of the last guest event recorded (a replay after
     // a reconnect repeats earlier ones).
     uint64_t guest_events_recorded ABSL_GUARDED_BY(events_mu) = 0;

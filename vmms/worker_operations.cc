@@ -199,7 +199,8 @@ absl::StatusOr<Vm> WorkerManager::Reboot(const std::string& name,
                    return stub.ShutdownGuest(context, request, &response);
                  });
   if (asked.ok()) {
-    // The guest reboots in place; the worker reports it (a `rebooted` event).
+    // The guest resets itself; its worker then exits REBOOT_REQUESTED and the
+    // supervisor starts a fresh one (a `rebooted` event).
     spdlog::info("VM {}: guest asked to reboot", name);
     return store_->Get(name);
   }

@@ -150,10 +150,6 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
         if (vm.state() == VM_STATE_STOPPING)
           worker->stop_reason = "stopped by user (hard power-off)";
       }
-      {
-        absl::MutexLock events_lock(&worker->events_mu);
-        worker->reboots_recorded = vm.reboot_count();
-      }
       workers_[worker->uuid] = worker;
       worker->supervisor =
           std::thread([this, w = worker.get()] { Supervise(w); });

@@ -129,9 +129,9 @@ class RunControl {
     return stop_reason_;
   }
 
-  // Holds the current partition's VPs (vmms's PauseVm). Under mu_ so that the
-  // partition cannot be replaced (an in-place reboot) meanwhile; the wait is
-  // for VP threads to leave KVM_RUN, milliseconds.
+  // Holds the partition's VPs (vmms's PauseVm). Under mu_ so that the
+  // partition cannot go away (the boot ending) meanwhile; the wait is for VP
+  // threads to leave KVM_RUN, milliseconds.
   absl::Status Pause() {
     absl::MutexLock lock(&mu_);
     if (stop_reason_.has_value()) {
@@ -140,7 +140,7 @@ class RunControl {
     }
     if (partition_ == nullptr) {
       return absl::FailedPreconditionError(
-          "the VM is between two boots (in-place reboot); try again");
+          "the VM's boot has ended (the worker is exiting); try again");
     }
     return partition_->Pause();
   }
@@ -446,8 +446,6 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
           .running = [&vm] { return vm.running.load(); },
           .console_input =
               [&vm](std::string_view bytes) { return vm.input.Push(bytes); },
-          // A worker lives for one boot; vmms counts the reboots.
-          .reboot_count = [] { return 0u; },
           .console_input_dropped = [&vm] { return vm.input.dropped(); },
           .integration = [integration] { return integration->Status(); },
           .shutdown_guest =

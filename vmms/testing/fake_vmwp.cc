@@ -8,8 +8,16 @@
 //                 exits 0 at once.
 //   serve         ready; console "booted\n"; serves WorkerService until Stop,
 //                 then exit report STOP_REQUESTED.
-//   reboot        like serve, but first publishes two GuestRebooted events
-//                 (WatchEvents), as a guest that rebooted twice in place.
+//   reboot        a guest that resets twice, then serves: as vmwp does on a
+//                 guest reset, the worker writes boot N to the console log,
+//                 becomes ready and exits with REBOOT_REQUESTED "fake reset",
+//                 counting its boots in the CMOS RAM it hands on
+//                 (PersistentDeviceState, as //guest:reboot_once does), so
+//                 vmms starts a fresh worker; the third boot serves like serve.
+//                 A fresh start (no persistent state) truncates the log, a
+//                 continued one (continue_console_log) appends.
+//   reboot-loop   every boot resets at once (REBOOT_REQUESTED), for vmms's
+//                 reboot-loop guard.
 //   serve-deaf    ready, then sleeps without serving or handling Stop (vmms
 //                 must SIGKILL it).
 //   guest-crash   ready; exit report GUEST_CRASHED "triple fault".
@@ -63,12 +71,14 @@ using hvstack::internal::WorkerExitReport;
 
 WorkerConfig config;
 
-void WriteReport(WorkerExitReport::Reason reason, const std::string& detail,
-                 int code = 0) {
+void WriteReport(
+    WorkerExitReport::Reason reason, const std::string& detail, int code = 0,
+    const hvstack::internal::PersistentDeviceState* persistent = nullptr) {
   WorkerExitReport report;
   report.set_reason(reason);
   report.set_detail(detail);
   report.set_status_code(code);
+  if (persistent != nullptr) *report.mutable_persistent() = *persistent;
   std::string path = config.exit_report_path();
   std::string tmp = path + ".tmp";
   {
@@ -104,8 +114,8 @@ std::string CheckDescriptors(int ready_fd) {
 class FakeWorkerService final
     : public hvstack::internal::WorkerService::Service {
  public:
-  FakeWorkerService(absl::Notification* stop, int reboots, std::string mode)
-      : stop_(stop), reboots_(reboots), mode_(std::move(mode)) {}
+  FakeWorkerService(absl::Notification* stop, std::string mode)
+      : stop_(stop), mode_(std::move(mode)) {}
   grpc::Status GetStatus(grpc::ServerContext*,
                          const hvstack::internal::GetStatusRequest*,
                          hvstack::internal::WorkerStatus* status) override {
@@ -196,16 +206,8 @@ class FakeWorkerService final
   }
   grpc::Status WatchEvents(
       grpc::ServerContext* context,
-      const hvstack::internal::WatchEventsRequest* request,
-      grpc::ServerWriter<hvstack::internal::WorkerEvent>* writer) override {
-    for (int i = 1; i <= reboots_; ++i) {
-      if (static_cast<uint64_t>(i) <= request->after_sequence()) continue;
-      hvstack::internal::WorkerEvent event;
-      event.set_sequence(i);
-      event.mutable_rebooted()->set_reboot_count(i);
-      event.mutable_rebooted()->set_reason("fake reset");
-      if (!writer->Write(event)) return grpc::Status::OK;
-    }
+      const hvstack::internal::WatchEventsRequest*,
+      grpc::ServerWriter<hvstack::internal::WorkerEvent>*) override {
     while (!stop_->HasBeenNotified() && !context->IsCancelled())
       stop_->WaitForNotificationWithTimeout(absl::Milliseconds(50));
     return grpc::Status::OK;
@@ -213,7 +215,6 @@ class FakeWorkerService final
 
  private:
   absl::Notification* stop_;
-  const int reboots_;
   const std::string mode_;
   absl::Mutex mu_;
   std::string input_ ABSL_GUARDED_BY(mu_);
@@ -264,6 +265,24 @@ int main(int argc, char** argv) {
     WriteReport(WorkerExitReport::WORKER_ERROR, "kernel does not fit", 9);
     return 1;
   }
+  if (mode == "reboot" || mode == "reboot-loop") {
+    hvstack::internal::PersistentDeviceState persistent = config.persistent();
+    const size_t boot = persistent.cmos_ram().size();
+    {
+      std::ofstream out(config.console_log_path(),
+                        config.continue_console_log()
+                            ? std::ios::binary | std::ios::app
+                            : std::ios::binary | std::ios::trunc);
+      out << "boot " << boot << "\n";
+    }
+    if (mode == "reboot-loop" || boot < 2) {
+      ready();
+      persistent.mutable_cmos_ram()->push_back('R');
+      WriteReport(WorkerExitReport::REBOOT_REQUESTED, "fake reset", 0,
+                  &persistent);
+      return 0;
+    }
+  }
   if (mode == "die-early") return 3;
   if (mode == "segv") {
     ready();
@@ -275,10 +294,10 @@ int main(int argc, char** argv) {
     signal(SIGTERM, SIG_IGN);
     while (true) pause();
   }
-  // serve, reboot
-  AppendConsole("booted\n");
+  // serve, and reboot's last boot
+  if (mode != "reboot") AppendConsole("booted\n");
   absl::Notification stop;
-  FakeWorkerService service(&stop, mode == "reboot" ? 2 : 0, mode);
+  FakeWorkerService service(&stop, mode);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + config.socket_path(),
                            grpc::InsecureServerCredentials());

@@ -49,7 +49,6 @@ grpc::Status WorkerServiceImpl::GetStatus(
   response->set_vm_uuid(vm_uuid_);
   response->set_running(hooks_.running ? hooks_.running() : false);
   response->set_console_bytes(ring_->end_offset());
-  if (hooks_.reboot_count) response->set_reboot_count(hooks_.reboot_count());
   if (hooks_.console_input_dropped)
     response->set_console_input_dropped(hooks_.console_input_dropped());
   if (hooks_.paused) response->set_paused(hooks_.paused());

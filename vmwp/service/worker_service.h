@@ -38,7 +38,6 @@ class WorkerServiceImpl final
     // many bytes were accepted, the rest are dropped. Must not block.
     std::function<size_t(std::string_view bytes)> console_input;
     // For GetStatus.
-    std::function<uint32_t()> reboot_count;
     std::function<uint64_t()> console_input_dropped;
     // Enlightened VMs (vmwp/vmbus_host.h); unset: FailedPrecondition / an
     // empty integration status. Each may wait for the guest's answer.

@@ -38,7 +38,6 @@ class WorkerServiceTest : public ::testing::Test {
                   input_.append(bytes.substr(0, n));
                   return n;
                 },
-            .reboot_count = [] { return 2u; },
             .console_input_dropped = [] { return uint64_t{7}; },
         },
         &events_);
@@ -215,11 +214,11 @@ TEST_F(WorkerServiceTest, ExitSequenceDeliversTheLastOutputAndEndsInput) {
   server_.reset();
 }
 
-TEST_F(WorkerServiceTest, GetStatusReportsRebootsAndDroppedInput) {
+TEST_F(WorkerServiceTest, GetStatusReportsDroppedInput) {
   grpc::ClientContext ctx;
   hvstack::internal::WorkerStatus status;
   ASSERT_TRUE(stub_->GetStatus(&ctx, {}, &status).ok());
-  EXPECT_EQ(status.reboot_count(), 2u);
+  EXPECT_EQ(status.vm_uuid(), "uuid-1");
   EXPECT_EQ(status.console_input_dropped(), 7u);
 }
 
@@ -242,8 +241,9 @@ TEST_F(WorkerServiceTest, WriteConsoleForwardsInputAndCountsDrops) {
 
 TEST_F(WorkerServiceTest, WatchEventsReplaysThenFollowsUntilClosed) {
   hvstack::internal::WorkerEvent event;
-  event.mutable_rebooted()->set_reboot_count(1);
-  event.mutable_rebooted()->set_reason("first");
+  event.mutable_heartbeat()->set_state(
+      hvstack::internal::GuestIntegration::HEARTBEAT_OK);
+  event.mutable_heartbeat()->set_sequence(1);
   EXPECT_EQ(events_.Publish(event), 1u);
 
   grpc::ClientContext ctx;
@@ -252,19 +252,25 @@ TEST_F(WorkerServiceTest, WatchEventsReplaysThenFollowsUntilClosed) {
   hvstack::internal::WorkerEvent got;
   ASSERT_TRUE(reader->Read(&got));
   EXPECT_EQ(got.sequence(), 1u);
-  EXPECT_EQ(got.rebooted().reason(), "first");
+  ASSERT_TRUE(got.has_heartbeat());
+  EXPECT_EQ(got.heartbeat().state(),
+            hvstack::internal::GuestIntegration::HEARTBEAT_OK);
+  EXPECT_EQ(got.heartbeat().sequence(), 1u);
   EXPECT_GT(got.time_us(), 0);
 
   std::thread later([this] {
     absl::SleepFor(absl::Milliseconds(50));
     hvstack::internal::WorkerEvent e;
-    e.mutable_rebooted()->set_reboot_count(2);
+    e.mutable_heartbeat()->set_state(
+        hvstack::internal::GuestIntegration::HEARTBEAT_LOST);
+    e.mutable_heartbeat()->set_sequence(1);
     events_.Publish(e);
     events_.Close();
   });
   ASSERT_TRUE(reader->Read(&got));
   EXPECT_EQ(got.sequence(), 2u);
-  EXPECT_EQ(got.rebooted().reboot_count(), 2u);
+  EXPECT_EQ(got.heartbeat().state(),
+            hvstack::internal::GuestIntegration::HEARTBEAT_LOST);
   EXPECT_FALSE(reader->Read(&got)) << "the stream ends when the log closes";
   EXPECT_TRUE(reader->Finish().ok());
   later.join();
