@@ -370,7 +370,11 @@ grpc::Status VmServiceImpl::StreamConsole(
     return ToGrpc(s);
   absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
   if (!source.ok()) return ToGrpc(source.status());
-  if (source->worker_socket.has_value()) {
+  // Without follow, the console log is the answer whether or not a worker
+  // runs: the worker writes it before its ring, and unlike the ring of the
+  // current worker it holds every boot since the VM started (a guest reboot
+  // gets a fresh worker with an empty ring).
+  if (source->worker_socket.has_value() && request->follow()) {
     FollowWorkerConsoles({*source->worker_socket, source->worker_generation},
                          request->follow(), source->console_log,
                          NextWorkerOf(request->name()), context,

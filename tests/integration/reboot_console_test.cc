@@ -152,6 +152,33 @@ TEST_F(RebootConsoleTest, RebootLoopEndsCrashed) {
   EXPECT_EQ(vm.value("rebootCount", 0), 10) << vm.dump();
 }
 
+// A running VM's console history spans its boots: after a reset (a fresh
+// worker with an empty ring) `console --no-follow` still shows the first boot.
+TEST_F(RebootConsoleTest, NoFollowConsoleShowsEveryBootWhileRunning) {
+  Create("echo3", Guest("echo"));
+  ASSERT_EQ(Vmctl({"start", "echo3"}).exit_code, 0);
+  WaitForConsole("echo3", "echo: ready");
+  CommandResult reset = Vmctl({"reset", "echo3"});
+  ASSERT_EQ(reset.exit_code, 0) << reset.err;
+  const auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos;
+         at = text.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  std::string out;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30);
+       absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(50))) {
+    out = Vmctl({"console", "echo3", "--no-follow"}).out;
+    if (count(out, "echo: ready") >= 2) break;
+  }
+  EXPECT_EQ(count(out, "echo: ready"), 2u) << out;
+  EXPECT_EQ(Show("echo3").value("state", ""), "VM_STATE_RUNNING");
+  ASSERT_EQ(Vmctl({"stop", "echo3"}).exit_code, 0);
+}
+
 TEST_F(RebootConsoleTest, PipedInputReachesTheGuestThroughVmctlConsole) {
   Create("echo1", Guest("echo"));
   ASSERT_EQ(Vmctl({"start", "echo1"}).exit_code, 0);
