@@ -68,22 +68,30 @@ class VmServiceTest : public ::testing::Test {
     server_.reset();
   }
 
-  grpc::Status Create(const std::string& name,
-                      const std::string& cmdline = "poweroff",
-                      uint32_t vcpus = 1, uint64_t memory = 64,
-                      std::string kernel = testing::HelloKernel(),
-                      hvstack::v1::Vm* out = nullptr) {
+  static hvstack::v1::CreateVmRequest CreateRequest(
+      const std::string& name, const std::string& cmdline = "poweroff",
+      uint32_t vcpus = 1, uint64_t memory = 64,
+      std::string kernel = testing::HelloKernel()) {
     hvstack::v1::CreateVmRequest request;
     request.set_name(name);
     request.mutable_config()->set_vcpus(vcpus);
     request.mutable_config()->set_memory_mib(memory);
     request.mutable_config()->set_kernel_path(kernel);
     request.mutable_config()->set_cmdline(cmdline);
+    return request;
+  }
+  grpc::Status CreateFrom(const hvstack::v1::CreateVmRequest& request,
+                          hvstack::v1::Vm* out = nullptr) {
     grpc::ClientContext context;
     hvstack::v1::Vm vm;
-    grpc::Status status =
-        stub_->CreateVm(&context, request, out != nullptr ? out : &vm);
-    return status;
+    return stub_->CreateVm(&context, request, out != nullptr ? out : &vm);
+  }
+  grpc::Status Create(const std::string& name,
+                      const std::string& cmdline = "poweroff",
+                      uint32_t vcpus = 1, uint64_t memory = 64,
+                      std::string kernel = testing::HelloKernel(),
+                      hvstack::v1::Vm* out = nullptr) {
+    return CreateFrom(CreateRequest(name, cmdline, vcpus, memory, kernel), out);
   }
 
   template <typename Request, typename Method>
@@ -942,19 +950,10 @@ TEST_F(VmServiceTest, RestartPolicyRestartsACrashedVmWithBackoff) {
   StopServer();
   options_.restart_backoff = absl::Milliseconds(100);
   StartServer();
-  hvstack::v1::CreateVmRequest request;
-  request.set_name("flaky");
-  request.mutable_config()->set_vcpus(1);
-  request.mutable_config()->set_memory_mib(64);
-  request.mutable_config()->set_kernel_path(testing::HelloKernel());
-  request.mutable_config()->set_cmdline("segv");
+  hvstack::v1::CreateVmRequest request = CreateRequest("flaky", "segv");
   request.mutable_config()->set_restart_policy(
       hvstack::v1::RESTART_POLICY_ON_FAILURE);
-  {
-    grpc::ClientContext context;
-    hvstack::v1::Vm vm;
-    ASSERT_TRUE(stub_->CreateVm(&context, request, &vm).ok());
-  }
+  ASSERT_TRUE(CreateFrom(request).ok());
   ASSERT_TRUE(Start("flaky").ok());
   // segv crashes at once each time: restarts after 100, 200, 400 ms...
   hvstack::v1::Vm vm;
@@ -1009,19 +1008,12 @@ TEST_F(VmServiceTest, PendingPolicyRestartHappensWhenVmmsStartsAgain) {
   StopServer();
   options_.restart_backoff = absl::Hours(1);
   StartServer();
-  hvstack::v1::CreateVmRequest request;
-  request.set_name("phoenix");
-  request.mutable_config()->set_vcpus(1);
-  request.mutable_config()->set_memory_mib(64);
-  request.mutable_config()->set_kernel_path(testing::HelloKernel());
-  request.mutable_config()->set_cmdline("guest-crash");
+  hvstack::v1::CreateVmRequest request =
+      CreateRequest("phoenix", "guest-crash");
   request.mutable_config()->set_restart_policy(
       hvstack::v1::RESTART_POLICY_ON_FAILURE);
   hvstack::v1::Vm vm;
-  {
-    grpc::ClientContext context;
-    ASSERT_TRUE(stub_->CreateVm(&context, request, &vm).ok());
-  }
+  ASSERT_TRUE(CreateFrom(request, &vm).ok());
   ASSERT_TRUE(Start("phoenix").ok());
   WaitForState("phoenix", VM_STATE_CRASHED);
   StopServer();  // Gives up the pending restart.

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
