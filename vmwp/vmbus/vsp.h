@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "vmwp/vmbus/channel_messages.h"
 #include "vmwp/vmbus/ring_buffer.h"
 
@@ -62,6 +65,63 @@ class Vsp {
   virtual void OnSignal(ChannelEndpoint& endpoint) {}
   // The channel closed (CLOSECHANNEL, rescind, UNLOAD, or a broken ring).
   virtual void OnClose(uint32_t relid) = 0;
+
+  // ---- Save and restore (issue 14; vmwp/README.md "Saved state").
+  //
+  // A VM's state leaves its worker with every VP paused and comes back in a
+  // fresh worker before any VP runs. The VMBus server saves what it owns
+  // itself: the connection (version, message SINT), the offers and relids,
+  // every GPADL, and for an open channel its ring GPADL, target VP, the
+  // OPENCHANNEL user data and the host-side ring indices (the rings
+  // themselves are guest memory, saved with it). A VSP saves only what it
+  // keeps beyond that.
+  //
+  // Saving, in this order (the worker's service thread; every VP is held, so
+  // no OnPacket/OnSignal runs or starts meanwhile):
+  //   1. Quiesce(deadline): complete or drain everything in flight: backend
+  //      I/O finished and its completion packets written to the ring (or, if
+  //      the ring is full, kept for SaveState), timers stopped, and no thread
+  //      of the VSP touches guest memory or sends on the channel until
+  //      Unquiesce or destruction (netvsp: stop taking frames from the TAP).
+  //      DeadlineExceeded (or any error) if that cannot happen in time: the
+  //      save fails, naming the VSP, and Unquiesce follows.
+  //   2. SaveState(): the VSP's own state, a serialized protobuf message of
+  //      its own that carries its own format version (e.g. a
+  //      `uint32 version = 1` field), next to the VSP's code. Called whether
+  //      or not the channel is open. Empty: nothing to save.
+  //   3. Unquiesce(): the VM goes on in this worker (a checkpoint of a running
+  //      VM, or a save that failed). Not called when the worker ends after
+  //      the save.
+  //
+  // Restoring (a fresh worker, from the same VM configuration): the VSP is
+  // constructed as for a boot and registered with AddVsp in the same order
+  // (the server checks the offers against the saved ones), then, before any
+  // VP runs, RestoreState is called instead of OnOpen: `endpoint` is the
+  // channel's restored endpoint if the channel was open when saved (else
+  // null), `state` is what SaveState returned. An error (a version it cannot
+  // read, a value out of range: the bytes come from a file and are
+  // untrusted) fails the restore with a message naming the VSP and the field,
+  // and the VM stays Saved. Packets and signals may arrive right after the
+  // VPs start.
+  //
+  // Defaults, for a VSP that has not implemented save/restore: Quiesce and
+  // Unquiesce do nothing, SaveState is Unimplemented (the server then refuses
+  // to save a VM whose channel to this VSP is open, naming it, and saves no
+  // state for a closed one), RestoreState accepts only "closed, no state".
+  virtual absl::Status Quiesce(absl::Time deadline) {
+    return absl::OkStatus();
+  }
+  virtual absl::StatusOr<std::string> SaveState() {
+    return absl::UnimplementedError("this VSP cannot save its state");
+  }
+  virtual void Unquiesce() {}
+  virtual absl::Status RestoreState(std::shared_ptr<ChannelEndpoint> endpoint,
+                                    std::string_view state) {
+    if (endpoint != nullptr || !state.empty()) {
+      return absl::UnimplementedError("this VSP cannot restore saved state");
+    }
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace vmbus
