@@ -4,6 +4,9 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
 namespace hvcore {
 namespace {
 
@@ -258,6 +261,63 @@ void SetCpuidApicId(std::vector<kvm_cpuid_entry2>& cpuid, uint32_t index) {
       e.ebx = (e.ebx & ~0xFFu) | (index & 0xFF);  // compute unit id
     }
   }
+}
+
+}  // namespace hvcore
+
+namespace hvcore {
+namespace {
+
+bool SameLeaf(const kvm_cpuid_entry2& a, const kvm_cpuid_entry2& b) {
+  if (a.function != b.function) return false;
+  const bool indexed = (a.flags | b.flags) & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+  return !indexed || a.index == b.index;
+}
+
+std::string LeafName(const kvm_cpuid_entry2& e) {
+  return absl::StrFormat("CPUID leaf 0x%x index %d", e.function, e.index);
+}
+
+}  // namespace
+
+absl::Status CompareCpuid(std::span<const kvm_cpuid_entry2> saved,
+                          std::span<const kvm_cpuid_entry2> current) {
+  for (const kvm_cpuid_entry2& s : saved) {
+    const kvm_cpuid_entry2* c = nullptr;
+    for (const kvm_cpuid_entry2& e : current) {
+      if (SameLeaf(s, e)) {
+        c = &e;
+        break;
+      }
+    }
+    if (c == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          LeafName(s), ": the saved guest saw it, this host does not give it"));
+    }
+    const struct {
+      const char* name;
+      uint32_t saved, current;
+    } regs[] = {{"EAX", s.eax, c->eax},
+                {"EBX", s.ebx, c->ebx},
+                {"ECX", s.ecx, c->ecx},
+                {"EDX", s.edx, c->edx}};
+    for (const auto& r : regs) {
+      if (r.saved != r.current) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "%s %s: the saved guest saw 0x%x, this host gives 0x%x",
+            LeafName(s), r.name, r.saved, r.current));
+      }
+    }
+  }
+  for (const kvm_cpuid_entry2& c : current) {
+    bool found = false;
+    for (const kvm_cpuid_entry2& s : saved) found = found || SameLeaf(s, c);
+    if (!found) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          LeafName(c), ": this host gives it, the saved guest did not see it"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace hvcore

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace hvcore {
 
 // Where KVM's paravirtual leaves go by default. The Hyper-V work will put
@@ -67,6 +69,13 @@ void SetCpuidApicId(std::vector<kvm_cpuid_entry2>& cpuid, uint32_t index);
 // "leaf 0xD"}. Empty when the host honoured the filter.
 std::vector<std::string> HiddenFeaturesTheHostKept(
     std::span<const kvm_cpuid_entry2> effective);
+
+// Whether a guest that ran with `saved` can go on with `current` (a restore,
+// issue 14): the same leaves, indexes and register values. FailedPrecondition
+// naming the first difference, e.g. "CPUID leaf 0x7 index 0 EBX: the saved
+// guest saw 0x..., this host gives 0x...", or a leaf only one side has.
+absl::Status CompareCpuid(std::span<const kvm_cpuid_entry2> saved,
+                          std::span<const kvm_cpuid_entry2> current);
 
 // Number of bits needed to hold n-1 (0 for n <= 1): the width of the core
 // field of the APIC id.

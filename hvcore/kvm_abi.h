@@ -69,6 +69,33 @@ inline constexpr unsigned long kSetGsiRouting =
     _IOW(KVMIO, 0x6a, IrqRoutingHeader);
 static_assert(kSetGsiRouting == 0x4008AE6Aul);
 
+// struct kvm_xsave: 4096 bytes of XSAVE area, then (KVM_GET_XSAVE2 only) as
+// many more as KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) says; the ioctl numbers
+// encode the fixed 4096.
+struct XsaveHeader {
+  uint32_t region[1024];
+};
+static_assert(sizeof(XsaveHeader) == 4096);
+inline constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveHeader);
+inline constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveHeader);
+inline constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, XsaveHeader);
+static_assert(kGetXsave == 0x9000AEA4ul);
+static_assert(kSetXsave == 0x5000AEA5ul);
+static_assert(kGetXsave2 == 0x9000AECFul);
+
+// Fixed-size structures the save/restore path stores as bytes; their sizes
+// are the UAPI's (no flexible arrays, so <linux/kvm.h> is right for these).
+static_assert(sizeof(kvm_regs) == 144);
+static_assert(sizeof(kvm_sregs) == 312);
+static_assert(sizeof(kvm_fpu) == 416);
+static_assert(sizeof(kvm_xcrs) == 392);
+static_assert(sizeof(kvm_lapic_state) == 1024);
+static_assert(sizeof(kvm_vcpu_events) == 64);
+static_assert(sizeof(kvm_debugregs) == 128);
+static_assert(sizeof(kvm_irqchip) == 520);
+static_assert(sizeof(kvm_pit_state2) == 112);
+static_assert(sizeof(kvm_clock_data) == 48);
+
 }  // namespace hvcore::kvm_abi
 
 #endif  // HVSTACK_HVCORE_KVM_ABI_H_

@@ -68,7 +68,12 @@ Partition::Partition(base::ScopedFd vm_fd, const KvmSystem& kvm,
       kvm_cpuid_base_(options.kvm_cpuid_base),
       hyperv_(options.hyperv),
       supported_cpuid_(kvm.supported_cpuid()),
-      msr_index_list_(kvm.msr_index_list()) {}
+      msr_index_list_(kvm.msr_index_list()),
+      xsave_size_(kvm.CheckExtension(KVM_CAP_XSAVE) <= 0
+                      ? 0
+                      : std::max(4096, kvm.CheckExtension(KVM_CAP_XSAVE2))),
+      has_xcrs_(kvm.CheckExtension(KVM_CAP_XCRS) > 0),
+      has_debugregs_(kvm.CheckExtension(KVM_CAP_DEBUGREGS) > 0) {}
 
 Partition::~Partition() = default;
 

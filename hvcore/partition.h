@@ -14,6 +14,7 @@
 #include "base/scoped_fd.h"
 #include "hvcore/cpuid.h"
 #include "hvcore/kvm_system.h"
+#include "hvcore/saved_state.pb.h"
 
 namespace hvcore {
 
@@ -113,6 +114,28 @@ class Partition {
   // software-disabled), as real hardware would.
   absl::Status SignalMsi(const Msi& msi);
 
+  // ---- Save and restore (issue 14).
+
+  // The partition-wide state KVM keeps: PIC/IOAPIC (KVM_GET_IRQCHIP), PIT
+  // (KVM_GET_PIT2), kvmclock (KVM_GET_CLOCK), the TSC frequency, the VP count
+  // and `vp0_cpuid` (what VP 0 runs with, VirtualProcessor::GetCpuid). The
+  // VPs' own state is added by the caller (VirtualProcessor::SaveState).
+  // Needs the irqchip. Any thread; the VPs should be out of KVM_RUN.
+  absl::StatusOr<hvstack::saved::PartitionState> SaveState(
+      std::span<const kvm_cpuid_entry2> vp0_cpuid) const;
+  // Whether `saved` can be restored into this partition, whose VP 0 runs
+  // with `vp0_cpuid`: state format, VP count, TSC frequency and every CPUID
+  // leaf. FailedPrecondition naming the first field that differs ("CPUID
+  // leaf 0x7 index 0 EBX: saved 0x..., this host 0x...").
+  absl::Status CheckCompatible(
+      const hvstack::saved::PartitionState& saved,
+      std::span<const kvm_cpuid_entry2> vp0_cpuid) const;
+  // Puts the irqchip, PIT and kvmclock back (not the VPs). Before the VPs
+  // run.
+  absl::Status RestoreState(const hvstack::saved::PartitionState& saved);
+  // The format PartitionState.version this code writes and reads.
+  static constexpr uint32_t kStateVersion = 1;
+
   bool has_irqchip() const { return irqchip_; }
   bool hyperv() const { return hyperv_; }
   uint32_t vcpu_count() const { return vcpu_count_; }
@@ -121,6 +144,12 @@ class Partition {
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   // From KVM_GET_MSR_INDEX_LIST.
   bool KvmHasMsr(uint32_t index) const;
+  const std::vector<uint32_t>& msr_index_list() const {
+    return msr_index_list_;
+  }
+  int xsave_size() const { return xsave_size_; }
+  bool has_xcrs() const { return has_xcrs_; }
+  bool has_debugregs() const { return has_debugregs_; }
   // Features hvstack hides that KVM nevertheless kept in VP 0's CPUID (see
   // HiddenFeaturesTheHostKept; kvm_pvm: XSAVE, AVX, leaf 0xD ...). Set by
   // CreateVp(0).
@@ -155,6 +184,10 @@ class Partition {
   const bool hyperv_;
   const std::vector<kvm_cpuid_entry2> supported_cpuid_;
   const std::vector<uint32_t> msr_index_list_;
+  // What the save path may use (KVM_CHECK_EXTENSION at Create).
+  const int xsave_size_;  // 0: no KVM_CAP_XSAVE; else bytes of kvm_xsave
+  const bool has_xcrs_;
+  const bool has_debugregs_;
 
   mutable absl::Mutex mu_;
   std::vector<MemoryRegion> regions_ ABSL_GUARDED_BY(mu_);

@@ -241,6 +241,17 @@ absl::StatusOr<std::vector<kvm_cpuid_entry2>> VirtualProcessor::GetCpuid()
   std::vector<kvm_cpuid_entry2> out(std::min(header->nent, kMax));
   std::memcpy(out.data(), buf.data() + sizeof(kvm_abi::Cpuid2Header),
               out.size() * sizeof(kvm_cpuid_entry2));
+  // Some KVMs (seen: Linux 6.1 nested under QEMU) leave nent as given, so
+  // the unused tail comes back as all-zero entries; a real leaf 0 is never
+  // all zero (EAX = max leaf, EBX/ECX/EDX = vendor).
+  while (!out.empty()) {
+    const kvm_cpuid_entry2& e = out.back();
+    if (e.function != 0 || e.index != 0 || e.flags != 0 || e.eax != 0 ||
+        e.ebx != 0 || e.ecx != 0 || e.edx != 0) {
+      break;
+    }
+    out.pop_back();
+  }
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/scoped_fd.h"
+#include "hvcore/saved_state.pb.h"
 
 namespace hvcore {
 
@@ -199,6 +200,25 @@ class VirtualProcessor {
   // crash.
   absl::StatusOr<bool> CompleteRejectedInstruction(
       const EmulationFailure& failure);
+
+  // ---- Save and restore (issue 14). Call from the VP's thread (or while no
+  // thread runs it), with the VP out of KVM_RUN.
+
+  // Everything KVM keeps for this VP: registers, segment/control registers,
+  // XSAVE (else the FPU) and XCRs as this host offers them, every MSR of
+  // KVM_GET_MSR_INDEX_LIST that KVM can read except the Hyper-V synthetic
+  // range (userspace owns it), LAPIC, pending events, MP state, debug
+  // registers. First completes what KVM finishes only on the next KVM_RUN
+  // (the port I/O or MMIO access of the last intercept: RIP still points at
+  // it until then) with a KVM_RUN under immediate_exit, so the state is
+  // between two instructions and a restored VP does not repeat the access.
+  absl::StatusOr<hvstack::saved::VpState> SaveState();
+  // Puts `state` back, in the order KVM needs it (registers, XSAVE, XCRs,
+  // sregs with APIC base, MSRs, LAPIC, events, MP state, TSC deadline, debug
+  // registers). Every structure is checked for its exact size first;
+  // InvalidArgument names the one that is wrong, and a value KVM refuses is
+  // an error naming the ioctl (or the MSR).
+  absl::Status RestoreState(const hvstack::saved::VpState& state);
 
   // Puts the VP in 64-bit long mode per Linux's 64-bit boot protocol: writes
   // the boot GDT and the 4 GiB identity page tables (addresses in
