@@ -142,26 +142,32 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
 
+  VmManagerOptions manager_options;
+  manager_options.state_dir = state_dir;
+  manager_options.restart_backoff = options.restart_backoff;
+  server->vms_ =
+      std::make_unique<VmManager>(server->store_.get(), manager_options);
   WorkerManagerOptions worker_options;
   worker_options.state_dir = state_dir;
   worker_options.kvm_device = options.kvm_device;
   worker_options.vmwp_flag = options.vmwp;
   worker_options.start_timeout = options.start_timeout;
   worker_options.stop_grace = options.stop_grace;
-  worker_options.restart_backoff = options.restart_backoff;
   worker_options.sandbox = options.sandbox;
-  server->workers_ =
-      std::make_unique<WorkerManager>(server->store_.get(), worker_options);
+  server->workers_ = std::make_unique<WorkerManager>(
+      server->store_.get(), worker_options, server->vms_.get());
+  server->vms_->SetBackend(server->workers_.get());
   // Before serving: requests see every VM's worker taken over or its end
   // recorded.
-  if (absl::Status s = server->workers_->Reattach(); !s.ok()) return s;
+  if (absl::Status s = server->vms_->Reattach(); !s.ok()) return s;
 
   absl::StatusOr<SocketGroup> group = ResolveSocketGroup(options.socket_group);
   if (!group.ok()) return group.status();
   server->access_ =
       std::make_unique<AccessControl>(&server->peers_, group->gid, group->name);
   server->service_ = std::make_unique<VmServiceImpl>(
-      server->store_.get(), server->workers_.get(), server->access_.get());
+      server->store_.get(), server->vms_.get(), server->access_.get(),
+      options.vmwp, options.kvm_device);
 
   // We hold the directory's lock, so a socket file there is a stale one from a
   // vmms that died; Listen replaces it.
@@ -212,7 +218,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       state_dir);
   // After the reconcile: a VM still running under its old worker is not
   // started twice.
-  server->workers_->StartAutostartVms();
+  server->vms_->StartAutostartVms();
   return server;
 }
 
@@ -227,7 +233,7 @@ void Server::Shutdown() {
   // Workers first: that ends StartVm calls waiting for them and console streams
   // following them, so the gRPC shutdown below has nothing long-running left to
   // wait for.
-  if (workers_ != nullptr) workers_->Shutdown();
+  if (vms_ != nullptr) vms_->Shutdown();
   if (store_ != nullptr) store_->CloseEventWatchers();
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() +

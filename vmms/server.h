@@ -12,6 +12,7 @@
 #include "base/scoped_fd.h"
 #include "vmms/access_control.h"
 #include "vmms/unix_listener.h"
+#include "vmms/vm_manager.h"
 #include "vmms/vm_service.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_manager.h"
@@ -79,6 +80,9 @@ class Server {
   int tls_port_ = 0;
   std::unique_ptr<VmStore> store_;
   std::unique_ptr<WorkerManager> workers_;
+  // After the backends: destroyed first, its Shutdown shutting them down
+  // (after which they report nothing more to it).
+  std::unique_ptr<VmManager> vms_;
   UnixPeerTable peers_;
   std::unique_ptr<AccessControl> access_;
   std::unique_ptr<VmServiceImpl> service_;

@@ -14,7 +14,6 @@
 #include "vmms/request_peer.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
-#include "vmms/vm_stats.h"
 
 namespace vmms {
 namespace {
@@ -57,10 +56,7 @@ grpc::Status VmServiceImpl::CreateVm(
   vm.set_name(request->name());
   vm.set_uuid(NewUuidV4());
   *vm.mutable_config() = request->config();
-  absl::StatusOr<Vm> created = store_->Create(vm);
-  if (created.ok())
-    spdlog::info("VM {} ({}) created", created->name(), created->uuid());
-  return Respond(created, response);
+  return Respond(vms_->Create(vm), response);
 }
 
 grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
@@ -68,7 +64,7 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
                                   hvstack::v1::Vm* response) {
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  absl::StatusOr<Vm> vm = workers_->Describe(request->name());
+  absl::StatusOr<Vm> vm = vms_->Describe(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
   *response = *std::move(vm);
   // The guest's integration components, while a worker runs: a quick
@@ -76,7 +72,7 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
   // delaying the answer).
   if (response->state() == hvstack::v1::VM_STATE_RUNNING ||
       response->state() == hvstack::v1::VM_STATE_PAUSED) {
-    absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
+    absl::StatusOr<ConsoleSource> source = vms_->Console(request->name());
     if (source.ok() && source->worker_socket.has_value()) {
       *response->mutable_integration() =
           QueryIntegration(*source->worker_socket, absl::Seconds(1));
@@ -89,7 +85,7 @@ absl::StatusOr<std::string> VmServiceImpl::RunningWorkerSocket(
     const std::string& name) {
   absl::StatusOr<Vm> vm = store_->Get(name);
   if (!vm.ok()) return vm.status();
-  absl::StatusOr<ConsoleSource> source = workers_->Console(name);
+  absl::StatusOr<ConsoleSource> source = vms_->Console(name);
   if (!source.ok()) return source.status();
   if (!source->worker_socket.has_value() ||
       vm->state() != hvstack::v1::VM_STATE_RUNNING) {
@@ -186,8 +182,7 @@ grpc::Status VmServiceImpl::StartVm(grpc::ServerContext* context,
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(workers_->Start(request->name(), OpDeadline(context)),
-                 response);
+  return Respond(vms_->Start(request->name(), OpDeadline(context)), response);
 }
 
 grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
@@ -199,7 +194,7 @@ grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(workers_->Stop(request->name()), response);
+  return Respond(vms_->Stop(request->name()), response);
 }
 
 grpc::Status VmServiceImpl::DeleteVm(
@@ -211,7 +206,7 @@ grpc::Status VmServiceImpl::DeleteVm(
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return ToGrpc(workers_->Delete(request->name(), OpDeadline(context)));
+  return ToGrpc(vms_->Delete(request->name(), OpDeadline(context)));
 }
 
 grpc::Status VmServiceImpl::PauseVm(grpc::ServerContext* context,
@@ -223,8 +218,7 @@ grpc::Status VmServiceImpl::PauseVm(grpc::ServerContext* context,
       access_->AuthorizeChange(context, "PauseVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(workers_->Pause(request->name(), OpDeadline(context)),
-                 response);
+  return Respond(vms_->Pause(request->name(), OpDeadline(context)), response);
 }
 
 grpc::Status VmServiceImpl::ResumeVm(
@@ -236,8 +230,7 @@ grpc::Status VmServiceImpl::ResumeVm(
       access_->AuthorizeChange(context, "ResumeVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(workers_->Resume(request->name(), OpDeadline(context)),
-                 response);
+  return Respond(vms_->Resume(request->name(), OpDeadline(context)), response);
 }
 
 grpc::Status VmServiceImpl::ResetVm(grpc::ServerContext* context,
@@ -249,8 +242,7 @@ grpc::Status VmServiceImpl::ResetVm(grpc::ServerContext* context,
       access_->AuthorizeChange(context, "ResetVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(workers_->Reset(request->name(), OpDeadline(context)),
-                 response);
+  return Respond(vms_->Reset(request->name(), OpDeadline(context)), response);
 }
 
 grpc::Status VmServiceImpl::RebootVm(
@@ -262,8 +254,7 @@ grpc::Status VmServiceImpl::RebootVm(
       access_->AuthorizeChange(context, "RebootVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(workers_->Reboot(request->name(), OpDeadline(context)),
-                 response);
+  return Respond(vms_->Reboot(request->name(), OpDeadline(context)), response);
 }
 
 grpc::Status VmServiceImpl::ShutdownVm(
@@ -290,7 +281,7 @@ grpc::Status VmServiceImpl::ShutdownVm(
   options.force_off_fallback =
       request->fallback() != hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL;
   return Respond(
-      workers_->GracefulShutdown(request->name(), options, OpDeadline(context)),
+      vms_->GracefulShutdown(request->name(), options, OpDeadline(context)),
       response);
 }
 
@@ -311,7 +302,7 @@ grpc::Status VmServiceImpl::UpdateVm(
       ApplyConfigUpdate(vm->config(), request->config(), paths);
   if (!merged.ok()) return ToGrpc(merged.status());
   return Respond(
-      workers_->Update(request->name(), *merged, paths, OpDeadline(context)),
+      vms_->Update(request->name(), *merged, paths, OpDeadline(context)),
       response);
 }
 
@@ -319,7 +310,7 @@ NextWorker VmServiceImpl::NextWorkerOf(const std::string& name) {
   return [this, name](uint64_t generation) -> std::optional<WorkerEndpoint> {
     // A fresh worker is ready within a start timeout or not at all.
     std::optional<ConsoleSource> next =
-        workers_->NextConsole(name, generation, absl::Seconds(30));
+        vms_->NextConsole(name, generation, absl::Seconds(30));
     if (!next.has_value() || !next->worker_socket.has_value())
       return std::nullopt;
     return WorkerEndpoint{*next->worker_socket, next->worker_generation};
@@ -337,7 +328,7 @@ grpc::Status VmServiceImpl::GetVmStats(
     return ToGrpc(s);
   absl::StatusOr<Vm> vm = store_->Get(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
-  *response = CollectVmStats(*vm, *workers_, kStatsWorkerTimeout);
+  *response = vms_->Stats(*vm, kStatsWorkerTimeout);
   return grpc::Status::OK;
 }
 
@@ -347,7 +338,7 @@ grpc::Status VmServiceImpl::ListVmStats(
   absl::StatusOr<std::vector<Vm>> vms = store_->List();
   if (!vms.ok()) return ToGrpc(vms.status());
   for (hvstack::v1::VmStats& stats :
-       CollectAllVmStats(*vms, *workers_, kStatsWorkerTimeout)) {
+       vms_->ListStats(*vms, kStatsWorkerTimeout)) {
     *response->add_stats() = std::move(stats);
   }
   return grpc::Status::OK;
@@ -368,7 +359,7 @@ grpc::Status VmServiceImpl::StreamConsole(
     grpc::ServerWriter<hvstack::v1::ConsoleChunk>* writer) {
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  absl::StatusOr<ConsoleSource> source = workers_->Console(request->name());
+  absl::StatusOr<ConsoleSource> source = vms_->Console(request->name());
   if (!source.ok()) return ToGrpc(source.status());
   // Without follow, the console log is the answer whether or not a worker
   // runs: the worker writes it before its ring, and unlike the ring of the
@@ -400,7 +391,7 @@ grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(first.name()); !s.ok()) return ToGrpc(s);
-  absl::StatusOr<ConsoleSource> source = workers_->Console(first.name());
+  absl::StatusOr<ConsoleSource> source = vms_->Console(first.name());
   if (!source.ok()) return ToGrpc(source.status());
   if (source->worker_socket.has_value()) {
     AttachWorkerConsole({*source->worker_socket, source->worker_generation},

@@ -5,24 +5,26 @@
 #include "vmms/access_control.h"
 #include "vmms/console_proxy.h"
 #include "vmms/host_info.h"
+#include "vmms/vm_manager.h"
 #include "vmms/vm_store.h"
-#include "vmms/worker_manager.h"
 
 namespace vmms {
 
 // The public VmService: validates requests, then hands them to the store
-// (definitions) or the worker manager (anything that involves a worker). Errors
-// carry canonical codes whose messages name the VM, field or state involved.
+// (reads of definitions) or the VM manager (anything that involves a VM's
+// backend). Errors carry canonical codes whose messages name the VM, field or
+// state involved.
 class VmServiceImpl final : public hvstack::v1::VmService::Service {
  public:
   // Every request that changes something asks `access` first (see
   // access_control.h) and writes its rows as that caller (request_peer.h).
-  VmServiceImpl(VmStore* store, WorkerManager* workers, AccessControl* access)
+  // GetHostInfo runs `vmwp_flag`'s vmwp (LocateVmwp) on `kvm_device`.
+  VmServiceImpl(VmStore* store, VmManager* vms, AccessControl* access,
+                const std::string& vmwp_flag, const std::string& kvm_device)
       : store_(store),
-        workers_(workers),
+        vms_(vms),
         access_(access),
-        host_info_(workers->options().vmwp_flag,
-                   workers->options().kvm_device) {}
+        host_info_(vmwp_flag, kvm_device) {}
 
   grpc::Status CreateVm(grpc::ServerContext* context,
                         const hvstack::v1::CreateVmRequest* request,
@@ -101,7 +103,7 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   // Finds the VM's next worker for a console that follows it across reboots.
   NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
-  WorkerManager* const workers_;
+  VmManager* const vms_;
   AccessControl* const access_;
   HostInfoProvider host_info_;
 };

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <future>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -62,28 +61,9 @@ hvstack::v1::VmStats CollectVmStats(const hvstack::v1::Vm& vm,
   return stats;
 }
 
-std::vector<hvstack::v1::VmStats> CollectAllVmStats(
-    const std::vector<hvstack::v1::Vm>& vms, WorkerManager& workers,
-    absl::Duration timeout) {
-  // Only VMs with a worker need a thread (a call that may wait); the rest
-  // are their record.
-  std::vector<std::optional<std::future<hvstack::v1::VmStats>>> pending(
-      vms.size());
-  std::vector<hvstack::v1::VmStats> out(vms.size());
-  for (size_t i = 0; i < vms.size(); ++i) {
-    const hvstack::v1::Vm& vm = vms[i];
-    if (workers.Live(vm.uuid()).has_value()) {
-      pending[i] = std::async(std::launch::async, [&vm, &workers, timeout] {
-        return CollectVmStats(vm, workers, timeout);
-      });
-    } else {
-      out[i] = CollectVmStats(vm, workers, timeout);
-    }
-  }
-  for (size_t i = 0; i < vms.size(); ++i) {
-    if (pending[i].has_value()) out[i] = pending[i]->get();
-  }
-  return out;
+hvstack::v1::VmStats WorkerManager::Stats(const Vm& vm,
+                                          absl::Duration timeout) {
+  return CollectVmStats(vm, *this, timeout);
 }
 
 }  // namespace vmms

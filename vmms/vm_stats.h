@@ -1,8 +1,6 @@
 #ifndef HVSTACK_VMMS_VM_STATS_H_
 #define HVSTACK_VMMS_VM_STATS_H_
 
-#include <vector>
-
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/worker_manager.h"
@@ -16,12 +14,6 @@ namespace vmms {
 hvstack::v1::VmStats CollectVmStats(const hvstack::v1::Vm& vm,
                                     WorkerManager& workers,
                                     absl::Duration timeout);
-
-// The same for many VMs, their workers asked in parallel: the whole call
-// takes about one `timeout` at worst, however many workers hang.
-std::vector<hvstack::v1::VmStats> CollectAllVmStats(
-    const std::vector<hvstack::v1::Vm>& vms, WorkerManager& workers,
-    absl::Duration timeout);
 
 }  // namespace vmms
 

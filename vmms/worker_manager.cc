@@ -63,8 +63,9 @@ bool RequestWorkerStop(const std::string& socket_path) {
 
 }  // namespace
 
-WorkerManager::WorkerManager(VmStore* store, WorkerManagerOptions options)
-    : store_(store), options_(std::move(options)) {
+WorkerManager::WorkerManager(VmStore* store, WorkerManagerOptions options,
+                             VmBackendHost* backend_host)
+    : store_(store), options_(std::move(options)), host_(backend_host) {
   if (!options_.sandbox) {
     spdlog::warn(
         "vmms runs with --no-sandbox: workers run as root with no namespaces, "
@@ -95,13 +96,9 @@ Vm WorkerManager::WithSandboxIdentity(Vm vm) const {
   return vm;
 }
 
-absl::StatusOr<Vm> WorkerManager::Describe(const std::string& name) {
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  return WithSandboxIdentity(*std::move(vm));
-}
+Vm WorkerManager::Describe(Vm vm) { return WithSandboxIdentity(std::move(vm)); }
 
-WorkerManager::~WorkerManager() { Shutdown(); }
+WorkerManager::~WorkerManager() { Shutdown("vmms shut down (hard power-off)"); }
 
 absl::Status WorkerManager::FailLaunch(const Vm& vm, const std::string& reason,
                                        absl::Status error) {
@@ -429,9 +426,25 @@ void WorkerManager::Supervise(Worker* worker) {
   if (!worker->ready) worker->start_error = outcome.start_error;
   worker->exited = true;
   lock.Release();
-  // Not under worker->mu: the restart machinery takes mu_, which is always
-  // taken before a worker's mu.
-  if (final_vm.ok()) MaybeScheduleRestart(worker, *final_vm);
+  // Not under worker->mu: the restart machinery may take mu_, which is
+  // always taken before a worker's mu.
+  if (final_vm.ok()) ReportEnd(worker, *final_vm);
+}
+
+void WorkerManager::ReportEnd(Worker* worker, const Vm& final_vm) {
+  if (host_ == nullptr) return;
+  absl::Time ready_time;
+  {
+    absl::MutexLock lock(&worker->mu);
+    // What a client asked for is never undone; a start that failed is the
+    // start's error, not a crash to retry.
+    if (worker->stop_reason.has_value() || worker->shutdown_requested ||
+        !worker->ready) {
+      return;
+    }
+    ready_time = worker->ready_time;
+  }
+  host_->VmEndedOnItsOwn(final_vm, ready_time);
 }
 
 absl::Status WorkerManager::RespawnWorker(
@@ -548,25 +561,9 @@ void WorkerManager::HandleWorkerEvent(
   }
 }
 
-absl::StatusOr<Vm> WorkerManager::Start(const std::string& name,
-                                        absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "start", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kStart); !s.ok()) return s;
-  // A client's start: the restart policy's count and backoff start over.
-  {
-    absl::MutexLock lock(&mu_);
-    restart_attempts_.erase(vm->uuid());
-  }
-  if (vm->restart_count() != 0) (void)store_->SetRestartCount(vm->uuid(), 0);
-  return StartLocked(name, "start requested");
-}
-
-absl::StatusOr<Vm> WorkerManager::StartLocked(const std::string& name,
-                                              const std::string& reason) {
+absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
+                                        const std::string& reason) {
+  const std::string& name = vm_as_asked.name();
   std::shared_ptr<Worker> worker;
   std::shared_ptr<Worker> previous;
   {
@@ -675,8 +672,9 @@ absl::Status WorkerManager::StopWorker(Worker* worker,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
+absl::StatusOr<Vm> WorkerManager::Stop(const Vm& vm_as_asked,
                                        const std::string& reason) {
+  const std::string& name = vm_as_asked.name();
   std::shared_ptr<Worker> stopped;
   // A guest reboot may replace the worker while we stop it (RespawnWorker):
   // then the fresh one is stopped too. Each round either ends the VM or finds
@@ -708,42 +706,26 @@ absl::StatusOr<Vm> WorkerManager::Stop(const std::string& name,
   }
 }
 
-absl::Status WorkerManager::Delete(const std::string& name,
-                                   absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "delete", deadline);
-  if (!guard.ok()) return guard.status();
+absl::Status WorkerManager::Forget(const Vm& vm) {
   std::shared_ptr<Worker> finished;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Vm> vm = store_->Get(name);
-    if (!vm.ok()) return vm.status();
-    if (absl::Status s = CheckRequest(*vm, VmRequest::kDelete); !s.ok())
-      return s;
-    if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
+    if (auto it = workers_.find(vm.uuid()); it != workers_.end()) {
       finished = std::move(it->second);
       workers_.erase(it);
     }
-    if (absl::Status s = store_->Delete(vm->uuid()); !s.ok()) return s;
-    std::error_code ec;
-    std::string dir = RuntimePathsFor(options_.state_dir, vm->uuid()).dir;
-    std::filesystem::remove_all(dir, ec);
-    if (ec)
-      spdlog::warn("VM {}: cannot remove {}: {}", name, dir, ec.message());
-    spdlog::info("VM {} ({}) deleted", name, vm->uuid());
   }
+  // Off or Crashed: its supervisor has recorded the outcome and is ending.
   if (finished != nullptr && finished->supervisor.joinable())
     finished->supervisor.join();
   return absl::OkStatus();
 }
 
-absl::StatusOr<ConsoleSource> WorkerManager::Console(const std::string& name) {
+absl::StatusOr<ConsoleSource> WorkerManager::Console(const Vm& vm) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm->uuid());
+  RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
   ConsoleSource source{std::nullopt, paths.console_log};
-  if (auto it = workers_.find(vm->uuid()); it != workers_.end()) {
+  if (auto it = workers_.find(vm.uuid()); it != workers_.end()) {
     absl::MutexLock worker_lock(&it->second->mu);
     if (it->second->ready && !it->second->exited) {
       source.worker_socket = paths.worker_socket;
@@ -754,14 +736,12 @@ absl::StatusOr<ConsoleSource> WorkerManager::Console(const std::string& name) {
 }
 
 std::optional<ConsoleSource> WorkerManager::NextConsole(
-    const std::string& name, uint64_t generation, absl::Duration timeout) {
+    const Vm& vm, uint64_t generation, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     {
       absl::MutexLock lock(&mu_);
-      absl::StatusOr<Vm> vm = store_->Get(name);
-      if (!vm.ok()) return std::nullopt;
-      auto it = workers_.find(vm->uuid());
+      auto it = workers_.find(vm.uuid());
       if (it == workers_.end()) return std::nullopt;
       Worker& worker = *it->second;
       absl::MutexLock worker_lock(&worker.mu);
@@ -769,7 +749,7 @@ std::optional<ConsoleSource> WorkerManager::NextConsole(
       // exited, so an exited current worker means the VM ended.
       if (worker.exited) return std::nullopt;
       if (worker.generation != generation && worker.ready) {
-        RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm->uuid());
+        RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
         return ConsoleSource{paths.worker_socket, paths.console_log,
                              worker.generation};
       }
@@ -796,13 +776,6 @@ void WorkerManager::Shutdown(const std::string& reason) {
   for (auto& worker : workers) {
     if (worker->supervisor.joinable()) worker->supervisor.join();
   }
-  // Restarts waiting for their backoff see shutting_down_ and give up.
-  std::vector<std::thread> restarters;
-  {
-    absl::MutexLock lock(&mu_);
-    restarters.swap(restarters_);
-  }
-  for (std::thread& t : restarters) t.join();
 }
 
 }  // namespace vmms

@@ -18,9 +18,9 @@
 #include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
-#include "vmms/op_lock.h"
 #include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
+#include "vmms/vm_backend.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_sandbox.h"
 
@@ -35,36 +35,10 @@ struct WorkerManagerOptions {
   // How long a worker gets to exit after WorkerService.Stop before it is
   // SIGKILLed.
   absl::Duration stop_grace = absl::Seconds(3);
-  // Restart policy backoff: the first automatic restart waits
-  // restart_backoff, each further one twice as long, at most
-  // restart_backoff_max; a VM that stayed Running for restart_stable_after
-  // starts again from restart_backoff.
-  absl::Duration restart_backoff = absl::Seconds(1);
-  absl::Duration restart_backoff_max = absl::Minutes(5);
-  absl::Duration restart_stable_after = absl::Minutes(10);
   // False: vmms --no-sandbox, a developer switch. Workers then run as root,
   // unconfined (no uid, namespaces, seccomp or cgroup); every start logs a
   // warning and the VM's row says so (Vm.sandbox.enabled = false).
   bool sandbox = true;
-};
-
-// How ShutdownVm ends when the guest does not power off in time (or cannot be
-// asked).
-struct ShutdownOptions {
-  absl::Duration timeout = absl::Seconds(60);
-  // True: stop the VM hard; false: fail and leave it running.
-  bool force_off_fallback = true;
-};
-
-// Where a VM's console can be read from right now.
-struct ConsoleSource {
-  // The running worker's WorkerService socket, when there is a worker that
-  // reported ready.
-  std::optional<std::string> worker_socket;
-  // The retained log, for when there is no worker to ask.
-  std::string console_log;
-  // Which worker of the VM `worker_socket` belongs to (see NextConsole).
-  uint64_t worker_generation = 0;
 };
 
 // Starts, stops and supervises the vmwp processes, one per running VM, and
@@ -74,50 +48,62 @@ struct ConsoleSource {
 // Each worker has one supervisor thread that alone reads its ready pipe, reaps
 // it and records its outcome; that is what keeps Starting -> Running -> Off in
 // order even for a worker that is ready and gone within a millisecond.
-class WorkerManager {
+class WorkerManager final : public VmBackend {
  public:
-  WorkerManager(VmStore* store, WorkerManagerOptions options);
+  // `host` (may be null) hears about VMs that ended on their own (the restart
+  // policy).
+  WorkerManager(VmStore* store, WorkerManagerOptions options,
+                VmBackendHost* host = nullptr);
   // Stops every worker (see Shutdown).
-  ~WorkerManager();
+  ~WorkerManager() override;
 
-  // Modifying operations take the VM's operation lock (VmOpLocks), waiting
-  // for another one in progress at most until `deadline`. StopVm does not:
-  // a hard power-off is the way out of any operation (which then fails
-  // ABORTED or FAILED_PRECONDITION).
-
-  // Off/Crashed -> Starting -> Running. Returns the VM as recorded when it
-  // became Running, or the reason it did not (the VM is then Off with that
-  // reason).
-  absl::StatusOr<Vm> Start(const std::string& name,
-                           absl::Time deadline = absl::InfiniteFuture());
-  // Hard power-off of a VM with a worker; returns the VM once Off. `reason`
-  // is recorded.
-  absl::StatusOr<Vm> Stop(
-      const std::string& name,
-      const std::string& reason = "stopped by user (hard power-off)");
-  // Removes an Off/Crashed VM's definition and runtime directory.
-  absl::Status Delete(const std::string& name,
-                      absl::Time deadline = absl::InfiniteFuture());
+  // VmBackend. The lifecycle calls come with the VM's operation lock held
+  // and the state table's consent (VmManager); Stop cuts through.
+  const char* name() const override { return "hvstack"; }
+  absl::Status Create(const Vm&) override { return absl::OkStatus(); }
+  // Off/Crashed -> Starting -> Running: a fresh worker, ready.
+  absl::StatusOr<Vm> Start(const Vm& vm, const std::string& reason) override;
+  // Hard power-off of a VM with a worker; returns the VM once Off.
+  absl::StatusOr<Vm> Stop(const Vm& vm, const std::string& reason) override;
   // Running -> Paused -> Running (worker Pause / Resume).
-  absl::StatusOr<Vm> Pause(const std::string& name, absl::Time deadline);
-  absl::StatusOr<Vm> Resume(const std::string& name, absl::Time deadline);
+  absl::StatusOr<Vm> Pause(const Vm& vm) override;
+  absl::StatusOr<Vm> Resume(const Vm& vm) override;
   // Hard reset (Running or Paused): the worker is killed and a fresh one
   // started through RespawnWorker; the VM stays Running (a `rebooted` event).
-  absl::StatusOr<Vm> Reset(const std::string& name, absl::Time deadline);
+  absl::StatusOr<Vm> Reset(const Vm& vm) override;
   // Graceful reboot through the guest's shutdown channel, else a hard reset.
-  absl::StatusOr<Vm> Reboot(const std::string& name, absl::Time deadline);
-  // Graceful power-off (see ShutdownOptions).
-  absl::StatusOr<Vm> GracefulShutdown(const std::string& name,
-                                      const ShutdownOptions& options,
-                                      absl::Time deadline);
-  // UpdateVm: `paths` are validated VmConfig field names.
-  absl::StatusOr<Vm> Update(const std::string& name,
-                            const hvstack::v1::VmConfig& config,
-                            const std::vector<std::string>& paths,
-                            absl::Time deadline);
-  // Starts every autostart VM that is Off or Crashed, in the background (run
-  // once after Reattach). Failures are logged and recorded on the VM.
-  void StartAutostartVms();
+  absl::StatusOr<Vm> Reboot(const Vm& vm) override;
+  absl::StatusOr<Vm> GracefulShutdown(const Vm& vm,
+                                      const ShutdownOptions& options) override;
+  // Joins the finished supervisor of an Off/Crashed VM.
+  absl::Status Forget(const Vm& vm) override;
+  absl::Status PrepareUpdate(const Vm&, const hvstack::v1::VmConfig&,
+                             const std::vector<std::string>&) override {
+    return absl::OkStatus();
+  }
+  // The VM with its sandbox identity filled in.
+  Vm Describe(Vm vm) override;
+  absl::StatusOr<ConsoleSource> Console(const Vm& vm) override;
+  // After the console stream of worker `generation` ended: the console of the
+  // VM's next worker once it is ready (a guest reboot made vmms start a fresh
+  // one), or nullopt when the VM is not running any more (or no new worker
+  // was ready within `timeout`). Console proxies use it to follow a VM across
+  // reboots.
+  std::optional<ConsoleSource> NextConsole(const Vm& vm, uint64_t generation,
+                                           absl::Duration timeout) override;
+  // vm_stats.h.
+  hvstack::v1::VmStats Stats(const Vm& vm, absl::Duration timeout) override;
+  // Takes over the workers of VMs among `vms` that a previous vmms recorded
+  // Starting/Running/Stopping (see worker_reattach.cc). A worker is ours when
+  // its pid is alive with the start time recorded at spawn and its socket
+  // answers GetStatus with the VM's uuid; it is then supervised (pidfd), its
+  // events and console followed, as if we had started it. A worker that died
+  // meanwhile is recorded with the reason from its exit report, else Crashed
+  // "worker exited while vmms was down".
+  absl::Status Reattach(const std::vector<Vm>& vms) override;
+  // Stops all workers (recording `reason`) and refuses further starts.
+  // Idempotent.
+  void Shutdown(const std::string& reason) override;
 
   // The live, ready worker's socket and pid, for reads (stats); nullopt
   // without one.
@@ -128,30 +114,6 @@ class WorkerManager {
   };
   std::optional<LiveWorker> Live(const std::string& uuid);
   const WorkerManagerOptions& options() const { return options_; }
-  absl::StatusOr<ConsoleSource> Console(const std::string& name);
-  // The VM as stored, with its sandbox identity filled in (for Get/List).
-  absl::StatusOr<Vm> Describe(const std::string& name);
-  // After the console stream of worker `generation` ended: the console of the
-  // VM's next worker once it is ready (a guest reboot made vmms start a fresh
-  // one), or nullopt when the VM is not running any more (or no new worker
-  // was ready within `timeout`). Console proxies use it to follow a VM across
-  // reboots.
-  std::optional<ConsoleSource> NextConsole(const std::string& name,
-                                           uint64_t generation,
-                                           absl::Duration timeout);
-
-  // Run once at start-up, before serving: takes over the workers of VMs that a
-  // previous vmms recorded Starting/Running/Stopping (see worker_reattach.cc).
-  // A worker is ours when its pid is alive with the start time recorded at
-  // spawn and its socket answers GetStatus with the VM's uuid; it is then
-  // supervised (pidfd), its events and console followed, as if we had started
-  // it. A worker that died meanwhile is recorded with the reason from its exit
-  // report, else Crashed "worker exited while vmms was down".
-  absl::Status Reattach();
-
-  // Stops all workers (recording `reason`) and refuses further starts.
-  // Idempotent.
-  void Shutdown(const std::string& reason = "vmms shut down (hard power-off)");
 
  private:
   struct Worker {
@@ -216,20 +178,14 @@ class WorkerManager {
 
   // Body of a worker's supervisor thread.
   void Supervise(Worker* worker);
-  // Start's body, with the VM's operation lock held. `reason` is recorded
-  // with Starting.
-  absl::StatusOr<Vm> StartLocked(const std::string& name,
-                                 const std::string& reason);
   // The VM's worker when it is ready and not exited or being stopped; else
   // FAILED_PRECONDITION naming the VM.
   absl::StatusOr<std::shared_ptr<Worker>> ReadyWorker(const Vm& vm);
   // Kills the VM's worker so that its supervisor respawns it (hard reset).
   absl::StatusOr<Vm> HardReset(const Vm& vm, const std::string& reason);
-  // After a worker ended on its own: schedules a restart when the VM's
-  // policy asks for one (restart thread, backoff).
-  void MaybeScheduleRestart(Worker* worker, const Vm& final_vm);
-  void RestartAfter(std::string name, std::string uuid, absl::Duration delay,
-                    uint32_t attempt, std::string why);
+  // After a worker ended and its final state was recorded: tells the host
+  // when nobody asked for it (the restart policy's case).
+  void ReportEnd(Worker* worker, const Vm& final_vm);
   // Takes over one VM's worker at start-up (Reattach).
   absl::Status ReattachVm(const Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Subscribes to a ready worker's events and records them (reboots) until
@@ -272,6 +228,7 @@ class WorkerManager {
 
   VmStore* const store_;
   const WorkerManagerOptions options_;
+  VmBackendHost* const host_;
   // vmms's half of the sandbox; null with --no-sandbox or when the host
   // cannot sandbox (then `sandbox_error_` says why and starts fail).
   std::unique_ptr<SandboxHost> sandbox_;
@@ -283,12 +240,6 @@ class WorkerManager {
   std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
-  VmOpLocks op_locks_;
-  // Automatic restarts and autostarts waiting to run (joined by Shutdown).
-  std::vector<std::thread> restarters_ ABSL_GUARDED_BY(mu_);
-  // Consecutive automatic restarts per VM uuid (reset after a stable run or
-  // a client start).
-  std::map<std::string, uint32_t> restart_attempts_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmms

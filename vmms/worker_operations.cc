@@ -1,6 +1,5 @@
 // WorkerManager's lifecycle operations beyond start/stop/delete: pause,
-// resume, reset, reboot, graceful shutdown, update, autostart, and the restart
-// policy.
+// resume, reset, reboot, graceful shutdown.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -19,16 +18,12 @@ namespace vmms {
 namespace {
 
 using hvstack::internal::WorkerService;
-using hvstack::v1::VM_STATE_CRASHED;
-using hvstack::v1::VM_STATE_OFF;
 using hvstack::v1::VM_STATE_PAUSED;
 using hvstack::v1::VM_STATE_RUNNING;
 
 // Pausing waits for the VP threads to leave KVM_RUN: milliseconds.
 constexpr absl::Duration kPauseRpcTimeout = absl::Seconds(10);
 constexpr absl::Duration kWorkerRpcTimeout = absl::Seconds(2);
-// An automatic restart waits this long for an operation in progress.
-constexpr absl::Duration kRestartLockWait = absl::Minutes(5);
 
 absl::Status Annotate(const std::string& vm, absl::string_view what,
                       const absl::Status& s) {
@@ -64,15 +59,9 @@ std::optional<WorkerManager::LiveWorker> WorkerManager::Live(
                     it->second->ready_time};
 }
 
-absl::StatusOr<Vm> WorkerManager::Pause(const std::string& name,
-                                        absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "pause", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kPause); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+absl::StatusOr<Vm> WorkerManager::Pause(const Vm& vm) {
+  const std::string& name = vm.name();
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   absl::Status paused =
       CallWorker((*worker)->paths.worker_socket, kPauseRpcTimeout,
@@ -84,7 +73,7 @@ absl::StatusOr<Vm> WorkerManager::Pause(const std::string& name,
   if (!paused.ok()) return Annotate(name, "cannot pause", paused);
   // A stop that raced us already recorded Stopping: the table refuses Paused.
   absl::StatusOr<Vm> recorded =
-      store_->SetState(vm->uuid(), VM_STATE_PAUSED, "paused by user");
+      store_->SetState(vm.uuid(), VM_STATE_PAUSED, "paused by user");
   if (!recorded.ok()) {
     return absl::AbortedError(absl::StrCat(
         "VM '", name,
@@ -94,15 +83,9 @@ absl::StatusOr<Vm> WorkerManager::Pause(const std::string& name,
   return recorded;
 }
 
-absl::StatusOr<Vm> WorkerManager::Resume(const std::string& name,
-                                         absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "resume", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kResume); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+absl::StatusOr<Vm> WorkerManager::Resume(const Vm& vm) {
+  const std::string& name = vm.name();
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   absl::Status resumed =
       CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
@@ -113,7 +96,7 @@ absl::StatusOr<Vm> WorkerManager::Resume(const std::string& name,
                  });
   if (!resumed.ok()) return Annotate(name, "cannot resume", resumed);
   absl::StatusOr<Vm> recorded =
-      store_->SetState(vm->uuid(), VM_STATE_RUNNING, "resumed by user");
+      store_->SetState(vm.uuid(), VM_STATE_RUNNING, "resumed by user");
   if (!recorded.ok()) {
     return absl::AbortedError(absl::StrCat(
         "VM '", name,
@@ -167,27 +150,13 @@ absl::StatusOr<Vm> WorkerManager::HardReset(const Vm& vm,
   return after;
 }
 
-absl::StatusOr<Vm> WorkerManager::Reset(const std::string& name,
-                                        absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "reset", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kReset); !s.ok()) return s;
-  spdlog::info("VM {}: hard reset requested", name);
-  return HardReset(*vm, "reset by user (hard)");
+absl::StatusOr<Vm> WorkerManager::Reset(const Vm& vm) {
+  return HardReset(vm, "reset by user (hard)");
 }
 
-absl::StatusOr<Vm> WorkerManager::Reboot(const std::string& name,
-                                         absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "reboot", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kReboot); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+absl::StatusOr<Vm> WorkerManager::Reboot(const Vm& vm) {
+  const std::string& name = vm.name();
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   absl::Status asked =
       CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
@@ -206,21 +175,14 @@ absl::StatusOr<Vm> WorkerManager::Reboot(const std::string& name,
   }
   spdlog::info("VM {}: graceful reboot not possible ({}); hard reset", name,
                std::string(asked.message()));
-  return HardReset(*vm, absl::StrCat("reboot requested by user: ",
-                                     asked.message(), "; hard reset"));
+  return HardReset(vm, absl::StrCat("reboot requested by user: ",
+                                    asked.message(), "; hard reset"));
 }
 
 absl::StatusOr<Vm> WorkerManager::GracefulShutdown(
-    const std::string& name, const ShutdownOptions& options,
-    absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "shutdown", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  if (absl::Status s = CheckRequest(*vm, VmRequest::kShutdown); !s.ok())
-    return s;
-  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(*vm);
+    const Vm& vm, const ShutdownOptions& options) {
+  const std::string& name = vm.name();
+  absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   {
     absl::MutexLock lock(&(*worker)->mu);
@@ -266,146 +228,7 @@ absl::StatusOr<Vm> WorkerManager::GracefulShutdown(
   }
   spdlog::info("VM {}: {}; forcing it off", name, why);
   return Stop(
-      name, absl::StrCat("shutdown requested by user: ", why, "; forced off"));
-}
-
-absl::StatusOr<Vm> WorkerManager::Update(const std::string& name,
-                                         const hvstack::v1::VmConfig& config,
-                                         const std::vector<std::string>& paths,
-                                         absl::Time deadline) {
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "update", deadline);
-  if (!guard.ok()) return guard.status();
-  absl::StatusOr<Vm> vm = store_->Get(name);
-  if (!vm.ok()) return vm.status();
-  absl::StatusOr<Vm> updated = store_->Update(vm->uuid(), config, paths);
-  if (updated.ok()) spdlog::info("VM {}: {}", name, "configuration updated");
-  return updated;
-}
-
-void WorkerManager::StartAutostartVms() {
-  absl::StatusOr<std::vector<Vm>> vms = store_->List();
-  if (!vms.ok()) {
-    spdlog::error("autostart: cannot list VMs: {}",
-                  std::string(vms.status().message()));
-    return;
-  }
-  absl::MutexLock lock(&mu_);
-  for (const Vm& vm : *vms) {
-    // A crash whose policy restart was pending when vmms stopped (or one
-    // recorded while vmms was down) is restarted now, like an autostart.
-    const bool restart_due =
-        vm.state() == VM_STATE_CRASHED &&
-        (vm.config().restart_policy() ==
-             hvstack::v1::RESTART_POLICY_ON_FAILURE ||
-         vm.config().restart_policy() == hvstack::v1::RESTART_POLICY_ALWAYS);
-    if (!vm.config().autostart() && !restart_due) continue;
-    if (vm.state() != VM_STATE_OFF && vm.state() != VM_STATE_CRASHED) continue;
-    const std::string reason =
-        vm.config().autostart()
-            ? "autostart (vmms started)"
-            : absl::StrCat("restarted by policy ",
-                           RestartPolicyName(vm.config().restart_policy()),
-                           " when vmms started, after: ", vm.state_reason());
-    // Through the restart machinery: a thread of its own, joined at shutdown.
-    restarters_.emplace_back([this, name = vm.name(), uuid = vm.uuid(),
-                              reason] {
-      absl::StatusOr<VmOpLocks::Guard> guard =
-          op_locks_.Acquire(name, "autostart", absl::Now() + kRestartLockWait);
-      if (!guard.ok()) return;
-      absl::StatusOr<Vm> current = store_->GetByUuid(uuid);
-      if (!current.ok() || !CheckRequest(*current, VmRequest::kStart).ok())
-        return;
-      absl::StatusOr<Vm> started = StartLocked(name, reason);
-      if (started.ok()) {
-        spdlog::info("VM {}: autostarted", name);
-      } else {
-        spdlog::error("VM {}: autostart failed: {}", name,
-                      std::string(started.status().message()));
-      }
-    });
-  }
-}
-
-void WorkerManager::MaybeScheduleRestart(Worker* worker, const Vm& final_vm) {
-  const hvstack::v1::RestartPolicy policy = final_vm.config().restart_policy();
-  if (policy != hvstack::v1::RESTART_POLICY_ON_FAILURE &&
-      policy != hvstack::v1::RESTART_POLICY_ALWAYS) {
-    return;
-  }
-  absl::Time ready_time;
-  {
-    absl::MutexLock lock(&worker->mu);
-    // What a client asked for is never undone; a start that failed is the
-    // start's error, not a crash to retry.
-    if (worker->stop_reason.has_value() || worker->shutdown_requested ||
-        !worker->ready) {
-      return;
-    }
-    ready_time = worker->ready_time;
-  }
-  const bool crashed = final_vm.state() == VM_STATE_CRASHED;
-  if (!crashed && policy != hvstack::v1::RESTART_POLICY_ALWAYS) return;
-  if (!crashed && final_vm.state() != VM_STATE_OFF) return;
-
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return;
-  uint32_t& attempts = restart_attempts_[final_vm.uuid()];
-  if (ready_time != absl::Time() &&
-      absl::Now() - ready_time >= options_.restart_stable_after) {
-    attempts = 0;
-  }
-  absl::Duration delay = options_.restart_backoff;
-  for (uint32_t i = 0; i < attempts && delay < options_.restart_backoff_max;
-       ++i) {
-    delay *= 2;
-  }
-  delay = std::min(delay, options_.restart_backoff_max);
-  ++attempts;
-  spdlog::info("VM {}: restart policy {}: restarting in {} (attempt {})",
-               final_vm.name(), RestartPolicyName(policy),
-               absl::FormatDuration(delay), attempts);
-  restarters_.emplace_back([this, name = final_vm.name(),
-                            uuid = final_vm.uuid(), delay, n = attempts,
-                            why = final_vm.state_reason()] {
-    RestartAfter(name, uuid, delay, n, why);
-  });
-}
-
-void WorkerManager::RestartAfter(std::string name, std::string uuid,
-                                 absl::Duration delay, uint32_t attempt,
-                                 std::string why) {
-  {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), delay);
-    if (shutting_down_) return;
-  }
-  absl::StatusOr<VmOpLocks::Guard> guard =
-      op_locks_.Acquire(name, "restart", absl::Now() + kRestartLockWait);
-  if (!guard.ok()) {
-    spdlog::warn("VM {}: restart skipped: {}", name,
-                 std::string(guard.status().message()));
-    return;
-  }
-  absl::StatusOr<Vm> vm = store_->GetByUuid(uuid);
-  // Deleted, renamed away, started by a client meanwhile, or its policy set
-  // to never (the way to cancel a pending restart).
-  if (!vm.ok() || vm->name() != name ||
-      !CheckRequest(*vm, VmRequest::kStart).ok() ||
-      (vm->config().restart_policy() !=
-           hvstack::v1::RESTART_POLICY_ON_FAILURE &&
-       vm->config().restart_policy() != hvstack::v1::RESTART_POLICY_ALWAYS)) {
-    return;
-  }
-  (void)store_->SetRestartCount(uuid, vm->restart_count() + 1);
-  absl::StatusOr<Vm> started = StartLocked(
-      name, absl::StrCat("restarted by policy ",
-                         RestartPolicyName(vm->config().restart_policy()),
-                         " (attempt ", attempt, ") after: ", why));
-  if (!started.ok()) {
-    spdlog::error("VM {}: automatic restart failed: {}", name,
-                  std::string(started.status().message()));
-  }
+      vm, absl::StrCat("shutdown requested by user: ", why, "; forced off"));
 }
 
 }  // namespace vmms

@@ -52,13 +52,11 @@ bool IsActive(const Vm& vm) {
 
 }  // namespace
 
-absl::Status WorkerManager::Reattach() {
-  absl::StatusOr<std::vector<Vm>> vms = store_->List();
-  if (!vms.ok()) return vms.status();
+absl::Status WorkerManager::Reattach(const std::vector<Vm>& vms) {
   std::vector<std::shared_ptr<Worker>> stopping;
   {
     absl::MutexLock lock(&mu_);
-    for (const Vm& vm : *vms) {
+    for (const Vm& vm : vms) {
       if (!IsActive(vm)) {
         // A cgroup left by a worker that ended while vmms was down.
         if (sandbox_ != nullptr) sandbox_->RemoveCgroup(vm.uuid());
