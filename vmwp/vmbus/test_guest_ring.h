@@ -69,6 +69,33 @@ class GuestRing {
     return old_write == h_->read_index;
   }
 
+  // hv_ringbuffer_write of a packet with a header extension between the
+  // descriptor and the payload (GPA-direct ranges, as
+  // vmbus_sendpacket_mpb_desc lays them out): offset8 covers the extension.
+  std::optional<bool> WriteExtended(uint16_t type, uint16_t flags,
+                                    uint64_t trans_id,
+                                    std::span<const uint8_t> extension,
+                                    std::span<const uint8_t> payload) {
+    const uint32_t head = 16 + static_cast<uint32_t>(extension.size());
+    uint32_t len = (head + payload.size() + 7) & ~7u;
+    uint32_t total = len + 8;
+    if (BytesToWrite() <= total) return std::nullopt;
+    uint32_t old_write = h_->write_index;
+    PacketDescriptor d{type, static_cast<uint16_t>(head / 8),
+                       static_cast<uint16_t>(len / 8), flags, trans_id};
+    uint32_t at = old_write;
+    at = Put(at, &d, sizeof(d));
+    at = Put(at, extension.data(), extension.size());
+    at = Put(at, payload.data(), payload.size());
+    std::vector<uint8_t> pad(len - head - payload.size(), 0);
+    at = Put(at, pad.data(), pad.size());
+    uint64_t prev = uint64_t{old_write} << 32;
+    at = Put(at, &prev, 8);
+    h_->write_index = at;
+    if (h_->interrupt_mask) return false;
+    return old_write == h_->read_index;
+  }
+
   // Writes raw bytes at the write index and publishes them as-is (for
   // malformed packets).
   void WriteRaw(std::span<const uint8_t> bytes) {

@@ -1,0 +1,658 @@
+#include "vmwp/vsp/storage/storvsp.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
+#include "vmwp/vmbus/ring_layout.h"
+#include "vmwp/vsp/storage/gpa_direct.h"
+
+namespace vsp::storage {
+
+// One VMBus channel of the controller: its send side, the completions that
+// wait for room in the guest's ring, and the backends its current drain has
+// queued I/O on. OnPacket/OnSignal are serialized per channel by the server;
+// completions arrive from backend threads.
+class StorageController::Channel final : public vmbus::Vsp {
+ public:
+  Channel(StorageController& controller, uint16_t index)
+      : controller_(controller) {
+    offer_.interface_type = ScsiInterfaceType();
+    offer_.interface_instance = controller.options_.instance;
+    offer_.sub_channel_index = index;
+    // A request is one vstor_packet; with a buffer, its PFN list comes
+    // first (max_transfer_bytes / 4 KiB + 1 PFNs for Linux). Larger packets
+    // break the channel (the ring reader refuses them).
+    offer_.max_packet_size = 64 * 1024;
+    offer_.min_ring_data_bytes = 4096;
+    offer_.max_ring_data_bytes = 16u << 20;
+  }
+
+  const vmbus::VspOffer& offer() const override { return offer_; }
+
+  absl::Status OnOpen(std::shared_ptr<vmbus::ChannelEndpoint> endpoint,
+                      std::span<const uint8_t> user_data) override {
+    {
+      absl::MutexLock lock(&mu_);
+      endpoint_ = std::move(endpoint);
+      ++generation_;
+      pending_.clear();
+      in_flight_ = 0;
+    }
+    if (offer_.sub_channel_index == 0) controller_.ResetInitialization();
+    return absl::OkStatus();
+  }
+
+  void OnPacket(vmbus::ChannelEndpoint& endpoint,
+                const vmbus::Packet& packet) override {
+    controller_.OnPacket(*this, packet);
+  }
+
+  // End of a drain: hand the queued I/O to the backends (completions that
+  // finish at once are sent from here), then retry waiting completions.
+  void OnSignal(vmbus::ChannelEndpoint& endpoint) override {
+    for (BlockBackend* b : kick_) b->Kick();
+    kick_.clear();
+    Flush();
+  }
+
+  void OnClose(uint32_t relid) override {
+    absl::MutexLock lock(&mu_);
+    endpoint_.reset();
+    ++generation_;
+    pending_.clear();
+  }
+
+  uint64_t generation() {
+    absl::MutexLock lock(&mu_);
+    return generation_;
+  }
+
+  void NeedsKick(BlockBackend* b) {
+    if (std::find(kick_.begin(), kick_.end(), b) == kick_.end()) {
+      kick_.push_back(b);
+    }
+  }
+
+  // Counts an SRB in flight; false when the channel has too many.
+  bool Admit() {
+    absl::MutexLock lock(&mu_);
+    if (in_flight_ >= controller_.options_.max_in_flight) return false;
+    ++in_flight_;
+    return true;
+  }
+
+  // Sends `reply` for `trans_id` if the channel is still the one the
+  // request came on (same generation); queues it if the ring is full.
+  void Complete(uint64_t generation, uint64_t trans_id,
+                const VstorPacket& reply, bool admitted) {
+    absl::MutexLock lock(&mu_);
+    if (generation != generation_ || endpoint_ == nullptr) return;
+    if (admitted && in_flight_ > 0) --in_flight_;
+    if (pending_.empty() && TrySend(trans_id, reply)) return;
+    if (pending_.size() >= controller_.options_.max_queued_completions) {
+      controller_.Count(&StorageStats::dropped_completions);
+      controller_.dropped_log_.Note([] {
+        spdlog::warn(
+            "storvsp: the guest does not read its completions; dropping one");
+      });
+      return;
+    }
+    pending_.emplace_back(trans_id, reply);
+  }
+
+  void Flush() {
+    absl::MutexLock lock(&mu_);
+    while (!pending_.empty() &&
+           TrySend(pending_.front().first, pending_.front().second)) {
+      pending_.pop_front();
+    }
+  }
+
+ private:
+  bool TrySend(uint64_t trans_id, const VstorPacket& reply)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<vmbus::WriteResult> sent = endpoint_->Send(
+        vmbus::kPacketCompletion, 0, trans_id,
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&reply),
+                                 sizeof(reply)));
+    // A broken ring: the channel is dead, drop the completion.
+    return !sent.ok() || sent->written;
+  }
+
+  StorageController& controller_;
+  vmbus::VspOffer offer_;
+  std::vector<BlockBackend*> kick_;  // drain thread only
+
+  absl::Mutex mu_;
+  std::shared_ptr<vmbus::ChannelEndpoint> endpoint_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<uint64_t, VstorPacket>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<std::unique_ptr<StorageController>> StorageController::Create(
+    vmbus::GuestPages& memory, Options options, std::vector<Lun> luns) {
+  if (options.max_transfer_bytes < 4096 ||
+      options.max_transfer_bytes % 4096 != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "storvsp: max_transfer_bytes %d is not a multiple of 4096",
+        options.max_transfer_bytes));
+  }
+  std::unique_ptr<StorageController> c(
+      new StorageController(memory, std::move(options)));
+  for (Lun& l : luns) {
+    if (l.backend == nullptr) {
+      return absl::InvalidArgumentError("storvsp: a LUN without a backend");
+    }
+    const std::string& name = l.backend->name();
+    if (l.target >= 2 || l.lun >= 255) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "disk %s: SCSI target %d lun %d is outside what Linux's storvsc "
+          "scans (targets 0-1, LUNs 0-254)",
+          name, l.target, l.lun));
+    }
+    if (c->FindLun(l.target, l.lun) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "disk %s: SCSI target %d lun %d is used by another disk", name,
+          l.target, l.lun));
+    }
+    DiskProperties p = l.properties;
+    if (p.block_size != 512 && p.block_size != 4096) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "disk %s: logical block size %d (512 or 4096)", name, p.block_size));
+    }
+    if (l.backend->size_bytes() % p.block_size != 0 ||
+        l.backend->size_bytes() == 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "disk %s: size %d is not a positive multiple of the block size %d",
+          name, l.backend->size_bytes(), p.block_size));
+    }
+    p.block_count = l.backend->size_bytes() / p.block_size;
+    p.read_only = p.read_only || l.backend->read_only();
+    p.can_unmap = l.backend->can_unmap() && !p.read_only;
+    p.unmap_zeroes = l.backend->unmap_zeroes();
+    p.max_transfer_bytes = c->options_.max_transfer_bytes;
+    c->luns_.push_back(std::make_unique<LunState>(
+        LunState{l.target, l.lun, std::move(l.backend), ScsiDisk(p)}));
+  }
+  // Room for every sub-channel up front: the vector never reallocates while
+  // drains look at the primary.
+  c->channels_.reserve(1 + c->SubChannelLimit());
+  c->channels_.push_back(std::make_unique<Channel>(*c, 0));
+  c->primary_ = c->channels_[0].get();
+  return c;
+}
+
+StorageController::StorageController(vmbus::GuestPages& memory, Options options)
+    : memory_(memory), options_(std::move(options)) {}
+
+StorageController::~StorageController() { Stop(); }
+
+vmbus::Vsp* StorageController::primary() { return primary_; }
+
+absl::Status StorageController::Start(
+    const std::function<absl::Status()>& on_thread_start) {
+  for (auto& l : luns_) {
+    if (absl::Status s = l->backend->Start(on_thread_start); !s.ok()) return s;
+  }
+  if (options_.add_channel && !control_.joinable()) {
+    control_ = std::thread([this, on_thread_start] {
+      if (on_thread_start) {
+        if (absl::Status s = on_thread_start(); !s.ok()) {
+          spdlog::error("storvsp: control thread not started: {}",
+                        s.ToString());
+          return;
+        }
+      }
+      ControlLoop();
+    });
+  }
+  return absl::OkStatus();
+}
+
+void StorageController::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  if (control_.joinable()) control_.join();
+  for (auto& l : luns_) l->backend->Stop();
+}
+
+void StorageController::ControlLoop() {
+  for (;;) {
+    uint32_t index;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](StorageController* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+            return c->stopped_ ||
+                   c->offered_sub_channels_ < c->wanted_sub_channels_;
+          },
+          this));
+      if (stopped_) return;
+      index = offered_sub_channels_ + 1;
+      if (channels_.size() == channels_.capacity()) return;  // at the limit
+      channels_.push_back(
+          std::make_unique<Channel>(*this, static_cast<uint16_t>(index)));
+    }
+    absl::StatusOr<uint32_t> relid =
+        options_.add_channel(channels_[index].get());
+    absl::MutexLock lock(&mu_);
+    if (!relid.ok()) {
+      spdlog::warn("storvsp: cannot offer sub-channel {}: {}", index,
+                   relid.status().ToString());
+      wanted_sub_channels_ = offered_sub_channels_;
+      channels_.pop_back();  // never offered: no one refers to it
+      continue;
+    }
+    offered_sub_channels_ = index;
+  }
+}
+
+uint32_t StorageController::SubChannelLimit() const {
+  if (!options_.add_channel) return 0;
+  return std::min(options_.max_sub_channels,
+                  options_.vp_count > 0 ? options_.vp_count - 1 : 0);
+}
+
+StorageStats StorageController::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+bool StorageController::ready() const {
+  absl::MutexLock lock(&mu_);
+  return state_ == InitState::kReady;
+}
+uint16_t StorageController::protocol_version() const {
+  absl::MutexLock lock(&mu_);
+  return version_;
+}
+uint32_t StorageController::sub_channels() const {
+  absl::MutexLock lock(&mu_);
+  return offered_sub_channels_;
+}
+
+void StorageController::ResetInitialization() {
+  absl::MutexLock lock(&mu_);
+  state_ = InitState::kNone;
+  version_ = 0;
+}
+
+void StorageController::Count(uint64_t StorageStats::*field, uint64_t n) {
+  absl::MutexLock lock(&mu_);
+  stats_.*field += n;
+}
+
+void StorageController::NoteBadPacket(const absl::Status& why) {
+  Count(&StorageStats::bad_packets);
+  bad_packets_log_.Note(
+      [&] { spdlog::warn("storvsp: {}", std::string(why.message())); },
+      [&] { return std::string(why.message()); });
+}
+
+StorageController::LunState* StorageController::FindLun(uint8_t target,
+                                                        uint8_t lun) {
+  for (auto& l : luns_) {
+    if (l->target == target && l->lun == lun) return l.get();
+  }
+  return nullptr;
+}
+
+std::vector<uint8_t> StorageController::LunsOfTarget(uint8_t target) const {
+  std::vector<uint8_t> out;
+  for (const auto& l : luns_) {
+    if (l->target == target) out.push_back(l->lun);
+  }
+  return out;
+}
+
+namespace {
+
+VstorPacket ReplyTo(const VstorPacket& request, uint32_t status) {
+  VstorPacket r = request;
+  r.operation = kOpCompleteIo;
+  r.flags = 0;
+  r.status = status;
+  return r;
+}
+
+}  // namespace
+
+void StorageController::OnPacket(Channel& channel,
+                                 const vmbus::Packet& packet) {
+  Count(&StorageStats::packets);
+  if (packet.type == vmbus::kPacketCompletion) return;  // nothing we asked
+  if (packet.type != vmbus::kPacketDataInband &&
+      packet.type != vmbus::kPacketDataUsingGpaDirect) {
+    NoteBadPacket(absl::InvalidArgumentError(
+        absl::StrFormat("packet of VMBus type %d ignored", packet.type)));
+    return;
+  }
+  std::span<const uint8_t> data = packet.data();
+  VstorPacket p{};
+  std::memcpy(&p, data.data(), std::min(data.size(), sizeof(p)));
+  if (data.size() < sizeof(p)) {
+    // Not a vstor_packet (Linux always sends the whole 64 bytes).
+    NoteBadPacket(absl::InvalidArgumentError(absl::StrFormat(
+        "%d-byte packet (a vstor_packet has %d)", data.size(), sizeof(p))));
+    channel.Complete(channel.generation(), packet.trans_id,
+                     ReplyTo(p, kStatusInvalidParameter), false);
+    return;
+  }
+  if (p.operation == kOpExecuteSrb) {
+    HandleSrb(channel, packet, p);
+  } else {
+    HandleControl(channel, packet.trans_id, p);
+  }
+}
+
+void StorageController::HandleControl(Channel& channel, uint64_t trans_id,
+                                      VstorPacket& p) {
+  const bool primary = &channel == primary_;
+  uint32_t status = kStatusSuccess;
+  VstorPacket reply = ReplyTo(p, kStatusSuccess);
+  {
+    absl::MutexLock lock(&mu_);
+    switch (p.operation) {
+      case kOpBeginInitialization:
+        if (!primary) {
+          status = kStatusInvalidDeviceState;
+          break;
+        }
+        state_ = InitState::kBegun;
+        version_ = 0;
+        break;
+      case kOpQueryProtocolVersion: {
+        if (!primary || state_ == InitState::kNone) {
+          status = kStatusInvalidDeviceState;
+          break;
+        }
+        const uint16_t v = p.version.major_minor;
+        if (v != kVersionWin10 && v != kVersionWin8_1 && v != kVersionWin8) {
+          status = kStatusRevisionMismatch;  // the guest tries an older one
+          break;
+        }
+        version_ = v;
+        if (state_ == InitState::kBegun) state_ = InitState::kVersioned;
+        break;
+      }
+      case kOpQueryProperties: {
+        if (!primary || state_ < InitState::kVersioned) {
+          status = kStatusInvalidDeviceState;
+          break;
+        }
+        std::memset(reply.buffer, 0, sizeof(reply.buffer));
+        const uint32_t subs = SubChannelLimit();
+        reply.properties.max_channel_cnt = static_cast<uint16_t>(subs);
+        reply.properties.flags = subs > 0 ? kChannelSupportsMultiChannel : 0;
+        reply.properties.max_transfer_bytes = options_.max_transfer_bytes;
+        break;
+      }
+      case kOpEndInitialization:
+        if (!primary || state_ < InitState::kVersioned) {
+          status = kStatusInvalidDeviceState;
+          break;
+        }
+        state_ = InitState::kReady;
+        break;
+      case kOpCreateSubChannels:
+        if (!primary || state_ != InitState::kReady) {
+          status = kStatusInvalidDeviceState;
+        }
+        break;
+      case kOpResetLun:
+      case kOpResetAdapter:
+      case kOpResetBus:
+        // Every SRB is completed by its I/O; there is nothing to abort.
+        if (state_ != InitState::kReady) status = kStatusInvalidDeviceState;
+        break;
+      default:
+        status = kStatusNotSupported;
+        break;
+    }
+  }
+  if (status == kStatusSuccess && p.operation == kOpCreateSubChannels) {
+    CreateSubChannels(channel, trans_id, p);
+    return;
+  }
+  if (status != kStatusSuccess) {
+    NoteBadPacket(absl::FailedPreconditionError(
+        absl::StrFormat("%s (%d) refused with status 0x%x on %s channel",
+                        VstorOperationName(p.operation), p.operation, status,
+                        primary ? "the primary" : "a sub-")));
+  }
+  reply.status = status;
+  channel.Complete(channel.generation(), trans_id, reply, false);
+}
+
+void StorageController::CreateSubChannels(Channel& channel, uint64_t trans_id,
+                                          VstorPacket& p) {
+  const uint32_t limit = SubChannelLimit();
+  const uint32_t want = p.sub_channel_count;
+  if (want == 0 || want > limit) {
+    NoteBadPacket(absl::InvalidArgumentError(absl::StrFormat(
+        "CREATE_SUB_CHANNELS for %d channels; at most %d", want, limit)));
+    channel.Complete(channel.generation(), trans_id,
+                     ReplyTo(p, kStatusInvalidParameter), false);
+    return;
+  }
+  // Answer first (Linux waits for it, then opens each offer as it comes);
+  // the control thread makes the offers. Sub-channels offered before (a
+  // guest that set the controller up again) stay; only missing ones are
+  // added.
+  channel.Complete(channel.generation(), trans_id, ReplyTo(p, kStatusSuccess),
+                   false);
+  absl::MutexLock lock(&mu_);
+  wanted_sub_channels_ = std::max(wanted_sub_channels_, want);
+}
+
+void StorageController::FailSrb(Channel& channel, uint64_t trans_id,
+                                VstorPacket& p, uint8_t srb_status,
+                                uint8_t scsi_status) {
+  VstorPacket reply = ReplyTo(p, kStatusSuccess);
+  reply.vm_srb.srb_status = srb_status;
+  reply.vm_srb.scsi_status = scsi_status;
+  reply.vm_srb.sense_info_length = 0;
+  reply.vm_srb.data_transfer_length = 0;
+  channel.Complete(channel.generation(), trans_id, reply, false);
+}
+
+namespace {
+
+// Fills the completion of an SRB from the disk's answer.
+void FillSrbReply(VstorPacket& reply, const ScsiReply& r, uint32_t moved) {
+  VmscsiRequest& srb = reply.vm_srb;
+  srb.scsi_status = r.status;
+  if (r.status == kScsiCheckCondition) {
+    srb.srb_status = kSrbStatusError | kSrbStatusAutosenseValid;
+    std::array<uint8_t, kFixedSenseSize> sense = BuildFixedSense(r.sense);
+    std::memset(srb.sense_data, 0, sizeof(srb.sense_data));
+    std::memcpy(srb.sense_data, sense.data(), sense.size());
+    srb.sense_info_length = static_cast<uint8_t>(sense.size());
+    srb.data_transfer_length = 0;
+  } else {
+    srb.srb_status = kSrbStatusSuccess;
+    srb.sense_info_length = 0;
+    srb.data_transfer_length = moved;
+  }
+}
+
+}  // namespace
+
+void StorageController::ReplySrb(Channel& channel, uint64_t trans_id,
+                                 VstorPacket& p, const ScsiReply& reply,
+                                 std::span<const iovec> buffer) {
+  const size_t moved = CopyToIovecs(reply.data, buffer);
+  if (reply.status != kScsiGood) Count(&StorageStats::check_conditions);
+  VstorPacket out = ReplyTo(p, kStatusSuccess);
+  FillSrbReply(out, reply, static_cast<uint32_t>(moved));
+  channel.Complete(channel.generation(), trans_id, out, false);
+}
+
+void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
+                                  VstorPacket& p) {
+  const uint64_t trans_id = packet.trans_id;
+  Count(&StorageStats::srbs);
+  if (!ready()) {
+    {
+      NoteBadPacket(absl::FailedPreconditionError(
+          "EXECUTE_SRB before the guest finished initialization"));
+      channel.Complete(channel.generation(), trans_id,
+                       ReplyTo(p, kStatusInvalidDeviceState), false);
+      return;
+    }
+  }
+  VmscsiRequest& srb = p.vm_srb;
+  auto invalid = [&](const std::string& why) {
+    Count(&StorageStats::invalid_requests);
+    NoteBadPacket(absl::InvalidArgumentError(why));
+    FailSrb(channel, trans_id, p, kSrbStatusInvalidRequest);
+  };
+  if (srb.cdb_length == 0 || srb.cdb_length > kMaxCdbLength) {
+    invalid(absl::StrFormat("SRB with a %d-byte CDB", srb.cdb_length));
+    return;
+  }
+  if (srb.data_transfer_length > options_.max_transfer_bytes) {
+    invalid(absl::StrFormat("SRB moving %d bytes; the maximum is %d",
+                            srb.data_transfer_length,
+                            options_.max_transfer_bytes));
+    return;
+  }
+  // The data buffer.
+  std::vector<iovec> buffer;
+  if (packet.type == vmbus::kPacketDataUsingGpaDirect) {
+    absl::StatusOr<GpaDirectBuffer> parsed = ParseGpaDirect(
+        packet.header_extension(), options_.max_transfer_bytes / 4096 + 2);
+    if (!parsed.ok()) {
+      invalid(std::string(parsed.status().message()));
+      return;
+    }
+    if (parsed->total_bytes() < srb.data_transfer_length) {
+      invalid(absl::StrFormat("SRB moving %d bytes with a %d-byte buffer",
+                              srb.data_transfer_length, parsed->total_bytes()));
+      return;
+    }
+    absl::StatusOr<std::vector<iovec>> iov =
+        ResolveGpaDirect(*parsed, srb.data_transfer_length, memory_);
+    if (!iov.ok()) {
+      invalid(std::string(iov.status().message()));
+      return;
+    }
+    buffer = *std::move(iov);
+  } else if (srb.data_transfer_length != 0) {
+    invalid(
+        absl::StrFormat("SRB moving %d bytes without a buffer (in-band packet)",
+                        srb.data_transfer_length));
+    return;
+  }
+  const uint32_t buffer_bytes = srb.data_transfer_length;
+  const std::span<const uint8_t> cdb(srb.cdb, srb.cdb_length);
+
+  // Addressing: path 0, a configured target; REPORT LUNS and INQUIRY of an
+  // absent LUN are answered for the target.
+  const std::vector<uint8_t> target_luns = LunsOfTarget(srb.target_id);
+  if (srb.path_id != 0 || target_luns.empty()) {
+    FailSrb(channel, trans_id, p, kSrbStatusInvalidLun);
+    return;
+  }
+  if (cdb[0] == kReportLuns) {
+    ReplySrb(channel, trans_id, p, ReportLuns(cdb, buffer_bytes, target_luns),
+             buffer);
+    return;
+  }
+  LunState* lun = FindLun(srb.target_id, srb.lun);
+  if (lun == nullptr) {
+    if (cdb[0] == kInquiry) {
+      ReplySrb(channel, trans_id, p, NoLunInquiry(cdb, buffer_bytes), buffer);
+    } else {
+      FailSrb(channel, trans_id, p, kSrbStatusInvalidLun);
+    }
+    return;
+  }
+
+  // Parameter data (UNMAP's descriptors): copied out of guest memory once.
+  std::vector<uint8_t> parameters(
+      std::min<uint32_t>(ScsiDisk::ParameterBytes(cdb), buffer_bytes));
+  CopyFromIovecs(buffer, parameters);
+  ScsiAction action = lun->disk.Execute(cdb, buffer_bytes, parameters);
+  if (ScsiReply* reply = std::get_if<ScsiReply>(&action)) {
+    ReplySrb(channel, trans_id, p, *reply, buffer);
+    return;
+  }
+  DiskIo& io = std::get<DiskIo>(action);
+  if (!channel.Admit()) {
+    Count(&StorageStats::busy);
+    FailSrb(channel, trans_id, p, /*SRB_STATUS_BUSY*/ 0x05, kScsiBusy);
+    return;
+  }
+  BlockBackend* backend = lun->backend.get();
+  const uint64_t generation = channel.generation();
+  auto done = [this, &channel, generation, trans_id, request = p,
+               kind = io.kind, transfer = io.transfer, error = io.error_sense,
+               name = &backend->name()](int64_t result) mutable {
+    VstorPacket out = ReplyTo(request, kStatusSuccess);
+    ScsiReply r;
+    if (result < 0) {
+      r = CheckCondition(error);
+      Count(&StorageStats::io_errors);
+      io_errors_log_.Note([&] {
+        spdlog::warn("storvsp: disk {}: I/O error: {}", *name,
+                     strerror(static_cast<int>(-result)));
+      });
+    } else if (kind == DiskIo::Kind::kRead) {
+      Count(&StorageStats::bytes_read, transfer);
+    } else if (kind == DiskIo::Kind::kWrite) {
+      Count(&StorageStats::bytes_written, transfer);
+    }
+    if (r.status != kScsiGood) Count(&StorageStats::check_conditions);
+    FillSrbReply(out, r, result < 0 ? 0 : transfer);
+    channel.Complete(generation, trans_id, out, true);
+  };
+  switch (io.kind) {
+    case DiskIo::Kind::kRead:
+      backend->Read(PrefixIovecs(buffer, io.transfer), io.offset,
+                    std::move(done));
+      break;
+    case DiskIo::Kind::kWrite:
+      backend->Write(PrefixIovecs(buffer, io.transfer), io.offset, io.fua,
+                     std::move(done));
+      break;
+    case DiskIo::Kind::kFlush:
+      Count(&StorageStats::flushes);
+      backend->Flush(std::move(done));
+      break;
+    case DiskIo::Kind::kUnmap: {
+      Count(&StorageStats::unmaps);
+      // One completion for all ranges: the last one to finish sends it.
+      struct Join {
+        size_t left;
+        int64_t result = 0;
+        absl::Mutex mu;
+        IoDone finish;
+      };
+      auto join = std::make_shared<Join>();
+      join->left = io.unmap.size();
+      join->finish = std::move(done);
+      for (const ByteRange& r : io.unmap) {
+        backend->Unmap(r.offset, r.length, [join](int64_t result) {
+          bool last;
+          {
+            absl::MutexLock lock(&join->mu);
+            if (result < 0) join->result = result;
+            last = --join->left == 0;
+          }
+          if (last) join->finish(join->result);
+        });
+      }
+      break;
+    }
+  }
+  channel.NeedsKick(backend);
+}
+
+}  // namespace vsp::storage

@@ -1,0 +1,264 @@
+#include "vmwp/vsp/storage/uring_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "spdlog/spdlog.h"
+
+namespace vsp::storage {
+
+struct UringFileBackend::Request {
+  IoDone done;
+  uint64_t expect = 0;  // bytes a read/write must move
+  std::vector<iovec> iov;
+};
+
+namespace {
+
+absl::Status Errno(int err, const std::string& what) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(what, ": ", strerror(err)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UringFileBackend>> UringFileBackend::Create(
+    base::ScopedFd fd, Options options) {
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    return Errno(errno, absl::StrCat("disk ", options.name, ": fstat"));
+  }
+  if (S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_size) < options.size_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "disk ", options.name, ": the file has ", st.st_size,
+        " bytes, less than the configured size ", options.size_bytes));
+  }
+  base::ScopedFd event(::eventfd(0, EFD_CLOEXEC));
+  if (event.get() < 0) {
+    return Errno(errno, absl::StrCat("disk ", options.name, ": eventfd"));
+  }
+  std::unique_ptr<UringFileBackend> b(new UringFileBackend(
+      std::move(fd), std::move(event), std::move(options)));
+  if (absl::Status s = b->SetUp(); !s.ok()) return s;
+  // Holes: probe past the end of the file, where punching changes nothing.
+  if (!b->options_.read_only && S_ISREG(st.st_mode)) {
+    const off_t end = (st.st_size + 4095) / 4096 * 4096;
+    b->can_punch_holes_ =
+        ::fallocate(b->fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    end, 4096) == 0;
+  }
+  return b;
+}
+
+UringFileBackend::UringFileBackend(base::ScopedFd fd, base::ScopedFd event,
+                                   Options options)
+    : fd_(std::move(fd)),
+      event_(std::move(event)),
+      options_(std::move(options)) {}
+
+absl::Status UringFileBackend::SetUp() {
+  const std::string what = absl::StrCat("disk ", options_.name, ": io_uring");
+  io_uring_params p{};
+  p.flags = IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
+  p.cq_entries = options_.queue_depth * 2;
+  if (int r = io_uring_queue_init_params(options_.queue_depth, &ring_, &p);
+      r < 0) {
+    return Errno(-r, absl::StrCat(what,
+                                  " setup (the kernel must allow "
+                                  "io_uring: kernel.io_uring_disabled)"));
+  }
+  ring_ready_ = true;
+  // The ring may only read, write, sync and deallocate the registered file.
+  io_uring_restriction res[6] = {};
+  const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+                         IORING_OP_FALLOCATE};
+  int n = 0;
+  for (uint8_t op : ops) {
+    res[n].opcode = IORING_RESTRICTION_SQE_OP;
+    res[n++].sqe_op = op;
+  }
+  res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
+  res[n++].sqe_flags = IOSQE_FIXED_FILE;
+  res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+  res[n++].sqe_flags = IOSQE_FIXED_FILE;
+  if (int r = io_uring_register_restrictions(&ring_, res, n); r < 0) {
+    return Errno(-r, absl::StrCat(what, " restrictions"));
+  }
+  const int fd = fd_.get();
+  if (int r = io_uring_register_files(&ring_, &fd, 1); r < 0) {
+    return Errno(-r, absl::StrCat(what, " file registration"));
+  }
+  // Only completions that did not finish during submission wake the thread.
+  if (int r = io_uring_register_eventfd_async(&ring_, event_.get()); r < 0) {
+    return Errno(-r, absl::StrCat(what, " eventfd registration"));
+  }
+  if (int r = io_uring_enable_rings(&ring_); r < 0) {
+    return Errno(-r, absl::StrCat(what, " enable"));
+  }
+  return absl::OkStatus();
+}
+
+UringFileBackend::~UringFileBackend() {
+  Stop();
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* UringFileBackend::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    // The SQ is full of prepared entries: hand them over, then take one.
+    io_uring_submit(&ring_);
+    queued_ = 0;
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void UringFileBackend::Queue(io_uring_sqe* sqe, Request* r, IoDone done,
+                             uint64_t expect) {
+  io_uring_sqe_set_data(sqe, r);
+  r->done = std::move(done);
+  r->expect = expect;
+  sqe->flags |= IOSQE_FIXED_FILE;
+  in_flight_.fetch_add(1);
+  ++queued_;
+}
+
+void UringFileBackend::Read(std::span<const iovec> iov, uint64_t offset,
+                            IoDone done) {
+  auto* r = new Request;
+  r->iov.assign(iov.begin(), iov.end());
+  uint64_t bytes = 0;
+  for (const iovec& v : iov) bytes += v.iov_len;
+  absl::MutexLock lock(&sq_mu_);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_readv(sqe, 0, r->iov.data(), r->iov.size(), offset);
+  Queue(sqe, r, std::move(done), bytes);
+}
+
+void UringFileBackend::Write(std::span<const iovec> iov, uint64_t offset,
+                             bool fua, IoDone done) {
+  auto* r = new Request;
+  r->iov.assign(iov.begin(), iov.end());
+  uint64_t bytes = 0;
+  for (const iovec& v : iov) bytes += v.iov_len;
+  absl::MutexLock lock(&sq_mu_);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_writev(sqe, 0, r->iov.data(), r->iov.size(), offset);
+  if (fua) sqe->rw_flags = RWF_DSYNC;
+  Queue(sqe, r, std::move(done), bytes);
+}
+
+void UringFileBackend::Flush(IoDone done) {
+  auto* r = new Request;
+  absl::MutexLock lock(&sq_mu_);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+  Queue(sqe, r, std::move(done), 0);
+}
+
+void UringFileBackend::Unmap(uint64_t offset, uint64_t length, IoDone done) {
+  if (!can_punch_holes_) {
+    done(-EOPNOTSUPP);
+    return;
+  }
+  auto* r = new Request;
+  absl::MutexLock lock(&sq_mu_);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_fallocate(sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          offset, length);
+  Queue(sqe, r, std::move(done), 0);
+}
+
+void UringFileBackend::Kick() {
+  {
+    absl::MutexLock lock(&sq_mu_);
+    if (queued_ > 0) {
+      io_uring_submit(&ring_);
+      queued_ = 0;
+    }
+  }
+  Reap();
+}
+
+void UringFileBackend::Reap() {
+  std::vector<std::pair<Request*, int>> done;
+  {
+    absl::MutexLock lock(&cq_mu_);
+    io_uring_cqe* cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      done.emplace_back(static_cast<Request*>(io_uring_cqe_get_data(cqe)),
+                        cqe->res);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+  for (auto& [r, res] : done) {
+    int64_t result = res;
+    // A short read or write means the file ended or the disk filled up.
+    if (res >= 0 && static_cast<uint64_t>(res) != r->expect) result = -EIO;
+    r->done(result);
+    delete r;
+    in_flight_.fetch_sub(1);
+  }
+}
+
+absl::Status UringFileBackend::Start(
+    std::function<absl::Status()> on_thread_start) {
+  if (thread_.joinable()) return absl::OkStatus();
+  thread_ =
+      std::thread([this, f = std::move(on_thread_start)] { ThreadLoop(f); });
+  return absl::OkStatus();
+}
+
+void UringFileBackend::ThreadLoop(
+    std::function<absl::Status()> on_thread_start) {
+  if (on_thread_start) {
+    if (absl::Status s = on_thread_start(); !s.ok()) {
+      // No unconfined thread: completions are then only reaped by Kick and
+      // Stop, which is slow but correct.
+      spdlog::error("storage {}: completion thread not started: {}",
+                    options_.name, s.ToString());
+      return;
+    }
+  }
+  for (;;) {
+    uint64_t n;
+    if (::read(event_.get(), &n, sizeof(n)) < 0 && errno != EINTR) {
+      spdlog::error("storage {}: eventfd read: {}", options_.name,
+                    strerror(errno));
+      return;
+    }
+    if (stopping_.load() && in_flight_.load() == 0) return;
+    Reap();
+  }
+}
+
+void UringFileBackend::Stop() {
+  if (!ring_ready_) return;
+  stopping_.store(true);
+  Kick();
+  while (in_flight_.load() > 0) {
+    absl::SleepFor(absl::Milliseconds(1));
+    Reap();
+  }
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    (void)!::write(event_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+}
+
+}  // namespace vsp::storage
