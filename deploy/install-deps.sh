@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
   libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev
   libcli11-dev nlohmann-json3-dev libseccomp-dev libcap-ng-dev libsystemd-dev
+  # Disks in the worker: io_uring for raw images, libnbd for qcow2/VHDX served over NBD.
+  liburing-dev libnbd-dev
   # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
   python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
   sqlite3 lz4 pkg-config

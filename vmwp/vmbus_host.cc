@@ -1,5 +1,6 @@
 #include "vmwp/vmbus_host.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,7 +49,15 @@ VmbusHost::VmbusHost(vid::Partition& partition, Options options)
       timesync_(Instance(3),
                 [&partition] { return partition.ReferenceTime(); }),
       kvp_(Instance(4)),
-      server_(pages_, synic_port_, {.vp_count = partition.vp_count()}) {}
+      server_(pages_, synic_port_,
+              {.vp_count = partition.vp_count(),
+               // Every channel's event port exists before its offer goes out
+               // (sub-channels are offered while the guest runs).
+               .on_channel_added = [this](uint32_t relid) {
+                 absl::Status s = vmbus::RegisterChannelEventPort(
+                     hv_.connections(), server_, relid);
+                 return absl::IsAlreadyExists(s) ? absl::OkStatus() : s;
+               }}) {}
 
 absl::StatusOr<std::unique_ptr<VmbusHost>> VmbusHost::Create(
     vid::Partition& partition, Options options) {
@@ -71,11 +80,22 @@ absl::Status VmbusHost::Start() {
            &heartbeat_, &shutdown_, &timesync_, &kvp_}) {
     absl::StatusOr<uint32_t> relid = server_.AddVsp(vsp);
     if (!relid.ok()) return relid.status();
-    if (absl::Status s =
-            vmbus::RegisterChannelEventPort(hv_.connections(), server_, *relid);
-        !s.ok()) {
-      return s;
-    }
+  }
+  absl::StatusOr<StorageControllers> storage = BuildStorageControllers(
+      options_.disks, pages_, partition_.vp_count(),
+      [this](vmbus::Vsp* vsp) { return server_.AddVsp(vsp); });
+  if (!storage.ok()) return storage.status();
+  storage_ = *std::move(storage);
+  for (size_t i = 0; i < storage_.controllers.size(); ++i) {
+    absl::StatusOr<uint32_t> relid =
+        server_.AddVsp(storage_.controllers[i]->primary());
+    if (!relid.ok()) return relid.status();
+    spdlog::info("storvsp: SCSI controller {} (relid {}) with {} disk(s)",
+                 storage_.numbers[i], *relid,
+                 std::count_if(options_.disks.begin(), options_.disks.end(),
+                               [&](const auto& d) {
+                                 return d.controller() == storage_.numbers[i];
+                               }));
   }
   return absl::OkStatus();
 }
@@ -83,6 +103,12 @@ absl::Status VmbusHost::Start() {
 void VmbusHost::StartTimer() {
   if (timer_.joinable() || closed_.HasBeenNotified()) return;
   timer_ = std::thread([this] { TimerLoop(); });
+  for (auto& c : storage_.controllers) {
+    if (absl::Status s = c->Start(options_.on_thread_start); !s.ok()) {
+      spdlog::error("storvsp: cannot start the storage threads: {}",
+                    s.ToString());
+    }
+  }
 }
 
 VmbusHost::~VmbusHost() { Close(); }
@@ -90,6 +116,8 @@ VmbusHost::~VmbusHost() { Close(); }
 void VmbusHost::Close() {
   if (!closed_.HasBeenNotified()) closed_.Notify();
   if (timer_.joinable()) timer_.join();
+  // In-flight disk I/O completes (into guest memory, which still exists).
+  for (auto& c : storage_.controllers) c->Stop();
 }
 
 void VmbusHost::TimerLoop() {

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "vid/partition.h"
+#include "vmwp/storage_config.h"
 #include "vmwp/vmbus/hvcore_bridge.h"
 #include "vmwp/vmbus/server.h"
 #include "vmwp/vmbus/vid_guest_pages.h"
@@ -46,6 +47,9 @@ class VmbusHost {
     std::function<void(hvstack::internal::GuestIntegration::Heartbeat state,
                        uint64_t sequence)>
         on_heartbeat_change;
+    // The VM's disks: storvsp SCSI controllers (descriptors owned from
+    // Create on, closed on failure too).
+    google::protobuf::RepeatedPtrField<hvstack::internal::WorkerDisk> disks;
   };
 
   // How long ShutdownGuest and the KVP calls wait for the guest's answer.
@@ -59,13 +63,17 @@ class VmbusHost {
   VmbusHost(const VmbusHost&) = delete;
   VmbusHost& operator=(const VmbusHost&) = delete;
 
-  // Starts the heartbeat timer thread (once; after the sandbox's process
-  // lock-down, since the thread installs a filter of its own).
+  // Starts the heartbeat timer thread and the storage threads (once; after
+  // the sandbox's process lock-down, since each thread installs a filter of
+  // its own).
   void StartTimer();
-  // Stops the timer thread and makes every waiting or later call return
-  // Unavailable at once. Call once the VPs have stopped (nothing will answer
-  // any more); idempotent.
+  // Stops the timer thread, completes in-flight disk I/O and makes every
+  // waiting or later call return Unavailable at once. Call once the VPs have
+  // stopped (nothing will answer any more); idempotent.
   void Close();
+
+  // The storvsp controllers, in controller-number order (tests, status).
+  const StorageControllers& storage() const { return storage_; }
 
   hvstack::internal::GuestIntegration Status() const;
 
@@ -102,6 +110,7 @@ class VmbusHost {
   vsp::ic::ShutdownIc shutdown_;
   vsp::ic::TimeSyncIc timesync_;
   vsp::ic::KvpIc kvp_;
+  StorageControllers storage_;
   vmbus::VmbusServer server_;
 
   absl::Notification closed_;

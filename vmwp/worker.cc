@@ -371,6 +371,11 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
     if (!s.ok()) return s;
   }
   if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
+  if (!config.enlightened() && config.disks_size() > 0) {
+    return absl::InvalidArgumentError(
+        "the VM has disks but no VMBus (it is not enlightened): its SCSI "
+        "controller is a VMBus device");
+  }
   if (config.enlightened()) {
     absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus = VmbusHost::Create(
         *p, {.on_thread_start = vm.on_device_thread_start,
@@ -382,7 +387,8 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
                    event.mutable_heartbeat()->set_state(state);
                    event.mutable_heartbeat()->set_sequence(sequence);
                    events->Publish(std::move(event));
-                 }});
+                 },
+             .disks = config.disks()});
     if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
     boot->vmbus = *std::move(vmbus);
   }

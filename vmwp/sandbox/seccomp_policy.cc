@@ -66,6 +66,12 @@ constexpr SyscallRule kSyscalls[] = {
     {"unlinkat", S, ArgCheck::kNone, "as unlink"},
     // Synchronisation and time.
     {"futex", ALL, ArgCheck::kNone, "absl::Mutex, condition variables"},
+    // Disk I/O (vsp/storage): submit to and reap from the io_uring rings
+    // created before lock-down, each restricted to READV/WRITEV/FSYNC/
+    // FALLOCATE on its one registered image file. VP threads submit the
+    // requests they drain; device threads reap. io_uring_setup and
+    // io_uring_register stay forbidden: no new or widened ring.
+    {"io_uring_enter", V | D, ArgCheck::kNone, "disk I/O (restricted rings)"},
     {"sched_yield", ALL, ArgCheck::kNone, "spin-then-block locks"},
     {"clock_gettime", ALL, ArgCheck::kNone, "vDSO fallback"},
     {"clock_nanosleep", ALL, ArgCheck::kNone, "sleep_for"},

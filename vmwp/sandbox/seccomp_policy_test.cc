@@ -73,6 +73,7 @@ TEST(SeccompPolicyTest, NeverAllowsEscapeHatches) {
                                "add_key",
                                "userfaultfd",
                                "io_uring_setup",
+                               "io_uring_register",
                                "setuid",
                                "setresuid",
                                "personality",

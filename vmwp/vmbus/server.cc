@@ -48,6 +48,9 @@ absl::StatusOr<uint32_t> VmbusServer::AddVsp(Vsp* vsp) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "no free VMBus relid (at most %d channels)", kMaxRelid));
   }
+  if (options_.on_channel_added) {
+    if (absl::Status s = options_.on_channel_added(relid); !s.ok()) return s;
+  }
   ChannelRecord& channel = channels_[relid];
   channel.vsp = vsp;
   channel.connection_id = ConnectionIdForRelid(relid);

@@ -2,6 +2,7 @@
 #define HVSTACK_VMWP_VMBUS_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -36,6 +37,12 @@ class VmbusServer final : public SynicGuestCalls {
     // Bounds on what one guest may make the host hold.
     uint32_t max_gpadls = 4096;
     uint32_t max_pending_gpadls = 64;
+    // Called by AddVsp with the new channel's relid before its offer can
+    // reach the guest (under the server's lock: it must not call back into
+    // the server). The SynIC adapter registers the channel's event port
+    // here, so that a guest that opens a channel offered at run time (a
+    // sub-channel) can signal it at once. An error fails AddVsp.
+    std::function<absl::Status(uint32_t relid)> on_channel_added;
   };
 
   // Versions offered, newest first (the order of Linux's vmbus_versions[]).

@@ -451,5 +451,33 @@ TEST_F(ServerTest, Win7SignalsThroughTheInterruptPage) {
   EXPECT_EQ(page[relid / 8] & (1u << (relid % 8)), 1u << (relid % 8));
 }
 
+// A channel added at run time (a storage sub-channel): the hook runs with
+// its relid before the offer is posted; a failing hook fails AddVsp.
+TEST(ServerHookTest, ChannelAddedHookRunsBeforeTheOffer) {
+  FakeGuest guest;
+  std::vector<std::pair<uint32_t, size_t>> calls;  // relid, offers posted
+  bool fail = false;
+  VmbusServer server(guest.memory, guest,
+                     {.vp_count = 1, .on_channel_added = [&](uint32_t relid) {
+                        calls.emplace_back(relid, guest.inbox.size());
+                        return fail ? absl::InternalError("no port")
+                                    : absl::OkStatus();
+                      }});
+  guest.server = &server;
+  EchoVsp a(1), b(2), c(3);
+  ASSERT_TRUE(server.AddVsp(&a).ok());
+  guest.Connect(kVersionWin10V5_3);
+  EXPECT_EQ(guest.RequestOffers().size(), 1u);
+  auto relid = server.AddVsp(&b);
+  ASSERT_TRUE(relid.ok());
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1].first, *relid);
+  EXPECT_EQ(calls[1].second, 0u);  // nothing posted yet when it ran
+  EXPECT_EQ(guest.Expect<OfferChannel>(kMsgOfferChannel).child_relid, *relid);
+  fail = true;
+  EXPECT_FALSE(server.AddVsp(&c).ok());
+  EXPECT_TRUE(guest.inbox.empty());
+}
+
 }  // namespace
 }  // namespace vmbus
