@@ -74,6 +74,10 @@ constexpr SyscallRule kSyscalls[] = {
     {"io_uring_enter", V | D, ArgCheck::kNone, "disk I/O (restricted rings)"},
     {"sched_yield", ALL, ArgCheck::kNone, "spin-then-block locks"},
     {"clock_gettime", ALL, ArgCheck::kNone, "vDSO fallback"},
+    // Where the host's clock source has no vDSO (a nested VM's TSC marked
+    // unstable, a PVM guest), glibc makes these real system calls too.
+    {"gettimeofday", ALL, ArgCheck::kNone, "vDSO fallback (spdlog, gRPC)"},
+    {"time", ALL, ArgCheck::kNone, "vDSO fallback"},
     {"clock_nanosleep", ALL, ArgCheck::kNone, "sleep_for"},
     {"nanosleep", ALL, ArgCheck::kNone, "sleep_for (older glibc)"},
     {"getrandom", ALL, ArgCheck::kNone, "absl hash seeds, gRPC"},
