@@ -20,6 +20,9 @@ PACKAGES=(
   systemd
   # ACPICA (iasl, acpiexec): vmwp/acpi's tests check the guest's ACPI tables with them.
   acpica-tools
+  # tests/linux/build_test_kernel.sh: the Linux test kernel from Debian's own source (kbuild
+  # needs bc, bison, flex; objtool needs libelf; the tarball is .tar.xz).
+  linux-source-6.1 bc bison flex libelf-dev xz-utils gcc
 )
 
 missing=()

@@ -71,6 +71,18 @@ run_tests() {
   # Manual targets (need the network on first use, or a long time) are not part of the suite.
   mapfile -t targets < <(bazel query --noshow_progress \
     'tests(//...) except attr(tags, "manual", //...)' 2>/dev/null)
+  # The Linux test kernel, built once per machine from Debian's linux-source-6.1 (cached under
+  # /var/tmp/hvstack/test-kernel): here rather than inside the first test that needs it, so its
+  # time shows apart from the tests' and no test's timeout pays for it. A failure is reported
+  # here, and the tests that need the kernel fail with the same message.
+  local kernel_since kernel
+  kernel_since=$(date +%s)
+  echo "setup: Linux test kernel (tests/linux/build_test_kernel.sh; ~16 min on 2 cores the first time)"
+  if kernel=$(bash tests/linux/build_test_kernel.sh); then
+    echo "setup: test kernel $kernel ready in $(($(date +%s) - kernel_since)) s"
+  else
+    echo "setup: building the Linux test kernel failed after $(($(date +%s) - kernel_since)) s" >&2
+  fi
   # Failures are counted from the test logs below, so a failing test or target does not stop
   # the run here; Bazel's exit code 1 (some target failed to build) is counted as one failure.
   local bazel_rc=0

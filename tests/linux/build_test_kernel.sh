@@ -10,7 +10,8 @@
 #   build_test_kernel.sh --key      prints the cache key only
 #
 # Cache: $HVSTACK_TEST_KERNEL_CACHE, else /var/tmp/hvstack/test-kernel. Each key's directory
-# holds vmlinux (PVH entry), config (the full .config), build.log and build_seconds.
+# holds vmlinux (PVH entry), config (the full .config), System.map, build.log, build_seconds and
+# build_info (seconds, jobs, load average before and after: other work competes for the cores).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,12 +28,18 @@ die() { log "$*"; exit 1; }
 if [[ ! -f "$TARBALL" ]]; then
   die "$TARBALL not found: install Debian's linux-source-6.1 package (deploy/install-deps.sh does)"
 fi
-for tool in make gcc bc bison flex; do
+for tool in make gcc bc bison flex xz flock; do
   command -v "$tool" >/dev/null || die "'$tool' not found: run deploy/install-deps.sh"
 done
+# objtool (built as part of an x86-64 kernel) needs libelf's headers.
+[[ -f /usr/include/gelf.h ]] || die "libelf headers (gelf.h) not found: install libelf-dev (deploy/install-deps.sh does)"
 
-source_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || true)
-[[ -n "$source_version" ]] || source_version="tarball-$(stat -c %s-%Y "$TARBALL")"
+if [[ -n "${HVSTACK_LINUX_SOURCE:-}" ]]; then
+  source_version="tarball-$(stat -c %s-%Y "$TARBALL")"
+else
+  source_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || true)
+  [[ -n "$source_version" ]] || source_version="tarball-$(stat -c %s-%Y "$TARBALL")"
+fi
 key_input=$(printf 'recipe %s\nsource %s\n' "$RECIPE_VERSION" "$source_version"; cat "$FRAGMENT")
 key="6.1-${source_version//[^A-Za-z0-9.+-]/_}-$(printf '%s' "$key_input" | sha256sum | cut -c1-12)"
 if [[ "${1:-}" == "--key" ]]; then
@@ -57,10 +64,13 @@ if [[ -f "$dir/vmlinux" ]]; then
   exit 0
 fi
 
+# Leftovers of a build that was killed (the lock is ours now, so nobody is using them).
+rm -rf "$CACHE/.build-$key".*
 work=$(mktemp -d "$CACHE/.build-$key.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 jobs=$(nproc)
 start=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "building the test kernel $key in $work with $jobs jobs (once per machine; ~16 min on 2 cores)"
 tar -C "$work" -xf "$TARBALL"
 src="$work/linux-source-6.1"
@@ -102,6 +112,9 @@ cp "$obj/.config" "$work/result/config"
 cp "$obj/System.map" "$work/result/System.map"
 cp "$work/build.log" "$work/result/build.log"
 echo "$seconds" >"$work/result/build_seconds"
+# The machine's load says how much of that time was the build's: other work competes for cores.
+printf 'seconds %s\njobs %s\ncpus %s\nloadavg_before %s\nloadavg_after %s\n' "$seconds" "$jobs" \
+  "$(nproc)" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$work/result/build_info"
 rm -rf "$dir"
 mv "$work/result" "$dir"
 log "built $key in ${seconds} s"
