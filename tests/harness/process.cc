@@ -153,6 +153,16 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(
   return child;
 }
 
+absl::StatusOr<ChildProcess> ChildProcess::StartWithOutput(
+    const std::vector<std::string>& argv, const std::string& stdout_path,
+    const std::string& stderr_path, const std::vector<std::string>& extra_env) {
+  absl::StatusOr<pid_t> pid = Spawn(argv, extra_env, stdout_path, stderr_path);
+  if (!pid.ok()) return pid.status();
+  ChildProcess child;
+  child.pid_ = *pid;
+  return child;
+}
+
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)) {}
 

@@ -52,6 +52,11 @@ class ChildProcess {
   static absl::StatusOr<ChildProcess> Start(
       const std::vector<std::string>& argv, const std::string& stderr_path,
       const std::vector<std::string>& extra_env = {});
+  // The same with stdout and stderr in files of their own.
+  static absl::StatusOr<ChildProcess> StartWithOutput(
+      const std::vector<std::string>& argv, const std::string& stdout_path,
+      const std::string& stderr_path,
+      const std::vector<std::string>& extra_env = {});
   ChildProcess() = default;
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;

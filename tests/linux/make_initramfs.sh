@@ -1,45 +1,102 @@
 #!/usr/bin/env bash
-# Usage: make_initramfs.sh OUT_FILE [MARKER]
+# Usage: make_initramfs.sh [OPTIONS] OUT_FILE [MARKER]
 #
-# Builds a tiny initramfs (cpio newc, gzip) around Debian's static busybox whose /init mounts
-# /proc, /sys and /dev, prints MARKER (default HVSTACK-INITRAMFS-OK) on its own line on the
-# console, and powers the machine off with `poweroff -f` (reboot(2) -> ACPI S5 -> the worker's
-# PM1a control port). A boot test waits for the marker line and then for the VM to stop.
+# Builds a tiny initramfs (cpio newc) for Linux guests. By default it holds Debian's static
+# busybox and an /init script that mounts /proc, /sys and /dev, runs the --run commands, prints
+# MARKER (default HVSTACK-INITRAMFS-OK) on its own line on the console, and powers the machine
+# off with `poweroff -f` (reboot(2) -> ACPI S5 -> the worker's PM1a control port). A boot test
+# waits for the marker line and then for the VM to stop.
+#
+# Options:
+#   --uncompressed     write a plain cpio instead of gzip: the test kernel has no decompressor,
+#                      and gunzip in an emulated guest kernel costs about a minute
+#   --busybox FILE     a static busybox to use (default: $HVSTACK_BUSYBOX, else /bin/busybox).
+#                      Any architecture the guest kernel runs, e.g. Debian's i386 busybox-static
+#   --no-busybox       no busybox and no /init script: pass --init (or --file ...:init)
+#   --init FILE        FILE (a static executable or a script for an interpreter in the archive)
+#                      becomes /init instead of the generated script
+#   --run COMMANDS     shell commands the generated /init runs before the marker (repeatable)
+#   --file SRC:DEST    copies the host file SRC to DEST (relative, e.g. bin/hv_kvp_daemon),
+#                      keeping its mode (repeatable)
 #
 # Optional: HVSTACK_INITRAMFS_MODULES="a.ko b.ko" copies those kernel modules in and insmods
 # them, in that order, before the marker (e.g. fetch_kernel.sh's modules/hv_vmbus.ko: Debian
 # builds VMBus as a module).
 #
-# Needs busybox-static, cpio and gzip; not root. The output is reproducible: same inputs,
-# same bytes.
+# Needs cpio (and gzip, busybox-static unless told otherwise); not root. The output is
+# reproducible: same inputs, same bytes.
 set -euo pipefail
 
 log() { echo "make_initramfs: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+usage() { die "usage: $0 [--uncompressed] [--busybox FILE|--no-busybox] [--init FILE] [--run CMDS]... [--file SRC:DEST]... OUT_FILE [MARKER]"; }
 
-(($# == 1 || $# == 2)) || die "usage: $0 OUT_FILE [MARKER]"
-out=$1
-marker=${2:-HVSTACK-INITRAMFS-OK}
+compress=gzip
 busybox=${HVSTACK_BUSYBOX:-/bin/busybox}
+use_busybox=1
+init_file=""
+run_lines=()
+files=()
+positional=()
+while (($#)); do
+  case $1 in
+    --uncompressed) compress=none ;;
+    --busybox) (($# >= 2)) || usage; busybox=$2; shift ;;
+    --no-busybox) use_busybox=0 ;;
+    --init) (($# >= 2)) || usage; init_file=$2; shift ;;
+    --run) (($# >= 2)) || usage; run_lines+=("$2"); shift ;;
+    --file) (($# >= 2)) || usage; files+=("$2"); shift ;;
+    --) shift; positional+=("$@"); break ;;
+    -*) usage ;;
+    *) positional+=("$1") ;;
+  esac
+  shift
+done
+((${#positional[@]} == 1 || ${#positional[@]} == 2)) || usage
+out=${positional[0]}
+marker=${positional[1]:-HVSTACK-INITRAMFS-OK}
 [[ $marker =~ ^[A-Za-z0-9._:=-]+$ ]] || die "MARKER must be [A-Za-z0-9._:=-]+ (it goes into /init)"
+if ((!use_busybox)) && [[ -z $init_file ]]; then
+  printf '%s\n' "${files[@]}" | grep -q ':init$' || die "--no-busybox needs --init FILE (nothing would run)"
+fi
+if ((!use_busybox)) && ((${#run_lines[@]})); then
+  die "--run needs the generated /init script (and busybox to run it)"
+fi
 
-for tool in cpio gzip file; do
+tools=(cpio file)
+[[ $compress == gzip ]] && tools+=(gzip)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
-[[ -x $busybox ]] || die "$busybox not found (apt-get install busybox-static)"
-# A dynamically linked busybox would need its libc inside the initramfs.
-file -L "$busybox" | grep -q "statically linked" ||
-  die "$busybox is not statically linked (apt-get install busybox-static)"
+if ((use_busybox)); then
+  [[ -x $busybox ]] || die "$busybox not found (apt-get install busybox-static)"
+  # A dynamically linked busybox would need its libc inside the initramfs.
+  file -L "$busybox" | grep -q "statically linked" ||
+    die "$busybox is not statically linked (apt-get install busybox-static)"
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"/{bin,sbin,proc,sys,lib/modules,tmp}
-cp "$busybox" "$root/bin/busybox"
-# Applet links made here rather than by `busybox --install` at boot: every guest instruction
-# counts on a software-emulated KVM.
-for applet in $("$busybox" --list); do
-  [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
+if ((use_busybox)); then
+  cp "$busybox" "$root/bin/busybox"
+  # Applet links made here rather than by `busybox --install` at boot: every guest instruction
+  # counts on a software-emulated KVM. (An i386 busybox runs on the x86-64 host as well.)
+  applets=$("$busybox" --list) || die "$busybox --list failed: cannot run it on this host"
+  for applet in $applets; do
+    [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
+  done
+fi
+
+for spec in "${files[@]}"; do
+  src=${spec%%:*}
+  dest=${spec#*:}
+  [[ $spec == *:* && -n $src && -n $dest && $dest != /* && $dest != *..* ]] ||
+    die "--file wants SRC:DEST with a relative DEST, got '$spec'"
+  [[ -f $src ]] || die "--file: $src not found"
+  mkdir -p "$root/$(dirname "$dest")"
+  cp -p "$src" "$root/$dest"
 done
 
 modules_script=""
@@ -51,14 +108,21 @@ for ko in ${HVSTACK_INITRAMFS_MODULES:-}; do
 "
 done
 
-cat >"$root/init" <<INIT
+if [[ -n $init_file ]]; then
+  [[ -f $init_file ]] || die "--init: $init_file not found"
+  cp "$init_file" "$root/init"
+elif ((use_busybox)); then
+  run_script=""
+  for line in "${run_lines[@]}"; do run_script+="$line
+"; done
+  cat >"$root/init" <<INIT
 #!/bin/sh
 # PID 1 of hvstack's test initramfs (tests/linux/make_initramfs.sh).
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-${modules_script}# A newline first, so the marker starts a line even after firmware or kernel output.
+${modules_script}${run_script}# A newline first, so the marker starts a line even after firmware or kernel output.
 echo
 echo "${marker}"
 poweroff -f
@@ -67,7 +131,8 @@ poweroff -f
 echo "HVSTACK-INITRAMFS: poweroff failed"
 while :; do sleep 3600; done
 INIT
-chmod 755 "$root/init"
+fi
+[[ -f $root/init ]] && chmod 755 "$root/init"
 
 # The kernel opens /dev/console for init's stdin/stdout/stderr before /init runs, so the archive
 # needs that device node; without it the marker goes nowhere. mknod needs root, so write the
@@ -93,6 +158,10 @@ find "$root" -exec touch -h -d @0 {} +
   cpio --quiet -o -H newc --owner=0:0 --reproducible) >"$work/files.cpio"
 
 mkdir -p "$(dirname "$out")"
-cat "$work/nodes.cpio" "$work/files.cpio" | gzip -9 -n >"$out.tmp"
+if [[ $compress == gzip ]]; then
+  cat "$work/nodes.cpio" "$work/files.cpio" | gzip -9 -n >"$out.tmp"
+else
+  cat "$work/nodes.cpio" "$work/files.cpio" >"$out.tmp"
+fi
 mv "$out.tmp" "$out"
-log "$out: $(stat -c %s "$out") bytes, marker $marker${HVSTACK_INITRAMFS_MODULES:+, modules: $HVSTACK_INITRAMFS_MODULES}"
+log "$out: $(stat -c %s "$out") bytes ($compress), marker $marker${HVSTACK_INITRAMFS_MODULES:+, modules: $HVSTACK_INITRAMFS_MODULES}"

@@ -34,6 +34,28 @@ file "$tmp/x/bin/busybox" | grep -q "statically linked" || fail "busybox is not 
 "$script" "$tmp/initrd2.gz" TEST-MARKER-42
 cmp -s "$tmp/initrd.gz" "$tmp/initrd2.gz" || fail "output is not reproducible"
 
+# Plain cpio (the test kernel has no decompressor), with --run lines and an extra file.
+echo hello >"$tmp/extra.txt"
+"$script" --uncompressed --run 'echo RUN-LINE-1' --file "$tmp/extra.txt:etc/extra.txt" \
+  "$tmp/initrd.cpio" PLAIN-MARKER
+file "$tmp/initrd.cpio" | grep -q "cpio archive" || fail "not a plain cpio: $(file "$tmp/initrd.cpio")"
+plain=$(cpio -tv --quiet <"$tmp/initrd.cpio")
+grep -Eq '^c.* 5, +1 .* dev/console$' <<<"$plain" || fail "plain: no /dev/console (5,1) node"
+grep -Eq ' etc/extra.txt$' <<<"$plain" || fail "plain: --file not copied"
+mkdir -p "$tmp/p"
+(cd "$tmp/p" && cpio -id --quiet --no-absolute-filenames <"$tmp/initrd.cpio" 2>/dev/null) || true
+grep -qx 'echo RUN-LINE-1' "$tmp/p/init" || fail "--run line missing from /init"
+grep -qx 'echo "PLAIN-MARKER"' "$tmp/p/init" || fail "plain: /init does not print the marker"
+
+# Our own /init and no busybox.
+printf '#!/bin/true\n' >"$tmp/own-init"
+chmod 755 "$tmp/own-init"
+"$script" --uncompressed --no-busybox --init "$tmp/own-init" "$tmp/own.cpio"
+own=$(cpio -tv --quiet <"$tmp/own.cpio")
+grep -Eq '^-rwx.* init$' <<<"$own" || fail "--init: no executable /init"
+if grep -q busybox <<<"$own"; then fail "--no-busybox still holds busybox"; fi
+if "$script" --no-busybox "$tmp/none.cpio" 2>/dev/null; then fail "--no-busybox without --init accepted"; fi
+
 # A marker that would break /init is refused.
 if "$script" "$tmp/bad.gz" 'x"; reboot; "' 2>/dev/null; then fail "accepted a quoting marker"; fi
 echo PASS

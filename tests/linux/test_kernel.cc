@@ -1,0 +1,355 @@
+#include "tests/linux/test_kernel.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <regex>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+
+namespace hvtest {
+namespace {
+
+// How often waits look at the console and at `vmctl show`.
+constexpr absl::Duration kConsolePoll = absl::Milliseconds(20);
+constexpr absl::Duration kShowPoll = absl::Milliseconds(200);
+
+std::string LastLines(const std::string& text, size_t n) {
+  std::vector<absl::string_view> lines =
+      absl::StrSplit(text, '\n', absl::SkipEmpty());
+  const size_t first = lines.size() > n ? lines.size() - n : 0;
+  std::string out;
+  for (size_t i = first; i < lines.size(); ++i) {
+    absl::StrAppend(&out, "  | ", lines[i], "\n");
+  }
+  return out;
+}
+
+std::string ScriptError(const std::string& what,
+                        const absl::StatusOr<CommandResult>& r) {
+  if (!r.ok()) return absl::StrCat(what, ": ", r.status().message());
+  return absl::StrCat(
+      what, " exited with ", r->exit_code,
+      r->signal ? absl::StrCat(" (signal ", r->signal, ")") : std::string(),
+      ":\n", LastLines(r->err, 40));
+}
+
+// The kernel's way of saying it stopped for good: no point waiting on.
+bool Panicked(const std::string& console) {
+  return absl::StrContains(console, "Kernel panic - not syncing");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> TestKernelPath(absl::Duration timeout) {
+  static std::string* cached = nullptr;
+  if (cached != nullptr) return *cached;
+  const std::string script = Runfile("tests/linux/build_test_kernel.sh");
+  // coreutils' timeout runs the script in a process group of its own and
+  // stops all of it (make and the compilers too) when the time is up.
+  const int64_t seconds = absl::ToInt64Seconds(timeout);
+  absl::StatusOr<CommandResult> r = RunCommand(
+      {"/usr/bin/timeout", "--kill-after=20", absl::StrCat(seconds), script},
+      {}, timeout + absl::Seconds(40));
+  if (!r.ok() || r->exit_code != 0) {
+    if (r.ok() && r->exit_code == 124) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "building the test kernel took more than ",
+          absl::FormatDuration(timeout), ":\n", LastLines(r->err, 20)));
+    }
+    return absl::FailedPreconditionError(
+        ScriptError("tests/linux/build_test_kernel.sh", r));
+  }
+  std::string path(absl::StripAsciiWhitespace(r->out));
+  if (path.find('\n') != std::string::npos) {
+    path = std::string(
+        absl::StripAsciiWhitespace(path.substr(path.find_last_of('\n') + 1)));
+  }
+  if (access(path.c_str(), R_OK) != 0) {
+    return absl::InternalError(absl::StrCat("build_test_kernel.sh printed '",
+                                            path, "', which is not readable"));
+  }
+  if (!r->err.empty()) std::fprintf(stderr, "%s", r->err.c_str());
+  cached = new std::string(path);
+  return path;
+}
+
+absl::StatusOr<std::string> TestKernelConfig() {
+  absl::StatusOr<std::string> kernel = TestKernelPath();
+  if (!kernel.ok()) return kernel.status();
+  const std::string config =
+      ReadFileOrEmpty(kernel->substr(0, kernel->find_last_of('/')) + "/config");
+  if (config.empty()) {
+    return absl::NotFoundError(absl::StrCat("no config next to ", *kernel));
+  }
+  return config;
+}
+
+absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
+                           const InitramfsOptions& options) {
+  std::vector<std::string> argv = {Runfile("tests/linux/make_initramfs.sh")};
+  if (options.uncompressed) argv.push_back("--uncompressed");
+  if (options.no_busybox) argv.push_back("--no-busybox");
+  if (!options.busybox.empty()) {
+    argv.push_back("--busybox");
+    argv.push_back(options.busybox);
+  }
+  if (!options.init.empty()) {
+    argv.push_back("--init");
+    argv.push_back(options.init);
+  }
+  for (const std::string& line : options.run) {
+    argv.push_back("--run");
+    argv.push_back(line);
+  }
+  for (const auto& [src, dest] : options.files) {
+    argv.push_back("--file");
+    argv.push_back(absl::StrCat(src, ":", dest));
+  }
+  argv.push_back(out);
+  argv.push_back(marker);
+  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, absl::Minutes(2));
+  if (!r.ok() || r->exit_code != 0) {
+    return absl::InternalError(ScriptError("make_initramfs.sh", r));
+  }
+  return absl::OkStatus();
+}
+
+std::string TestKernelBaseCmdline() { return "console=ttyS0 noxsave"; }
+
+LinuxVm::LinuxVm(LinuxVmOptions options) : options_(std::move(options)) {
+  cmdline_ = TestKernelBaseCmdline();
+  if (!options_.extra_cmdline.empty()) {
+    absl::StrAppend(&cmdline_, " ", options_.extra_cmdline);
+  }
+  console_path_ = dir_.path() + "/console.out";
+}
+
+absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Boot(LinuxVmOptions options) {
+  if (access("/dev/kvm", R_OK | W_OK) != 0) {
+    return absl::FailedPreconditionError(
+        "needs read/write access to /dev/kvm, which this host lacks");
+  }
+  if (options.kernel.empty()) {
+    absl::StatusOr<std::string> kernel = TestKernelPath();
+    if (!kernel.ok()) return kernel.status();
+    options.kernel = *kernel;
+  }
+  std::unique_ptr<LinuxVm> vm(new LinuxVm(std::move(options)));
+  absl::Status started = vm->Start();
+  if (!started.ok()) return started;
+  return vm;
+}
+
+absl::Status LinuxVm::Start() {
+  vmms_ = std::make_unique<VmmsInstance>(dir_.path(), options_.vmms_args);
+  absl::Status s = vmms_->Start();
+  if (!s.ok()) return s;
+  std::vector<std::string> create = {
+      "create",    options_.name,
+      "--kernel",  options_.kernel,
+      "--memory",  absl::StrCat(options_.memory_mib),
+      "--cpus",    absl::StrCat(options_.cpus),
+      "--cmdline", cmdline_};
+  if (!options_.initrd.empty()) {
+    create.push_back("--initrd");
+    create.push_back(options_.initrd);
+  }
+  create.insert(create.end(), options_.create_args.begin(),
+                options_.create_args.end());
+  absl::StatusOr<CommandResult> r = Vmctl(create);
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) {
+    return absl::InternalError(absl::StrCat("vmctl create: ", r->err));
+  }
+  started_ = absl::Now();
+  r = Vmctl({"start", options_.name});
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) {
+    return absl::InternalError(absl::StrCat("vmctl start: ", r->err, "\n",
+                                            LastLines(vmms_->Log(), 20)));
+  }
+  // The public console stream: what a user of `vmctl console` sees. It holds
+  // everything since the start and ends when the VM stops.
+  absl::StatusOr<ChildProcess> follower = ChildProcess::StartWithOutput(
+      {Runfile("cli/vmctl"), "--socket", vmms_->socket_path(), "console",
+       options_.name},
+      console_path_, dir_.path() + "/console.err");
+  if (!follower.ok()) return follower.status();
+  console_follower_ = std::move(*follower);
+  return absl::OkStatus();
+}
+
+LinuxVm::~LinuxVm() {
+  if (vmms_ != nullptr) {
+    nlohmann::json vm = Show();
+    const std::string state = vm.is_object() ? vm.value("state", "") : "";
+    if (state != "" && state != "VM_STATE_OFF" && state != "VM_STATE_CRASHED") {
+      (void)Vmctl({"stop", options_.name}, absl::Seconds(30));
+    }
+    // Without --keep-workers-on-exit, SIGTERM makes vmms stop its workers.
+    (void)vmms_->Terminate();
+  }
+  KillWorkersOfStateDir();
+  console_follower_.Kill(SIGKILL);
+}
+
+void LinuxVm::KillWorkersOfStateDir() {
+  // Workers run in sessions of their own and outlive a vmms that died: find
+  // them by the config path under our state directory.
+  const std::string needle = absl::StrCat("--config=", dir_.path(), "/");
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return;
+  while (dirent* entry = readdir(proc)) {
+    const pid_t pid = atoi(entry->d_name);
+    if (pid <= 0) continue;
+    std::string cmdline =
+        ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline"));
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    if (absl::StrContains(cmdline, needle)) {
+      std::fprintf(stderr, "LinuxVm: killing leftover worker %d (%s)\n", pid,
+                   cmdline.c_str());
+      ::kill(pid, SIGKILL);
+    }
+  }
+  closedir(proc);
+}
+
+bool LinuxVm::ConsoleStreamEnded() { return !console_follower_.Alive(); }
+
+std::string LinuxVm::Console() const { return ReadFileOrEmpty(console_path_); }
+
+std::string LinuxVm::ConsoleLines(
+    const std::vector<std::string>& needles) const {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(Console(), '\n')) {
+    for (const std::string& needle : needles) {
+      if (absl::StrContains(line, needle)) {
+        absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<absl::Duration> LinuxVm::WaitForConsoleRegex(
+    const std::string& regex, absl::Duration timeout, std::string* match) {
+  const std::regex re(regex);
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    // Whether the stream had ended is read before the console, so a VM that
+    // printed its last line and stopped is judged on that last line.
+    const bool ended = ConsoleStreamEnded();
+    const std::string console = Console();
+    const absl::Duration seen = Elapsed();
+    for (absl::string_view line : absl::StrSplit(console, '\n')) {
+      const std::string owned(absl::StripTrailingAsciiWhitespace(line));
+      if (std::regex_search(owned, re)) {
+        if (match != nullptr) *match = owned;
+        return seen;
+      }
+    }
+    if (ended) {
+      const nlohmann::json vm = Show();
+      return absl::FailedPreconditionError(
+          absl::StrCat("VM '", options_.name, "' stopped (",
+                       vm.is_object() ? vm.value("state", "?") : "?", ": ",
+                       vm.is_object() ? vm.value("stateReason", "") : "",
+                       ") without printing /", regex,
+                       "/; its last console lines:\n", LastLines(console, 15)));
+    }
+    if (Panicked(console) && !absl::StrContains(regex, "panic")) {
+      return absl::AbortedError(
+          absl::StrCat("the guest kernel panicked before printing /", regex,
+                       "/; its last console lines:\n", LastLines(console, 25)));
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no /", regex, "/ on the console of VM '", options_.name, "' within ",
+          absl::FormatDuration(timeout), " (", absl::FormatDuration(Elapsed()),
+          " since StartVm); its last console lines:\n",
+          LastLines(console, 15)));
+    }
+    absl::SleepFor(kConsolePoll);
+  }
+}
+
+absl::StatusOr<absl::Duration> LinuxVm::WaitForConsole(absl::string_view text,
+                                                       absl::Duration timeout) {
+  // A regex of the literal text.
+  static const std::regex kSpecial(R"([.^$|()\[\]{}*+?\\])");
+  const std::string regex =
+      std::regex_replace(std::string(text), kSpecial, R"(\$&)");
+  return WaitForConsoleRegex(regex, timeout);
+}
+
+absl::StatusOr<absl::Duration> LinuxVm::WaitForShow(
+    const std::function<bool(const nlohmann::json&)>& done,
+    absl::string_view what, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  nlohmann::json vm;
+  for (;;) {
+    vm = Show();
+    const absl::Duration seen = Elapsed();
+    if (vm.is_object() && done(vm)) return seen;
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "VM '", options_.name, "': no ", what, " within ",
+          absl::FormatDuration(timeout), "; last `vmctl show`: ", vm.dump(),
+          "\nlast console lines:\n", LastLines(Console(), 10)));
+    }
+    absl::SleepFor(kShowPoll);
+  }
+}
+
+absl::StatusOr<absl::Duration> LinuxVm::WaitForState(const std::string& state,
+                                                     absl::Duration timeout) {
+  return WaitForShow(
+      [&](const nlohmann::json& vm) { return vm.value("state", "") == state; },
+      state, timeout);
+}
+
+nlohmann::json LinuxVm::Show() {
+  absl::StatusOr<CommandResult> r =
+      Vmctl({"--json", "show", options_.name}, absl::Seconds(20));
+  if (!r.ok() || r->exit_code != 0) return nlohmann::json();
+  return nlohmann::json::parse(r->out, nullptr, /*allow_exceptions=*/false);
+}
+
+absl::StatusOr<CommandResult> LinuxVm::Vmctl(
+    const std::vector<std::string>& args, absl::Duration timeout) {
+  return vmms_->Vmctl(args, timeout);
+}
+
+std::string LinuxVm::ServiceLog() const { return vmms_->Log(); }
+
+absl::Duration LinuxVm::Elapsed() const { return absl::Now() - started_; }
+
+void LinuxVm::Mark(const std::string& what, absl::Duration at) {
+  marks_.emplace_back(what, at);
+  std::fprintf(stderr, "[%s] %-40s %7.1f s after StartVm\n",
+               options_.name.c_str(), what.c_str(), absl::ToDoubleSeconds(at));
+}
+
+std::string LinuxVm::Timeline() const {
+  std::string out;
+  for (const auto& [what, at] : marks_) {
+    absl::StrAppendFormat(&out, "%s: %-40s %7.1f s\n", options_.name, what,
+                          absl::ToDoubleSeconds(at));
+  }
+  return out;
+}
+
+}  // namespace hvtest
