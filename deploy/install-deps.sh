@@ -11,6 +11,8 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libseccomp-dev libcap-ng-dev libsystemd-dev
   # Disks in the worker: io_uring for raw images, libnbd for qcow2/VHDX served over NBD.
   liburing-dev libnbd-dev
+  # vsp/storage's NBD tests serve qcow2 images with qemu-nbd (qemu-img makes them).
+  qemu-utils
   # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
   python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
   sqlite3 lz4 pkg-config

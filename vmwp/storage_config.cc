@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/scoped_fd.h"
+#include "vmwp/vsp/storage/nbd_backend.h"
 #include "vmwp/vsp/storage/uring_backend.h"
 
 namespace vmwp {
@@ -41,9 +42,19 @@ absl::StatusOr<std::unique_ptr<vsp::storage::BlockBackend>> OpenBackend(
       if (!b.ok()) return b.status();
       return std::unique_ptr<vsp::storage::BlockBackend>(*std::move(b));
     }
-    case WorkerDisk::BACKEND_NBD:
-      return absl::UnimplementedError(
-          absl::StrCat("disk ", name, ": NBD disks are not supported yet"));
+    case WorkerDisk::BACKEND_NBD: {
+      if (d.nbd_export_name().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("disk ", name, ": NBD disk without an export name"));
+      }
+      auto b = vsp::storage::NbdBackend::Create(
+          std::move(fd), {.name = name,
+                          .export_name = d.nbd_export_name(),
+                          .size_bytes = d.size_bytes(),
+                          .read_only = d.read_only()});
+      if (!b.ok()) return b.status();
+      return std::unique_ptr<vsp::storage::BlockBackend>(*std::move(b));
+    }
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("disk ", name, ": no backend (raw file or NBD) set"));
