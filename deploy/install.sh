@@ -41,7 +41,7 @@ if [[ -z "$from" ]]; then
 fi
 for bin in vmms/vmms vmwp/vmwp cli/vmctl; do
   [[ -f "$from/$bin" && -x "$from/$bin" ]] ||
-    die "$from/$bin is missing; run: bazel build //vmms:vmms //vmwp:vmwp //cli:vmctl"
+    die "$from/$bin is missing; run: bazel build //:binaries"
 done
 
 libexec="$prefix/libexec/hvstack"

@@ -19,7 +19,7 @@ bazel_bin() {
 
 demo() {
   bash deploy/install-deps.sh
-  bazel build "${BAZEL_FLAGS[@]}" //vmms:vmms //vmwp:vmwp //cli:vmctl //guest:hello
+  bazel build "${BAZEL_FLAGS[@]}" //:binaries //guest:hello
   # Stable copies under out/, so that the demo VM's kernel path and the commands printed below
   # survive rebuilds and Bazel's output-base changes.
   local bin out="$REPO/out" vmms vmctl hello state

@@ -3,8 +3,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "kernel_probe/kernel_image.h"
 #include "vmms/validation.h"
-#include "vmwp/loader/kernel_image.h"
 
 namespace vmms {
 
@@ -17,10 +17,11 @@ absl::Status ValidateKernelImage(const std::string& path, uint64_t memory_mib) {
         absl::StrCat("config.kernel_path: ",
                      absl::StrReplaceAll(s.message(), {{path, Quoted(path)}})));
   };
-  absl::StatusOr<vmwp::KernelImageInfo> image = vmwp::ProbeKernelImage(path);
+  absl::StatusOr<kernel_probe::KernelImageInfo> image =
+      kernel_probe::ProbeKernelImage(path);
   if (!image.ok()) return invalid(image.status());
   if (absl::Status s =
-          vmwp::CheckKernelFitsMemory(path, *image, memory_mib << 20);
+          kernel_probe::CheckKernelFitsMemory(path, *image, memory_mib << 20);
       !s.ok()) {
     return invalid(s);
   }

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/scoped_fd.h"
+#include "kernel_probe/guest_layout.h"
 #include "vmms/kernel_image.h"
-#include "vmwp/loader/guest_layout.h"
 
 namespace vmms {
 namespace {
@@ -74,11 +74,11 @@ absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
         "config.memory_mib %u is out of range: must be between %u and %u MiB",
         config.memory_mib(), kMinMemoryMib, kMaxMemoryMib));
   }
-  if (config.cmdline().size() > vmwp::kMaxCmdlineBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.cmdline is ", config.cmdline().size(),
-                     " bytes; the x86 boot protocol takes at most ",
-                     vmwp::kMaxCmdlineBytes, " (a kernel may declare less)"));
+  if (config.cmdline().size() > kernel_probe::kMaxCmdlineBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.cmdline is ", config.cmdline().size(),
+        " bytes; the x86 boot protocol takes at most ",
+        kernel_probe::kMaxCmdlineBytes, " (a kernel may declare less)"));
   }
   if (size_t nul = config.cmdline().find('\0'); nul != std::string::npos) {
     return absl::InvalidArgumentError(

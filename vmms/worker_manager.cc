@@ -19,13 +19,13 @@
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/log_format.h"
 #include "vmms/process_identity.h"
+#include "vmms/sandbox/violation_exit.h"
 #include "vmms/state_machine.h"
 #include "vmms/validation.h"
 #include "vmms/vmwp_locator.h"
 #include "vmms/worker_exit.h"
 #include "vmms/worker_files.h"
 #include "vmms/worker_spawn.h"
-#include "vmwp/sandbox/violation_report.h"
 
 namespace vmms {
 namespace {

@@ -10,15 +10,15 @@
 #include "absl/status/statusor.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/runtime_paths.h"
+#include "vmms/sandbox/cgroup.h"
+#include "vmms/sandbox/netns_pool.h"
+#include "vmms/sandbox/resource_limits.h"
+#include "vmms/sandbox/uid_allocator.h"
 #include "vmms/vm_store.h"
-#include "vmwp/sandbox/cgroup.h"
-#include "vmwp/sandbox/netns_pool.h"
-#include "vmwp/sandbox/sandbox_spec.h"
-#include "vmwp/sandbox/uid_allocator.h"
 
 namespace vmms {
 
-// vmms's half of the workers' sandbox (vmwp/sandbox/README.md,
+// vmms's half of the workers' sandbox (vmms/sandbox/README.md,
 // "INTEGRATION"): set up once at start, then used for every worker start.
 class SandboxHost {
  public:

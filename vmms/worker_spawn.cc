@@ -13,8 +13,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "vmwp/sandbox/namespaces.h"
-#include "vmwp/sandbox/spawn.h"
+#include "vmms/sandbox/spawn.h"
 
 extern char** environ;
 
@@ -142,7 +141,6 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
         absl::StrCat("cannot open /dev/null: ", strerror(errno)));
   }
 
-  sandbox::SandboxSpec spec;  // no network device: an empty net namespace
   sandbox::SpawnRequest request;
   request.binary = vmwp_path;
   request.argv = {vmwp_path, absl::StrCat("--config=", config_path),
@@ -153,7 +151,10 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
                  {ready_write.get(), kWorkerReadyFd},
                  {violation_write.get(), kWorkerViolationFd},
                  {joined_read.get(), kWorkerCgroupJoinedFd}};
-  request.namespace_flags = sandbox::NamespaceFlags(spec);
+  // No network device: an empty net namespace (from the pool when netns_fd
+  // is set, else made by clone).
+  request.namespace_flags =
+      sandbox::NamespaceFlags(/*joins_prepared_netns=*/false);
   request.netns_fd = netns_fd;
   // Not joined in the child: a v1 join waits for an RCU grace period
   // (~13 ms), which vmms overlaps with the worker's start-up instead.

@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/scoped_fd.h"
-#include "vmwp/sandbox/cgroup.h"
+#include "vmms/sandbox/cgroup.h"
 
 namespace vmms {
 
@@ -17,7 +17,7 @@ namespace vmms {
 inline constexpr int kWorkerKvmFd = 3;
 inline constexpr int kWorkerReadyFd = 4;
 // The write end of the sandbox violation pipe: the worker's SIGSYS reporter
-// writes which call was forbidden (vmwp/sandbox/violation_report.h).
+// writes which call was forbidden (proto/hvstack/internal/sandbox_violation.h).
 inline constexpr int kWorkerViolationFd = 5;
 // The read end of the cgroup-joined pipe (SandboxConfig.cgroup_joined_fd).
 inline constexpr int kWorkerCgroupJoinedFd = 6;
@@ -43,7 +43,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           const std::string& config_path,
                                           int kvm_fd);
 
-// The same inside the worker's sandbox (vmwp/sandbox/spawn.h): new mount,
+// The same inside the worker's sandbox (vmms/sandbox/spawn.h): new mount,
 // pid, ipc, uts namespaces, the net namespace `netns_fd` (from the pool), the
 // violation pipe's write end at 5 and the cgroup-joined pipe's read end at 6.
 // The worker is pid 1 of its pid namespace and still our child. The caller

@@ -17,9 +17,6 @@ sandbox::SandboxSpec SpecForWorker(const WorkerConfig& config) {
   spec.gid = config.sandbox().gid();
   sandbox::AddBootFiles(spec, config.kernel_path(), config.initrd_path());
   spec.runtime_dir = config.runtime_dir();
-  spec.limits = sandbox::LimitsForVm(config.memory_mib() << 20, config.vcpus());
-  if (config.sandbox().pids_max() > 0)
-    spec.limits.pids_max = config.sandbox().pids_max();
   if (config.sandbox().max_open_files() > 0)
     spec.max_open_files = config.sandbox().max_open_files();
   if (!config.sandbox().netns_path().empty()) {

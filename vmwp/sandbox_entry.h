@@ -14,8 +14,8 @@ bool SandboxRequested(const hvstack::internal::WorkerConfig& config);
 
 // The worker's SandboxSpec, from its config (host paths): the VM's uid/gid,
 // the kernel and initrd at /vm/kernel and /vm/initrd, the runtime dir at
-// /run/vm, the limits ConfineProcess needs (the memory and CPU limits are the
-// cgroup's, which vmms owns).
+// /run/vm, the RLIMIT_NOFILE ConfineProcess sets (the memory, CPU and pids
+// limits are the cgroup's, which vmms owns).
 sandbox::SandboxSpec SpecForWorker(
     const hvstack::internal::WorkerConfig& config);
 

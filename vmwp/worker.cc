@@ -24,6 +24,8 @@
 #include "absl/time/time.h"
 #include "base/scoped_fd.h"
 #include "hvcore/kvm_system.h"
+#include "kernel_probe/guest_layout.h"
+#include "kernel_probe/kernel_image.h"
 #include "vid/partition.h"
 #include "vmwp/boot/boot_vp.h"
 #include "vmwp/console/console.h"
@@ -33,13 +35,17 @@
 #include "vmwp/devices/i8042.h"
 #include "vmwp/devices/uart16550.h"
 #include "vmwp/exit_report.h"
-#include "vmwp/loader/guest_layout.h"
-#include "vmwp/loader/kernel_image.h"
 #include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
 #include "vmwp/vmbus_host.h"
 
 namespace vmwp {
+
+using kernel_probe::CheckKernelFitsMemory;
+using kernel_probe::KernelImageInfo;
+using kernel_probe::kMaxGuestMemoryBytes;
+using kernel_probe::ProbeKernelImage;
+
 namespace {
 
 using hvstack::internal::WorkerConfig;

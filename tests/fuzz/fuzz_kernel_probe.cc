@@ -6,21 +6,21 @@
 #include <cstdlib>
 #include <span>
 
-#include "vmwp/loader/kernel_image.h"
+#include "kernel_probe/kernel_image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::StatusOr<vmwp::KernelImageInfo> info =
-      vmwp::ProbeKernelImageBytes(std::span<const uint8_t>(data, size));
+  absl::StatusOr<kernel_probe::KernelImageInfo> info =
+      kernel_probe::ProbeKernelImageBytes(std::span<const uint8_t>(data, size));
   if (!info.ok()) {
     if (info.status().code() != absl::StatusCode::kInvalidArgument) abort();
     return 0;
   }
-  if (info->format == vmwp::KernelFormat::kBzImage) {
+  if (info->format == kernel_probe::KernelFormat::kBzImage) {
     if (!info->bzimage || !info->segments.empty()) abort();
   } else {
     if (info->segments.empty()) abort();
     for (size_t i = 0; i < info->segments.size(); ++i) {
-      const vmwp::KernelSegment& s = info->segments[i];
+      const kernel_probe::KernelSegment& s = info->segments[i];
       if (s.file_size > s.mem_size || s.file_offset > size ||
           s.file_size > size - s.file_offset) {
         abort();
@@ -30,13 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         abort();
       }
     }
-    if ((info->format == vmwp::KernelFormat::kElfPvh) !=
+    if ((info->format == kernel_probe::KernelFormat::kElfPvh) !=
         info->pvh_entry.has_value()) {
       abort();
     }
   }
   for (uint64_t mib : {2ull, 64ull, 4096ull}) {
-    absl::Status s = vmwp::CheckKernelFitsMemory("fuzz", *info, mib << 20);
+    absl::Status s =
+        kernel_probe::CheckKernelFitsMemory("fuzz", *info, mib << 20);
     if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) abort();
   }
   return 0;

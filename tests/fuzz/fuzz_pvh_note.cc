@@ -4,11 +4,11 @@
 #include <cstdlib>
 #include <span>
 
-#include "vmwp/loader/kernel_image.h"
+#include "kernel_probe/kernel_image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<std::optional<uint64_t>> entry =
-      vmwp::FindPvhEntry(std::span<const uint8_t>(data, size));
+      kernel_probe::FindPvhEntry(std::span<const uint8_t>(data, size));
   if (!entry.ok()) {
     if (entry.status().code() != absl::StatusCode::kInvalidArgument) abort();
     return 0;

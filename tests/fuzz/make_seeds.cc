@@ -9,13 +9,13 @@
 #include <fstream>
 #include <string>
 
-#include "vmwp/loader/test_bzimage.h"
-#include "vmwp/loader/test_elf.h"
+#include "kernel_probe/test_bzimage.h"
+#include "kernel_probe/test_elf.h"
 
 namespace {
 
-using vmwp::testing::TestBzImage;
-using vmwp::testing::TestElf;
+using kernel_probe::testing::TestBzImage;
+using kernel_probe::testing::TestElf;
 
 void Write(const std::filesystem::path& dir, const std::string& name,
            const std::string& bytes) {

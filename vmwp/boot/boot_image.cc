@@ -12,12 +12,23 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/scoped_fd.h"
+#include "kernel_probe/guest_layout.h"
 #include "vmwp/acpi/acpi_tables.h"
-#include "vmwp/loader/guest_layout.h"
 #include "vmwp/loader/kernel_loader.h"
 #include "vmwp/loader/start_info.h"
 
 namespace vmwp {
+
+using kernel_probe::GpaRange;
+using kernel_probe::kCmdlineAddress;
+using kernel_probe::kCmdlineAreaSize;
+using kernel_probe::KernelFormat;
+using kernel_probe::KernelFormatName;
+using kernel_probe::kLegacyHoleEnd;
+using kernel_probe::kMaxCmdlineBytes;
+using kernel_probe::kZeroPageAddress;
+using kernel_probe::ProbeInitrd;
+
 namespace {
 
 constexpr uint64_t kPage = 4096;

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernel_probe/kernel_image.h"
 #include "vid/guest_memory.h"
 #include "vmwp/acpi/acpi_config.h"
-#include "vmwp/loader/kernel_image.h"
 #include "vmwp/loader/zero_page.h"
 
 // Composes a guest's boot memory for the Linux boot protocols: the kernel
@@ -47,7 +47,7 @@ enum class BootEntryMode {
 };
 
 struct BootImage {
-  KernelFormat format = KernelFormat::kElf64;
+  kernel_probe::KernelFormat format = kernel_probe::KernelFormat::kElf64;
   BootEntryMode mode = BootEntryMode::kLongMode64;
   uint64_t entry = 0;
   // RSI (the zero page) or EBX (hvm_start_info).

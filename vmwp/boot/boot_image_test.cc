@@ -5,19 +5,22 @@
 
 #include <cstring>
 
+#include "kernel_probe/test_bzimage.h"
+#include "kernel_probe/test_elf.h"
 #include "vmwp/loader/start_info.h"
-#include "vmwp/loader/test_bzimage.h"
-#include "vmwp/loader/test_elf.h"
 #include "vmwp/loader/zero_page.h"
 
 namespace vmwp {
+
+using kernel_probe::KernelFormat;
+using kernel_probe::testing::TestBzImage;
+using kernel_probe::testing::TestElf;
+using kernel_probe::testing::WriteTempFile;
+
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing::TestBzImage;
-using testing::TestElf;
-using testing::WriteTempFile;
 
 std::unique_ptr<vid::GuestMemory> Memory(uint64_t bytes) {
   absl::StatusOr<std::unique_ptr<vid::GuestMemory>> m =

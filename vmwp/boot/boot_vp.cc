@@ -59,7 +59,8 @@ absl::StatusOr<BootImage> BootGuest(
   absl::StatusOr<BootImage> image = LoadBootImage(spec, partition.memory());
   if (!image.ok()) return image.status();
   spdlog::info("{}", DescribeBootImage(*image));
-  if (image->format == KernelFormat::kElfPvh && !spec.use_pvh_entry) {
+  if (image->format == kernel_probe::KernelFormat::kElfPvh &&
+      !spec.use_pvh_entry) {
     spdlog::warn(
         "kernel {} has a PVH entry, but vid cannot start a VP in protected "
         "mode yet: using its 64-bit entry",

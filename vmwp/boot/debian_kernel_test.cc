@@ -24,6 +24,9 @@
 #include "vmwp/loader/zero_page.h"
 
 namespace vmwp {
+
+using kernel_probe::KernelFormat;
+
 namespace {
 
 namespace fs = std::filesystem;

@@ -10,9 +10,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/scoped_fd.h"
-#include "vmwp/loader/guest_layout.h"
+#include "kernel_probe/guest_layout.h"
 
 namespace vmwp {
+
+using kernel_probe::BzImagePlacement;
+using kernel_probe::CheckKernelFitsMemory;
+using kernel_probe::KernelImageInfo;
+using kernel_probe::KernelSegment;
+using kernel_probe::PlaceBzImage;
+using kernel_probe::ProbeKernelImage;
+
 namespace {
 
 absl::Status Invalid(const std::string& path, absl::string_view problem) {

@@ -7,8 +7,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernel_probe/kernel_image.h"
 #include "vid/guest_memory.h"
-#include "vmwp/loader/kernel_image.h"
 
 namespace vmwp {
 
@@ -16,14 +16,14 @@ struct LoadedKernel {
   // Guest-physical 64-bit entry (RSI = the zero page): the ELF entry, or a
   // bzImage's load address + 0x200.
   uint64_t entry = 0;
-  KernelImageInfo image;
+  kernel_probe::KernelImageInfo image;
   // What the kernel occupies before it reads the memory map, [start, end):
   // its segments, or a bzImage's image and init_size area. An initrd must go
   // above it.
   uint64_t start = 0;
   uint64_t end = 0;
   // bzImage only: where it went.
-  std::optional<BzImagePlacement> placement;
+  std::optional<kernel_probe::BzImagePlacement> placement;
 };
 
 // Validates the kernel at `path` (ProbeKernelImage + CheckKernelFitsMemory

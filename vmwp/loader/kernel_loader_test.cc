@@ -6,17 +6,27 @@
 #include <cstring>
 
 #include "hvcore/boot_layout.h"
-#include "vmwp/loader/guest_layout.h"
-#include "vmwp/loader/test_bzimage.h"
-#include "vmwp/loader/test_elf.h"
+#include "kernel_probe/guest_layout.h"
+#include "kernel_probe/test_bzimage.h"
+#include "kernel_probe/test_elf.h"
 #include "vmwp/loader/zero_page.h"
 
 namespace vmwp {
+
+using kernel_probe::GpaRange;
+using kernel_probe::GuestRamRanges;
+using kernel_probe::kBootStructuresEnd;
+using kernel_probe::kCmdlineAddress;
+using kernel_probe::kHighRamStart;
+using kernel_probe::kLowRamEnd;
+using kernel_probe::kZeroPageAddress;
+using kernel_probe::testing::TestBzImage;
+using kernel_probe::testing::TestElf;
+using kernel_probe::testing::WriteTempFile;
+
 namespace {
 
 using ::testing::HasSubstr;
-using testing::TestElf;
-using testing::WriteTempFile;
 
 // The loader's constants must agree with the layers that really set the machine
 // up.
@@ -104,7 +114,7 @@ TEST(LoadKernelTest, BadImageIsInvalidArgument) {
 TEST(LoadKernelTest, BzImageGoesToItsPlacement) {
   auto memory = Memory(64ull << 20);
   ASSERT_NE(memory, nullptr);
-  testing::TestBzImage bz;
+  TestBzImage bz;
   const std::string path = WriteTempFile(bz.Serialize(), "vmlinuz");
   absl::StatusOr<LoadedKernel> k = LoadKernel(path, *memory);
   ASSERT_TRUE(k.ok()) << k.status();
@@ -118,7 +128,7 @@ TEST(LoadKernelTest, BzImageGoesToItsPlacement) {
   std::vector<uint8_t> loaded(bz.payload_size);
   ASSERT_TRUE(memory->Read(0x1000000, loaded).ok());
   for (size_t i = 0; i < loaded.size(); ++i)
-    ASSERT_EQ(loaded[i], testing::TestBzImage::PayloadByte(i)) << i;
+    ASSERT_EQ(loaded[i], TestBzImage::PayloadByte(i)) << i;
   // Too little RAM for pref_address + init_size.
   auto small = Memory(16ull << 20);
   ASSERT_NE(small, nullptr);

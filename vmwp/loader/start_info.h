@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "vmwp/loader/guest_layout.h"
+#include "kernel_probe/guest_layout.h"
 #include "vmwp/loader/zero_page.h"
 
 // The PVH boot protocol's start of day structure, struct hvm_start_info
@@ -40,7 +40,7 @@ inline constexpr size_t kMemmapEntryBytes = 24;
 // PVH has no zero page, so its structures use the zero page's slot (the one
 // page of [0x500, 0xF000) that hvcore leaves to the loader): start_info at
 // 0x7000, the module list at 0x7040, the memory map at 0x7080.
-inline constexpr uint64_t kStartInfoAddress = kZeroPageAddress;
+inline constexpr uint64_t kStartInfoAddress = kernel_probe::kZeroPageAddress;
 inline constexpr size_t kModlistOffset = 0x40;
 inline constexpr size_t kMemmapOffset = 0x80;
 inline constexpr size_t kPageBytes = 4096;
@@ -54,7 +54,7 @@ struct Module {
 };
 
 struct StartInfoParams {
-  uint64_t cmdline_gpa = kCmdlineAddress;
+  uint64_t cmdline_gpa = kernel_probe::kCmdlineAddress;
   uint64_t rsdp_gpa = 0;         // 0: none (the guest scans the BIOS area)
   std::optional<Module> initrd;  // one module, no module command line
   std::vector<E820Entry> memmap;

@@ -7,6 +7,14 @@
 #include "absl/strings/str_format.h"
 
 namespace vmwp {
+
+using kernel_probe::GpaRange;
+using kernel_probe::kBootStructuresEnd;
+using kernel_probe::kCmdlineAddress;
+using kernel_probe::kCmdlineAreaSize;
+using kernel_probe::kLegacyHoleEnd;
+using kernel_probe::kLegacyHoleStart;
+
 namespace {
 
 template <typename T>

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "vmwp/loader/guest_layout.h"
+#include "kernel_probe/guest_layout.h"
 
 namespace vmwp {
 
@@ -82,8 +82,8 @@ struct E820Entry {
 // 3) instead. Sorted by address; adjacent entries of one type are merged, as
 // Linux's own sanitizer would, so the map equals what Linux prints.
 std::vector<E820Entry> BuildE820Map(
-    std::span<const GpaRange> ram,
-    std::optional<GpaRange> acpi_data = std::nullopt);
+    std::span<const kernel_probe::GpaRange> ram,
+    std::optional<kernel_probe::GpaRange> acpi_data = std::nullopt);
 
 // Linux's name for an e820 type, as its boot log prints it ("usable",
 // "reserved", "ACPI data", "ACPI NVS", "unusable", else "type N").
@@ -96,7 +96,7 @@ std::string E820TypeName(uint32_t type);
 std::vector<std::string> FormatE820Lines(std::span<const E820Entry> map);
 
 struct ZeroPageParams {
-  uint64_t cmdline_gpa = kCmdlineAddress;
+  uint64_t cmdline_gpa = kernel_probe::kCmdlineAddress;
   // Length of the command line without its terminating NUL.
   uint32_t cmdline_size = 0;
   std::vector<E820Entry> e820;

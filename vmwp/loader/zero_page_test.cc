@@ -5,6 +5,9 @@
 #include <cstring>
 
 namespace vmwp {
+
+using kernel_probe::GpaRange;
+
 namespace {
 
 template <typename T>

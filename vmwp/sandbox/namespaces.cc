@@ -10,12 +10,6 @@
 
 namespace sandbox {
 
-int NamespaceFlags(const SandboxSpec& spec) {
-  int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  if (spec.netns_path.empty()) flags |= CLONE_NEWNET;
-  return flags;
-}
-
 absl::Status UnshareNamespaces(int flags) {
   if (::unshare(flags) != 0) {
     return absl::PermissionDeniedError(

@@ -2,15 +2,8 @@
 #define HVSTACK_VMWP_SANDBOX_NAMESPACES_H_
 
 #include "absl/status/status.h"
-#include "vmwp/sandbox/sandbox_spec.h"
 
 namespace sandbox {
-
-// The clone/unshare flags for a VM's worker: new mount, pid, ipc, uts and
-// (unless it joins a prepared one) net namespaces. No user namespace: the
-// worker drops root for a real, unprivileged uid instead, and KVM and
-// cgroups need no mapping games.
-int NamespaceFlags(const SandboxSpec& spec);
 
 // unshare(2)s `flags` for the calling process. A new pid namespace applies
 // to children only; SpawnSandboxed is the way to get one (see README).

@@ -7,17 +7,6 @@
 
 namespace sandbox {
 
-ResourceLimits LimitsForVm(uint64_t guest_memory_bytes, uint32_t vcpus,
-                           uint64_t overhead_bytes) {
-  ResourceLimits limits;
-  limits.memory_bytes = guest_memory_bytes + overhead_bytes;
-  limits.pids_max = kBasePids + 2 * vcpus;
-  // One full host CPU per vCPU: a guest can keep its vCPUs busy but cannot
-  // starve the host with the worker's other threads on top.
-  limits.cpu_quota_us = vcpus * limits.cpu_period_us;
-  return limits;
-}
-
 void AddBootFiles(SandboxSpec& spec, const std::string& kernel_path,
                   const std::string& initrd_path) {
   spec.files.push_back({kernel_path, kInsideKernel, false});
@@ -65,10 +54,6 @@ absl::Status ValidateSpec(const SandboxSpec& spec) {
     if (file.inside_path == kInsideKernel && file.writable) {
       return absl::InvalidArgumentError("sandbox: the kernel is read-only");
     }
-  }
-  if (spec.limits.memory_bytes == 0 || spec.limits.pids_max == 0) {
-    return absl::InvalidArgumentError(
-        "sandbox: memory and pids limits must be set (LimitsForVm)");
   }
   if (spec.max_open_files < 16) {
     return absl::InvalidArgumentError(

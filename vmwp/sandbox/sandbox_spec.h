@@ -26,26 +26,6 @@ struct VmFile {
   bool writable = false;    // disks may be; kernel and initrd never are
 };
 
-// What cgroup limits a VM gets. Derived from the VM's config by
-// LimitsForVm, so vmms and tests agree on the arithmetic.
-struct ResourceLimits {
-  uint64_t memory_bytes = 0;  // guest RAM + overhead budget
-  uint32_t pids_max = 0;      // threads + processes in the cgroup
-  uint32_t cpu_quota_us = 0;  // per cpu_period_us; 0 = unlimited
-  uint32_t cpu_period_us = 100000;
-};
-
-// Extra memory the worker may use beyond guest RAM: vmwp's heap, gRPC, the
-// 1 MiB console ring, page tables and KVM's per-vCPU state. Measured vmwp
-// RSS is far below this; the budget exists so that a guest-driven leak is
-// stopped by the cgroup, not by the host's OOM killer.
-inline constexpr uint64_t kDefaultOverheadBytes = 256ull << 20;
-// vCPU threads + device threads + gRPC's pool (it grows under load).
-inline constexpr uint32_t kBasePids = 64;
-
-ResourceLimits LimitsForVm(uint64_t guest_memory_bytes, uint32_t vcpus,
-                           uint64_t overhead_bytes = kDefaultOverheadBytes);
-
 // Everything the confinement steps need to know about one VM's worker.
 struct SandboxSpec {
   std::string vm_id;  // the VM's uuid: names the cgroup
@@ -53,7 +33,6 @@ struct SandboxSpec {
   gid_t gid = 0;
   std::vector<VmFile> files;  // kernel, initrd, disks
   std::string runtime_dir;    // host path; bind-mounted read-write
-  ResourceLimits limits;
   // The net namespace is always new. A VM without network gets it empty;
   // with network, `netns_path` names a namespace vmms prepared (holding the
   // VM's tap device, Firecracker-jailer style) that the worker joins instead.
@@ -67,7 +46,7 @@ void AddBootFiles(SandboxSpec& spec, const std::string& kernel_path,
                   const std::string& initrd_path);
 
 // Checks the spec before anything is changed: non-root ids, absolute paths,
-// inside paths under /vm, a runtime dir, sane limits.
+// inside paths under /vm, a runtime dir, a sane RLIMIT_NOFILE.
 absl::Status ValidateSpec(const SandboxSpec& spec);
 
 // The path vmwp must use inside the sandbox for a host path the spec

@@ -12,15 +12,7 @@ SandboxSpec GoodSpec() {
   spec.gid = 1500000007;
   spec.runtime_dir = "/var/lib/hvstack/vms/0b7c";
   AddBootFiles(spec, "/images/vmlinux", "/images/initrd.cpio");
-  spec.limits = LimitsForVm(256ull << 20, 2);
   return spec;
-}
-
-TEST(SandboxSpecTest, LimitsFollowTheVm) {
-  ResourceLimits limits = LimitsForVm(1ull << 30, 4, 100ull << 20);
-  EXPECT_EQ(limits.memory_bytes, (1ull << 30) + (100ull << 20));
-  EXPECT_EQ(limits.cpu_quota_us, 4 * limits.cpu_period_us);
-  EXPECT_EQ(limits.pids_max, kBasePids + 8);
 }
 
 TEST(SandboxSpecTest, BootFilesAtFixedPaths) {
@@ -62,10 +54,6 @@ TEST(SandboxSpecTest, RejectsWhatWouldWeakenTheSandbox) {
   SandboxSpec bad_id = GoodSpec();
   bad_id.vm_id = "../x";
   EXPECT_FALSE(ValidateSpec(bad_id).ok());
-
-  SandboxSpec no_limits = GoodSpec();
-  no_limits.limits = {};
-  EXPECT_FALSE(ValidateSpec(no_limits).ok());
 
   SandboxSpec netns_without_net = GoodSpec();
   netns_without_net.netns_path = "/run/netns/vm";

@@ -14,17 +14,40 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "proto/hvstack/internal/sandbox_violation.h"
 #include "vmwp/sandbox/violation_report.h"
 
 namespace sandbox {
 namespace {
+
+using hvstack::internal::ParseViolationRecord;
+using hvstack::internal::ViolationRecord;
+
+// What vmms makes of a worker's end (vmms/sandbox/violation_exit.h has the
+// real one; the worker's tests only need the call's name from the record).
+std::optional<std::string> DescribeSandboxExit(int status,
+                                               std::string_view bytes) {
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS) return std::nullopt;
+  std::optional<ViolationRecord> record = ParseViolationRecord(bytes);
+  if (!record) return "sandbox violation: unknown system call";
+  char* name =
+      seccomp_syscall_resolve_num_arch(record->arch, record->syscall_nr);
+  std::string result =
+      absl::StrCat("sandbox violation: ", name != nullptr ? name : "?");
+  std::free(name);
+  return result;
+}
 
 TEST(SeccompPolicyTest, TableIsAuditable) {
   std::set<std::string> seen;
@@ -299,17 +322,6 @@ TEST(SeccompPolicyTest, KillModeLeavesNoName) {
   ASSERT_TRUE(DiedOfSigsys(status)) << status;
   EXPECT_EQ(DescribeSandboxExit(status, ""),
             "sandbox violation: unknown system call");
-}
-
-TEST(ViolationReportTest, NamesAndStatuses) {
-  EXPECT_EQ(SyscallName(0, SYS_openat), "openat");
-  EXPECT_EQ(SyscallName(0, SYS_execve), "execve");
-  EXPECT_EQ(SyscallName(0, 99999), "syscall 99999");
-  EXPECT_EQ(DescribeSandboxExit(0, ""), std::nullopt);  // exit 0
-  EXPECT_EQ(DescribeSandboxExit(SIGKILL, ""), std::nullopt);
-  EXPECT_EQ(ParseViolationRecord("short"), std::nullopt);
-  std::string garbage(sizeof(ViolationRecord), 'x');
-  EXPECT_EQ(ParseViolationRecord(garbage), std::nullopt);
 }
 
 }  // namespace

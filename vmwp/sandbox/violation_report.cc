@@ -13,9 +13,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "proto/hvstack/internal/sandbox_violation.h"
 
 namespace sandbox {
 namespace {
+
+using hvstack::internal::ViolationRecord;
 
 std::atomic<int> g_report_fd{-1};
 
@@ -106,36 +109,6 @@ absl::Span<const char* const> BenignProbePaths() {
       "/proc/sys/net/core/somaxconn",
   };
   return kPaths;
-}
-
-std::string SyscallName(uint32_t arch, int syscall_nr) {
-  char* name = seccomp_syscall_resolve_num_arch(
-      arch == 0 ? SCMP_ARCH_NATIVE : arch, syscall_nr);
-  if (name == nullptr) return absl::StrCat("syscall ", syscall_nr);
-  std::string result(name);
-  std::free(name);
-  return result;
-}
-
-std::optional<ViolationRecord> ParseViolationRecord(absl::string_view bytes) {
-  if (bytes.size() < sizeof(ViolationRecord)) return std::nullopt;
-  ViolationRecord record;
-  std::memcpy(&record, bytes.data(), sizeof(record));
-  if (record.magic != ViolationRecord::kMagic) return std::nullopt;
-  return record;
-}
-
-std::optional<std::string> DescribeSandboxExit(int wait_status,
-                                               absl::string_view report_bytes) {
-  if (!WIFSIGNALED(wait_status) || WTERMSIG(wait_status) != SIGSYS) {
-    return std::nullopt;
-  }
-  std::optional<ViolationRecord> record = ParseViolationRecord(report_bytes);
-  if (!record) {
-    return std::string("sandbox violation: unknown system call");
-  }
-  return absl::StrCat("sandbox violation: ",
-                      SyscallName(record->arch, record->syscall_nr));
 }
 
 }  // namespace sandbox
