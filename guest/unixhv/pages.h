@@ -11,7 +11,8 @@
 namespace unixhv {
 
 inline constexpr size_t kPageSize = 4096;
-inline constexpr size_t kPoolPages = 64;
+// 64 for VMBus and the ICs, the rest for storage rings and data buffers.
+inline constexpr size_t kPoolPages = 512;
 
 // `count` contiguous pages, or nullptr when the pool is used up. Pages are
 // NOT cleared; ZeroPage clears one (the VMM hands out zeroed RAM, but a

@@ -70,6 +70,19 @@ bool Channel::Send(uint16_t type, uint16_t flags, uint64_t trans_id,
   return true;
 }
 
+bool Channel::SendExtended(uint16_t type, uint16_t flags, uint64_t trans_id,
+                           const void* extension, uint32_t extension_len,
+                           const void* payload, uint32_t len) {
+  if (!open || broken) return false;
+  bool signal = false;
+  if (!out.WriteExtended(type, flags, trans_id, extension, extension_len,
+                         payload, len, &signal)) {
+    return false;
+  }
+  if (signal) Signal();
+  return true;
+}
+
 int Channel::Receive(PacketDescriptor* desc, void* payload, uint32_t capacity,
                      uint32_t* len) {
   if (!open || broken) return 0;

@@ -186,6 +186,10 @@ struct Channel {
   // ring has no room or the host is gone.
   bool Send(uint16_t type, uint16_t flags, uint64_t trans_id,
             const void* payload, uint32_t len);
+  // The same with a header extension (GPA-direct page lists).
+  bool SendExtended(uint16_t type, uint16_t flags, uint64_t trans_id,
+                    const void* extension, uint32_t extension_len,
+                    const void* payload, uint32_t len);
   // One packet from the host: 1 read, 0 none, -1 malformed (then `broken`).
   int Receive(PacketDescriptor* desc, void* payload, uint32_t capacity,
               uint32_t* len);

@@ -53,8 +53,16 @@ uint32_t Ring::Avail(uint32_t read, uint32_t write) const {
 
 bool Ring::Write(uint16_t type, uint16_t flags, uint64_t trans_id,
                  const void* payload, uint32_t len, bool* signal) {
+  return WriteExtended(type, flags, trans_id, nullptr, 0, payload, len, signal);
+}
+
+bool Ring::WriteExtended(uint16_t type, uint16_t flags, uint64_t trans_id,
+                         const void* extension, uint32_t extension_len,
+                         const void* payload, uint32_t len, bool* signal) {
   *signal = false;
-  const uint32_t packet = sizeof(PacketDescriptor) + len;
+  if ((extension_len & 7) != 0) return false;
+  const uint32_t head = sizeof(PacketDescriptor) + extension_len;
+  const uint32_t packet = head + len;
   const uint32_t aligned = (packet + 7) & ~7u;
   const uint32_t total = aligned + 8;
   const uint32_t write = header_->write_index;
@@ -62,11 +70,15 @@ bool Ring::Write(uint16_t type, uint16_t flags, uint64_t trans_id,
   if (write >= size_ || read >= size_) return false;  // host broke the ring
   const uint32_t free = size_ - Avail(read, write);
   if (free <= total) return false;  // never fill the ring completely
-  PacketDescriptor d{type, sizeof(PacketDescriptor) / 8,
+  PacketDescriptor d{type, static_cast<uint16_t>(head / 8),
                      static_cast<uint16_t>(aligned / 8), flags, trans_id};
   uint32_t at = write;
   CopyIn(at, &d, sizeof(d));
   at = (at + sizeof(d)) % size_;
+  if (extension_len != 0) {
+    CopyIn(at, extension, extension_len);
+    at = (at + extension_len) % size_;
+  }
   CopyIn(at, payload, len);
   at = (at + len) % size_;
   const uint64_t zero = 0;

@@ -32,6 +32,7 @@ struct PacketDescriptor {
 static_assert(sizeof(PacketDescriptor) == 16);
 
 inline constexpr uint16_t kPacketDataInband = 6;
+inline constexpr uint16_t kPacketDataUsingGpaDirect = 9;
 inline constexpr uint16_t kPacketCompletion = 11;
 inline constexpr uint16_t kFlagCompletionRequested = 1;
 
@@ -51,6 +52,12 @@ class Ring {
   // mask interrupts).
   bool Write(uint16_t type, uint16_t flags, uint64_t trans_id,
              const void* payload, uint32_t len, bool* signal);
+  // The same with a header extension (a multiple of 8 bytes) between the
+  // descriptor and the payload, covered by offset8: the GPA-direct page
+  // list of vmbus_sendpacket_mpb_desc.
+  bool WriteExtended(uint16_t type, uint16_t flags, uint64_t trans_id,
+                     const void* extension, uint32_t extension_len,
+                     const void* payload, uint32_t len, bool* signal);
   // Writes `len` raw bytes at the current write index and publishes
   // `new_write_index` as is: the hostile guest's way to put garbage in.
   void WriteRaw(const void* bytes, uint32_t len, uint32_t new_write_index);
