@@ -85,6 +85,7 @@ class EventsTest : public ::testing::Test {
 
 TEST_F(EventsTest, ResumedClientReceivesExactlyTheTransitionsItMissed) {
   StartVmms();
+  if (IsSkipped() || HasFatalFailure()) return;  // no /dev/kvm, or no vmms
   Ok({"create", "ev1", "--kernel", Runfile("guest/spin.elf"), "--memory",
       "64"});
 
@@ -144,6 +145,7 @@ TEST_F(EventsTest, ResumedClientReceivesExactlyTheTransitionsItMissed) {
 
 TEST_F(EventsTest, TrimmedSequenceIsOutOfRangeNamingTheOldest) {
   StartVmms({"--event-retention", "5"});
+  if (IsSkipped() || HasFatalFailure()) return;  // no /dev/kvm, or no vmms
   for (int i = 0; i < 8; ++i) {
     Ok({"create", "r" + std::to_string(i), "--kernel",
         Runfile("guest/spin.elf"), "--memory", "64"});
