@@ -1,6 +1,8 @@
 #include "vid/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -46,9 +48,88 @@ GuestMemory::GuestMemory(uint8_t* base, uint64_t size)
   if (size > low) regions_.push_back({kHighRamStart, size - low, base + low});
 }
 
-GuestMemory::~GuestMemory() { ::munmap(base_, size_); }
+GuestMemory::~GuestMemory() {
+  ::munmap(base_, size_);
+  if (source_fd_ >= 0) ::close(source_fd_);
+}
+
+absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::CreateFromFile(
+    uint64_t size_bytes, int fd, uint64_t offset, LoadMode mode) {
+  if (mode == LoadMode::kEager) {
+    absl::StatusOr<std::unique_ptr<GuestMemory>> memory = Create(size_bytes);
+    if (!memory.ok()) return memory;
+    // Only the file's data extents: holes are zero already.
+    const off_t end = static_cast<off_t>(offset + size_bytes);
+    off_t data = static_cast<off_t>(offset);
+    while (data < end) {
+      data = ::lseek(fd, data, SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO) break;  // no data after this point
+        return absl::ErrnoToStatus(errno, "lseek(SEEK_DATA) in a memory file");
+      }
+      if (data >= end) break;
+      off_t hole = ::lseek(fd, data, SEEK_HOLE);
+      if (hole < 0) {
+        return absl::ErrnoToStatus(errno, "lseek(SEEK_HOLE) in a memory file");
+      }
+      hole = std::min(hole, end);
+      uint8_t* dst = (*memory)->base_ + (data - static_cast<off_t>(offset));
+      off_t at = data;
+      while (at < hole) {
+        const ssize_t n =
+            ::pread(fd, dst + (at - data), static_cast<size_t>(hole - at), at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return absl::ErrnoToStatus(errno, "reading a memory file");
+        if (n == 0) {
+          return absl::OutOfRangeError(absl::StrFormat(
+              "memory file ends at byte %d, inside guest RAM", at));
+        }
+        at += n;
+      }
+      data = hole;
+    }
+    return memory;
+  }
+  if (size_bytes == 0 || size_bytes % k2MiB != 0 || size_bytes > kMaxSize ||
+      offset % kPageSize != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "guest memory of %d bytes at file offset %d: the size must be a "
+        "non-zero multiple of 2 MiB (at most 1 TiB), the offset page aligned",
+        size_bytes, offset));
+  }
+  const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return absl::ErrnoToStatus(errno, "dup of the memory file");
+  void* p = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_NORESERVE, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    ::close(own);
+    return absl::ErrnoToStatus(
+        err, absl::StrFormat("mmap of %d MiB of guest memory from its file",
+                             size_bytes >> 20));
+  }
+  std::unique_ptr<GuestMemory> memory(
+      new GuestMemory(static_cast<uint8_t*>(p), size_bytes));
+  memory->source_fd_ = own;
+  memory->source_offset_ = offset;
+  return memory;
+}
 
 absl::Status GuestMemory::Discard() {
+  if (source_fd_ >= 0) {
+    // A private file mapping would read the file again after MADV_DONTNEED:
+    // replace it with anonymous memory at the same address.
+    void* p =
+        ::mmap(base_, size_, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) {
+      return absl::ErrnoToStatus(errno, "remapping guest memory anonymous");
+    }
+    ::close(source_fd_);
+    source_fd_ = -1;
+    source_offset_ = 0;
+    return absl::OkStatus();
+  }
   if (::madvise(base_, size_, MADV_DONTNEED) < 0) {
     return absl::ErrnoToStatus(errno, "madvise(MADV_DONTNEED) of guest memory");
   }

@@ -43,6 +43,23 @@ class GuestMemory {
   static absl::StatusOr<std::unique_ptr<GuestMemory>> Create(
       uint64_t size_bytes);
 
+  // How a restored VM gets its RAM back from a memory file
+  // (vid/memory_file.h).
+  enum class LoadMode {
+    // Anonymous memory, the file's data extents read into it (pread): every
+    // page is private from the start and the file is no longer needed.
+    kEager,
+    // The file mapped MAP_PRIVATE (copy-on-write), as Firecracker restores
+    // a snapshot: nothing is read until the guest touches a page, writes
+    // stay in this process. The file must never change while mapped (vmms
+    // only ever replaces state files by rename); its descriptor is kept.
+    kMapPrivate,
+  };
+  // Guest RAM of `size_bytes` whose content is `fd`'s bytes from `offset`
+  // (holes read as zero). `fd` is duplicated; the caller keeps its own.
+  static absl::StatusOr<std::unique_ptr<GuestMemory>> CreateFromFile(
+      uint64_t size_bytes, int fd, uint64_t offset, LoadMode mode);
+
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
   ~GuestMemory();
@@ -65,6 +82,15 @@ class GuestMemory {
   // zero afterwards, as after power-on, and costs nothing until touched. Used
   // by vid::Partition::Reset; the guest must not be running.
   absl::Status Discard();
+
+  // The whole host mapping: regions() back to back, size() bytes.
+  uint8_t* host_base() const { return base_; }
+  // With kMapPrivate: the file behind the mapping and where RAM starts in it
+  // (a page the guest never wrote still holds the file's bytes, so a save
+  // must look at the file's data extents as well as resident pages). -1
+  // otherwise.
+  int source_fd() const { return source_fd_; }
+  uint64_t source_offset() const { return source_offset_; }
 
   // Direct host view of [gpa, gpa+len). Valid for the GuestMemory's lifetime;
   // the guest may change it at any time, so copy before validating (no double
@@ -100,6 +126,8 @@ class GuestMemory {
   uint8_t* const base_;  // mmap'd, size_ bytes; unmapped in the destructor
   const uint64_t size_;
   std::vector<Region> regions_;
+  int source_fd_ = -1;  // owned (closed in the destructor) when >= 0
+  uint64_t source_offset_ = 0;
 };
 
 }  // namespace vid

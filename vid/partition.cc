@@ -80,6 +80,12 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
 
 absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
     const PartitionConfig& config, const hvcore::KvmSystem& kvm) {
+  return CreateWith(config, kvm, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<Partition>> Partition::CreateWith(
+    const PartitionConfig& config, const hvcore::KvmSystem& kvm,
+    std::unique_ptr<GuestMemory> given_memory) {
   const uint32_t max_vcpus =
       kvm.max_vcpus() > 0
           ? std::min<uint32_t>(kvm.max_vcpus(), hvcore::kMaxXApicVcpus)
@@ -93,8 +99,14 @@ absl::StatusOr<std::unique_ptr<Partition>> Partition::Create(
   absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> own = kvm.Duplicate();
   if (!own.ok()) return own.status();
   absl::StatusOr<std::unique_ptr<GuestMemory>> memory =
-      GuestMemory::Create(config.memory_bytes);
+      given_memory != nullptr ? std::move(given_memory)
+                              : GuestMemory::Create(config.memory_bytes);
   if (!memory.ok()) return memory.status();
+  if ((*memory)->size() != config.memory_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("guest memory of %d bytes for a partition of %d",
+                        (*memory)->size(), config.memory_bytes));
+  }
   std::unique_ptr<Partition> p(
       new Partition(config, std::move(*own), std::move(*memory)));
   absl::StatusOr<Vm> vm = p->CreateVm();
@@ -376,7 +388,7 @@ void Partition::VpLoop(uint32_t index) {
   };
   while (!finished()) {
     if (pause_hint_.load(std::memory_order_acquire)) {
-      HoldWhilePaused();
+      HoldWhilePaused(index);
       continue;  // Finished meanwhile?
     }
     absl::StatusOr<hvcore::Intercept> intercept = vp.Run();
@@ -500,14 +512,33 @@ bool Partition::HandleIntercept(uint32_t index, hvcore::Intercept& intercept) {
   return crash();
 }
 
-void Partition::HoldWhilePaused() {
+void Partition::HoldWhilePaused(uint32_t index) {
+  struct Waiter {
+    Partition* p;
+    uint32_t index;
+  } waiter{this, index};
+  auto wake = +[](Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Partition* p = w->p;
+    return !p->pause_requested_ || p->outcome_.has_value() ||
+           (p->vp_task_ != nullptr && !p->vp_task_done_[w->index]);
+  };
   absl::MutexLock lock(&mu_);
   ++held_vps_;
-  mu_.Await(absl::Condition(
-      +[](Partition* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return !p->pause_requested_ || p->outcome_.has_value();
-      },
-      this));
+  while (true) {
+    mu_.Await(absl::Condition(wake, &waiter));
+    if (vp_task_ == nullptr || vp_task_done_[index] || !pause_requested_ ||
+        outcome_.has_value()) {
+      break;
+    }
+    // A task for the held VPs (RunOnEachVp): run it here, on the VP's own
+    // thread (its seccomp filter allows the vCPU ioctls), still held.
+    const std::function<absl::Status(uint32_t)>* task = vp_task_;
+    mu_.Unlock();
+    absl::Status s = (*task)(index);
+    mu_.Lock();
+    vp_task_status_[index] = std::move(s);
+    vp_task_done_[index] = true;
+  }
   --held_vps_;
 }
 

@@ -27,6 +27,8 @@
 #include "hvcore/virtual_processor.h"
 #include "vid/guest_memory.h"
 #include "vid/io_dispatcher.h"
+#include "vid/memory_file.h"
+#include "vid/saved_state.pb.h"
 #include "vid/synthetic_interface.h"
 
 namespace vid {
@@ -249,6 +251,29 @@ class Partition {
                : 0;
   }
 
+  // ---- Save and restore (issue 14; partition_state.cc).
+
+  // The partition's state: KVM's (each VP's on its own thread, which is held
+  // meanwhile) and the synthetic interface's. Needs the partition paused
+  // while Run() is in progress (FailedPrecondition otherwise); before Run()
+  // or after it returned, the VPs are read on the calling thread. Devices
+  // are the caller's (vmwp), guest memory goes to SaveMemory.
+  absl::StatusOr<hvstack::saved::VidPartitionState> SaveState();
+  // Writes guest memory to `fd` (vid/memory_file.h), tagged with `save_id`.
+  // Same preconditions as SaveState.
+  absl::StatusOr<MemorySaveStats> SaveMemory(int fd, const SaveId& save_id);
+  // A partition built from a saved state instead of a boot: `memory` (from
+  // LoadMemoryFile) becomes its RAM, the VPs, irqchip, PIT, clocks and the
+  // synthetic interface get `state` back, and Run() continues the guest
+  // (no Prepare* needed). `config` must describe the same partition
+  // (vcpus, memory size, enlightenment) and the host must give the same
+  // CPUID and TSC frequency: FailedPrecondition naming the field otherwise.
+  static absl::StatusOr<std::unique_ptr<Partition>> Restore(
+      const PartitionConfig& config, const hvcore::KvmSystem& kvm,
+      const hvstack::saved::VidPartitionState& state,
+      std::unique_ptr<GuestMemory> memory);
+  static constexpr uint32_t kStateVersion = 1;
+
   // Lower layers, for what the facade does not cover yet (e.g. debugging
   // registers). Replaced by Reset(): do not keep references across it.
   hvcore::Partition& hv_partition() { return *hv_; }
@@ -272,6 +297,15 @@ class Partition {
   Partition(const PartitionConfig& config,
             std::unique_ptr<hvcore::KvmSystem> kvm,
             std::unique_ptr<GuestMemory> memory);
+  // Create with the given (or, if null, fresh) guest memory.
+  static absl::StatusOr<std::unique_ptr<Partition>> CreateWith(
+      const PartitionConfig& config, const hvcore::KvmSystem& kvm,
+      std::unique_ptr<GuestMemory> memory);
+  // Runs `fn(index)` for every VP: on its own held thread while Run() is in
+  // progress (the partition must be paused), else on this thread. Returns
+  // the first error.
+  absl::Status RunOnEachVp(const std::function<absl::Status(uint32_t)>& fn);
+  absl::Status RestoreFrom(const hvstack::saved::VidPartitionState& state);
   // Creates the KVM VM, maps memory, creates the VPs.
   absl::StatusOr<Vm> CreateVm();
   // Enlightened: the HvPartition and its seams, the hypercall port reserved.
@@ -283,7 +317,7 @@ class Partition {
   void VpLoop(uint32_t index);
   // Holds the calling VP thread while a pause is requested (and the
   // partition has not finished).
-  void HoldWhilePaused();
+  void HoldWhilePaused(uint32_t index);
   // Handles one intercept; returns false when the VP must stop.
   bool HandleIntercept(uint32_t index, hvcore::Intercept& intercept);
 
@@ -319,6 +353,12 @@ class Partition {
   // Pause(): requested, and how many VP threads are held.
   bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t held_vps_ ABSL_GUARDED_BY(mu_) = 0;
+  // RunOnEachVp: the function held VP threads run, and per VP whether it ran
+  // and how it went.
+  const std::function<absl::Status(uint32_t)>* vp_task_ ABSL_GUARDED_BY(mu_) =
+      nullptr;
+  std::vector<bool> vp_task_done_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Status> vp_task_status_ ABSL_GUARDED_BY(mu_);
   // Mirrors pause_requested_ for the VP loop's lock-free check.
   std::atomic<bool> pause_hint_{false};
   // Rate limit for interrupt ioctl failure logs.

@@ -33,6 +33,10 @@
 #include "hvcore/hyperv/synic.h"
 #include "hvcore/hyperv/tlfs.h"
 
+namespace hvstack::saved {
+class HvPartitionState;
+}  // namespace hvstack::saved
+
 namespace hvcore::hyperv {
 
 struct HvPartitionConfig {
@@ -96,6 +100,23 @@ class HvPartition {
   // guest had set up are forgotten (RAM is the loader's business).
   void Reset();
 
+  // ---- Save and restore (issue 14; hyperv_state.cc, saved_state.proto).
+  // The partition-wide MSRs, the reference time now (at guest TSC
+  // `guest_tsc`), every SynIC and its queued messages. Call with the VPs
+  // held.
+  hvstack::saved::HvPartitionState SaveState(uint64_t guest_tsc);
+  // Puts `state` back into this freshly created partition (same VP count and
+  // TSC frequency, else FailedPrecondition naming it) before its VPs run,
+  // with guest memory already restored. The reference clock continues from
+  // the saved reference time at guest TSC `guest_tsc` (the guest TSC now: on
+  // a host that restores the guest TSC this keeps the saved clock, on one
+  // that cannot it absorbs the jump); an enabled reference TSC page gets the
+  // new offset and sequence. Values are checked as the guest's own MSR
+  // writes are (pages in RAM, SINT vectors); InvalidArgument names the field.
+  absl::Status RestoreState(const hvstack::saved::HvPartitionState& state,
+                            uint64_t guest_tsc);
+  static constexpr uint32_t kStateVersion = 1;
+
   // What the guest used and what we refused (for logs).
   HvStatsSnapshot stats() const { return stats_.Snapshot(); }
   // The guest's most recent crash report, if it made one.
@@ -128,7 +149,8 @@ class HvPartition {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const HvPartitionConfig config_;
-  const ReferenceClock clock_;
+  // Replaced only by RestoreState, before the VPs and VMBus run.
+  ReferenceClock clock_;
   GuestRam& ram_;
   GuestTscSource& tsc_;
   GuestCrashHandler* const crash_handler_;

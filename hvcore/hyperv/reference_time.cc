@@ -23,4 +23,13 @@ absl::StatusOr<ReferenceClock> ReferenceClock::Create(uint64_t tsc_hz,
   return ReferenceClock(tsc_hz, *scale, static_cast<int64_t>(0 - start_ticks));
 }
 
+absl::StatusOr<ReferenceClock> ReferenceClock::ContinueAt(
+    uint64_t tsc_hz, uint64_t tsc, uint64_t reference_time) {
+  absl::StatusOr<uint64_t> scale = ReferenceTscScale(tsc_hz);
+  if (!scale.ok()) return scale.status();
+  return ReferenceClock(
+      tsc_hz, *scale,
+      static_cast<int64_t>(reference_time - ScaleTsc(tsc, *scale)));
+}
+
 }  // namespace hvcore::hyperv

@@ -30,6 +30,12 @@ class ReferenceClock {
   static absl::StatusOr<ReferenceClock> Create(uint64_t tsc_hz,
                                                uint64_t tsc_at_start);
 
+  // A clock that reads `reference_time` at guest TSC `tsc`: how a restored
+  // partition continues its saved clock (issue 14).
+  static absl::StatusOr<ReferenceClock> ContinueAt(uint64_t tsc_hz,
+                                                   uint64_t tsc,
+                                                   uint64_t reference_time);
+
   uint64_t tsc_hz() const { return tsc_hz_; }
   uint64_t scale() const { return scale_; }
   // Two's complement: added modulo 2^64 by the guest.

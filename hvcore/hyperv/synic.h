@@ -32,6 +32,10 @@
 #include "hvcore/hyperv/seams.h"
 #include "hvcore/hyperv/tlfs.h"
 
+namespace hvstack::saved {
+class SynicState;
+}  // namespace hvstack::saved
+
 namespace hvcore::hyperv {
 
 class Synic {
@@ -68,6 +72,13 @@ class Synic {
   void Reset();
 
   size_t QueuedMessages(uint32_t sint) const;
+
+  // Save and restore (issue 14; hyperv_state.cc). Restore sets the registers
+  // and queues without touching guest memory (the pages come back with it)
+  // and checks what a guest write would (pages in RAM, valid vectors,
+  // payload sizes, queue bounds): InvalidArgument naming the field.
+  hvstack::saved::SynicState SaveState() const;
+  absl::Status RestoreState(const hvstack::saved::SynicState& state);
 
  private:
   struct QueuedMessage {
