@@ -7,10 +7,13 @@
 namespace vmbus {
 
 LiveChannel::LiveChannel(uint32_t relid, uint32_t target_vp, RingReader in,
-                         RingWriter out, ChannelSignal signal)
+                         RingWriter out, ChannelSignal signal,
+                         GuestPages& memory, GpadlMapper map_gpadl)
     : relid_(relid),
       target_vp_(target_vp),
       signal_(signal),
+      memory_(memory),
+      map_gpadl_(std::move(map_gpadl)),
       in_(std::move(in)),
       out_(std::move(out)) {}
 
@@ -31,7 +34,7 @@ void LiveChannel::SignalGuest() {
 
 absl::StatusOr<WriteResult> LiveChannel::Send(
     uint16_t type, uint16_t flags, uint64_t trans_id,
-    std::span<const uint8_t> payload) {
+    std::span<const uint8_t> extension, std::span<const uint8_t> payload) {
   absl::StatusOr<WriteResult> result;
   {
     absl::MutexLock lock(&out_mu_);
@@ -39,7 +42,7 @@ absl::StatusOr<WriteResult> LiveChannel::Send(
       return absl::FailedPreconditionError(
           absl::StrFormat("channel %d is closed", relid_));
     }
-    result = out_.Write(type, flags, trans_id, payload);
+    result = out_.Write(type, flags, trans_id, extension, payload);
     if (!result.ok() && result.status().code() == absl::StatusCode::kDataLoss) {
       broken_.store(true);
     }
@@ -49,34 +52,54 @@ absl::StatusOr<WriteResult> LiveChannel::Send(
 }
 
 absl::Status LiveChannel::Drain(Vsp& vsp) {
+  return Drain(vsp, UINT32_MAX).status();
+}
+
+absl::StatusOr<bool> LiveChannel::Drain(Vsp& vsp, uint32_t budget) {
   absl::MutexLock lock(&in_mu_);
-  if (closed_.load() || broken_.load()) return absl::OkStatus();
+  if (closed_.load() || broken_.load()) return false;
+  auto fail = [this](absl::Status s) {
+    broken_.store(true);
+    return s;
+  };
+  uint32_t delivered = 0;
   for (;;) {
     in_.BeginDrain();
+    bool budget_used = false;
     for (;;) {
-      absl::StatusOr<bool> got = in_.Next(&packet_);
-      if (!got.ok()) {
-        broken_.store(true);
-        return got.status();
+      if (delivered == budget) {
+        budget_used = true;
+        break;
       }
+      absl::StatusOr<bool> got = in_.Next(&packet_);
+      if (!got.ok()) return fail(got.status());
       if (!*got) break;
       vsp.OnPacket(*this, packet_);
+      ++delivered;
     }
     absl::StatusOr<bool> signal = in_.Commit();
-    if (!signal.ok()) {
-      broken_.store(true);
-      return signal.status();
-    }
+    if (!signal.ok()) return fail(signal.status());
     if (*signal) SignalGuest();
+    // Out of budget: interrupts stay masked, the caller comes back.
+    if (budget_used) return true;
     absl::StatusOr<bool> more = in_.EndDrain();
-    if (!more.ok()) {
-      broken_.store(true);
-      return more.status();
-    }
+    if (!more.ok()) return fail(more.status());
     if (!*more) break;
   }
   vsp.OnSignal(*this);
-  return absl::OkStatus();
+  return false;
+}
+
+absl::StatusOr<MappedGpadl> LiveChannel::MapGpadl(uint32_t handle) {
+  if (closed_.load()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("channel %d is closed", relid_));
+  }
+  if (!map_gpadl_) {
+    return absl::NotFoundError(
+        absl::StrFormat("channel %d has no GPADL 0x%x", relid_, handle));
+  }
+  return map_gpadl_(handle);
 }
 
 void LiveChannel::Close() {

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -28,18 +29,27 @@ struct ChannelSignal {
 // writes the guest's inbound ring through Send.
 class LiveChannel final : public ChannelEndpoint {
  public:
+  // Resolves a GPADL handle of this channel for MapGpadl (the server's).
+  using GpadlMapper = std::function<absl::StatusOr<MappedGpadl>(uint32_t)>;
+
   LiveChannel(uint32_t relid, uint32_t target_vp, RingReader in, RingWriter out,
-              ChannelSignal signal);
+              ChannelSignal signal, GuestPages& memory,
+              GpadlMapper map_gpadl = nullptr);
 
   uint32_t relid() const override { return relid_; }
+  using ChannelEndpoint::Send;
   absl::StatusOr<WriteResult> Send(uint16_t type, uint16_t flags,
                                    uint64_t trans_id,
+                                   std::span<const uint8_t> extension,
                                    std::span<const uint8_t> payload) override;
 
   // Delivers every packet in the guest's outbound ring to `vsp` (the
   // interrupt-mask protocol closes the race with a concurrent guest write).
   // An error means the ring is broken: the channel is then dead.
   absl::Status Drain(Vsp& vsp);
+  absl::StatusOr<bool> Drain(Vsp& vsp, uint32_t budget) override;
+  GuestPages& memory() override { return memory_; }
+  absl::StatusOr<MappedGpadl> MapGpadl(uint32_t handle) override;
 
   void set_target_vp(uint32_t vp) { target_vp_.store(vp); }
   // Stops sends and drains; waits for one in progress to finish.
@@ -52,6 +62,8 @@ class LiveChannel final : public ChannelEndpoint {
   const uint32_t relid_;
   std::atomic<uint32_t> target_vp_;
   const ChannelSignal signal_;
+  GuestPages& memory_;
+  const GpadlMapper map_gpadl_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> broken_{false};
 

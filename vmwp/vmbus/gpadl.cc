@@ -8,7 +8,8 @@
 namespace vmbus {
 
 absl::StatusOr<std::vector<GpaRange>> ParseGpaRanges(
-    std::span<const uint8_t> bytes, uint16_t rangecount, GuestPages& memory) {
+    std::span<const uint8_t> bytes, uint32_t rangecount, GuestPages& memory,
+    bool allow_repeated_pages) {
   if (rangecount == 0) {
     return absl::InvalidArgumentError("GPADL has no ranges");
   }
@@ -53,7 +54,9 @@ absl::StatusOr<std::vector<GpaRange>> ParseGpaRanges(
             "GPADL range %d: %s", r, std::string(host.status().message())));
       }
     }
-    all_pfns.insert(all_pfns.end(), range.pfns.begin(), range.pfns.end());
+    if (!allow_repeated_pages) {
+      all_pfns.insert(all_pfns.end(), range.pfns.begin(), range.pfns.end());
+    }
     ranges.push_back(std::move(range));
   }
   if (at != bytes.size()) {

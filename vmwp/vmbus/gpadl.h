@@ -30,9 +30,11 @@ struct Gpadl {
 // Parses exactly `bytes` as `rangecount` ranges and checks them: every range
 // non-empty with an offset inside its first page, its PFN count what
 // offset + count implies, every page guest RAM, no page named twice in the
-// GPADL (overlapping ranges), no bytes left over.
+// GPADL (overlapping ranges; unless `allow_repeated_pages`, as GPA-direct
+// packets need: two buffers may share a page), no bytes left over.
 absl::StatusOr<std::vector<GpaRange>> ParseGpaRanges(
-    std::span<const uint8_t> bytes, uint16_t rangecount, GuestPages& memory);
+    std::span<const uint8_t> bytes, uint32_t rangecount, GuestPages& memory,
+    bool allow_repeated_pages = false);
 
 // Collects a GPADL from its GPADL_HEADER and the GPADL_BODY messages that
 // carry the rest of its range_buflen bytes.

@@ -184,6 +184,10 @@ HvStatus VmbusServer::OnSignalEvent(uint32_t vp, uint32_t connection_id,
     vsp = record->second.vsp;
   }
   // Outside the server lock: the VSP may take its time and send replies.
+  if (!vsp->offer().drain_on_vp_thread) {
+    vsp->OnGuestSignal(*channel);
+    return HvStatus::kSuccess;
+  }
   if (absl::Status s = channel->Drain(*vsp); !s.ok()) {
     broken_channels_log_.Note(
         [&] {
@@ -393,6 +397,12 @@ absl::Status VmbusServer::OnGpadlTeardown(const GpadlTeardown& m) {
         "channel %d",
         m.gpadl, m.child_relid);
   } else {
+    // A buffer the channel's VSP may be using (netvsc's receive and send
+    // buffers): it lets go before the guest hears the GPADL is gone.
+    if (auto channel = channels_.find(m.child_relid);
+        channel != channels_.end() && it->second.lent_to_vsp) {
+      channel->second.vsp->OnGpadlTeardown(m.child_relid, m.gpadl);
+    }
     gpadls_.erase(it);
   }
   auto reply = MakeMessage<GpadlTorndown>(kMsgGpadlTorndown);
@@ -482,7 +492,9 @@ absl::Status VmbusServer::OpenRings(const vmbus::OpenChannel& m,
   signal.sint = message_sint_;
   signal.win7_interrupt_page = win7_interrupt_page_;
   auto live = std::make_shared<LiveChannel>(
-      relid, m.target_vp, *std::move(reader), *std::move(writer), signal);
+      relid, m.target_vp, *std::move(reader), *std::move(writer), signal,
+      memory_,
+      [this, relid](uint32_t handle) { return MapGpadl(relid, handle); });
   if (absl::Status s = channel.vsp->OnOpen(
           live, std::span<const uint8_t>(m.userdata, sizeof(m.userdata)));
       !s.ok()) {
@@ -564,6 +576,23 @@ absl::Status VmbusServer::OnModifyChannel(const ModifyChannel& m) {
     Post(reply);
   }
   return error;
+}
+
+absl::StatusOr<MappedGpadl> VmbusServer::MapGpadl(uint32_t relid,
+                                                  uint32_t handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = gpadls_.find(handle);
+  if (it == gpadls_.end() || it->second.gpadl.child_relid != relid) {
+    return absl::NotFoundError(absl::StrFormat(
+        "channel %d has no GPADL with handle 0x%x", relid, handle));
+  }
+  if (it->second.in_use) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "GPADL 0x%x is the ring of channel %d, not a buffer", handle, relid));
+  }
+  absl::StatusOr<MappedGpadl> mapped = MapGpadlPages(it->second.gpadl, memory_);
+  if (mapped.ok()) it->second.lent_to_vsp = true;
+  return mapped;
 }
 
 // ------------------------------------------------------------- observers

@@ -105,7 +105,8 @@ class VmbusServer final : public SynicGuestCalls {
   };
   struct GpadlRecord {
     Gpadl gpadl;
-    bool in_use = false;  // a ring of an open channel
+    bool in_use = false;       // a ring of an open channel
+    bool lent_to_vsp = false;  // the channel's VSP mapped it (MapGpadl)
   };
 
   absl::Status OnInitiateContact(const InitiateContact& m)
@@ -133,6 +134,8 @@ class VmbusServer final : public SynicGuestCalls {
 
   void CloseChannel(uint32_t relid, ChannelRecord& channel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // LiveChannel::MapGpadl of channel `relid` (takes the lock).
+  absl::StatusOr<MappedGpadl> MapGpadl(uint32_t relid, uint32_t handle);
   void SendOffer(uint32_t relid, ChannelRecord& channel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   template <typename T>

@@ -481,3 +481,188 @@ TEST(ServerHookTest, ChannelAddedHookRunsBeforeTheOffer) {
 
 }  // namespace
 }  // namespace vmbus
+
+namespace vmbus {
+namespace {
+
+// A VSP that drains on "its own thread" (here: the test, when it chooses),
+// maps buffer GPADLs and watches their teardown.
+class OwnThreadVsp : public Vsp {
+ public:
+  OwnThreadVsp() {
+    offer_.interface_type =
+        Guid::FromFields(0xf8615163, 0xdf3e, 0x46c5,
+                         {0x91, 0x3f, 0xf2, 0xd2, 0xf9, 0x65, 0xed, 0x0e});
+    offer_.interface_instance = Guid::FromFields(0x77, 0, 0, {});
+    offer_.drain_on_vp_thread = false;
+  }
+  const VspOffer& offer() const override { return offer_; }
+  absl::Status OnOpen(std::shared_ptr<ChannelEndpoint> endpoint,
+                      std::span<const uint8_t>) override {
+    endpoint_ = std::move(endpoint);
+    return absl::OkStatus();
+  }
+  void OnPacket(ChannelEndpoint& ep, const Packet& p) override {
+    packets.push_back(p);
+  }
+  void OnGuestSignal(ChannelEndpoint&) override { ++guest_signals; }
+  void OnClose(uint32_t) override { endpoint_.reset(); }
+  void OnGpadlTeardown(uint32_t relid, uint32_t handle) override {
+    torn_down.push_back(handle);
+    // The GPADL_TORNDOWN is not out yet when the VSP hears of it.
+    EXPECT_TRUE(guest_ == nullptr || guest_->inbox.empty());
+  }
+  VspOffer offer_;
+  std::shared_ptr<ChannelEndpoint> endpoint_;
+  std::vector<Packet> packets;
+  std::vector<uint32_t> torn_down;
+  int guest_signals = 0;
+  testing::FakeGuest* guest_ = nullptr;
+};
+
+class OwnThreadTest : public ::testing::Test {
+ protected:
+  OwnThreadTest() : server_(guest_.memory, guest_, {.vp_count = 2}) {
+    guest_.server = &server_;
+  }
+  uint32_t Open() {
+    guest_.Connect(kVersionWin10V5_3);
+    guest_.RequestOffers();
+    auto relid = server_.AddVsp(&vsp_);
+    EXPECT_TRUE(relid.ok());
+    guest_.Expect<OfferChannel>(kMsgOfferChannel);
+    guest_.InitRings(100, 40, 20);
+    EXPECT_EQ(guest_.CreateGpadl(*relid, 0xE1E10, FakeGuest::Pages(100, 40))
+                  .creation_status,
+              0u);
+    EXPECT_EQ(guest_.Open(*relid, 0xE1E10, 20, 1).status, 0u);
+    vsp_.guest_ = &guest_;
+    return *relid;
+  }
+  FakeGuest guest_;
+  // VSPs outlive the server.
+  OwnThreadVsp vsp_;
+  std::deque<EchoVsp> vsps_;
+  VmbusServer server_;
+};
+
+TEST_F(OwnThreadTest, TheVpThreadOnlySignalsAndTheVspDrainsInBudgets) {
+  const uint32_t relid = Open();
+  ASSERT_NE(vsp_.endpoint_, nullptr);
+  for (uint64_t i = 0; i < 10; ++i) {
+    std::vector<uint8_t> b = {static_cast<uint8_t>(i)};
+    ASSERT_TRUE(guest_.out->Write(kPacketDataInband, 0, i, b).has_value());
+  }
+  EXPECT_EQ(
+      server_.OnSignalEvent(0, VmbusServer::ConnectionIdForRelid(relid), 0),
+      HvStatus::kSuccess);
+  EXPECT_EQ(vsp_.guest_signals, 1);
+  EXPECT_TRUE(vsp_.packets.empty()) << "nothing drained on the VP thread";
+  auto more = vsp_.endpoint_->Drain(vsp_, 4);
+  ASSERT_TRUE(more.ok()) << more.status();
+  EXPECT_TRUE(*more);
+  EXPECT_EQ(vsp_.packets.size(), 4u);
+  // Interrupts stay masked while the VSP still has packets to take.
+  EXPECT_EQ(guest_.out->header()->interrupt_mask, 1u);
+  more = vsp_.endpoint_->Drain(vsp_, 100);
+  ASSERT_TRUE(more.ok());
+  EXPECT_FALSE(*more);
+  ASSERT_EQ(vsp_.packets.size(), 10u);
+  EXPECT_EQ(vsp_.packets[9].trans_id, 9u);
+  EXPECT_EQ(guest_.out->header()->interrupt_mask, 0u);
+  EXPECT_EQ(guest_.out->header()->read_index,
+            guest_.out->header()->write_index);
+  // Sends with a header extension arrive with it.
+  std::vector<uint8_t> ext(8, 0xEE), payload = {1, 2, 3};
+  auto sent =
+      vsp_.endpoint_->Send(kPacketDataUsingXferPages, 1, 42, ext, payload);
+  ASSERT_TRUE(sent.ok() && sent->written);
+  auto got = guest_.in->Read();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->type, kPacketDataUsingXferPages);
+  EXPECT_EQ(got->extension, ext);
+  EXPECT_EQ(got->data[0], 1);
+}
+
+TEST_F(OwnThreadTest, GpaDirectPacketsResolveThroughTheEndpoint) {
+  Open();
+  // Linux's vmbus_sendpacket_mpb_desc: {reserved, count, {len, offset, pfn}}.
+  std::vector<uint8_t> ext(24);
+  const uint32_t one = 1, len = 100, offset = 16;
+  const uint64_t pfn = 300;
+  std::memcpy(ext.data() + 4, &one, 4);
+  std::memcpy(ext.data() + 8, &len, 4);
+  std::memcpy(ext.data() + 12, &offset, 4);
+  std::memcpy(ext.data() + 16, &pfn, 8);
+  std::memset(guest_.memory.base() + 300 * kPageSize + 16, 0x5A, 100);
+  std::vector<uint8_t> msg(40, 0);
+  ASSERT_TRUE(guest_.out
+                  ->Write(kPacketDataUsingGpaDirect,
+                          kPacketFlagCompletionRequested, 5, ext, msg)
+                  .has_value());
+  ASSERT_TRUE(vsp_.endpoint_->Drain(vsp_, 10).ok());
+  ASSERT_EQ(vsp_.packets.size(), 1u);
+  const Packet& p = vsp_.packets[0];
+  EXPECT_EQ(p.data().size(), 40u);
+  auto ranges =
+      ParseGpaDirect(p.header_extension(), vsp_.endpoint_->memory(), 1 << 20);
+  ASSERT_TRUE(ranges.ok()) << ranges.status();
+  auto scatter = ResolveGpaRanges(*ranges, vsp_.endpoint_->memory());
+  ASSERT_TRUE(scatter.ok());
+  std::vector<uint8_t> bytes;
+  scatter->AppendTo(bytes);
+  EXPECT_EQ(bytes, std::vector<uint8_t>(100, 0x5A));
+}
+
+TEST_F(OwnThreadTest, BufferGpadlsAreMappedAndTheirTeardownIsTold) {
+  const uint32_t relid = Open();
+  // netvsc's receive buffer: a GPADL of its own on the channel.
+  ASSERT_EQ(guest_.CreateGpadl(relid, 0xE1E11, FakeGuest::Pages(200, 64))
+                .creation_status,
+            0u);
+  auto mapped = vsp_.endpoint_->MapGpadl(0xE1E11);
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  EXPECT_EQ(mapped->size, 64u * kPageSize);
+  ASSERT_EQ(mapped->pages.size(), 64u);
+  EXPECT_EQ(mapped->pages[3], guest_.memory.base() + 203 * kPageSize);
+  // The ring is not a buffer; unknown handles are not found.
+  EXPECT_EQ(vsp_.endpoint_->MapGpadl(0xE1E10).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(vsp_.endpoint_->MapGpadl(0x1234).status().code(),
+            absl::StatusCode::kNotFound);
+  // Another channel's GPADL is not this channel's.
+  EchoVsp& other = vsps_.emplace_back(9);
+  auto other_relid = server_.AddVsp(&other);
+  ASSERT_TRUE(other_relid.ok());
+  guest_.Expect<OfferChannel>(kMsgOfferChannel);
+  ASSERT_EQ(guest_.CreateGpadl(*other_relid, 0xE1E12, FakeGuest::Pages(300, 4))
+                .creation_status,
+            0u);
+  EXPECT_EQ(vsp_.endpoint_->MapGpadl(0xE1E12).status().code(),
+            absl::StatusCode::kNotFound);
+  // Teardown: the VSP hears first, then the guest gets GPADL_TORNDOWN.
+  auto teardown = MakeMessage<GpadlTeardown>(kMsgGpadlTeardown);
+  teardown.child_relid = relid;
+  teardown.gpadl = 0xE1E11;
+  guest_.Send(teardown);
+  EXPECT_EQ(vsp_.torn_down, std::vector<uint32_t>{0xE1E11});
+  EXPECT_EQ(guest_.Expect<GpadlTorndown>(kMsgGpadlTorndown).gpadl, 0xE1E11u);
+  // A GPADL never mapped is torn down without telling the VSP.
+  teardown.child_relid = *other_relid;
+  teardown.gpadl = 0xE1E12;
+  guest_.Send(teardown);
+  guest_.Expect<GpadlTorndown>(kMsgGpadlTorndown);
+  EXPECT_EQ(vsp_.torn_down.size(), 1u);
+  // After close the endpoint maps nothing and drains nothing.
+  std::shared_ptr<ChannelEndpoint> ep = vsp_.endpoint_;
+  auto close = MakeMessage<CloseChannel>(kMsgCloseChannel);
+  close.child_relid = relid;
+  guest_.Send(close);
+  EXPECT_FALSE(ep->MapGpadl(0xE1E11).ok());
+  auto drained = ep->Drain(vsp_, 10);
+  ASSERT_TRUE(drained.ok());
+  EXPECT_FALSE(*drained);
+}
+
+}  // namespace
+}  // namespace vmbus

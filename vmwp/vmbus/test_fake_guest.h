@@ -37,6 +37,9 @@ struct Posted {
 // "its SINT", lays out GPADLs and rings in its RAM.
 class FakeGuest : public SynicPort {
  public:
+  explicit FakeGuest(uint64_t ram_pages = kFakeGuestRamPages)
+      : memory(ram_pages) {}
+
   absl::Status PostMessage(uint32_t vp, uint8_t sint, uint32_t type,
                            std::span<const uint8_t> payload) override {
     EXPECT_EQ(type, kVmbusMessageType);
@@ -155,7 +158,7 @@ class FakeGuest : public SynicPort {
     return Expect<OpenChannelResult>(kMsgOpenChannelResult);
   }
 
-  FlatGuestPages memory{kFakeGuestRamPages};
+  FlatGuestPages memory;
   VmbusServer* server = nullptr;
   std::deque<Posted> inbox;
   std::vector<std::pair<uint32_t, uint32_t>> signals;  // vp, flag

@@ -20,6 +20,8 @@ struct GuestPacket {
   uint16_t flags = 0;
   uint64_t trans_id = 0;
   std::vector<uint8_t> data;
+  // Bytes between the descriptor and offset8 (transfer-page header ...).
+  std::vector<uint8_t> extension;
 };
 
 // `header` is the ring's header page; `data` its data area (contiguous in the
@@ -51,31 +53,13 @@ class GuestRing {
   // would signal the host (ring was empty and the host did not mask).
   std::optional<bool> Write(uint16_t type, uint16_t flags, uint64_t trans_id,
                             std::span<const uint8_t> payload) {
-    uint32_t len = (16 + payload.size() + 7) & ~7u;
-    uint32_t total = len + 8;
-    if (BytesToWrite() <= total) return std::nullopt;
-    uint32_t old_write = h_->write_index;
-    PacketDescriptor d{type, 2, static_cast<uint16_t>(len / 8), flags,
-                       trans_id};
-    uint32_t at = old_write;
-    at = Put(at, &d, sizeof(d));
-    at = Put(at, payload.data(), payload.size());
-    std::vector<uint8_t> pad(len - 16 - payload.size(), 0);
-    at = Put(at, pad.data(), pad.size());
-    uint64_t prev = uint64_t{old_write} << 32;
-    at = Put(at, &prev, 8);
-    h_->write_index = at;
-    if (h_->interrupt_mask) return false;
-    return old_write == h_->read_index;
+    return Write(type, flags, trans_id, {}, payload);
   }
-
-  // hv_ringbuffer_write of a packet with a header extension between the
-  // descriptor and the payload (GPA-direct ranges, as
-  // vmbus_sendpacket_mpb_desc lays them out): offset8 covers the extension.
-  std::optional<bool> WriteExtended(uint16_t type, uint16_t flags,
-                                    uint64_t trans_id,
-                                    std::span<const uint8_t> extension,
-                                    std::span<const uint8_t> payload) {
+  // With `extension` (a multiple of 8 bytes) between the descriptor and the
+  // payload, as vmbus_sendpacket_mpb_desc writes GPA-direct packets.
+  std::optional<bool> Write(uint16_t type, uint16_t flags, uint64_t trans_id,
+                            std::span<const uint8_t> extension,
+                            std::span<const uint8_t> payload) {
     const uint32_t head = 16 + static_cast<uint32_t>(extension.size());
     uint32_t len = (head + payload.size() + 7) & ~7u;
     uint32_t total = len + 8;
@@ -96,6 +80,14 @@ class GuestRing {
     return old_write == h_->read_index;
   }
 
+  // The same (the name storvsp's tests use).
+  std::optional<bool> WriteExtended(uint16_t type, uint16_t flags,
+                                    uint64_t trans_id,
+                                    std::span<const uint8_t> extension,
+                                    std::span<const uint8_t> payload) {
+    return Write(type, flags, trans_id, extension, payload);
+  }
+
   // Writes raw bytes at the write index and publishes them as-is (for
   // malformed packets).
   void WriteRaw(std::span<const uint8_t> bytes) {
@@ -114,6 +106,8 @@ class GuestRing {
     uint32_t off = d.offset8 * 8, len = d.len8 * 8;
     p.data.resize(len - off);
     Get((h_->read_index + off) % size_, p.data.data(), p.data.size());
+    p.extension.resize(off - 16);
+    Get((h_->read_index + 16) % size_, p.extension.data(), p.extension.size());
     h_->read_index = (h_->read_index + len + 8) % size_;
     return p;
   }

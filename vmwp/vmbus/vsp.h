@@ -12,12 +12,19 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "vmwp/vmbus/channel_messages.h"
+#include "vmwp/vmbus/gpa_direct.h"
+#include "vmwp/vmbus/guest_pages.h"
 #include "vmwp/vmbus/ring_buffer.h"
 
 namespace vmbus {
 
-// What a VSP sees of an open channel: the host's send side. Safe to use from
-// any thread while the channel is open; after close, sends fail.
+class Vsp;
+
+// What a VSP sees of an open channel: the host's send side, its own
+// draining (VSPs that drain on a thread of their own), and the guest memory
+// the guest names in the channel's packets. Safe to use from any thread
+// while the channel is open; after close, sends fail and drains deliver
+// nothing.
 class ChannelEndpoint {
  public:
   virtual ~ChannelEndpoint() = default;
@@ -25,9 +32,34 @@ class ChannelEndpoint {
   // Writes a packet to the guest's inbound ring and signals the guest when
   // the protocol says so. written == false: the ring is full; the guest will
   // signal when space frees (Vsp::OnSignal), then send again.
+  absl::StatusOr<WriteResult> Send(uint16_t type, uint16_t flags,
+                                   uint64_t trans_id,
+                                   std::span<const uint8_t> payload) {
+    return Send(type, flags, trans_id, {}, payload);
+  }
+  // The same with `extension` between the descriptor and the payload
+  // (offset8 covers it): a transfer-page header, GPA ranges ...
   virtual absl::StatusOr<WriteResult> Send(
       uint16_t type, uint16_t flags, uint64_t trans_id,
-      std::span<const uint8_t> payload) = 0;
+      std::span<const uint8_t> extension, std::span<const uint8_t> payload) = 0;
+
+  // For VSPs that drain on their own thread (VspOffer::drain_on_vp_thread
+  // false): delivers up to `budget` packets from the guest's outbound ring
+  // to vsp.OnPacket on the calling thread. true: the budget ran out and
+  // packets may remain; the guest does not signal for those (interrupts stay
+  // masked), so call again. false: the ring is empty (vsp.OnSignal was
+  // called) or the channel is closed. An error: the ring is broken and the
+  // channel dead for good. Do not hold locks OnClose or OnGpadlTeardown take.
+  virtual absl::StatusOr<bool> Drain(Vsp& vsp, uint32_t budget) = 0;
+
+  // Guest RAM, for the GPA-direct ranges of the channel's packets
+  // (ParseGpaDirect / ResolveGpaRanges).
+  virtual GuestPages& memory() = 0;
+  // A GPADL the guest created for this channel (not its ring), as one
+  // page-aligned range of host pages. NotFound if there is none with that
+  // handle for this channel. The pages stay valid as long as guest RAM;
+  // Vsp::OnGpadlTeardown says when the guest takes them back.
+  virtual absl::StatusOr<MappedGpadl> MapGpadl(uint32_t handle) = 0;
 };
 
 // What the server offers the guest for a VSP.
@@ -44,6 +76,11 @@ struct VspOffer {
   // Ring sizes (data bytes, per direction) the VSP accepts at OPENCHANNEL.
   uint32_t min_ring_data_bytes = 4096;
   uint32_t max_ring_data_bytes = 64u << 20;
+  // true: the server drains the channel on the VP thread that signalled and
+  // calls OnPacket there. false: it only calls OnGuestSignal there, and the
+  // VSP drains with ChannelEndpoint::Drain on a thread of its own (device
+  // I/O never runs on a VP thread).
+  bool drain_on_vp_thread = true;
 };
 
 // A virtual service provider: the host half of one synthetic device. The
@@ -63,8 +100,16 @@ class Vsp {
   // The guest signalled and every packet has been delivered: a good moment
   // to retry a send that found the ring full.
   virtual void OnSignal(ChannelEndpoint& endpoint) {}
+  // VSPs with drain_on_vp_thread == false: the guest signalled the channel
+  // (new packets, or room in its inbound ring). Called on the VP thread:
+  // wake the VSP's thread and return.
+  virtual void OnGuestSignal(ChannelEndpoint& endpoint) {}
   // The channel closed (CLOSECHANNEL, rescind, UNLOAD, or a broken ring).
   virtual void OnClose(uint32_t relid) = 0;
+  // The guest tore down GPADL `handle` of channel `relid` (not a ring): stop
+  // using its pages before returning (GPADL_TORNDOWN goes out after this).
+  // Called under the server's lock, like OnClose.
+  virtual void OnGpadlTeardown(uint32_t relid, uint32_t handle) {}
 
   // ---- Save and restore (issue 14; vmwp/README.md "Saved state").
   //

@@ -1,0 +1,132 @@
+#include "vmwp/vmbus/gpa_direct.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace vmbus {
+
+GuestScatter::GuestScatter(std::vector<std::span<uint8_t>> chunks)
+    : chunks_(std::move(chunks)) {
+  for (const std::span<uint8_t>& c : chunks_) size_ += c.size();
+}
+
+namespace {
+
+// Calls fn(chunk pointer, position in the caller's buffer, length) for each
+// piece of [offset, offset + len).
+template <typename Fn>
+bool ForEach(const std::vector<std::span<uint8_t>>& chunks, uint64_t size,
+             uint64_t offset, uint64_t len, Fn fn) {
+  if (offset > size || len > size - offset) return false;
+  uint64_t skip = offset, done = 0;
+  for (const std::span<uint8_t>& c : chunks) {
+    if (done == len) break;
+    if (skip >= c.size()) {
+      skip -= c.size();
+      continue;
+    }
+    const uint64_t n = std::min<uint64_t>(c.size() - skip, len - done);
+    fn(c.data() + skip, done, n);
+    done += n;
+    skip = 0;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool GuestScatter::CopyOut(uint64_t offset, uint8_t* dst, uint64_t len) const {
+  return ForEach(chunks_, size_, offset, len,
+                 [dst](uint8_t* p, uint64_t at, uint64_t n) {
+                   std::memcpy(dst + at, p, n);
+                 });
+}
+
+bool GuestScatter::CopyIn(uint64_t offset, const uint8_t* src,
+                          uint64_t len) const {
+  return ForEach(chunks_, size_, offset, len,
+                 [src](uint8_t* p, uint64_t at, uint64_t n) {
+                   std::memcpy(p, src + at, n);
+                 });
+}
+
+void GuestScatter::AppendTo(std::vector<uint8_t>& out) const {
+  const size_t old = out.size();
+  out.resize(old + size_);
+  CopyOut(0, out.data() + old, size_);
+}
+
+absl::StatusOr<std::vector<GpaRange>> ParseGpaDirect(
+    std::span<const uint8_t> extension, GuestPages& memory,
+    uint64_t max_bytes) {
+  if (extension.size() < sizeof(GpaDirectHeader)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "GPA-direct packet: %d header bytes, less than the range count",
+        extension.size()));
+  }
+  GpaDirectHeader h;
+  std::memcpy(&h, extension.data(), sizeof(h));
+  // Each range takes at least 16 bytes (header + one PFN): a count beyond
+  // that is a lie, refused before parsing anything.
+  const std::span<const uint8_t> rest = extension.subspan(sizeof(h));
+  if (h.range_count == 0 || h.range_count > rest.size() / 16) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("GPA-direct packet: %d ranges in %d bytes",
+                        h.range_count, rest.size()));
+  }
+  absl::StatusOr<std::vector<GpaRange>> ranges =
+      ParseGpaRanges(rest, h.range_count, memory,
+                     /*allow_repeated_pages=*/true);
+  if (!ranges.ok()) return ranges.status();
+  uint64_t total = 0;
+  for (const GpaRange& r : *ranges) total += r.byte_count;
+  if (total > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "GPA-direct packet names %d bytes, more than the %d accepted", total,
+        max_bytes));
+  }
+  return ranges;
+}
+
+absl::StatusOr<GuestScatter> ResolveGpaRanges(
+    const std::vector<GpaRange>& ranges, GuestPages& memory) {
+  std::vector<std::span<uint8_t>> chunks;
+  for (const GpaRange& r : ranges) {
+    uint64_t offset = r.byte_offset, left = r.byte_count;
+    for (uint64_t pfn : r.pfns) {
+      if (left == 0) break;
+      absl::StatusOr<uint8_t*> page = memory.PageHost(pfn);
+      if (!page.ok()) return page.status();
+      const uint64_t n = std::min<uint64_t>(kPageSize - offset, left);
+      chunks.emplace_back(*page + offset, n);
+      left -= n;
+      offset = 0;
+    }
+  }
+  return GuestScatter(std::move(chunks));
+}
+
+absl::StatusOr<MappedGpadl> MapGpadlPages(const Gpadl& gpadl,
+                                          GuestPages& memory) {
+  if (gpadl.ranges.size() != 1 || gpadl.ranges[0].byte_offset != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "GPADL 0x%x must be one range starting on a page boundary (it has "
+        "%d ranges)",
+        gpadl.handle, gpadl.ranges.size()));
+  }
+  const GpaRange& range = gpadl.ranges[0];
+  MappedGpadl out;
+  out.handle = gpadl.handle;
+  out.size = range.byte_count;
+  out.pages.reserve(range.pfns.size());
+  for (uint64_t pfn : range.pfns) {
+    absl::StatusOr<uint8_t*> page = memory.PageHost(pfn);
+    if (!page.ok()) return page.status();
+    out.pages.push_back(*page);
+  }
+  return out;
+}
+
+}  // namespace vmbus
