@@ -143,6 +143,9 @@ void VmbusHost::TimerLoop() {
     if (absl::Status s = heartbeat_.Tick(); !s.ok() && errors++ < 8) {
       spdlog::warn("vmbus: heartbeat: {}", s.ToString());
     }
+    if (absl::Status s = timesync_.Tick(); !s.ok() && errors++ < 8) {
+      spdlog::warn("vmbus: time sample: {}", s.ToString());
+    }
     const vsp::ic::HeartbeatStatus now = heartbeat_.status();
     if (now == reported_ || now == vsp::ic::HeartbeatStatus::kNoContact ||
         (quiet && now == vsp::ic::HeartbeatStatus::kLost)) {

@@ -215,6 +215,42 @@ TEST_F(IcChannelTest, TimeSyncSendsASyncSampleOnNegotiation) {
   EXPECT_EQ(d.flags, kTimeSyncFlagSync);
 }
 
+// Linux keeps the newest sample as its PTP clock's base and calls it stale
+// after 600 s: the host sends a SAMPLE every 5 s (as Hyper-V and OpenVMM do),
+// which hv_utils answers like any time message.
+TEST_F(IcChannelTest, TimeSyncSendsASampleEveryFiveSeconds) {
+  EXPECT_TRUE(timesync_.Tick().ok());  // not negotiated: nothing to do
+  Open(3);
+  Answer(3);  // negotiation; the SYNC sample follows
+  ASSERT_TRUE(timesync_.negotiated());
+  auto& in = rings_.at(3).second;
+  ASSERT_TRUE(in.Read().has_value());  // the SYNC sample
+  now_ += absl::Seconds(4);
+  ASSERT_TRUE(timesync_.Tick().ok());
+  EXPECT_FALSE(in.Read().has_value()) << "a sample before 5 s";
+  now_ += absl::Seconds(1);
+  ASSERT_TRUE(timesync_.Tick().ok());
+  auto sample = in.Read();
+  ASSERT_TRUE(sample.has_value());
+  TimeSyncRefData d;
+  std::memcpy(&d, sample->data.data() + kIcHeadersSize, sizeof(d));
+  EXPECT_EQ(d.flags, kTimeSyncFlagSample);
+  EXPECT_EQ(d.parenttime, ToWindowsTime(now_));
+  ASSERT_TRUE(timesync_.Tick().ok());
+  EXPECT_FALSE(in.Read().has_value()) << "two samples in the same period";
+  // hv_utils answers each one in place; the host counts the answers.
+  HvUtilsAnswer(sample->data, {});
+  auto& out = rings_.at(3).first;
+  ASSERT_TRUE(
+      out.Write(vmbus::kPacketDataInband, 0, sample->trans_id, sample->data)
+          .has_value());
+  server_.OnSignalEvent(0, offers_.at(3).connection_id, 0);
+  EXPECT_EQ(timesync_.answered(), 1u);
+  now_ += absl::Seconds(5);
+  ASSERT_TRUE(timesync_.Tick().ok());
+  EXPECT_TRUE(in.Read().has_value());
+}
+
 TEST_F(IcChannelTest, KvpScansIntrinsicItemsAndSetsHostItems) {
   Open(4);
   // Negotiation, then one ENUMERATE per item and the one that ends the scan.

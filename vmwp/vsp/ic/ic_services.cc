@@ -85,8 +85,22 @@ TimeSyncIc::TimeSyncIc(vmbus::Guid instance,
       clock_(std::move(clock)) {}
 
 absl::Status TimeSyncIc::SendSample(uint8_t flags) {
+  const absl::Time now = clock_();
+  {
+    absl::MutexLock lock(&sample_mu_);
+    last_sample_ = now;
+  }
   return SendRequest(
-      BuildTimeSample(clock_(), reference_time_(), flags, versions()));
+      BuildTimeSample(now, reference_time_(), flags, versions()));
+}
+
+absl::Status TimeSyncIc::Tick() {
+  if (!negotiated()) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&sample_mu_);
+    if (clock_() - last_sample_ < kSamplePeriod) return absl::OkStatus();
+  }
+  return SendSample(kTimeSyncFlagSample);
 }
 
 uint64_t TimeSyncIc::answered() const { return answered_.load(); }

@@ -63,8 +63,16 @@ class TimeSyncIc final : public IcChannel {
   // hvcore; used by service version 4.
   TimeSyncIc(vmbus::Guid instance, std::function<uint64_t()> reference_time,
              Clock clock = absl::Now);
+  // Hyper-V (and OpenVMM) send a SAMPLE every 5 s. Linux's hv_utils keeps
+  // the newest as the base of its Hyper-V PTP clock and reports it stale
+  // (-ESTALE, "TIMESYNC IC: Stale time stamp") once it is 600 s old.
+  static constexpr absl::Duration kSamplePeriod = absl::Seconds(5);
+
   // A sample now; kTimeSyncFlagSync makes the guest set its clock.
   absl::Status SendSample(uint8_t flags);
+  // Sends a SAMPLE if kSamplePeriod has passed since the last sample of any
+  // kind; call it periodically (the worker's timer thread does).
+  absl::Status Tick();
   // Sample answers the guest sent back.
   uint64_t answered() const;
 
@@ -76,6 +84,8 @@ class TimeSyncIc final : public IcChannel {
   const std::function<uint64_t()> reference_time_;
   const Clock clock_;
   std::atomic<uint64_t> answered_{0};
+  mutable absl::Mutex sample_mu_;
+  absl::Time last_sample_ ABSL_GUARDED_BY(sample_mu_) = absl::InfinitePast();
 };
 
 class KvpIc final : public IcChannel {
