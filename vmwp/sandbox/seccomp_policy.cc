@@ -78,6 +78,7 @@ constexpr SyscallRule kSyscalls[] = {
     // unstable, a PVM guest), glibc makes these real system calls too.
     {"gettimeofday", ALL, ArgCheck::kNone, "vDSO fallback (spdlog, gRPC)"},
     {"time", ALL, ArgCheck::kNone, "vDSO fallback"},
+    {"clock_getres", ALL, ArgCheck::kNone, "vDSO fallback"},
     {"clock_nanosleep", ALL, ArgCheck::kNone, "sleep_for"},
     {"nanosleep", ALL, ArgCheck::kNone, "sleep_for (older glibc)"},
     {"getrandom", ALL, ArgCheck::kNone, "absl hash seeds, gRPC"},
