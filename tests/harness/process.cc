@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tests/kvmbox/kvmbox.h"
 
 extern char** environ;
 
@@ -71,6 +72,9 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in,
 }
 
 absl::StatusOr<int> WaitPid(pid_t pid, absl::Duration timeout) {
+  // Inside kvmbox everything runs slower (emulated CPU): a bound on another
+  // process's progress grows with it.
+  timeout = kvmbox::Scaled(timeout);
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
     int status = 0;

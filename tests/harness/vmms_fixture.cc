@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/time/clock.h"
+#include "tests/kvmbox/kvmbox.h"
 
 namespace hvtest {
 
@@ -35,7 +36,7 @@ nlohmann::json VmmsTest::Show(const std::string& name) {
 nlohmann::json VmmsTest::WaitForState(const std::string& name,
                                       const std::string& state,
                                       absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+  const absl::Time deadline = absl::Now() + kvmbox::Scaled(timeout);
   nlohmann::json vm;
   while (absl::Now() < deadline) {
     vm = Show(name);

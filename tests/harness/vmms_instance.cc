@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/kvmbox/kvmbox.h"
 
 namespace hvtest {
 
@@ -35,7 +36,8 @@ absl::Status VmmsInstance::Start() {
   if (!child.ok()) return child.status();
   process_ = std::move(*child);
 
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  const absl::Duration start_limit = kvmbox::Scaled(absl::Seconds(20));
+  const absl::Time deadline = absl::Now() + start_limit;
   while (absl::Now() < deadline) {
     if (!process_.Alive()) {
       return absl::InternalError(
@@ -48,7 +50,8 @@ absl::Status VmmsInstance::Start() {
     absl::SleepFor(absl::Milliseconds(20));
   }
   return absl::DeadlineExceededError(
-      absl::StrCat("vmms did not answer in 20 s; log:\n", Log()));
+      absl::StrCat("vmms did not answer in ", absl::FormatDuration(start_limit),
+                   "; log:\n", Log()));
 }
 
 void VmmsInstance::Kill() { process_.Kill(SIGKILL); }

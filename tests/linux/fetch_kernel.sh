@@ -155,5 +155,8 @@ for m in "${hv_modules[@]}"; do
   [[ -f $root/lib/modules/$release/$m ]] && cp -f "$root/lib/modules/$release/$m" "$out_dir/modules/"
 done
 echo "$release" >"$out_dir/kernel-release"
+# The whole unpacked package (every module), for tools that need more than the VMBus ones
+# (tests/kvmbox boots this kernel with kvm-amd and virtiofs).
+ln -sfn "$root" "$out_dir/root"
 log "$(basename "$entry") ($(cat "$entry/compression")): $out_dir/vmlinuz, $out_dir/vmlinux"
 echo "$release"

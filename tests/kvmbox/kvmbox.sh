@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# kvmbox: runs a command where /dev/kvm exists, on a host that has none.
+#
+# Some of the project's build hosts are themselves PVM guests whose kernel does not bind KVM
+# ("kvm-pvm: this kernel is itself a kvm-pvm guest; not binding"): no /dev/kvm. kvmbox boots
+# Debian's cloud kernel under QEMU with TCG and an emulated AMD CPU with SVM (-cpu max), loads
+# kvm-amd there, shares the host's root filesystem into that VM with virtiofs (the same paths,
+# read-write), and runs the command in it, as root, with the caller's environment and working
+# directory. Guests of that KVM run at TCG speed (~100x faster than the software-emulated CPL0 of
+# kvm_pvm hosts, and guest user mode works normally); the command itself runs ~10-50x slower
+# than on the host.
+#
+#   kvmbox.sh check                       exit 0 if kvmbox can run here, else say why (exit 1)
+#   kvmbox.sh run [--cpus N] [--memory-mib M] -- CMD [ARG...]
+#                                         CMD's output on stdout, its exit status as ours
+#                                         (125: kvmbox itself failed; the reason on stderr)
+#
+# One VM per call, gone when the call returns (or is killed: QEMU and virtiofsd are our
+# children). Needs root, qemu-system-x86, /usr/lib/qemu/virtiofsd, busybox-static, and Debian's
+# cloud kernel (tests/linux/fetch_kernel.sh downloads it once and caches it).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${HVSTACK_KVMBOX_CACHE:-/var/tmp/hvstack/kvmbox}"
+QEMU=/usr/bin/qemu-system-x86_64
+VIRTIOFSD=/usr/lib/qemu/virtiofsd
+BUSYBOX=/bin/busybox
+# Bump when the initramfs recipe below changes.
+RECIPE=3
+
+log() { echo "kvmbox: $*" >&2; }
+die() { log "$*"; exit 125; }
+
+find_fetch_kernel() {
+  local candidates=("$HERE/../linux/fetch_kernel.sh")
+  if [[ -n ${RUNFILES_DIR:-} ]]; then candidates+=("$RUNFILES_DIR/hvstack/tests/linux/fetch_kernel.sh"); fi
+  if [[ -n ${TEST_SRCDIR:-} ]]; then candidates+=("$TEST_SRCDIR/hvstack/tests/linux/fetch_kernel.sh"); fi
+  local c
+  for c in "${candidates[@]}"; do
+    [[ -x $c ]] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+# What is missing for kvmbox, or nothing.
+missing() {
+  [[ $(id -u) -eq 0 ]] || { echo "kvmbox needs root (virtiofsd shares / as root)"; return; }
+  [[ -x $QEMU ]] || { echo "$QEMU not found (Debian package qemu-system-x86)"; return; }
+  [[ -x $VIRTIOFSD ]] || { echo "$VIRTIOFSD not found (Debian package qemu-system-common)"; return; }
+  [[ -x $BUSYBOX ]] || { echo "$BUSYBOX not found (Debian package busybox-static)"; return; }
+  find_fetch_kernel >/dev/null || { echo "tests/linux/fetch_kernel.sh not found next to kvmbox"; return; }
+  for tool in cpio flock; do
+    command -v "$tool" >/dev/null || { echo "'$tool' not found"; return; }
+  done
+}
+
+# Modules the L1 VM loads at boot, in dependency order: virtio + virtiofs for the shared root,
+# KVM, and what tests use inside (TAP devices, bridges, veth pairs, loop devices).
+MODULES=(
+  drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio
+  drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci
+  fs/fuse/fuse fs/fuse/virtiofs
+  virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd
+  drivers/net/tun net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth
+  drivers/block/loop
+)
+
+# Prepares (once, cached) the L1 kernel and initramfs; prints "VMLINUX INITRAMFS".
+prepare() {
+  local fetch kdir release
+  fetch=$(find_fetch_kernel) || die "tests/linux/fetch_kernel.sh not found"
+  mkdir -p "$CACHE"
+  kdir="$CACHE/kernel"
+  release=$(HVSTACK_KERNEL_CACHE="${HVSTACK_KERNEL_CACHE:-/var/tmp/hvstack/kernel}" \
+    "$fetch" "$kdir" 2>"$CACHE/fetch.log") ||
+    die "cannot get Debian's cloud kernel: $(tail -n 1 "$CACHE/fetch.log")"
+  [[ -L $kdir/root ]] || die "fetch_kernel.sh left no unpacked tree ($kdir/root)"
+  local mods="$kdir/root/lib/modules/$release/kernel"
+  local key="$release-r$RECIPE"
+  local initramfs="$CACHE/initramfs-$key.cpio"
+  if [[ ! -f $initramfs ]]; then
+    exec 8>"$CACHE/.lock"
+    flock 8
+    if [[ ! -f $initramfs ]]; then
+      local tree
+      tree=$(mktemp -d "$CACHE/initramfs.XXXXXX")
+      mkdir -p "$tree"/{bin,mod,proc,sys,dev,host}
+      cp "$BUSYBOX" "$tree/bin/busybox"
+      local m
+      for m in "${MODULES[@]}"; do
+        [[ -f $mods/$m.ko ]] || die "module $m.ko missing from Debian's $release"
+        cp "$mods/$m.ko" "$tree/mod/"
+        echo "${m##*/}" >>"$tree/mod/order"
+      done
+      cp "$HERE/kvmbox_init.sh" "$tree/init"
+      chmod 0755 "$tree/init"
+      (cd "$tree" && find . | cpio -o -H newc --quiet) >"$initramfs.tmp"
+      mv "$initramfs.tmp" "$initramfs"
+      rm -rf "$tree"
+    fi
+    exec 8>&-
+  fi
+  echo "$kdir/vmlinux $initramfs"
+}
+
+run() {
+  local cpus=2 memory_mib=3072
+  while (($#)); do
+    case $1 in
+      --cpus) cpus=$2; shift 2 ;;
+      --memory-mib) memory_mib=$2; shift 2 ;;
+      --) shift; break ;;
+      *) die "unknown option $1 (usage: kvmbox.sh run [--cpus N] [--memory-mib M] -- CMD...)" ;;
+    esac
+  done
+  (($#)) || die "no command given"
+  local why
+  why=$(missing)
+  [[ -z $why ]] || die "$why"
+  local vmlinux initramfs
+  read -r vmlinux initramfs < <(prepare)
+
+  local job
+  job=$(mktemp -d "${TMPDIR:-/tmp}/kvmbox.XXXXXX")
+  # The job directory is on the shared filesystem: the command, its output and its exit status
+  # travel through it.
+  {
+    echo "cd $(printf '%q' "$PWD") || exit 125"
+    export -p | grep -v -E '^declare -x (BASH_[A-Z_]*|SHLVL|OLDPWD|_)='
+    echo "export HVSTACK_IN_KVMBOX=1"
+    printf 'exec'
+    printf ' %q' "$@"
+    echo
+  } >"$job/cmd"
+  : >"$job/out"
+
+  local pids=()
+  cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$job"
+  }
+  trap cleanup EXIT
+  trap 'exit 143' TERM INT
+
+  "$VIRTIOFSD" --socket-path="$job/vfs.sock" -o source=/ -o cache=auto -o sandbox=chroot \
+    -o posix_lock -o flock -o xattr >"$job/virtiofsd.log" 2>&1 &
+  pids+=($!)
+  local i
+  for i in $(seq 100); do [[ -S $job/vfs.sock ]] && break; sleep 0.05; done
+  [[ -S $job/vfs.sock ]] || die "virtiofsd did not start: $(tail -n 3 "$job/virtiofsd.log")"
+
+  # q35 rather than microvm: the cloud kernel's boot hangs on microvm under TCG here (timer
+  # calibration without a PIT/HPET); SeaBIOS costs a few seconds.
+  "$QEMU" -M q35,memory-backend=mem -accel tcg,thread=multi -cpu max -smp "$cpus" -m "${memory_mib}M" \
+    -object "memory-backend-memfd,id=mem,size=${memory_mib}M,share=on" \
+    -chardev "socket,id=vfs,path=$job/vfs.sock" -device vhost-user-fs-pci,chardev=vfs,tag=hostroot \
+    -vga none -nodefaults -no-user-config -nographic -no-reboot -serial "file:$job/console" \
+    -kernel "$vmlinux" -initrd "$initramfs" \
+    -append "console=ttyS0 quiet panic=-1 clocksource=tsc tsc=reliable kvmbox.job=$job" >"$job/qemu.log" 2>&1 &
+  local qemu=$!
+  pids+=($qemu)
+  # Stream the command's output while it runs.
+  tail -n +1 -f --pid="$qemu" "$job/out" &
+  pids+=($!)
+  wait "$qemu" || true
+  sleep 0.2  # let tail print the last lines
+  if [[ ! -f $job/rc ]]; then
+    log "the VM ended without the command's exit status; its console:"
+    tail -n 30 "$job/console" >&2 || true
+    tail -n 5 "$job/qemu.log" >&2 || true
+    exit 125
+  fi
+  local rc
+  rc=$(cat "$job/rc")
+  exit "$rc"
+}
+
+case "${1:-}" in
+  check)
+    why=$(missing)
+    if [[ -n $why ]]; then echo "$why"; exit 1; fi
+    exit 0
+    ;;
+  prepare) prepare ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: kvmbox.sh check | prepare | run [--cpus N] [--memory-mib M] -- CMD..." >&2; exit 2 ;;
+esac
