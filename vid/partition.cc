@@ -309,8 +309,7 @@ void Partition::Finish(RunOutcome::Kind kind, std::string detail) {
     outcome_ = RunOutcome{kind, std::move(detail)};
     finished_.store(true, std::memory_order_release);
   }
-  absl::ReaderMutexLock lock(&hv_mu_);
-  for (auto& vp : vps_) vp->RequestExit();
+  KickAllVps();
 }
 
 void Partition::RequestPowerOff(absl::string_view reason) {
@@ -323,6 +322,10 @@ void Partition::RequestStop(absl::string_view reason) {
 
 void Partition::RequestReboot(absl::string_view reason) {
   Finish(RunOutcome::Kind::kReboot, std::string(reason));
+}
+
+void Partition::RequestCrash(absl::string_view detail) {
+  Finish(RunOutcome::Kind::kCrashed, std::string(detail));
 }
 
 absl::StatusOr<RunOutcome> Partition::Run() {
@@ -542,6 +545,27 @@ void Partition::HoldWhilePaused(uint32_t index) {
   --held_vps_;
 }
 
+bool Partition::SetPauseRequestedLocked() {
+  if (pause_requested_ && held_vps_ == vcpus_) return false;
+  pause_requested_ = true;
+  pause_hint_.store(true, std::memory_order_release);
+  return true;
+}
+
+void Partition::KickAllVps() {
+  absl::ReaderMutexLock lock(&hv_mu_);
+  for (auto& vp : vps_) vp->RequestExit();
+}
+
+void Partition::RequestPause() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!running_ || outcome_.has_value()) return;
+    if (!SetPauseRequestedLocked()) return;
+  }
+  KickAllVps();
+}
+
 absl::Status Partition::Pause(absl::Duration timeout) {
   {
     absl::MutexLock lock(&mu_);
@@ -549,14 +573,9 @@ absl::Status Partition::Pause(absl::Duration timeout) {
       return absl::FailedPreconditionError(
           "the partition is not running, so it cannot be paused");
     }
-    if (pause_requested_ && held_vps_ == vcpus_) return absl::OkStatus();
-    pause_requested_ = true;
-    pause_hint_.store(true, std::memory_order_release);
+    if (!SetPauseRequestedLocked()) return absl::OkStatus();
   }
-  {
-    absl::ReaderMutexLock lock(&hv_mu_);
-    for (auto& vp : vps_) vp->RequestExit();
-  }
+  KickAllVps();
   absl::MutexLock lock(&mu_);
   auto all_held = [](Partition* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return p->held_vps_ == p->vcpus_ || p->outcome_.has_value();

@@ -211,6 +211,9 @@ class Partition {
   // A reset request (i8042 reset line, port 0xCF9, ACPI reset register): Run()
   // returns kReboot.
   void RequestReboot(absl::string_view reason = "guest requested reset");
+  // The guest cannot go on (e.g. it reported its own crash and the VM's policy
+  // ends it): Run() returns kCrashed with `detail`.
+  void RequestCrash(absl::string_view detail);
 
   // Back to power-on after Run() returned (normally kReboot): a fresh KVM VM
   // and VPs (new in-kernel irqchip, PIT, LAPICs, CPUID, MSRs, TSC = 0), RAM
@@ -231,6 +234,12 @@ class Partition {
   // within `timeout`. Pausing a paused partition is OK. A terminal request
   // (stop, power-off) ends a paused Run() as usual.
   absl::Status Pause(absl::Duration timeout = absl::Seconds(5));
+  // Pause without waiting for it, safe on a VP thread (inside a device
+  // handler, where Pause() would wait for its own thread): every VP is held
+  // before its next entry, the calling one as soon as its handler returns.
+  // paused() turns true once all are held. Ignored unless Run() is in
+  // progress; Resume() ends it as usual.
+  void RequestPause();
   // Lets held VPs enter the guest again. No-op unless paused.
   void Resume();
   bool paused() const;
@@ -313,6 +322,11 @@ class Partition {
   // Records the outcome if none is recorded yet, and kicks every VP out of
   // KVM_RUN.
   void Finish(RunOutcome::Kind kind, std::string detail);
+  // Pause()/RequestPause(): marks the request; false when all VPs are held
+  // already (nothing to do).
+  bool SetPauseRequestedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes every VP leave KVM_RUN soon (immediate_exit + a signal).
+  void KickAllVps();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   void VpLoop(uint32_t index);
   // Holds the calling VP thread while a pause is requested (and the

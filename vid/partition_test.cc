@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -657,6 +658,67 @@ class CounterPort : public PortIoHandler {
 };
 
 }  // namespace
+
+namespace {
+
+// Counts the guest's writes; the `pause_at`-th one asks for a pause from the
+// VP thread itself (as a device reacting to the guest does), without waiting.
+class PausingPort : public PortIoHandler {
+ public:
+  PausingPort(Partition* partition, size_t pause_at)
+      : partition_(partition), pause_at_(pause_at) {}
+  uint32_t PortRead(uint16_t, uint8_t) override { return 0; }
+  void PortWrite(uint16_t, uint8_t, uint32_t) override {
+    if (count_.fetch_add(1) + 1 == pause_at_) partition_->RequestPause();
+  }
+  size_t count() const { return count_.load(); }
+
+ private:
+  Partition* const partition_;
+  const size_t pause_at_;
+  std::atomic<size_t> count_{0};
+};
+
+}  // namespace
+
+TEST(PartitionTest, RequestPauseFromAVpThreadHoldsItBeforeTheNextInstruction) {
+  SKIP_WITHOUT_KVM();
+  absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm =
+      hvcore::KvmSystem::Open();
+  ASSERT_TRUE(kvm.ok()) << kvm.status();
+  auto p = Partition::Create({.vcpus = 2, .memory_bytes = 4 << 20}, **kvm);
+  ASSERT_TRUE(p.ok()) << p.status();
+  // loop: out 0x80,al; jmp loop
+  const std::vector<uint8_t> loop = {0xE6, 0x80, 0xEB, 0xFC};
+  ASSERT_TRUE((*p)->memory().Write(0x100000, loop).ok());
+  PausingPort port(p->get(), 50);
+  ASSERT_TRUE((*p)->io().RegisterPortIo("pausing", 0x80, 1, &port).ok());
+  ASSERT_TRUE((*p)->PrepareBootVp(0x100000).ok());
+  (*p)->RequestPause();  // Not running yet: ignored.
+
+  absl::StatusOr<RunOutcome> outcome;
+  std::thread runner([&] { outcome = (*p)->Run(); });
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30);
+       !(*p)->paused() && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE((*p)->paused()) << "the VP thread's request held nothing";
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(port.count(), 50u) << "the requesting VP ran on after its request";
+
+  (*p)->Resume();
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30);
+       port.count() < 100 && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GE(port.count(), 100u) << "Resume did not let the guest run on";
+  (*p)->RequestCrash("guest crashed: test");
+  (*p)->RequestStop("too late: the first terminal request wins");
+  runner.join();
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->kind, RunOutcome::Kind::kCrashed);
+  EXPECT_EQ(outcome->detail, "guest crashed: test");
+}
 
 TEST(PartitionTest, PauseHoldsEveryVpAndResumeContinuesWhereTheGuestWas) {
   SKIP_WITHOUT_KVM();
