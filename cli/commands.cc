@@ -55,6 +55,13 @@ int CreateCommand(Session& session, const CreateArgs& args) {
     request.mutable_config()->set_initrd_path(
         ec ? args.initrd : initrd.lexically_normal().string());
   }
+  for (const std::string& spec : args.disks) {
+    std::string error;
+    if (!ParseDiskSpec(spec, request.mutable_config()->add_disks(), &error)) {
+      *session.err << "vmctl: --disk " << spec << ": " << error << "\n";
+      return kExitUsage;
+    }
+  }
   grpc::ClientContext context;
   SetDeadline(context, kQuickDeadline);
   hvstack::v1::Vm vm;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "proto/hvstack/v1/vm.grpc.pb.h"
 
@@ -36,7 +37,33 @@ struct CreateArgs {
   std::string initrd;  // Made absolute too; empty for none.
   // VmConfig.disable_enlightenments: no Hyper-V interface, no VMBus.
   bool no_enlightenments = false;
+  // --disk PATH[,format=raw|qcow2|vhdx][,readonly][,lun=N], in order.
+  std::vector<std::string> disks;
 };
+
+// Disks (disk_commands.cc).
+// "PATH[,format=F][,readonly][,lun=N]" -> a Disk with an absolute path;
+// false and `error` set for a malformed spec.
+bool ParseDiskSpec(const std::string& spec, hvstack::v1::Disk* disk,
+                   std::string* error);
+// "raw", "qcow2", "vhdx" -> the enum; false for anything else.
+bool ParseDiskFormat(const std::string& text, hvstack::v1::DiskFormat* format);
+// "10G", "512M", "1048576", "2TiB": binary units; false unless a non-zero
+// multiple of 512 bytes of at most 64 TiB.
+bool ParseDiskSize(const std::string& text, uint64_t* bytes,
+                   std::string* error);
+int DiskAddCommand(Session& session, const std::string& name,
+                   const std::string& spec);
+// `target`: the disk's path, or its address "C:T:L".
+int DiskRemoveCommand(Session& session, const std::string& name,
+                      const std::string& target);
+int DiskListCommand(Session& session, const std::string& name);
+// Creates an empty image on this machine as the calling user (client side:
+// the file belongs to whoever asked, with their permissions; vmms, which
+// runs as root, never creates files at paths a client names): raw is a
+// sparse file, qcow2/vhdx come from `qemu-img create`. Never overwrites.
+int DiskCreateCommand(Session& session, const std::string& path,
+                      const std::string& size, const std::string& format);
 
 // Each returns vmctl's exit code (exit_codes.h) and prints the result, or
 // "vmctl: CODE: message" to the error stream.

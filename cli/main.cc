@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   create_cmd->add_option("--cmdline", create.cmdline, "Kernel command line");
   create_cmd->add_option("--initrd", create.initrd,
                          "Initial ramdisk (cpio archive) for a Linux kernel");
+  create_cmd->add_option(
+      "--disk", create.disks,
+      "A SCSI disk: PATH[,format=raw|qcow2|vhdx][,readonly][,lun=N] "
+      "(repeatable, in order; format detected when left out)");
   create_cmd->add_flag(
       "--no-enlightenments", create.no_enlightenments,
       "Hide the Hyper-V interface and VMBus (no heartbeat, graceful shutdown "
@@ -93,6 +97,35 @@ int main(int argc, char** argv) {
   kvp_get->add_option("KEY", kvp_key, "Key")->required();
   kvp_set->add_option("KEY", kvp_key, "Key")->required();
   kvp_set->add_option("VALUE", kvp_value, "Value")->required();
+
+  auto* disk_cmd = app.add_subcommand(
+      "disk", "A VM's SCSI disks (add/remove while the VM is off)");
+  disk_cmd->require_subcommand(1);
+  std::string disk_spec, disk_target, disk_path, disk_size,
+      disk_format = "raw";
+  auto* disk_add = disk_cmd->add_subcommand(
+      "add", "Attach a disk image to an off VM");
+  disk_add->add_option("NAME", name, "VM name")->required();
+  disk_add
+      ->add_option("DISK", disk_spec,
+                   "PATH[,format=raw|qcow2|vhdx][,readonly][,lun=N]")
+      ->required();
+  auto* disk_remove = disk_cmd->add_subcommand(
+      "remove", "Detach a disk from an off VM (the image file stays)");
+  disk_remove->add_option("NAME", name, "VM name")->required();
+  disk_remove
+      ->add_option("DISK", disk_target, "The disk's path or address (0:0:N)")
+      ->required();
+  auto* disk_list = disk_cmd->add_subcommand("list", "List a VM's disks");
+  disk_list->add_option("NAME", name, "VM name")->required();
+  auto* disk_create = disk_cmd->add_subcommand(
+      "create",
+      "Create an empty image here, as you (raw: a sparse file; qcow2/vhdx: "
+      "qemu-img); never overwrites");
+  disk_create->add_option("PATH", disk_path, "The new image")->required();
+  disk_create->add_option("--size", disk_size, "e.g. 10G, 512M")->required();
+  disk_create->add_option("--format", disk_format, "raw, qcow2 or vhdx")
+      ->capture_default_str();
 
   auto* pause_cmd = app.add_subcommand(
       "pause", "Pause a running VM (its VPs are held; memory stays)");
@@ -204,6 +237,13 @@ int main(int argc, char** argv) {
   if (*autostart_cmd)
     return vmctl::AutostartCommand(session, name, autostart_value == "on");
   if (*stats_cmd) return vmctl::StatsCommand(session, stats_name);
+  if (*disk_add) return vmctl::DiskAddCommand(session, name, disk_spec);
+  if (*disk_remove)
+    return vmctl::DiskRemoveCommand(session, name, disk_target);
+  if (*disk_list) return vmctl::DiskListCommand(session, name);
+  if (*disk_create)
+    return vmctl::DiskCreateCommand(session, disk_path, disk_size,
+                                    disk_format);
   if (*hostinfo_cmd) return vmctl::HostInfoCommand(session);
   if (*kvp_get) return vmctl::KvpGetCommand(session, name, kvp_pool, kvp_key);
   if (*kvp_set)

@@ -83,6 +83,40 @@ std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi) {
   return out;
 }
 
+namespace {
+
+std::string DiskFormatText(hvstack::v1::DiskFormat format) {
+  switch (format) {
+    case hvstack::v1::DISK_FORMAT_RAW:
+      return "raw";
+    case hvstack::v1::DISK_FORMAT_QCOW2:
+      return "qcow2";
+    case hvstack::v1::DISK_FORMAT_VHDX:
+      return "vhdx";
+    default:
+      return "?";
+  }
+}
+
+std::string AddressText(const hvstack::v1::ScsiAddress& a) {
+  return absl::StrCat(a.controller(), ":", a.target(), ":", a.lun());
+}
+
+// `show`: one "disk: ..." line per disk.
+std::string DiskLines(const hvstack::v1::VmConfig& config) {
+  if (config.disks().empty()) return "disks: -\n";
+  std::string out;
+  for (const hvstack::v1::Disk& d : config.disks()) {
+    absl::StrAppend(&out, "disk: ", AddressText(d.address()), " ",
+                    DiskFormatText(d.format()), " ",
+                    d.read_only() ? "read-only" : "read-write", " ", d.path(),
+                    " (serial ", d.serial(), ")\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 // "DISABLED (developer switch)" for a vmms --no-sandbox worker, else the
 // VM's own identity ("uid 1500000000, gid 1500000000, ...").
 std::string SandboxText(const hvstack::v1::VmSandbox& sandbox) {
@@ -124,7 +158,35 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "create_time: ", time(vm.create_time()), "\n",  //
       "update_time: ", time(vm.update_time()), "\n",  //
       "state_change_time: ", time(vm.state_change_time()), "\n",
+      DiskLines(vm.config()),
       vm.has_integration() ? FormatIntegration(vm.integration()) : "");
+}
+
+std::string FormatDisks(const hvstack::v1::Vm& vm) {
+  if (vm.config().disks().empty())
+    return absl::StrCat("VM '", vm.name(), "' has no disks\n");
+  using Row = std::array<std::string, 5>;
+  std::vector<Row> rows = {{"ADDRESS", "FORMAT", "MODE", "SERIAL", "PATH"}};
+  for (const hvstack::v1::Disk& d : vm.config().disks()) {
+    rows.push_back({AddressText(d.address()), DiskFormatText(d.format()),
+                    d.read_only() ? "ro" : "rw", d.serial(), d.path()});
+  }
+  std::array<size_t, 5> widths{};
+  for (const Row& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const Row& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size())
+        line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
 }
 
 std::string FormatKvpItems(const hvstack::v1::ListKvpResponse& items) {

@@ -22,6 +22,9 @@ std::string FormatVm(const hvstack::v1::Vm& vm);
 // "vmbus: 5.3", "integration_services: heartbeat shutdown ...", "guest_os:
 // ...".
 std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi);
+// The VM's disks: a table ADDRESS FORMAT MODE SERIAL PATH, or "no disks".
+std::string FormatDisks(const hvstack::v1::Vm& vm);
+
 // One "key=value" line per item.
 std::string FormatKvpItems(const hvstack::v1::ListKvpResponse& items);
 

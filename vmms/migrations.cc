@@ -164,6 +164,25 @@ INSERT INTO sqlite_sequence (name, seq)
 DROP TABLE events;
 ALTER TABLE events_v9 RENAME TO events;
 )sql"},
+    // One row per attached disk. A migration that rebuilds `vms` must move
+    // these rows aside first (as v5 did with the history): dropping `vms`
+    // cascades to them.
+    {10, "disks (issue 11)", R"sql(
+CREATE TABLE vm_disks (
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  position INTEGER NOT NULL CHECK (position >= 0),
+  path TEXT NOT NULL,
+  format TEXT NOT NULL CHECK (format IN ('raw', 'qcow2', 'vhdx')),
+  read_only INTEGER NOT NULL CHECK (read_only IN (0, 1)),
+  controller INTEGER NOT NULL CHECK (controller >= 0),
+  target INTEGER NOT NULL CHECK (target >= 0),
+  lun INTEGER NOT NULL CHECK (lun >= 0),
+  serial TEXT NOT NULL,
+  PRIMARY KEY (vm_uuid, position),
+  UNIQUE (vm_uuid, controller, target, lun),
+  UNIQUE (vm_uuid, path)
+);
+)sql"},
 };
 
 }  // namespace

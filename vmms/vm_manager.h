@@ -78,6 +78,17 @@ class VmManager final : public VmBackendHost {
 
   // Reads (no operation lock).
   absl::StatusOr<Vm> Describe(const std::string& name);
+  // Disks (disk_operations.cc): attach a checked disk (CheckDiskImage, serial
+  // set) to, or detach one from, an Off or Crashed VM, under the VM's
+  // operation lock (a start never sees half of it). Backend-independent: the
+  // list is in the store; each backend opens the disks at its starts.
+  absl::StatusOr<Vm> AttachDisk(const std::string& name,
+                                const hvstack::v1::Disk& disk,
+                                absl::Time deadline);
+  absl::StatusOr<Vm> DetachDisk(const std::string& name,
+                                const std::string& path,
+                                const hvstack::v1::ScsiAddress& address,
+                                absl::Time deadline);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
   std::optional<ConsoleSource> NextConsole(const std::string& name,
                                            uint64_t generation,

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "vmms/console_proxy.h"
+#include "vmms/disk_image.h"
+#include "vmms/disk_table.h"
 #include "vmms/event_stream.h"
 #include "vmms/guest_integration.h"
 #include "vmms/log_format.h"
@@ -39,6 +41,23 @@ absl::Time OpDeadline(const grpc::ServerContext* context) {
                   absl::Now() + absl::Minutes(10));
 }
 
+// A disk from a request, checked (CheckDiskImage) and given its serial.
+// The address is assigned by the store (AssignDiskAddress).
+absl::StatusOr<hvstack::v1::Disk> PrepareDisk(const hvstack::v1::Disk& disk,
+                                              const std::string& field) {
+  if (!disk.serial().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".serial is assigned by vmms: leave it empty"));
+  }
+  absl::StatusOr<hvstack::v1::Disk> checked = CheckDiskImage(disk, field);
+  if (!checked.ok()) return checked.status();
+  // 20 hex digits: a stable identity the guest sees (VPD page 0x80).
+  std::string serial = NewUuidV4();
+  serial.erase(std::remove(serial.begin(), serial.end(), '-'), serial.end());
+  checked->set_serial(serial.substr(0, 20));
+  return checked;
+}
+
 }  // namespace
 
 grpc::Status VmServiceImpl::CreateVm(
@@ -56,6 +75,19 @@ grpc::Status VmServiceImpl::CreateVm(
   vm.set_name(request->name());
   vm.set_uuid(NewUuidV4());
   *vm.mutable_config() = request->config();
+  // Disks: each image checked, addresses assigned in order.
+  vm.mutable_config()->clear_disks();
+  std::vector<hvstack::v1::Disk> disks;
+  for (int i = 0; i < request->config().disks_size(); ++i) {
+    const std::string field = absl::StrCat("config.disks[", i, "]");
+    absl::StatusOr<hvstack::v1::Disk> disk =
+        PrepareDisk(request->config().disks(i), field);
+    if (!disk.ok()) return ToGrpc(disk.status());
+    if (absl::Status s = AssignDiskAddress(disks, field, &*disk); !s.ok())
+      return ToGrpc(s);
+    disks.push_back(*disk);
+    *vm.mutable_config()->add_disks() = *std::move(disk);
+  }
   return Respond(vms_->Create(vm), response);
 }
 
@@ -162,6 +194,55 @@ grpc::Status VmServiceImpl::ListKvp(grpc::ServerContext*,
   absl::StatusOr<std::string> socket = RunningWorkerSocket(request->name());
   if (!socket.ok()) return ToGrpc(socket.status());
   return Respond(WorkerListKvp(request->name(), *socket, *pool), response);
+}
+
+grpc::Status VmServiceImpl::AttachDisk(
+    grpc::ServerContext* context, const hvstack::v1::AttachDiskRequest* request,
+    hvstack::v1::Vm* response) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "AttachDisk", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  // An unknown VM is NOT_FOUND before its disk is looked at.
+  if (absl::StatusOr<Vm> vm = store_->Get(request->name()); !vm.ok())
+    return ToGrpc(vm.status());
+  if (!request->has_disk()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        "disk is missing: give at least its path"));
+  }
+  absl::StatusOr<hvstack::v1::Disk> disk = PrepareDisk(request->disk(), "disk");
+  if (!disk.ok()) return ToGrpc(disk.status());
+  return Respond(
+      vms_->AttachDisk(request->name(), *disk, OpDeadline(context)),
+      response);
+}
+
+grpc::Status VmServiceImpl::DetachDisk(
+    grpc::ServerContext* context, const hvstack::v1::DetachDiskRequest* request,
+    hvstack::v1::Vm* response) {
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "DetachDisk", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  if (request->path().empty() && !request->has_address()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        "name the disk to detach: its path or its address"));
+  }
+  if (!request->path().empty() && request->has_address()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        "name the disk to detach by its path or by its address, not both"));
+  }
+  if (request->path().size() > 4096) {
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("path ", Quoted(request->path()), " is too long")));
+  }
+  return Respond(vms_->DetachDisk(request->name(), request->path(),
+                                      request->address(), OpDeadline(context)),
+                 response);
 }
 
 grpc::Status VmServiceImpl::ListVms(grpc::ServerContext*,

@@ -95,6 +95,13 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   grpc::Status ListKvp(grpc::ServerContext* context,
                        const hvstack::v1::ListKvpRequest* request,
                        hvstack::v1::ListKvpResponse* response) override;
+  // Disks, while the VM is Off or Crashed (disk_image.h checks the image).
+  grpc::Status AttachDisk(grpc::ServerContext* context,
+                          const hvstack::v1::AttachDiskRequest* request,
+                          hvstack::v1::Vm* response) override;
+  grpc::Status DetachDisk(grpc::ServerContext* context,
+                          const hvstack::v1::DetachDiskRequest* request,
+                          hvstack::v1::Vm* response) override;
 
  private:
   // The socket of the VM's ready worker; FailedPrecondition naming the VM's

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "vmms/disk_table.h"
 #include "vmms/event_table.h"
 #include "vmms/migrations.h"
 #include "vmms/request_peer.h"
@@ -230,6 +231,10 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
       !s.ok()) {
     return s;
   }
+  // Addresses were assigned by the caller (AssignDiskAddress).
+  for (const hvstack::v1::Disk& disk : vm.config().disks()) {
+    if (s = AppendDisk(db_, vm.uuid(), disk); !s.ok()) return s;
+  }
   absl::StatusOr<Vm> created = GetWhere("uuid", vm.uuid());
   if (!created.ok()) return created.status();
   absl::StatusOr<uint64_t> sequence =
@@ -255,7 +260,13 @@ absl::StatusOr<Vm> VmStore::GetWhere(const char* column,
             ? absl::StrCat("VM '", value, "' not found")
             : absl::StrCat("VM with uuid ", value, " not found"));
   }
-  return VmFromRow(*stmt);
+  Vm vm = VmFromRow(*stmt);
+  absl::StatusOr<std::vector<hvstack::v1::Disk>> disks =
+      ReadDisks(db_, vm.uuid());
+  if (!disks.ok()) return disks.status();
+  for (hvstack::v1::Disk& disk : *disks)
+    *vm.mutable_config()->add_disks() = std::move(disk);
+  return vm;
 }
 
 absl::StatusOr<Vm> VmStore::Get(const std::string& name) {
@@ -273,12 +284,19 @@ absl::StatusOr<std::vector<Vm>> VmStore::List() {
   absl::StatusOr<Statement> stmt =
       db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM vms ORDER BY name"));
   if (!stmt.ok()) return stmt.status();
+  absl::StatusOr<std::map<std::string, std::vector<hvstack::v1::Disk>>>
+      disks = ReadAllDisks(db_);
+  if (!disks.ok()) return disks.status();
   std::vector<Vm> vms;
   while (true) {
     absl::StatusOr<bool> row = stmt->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
     vms.push_back(VmFromRow(*stmt));
+    if (auto it = disks->find(vms.back().uuid()); it != disks->end()) {
+      for (hvstack::v1::Disk& disk : it->second)
+        *vms.back().mutable_config()->add_disks() = std::move(disk);
+    }
   }
   return vms;
 }
@@ -546,6 +564,81 @@ absl::StatusOr<Vm> VmStore::Update(const std::string& uuid,
       *after, hvstack::v1::VmEvent::KIND_UPDATED, before->state(), reason, now);
   if (!sequence.ok()) return sequence.status();
   if (absl::Status s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(*sequence);
+  return after;
+}
+
+namespace {
+
+std::string DiskDescription(const hvstack::v1::Disk& disk) {
+  return absl::StrCat(ScsiAddressText(disk.address()), " ", disk.path(), " (",
+                      DiskFormatName(disk.format()),
+                      disk.read_only() ? ", read-only" : "", ")");
+}
+
+}  // namespace
+
+absl::StatusOr<Vm> VmStore::AttachDisk(const std::string& uuid,
+                                       const hvstack::v1::Disk& disk) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<hvstack::v1::Disk> existing(before->config().disks().begin(),
+                                          before->config().disks().end());
+  hvstack::v1::Disk placed = disk;
+  if (absl::Status s = AssignDiskAddress(existing, "disk", &placed); !s.ok())
+    return s;
+  if (absl::Status s = AppendDisk(db_, uuid, placed); !s.ok()) return s;
+  return CommitDiskChange(*before,
+                          absl::StrCat("disk attached: ", DiskDescription(placed)),
+                          *std::move(tx));
+}
+
+absl::StatusOr<Vm> VmStore::DetachDisk(const std::string& uuid,
+                                       const std::string& path,
+                                       const hvstack::v1::ScsiAddress& address) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<hvstack::v1::Disk> removed =
+      DeleteDisk(db_, uuid, path, address);
+  if (!removed.ok()) {
+    return absl::Status(
+        removed.status().code(),
+        absl::StrCat("VM '", before->name(), "': ", removed.status().message()));
+  }
+  return CommitDiskChange(
+      *before, absl::StrCat("disk detached: ", DiskDescription(*removed)),
+      *std::move(tx));
+}
+
+absl::StatusOr<Vm> VmStore::CommitDiskChange(const Vm& before,
+                                             const std::string& reason,
+                                             Transaction tx) {
+  int64_t now = absl::ToUnixMicros(absl::Now());
+  absl::StatusOr<Statement> touch =
+      db_.Prepare("UPDATE vms SET update_time_us = ? WHERE uuid = ?");
+  if (!touch.ok()) return touch.status();
+  if (absl::Status s = touch->BindAll(now, before.uuid()); !s.ok()) return s;
+  if (absl::Status s = touch->Run(); !s.ok()) return s;
+  absl::StatusOr<Vm> after = GetWhere("uuid", before.uuid());
+  if (!after.ok()) return after.status();
+  absl::StatusOr<uint64_t> sequence = AddEvent(
+      *after, hvstack::v1::VmEvent::KIND_UPDATED, before.state(), reason, now);
+  if (!sequence.ok()) return sequence.status();
+  if (absl::Status s = tx.Commit(); !s.ok()) return s;
   PublishEvent(*sequence);
   return after;
 }

@@ -116,6 +116,18 @@ class VmStore {
                             const hvstack::v1::VmConfig& config,
                             const std::vector<std::string>& paths);
 
+  // Disks (disk_table.h). AttachDisk appends `disk` (format resolved and
+  // serial set by the caller; its address assigned here, see
+  // AssignDiskAddress) to an Off or Crashed VM, DetachDisk removes the disk
+  // with `path` (or, path empty, at `address`); each adds an `updated` event
+  // naming the disk, in one transaction. FAILED_PRECONDITION naming the state
+  // for a VM that is not Off or Crashed.
+  absl::StatusOr<Vm> AttachDisk(const std::string& uuid,
+                                const hvstack::v1::Disk& disk);
+  absl::StatusOr<Vm> DetachDisk(const std::string& uuid,
+                                const std::string& path,
+                                const hvstack::v1::ScsiAddress& address);
+
   // Automatic restarts since a client last started the VM (not an event).
   absl::Status SetRestartCount(const std::string& uuid, uint32_t count);
 
@@ -138,6 +150,12 @@ class VmStore {
   void PublishEvent(uint64_t sequence);
 
   absl::StatusOr<Vm> GetWhere(const char* column, const std::string& value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The end of AttachDisk/DetachDisk: update time, an `updated` event with
+  // `reason`, commit.
+  absl::StatusOr<Vm> CommitDiskChange(const Vm& before,
+                                      const std::string& reason,
+                                      Transaction tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const VmStoreOptions options_;

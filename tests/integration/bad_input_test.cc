@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <set>
@@ -53,6 +54,7 @@ std::string Snapshot(const std::string& db_path) {
   for (const char* sql :
        {"SELECT * FROM vms ORDER BY uuid",
         "SELECT * FROM vm_state_history ORDER BY id",
+        "SELECT * FROM vm_disks ORDER BY vm_uuid, position",
         "SELECT COALESCE(MAX(sequence), 0), COUNT(*) FROM events"}) {
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
@@ -302,6 +304,22 @@ TEST_F(BadInputTest, NamesOfEveryRpcThatTakesOne) {
          return s->SetKvp(c, request, &response);
        }},
       {"ListKvp", BY_NAME(ListKvp, hvstack::v1::ListKvpResponse)},
+      {"AttachDisk",
+       [](VmService::Stub* s, grpc::ClientContext* c, const std::string& n) {
+         hvstack::v1::AttachDiskRequest request;
+         request.set_name(n);
+         request.mutable_disk()->set_path("/nonexistent/disk.raw");
+         hvstack::v1::Vm vm;
+         return s->AttachDisk(c, request, &vm);
+       }},
+      {"DetachDisk",
+       [](VmService::Stub* s, grpc::ClientContext* c, const std::string& n) {
+         hvstack::v1::DetachDiskRequest request;
+         request.set_name(n);
+         request.set_path("/nonexistent/disk.raw");
+         hvstack::v1::Vm vm;
+         return s->DetachDisk(c, request, &vm);
+       }},
   };
   for (const Rpc& rpc : rpcs) Run(NameCases(rpc.name, rpc.call));
 }
@@ -672,6 +690,180 @@ TEST_F(BadInputTest, CreateVmRestartPolicy) {
 
 // Last (gtest runs a suite's tests in the order they are defined): every RPC
 // of the service had cases, or is declared but not served yet.
+// Disks at create and attach: every problem is INVALID_ARGUMENT naming the
+// field, the path and the problem; nothing is written.
+TEST_F(BadInputTest, Disks) {
+  const std::string dir = dir_->path();
+  const std::string raw = dir + "/disk.raw";
+  ASSERT_EQ(std::system(("truncate -s 1M " + raw).c_str()), 0);
+  const std::string odd = dir + "/odd.raw";
+  ASSERT_EQ(std::system(("truncate -s 1000 " + odd).c_str()), 0);
+  const std::string qcow2 = dir + "/disk.qcow2";
+  const bool have_qemu_img =
+      std::system(("qemu-img create -q -f qcow2 " + qcow2 + " 1M").c_str()) ==
+      0;
+  ASSERT_TRUE(have_qemu_img) << "needs qemu-img (qemu-utils)";
+  using hvstack::v1::Disk;
+  const auto kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+  struct Problem {
+    std::string what;
+    std::function<void(Disk*)> edit;
+    std::vector<std::string> mentions;
+  };
+  const std::vector<Problem> problems = {
+      {"missing file", [](Disk* d) { d->set_path("/nonexistent/disk.raw"); },
+       {"/nonexistent/disk.raw", "does not exist"}},
+      {"a directory", [](Disk* d) { d->set_path("/tmp"); },
+       {"'/tmp'", "is a directory"}},
+      {"unreadable (a write-only sysctl)",
+       [](Disk* d) { d->set_path("/proc/sys/vm/compact_memory"); },
+       {"compact_memory", "cannot be opened for reading"}},
+      {"a device node", [](Disk* d) { d->set_path("/dev/null"); },
+       {"/dev/null", "not a regular file"}},
+      {"raw data as qcow2",
+       [raw](Disk* d) {
+         d->set_path(raw);
+         d->set_format(hvstack::v1::DISK_FORMAT_QCOW2);
+       },
+       {raw, "is not a qcow2 image"}},
+      {"a qcow2 image as raw",
+       [qcow2](Disk* d) {
+         d->set_path(qcow2);
+         d->set_format(hvstack::v1::DISK_FORMAT_RAW);
+       },
+       {qcow2, "is a qcow2 image, not raw"}},
+      {"a qcow2 image as vhdx",
+       [qcow2](Disk* d) {
+         d->set_path(qcow2);
+         d->set_format(hvstack::v1::DISK_FORMAT_VHDX);
+       },
+       {qcow2, "not vhdx"}},
+      {"size not a multiple of 512", [odd](Disk* d) { d->set_path(odd); },
+       {odd, "not a multiple of 512"}},
+      {"relative path", [](Disk* d) { d->set_path("disk.raw"); },
+       {"disk.raw", "absolute"}},
+      {"empty path", [](Disk* d) { d->clear_path(); }, {"path is empty"}},
+      {"path of 100,000 bytes",
+       [](Disk* d) { d->set_path("/" + std::string(99999, 'p')); },
+       {"(100000 bytes)", "too long"}},
+      {"unknown format",
+       [raw](Disk* d) {
+         d->set_path(raw);
+         d->set_format(static_cast<hvstack::v1::DiskFormat>(9));
+       },
+       {"format 9", "DiskFormat"}},
+      {"serial given",
+       [raw](Disk* d) {
+         d->set_path(raw);
+         d->set_serial("mine");
+       },
+       {"serial", "assigned by vmms"}},
+      {"address out of range",
+       [raw](Disk* d) {
+         d->set_path(raw);
+         d->mutable_address()->set_lun(64);
+       },
+       {"0:0:64", "out of range"}},
+      {"another controller",
+       [raw](Disk* d) {
+         d->set_path(raw);
+         d->mutable_address()->set_controller(1);
+       },
+       {"1:0:0", "out of range"}},
+  };
+  std::vector<Case> cases;
+  for (const Problem& p : problems) {
+    std::vector<std::string> create_mentions = p.mentions;
+    create_mentions.push_back("config.disks[0]");
+    cases.push_back({"CreateVm", "disk: " + p.what,
+                     [edit = p.edit](VmService::Stub* s,
+                                     grpc::ClientContext* c) {
+                       hvstack::v1::CreateVmRequest request;
+                       request.set_name("new1");
+                       *request.mutable_config() = GoodConfig();
+                       edit(request.mutable_config()->add_disks());
+                       hvstack::v1::Vm vm;
+                       return s->CreateVm(c, request, &vm);
+                     },
+                     kInvalid, create_mentions});
+    cases.push_back({"AttachDisk", p.what,
+                     [edit = p.edit](VmService::Stub* s,
+                                     grpc::ClientContext* c) {
+                       hvstack::v1::AttachDiskRequest request;
+                       request.set_name("off1");
+                       edit(request.mutable_disk());
+                       hvstack::v1::Vm vm;
+                       return s->AttachDisk(c, request, &vm);
+                     },
+                     kInvalid, p.mentions});
+  }
+  cases.push_back({"CreateVm", "the same image twice",
+                   [raw](VmService::Stub* s, grpc::ClientContext* c) {
+                     hvstack::v1::CreateVmRequest request;
+                     request.set_name("new1");
+                     *request.mutable_config() = GoodConfig();
+                     request.mutable_config()->add_disks()->set_path(raw);
+                     request.mutable_config()->add_disks()->set_path(raw);
+                     hvstack::v1::Vm vm;
+                     return s->CreateVm(c, request, &vm);
+                   },
+                   kInvalid,
+                   {"config.disks[1]", raw, "attached already"}});
+  cases.push_back({"AttachDisk", "no disk",
+                   [](VmService::Stub* s, grpc::ClientContext* c) {
+                     hvstack::v1::AttachDiskRequest request;
+                     request.set_name("off1");
+                     hvstack::v1::Vm vm;
+                     return s->AttachDisk(c, request, &vm);
+                   },
+                   kInvalid,
+                   {"disk is missing"}});
+  cases.push_back({"AttachDisk", "VM running",
+                   [raw](VmService::Stub* s, grpc::ClientContext* c) {
+                     hvstack::v1::AttachDiskRequest request;
+                     request.set_name("run1");
+                     request.mutable_disk()->set_path(raw);
+                     hvstack::v1::Vm vm;
+                     return s->AttachDisk(c, request, &vm);
+                   },
+                   grpc::StatusCode::FAILED_PRECONDITION,
+                   {"run1", "running"}});
+  auto detach = [&](const std::string& what, const std::string& vm,
+                    std::function<void(hvstack::v1::DetachDiskRequest*)> edit,
+                    grpc::StatusCode code, std::vector<std::string> mentions) {
+    cases.push_back({"DetachDisk", what,
+                     [vm, edit](VmService::Stub* s, grpc::ClientContext* c) {
+                       hvstack::v1::DetachDiskRequest request;
+                       request.set_name(vm);
+                       edit(&request);
+                       hvstack::v1::Vm out;
+                       return s->DetachDisk(c, request, &out);
+                     },
+                     code, std::move(mentions)});
+  };
+  using D = hvstack::v1::DetachDiskRequest;
+  detach("neither path nor address", "off1", [](D*) {}, kInvalid,
+         {"path or its address"});
+  detach("both path and address", "off1",
+         [](D* r) {
+           r->set_path("/x");
+           r->mutable_address()->set_lun(0);
+         },
+         kInvalid, {"not both"});
+  detach("a disk the VM does not have", "off1",
+         [](D* r) { r->set_path("/nonexistent/disk.raw"); },
+         grpc::StatusCode::NOT_FOUND, {"off1", "/nonexistent/disk.raw"});
+  detach("an address the VM does not use", "off1",
+         [](D* r) { r->mutable_address()->set_lun(63); },
+         grpc::StatusCode::NOT_FOUND, {"off1", "0:0:63"});
+  detach("VM running", "run1", [](D* r) { r->set_path("/x"); },
+         grpc::StatusCode::FAILED_PRECONDITION, {"run1", "running"});
+  detach("path of 100,000 bytes", "off1",
+         [](D* r) { r->set_path("/" + std::string(99999, 'p')); }, kInvalid,
+         {"too long"});
+  Run(cases);
+}
+
 TEST_F(BadInputTest, ZzEveryRpcIsCovered) {
   const google::protobuf::ServiceDescriptor* service =
       google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
