@@ -20,6 +20,9 @@ PACKAGES=(
   openssl
   # deploy/install_test: systemd-analyze verify, systemd-sysusers, systemd-tmpfiles (--root).
   systemd
+  # Disks (issue 11): qemu-img (image checks, qcow2/VHDX creation) and qemu-nbd (serves qcow2/VHDX
+  # to the worker) from qemu-utils; test images: sfdisk (fdisk), mkfs.ext4/dumpe2fs/debugfs.
+  qemu-utils fdisk e2fsprogs
   # ACPICA (iasl, acpiexec): vmwp/acpi's tests check the guest's ACPI tables with them.
   acpica-tools
   # tests/linux/build_test_kernel.sh: the Linux test kernel from Debian's own source (kbuild
