@@ -127,7 +127,8 @@ bool ParseDiskSize(const std::string& text, uint64_t* bytes,
   }
   constexpr uint64_t kMax = uint64_t{64} << 40;
   if (value == 0 || value > (kMax >> shift)) {
-    *error = absl::StrCat("size '", text, "' must be between 512 bytes and 64T");
+    *error =
+        absl::StrCat("size '", text, "' must be between 512 bytes and 64T");
     return false;
   }
   *bytes = value << shift;
@@ -209,8 +210,8 @@ int DiskCreateCommand(Session& session, const std::string& path,
   }
   const std::string absolute = Absolute(path);
   // O_EXCL: an existing file is never touched, whatever its format.
-  const int fd = ::open(absolute.c_str(),
-                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const int fd =
+      ::open(absolute.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     const int err = errno;
     *session.err << "vmctl: cannot create " << absolute << ": "
@@ -235,15 +236,15 @@ int DiskCreateCommand(Session& session, const std::string& path,
     // qemu-img writes the header into the file we reserved.
     const std::string format_name =
         format == hvstack::v1::DISK_FORMAT_QCOW2 ? "qcow2" : "vhdx";
-    std::vector<std::string> args = {"qemu-img", "create", "-q",
-                                     "-f",       format_name, "--",
+    std::vector<std::string> args = {"qemu-img", "create",          "-q",
+                                     "-f",       format_name,       "--",
                                      absolute,   absl::StrCat(size)};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t pid;
-    int rc = posix_spawnp(&pid, "qemu-img", nullptr, nullptr, argv.data(),
-                          environ);
+    int rc =
+        posix_spawnp(&pid, "qemu-img", nullptr, nullptr, argv.data(), environ);
     int wait_status = 0;
     if (rc == 0) {
       while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {

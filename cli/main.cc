@@ -101,10 +101,9 @@ int main(int argc, char** argv) {
   auto* disk_cmd = app.add_subcommand(
       "disk", "A VM's SCSI disks (add/remove while the VM is off)");
   disk_cmd->require_subcommand(1);
-  std::string disk_spec, disk_target, disk_path, disk_size,
-      disk_format = "raw";
-  auto* disk_add = disk_cmd->add_subcommand(
-      "add", "Attach a disk image to an off VM");
+  std::string disk_spec, disk_target, disk_path, disk_size, disk_format = "raw";
+  auto* disk_add =
+      disk_cmd->add_subcommand("add", "Attach a disk image to an off VM");
   disk_add->add_option("NAME", name, "VM name")->required();
   disk_add
       ->add_option("DISK", disk_spec,
@@ -238,12 +237,10 @@ int main(int argc, char** argv) {
     return vmctl::AutostartCommand(session, name, autostart_value == "on");
   if (*stats_cmd) return vmctl::StatsCommand(session, stats_name);
   if (*disk_add) return vmctl::DiskAddCommand(session, name, disk_spec);
-  if (*disk_remove)
-    return vmctl::DiskRemoveCommand(session, name, disk_target);
+  if (*disk_remove) return vmctl::DiskRemoveCommand(session, name, disk_target);
   if (*disk_list) return vmctl::DiskListCommand(session, name);
   if (*disk_create)
-    return vmctl::DiskCreateCommand(session, disk_path, disk_size,
-                                    disk_format);
+    return vmctl::DiskCreateCommand(session, disk_path, disk_size, disk_format);
   if (*hostinfo_cmd) return vmctl::HostInfoCommand(session);
   if (*kvp_get) return vmctl::KvpGetCommand(session, name, kvp_pool, kvp_key);
   if (*kvp_set)

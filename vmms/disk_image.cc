@@ -103,8 +103,8 @@ absl::StatusOr<Disk> CheckDiskImage(const Disk& disk, absl::string_view field) {
         absl::StrCat(field, ".path is empty: give the image's absolute path"));
   }
   if (path.size() > PATH_MAX - 1) {
-    return invalid(absl::StrCat("is too long: a path is at most ",
-                                PATH_MAX - 1, " bytes"));
+    return invalid(absl::StrCat("is too long: a path is at most ", PATH_MAX - 1,
+                                " bytes"));
   }
   if (path.find('\0') != std::string::npos) return invalid("has a NUL byte");
   if (path.front() != '/') {
@@ -113,9 +113,9 @@ absl::StatusOr<Disk> CheckDiskImage(const Disk& disk, absl::string_view field) {
         "directory)");
   }
   if (!hvstack::v1::DiskFormat_IsValid(disk.format())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".format ", static_cast<int>(disk.format()),
-        " is not a DiskFormat (raw = 1, qcow2 = 2, vhdx = 3)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".format ", static_cast<int>(disk.format()),
+                     " is not a DiskFormat (raw = 1, qcow2 = 2, vhdx = 3)"));
   }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -127,15 +127,15 @@ absl::StatusOr<Disk> CheckDiskImage(const Disk& disk, absl::string_view field) {
     return invalid("is not a regular file or a block device");
   base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
-    return invalid(absl::StrCat("cannot be opened for reading: ",
-                                std::strerror(errno)));
+    return invalid(
+        absl::StrCat("cannot be opened for reading: ", std::strerror(errno)));
   }
   if (!disk.read_only()) {
     base::ScopedFd rw(::open(path.c_str(), O_RDWR | O_CLOEXEC));
     if (!rw) {
-      return invalid(absl::StrCat("cannot be opened for writing: ",
-                                  std::strerror(errno),
-                                  " (attach it read-only?)"));
+      return invalid(
+          absl::StrCat("cannot be opened for writing: ", std::strerror(errno),
+                       " (attach it read-only?)"));
     }
   }
   uint64_t file_size = static_cast<uint64_t>(st.st_size);
@@ -164,10 +164,9 @@ absl::StatusOr<Disk> CheckDiskImage(const Disk& disk, absl::string_view field) {
           "is not a ", DiskFormatName(disk.format()),
           " image: it has no such header (qemu-img sees raw data)"));
     }
-    return invalid(absl::StrCat("is a ", info->format, " image, not ",
-                                DiskFormatName(disk.format()),
-                                " (leave the format out, or give format=",
-                                info->format, ")"));
+    return invalid(absl::StrCat(
+        "is a ", info->format, " image, not ", DiskFormatName(disk.format()),
+        " (leave the format out, or give format=", info->format, ")"));
   }
   resolved.set_format(detected);
   if (!info->backing_file.empty()) {
@@ -184,9 +183,8 @@ absl::StatusOr<Disk> CheckDiskImage(const Disk& disk, absl::string_view field) {
         "is marked corrupt by qemu-img; repair it (qemu-img check -r all) "
         "first");
   }
-  const uint64_t size = detected == hvstack::v1::DISK_FORMAT_RAW
-                            ? file_size
-                            : info->virtual_size;
+  const uint64_t size =
+      detected == hvstack::v1::DISK_FORMAT_RAW ? file_size : info->virtual_size;
   if (size == 0) return invalid("is empty (0 bytes)");
   if (size % kDiskSectorBytes != 0) {
     return invalid(absl::StrCat("is ", size, " bytes, not a multiple of ",

@@ -24,10 +24,10 @@ void Shell(const std::string& command) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 }
 
-Disk MakeDisk(const std::string& path,
-              hvstack::v1::DiskFormat format =
-                  hvstack::v1::DISK_FORMAT_UNSPECIFIED,
-              bool read_only = false) {
+Disk MakeDisk(
+    const std::string& path,
+    hvstack::v1::DiskFormat format = hvstack::v1::DISK_FORMAT_UNSPECIFIED,
+    bool read_only = false) {
   Disk disk;
   disk.set_path(path);
   disk.set_format(format);
@@ -69,7 +69,8 @@ TEST_F(DiskImageTest, DetectsAndRecordsEachFormat) {
     absl::StatusOr<Disk> detected = CheckDiskImage(MakeDisk(path), "disk");
     ASSERT_TRUE(detected.ok()) << detected.status();
     EXPECT_EQ(detected->format(), format) << path;
-    absl::StatusOr<Disk> stated = CheckDiskImage(MakeDisk(path, format), "disk");
+    absl::StatusOr<Disk> stated =
+        CheckDiskImage(MakeDisk(path, format), "disk");
     ASSERT_TRUE(stated.ok()) << stated.status();
     EXPECT_EQ(stated->format(), format);
   }
@@ -138,7 +139,8 @@ TEST(ParseQemuImgInfoTest, ReadsTheFieldsAndRefusesOtherText) {
   EXPECT_FALSE(ParseQemuImgInfo("not json").ok());
   EXPECT_FALSE(ParseQemuImgInfo("[1, 2]").ok());
   EXPECT_FALSE(ParseQemuImgInfo(R"({"format": 3, "virtual-size": 1})").ok());
-  EXPECT_FALSE(ParseQemuImgInfo(R"({"format": "raw", "virtual-size": -1})").ok());
+  EXPECT_FALSE(
+      ParseQemuImgInfo(R"({"format": "raw", "virtual-size": -1})").ok());
 }
 
 TEST(AssignDiskAddressTest, LowestFreeLunRequestedOnesAndLimits) {

@@ -60,9 +60,9 @@ absl::Status AssignDiskAddress(const std::vector<Disk>& existing,
     }
   }
   if (existing.size() >= kMaxDisksPerVm) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": the VM has ", existing.size(),
-        " disks already, the most its SCSI controller holds"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": the VM has ", existing.size(),
+                     " disks already, the most its SCSI controller holds"));
   }
   auto taken = [&](uint32_t lun) {
     for (const Disk& other : existing) {
@@ -116,10 +116,9 @@ absl::Status AppendDisk(Database& db, const std::string& vm_uuid,
     // The checks before the insert cover duplicates; this is the database's
     // own word on it.
     if (absl::IsFailedPrecondition(s)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("disk ", disk.path(), " at ",
-                       ScsiAddressText(disk.address()),
-                       " collides with an attached disk: ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "disk ", disk.path(), " at ", ScsiAddressText(disk.address()),
+          " collides with an attached disk: ", s.message()));
     }
     return s;
   }
@@ -145,9 +144,8 @@ absl::StatusOr<std::vector<Disk>> ReadDisks(Database& db,
 
 absl::StatusOr<std::map<std::string, std::vector<Disk>>> ReadAllDisks(
     Database& db) {
-  absl::StatusOr<Statement> stmt =
-      db.Prepare(absl::StrCat("SELECT ", kDiskColumns,
-                              " FROM vm_disks ORDER BY vm_uuid, position"));
+  absl::StatusOr<Statement> stmt = db.Prepare(absl::StrCat(
+      "SELECT ", kDiskColumns, " FROM vm_disks ORDER BY vm_uuid, position"));
   if (!stmt.ok()) return stmt.status();
   std::map<std::string, std::vector<Disk>> disks;
   while (true) {
@@ -166,19 +164,18 @@ absl::StatusOr<Disk> DeleteDisk(Database& db, const std::string& vm_uuid,
   if (!disks.ok()) return disks.status();
   for (const Disk& disk : *disks) {
     const bool match =
-        path.empty()
-            ? (disk.address().controller() == address.controller() &&
-               disk.address().target() == address.target() &&
-               disk.address().lun() == address.lun())
-            : disk.path() == path;
+        path.empty() ? (disk.address().controller() == address.controller() &&
+                        disk.address().target() == address.target() &&
+                        disk.address().lun() == address.lun())
+                     : disk.path() == path;
     if (!match) continue;
     absl::StatusOr<Statement> stmt = db.Prepare(
         "DELETE FROM vm_disks WHERE vm_uuid = ? AND controller = ? AND "
         "target = ? AND lun = ?");
     if (!stmt.ok()) return stmt.status();
-    if (absl::Status s = stmt->BindAll(vm_uuid, disk.address().controller(),
-                                       disk.address().target(),
-                                       disk.address().lun());
+    if (absl::Status s =
+            stmt->BindAll(vm_uuid, disk.address().controller(),
+                          disk.address().target(), disk.address().lun());
         !s.ok()) {
       return s;
     }

@@ -483,7 +483,8 @@ TEST(VmStoreTest, DisksRoundTripInOrderAndGoWithTheVm) {
               HasSubstr("disk detached: 0:0:2 /images/x.raw (raw)"));
 
   // Only while Off or Crashed.
-  ASSERT_TRUE((*store)->SetState("u1", hvstack::v1::VM_STATE_STARTING, "t").ok());
+  ASSERT_TRUE(
+      (*store)->SetState("u1", hvstack::v1::VM_STATE_STARTING, "t").ok());
   auto refused = (*store)->AttachDisk("u1", extra);
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status()));
   EXPECT_THAT(refused.status().message(), HasSubstr("starting"));

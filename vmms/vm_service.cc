@@ -46,8 +46,8 @@ absl::Time OpDeadline(const grpc::ServerContext* context) {
 absl::StatusOr<hvstack::v1::Disk> PrepareDisk(const hvstack::v1::Disk& disk,
                                               const std::string& field) {
   if (!disk.serial().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".serial is assigned by vmms: leave it empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".serial is assigned by vmms: leave it empty"));
   }
   absl::StatusOr<hvstack::v1::Disk> checked = CheckDiskImage(disk, field);
   if (!checked.ok()) return checked.status();
@@ -209,14 +209,13 @@ grpc::Status VmServiceImpl::AttachDisk(
   if (absl::StatusOr<Vm> vm = store_->Get(request->name()); !vm.ok())
     return ToGrpc(vm.status());
   if (!request->has_disk()) {
-    return ToGrpc(absl::InvalidArgumentError(
-        "disk is missing: give at least its path"));
+    return ToGrpc(
+        absl::InvalidArgumentError("disk is missing: give at least its path"));
   }
   absl::StatusOr<hvstack::v1::Disk> disk = PrepareDisk(request->disk(), "disk");
   if (!disk.ok()) return ToGrpc(disk.status());
-  return Respond(
-      vms_->AttachDisk(request->name(), *disk, OpDeadline(context)),
-      response);
+  return Respond(vms_->AttachDisk(request->name(), *disk, OpDeadline(context)),
+                 response);
 }
 
 grpc::Status VmServiceImpl::DetachDisk(
@@ -241,7 +240,7 @@ grpc::Status VmServiceImpl::DetachDisk(
         absl::StrCat("path ", Quoted(request->path()), " is too long")));
   }
   return Respond(vms_->DetachDisk(request->name(), request->path(),
-                                      request->address(), OpDeadline(context)),
+                                  request->address(), OpDeadline(context)),
                  response);
 }
 

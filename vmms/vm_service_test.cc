@@ -1168,5 +1168,91 @@ TEST_F(VmServiceTest, DisksAttachDetachAndShowInGetVm) {
   }
 }
 
+// Disks at start: vmms opens and locks each image (qemu-nbd for qcow2), the
+// (fake) worker finds them at their descriptor numbers, writes and flushes a
+// block at both ends of each writable one; after a SIGKILL of the worker the
+// host files hold those blocks. A writable image belongs to one running VM:
+// a second start names the holder; the lock ends with the worker.
+TEST_F(VmServiceTest, DisksAreOpenedLockedHandedOverAndSurviveAWorkerKill) {
+  if (std::system("command -v qemu-nbd >/dev/null") != 0)
+    GTEST_SKIP() << "needs qemu-img and qemu-nbd (Debian package qemu-utils)";
+  const std::string raw = dir_.path() + "/a.raw";
+  const std::string qcow2 = dir_.path() + "/b.qcow2";
+  const std::string ro = dir_.path() + "/c.raw";
+  ASSERT_EQ(std::system(("truncate -s 1M " + raw + " " + ro).c_str()), 0);
+  ASSERT_EQ(
+      std::system(("qemu-img create -q -f qcow2 " + qcow2 + " 2M").c_str()), 0);
+  auto with_disks = [&](const std::string& name,
+                        std::vector<std::pair<std::string, bool>> disks) {
+    hvstack::v1::CreateVmRequest request = CreateRequest(name, "serve");
+    for (const auto& [path, read_only] : disks) {
+      hvstack::v1::Disk* disk = request.mutable_config()->add_disks();
+      disk->set_path(path);
+      disk->set_read_only(read_only);
+    }
+    return CreateFrom(request);
+  };
+  ASSERT_TRUE(
+      with_disks("d1", {{raw, false}, {qcow2, false}, {ro, true}}).ok());
+  hvstack::v1::Vm vm;
+  grpc::Status started = Start("d1", &vm);
+  ASSERT_TRUE(started.ok()) << started.error_message();
+  std::string console;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(Console("d1", false, &console).ok());
+    if (console.find("disk 0:0:1 flushed") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_THAT(console,
+              HasSubstr("disk 0:0:0 raw 1048576 rw\ndisk 0:0:0 flushed"));
+  EXPECT_THAT(console,
+              HasSubstr("disk 0:0:1 nbd 2097152 rw\ndisk 0:0:1 flushed"));
+  EXPECT_THAT(console, HasSubstr("disk 0:0:2 raw 1048576 ro"));
+
+  // Taken: writable or read-only, a second VM is told who holds it.
+  ASSERT_TRUE(with_disks("d2", {{raw, true}}).ok());
+  grpc::Status refused = Start("d2");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(
+      refused.error_message(),
+      HasSubstr("disk 0:0:0 " + raw + " is in use by VM 'd1' (writable)"));
+  ASSERT_TRUE(with_disks("d3", {{qcow2, false}}).ok());
+  refused = Start("d3");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("in use by VM 'd1'"));
+  // A read-only image is shared.
+  ASSERT_TRUE(with_disks("d4", {{ro, true}}).ok());
+  ASSERT_TRUE(Start("d4").ok());
+  ASSERT_TRUE(Stop("d4").ok());
+
+  // The worker dies hard: what it flushed is in the files.
+  ASSERT_TRUE(Get("d1", &vm).ok());
+  ASSERT_GT(vm.worker_pid(), 0);
+  kill(static_cast<pid_t>(vm.worker_pid()), SIGKILL);
+  WaitForState("d1", VM_STATE_CRASHED);
+  auto block_at = [](const std::string& path, off_t offset) {
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(offset);
+    std::string block(9, '\0');
+    in.read(block.data(), 9);
+    return block;
+  };
+  EXPECT_EQ(block_at(raw, 0), "fake_vmwp");
+  EXPECT_EQ(block_at(raw, (1 << 20) - 512), "fake_vmwp");
+  const std::string flat = dir_.path() + "/b.flat";
+  ASSERT_EQ(
+      std::system(("qemu-img convert -U -f qcow2 -O raw " + qcow2 + " " + flat)
+                      .c_str()),
+      0);
+  EXPECT_EQ(block_at(flat, 0), "fake_vmwp");
+  EXPECT_EQ(block_at(flat, (2 << 20) - 512), "fake_vmwp");
+  // Every lock went with the worker (qemu-nbd exited with its connection).
+  grpc::Status again = Start("d3");
+  EXPECT_TRUE(again.ok()) << again.error_message();
+  ASSERT_TRUE(Stop("d3").ok());
+  ASSERT_TRUE(Start("d2").ok());
+  ASSERT_TRUE(Stop("d2").ok());
+}
+
 }  // namespace
 }  // namespace vmms

@@ -284,8 +284,8 @@ absl::StatusOr<std::vector<Vm>> VmStore::List() {
   absl::StatusOr<Statement> stmt =
       db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM vms ORDER BY name"));
   if (!stmt.ok()) return stmt.status();
-  absl::StatusOr<std::map<std::string, std::vector<hvstack::v1::Disk>>>
-      disks = ReadAllDisks(db_);
+  absl::StatusOr<std::map<std::string, std::vector<hvstack::v1::Disk>>> disks =
+      ReadAllDisks(db_);
   if (!disks.ok()) return disks.status();
   std::vector<Vm> vms;
   while (true) {
@@ -595,14 +595,14 @@ absl::StatusOr<Vm> VmStore::AttachDisk(const std::string& uuid,
   if (absl::Status s = AssignDiskAddress(existing, "disk", &placed); !s.ok())
     return s;
   if (absl::Status s = AppendDisk(db_, uuid, placed); !s.ok()) return s;
-  return CommitDiskChange(*before,
-                          absl::StrCat("disk attached: ", DiskDescription(placed)),
-                          *std::move(tx));
+  return CommitDiskChange(
+      *before, absl::StrCat("disk attached: ", DiskDescription(placed)),
+      *std::move(tx));
 }
 
-absl::StatusOr<Vm> VmStore::DetachDisk(const std::string& uuid,
-                                       const std::string& path,
-                                       const hvstack::v1::ScsiAddress& address) {
+absl::StatusOr<Vm> VmStore::DetachDisk(
+    const std::string& uuid, const std::string& path,
+    const hvstack::v1::ScsiAddress& address) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
@@ -615,9 +615,9 @@ absl::StatusOr<Vm> VmStore::DetachDisk(const std::string& uuid,
   absl::StatusOr<hvstack::v1::Disk> removed =
       DeleteDisk(db_, uuid, path, address);
   if (!removed.ok()) {
-    return absl::Status(
-        removed.status().code(),
-        absl::StrCat("VM '", before->name(), "': ", removed.status().message()));
+    return absl::Status(removed.status().code(),
+                        absl::StrCat("VM '", before->name(),
+                                     "': ", removed.status().message()));
   }
   return CommitDiskChange(
       *before, absl::StrCat("disk detached: ", DiskDescription(*removed)),

@@ -154,8 +154,7 @@ class VmStore {
   // The end of AttachDisk/DetachDisk: update time, an `updated` event with
   // `reason`, commit.
   absl::StatusOr<Vm> CommitDiskChange(const Vm& before,
-                                      const std::string& reason,
-                                      Transaction tx)
+                                      const std::string& reason, Transaction tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const VmStoreOptions options_;

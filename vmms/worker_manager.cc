@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/disk_open.h"
 #include "vmms/log_format.h"
 #include "vmms/process_identity.h"
 #include "vmms/sandbox/violation_exit.h"
@@ -209,8 +210,35 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   // The Hyper-V interface and VMBus, as Hyper-V gives every VM (unless the
   // VM's definition turns them off); guests that ignore them are unaffected.
   config.set_enlightened(!vm.config().disable_enlightenments());
+
+  // Disks (disk_open.h): vmms opens and locks each image (qemu-nbd for
+  // qcow2/VHDX) and the worker inherits the descriptors.
+  absl::StatusOr<std::vector<StartedDisk>> disks =
+      StartDisks(vm, paths.dir, disk_holders_);
+  if (!disks.ok()) {
+    if (sandboxed.has_value()) sandbox_->RemoveCgroup(vm.uuid());
+    return FailLaunch(vm, std::string(disks.status().message()),
+                      disks.status());
+  }
+  InheritedFds disk_fds;
+  std::vector<pid_t> nbd_pids;
+  std::vector<std::pair<DiskHolders::ImageId, bool>> images;
+  for (const StartedDisk& disk : *disks) {
+    *config.add_disks() = disk.worker;
+    disk_fds.emplace_back(disk.handover.get(), disk.worker.fd());
+    if (disk.nbd_pid > 0) nbd_pids.push_back(disk.nbd_pid);
+    images.emplace_back(disk.image, !disk.worker.read_only());
+  }
+  // On failure from here: the connections close (each qemu-nbd exits) and
+  // the qemu-nbd processes are reaped.
+  auto drop_disks = [&] {
+    disks->clear();
+    ReapNbdServers(nbd_pids, absl::Seconds(5));
+  };
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
       !s.ok()) {
+    drop_disks();
+    if (sandboxed.has_value()) sandbox_->RemoveCgroup(vm.uuid());
     return FailLaunch(vm, std::string(s.message()), s);
   }
 
@@ -218,21 +246,26 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   if (sandboxed.has_value()) {
     absl::StatusOr<base::ScopedFd> netns = sandbox_->TakeNetNamespace();
     if (!netns.ok()) {
+      drop_disks();
       sandbox_->RemoveCgroup(vm.uuid());
       return FailLaunch(vm, std::string(netns.status().message()),
                         netns.status());
     }
     netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
-                                   netns->get());
+                                   netns->get(), disk_fds);
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
   } else {
-    spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get());
+    spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get(), disk_fds);
   }
   if (!spawned.ok()) {
+    drop_disks();
     return FailLaunch(vm, std::string(spawned.status().message()),
                       spawned.status());
   }
+  // The worker holds the images now (its descriptors keep the locks); ours
+  // close when `disks` goes.
+  disk_holders_.Register(vm.uuid(), vm.name(), images);
   spdlog::info(
       "VM {}: worker {} started ({}; sandbox preparation {:.2f} ms, net "
       "namespace {:.2f} ms, spawn {:.2f} ms)",
@@ -249,6 +282,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->violation_pipe = std::move(spawned->violations);
   worker->cgroup_joined = std::move(spawned->cgroup_joined);
   worker->respawned = mode.respawn;
+  worker->nbd_pids = std::move(nbd_pids);
   worker->generation = next_generation_++;
   // Our unreaped child: the pid cannot be reused before we wait for it, so
   // this pidfd is certainly the worker's.
@@ -343,6 +377,11 @@ void WorkerManager::Supervise(Worker* worker) {
     while (::waitpid(worker->pid, &wait_status, 0) < 0 && errno == EINTR) {
     }
   }
+  // Its disks: each qemu-nbd flushes and exits now that the worker's
+  // connection is closed (before a respawn opens the images again), and the
+  // images are nobody's.
+  ReapNbdServers(worker->nbd_pids, absl::Seconds(5));
+  disk_holders_.Release(worker->uuid);
 
   // A sandboxed worker killed by SIGSYS: which call it tried (the reporter's
   // record), and whether its cgroup ran out of memory. Then the cgroup goes.

@@ -18,6 +18,7 @@
 #include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.pb.h"
+#include "vmms/disk_open.h"
 #include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/vm_backend.h"
@@ -129,6 +130,8 @@ class WorkerManager final : public VmBackend {
     bool is_child = true;
     // Started by RespawnWorker for a VM that stays Running (guest reboot).
     bool respawned = false;
+    // The qemu-nbd processes serving its qcow2/VHDX disks (our children).
+    std::vector<pid_t> nbd_pids;
     // Unique per WorkerManager; a respawned worker has a new one.
     uint64_t generation = 0;
     // Reboot-loop protection, handed from each worker to the next one of the
@@ -232,6 +235,8 @@ class WorkerManager final : public VmBackend {
   // vmms's half of the sandbox; null with --no-sandbox or when the host
   // cannot sandbox (then `sandbox_error_` says why and starts fail).
   std::unique_ptr<SandboxHost> sandbox_;
+  // Who holds which disk image (disk_open.h).
+  DiskHolders disk_holders_;
   absl::Status sandbox_error_;
 
   absl::Mutex mu_;

@@ -1,6 +1,7 @@
 // WorkerManager::Reattach: taking over the workers of a previous vmms.
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <memory>
 #include <thread>
@@ -149,6 +150,17 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
           worker->stop_reason = "stopped by user (hard power-off)";
       }
       workers_[worker->uuid] = worker;
+      // Its disks are held by its descriptors; who holds them is ours to
+      // know again. (Its qemu-nbd processes belong to the previous vmms and
+      // end with the worker's connections.)
+      std::vector<std::pair<DiskHolders::ImageId, bool>> images;
+      for (const hvstack::v1::Disk& disk : vm.config().disks()) {
+        struct stat st;
+        if (::stat(disk.path().c_str(), &st) == 0)
+          images.emplace_back(DiskHolders::ImageId{st.st_dev, st.st_ino},
+                              !disk.read_only());
+      }
+      disk_holders_.Register(vm.uuid(), vm.name(), images);
       worker->supervisor =
           std::thread([this, w = worker.get()] { Supervise(w); });
       spdlog::info("VM {}: reattached to worker {} ({})", vm.name(), pid,

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <vector>
@@ -36,7 +37,8 @@ absl::StatusOr<base::ScopedFd> DupHigh(int fd, absl::string_view what) {
 
 absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           const std::string& config_path,
-                                          int kvm_fd) {
+                                          int kvm_fd,
+                                          const InheritedFds& extra) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(
@@ -50,6 +52,20 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
   ready_write_low.reset();
   absl::StatusOr<base::ScopedFd> kvm = DupHigh(kvm_fd, "kvm descriptor");
   if (!kvm.ok()) return kvm.status();
+  // Extra descriptors are parked above every target first, for the same
+  // reason.
+  int max_target = kWorkerReadyFd;
+  for (const auto& [fd, target] : extra)
+    max_target = std::max(max_target, target);
+  std::vector<base::ScopedFd> parked;
+  for (const auto& [fd, target] : extra) {
+    base::ScopedFd high(::fcntl(fd, F_DUPFD_CLOEXEC, max_target + 1));
+    if (!high) {
+      return absl::InternalError(absl::StrCat(
+          "cannot duplicate descriptor for ", target, ": ", strerror(errno)));
+    }
+    parked.push_back(std::move(high));
+  }
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -66,13 +82,19 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
   if (rc == 0)
     rc = posix_spawn_file_actions_adddup2(&actions, ready_write->get(),
                                           kWorkerReadyFd);
+  for (size_t i = 0; rc == 0 && i < extra.size(); ++i) {
+    rc = posix_spawn_file_actions_adddup2(&actions, parked[i].get(),
+                                          extra[i].second);
+  }
   if (rc == 0)
     rc = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
                                           O_RDONLY, 0);
   // Belt and braces: everything vmms opens is cloexec, but a library might not
   // be.
+  // (Between the fixed numbers and the extra ones everything vmms has is
+  // close-on-exec.)
   if (rc == 0)
-    rc = posix_spawn_file_actions_addclosefrom_np(&actions, kWorkerReadyFd + 1);
+    rc = posix_spawn_file_actions_addclosefrom_np(&actions, max_target + 1);
 
   sigset_t empty_mask, default_signals;
   sigemptyset(&empty_mask);
@@ -112,7 +134,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    int netns_fd) {
+    int netns_fd, const InheritedFds& extra) {
   int ready_fds[2];
   if (::pipe2(ready_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(
@@ -151,6 +173,7 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
                  {ready_write.get(), kWorkerReadyFd},
                  {violation_write.get(), kWorkerViolationFd},
                  {joined_read.get(), kWorkerCgroupJoinedFd}};
+  request.fds.insert(request.fds.end(), extra.begin(), extra.end());
   // No network device: an empty net namespace (from the pool when netns_fd
   // is set, else made by clone).
   request.namespace_flags =

@@ -4,6 +4,8 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/scoped_fd.h"
@@ -22,6 +24,10 @@ inline constexpr int kWorkerViolationFd = 5;
 // The read end of the cgroup-joined pipe (SandboxConfig.cgroup_joined_fd).
 inline constexpr int kWorkerCgroupJoinedFd = 6;
 
+// Descriptors a worker inherits besides the fixed ones: (descriptor in vmms,
+// number in the worker), e.g. disks at kWorkerFirstDiskFd + i.
+using InheritedFds = std::vector<std::pair<int, int>>;
+
 struct SpawnedWorker {
   pid_t pid = 0;
   // Read end of the ready pipe: one byte means ready, EOF without a byte means
@@ -39,9 +45,11 @@ struct SpawnedWorker {
 // closed in the child, so a worker never holds another VM's /dev/kvm or vmms's
 // database. The child gets its own session (a ^C in vmms's terminal is for
 // vmms; a worker survives vmms's death) and a clean signal mask.
+// `extra` descriptors are dup2'ed onto their numbers (above 6).
 absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
                                           const std::string& config_path,
-                                          int kvm_fd);
+                                          int kvm_fd,
+                                          const InheritedFds& extra = {});
 
 // The same inside the worker's sandbox (vmms/sandbox/spawn.h): new mount,
 // pid, ipc, uts namespaces, the net namespace `netns_fd` (from the pool), the
@@ -50,7 +58,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 // puts it into its cgroup (JoinCgroup) and then writes `cgroup_joined`.
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    int netns_fd);
+    int netns_fd, const InheritedFds& extra = {});
 
 // Whatever the violation pipe holds (at most a few records), without
 // blocking.

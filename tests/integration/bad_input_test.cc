@@ -711,14 +711,17 @@ TEST_F(BadInputTest, Disks) {
     std::vector<std::string> mentions;
   };
   const std::vector<Problem> problems = {
-      {"missing file", [](Disk* d) { d->set_path("/nonexistent/disk.raw"); },
+      {"missing file",
+       [](Disk* d) { d->set_path("/nonexistent/disk.raw"); },
        {"/nonexistent/disk.raw", "does not exist"}},
-      {"a directory", [](Disk* d) { d->set_path("/tmp"); },
+      {"a directory",
+       [](Disk* d) { d->set_path("/tmp"); },
        {"'/tmp'", "is a directory"}},
       {"unreadable (a write-only sysctl)",
        [](Disk* d) { d->set_path("/proc/sys/vm/compact_memory"); },
        {"compact_memory", "cannot be opened for reading"}},
-      {"a device node", [](Disk* d) { d->set_path("/dev/null"); },
+      {"a device node",
+       [](Disk* d) { d->set_path("/dev/null"); },
        {"/dev/null", "not a regular file"}},
       {"raw data as qcow2",
        [raw](Disk* d) {
@@ -738,9 +741,11 @@ TEST_F(BadInputTest, Disks) {
          d->set_format(hvstack::v1::DISK_FORMAT_VHDX);
        },
        {qcow2, "not vhdx"}},
-      {"size not a multiple of 512", [odd](Disk* d) { d->set_path(odd); },
+      {"size not a multiple of 512",
+       [odd](Disk* d) { d->set_path(odd); },
        {odd, "not a multiple of 512"}},
-      {"relative path", [](Disk* d) { d->set_path("disk.raw"); },
+      {"relative path",
+       [](Disk* d) { d->set_path("disk.raw"); },
        {"disk.raw", "absolute"}},
       {"empty path", [](Disk* d) { d->clear_path(); }, {"path is empty"}},
       {"path of 100,000 bytes",
@@ -775,29 +780,30 @@ TEST_F(BadInputTest, Disks) {
   for (const Problem& p : problems) {
     std::vector<std::string> create_mentions = p.mentions;
     create_mentions.push_back("config.disks[0]");
-    cases.push_back({"CreateVm", "disk: " + p.what,
-                     [edit = p.edit](VmService::Stub* s,
-                                     grpc::ClientContext* c) {
-                       hvstack::v1::CreateVmRequest request;
-                       request.set_name("new1");
-                       *request.mutable_config() = GoodConfig();
-                       edit(request.mutable_config()->add_disks());
-                       hvstack::v1::Vm vm;
-                       return s->CreateVm(c, request, &vm);
-                     },
-                     kInvalid, create_mentions});
-    cases.push_back({"AttachDisk", p.what,
-                     [edit = p.edit](VmService::Stub* s,
-                                     grpc::ClientContext* c) {
-                       hvstack::v1::AttachDiskRequest request;
-                       request.set_name("off1");
-                       edit(request.mutable_disk());
-                       hvstack::v1::Vm vm;
-                       return s->AttachDisk(c, request, &vm);
-                     },
-                     kInvalid, p.mentions});
+    cases.push_back(
+        {"CreateVm", "disk: " + p.what,
+         [edit = p.edit](VmService::Stub* s, grpc::ClientContext* c) {
+           hvstack::v1::CreateVmRequest request;
+           request.set_name("new1");
+           *request.mutable_config() = GoodConfig();
+           edit(request.mutable_config()->add_disks());
+           hvstack::v1::Vm vm;
+           return s->CreateVm(c, request, &vm);
+         },
+         kInvalid, create_mentions});
+    cases.push_back(
+        {"AttachDisk", p.what,
+         [edit = p.edit](VmService::Stub* s, grpc::ClientContext* c) {
+           hvstack::v1::AttachDiskRequest request;
+           request.set_name("off1");
+           edit(request.mutable_disk());
+           hvstack::v1::Vm vm;
+           return s->AttachDisk(c, request, &vm);
+         },
+         kInvalid, p.mentions});
   }
-  cases.push_back({"CreateVm", "the same image twice",
+  cases.push_back({"CreateVm",
+                   "the same image twice",
                    [raw](VmService::Stub* s, grpc::ClientContext* c) {
                      hvstack::v1::CreateVmRequest request;
                      request.set_name("new1");
@@ -809,7 +815,8 @@ TEST_F(BadInputTest, Disks) {
                    },
                    kInvalid,
                    {"config.disks[1]", raw, "attached already"}});
-  cases.push_back({"AttachDisk", "no disk",
+  cases.push_back({"AttachDisk",
+                   "no disk",
                    [](VmService::Stub* s, grpc::ClientContext* c) {
                      hvstack::v1::AttachDiskRequest request;
                      request.set_name("off1");
@@ -818,7 +825,8 @@ TEST_F(BadInputTest, Disks) {
                    },
                    kInvalid,
                    {"disk is missing"}});
-  cases.push_back({"AttachDisk", "VM running",
+  cases.push_back({"AttachDisk",
+                   "VM running",
                    [raw](VmService::Stub* s, grpc::ClientContext* c) {
                      hvstack::v1::AttachDiskRequest request;
                      request.set_name("run1");

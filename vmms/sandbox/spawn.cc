@@ -27,7 +27,7 @@ namespace {
 
 // Descriptors are parked at or above this number before clone, so that
 // dup2 onto the worker's numbers never overwrites a source.
-constexpr int kParkBase = 64;
+constexpr int kParkBase = 256;
 constexpr size_t kChildStackSize = 64 * 1024;
 
 // Everything the child touches, prepared by the parent. Shared through

@@ -6,8 +6,11 @@
 //
 //   poweroff      ready; console "hello\n"; exit report GUEST_POWER_OFF;
 //                 exits 0 at once.
-//   serve         ready; console "booted\n"; serves WorkerService until Stop,
-//                 then exit report STOP_REQUESTED.
+//   serve         ready; console "booted\n"; uses its disks (UseDisks: an NBD
+//                 handshake for each NBD disk, a flushed block at the first
+//                 and last sector of each writable one, a console line
+//                 each); serves WorkerService until Stop, then exit report
+//                 STOP_REQUESTED.
 //   reboot        a guest that resets twice, then serves: as vmwp does on a
 //                 guest reset, the worker writes boot N to the console log,
 //                 becomes ready and exits with REBOOT_REQUESTED "fake reset",
@@ -105,10 +108,125 @@ std::string CheckDescriptors(int ready_fd) {
   while (dirent* entry = readdir(dir)) {
     int fd = std::atoi(entry->d_name);
     if (entry->d_name[0] == '.' || fd == dirfd(dir)) continue;
-    if (fd > ready_fd) problem = "leaked descriptor " + std::to_string(fd);
+    bool disk = false;
+    for (const auto& d : config.disks()) disk |= d.fd() == fd;
+    if (fd > ready_fd && !disk)
+      problem = "leaked descriptor " + std::to_string(fd);
   }
   closedir(dir);
+  // Each disk: its descriptor as WorkerDisk describes it.
+  for (const auto& d : config.disks()) {
+    const std::string name = "disk fd " + std::to_string(d.fd());
+    if (fstat(d.fd(), &st) != 0) return name + " is not open";
+    const int mode = fcntl(d.fd(), F_GETFL) & O_ACCMODE;
+    if (d.backend() == hvstack::internal::WorkerDisk::BACKEND_RAW_FILE) {
+      if (!S_ISREG(st.st_mode)) return name + " is not a regular file";
+      if (static_cast<uint64_t>(st.st_size) != d.size_bytes())
+        return name + " size differs from size_bytes";
+      if (mode != (d.read_only() ? O_RDONLY : O_RDWR))
+        return name + " has the wrong access mode";
+    } else if (!S_ISSOCK(st.st_mode)) {
+      return name + " is not a socket";
+    }
+  }
   return problem;
+}
+
+// NBD (newstyle fixed handshake, simple replies), as a worker's client
+// speaks it: enough to check what vmms handed over.
+bool ReadAll(int fd, void* buf, size_t n) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    const ssize_t got = read(fd, p, n);
+    if (got <= 0) return false;
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+bool WriteAll(int fd, const void* buf, size_t n) {
+  const char* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    const ssize_t put = write(fd, p, n);
+    if (put <= 0) return false;
+    p += put;
+    n -= static_cast<size_t>(put);
+  }
+  return true;
+}
+void Put32(std::string* out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+void Put64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t Get64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+// Returns the export's size, or 0 on a failed handshake.
+uint64_t NbdHandshake(int fd, const std::string& export_name) {
+  unsigned char hello[18];
+  if (!ReadAll(fd, hello, sizeof(hello)) ||
+      memcmp(hello, "NBDMAGICIHAVEOPT", 16) != 0) {
+    return 0;
+  }
+  std::string msg;
+  Put32(&msg, 1);  // NBD_FLAG_C_FIXED_NEWSTYLE
+  msg += "IHAVEOPT";
+  Put32(&msg, 1);  // NBD_OPT_EXPORT_NAME
+  Put32(&msg, static_cast<uint32_t>(export_name.size()));
+  msg += export_name;
+  unsigned char reply[8 + 2 + 124];
+  if (!WriteAll(fd, msg.data(), msg.size()) ||
+      !ReadAll(fd, reply, sizeof(reply))) {
+    return 0;
+  }
+  return Get64(reply);
+}
+// One request (type: 1 write, 3 flush) and its simple reply's error.
+bool NbdRequest(int fd, uint16_t type, uint64_t offset,
+                const std::string& data) {
+  std::string msg;
+  Put32(&msg, 0x25609513);
+  Put32(&msg, type);  // flags 0 (high half), type (low half)
+  Put64(&msg, 7);     // handle
+  Put64(&msg, offset);
+  Put32(&msg, static_cast<uint32_t>(data.size()));
+  msg += data;
+  unsigned char reply[16];
+  return WriteAll(fd, msg.data(), msg.size()) &&
+         ReadAll(fd, reply, sizeof(reply)) && reply[4] == 0 && reply[5] == 0 &&
+         reply[6] == 0 && reply[7] == 0;
+}
+
+// The disks, as a guest would use them: each gets a console line
+// "disk 0:0:N raw|nbd SIZE ro|rw", and each writable one the 512-byte
+// block "fake_vmwp <lun>" at its first and its last sector, flushed
+// (fdatasync / NBD_CMD_FLUSH) before the line "disk 0:0:N flushed".
+void UseDisks() {
+  for (const auto& d : config.disks()) {
+    const std::string address = std::to_string(d.controller()) + ":" +
+                                std::to_string(d.target()) + ":" +
+                                std::to_string(d.lun());
+    uint64_t size = d.size_bytes();
+    const bool nbd = d.backend() == hvstack::internal::WorkerDisk::BACKEND_NBD;
+    if (nbd) size = NbdHandshake(d.fd(), d.nbd_export_name());
+    AppendConsole("disk " + address + (nbd ? " nbd " : " raw ") +
+                  std::to_string(size) + (d.read_only() ? " ro\n" : " rw\n"));
+    if (d.read_only() || size < 1024) continue;
+    std::string block = "fake_vmwp " + std::to_string(d.lun());
+    block.resize(512, '\0');
+    bool ok = true;
+    for (uint64_t offset : {uint64_t{0}, size - 512}) {
+      ok = ok && (nbd ? NbdRequest(d.fd(), 1, offset, block)
+                      : pwrite(d.fd(), block.data(), block.size(),
+                               static_cast<off_t>(offset)) == 512);
+    }
+    ok = ok && (nbd ? NbdRequest(d.fd(), 3, 0, "") : fdatasync(d.fd()) == 0);
+    if (ok) AppendConsole("disk " + address + " flushed\n");
+  }
 }
 
 class FakeWorkerService final
@@ -296,6 +414,7 @@ int main(int argc, char** argv) {
   }
   // serve, and reboot's last boot
   if (mode != "reboot") AppendConsole("booted\n");
+  UseDisks();
   absl::Notification stop;
   FakeWorkerService service(&stop, mode);
   grpc::ServerBuilder builder;

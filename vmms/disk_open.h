@@ -1,0 +1,86 @@
+#ifndef HVSTACK_VMMS_DISK_OPEN_H_
+#define HVSTACK_VMMS_DISK_OPEN_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/scoped_fd.h"
+#include "proto/hvstack/internal/worker.pb.h"
+#include "proto/hvstack/v1/vm.pb.h"
+
+namespace vmms {
+
+// Disk i of a VM is inherited by its worker at this descriptor number + i
+// (WorkerDisk.fd); NICs use 40..47 (issue 12).
+inline constexpr int kWorkerFirstDiskFd = 100;
+
+// Which VM holds which image open, in vmms's memory: the OFD lock says that
+// an image is taken, this says by whom. Filled at each start, emptied when
+// the worker is reaped, rebuilt from the database for the workers a
+// restarted vmms takes over. Thread-safe.
+class DiskHolders {
+ public:
+  struct Holder {
+    std::string vm_name;
+    bool writable = false;
+  };
+  // Images are keyed by (st_dev, st_ino): any path to the same file.
+  using ImageId = std::pair<dev_t, ino_t>;
+
+  void Register(const std::string& vm_uuid, const std::string& vm_name,
+                const std::vector<std::pair<ImageId, bool>>& images);
+  void Release(const std::string& vm_uuid);
+  std::optional<Holder> HolderOf(ImageId image, const std::string& except_uuid);
+
+ private:
+  absl::Mutex mu_;
+  // vm uuid -> (vm name, its images and whether writable).
+  struct Entry {
+    std::string vm_name;
+    std::vector<std::pair<ImageId, bool>> images;
+  };
+  std::map<std::string, Entry> by_vm_ ABSL_GUARDED_BY(mu_);
+};
+
+// One disk of a starting VM: what the worker is told, the descriptor vmms
+// hands over at WorkerDisk.fd (the raw image, or a connected NBD socket), and
+// the qemu-nbd serving a qcow2/VHDX image (our child; it exits by itself
+// once the worker's socket closes).
+struct StartedDisk {
+  hvstack::internal::WorkerDisk worker;
+  base::ScopedFd handover;
+  pid_t nbd_pid = 0;
+  DiskHolders::ImageId image{};
+};
+
+// Opens every disk of `vm` for a start, in order: raw images O_RDWR (O_RDONLY
+// when read-only) with an OFD lock on the whole file (write lock; read lock
+// for read-only disks, which VMs may share), size from fstat; qcow2/VHDX
+// images through one confined qemu-nbd each (socket activation on a socket in
+// `runtime_dir`, its stderr in `runtime_dir`/nbd-<lun>.log), after vmms took
+// its own OFD lock on the image's byte 0 (held by qemu-nbd's copy of the
+// descriptor, so it lasts exactly as long as the worker's connection), size
+// from `qemu-img info`. FAILED_PRECONDITION naming the disk and, for a lock
+// conflict, the VM that holds the image ("in use by VM 'web1'"). On error
+// nothing stays open and every qemu-nbd started is reaped.
+absl::StatusOr<std::vector<StartedDisk>> StartDisks(
+    const hvstack::v1::Vm& vm, const std::string& runtime_dir,
+    DiskHolders& holders);
+
+// After the worker ended: waits for its qemu-nbd processes to exit (they
+// flush and exit when the connection closes), SIGKILLs those still there
+// after `grace`, and reaps them.
+void ReapNbdServers(const std::vector<pid_t>& pids, absl::Duration grace);
+
+}  // namespace vmms
+
+#endif  // HVSTACK_VMMS_DISK_OPEN_H_
