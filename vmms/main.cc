@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/time/time.h"
 #include "base/log_pattern.h"
 #include "vmms/log_format.h"
 #include "vmms/server.h"
@@ -84,8 +85,15 @@ int main(int argc, char** argv) {
                  "PEM CA certificate(s) that client certificates must chain to")
       ->needs(tls)
       ->check(CLI::ExistingFile);
+  double worker_start_timeout_s = absl::ToDoubleSeconds(options.start_timeout);
+  app.add_option("--worker-start-timeout", worker_start_timeout_s,
+                 "Seconds a new worker gets to become ready before its start "
+                 "fails (slow or emulated hosts need more)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   CLI11_PARSE(app, argc, argv);
   options.sandbox = !no_sandbox;
+  options.start_timeout = absl::Seconds(worker_start_timeout_s);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
   spdlog::set_pattern(base::LogLinePattern("vmms"));

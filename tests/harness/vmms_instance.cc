@@ -31,6 +31,13 @@ absl::Status VmmsInstance::Start() {
     argv.push_back("--vmwp");
     argv.push_back(Runfile("vmwp/vmwp"));
   }
+  // Inside kvmbox the worker itself runs emulated: give it as long as the
+  // harness gives everything else.
+  if (kvmbox::TimeScale() > 1.0) {
+    argv.push_back("--worker-start-timeout");
+    argv.push_back(
+        absl::StrCat(absl::ToInt64Seconds(kvmbox::Scaled(absl::Seconds(30)))));
+  }
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
   if (!child.ok()) return child.status();
