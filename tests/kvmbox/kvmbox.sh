@@ -11,12 +11,14 @@
 # than on the host.
 #
 #   kvmbox.sh check                       exit 0 if kvmbox can run here, else say why (exit 1)
-#   kvmbox.sh run [--cpus N] [--memory-mib M] -- CMD [ARG...]
-#                                         CMD's output on stdout, its exit status as ours
+#   kvmbox.sh run -- CMD [ARG...]          CMD's output on stdout, its exit status as ours
 #                                         (125: kvmbox itself failed; the reason on stderr)
+#   kvmbox.sh agent                       (internal) boots the shared VM and serves jobs
 #
-# One VM per call, gone when the call returns (or is killed: QEMU and virtiofsd are our
-# children). Needs root, qemu-system-x86, /usr/lib/qemu/virtiofsd, busybox-static, and Debian's
+# One VM serves every caller of the machine (booting one costs 30 s to minutes): the first
+# caller starts it (`agent`, in its own session), later callers queue their jobs there, and it
+# powers off after HVSTACK_KVMBOX_IDLE_S (60) seconds without jobs. Jobs run concurrently; a job
+# whose caller went away (killed by a test timeout) is killed inside the VM. Needs root, qemu-system-x86, /usr/lib/qemu/virtiofsd, busybox-static, and Debian's
 # cloud kernel (tests/linux/fetch_kernel.sh downloads it once and caches it).
 set -euo pipefail
 
@@ -26,7 +28,7 @@ QEMU=/usr/bin/qemu-system-x86_64
 VIRTIOFSD=/usr/lib/qemu/virtiofsd
 BUSYBOX=/bin/busybox
 # Bump when the initramfs recipe below changes.
-RECIPE=3
+RECIPE=5
 
 log() { echo "kvmbox: $*" >&2; }
 die() { log "$*"; exit 125; }
@@ -103,27 +105,72 @@ prepare() {
   echo "$kdir/vmlinux $initramfs"
 }
 
+# The shared VM: one per machine at a time, started by the first job that needs it and
+# powered off after AGENT_IDLE_S seconds without jobs. Jobs from any number of callers run in it
+# concurrently (Bazel runs several tests at once); each caller waits for its own.
+AGENT="$CACHE/agent"
+AGENT_IDLE_S=${HVSTACK_KVMBOX_IDLE_S:-60}
+AGENT_MEMORY_MIB=${HVSTACK_KVMBOX_MEMORY_MIB:-6144}
+AGENT_CPUS=${HVSTACK_KVMBOX_CPUS:-2}
+
+agent_running() {
+  # The agent holds the lock for its whole life.
+  [[ -e $AGENT/lock ]] && ! flock -n "$AGENT/lock" true
+}
+
+# `kvmbox.sh agent`: boots the shared VM and serves jobs until it idles out. Exits at once when
+# another agent runs.
+agent() {
+  local why
+  why=$(missing)
+  [[ -z $why ]] || die "$why"
+  mkdir -p "$AGENT/jobs"
+  exec 9>"$AGENT/lock"
+  flock -n 9 || exit 0
+  local vmlinux initramfs
+  read -r vmlinux initramfs < <(prepare)
+  local run
+  run=$(mktemp -d "$AGENT/vm.XXXXXX")
+  local pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait; rm -rf "$run"' EXIT
+  trap 'exit 143' TERM INT
+  "$VIRTIOFSD" --socket-path="$run/vfs.sock" -o source=/ -o cache=auto -o sandbox=chroot \
+    -o posix_lock -o flock -o xattr >"$run/virtiofsd.log" 2>&1 &
+  pids+=($!)
+  local i
+  for i in $(seq 100); do [[ -S $run/vfs.sock ]] && break; sleep 0.05; done
+  [[ -S $run/vfs.sock ]] || die "virtiofsd did not start: $(tail -n 3 "$run/virtiofsd.log")"
+  # q35 rather than microvm: the cloud kernel's boot hangs on microvm under TCG here (timer
+  # calibration without a PIT/HPET); SeaBIOS costs a few seconds.
+  "$QEMU" -M q35,memory-backend=mem -accel tcg,thread=multi -cpu max -smp "$AGENT_CPUS" \
+    -m "${AGENT_MEMORY_MIB}M" \
+    -object "memory-backend-memfd,id=mem,size=${AGENT_MEMORY_MIB}M,share=on" \
+    -chardev "socket,id=vfs,path=$run/vfs.sock" -device vhost-user-fs-pci,chardev=vfs,tag=hostroot \
+    -vga none -nodefaults -no-user-config -nographic -no-reboot -serial "file:$AGENT/console" \
+    -kernel "$vmlinux" -initrd "$initramfs" \
+    -append "console=ttyS0 quiet panic=-1 clocksource=tsc tsc=reliable kvmbox.agent=$AGENT kvmbox.idle=$AGENT_IDLE_S" \
+    >"$AGENT/qemu.log" 2>&1 &
+  local qemu=$!
+  pids+=($qemu)
+  wait "$qemu" || true
+}
+
 run() {
-  local cpus=2 memory_mib=3072
   while (($#)); do
     case $1 in
-      --cpus) cpus=$2; shift 2 ;;
-      --memory-mib) memory_mib=$2; shift 2 ;;
       --) shift; break ;;
-      *) die "unknown option $1 (usage: kvmbox.sh run [--cpus N] [--memory-mib M] -- CMD...)" ;;
+      *) die "unknown option $1 (usage: kvmbox.sh run -- CMD...)" ;;
     esac
   done
   (($#)) || die "no command given"
   local why
   why=$(missing)
   [[ -z $why ]] || die "$why"
-  local vmlinux initramfs
-  read -r vmlinux initramfs < <(prepare)
+  prepare >/dev/null
+  mkdir -p "$AGENT/jobs"
 
   local job
-  job=$(mktemp -d "${TMPDIR:-/tmp}/kvmbox.XXXXXX")
-  # The job directory is on the shared filesystem: the command, its output and its exit status
-  # travel through it.
+  job=$(mktemp -d "$AGENT/jobs/job.XXXXXX")
   {
     echo "cd $(printf '%q' "$PWD") || exit 125"
     export -p | grep -v -E '^declare -x (BASH_[A-Z_]*|SHLVL|OLDPWD|_)='
@@ -133,45 +180,41 @@ run() {
     echo
   } >"$job/cmd"
   : >"$job/out"
-
-  local pids=()
+  echo 0 >"$job/alive"
+  local tailer=""
   cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$job"
+    [[ -n $tailer ]] && kill "$tailer" 2>/dev/null
+    # An abandoned job (we were killed: a test timeout) is killed inside the VM once `alive`
+    # stops changing; its directory goes with it.
+    rm -f "$job/alive"
+    [[ -f $job/rc || ! -f $job/started ]] && rm -rf "$job"
   }
   trap cleanup EXIT
   trap 'exit 143' TERM INT
-
-  "$VIRTIOFSD" --socket-path="$job/vfs.sock" -o source=/ -o cache=auto -o sandbox=chroot \
-    -o posix_lock -o flock -o xattr >"$job/virtiofsd.log" 2>&1 &
-  pids+=($!)
-  local i
-  for i in $(seq 100); do [[ -S $job/vfs.sock ]] && break; sleep 0.05; done
-  [[ -S $job/vfs.sock ]] || die "virtiofsd did not start: $(tail -n 3 "$job/virtiofsd.log")"
-
-  # q35 rather than microvm: the cloud kernel's boot hangs on microvm under TCG here (timer
-  # calibration without a PIT/HPET); SeaBIOS costs a few seconds.
-  "$QEMU" -M q35,memory-backend=mem -accel tcg,thread=multi -cpu max -smp "$cpus" -m "${memory_mib}M" \
-    -object "memory-backend-memfd,id=mem,size=${memory_mib}M,share=on" \
-    -chardev "socket,id=vfs,path=$job/vfs.sock" -device vhost-user-fs-pci,chardev=vfs,tag=hostroot \
-    -vga none -nodefaults -no-user-config -nographic -no-reboot -serial "file:$job/console" \
-    -kernel "$vmlinux" -initrd "$initramfs" \
-    -append "console=ttyS0 quiet panic=-1 clocksource=tsc tsc=reliable kvmbox.job=$job" >"$job/qemu.log" 2>&1 &
-  local qemu=$!
-  pids+=($qemu)
-  # Stream the command's output while it runs.
-  tail -n +1 -f --pid="$qemu" "$job/out" &
-  pids+=($!)
-  wait "$qemu" || true
-  sleep 0.2  # let tail print the last lines
-  if [[ ! -f $job/rc ]]; then
-    log "the VM ended without the command's exit status; its console:"
-    tail -n 30 "$job/console" >&2 || true
-    tail -n 5 "$job/qemu.log" >&2 || true
-    exit 125
-  fi
+  touch "$job/submitted"
+  tail -n +1 -f "$job/out" &
+  tailer=$!
+  local ticks=0 started_agent=0
+  while [[ ! -f $job/rc ]]; do
+    if ! agent_running; then
+      if [[ -f $job/started ]]; then
+        log "the shared VM ended while the job ran; its console:"
+        tail -n 30 "$AGENT/console" >&2 || true
+        exit 125
+      fi
+      # No VM yet (or it idled out just now): start one, in its own session so that it outlives
+      # this caller and serves the next ones.
+      if ((started_agent == 0 || ticks % 50 == 0)); then
+        setsid "$HERE/kvmbox.sh" agent </dev/null >>"$CACHE/agent.log" 2>&1 &
+        started_agent=1
+      fi
+    fi
+    sleep 0.2
+    ticks=$((ticks + 1))
+    # Keep-alive for the VM's watchdog (every ~5 s).
+    ((ticks % 25 == 0)) && echo "$ticks" >"$job/alive"
+  done
+  sleep 0.3  # let tail print the last lines
   local rc
   rc=$(cat "$job/rc")
   exit "$rc"
@@ -185,5 +228,6 @@ case "${1:-}" in
     ;;
   prepare) prepare ;;
   run) shift; run "$@" ;;
-  *) echo "usage: kvmbox.sh check | prepare | run [--cpus N] [--memory-mib M] -- CMD..." >&2; exit 2 ;;
+  agent) agent ;;
+  *) echo "usage: kvmbox.sh check | prepare | run -- CMD... | agent" >&2; exit 2 ;;
 esac
