@@ -124,6 +124,19 @@ absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
   return absl::OkStatus();
 }
 
+bool HostRunsGuestUserspace() { return NoGuestUserspaceReason().empty(); }
+
+std::string NoGuestUserspaceReason() {
+  if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+    return "this host's KVM is kvm_pvm, where a system call from guest user "
+           "mode never reaches the guest kernel (init faults at "
+           "entry_SYSCALL_64): no guest userspace";
+  }
+  return "";
+}
+
+std::string SpinInitPath() { return Runfile("tests/linux/init/spin_init"); }
+
 std::string TestKernelBaseCmdline() { return "console=ttyS0 noxsave"; }
 
 LinuxVm::LinuxVm(LinuxVmOptions options) : options_(std::move(options)) {

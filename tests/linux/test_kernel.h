@@ -60,6 +60,19 @@ struct InitramfsOptions {
 absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
                            const InitramfsOptions& options = {});
 
+// Whether guest user mode can make system calls on this host: not where KVM
+// is kvm_pvm (a 64-bit `syscall` from guest user mode never reaches the guest
+// kernel; see tests/linux/README.md, "Userspace"). Anywhere else a busybox
+// /init works.
+bool HostRunsGuestUserspace();
+// Why not, for skip messages; empty where it can.
+std::string NoGuestUserspaceReason();
+// An /init for hosts without guest userspace: makes no system call and never
+// exits, so Linux stays up (its drivers keep answering the host). Burns the
+// vCPU while it runs. Use with InitramfsOptions{.no_busybox = true, .init =
+// SpinInitPath()}.
+std::string SpinInitPath();
+
 // The command line every test-kernel boot starts with: serial console, no
 // XSAVE (this host's KVM cannot run xsave/xrstor), and the boot-speed options
 // measured in tests/linux/README.md.
