@@ -50,12 +50,18 @@ using ::testing::Not;
 constexpr int64_t kWrongClock = 978307200;
 
 // /init for hosts with a guest userspace: says so, shows the CPUs Linux
-// brought online and its wall clock, sets the clock wrong, then prints the
-// clock every 2 s and idles until the host shuts it down.
+// brought online and its wall clock, starts hv_kvp_daemon (KVP's userspace
+// half), sets the clock wrong, then prints the clock every 2 s and idles
+// until the host shuts it down.
 std::vector<std::string> InitLines() {
   return {
       "echo HVSTACK-USERSPACE-OK $(uname -m)",
       "echo HVSTACK-CPUS-ONLINE $(cat /sys/devices/system/cpu/online)",
+      "hostname hvstack-linux",
+      // -n: stay in the foreground (of this background job); it registers
+      // with hv_utils through /dev/vmbus/hv_kvp and keeps its pools in
+      // /var/lib/hyperv.
+      "/usr/sbin/hv_kvp_daemon -n & echo HVSTACK-KVP-DAEMON-STARTED",
       "echo HVSTACK-CLOCK-AT-INIT $(date +%s)",
       absl::StrCat("date -s @", kWrongClock,
                    " >/dev/null && echo HVSTACK-CLOCK-SET-WRONG $(date +%s)"),
@@ -114,6 +120,12 @@ TEST_P(LinuxVmbusTest, HvVmbusAndHvUtilsAgainstOurHost) {
   const std::string initrd = work.path() + "/initrd.cpio";
   InitramfsOptions init;
   if (userspace) {
+    // Debian's hv_kvp_daemon (hyperv-daemons, built from the same 6.1
+    // source), with the host's glibc beside it.
+    absl::StatusOr<std::vector<std::string>> daemon = FetchPackageFiles(
+        "hyperv-daemons", work.path(), {"usr/sbin/hv_kvp_daemon"});
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    init.binaries = {{(*daemon)[0], "usr/sbin/hv_kvp_daemon"}};
     init.run = InitLines();
   } else {
     init.no_busybox = true;
@@ -196,11 +208,13 @@ TEST_P(LinuxVmbusTest, HvVmbusAndHvUtilsAgainstOurHost) {
   // KVP: hv_utils opens the channel but, until its daemon (hv_kvp_daemon)
   // has opened /dev/vmbus/hv_kvp, it defers the host's negotiation
   // (hv_kvp.c: kvp_transaction.state < HVUTIL_READY), re-checking every
-  // HV_UTIL_NEGO_TIMEOUT (55 s). So without a daemon there is no "KVP IC
-  // version" line and no negotiated kvp channel: nothing for vmms to show.
-  EXPECT_THAT(channels, Not(Contains("kvp")))
-      << "hv_utils negotiated KVP without hv_kvp_daemon?";
-  EXPECT_THAT(vm.Console(), Not(HasSubstr("KVP IC version")));
+  // HV_UTIL_NEGO_TIMEOUT (55 s). Without a userspace there is no daemon: no
+  // "KVP IC version" line and no negotiated kvp channel.
+  if (!userspace) {
+    EXPECT_THAT(channels, Not(Contains("kvp")))
+        << "hv_utils negotiated KVP without hv_kvp_daemon?";
+    EXPECT_THAT(vm.Console(), Not(HasSubstr("KVP IC version")));
+  }
   std::printf("[%s] vmctl show: vmbus %s, channels %s, time samples %llu\n",
               name.c_str(), vmbus_version.c_str(),
               absl::StrJoin(channels, " ").c_str(),
@@ -216,6 +230,46 @@ TEST_P(LinuxVmbusTest, HvVmbusAndHvUtilsAgainstOurHost) {
       EXPECT_THAT(online,
                   HasSubstr(absl::StrCat("HVSTACK-CPUS-ONLINE 0-", cpus - 1)));
     }
+    // KVP end to end: hv_kvp_daemon registers, hv_utils answers the
+    // negotiation it had deferred, and the host reads the daemon's
+    // intrinsic items and stores and reads back an item of its own.
+    ASSERT_TRUE(step("userspace: hv_kvp_daemon started",
+                     "HVSTACK-KVP-DAEMON-STARTED", absl::Minutes(1)));
+    std::string kvp_line;
+    ASSERT_TRUE(step("hv_utils: KVP IC version (daemon registered)",
+                     "KVP IC version", absl::Minutes(2), &kvp_line));
+    EXPECT_THAT(kvp_line, HasSubstr("KVP IC version 4.0"));
+    absl::StatusOr<absl::Duration> kvp_shown = vm.WaitForShow(
+        [](const nlohmann::json& j) {
+          return j.contains("integration") &&
+                 j["integration"].value("hostName", "") == "hvstack-linux";
+        },
+        "the daemon's host name in vmctl show", absl::Minutes(1));
+    ASSERT_TRUE(kvp_shown.ok()) << kvp_shown.status();
+    vm.Mark("vmctl show: KVP intrinsic items (host name)", *kvp_shown);
+    const nlohmann::json with_kvp = vm.Show();
+    EXPECT_THAT(Channels(with_kvp), Contains("kvp"));
+    EXPECT_EQ(with_kvp["integration"].value("osName", ""), "Linux");
+    absl::StatusOr<CommandResult> kvp_set =
+        vm.Vmctl({"kvp", "set", name, "hvstack-role", "linux-test"});
+    ASSERT_TRUE(kvp_set.ok());
+    EXPECT_EQ(kvp_set->exit_code, 0) << kvp_set->err;
+    absl::StatusOr<CommandResult> kvp_get =
+        vm.Vmctl({"kvp", "get", name, "hvstack-role"});
+    ASSERT_TRUE(kvp_get.ok());
+    EXPECT_EQ(kvp_get->exit_code, 0) << kvp_get->err;
+    EXPECT_EQ(kvp_get->out, "linux-test\n");
+    absl::StatusOr<CommandResult> intrinsic =
+        vm.Vmctl({"kvp", "list", name, "--pool", "auto"});
+    ASSERT_TRUE(intrinsic.ok());
+    EXPECT_EQ(intrinsic->exit_code, 0) << intrinsic->err;
+    EXPECT_THAT(intrinsic->out, HasSubstr("OSName=Linux\n"));
+    EXPECT_THAT(intrinsic->out, HasSubstr("OSBuildNumber=6.1."));
+    EXPECT_THAT(intrinsic->out, HasSubstr("ProcessorArchitecture=x86_64\n"));
+    vm.Mark("vmctl kvp set/get/list answered by hv_kvp_daemon", vm.Elapsed());
+    std::printf("[%s] the guest's intrinsic KVP items:\n%s", name.c_str(),
+                intrinsic->out.c_str());
+
     // The guest's wall clock at /init: the host's time (from the SYNC sample
     // or the CMOS clock), within the slack of a slow boot.
     ASSERT_TRUE(step("userspace: clock set wrong", "HVSTACK-CLOCK-SET-WRONG",

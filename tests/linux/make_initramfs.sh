@@ -18,6 +18,9 @@
 #   --run COMMANDS     shell commands the generated /init runs before the marker (repeatable)
 #   --file SRC:DEST    copies the host file SRC to DEST (relative, e.g. bin/hv_kvp_daemon),
 #                      keeping its mode (repeatable)
+#   --binary SRC[:DEST] a dynamically linked x86-64 program: copies it (to DEST, default
+#                      bin/<name>) and every shared library `ldd` names, at the paths the host
+#                      has them (the guest needs the same glibc layout: Debian 12's)
 #
 # Optional: HVSTACK_INITRAMFS_MODULES="a.ko b.ko" copies those kernel modules in and insmods
 # them, in that order, before the marker (e.g. fetch_kernel.sh's modules/hv_vmbus.ko: Debian
@@ -29,7 +32,7 @@ set -euo pipefail
 
 log() { echo "make_initramfs: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { die "usage: $0 [--uncompressed] [--busybox FILE|--no-busybox] [--init FILE] [--run CMDS]... [--file SRC:DEST]... OUT_FILE [MARKER]"; }
+usage() { die "usage: $0 [--uncompressed] [--busybox FILE|--no-busybox] [--init FILE] [--run CMDS]... [--file SRC:DEST]... [--binary SRC[:DEST]]... OUT_FILE [MARKER]"; }
 
 compress=gzip
 busybox=${HVSTACK_BUSYBOX:-/bin/busybox}
@@ -37,6 +40,7 @@ use_busybox=1
 init_file=""
 run_lines=()
 files=()
+binaries=()
 positional=()
 while (($#)); do
   case $1 in
@@ -46,6 +50,7 @@ while (($#)); do
     --init) (($# >= 2)) || usage; init_file=$2; shift ;;
     --run) (($# >= 2)) || usage; run_lines+=("$2"); shift ;;
     --file) (($# >= 2)) || usage; files+=("$2"); shift ;;
+    --binary) (($# >= 2)) || usage; binaries+=("$2"); shift ;;
     --) shift; positional+=("$@"); break ;;
     -*) usage ;;
     *) positional+=("$1") ;;
@@ -97,6 +102,26 @@ for spec in "${files[@]}"; do
   [[ -f $src ]] || die "--file: $src not found"
   mkdir -p "$root/$(dirname "$dest")"
   cp -p "$src" "$root/$dest"
+done
+
+for spec in "${binaries[@]}"; do
+  src=${spec%%:*}
+  dest=bin/$(basename "$src")
+  [[ $spec == *:* ]] && dest=${spec#*:}
+  [[ -n $src && $dest != /* && $dest != *..* ]] || die "--binary wants SRC[:DEST] with a relative DEST, got '$spec'"
+  [[ -f $src ]] || die "--binary: $src not found"
+  mkdir -p "$root/$(dirname "$dest")"
+  cp -p "$src" "$root/$dest"
+  # ldd prints "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and the loader as
+  # "/lib64/ld-linux-x86-64.so.2 (0x...)"; a static program prints "not a dynamic executable".
+  libs=$(ldd "$src" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p') || true
+  if ldd "$src" 2>&1 | grep -q "not found"; then
+    die "--binary: $src needs libraries this host lacks: $(ldd "$src" 2>&1 | grep "not found" | tr -s ' \t\n' ' ')"
+  fi
+  for lib in $libs; do
+    mkdir -p "$root/$(dirname "${lib#/}")"
+    cp -L "$lib" "$root/${lib#/}"
+  done
 done
 
 modules_script=""

@@ -115,6 +115,10 @@ absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
     argv.push_back("--file");
     argv.push_back(absl::StrCat(src, ":", dest));
   }
+  for (const auto& [src, dest] : options.binaries) {
+    argv.push_back("--binary");
+    argv.push_back(dest.empty() ? src : absl::StrCat(src, ":", dest));
+  }
   argv.push_back(out);
   argv.push_back(marker);
   absl::StatusOr<CommandResult> r = RunCommand(argv, {}, absl::Minutes(2));
@@ -122,6 +126,25 @@ absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
     return absl::InternalError(ScriptError("make_initramfs.sh", r));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> FetchPackageFiles(
+    const std::string& package, const std::string& out_dir,
+    const std::vector<std::string>& paths) {
+  std::vector<std::string> argv = {Runfile("tests/linux/fetch_package.sh"),
+                                   package, out_dir};
+  argv.insert(argv.end(), paths.begin(), paths.end());
+  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, absl::Minutes(5));
+  if (!r.ok() || r->exit_code != 0) {
+    return absl::FailedPreconditionError(
+        ScriptError(absl::StrCat("fetch_package.sh ", package), r));
+  }
+  std::vector<std::string> local;
+  for (const std::string& path : paths) {
+    local.push_back(
+        absl::StrCat(out_dir, "/", path.substr(path.find_last_of('/') + 1)));
+  }
+  return local;
 }
 
 bool HostRunsGuestUserspace() { return NoGuestUserspaceReason().empty(); }

@@ -53,7 +53,17 @@ struct InitramfsOptions {
   std::vector<std::string> run;
   // Host file -> path in the archive (relative), mode kept.
   std::vector<std::pair<std::string, std::string>> files;
+  // Dynamically linked programs -> path in the archive (empty: bin/<name>),
+  // with every library `ldd` names (the guest then needs no other libc).
+  std::vector<std::pair<std::string, std::string>> binaries;
 };
+
+// Copies `paths` (as inside the package, e.g. "usr/sbin/hv_kvp_daemon") out
+// of Debian's `package` into `out_dir` (flat), fetching it with apt-get
+// download on first use (cached; never installed). Returns the local paths.
+absl::StatusOr<std::vector<std::string>> FetchPackageFiles(
+    const std::string& package, const std::string& out_dir,
+    const std::vector<std::string>& paths);
 
 // Runs make_initramfs.sh: writes `out`, whose generated /init prints `marker`
 // on a line of its own and powers off.
