@@ -63,7 +63,8 @@ int CreateCommand(Session& session, const CreateArgs& args) {
     }
   }
   grpc::ClientContext context;
-  SetDeadline(context, kQuickDeadline);
+  // Each disk image is checked with qemu-img: more than a database call.
+  SetDeadline(context, args.disks.empty() ? kQuickDeadline : kWorkerDeadline);
   hvstack::v1::Vm vm;
   return PrintVm(session, session.stub->CreateVm(&context, request, &vm), vm);
 }

@@ -150,7 +150,8 @@ int DiskAddCommand(Session& session, const std::string& name,
     return kExitUsage;
   }
   grpc::ClientContext context;
-  SetDeadline(context, kQuickDeadline);
+  // The image is checked with qemu-img.
+  SetDeadline(context, kWorkerDeadline);
   hvstack::v1::Vm vm;
   grpc::Status status = session.stub->AttachDisk(&context, request, &vm);
   if (!status.ok()) return Fail(session, status);
