@@ -97,7 +97,37 @@ absl::Status VmbusHost::Start() {
                                  return d.controller() == storage_.numbers[i];
                                }));
   }
+  absl::StatusOr<std::vector<std::unique_ptr<vsp::net::NetAdapter>>> nics =
+      BuildNetAdapters(options_.nics, options_.vm_uuid,
+                       options_.on_thread_start);
+  if (!nics.ok()) return nics.status();
+  nics_ = *std::move(nics);
+  for (auto& nic : nics_) {
+    absl::StatusOr<uint32_t> relid = server_.AddVsp(nic.get());
+    if (!relid.ok()) return relid.status();
+    spdlog::info("netvsp: network adapter {} (relid {}, instance {})",
+                 nic->name(), *relid,
+                 nic->offer().interface_instance.ToString());
+  }
   return absl::OkStatus();
+}
+
+std::vector<hvstack::internal::WorkerNicStatus> VmbusHost::NicStatus() const {
+  std::vector<hvstack::internal::WorkerNicStatus> out;
+  for (const auto& nic : nics_) out.push_back(vmwp::NicStatus(*nic));
+  return out;
+}
+
+absl::Status VmbusHost::SetNicLink(uint32_t index, bool connected) {
+  for (auto& nic : nics_) {
+    if (nic->index() == index) {
+      nic->SetLink(connected);
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat("the VM has no network adapter with index ", index,
+                   " (it has ", nics_.size(), ")"));
 }
 
 void VmbusHost::StartTimer() {
@@ -109,6 +139,7 @@ void VmbusHost::StartTimer() {
                     s.ToString());
     }
   }
+  for (auto& nic : nics_) nic->Start();
 }
 
 VmbusHost::~VmbusHost() { Close(); }
@@ -118,6 +149,8 @@ void VmbusHost::Close() {
   if (timer_.joinable()) timer_.join();
   // In-flight disk I/O completes (into guest memory, which still exists).
   for (auto& c : storage_.controllers) c->Stop();
+  // The adapters' threads stop touching the channels before the server goes.
+  for (auto& nic : nics_) nic->Stop();
 }
 
 void VmbusHost::TimerLoop() {

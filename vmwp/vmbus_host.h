@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "vid/partition.h"
+#include "vmwp/network_config.h"
 #include "vmwp/storage_config.h"
 #include "vmwp/vmbus/hvcore_bridge.h"
 #include "vmwp/vmbus/server.h"
@@ -50,6 +51,11 @@ class VmbusHost {
     // The VM's disks: storvsp SCSI controllers (descriptors owned from
     // Create on, closed on failure too).
     google::protobuf::RepeatedPtrField<hvstack::internal::WorkerDisk> disks;
+    // The VM's network adapters: netvsp on TAP descriptors (owned from
+    // Create on, closed on failure too); `vm_uuid` makes their instance
+    // GUIDs stable across boots.
+    google::protobuf::RepeatedPtrField<hvstack::internal::WorkerNic> nics;
+    std::string vm_uuid;
   };
 
   // How long ShutdownGuest and the KVP calls wait for the guest's answer.
@@ -63,17 +69,23 @@ class VmbusHost {
   VmbusHost(const VmbusHost&) = delete;
   VmbusHost& operator=(const VmbusHost&) = delete;
 
-  // Starts the heartbeat timer thread and the storage threads (once; after
-  // the sandbox's process lock-down, since each thread installs a filter of
-  // its own).
+  // Starts the heartbeat timer thread, the storage threads and each network
+  // adapter's device thread (once; after the sandbox's process lock-down,
+  // since each thread installs a filter of its own).
   void StartTimer();
-  // Stops the timer thread, completes in-flight disk I/O and makes every
+  // Stops the timer thread, completes in-flight disk I/O, stops the network
+  // adapters (the guest is told their link went down) and makes every
   // waiting or later call return Unavailable at once. Call once the VPs have
   // stopped (nothing will answer any more); idempotent.
   void Close();
 
   // The storvsp controllers, in controller-number order (tests, status).
   const StorageControllers& storage() const { return storage_; }
+  // The netvsp adapters, in WorkerConfig.nics order.
+  std::vector<hvstack::internal::WorkerNicStatus> NicStatus() const;
+  // Connects or disconnects adapter `index` (WorkerNic.index) as the guest
+  // sees it. NotFound for an index the VM does not have.
+  absl::Status SetNicLink(uint32_t index, bool connected);
 
   hvstack::internal::GuestIntegration Status() const;
 
@@ -111,6 +123,7 @@ class VmbusHost {
   vsp::ic::TimeSyncIc timesync_;
   vsp::ic::KvpIc kvp_;
   StorageControllers storage_;
+  std::vector<std::unique_ptr<vsp::net::NetAdapter>> nics_;
   vmbus::VmbusServer server_;
 
   absl::Notification closed_;

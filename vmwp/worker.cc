@@ -382,6 +382,11 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
         "the VM has disks but no VMBus (it is not enlightened): its SCSI "
         "controller is a VMBus device");
   }
+  if (!config.enlightened() && config.nics_size() > 0) {
+    return absl::InvalidArgumentError(
+        "the VM has network adapters but no VMBus (it is not enlightened): "
+        "its network adapters are VMBus devices");
+  }
   if (config.enlightened()) {
     absl::StatusOr<std::unique_ptr<VmbusHost>> vmbus = VmbusHost::Create(
         *p, {.on_thread_start = vm.on_device_thread_start,
@@ -394,7 +399,9 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
                    event.mutable_heartbeat()->set_sequence(sequence);
                    events->Publish(std::move(event));
                  },
-             .disks = config.disks()});
+             .disks = config.disks(),
+             .nics = config.nics(),
+             .vm_uuid = config.vm_uuid()});
     if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
     boot->vmbus = *std::move(vmbus);
   }
@@ -531,6 +538,25 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
               },
           .paused = [control] { return control->paused(); },
           .vp_stats = [control] { return control->VpStats(); },
+          .nic_status =
+              [integration] {
+                std::vector<hvstack::internal::WorkerNicStatus> nics;
+                (void)integration->With([&](VmbusHost& host) {
+                  nics = host.NicStatus();
+                  return absl::OkStatus();
+                });
+                return nics;
+              },
+          .set_nic_link =
+              [integration](uint32_t index, bool connected) {
+                spdlog::info(
+                    "network adapter {} link {} requested over "
+                    "WorkerService",
+                    index, connected ? "up" : "down");
+                return integration->With([&](VmbusHost& host) {
+                  return host.SetNicLink(index, connected);
+                });
+              },
       },
       &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =

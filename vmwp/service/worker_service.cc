@@ -62,6 +62,10 @@ grpc::Status WorkerServiceImpl::GetStatus(
   }
   if (hooks_.integration)
     *response->mutable_integration() = hooks_.integration();
+  if (hooks_.nic_status) {
+    for (hvstack::internal::WorkerNicStatus& nic : hooks_.nic_status())
+      *response->add_nics() = std::move(nic);
+  }
   return grpc::Status::OK;
 }
 
@@ -108,6 +112,16 @@ grpc::Status WorkerServiceImpl::SetKvp(
   if (!hooks_.kvp_set) return kNotEnlightened;
   return ToGrpc(
       hooks_.kvp_set(request->pool(), request->key(), request->value()));
+}
+
+grpc::Status WorkerServiceImpl::SetNicLink(
+    grpc::ServerContext*, const hvstack::internal::SetNicLinkRequest* request,
+    hvstack::internal::SetNicLinkResponse*) {
+  if (!hooks_.set_nic_link) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the VM has no network adapters");
+  }
+  return ToGrpc(hooks_.set_nic_link(request->index(), request->connected()));
 }
 
 grpc::Status WorkerServiceImpl::ListKvp(

@@ -60,6 +60,10 @@ class WorkerServiceImpl final
     std::function<bool()> paused;
     // For GetStatus: per-VP CPU time and exits of the current boot.
     std::function<std::vector<hvstack::internal::VpRuntime>()> vp_stats;
+    // Network adapters: their counters for GetStatus, and SetNicLink.
+    // Unset: no adapters / FAILED_PRECONDITION.
+    std::function<std::vector<hvstack::internal::WorkerNicStatus>()> nic_status;
+    std::function<absl::Status(uint32_t index, bool connected)> set_nic_link;
   };
 
   // How long a following stream waits before re-checking for cancellation.
@@ -111,6 +115,9 @@ class WorkerServiceImpl final
   grpc::Status SetKvp(grpc::ServerContext* context,
                       const hvstack::internal::KvpSetRequest* request,
                       hvstack::internal::KvpSetResponse* response) override;
+  grpc::Status SetNicLink(grpc::ServerContext* context,
+                          const hvstack::internal::SetNicLinkRequest* request,
+                          hvstack::internal::SetNicLinkResponse*) override;
   grpc::Status ListKvp(grpc::ServerContext* context,
                        const hvstack::internal::KvpListRequest* request,
                        hvstack::internal::KvpListResponse* response) override;

@@ -39,6 +39,20 @@ class WorkerServiceTest : public ::testing::Test {
                   return n;
                 },
             .console_input_dropped = [] { return uint64_t{7}; },
+            .nic_status =
+                [] {
+                  hvstack::internal::WorkerNicStatus nic;
+                  nic.set_index(2);
+                  nic.set_to_guest_packets(5);
+                  (*nic.mutable_drops_by_reason())["to_guest_no_buffer"] = 1;
+                  return std::vector<hvstack::internal::WorkerNicStatus>{nic};
+                },
+            .set_nic_link =
+                [this](uint32_t index, bool connected) {
+                  if (index != 2) return absl::NotFoundError("no such NIC");
+                  link_calls_.push_back(connected);
+                  return absl::OkStatus();
+                },
         },
         &events_);
     auto server = StartWorkerServer(socket_path_, service_.get());
@@ -61,6 +75,7 @@ class WorkerServiceTest : public ::testing::Test {
   absl::Mutex input_mu_;
   std::string input_;
   std::atomic<int> stops_{0};
+  std::vector<bool> link_calls_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<WorkerService::Stub> stub_;
@@ -288,6 +303,27 @@ TEST_F(WorkerServiceTest, WatchEventsSkipsWhatTheSubscriberHasSeen) {
   ASSERT_TRUE(reader->Read(&got));
   EXPECT_EQ(got.sequence(), 3u);
   EXPECT_FALSE(reader->Read(&got));
+}
+
+TEST_F(WorkerServiceTest, NicStatusAndLink) {
+  grpc::ClientContext ctx;
+  hvstack::internal::WorkerStatus status;
+  ASSERT_TRUE(stub_->GetStatus(&ctx, {}, &status).ok());
+  ASSERT_EQ(status.nics_size(), 1);
+  EXPECT_EQ(status.nics(0).index(), 2u);
+  EXPECT_EQ(status.nics(0).to_guest_packets(), 5u);
+  EXPECT_EQ(status.nics(0).drops_by_reason().at("to_guest_no_buffer"), 1u);
+  hvstack::internal::SetNicLinkRequest request;
+  hvstack::internal::SetNicLinkResponse response;
+  request.set_index(2);
+  request.set_connected(false);
+  grpc::ClientContext down;
+  ASSERT_TRUE(stub_->SetNicLink(&down, request, &response).ok());
+  request.set_index(7);
+  grpc::ClientContext missing;
+  EXPECT_EQ(stub_->SetNicLink(&missing, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(link_calls_, std::vector<bool>{false});
 }
 
 TEST(WorkerEventLogTest, RetainsABoundedNumber) {
