@@ -54,7 +54,9 @@ class StorageKvm : public ::testing::Test {
     return path;
   }
 
-  void Start(const std::string& cmdline) {
+  void Start(const std::string& cmdline,
+             const std::string& elf = "guest/storage.elf",
+             bool second_read_only = true) {
     auto kvm = hvcore::KvmSystem::Open();
     ASSERT_TRUE(kvm.ok()) << kvm.status();
     auto p = vid::Partition::Create(
@@ -65,8 +67,8 @@ class StorageKvm : public ::testing::Test {
     ASSERT_TRUE(partition_->io().RegisterPortIo("com1", 0x3F8, 8, &uart_).ok());
     ASSERT_TRUE(
         partition_->io().RegisterPortIo("pm1a", 0x604, 2, power_.get()).ok());
-    auto entry = vid::testing::LoadElf(
-        vid::testing::RunfilePath("guest/storage.elf"), partition_->memory());
+    auto entry = vid::testing::LoadElf(vid::testing::RunfilePath(elf),
+                                       partition_->memory());
     ASSERT_TRUE(entry.ok()) << entry.status();
     ASSERT_TRUE(
         vid::testing::WriteZeroPage(partition_->memory(), cmdline).ok());
@@ -86,8 +88,8 @@ class StorageKvm : public ::testing::Test {
         vmbus::RegisterVmbusMessagePorts(hv->connections(), *server_).ok());
 
     std::vector<vsp::storage::StorageController::Lun> luns;
-    for (auto [name, lun, ro] :
-         {std::tuple{"rw.img", 0, false}, std::tuple{"ro.img", 1, true}}) {
+    for (auto [name, lun, ro] : {std::tuple{"rw.img", 0, false},
+                                 std::tuple{"ro.img", 1, second_read_only}}) {
       const std::string path = Image(name);
       if (!ro) rw_path_ = path;
       base::ScopedFd fd(::open(path.c_str(), ro ? O_RDONLY : O_RDWR));
@@ -171,6 +173,26 @@ TEST_F(StorageKvm, GuestWritesFlushesReadsBackAndIsRefusedOnReadOnly) {
   vsp::storage::StorageStats s = controller_->stats();
   EXPECT_EQ(s.io_errors, 0u);
   EXPECT_GE(s.bytes_written, 4u * 4096);
+}
+
+TEST_F(StorageKvm, HostileGuestGetsErrorsAndBothDisksKeepWorking) {
+  Start("", "guest/hostile_storage.elf", /*second_read_only=*/false);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(uart_.WaitFor("hostile_storage: done", absl::Seconds(120)))
+      << uart_.output();
+  ASSERT_TRUE(uart_.WaitFor(" unexpected", absl::Seconds(5)));
+  const std::string out = uart_.output();
+  EXPECT_THAT(out, HasSubstr("hostile_storage: done, 0 unexpected"));
+  EXPECT_THAT(out, Not(HasSubstr("UNEXPECTED")));
+  EXPECT_THAT(out, HasSubstr("hostile_storage: disk 0 still works: ok"));
+  EXPECT_THAT(out, HasSubstr("hostile_storage: disk 1 still works: ok"));
+  vsp::storage::StorageStats s = controller_->stats();
+  EXPECT_GE(s.invalid_requests, 6u);
+  EXPECT_GE(s.bad_packets, 8u);
+  std::cout << "hostile run: " << s.packets << " packets, "
+            << s.invalid_requests << " invalid SRBs, " << s.bad_packets
+            << " bad packets, " << s.dropped_completions
+            << " dropped completions" << std::endl;
 }
 
 }  // namespace
