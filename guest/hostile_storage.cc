@@ -80,7 +80,7 @@ extern "C" void unixhv_main(uint64_t) {
     con.Write("hostile_storage: FAILED: no SCSI controller\r\n");
     unixhv_power_off();
   }
-  auto* buf = static_cast<uint8_t*>(unixhv::AllocPages(4));
+  auto* buf = static_cast<uint8_t*>(unixhv::AllocDataPages(4));
   static uint8_t ext[16 + 8 * 600];
   VstorPacket p;
   const uint8_t read10[10] = {0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0};

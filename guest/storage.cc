@@ -258,7 +258,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   unixhv::vmbus::Client bus;
   if (bus.Connect() == 0) Fail("no VMBus version accepted");
   if (!bus.RequestOffers()) Fail("no ALLOFFERS_DELIVERED");
-  auto* buf = static_cast<uint8_t*>(unixhv::AllocPages(kBufferPages));
+  auto* buf = static_cast<uint8_t*>(unixhv::AllocDataPages(kBufferPages));
   if (buf == nullptr) Fail("out of pages");
   int controllers = 0;
   for (int i = 0; i < bus.offer_count(); ++i) {
