@@ -32,7 +32,7 @@ using hvstack::v1::Vm;
 // The NBD export name qemu-nbd serves each image under.
 constexpr char kNbdExportName[] = "disk";
 // How long qemu-nbd gets to open its image and greet.
-constexpr absl::Duration kNbdGreetingTimeout = absl::Seconds(10);
+constexpr absl::Duration kNbdGreetingTimeout = absl::Seconds(30);
 
 std::string DiskName(const Disk& disk) {
   return absl::StrCat("disk ", ScsiAddressText(disk.address()), " ",
@@ -212,7 +212,7 @@ absl::StatusOr<StartedDisk> StartNbd(const Vm& vm, const Disk& disk, int index,
                {listener.get(), 3},
                {lock_fd.get(), 4}};
   spawn.socket_activation = true;
-  spawn.new_net_namespace = true;
+  spawn.new_namespaces = true;
   absl::StatusOr<pid_t> pid = SpawnConfinedTool(spawn);
   if (!pid.ok()) {
     ::unlink(socket_path.c_str());
@@ -254,7 +254,7 @@ absl::StatusOr<StartedDisk> StartNbd(const Vm& vm, const Disk& disk, int index,
       std::memcmp(magic, "NBDMAGIC", sizeof(magic)) != 0) {
     return give_up(absl::StrCat(
         "cannot be served by qemu-nbd: ",
-        ready == 0 ? "no greeting within 10s" : FirstLogLine(log_path),
+        ready == 0 ? "no greeting within 30s" : FirstLogLine(log_path),
         " (log: ", log_path, ")"));
   }
   StartedDisk started;

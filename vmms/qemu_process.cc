@@ -141,8 +141,7 @@ absl::StatusOr<pid_t> SpawnConfinedTool(const ToolSpawn& spawn) {
         0) {
       ChildFail(err, "close_range");
     }
-    if (spawn.new_net_namespace &&
-        ::unshare(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
+    if (spawn.new_namespaces && ::unshare(CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
       ChildFail(err, "unshare");
     }
     for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {

@@ -76,6 +76,13 @@ TEST_F(DiskCrashTest, FlushedBlocksSurviveAWorkerKillAndLocksNameTheHolder) {
   ASSERT_EQ(create.exit_code, 0) << create.err;
   const absl::Time start = absl::Now();
   CommandResult started = Vmctl({"start", "crash1"});
+  if (started.exit_code != 0 &&
+      started.err.find("did not become ready") != std::string::npos) {
+    // Inside kvmbox (an emulated CPU) vmms's first start can outlast its
+    // unscaled 30 s start timeout (the pooled net namespace alone took 31 s
+    // once); the next one finds the pool filled.
+    started = Vmctl({"start", "crash1"});
+  }
   ASSERT_EQ(started.exit_code, 0) << started.err << vmms_->Log();
   std::string console;
   while (absl::Now() - start < absl::Seconds(90)) {
