@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "vmwp/vmbus/guest_pages.h"
 #include "vmwp/vsp/storage/storvsp.h"
@@ -83,11 +84,15 @@ class MemoryBackend final : public BlockBackend {
 
 class Endpoint final : public vmbus::ChannelEndpoint {
  public:
+  explicit Endpoint(vmbus::GuestPages& memory) : memory_(memory) {}
   uint32_t relid() const override { return 1; }
+  using vmbus::ChannelEndpoint::Send;
   absl::StatusOr<vmbus::WriteResult> Send(
       uint16_t type, uint16_t flags, uint64_t trans_id,
+      std::span<const uint8_t> extension,
       std::span<const uint8_t> payload) override {
     CHECK(type == vmbus::kPacketCompletion);
+    CHECK(extension.empty());
     CHECK(payload.size() == sizeof(VstorPacket));
     VstorPacket p;
     std::memcpy(&p, payload.data(), sizeof(p));
@@ -98,9 +103,18 @@ class Endpoint final : public vmbus::ChannelEndpoint {
     last_trans_id = trans_id;
     return vmbus::WriteResult{.written = written};
   }
+  // storvsp drains on the VP thread: the fuzzer hands it each packet.
+  absl::StatusOr<bool> Drain(vmbus::Vsp&, uint32_t) override { return false; }
+  vmbus::GuestPages& memory() override { return memory_; }
+  absl::StatusOr<vmbus::MappedGpadl> MapGpadl(uint32_t handle) override {
+    return absl::NotFoundError(absl::StrCat("no GPADL ", handle));
+  }
   uint64_t calls = 0;
   uint64_t replies = 0;
   uint64_t last_trans_id = 0;
+
+ private:
+  vmbus::GuestPages& memory_;
 };
 
 }  // namespace
@@ -119,7 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto c = StorageController::Create(memory, {.max_queued_completions = 8},
                                      std::move(luns));
   CHECK(c.ok());
-  auto endpoint = std::make_shared<Endpoint>();
+  auto endpoint = std::make_shared<Endpoint>(memory);
   vmbus::Vsp* vsp = (*c)->primary();
   CHECK(vsp->OnOpen(endpoint, {}).ok());
   size_t at = 0;
