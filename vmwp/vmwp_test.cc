@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "tests/kvmbox/kvmbox.h"
 
 extern char** environ;
 
@@ -194,11 +195,13 @@ TEST_F(VmwpTest, BadInstructionCrashesWithBytes) {
   EXPECT_EQ(r.report->reason(), WorkerExitReport::GUEST_CRASHED)
       << r.report->DebugString();
   // On kvm_pvm the emulator rejects lock cmpxchg16b (f0 48 0f c7); elsewhere
-  // the guest then jumps into unbacked MMIO. Either way vid names the
-  // instruction bytes or the fault.
+  // the guest then takes #UD and jumps into unbacked MMIO (nested KVM on an
+  // emulated AMD CPU, whose emulation failure there has no bytes to show).
+  // Either way vid names the instruction bytes or the fault.
   EXPECT_THAT(r.report->detail(),
               MatchesRegex(".*(bytes [0-9a-f]{2}( [0-9a-f]{2})*|rip=0x).*"));
-  if (r.report->detail().find("emulation failure") != std::string::npos) {
+  if (r.report->detail().find("emulation failure") != std::string::npos &&
+      r.report->detail().find("bytes none") == std::string::npos) {
     EXPECT_THAT(r.report->detail(), HasSubstr("f0 48 0f c7"));
   }
   EXPECT_THAT(ReadFile(dir_ + "/console.log"),
@@ -351,7 +354,7 @@ TEST_F(VmwpTest, ServiceStatusConsoleAndStop) {
 
   const absl::Time stopped = absl::Now();
   Result r = Wait();
-  EXPECT_LT(absl::Now() - stopped, absl::Seconds(1))
+  EXPECT_LT(absl::Now() - stopped, kvmbox::Scaled(absl::Seconds(1)))
       << "the worker exits promptly after Stop";
   EXPECT_EQ(r.exit_code, 0);
   ASSERT_TRUE(r.report.has_value());

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kvmbox {
@@ -46,13 +47,23 @@ bool InsideKvmbox() {
   return inside != nullptr && *inside != '\0';
 }
 
-void RunInKvmboxIfNeeded(int argc, char** argv) {
+void RunInKvmboxIfNeeded(int argc, char** argv, InSuite in_suite) {
   if (HaveKvm() || InsideKvmbox()) return;
-  if (const char* mode = std::getenv("HVSTACK_KVMBOX");
-      mode != nullptr && std::strcmp(mode, "never") == 0) {
+  const char* mode = std::getenv("HVSTACK_KVMBOX");
+  const std::string_view choice = mode == nullptr ? "" : mode;
+  if (choice == "never") {
     std::fprintf(stderr,
                  "kvmbox: no /dev/kvm here and HVSTACK_KVMBOX=never: tests "
                  "that need KVM skip\n");
+    return;
+  }
+  if (in_suite == InSuite::kSkip && choice != "always") {
+    std::fprintf(stderr,
+                 "kvmbox: no /dev/kvm on this host, and this test is not run "
+                 "in kvmbox by default: its scenarios are sized for real KVM "
+                 "and outlast their waits under nested TCG (10-50x slower). "
+                 "Tests that need KVM skip; HVSTACK_KVMBOX=always runs them "
+                 "in kvmbox (tests/kvmbox/README.md)\n");
     return;
   }
   const std::string self = SelfPath();

@@ -12,7 +12,13 @@ namespace kvmbox {
 // exit status is the test's. Returns (and the test runs here) when /dev/kvm
 // exists, when already inside kvmbox, when HVSTACK_KVMBOX=never, or when
 // kvmbox cannot run here (it then says why on stderr, and KVM tests skip).
-void RunInKvmboxIfNeeded(int argc, char** argv);
+//
+// `in_suite` is the test's own choice: kRun for tests that hold up under
+// nested TCG (their steps are few and their waits scaled), kSkip for tests
+// whose scenarios are sized for real KVM (dozens of worker starts, sub-second
+// races): those skip on a host without /dev/kvm unless HVSTACK_KVMBOX=always.
+enum class InSuite { kRun, kSkip };
+void RunInKvmboxIfNeeded(int argc, char** argv, InSuite in_suite);
 
 // True inside kvmbox's VM.
 bool InsideKvmbox();
