@@ -38,30 +38,6 @@ unixhv::ic::KvpItem kIntrinsic[] = {
   unixhv_power_off();
 }
 
-// The value of `key=` (key includes the '=') on the command line, copied
-// into `out` (NUL-terminated); false if absent.
-bool CommandLineValue(const unixhv::CommandLine& cmdline, const char* key,
-                      char* out, size_t capacity) {
-  if (cmdline.text == nullptr) return false;
-  size_t key_length = 0;
-  while (key[key_length] != 0) ++key_length;
-  for (size_t i = 0; i + key_length <= cmdline.length; ++i) {
-    if (i > 0 && cmdline.text[i - 1] != ' ') continue;
-    size_t k = 0;
-    while (k < key_length && cmdline.text[i + k] == key[k]) ++k;
-    if (k != key_length) continue;
-    size_t n = 0;
-    for (size_t j = i + k;
-         j < cmdline.length && cmdline.text[j] != ' ' && n + 1 < capacity;
-         ++j) {
-      out[n++] = cmdline.text[j];
-    }
-    out[n] = 0;
-    return n > 0;
-  }
-  return false;
-}
-
 // "5.3" -> 5 << 16 | 3; 0 if malformed.
 uint32_t ParseVersion(const char* s) {
   uint32_t major = 0, minor = 0;
@@ -84,7 +60,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   con.Init();
   const unixhv::CommandLine cmdline = unixhv::GetCommandLine(boot_params);
   char value[64];
-  if (CommandLineValue(cmdline, "hostname=", value, sizeof(value))) {
+  if (unixhv::CommandLineValue(cmdline, "hostname=", value, sizeof(value))) {
     for (size_t i = 0; i < sizeof(hostname); ++i) {
       hostname[i] = value[i];
       if (value[i] == 0) break;
@@ -93,7 +69,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   // vmbus_max=MAJOR.MINOR: offer no newer protocol (exercises the host's
   // older paths: connection id 1, the pre-5.0 INITIATE_CONTACT).
   uint32_t max_version = unixhv::vmbus::kVersions[0];
-  if (CommandLineValue(cmdline, "vmbus_max=", value, sizeof(value))) {
+  if (unixhv::CommandLineValue(cmdline, "vmbus_max=", value, sizeof(value))) {
     max_version = ParseVersion(value);
   }
   con.Write("enlightened: start (hostname ");
@@ -173,6 +149,14 @@ extern "C" void unixhv_main(uint64_t boot_params) {
 
   unixhv::ic::Services ics(con, "enlightened: ");
   ics.set_intrinsic(kIntrinsic, sizeof(kIntrinsic) / sizeof(kIntrinsic[0]));
+  // kvp=silent: open the KVP channel but never answer on it, as Linux's
+  // hv_utils does while hv_kvp_daemon is not running.
+  if (char kvp[8];
+      unixhv::CommandLineValue(cmdline, "kvp=", kvp, sizeof(kvp)) &&
+      kvp[0] == 's') {
+    ics.set_silent(unixhv::ic::Services::kKvp);
+    con.Write("enlightened: kvp channel silent (no KVP service)\r\n");
+  }
   const int opened = ics.OpenAll(bus);
   if (opened == 0) Fail(con, "no IC channel opened");
   con.Write("enlightened: ready (");

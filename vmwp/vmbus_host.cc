@@ -76,10 +76,12 @@ absl::Status VmbusHost::Start() {
       !s.ok()) {
     return s;
   }
+  size_t ic = 0;
   for (vmbus::Vsp* vsp : std::initializer_list<vmbus::Vsp*>{
            &heartbeat_, &shutdown_, &timesync_, &kvp_}) {
     absl::StatusOr<uint32_t> relid = server_.AddVsp(vsp);
     if (!relid.ok()) return relid.status();
+    ic_relids_[ic++] = *relid;
   }
   absl::StatusOr<StorageControllers> storage = BuildStorageControllers(
       options_.disks, pages_, partition_.vp_count(),
@@ -209,6 +211,7 @@ GuestIntegration VmbusHost::Status() const {
   out.set_heartbeat_sequence(heartbeat_.sequence());
   if (const absl::Time t = heartbeat_.last_answer(); t != absl::InfinitePast())
     out.set_last_heartbeat_us(absl::ToUnixMicros(t));
+  size_t index = 0;
   for (const vsp::ic::IcChannel* ic :
        std::initializer_list<const vsp::ic::IcChannel*>{&heartbeat_, &shutdown_,
                                                         &timesync_, &kvp_}) {
@@ -216,6 +219,7 @@ GuestIntegration VmbusHost::Status() const {
     c->set_name(ic->name());
     c->set_negotiated(ic->negotiated());
     c->set_open(ic->open());
+    c->set_offered(server_.channel_offered(ic_relids_[index++]));
   }
   for (const auto& [k, v] : kvp_.pool(vsp::ic::KvpPool::kAuto))
     (*out.mutable_intrinsic())[k] = v;
@@ -257,16 +261,23 @@ absl::Status VmbusHost::ShutdownGuest(bool reboot, const std::string& reason) {
   return absl::OkStatus();
 }
 
+std::string KvpUnavailable(bool channel_open) {
+  if (channel_open) {
+    return "the guest opened its KVP channel but its key-value exchange "
+           "service is not answering (on Linux: hv_kvp_daemon is not "
+           "running)";
+  }
+  return "the guest has no KVP channel open (no key-value exchange service "
+         "running in the guest)";
+}
+
 absl::Status VmbusHost::CheckKvp(uint32_t pool) const {
   if (pool > kMaxKvpPool) {
     return absl::InvalidArgumentError(
         absl::StrCat("KVP pool ", pool, " does not exist (0-4)"));
   }
-  if (!kvp_.negotiated()) {
-    return absl::FailedPreconditionError(
-        "the guest has no KVP channel open (no key-value exchange service "
-        "running in the guest)");
-  }
+  if (!kvp_.negotiated())
+    return absl::FailedPreconditionError(KvpUnavailable(kvp_.open()));
   return absl::OkStatus();
 }
 

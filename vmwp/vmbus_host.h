@@ -7,6 +7,7 @@
 // (which must be enlightened) and destroyed before it; the worker's service
 // reaches it through IntegrationControl.
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -30,6 +31,12 @@
 #include "vmwp/vsp/ic/ic_services.h"
 
 namespace vmwp {
+
+// Why KVP calls fail while the guest's KVP service has not negotiated: the
+// guest never opened the channel, or opened it and does not answer (Linux's
+// hv_utils opens it in the kernel and negotiates only once hv_kvp_daemon
+// runs).
+std::string KvpUnavailable(bool channel_open);
 
 class VmbusHost {
  public:
@@ -125,6 +132,8 @@ class VmbusHost {
   StorageControllers storage_;
   std::vector<std::unique_ptr<vsp::net::NetAdapter>> nics_;
   vmbus::VmbusServer server_;
+  // The ICs' relids, in Status()'s order (heartbeat, shutdown, timesync, kvp).
+  std::array<uint32_t, 4> ic_relids_{};
 
   absl::Notification closed_;
   absl::Mutex pause_mu_;

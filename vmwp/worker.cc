@@ -35,6 +35,7 @@
 #include "vmwp/devices/i8042.h"
 #include "vmwp/devices/uart16550.h"
 #include "vmwp/exit_report.h"
+#include "vmwp/guest_crash.h"
 #include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
 #include "vmwp/vmbus_host.h"
@@ -222,21 +223,6 @@ class ConsoleInputRouter {
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// What an enlightened guest reports through the Hyper-V crash MSRs (Linux:
-// on panic, with the tail of its log). Logged escaped: the message is guest
-// bytes.
-class GuestCrashLogger final : public hvcore::hyperv::GuestCrashHandler {
- public:
-  void OnGuestCrash(const hvcore::hyperv::GuestCrashReport& r) override {
-    spdlog::error(
-        "guest reported a crash on vp{}: P0-P4 0x{:x} 0x{:x} 0x{:x} 0x{:x} "
-        "0x{:x}{}{}",
-        r.vp_index, r.params[0], r.params[1], r.params[2], r.params[3],
-        r.params[4], r.message.empty() ? "" : ": ",
-        absl::CHexEscape(r.message));
-  }
-};
-
 // The reason of the last shutdown the guest acknowledged through the shutdown
 // IC: the power-off that follows is "guest shut down: <reason>".
 class ShutdownRecord {
@@ -285,7 +271,9 @@ struct Vm {
   RunControl control;
   WorkerEventLog events;
   std::optional<CmosRtc::Persistent> rtc_state;
-  GuestCrashLogger crash_logger;
+  // The guest's own crash reports (enlightened VMs): holds the VPs and acts
+  // per the VM's policy (vmwp/guest_crash.h).
+  GuestCrashMonitor crash_monitor;
   ShutdownRecord shutdown;
   // The service's way to the current boot's VMBus; detached before a boot is
   // destroyed.
@@ -317,7 +305,7 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
       vid::Partition::Create({.vcpus = config.vcpus(),
                               .memory_bytes = config.memory_mib() << 20,
                               .enlightened = config.enlightened(),
-                              .crash_handler = &vm.crash_logger,
+                              .crash_handler = &vm.crash_monitor,
                               .on_vp_thread_start = vm.on_vp_thread_start},
                              *vm.kvm);
   if (!partition.ok())
@@ -455,6 +443,32 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
 
   RunControl* control = &vm.control;
   IntegrationControl* integration = &vm.integration;
+  vid::Partition* partition = vm.boot->partition.get();
+  vm.crash_monitor.SetAction(config.on_guest_crash());
+  vm.crash_monitor.SetActions({
+      .hold_vps =
+          [partition, integration] {
+            // A held guest cannot answer heartbeats.
+            integration->OnPause();
+            partition->RequestPause();
+          },
+      .end =
+          [partition](const std::string& detail) {
+            partition->RequestCrash(detail);
+          },
+      .reboot =
+          [partition](const std::string& detail) {
+            partition->RequestReboot(detail);
+          },
+      .publish =
+          [events =
+               &vm.events](const hvstack::internal::GuestCrashReport& report) {
+            hvstack::internal::WorkerEvent event;
+            *event.mutable_guest_crashed() = report;
+            events->Publish(std::move(event));
+          },
+  });
+  GuestCrashMonitor* crash_monitor = &vm.crash_monitor;
   ShutdownRecord* shutdown = &vm.shutdown;
   vm.service = std::make_unique<WorkerServiceImpl>(
       config.vm_uuid(), &vm.console->ring(),
@@ -528,12 +542,15 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
                 return s;
               },
           .resume =
-              [control, integration] {
+              [control, integration, crash_monitor] {
                 spdlog::info("resume requested over WorkerService");
                 absl::Status s = control->Resume();
                 // The guest's clock stood still while paused: a SYNC time
                 // sample, as Hyper-V sends after a resume.
                 if (s.ok()) integration->OnResume();
+                // A guest held after its crash runs on: a crash after this
+                // is a new one.
+                if (s.ok()) crash_monitor->OnResume();
                 return s;
               },
           .paused = [control] { return control->paused(); },
@@ -557,6 +574,13 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
                   return host.SetNicLink(index, connected);
                 });
               },
+          .set_guest_crash_action =
+              [crash_monitor](hvstack::internal::GuestCrashAction action) {
+                spdlog::info("guest crash action set to {} over WorkerService",
+                             hvstack::internal::GuestCrashAction_Name(action));
+                crash_monitor->SetAction(action);
+              },
+          .last_guest_crash = [crash_monitor] { return crash_monitor->last(); },
       },
       &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
@@ -653,6 +677,7 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
     }
   }
   vm.running.store(false);
+  vm.crash_monitor.SetActions({});
   signals->ClearHandler();
   vm.control.SetPartition(nullptr);
   vm.integration.Detach();
@@ -694,6 +719,17 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
                std::string(vid::RunOutcomeKindName(outcome->kind)),
                outcome->detail, exits);
   report = OutcomeReport(*outcome);
+  // The guest's crash report ended this worker: vmms records it with the
+  // state (it may have missed the event).
+  if (std::optional<hvstack::internal::GuestCrashReport> crash =
+          vm.crash_monitor.last();
+      crash.has_value() &&
+      ((report.reason() == WorkerExitReport::GUEST_CRASHED &&
+        crash->action() == hvstack::internal::GUEST_CRASH_ACTION_END) ||
+       (report.reason() == WorkerExitReport::REBOOT_REQUESTED &&
+        crash->action() == hvstack::internal::GUEST_CRASH_ACTION_REBOOT))) {
+    *report.mutable_guest_crash() = *crash;
+  }
   if (report.reason() == WorkerExitReport::REBOOT_REQUESTED) {
     // What a PC keeps across a reset goes to the next worker.
     const CmosRtc::Persistent saved = vm.boot->rtc->Save();

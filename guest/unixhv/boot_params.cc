@@ -29,4 +29,26 @@ CommandLine GetCommandLine(uint64_t boot_params) {
   return {text, n, nullptr};
 }
 
+bool CommandLineValue(const CommandLine& cmdline, const char* key, char* out,
+                      size_t capacity) {
+  if (cmdline.text == nullptr || capacity == 0) return false;
+  size_t key_length = 0;
+  while (key[key_length] != 0) ++key_length;
+  for (size_t i = 0; i + key_length <= cmdline.length; ++i) {
+    if (i > 0 && cmdline.text[i - 1] != ' ') continue;
+    size_t k = 0;
+    while (k < key_length && cmdline.text[i + k] == key[k]) ++k;
+    if (k != key_length) continue;
+    size_t n = 0;
+    for (size_t j = i + k;
+         j < cmdline.length && cmdline.text[j] != ' ' && n + 1 < capacity;
+         ++j) {
+      out[n++] = cmdline.text[j];
+    }
+    out[n] = 0;
+    return n > 0;
+  }
+  return false;
+}
+
 }  // namespace unixhv

@@ -33,6 +33,11 @@ struct CommandLine {
 // GiB are refused: the boot page tables only map the first 4 GiB.
 CommandLine GetCommandLine(uint64_t boot_params);
 
+// The value of `key=` (key includes the '=', and starts a word of the line)
+// copied into `out`, NUL-terminated; false if absent or empty.
+bool CommandLineValue(const CommandLine& cmdline, const char* key, char* out,
+                      size_t capacity);
+
 }  // namespace unixhv
 
 #endif  // HVSTACK_GUEST_UNIXHV_BOOT_PARAMS_H_

@@ -215,6 +215,7 @@ void Services::Service() {
       }
       if (r == 0) continue;
       any = true;
+      if (services_[k].silent) continue;
       if (desc.type != vmbus::kPacketDataInband || len < kIcHeadersSize) {
         continue;  // hv_utils ignores these too
       }

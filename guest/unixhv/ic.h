@@ -88,6 +88,12 @@ class Services {
   // Partition reference time (100 ns) for the time-sync delay; host-side
   // tests replace the MSR / TSC-page read.
   void set_reference_time(uint64_t (*now)()) { now_ = now; }
+  // The channel of `kind` is opened but its requests get no answer, not even
+  // the version negotiation: what Linux's hv_utils does for KVP until
+  // hv_kvp_daemon runs.
+  void set_silent(int kind) {
+    if (kind >= 0 && kind < kKinds) services_[kind].silent = true;
+  }
   // Opens every IC channel among the client's offers; prints
   // "opened <name>" (or why not). Returns how many opened.
   int OpenAll(vmbus::Client& client);
@@ -112,6 +118,7 @@ class Services {
     const char* name;
     vmbus::Channel channel;
     bool negotiated = false;
+    bool silent = false;
     IcVersion framework{0, 0};
     IcVersion version{0, 0};
   };

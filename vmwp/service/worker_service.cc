@@ -66,6 +66,29 @@ grpc::Status WorkerServiceImpl::GetStatus(
     for (hvstack::internal::WorkerNicStatus& nic : hooks_.nic_status())
       *response->add_nics() = std::move(nic);
   }
+  if (hooks_.last_guest_crash) {
+    if (std::optional<hvstack::internal::GuestCrashReport> crash =
+            hooks_.last_guest_crash()) {
+      *response->mutable_last_guest_crash() = *std::move(crash);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::SetGuestCrashAction(
+    grpc::ServerContext*,
+    const hvstack::internal::SetGuestCrashActionRequest* request,
+    hvstack::internal::SetGuestCrashActionResponse*) {
+  if (!hooks_.set_guest_crash_action) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this worker takes no guest crash action");
+  }
+  if (!hvstack::internal::GuestCrashAction_IsValid(request->action())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("guest crash action ", request->action(),
+                                     " is not a GuestCrashAction"));
+  }
+  hooks_.set_guest_crash_action(request->action());
   return grpc::Status::OK;
 }
 

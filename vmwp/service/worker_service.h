@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -64,6 +65,12 @@ class WorkerServiceImpl final
     // Unset: no adapters / FAILED_PRECONDITION.
     std::function<std::vector<hvstack::internal::WorkerNicStatus>()> nic_status;
     std::function<absl::Status(uint32_t index, bool connected)> set_nic_link;
+    // The guest's crash reports (vmwp/guest_crash.h): the action for the
+    // next one (missing: UNIMPLEMENTED), and the last one, for GetStatus.
+    std::function<void(hvstack::internal::GuestCrashAction)>
+        set_guest_crash_action;
+    std::function<std::optional<hvstack::internal::GuestCrashReport>()>
+        last_guest_crash;
   };
 
   // How long a following stream waits before re-checking for cancellation.
@@ -121,6 +128,10 @@ class WorkerServiceImpl final
   grpc::Status ListKvp(grpc::ServerContext* context,
                        const hvstack::internal::KvpListRequest* request,
                        hvstack::internal::KvpListResponse* response) override;
+  grpc::Status SetGuestCrashAction(
+      grpc::ServerContext* context,
+      const hvstack::internal::SetGuestCrashActionRequest* request,
+      hvstack::internal::SetGuestCrashActionResponse* response) override;
 
   // Waits until no StreamConsole or WatchEvents call is running (they end
   // once the ring and the event log are closed), at most `timeout`. Returns

@@ -53,6 +53,17 @@ class WorkerServiceTest : public ::testing::Test {
                   link_calls_.push_back(connected);
                   return absl::OkStatus();
                 },
+            .set_guest_crash_action =
+                [this](hvstack::internal::GuestCrashAction action) {
+                  crash_action_ = action;
+                },
+            .last_guest_crash =
+                [this]() -> std::optional<hvstack::internal::GuestCrashReport> {
+              if (crash_summary_.empty()) return std::nullopt;
+              hvstack::internal::GuestCrashReport r;
+              r.set_summary(crash_summary_);
+              return r;
+            },
         },
         &events_);
     auto server = StartWorkerServer(socket_path_, service_.get());
@@ -76,6 +87,9 @@ class WorkerServiceTest : public ::testing::Test {
   std::string input_;
   std::atomic<int> stops_{0};
   std::vector<bool> link_calls_;
+  std::atomic<hvstack::internal::GuestCrashAction> crash_action_{
+      hvstack::internal::GUEST_CRASH_ACTION_UNSPECIFIED};
+  std::string crash_summary_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<WorkerService::Stub> stub_;
@@ -89,6 +103,41 @@ TEST_F(WorkerServiceTest, GetStatus) {
   EXPECT_EQ(status.vm_uuid(), "uuid-1");
   EXPECT_TRUE(status.running());
   EXPECT_EQ(status.console_bytes(), 5u);
+}
+
+TEST_F(WorkerServiceTest, GuestCrashActionAndLastCrash) {
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::WorkerStatus status;
+    ASSERT_TRUE(stub_->GetStatus(&ctx, {}, &status).ok());
+    EXPECT_FALSE(status.has_last_guest_crash());
+  }
+  crash_summary_ = "Kernel panic - not syncing: test";
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::WorkerStatus status;
+    ASSERT_TRUE(stub_->GetStatus(&ctx, {}, &status).ok());
+    EXPECT_EQ(status.last_guest_crash().summary(), crash_summary_);
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::SetGuestCrashActionRequest request;
+    request.set_action(hvstack::internal::GUEST_CRASH_ACTION_PAUSE);
+    hvstack::internal::SetGuestCrashActionResponse response;
+    ASSERT_TRUE(stub_->SetGuestCrashAction(&ctx, request, &response).ok());
+    EXPECT_EQ(crash_action_.load(),
+              hvstack::internal::GUEST_CRASH_ACTION_PAUSE);
+  }
+  {
+    grpc::ClientContext ctx;
+    hvstack::internal::SetGuestCrashActionRequest request;
+    request.set_action(static_cast<hvstack::internal::GuestCrashAction>(42));
+    hvstack::internal::SetGuestCrashActionResponse response;
+    grpc::Status s = stub_->SetGuestCrashAction(&ctx, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(crash_action_.load(),
+              hvstack::internal::GUEST_CRASH_ACTION_PAUSE);
+  }
 }
 
 TEST_F(WorkerServiceTest, SocketIsOwnerOnly) {

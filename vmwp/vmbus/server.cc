@@ -610,6 +610,11 @@ bool VmbusServer::channel_open(uint32_t relid) const {
   auto it = channels_.find(relid);
   return it != channels_.end() && it->second.state == ChannelState::kOpen;
 }
+bool VmbusServer::channel_offered(uint32_t relid) const {
+  absl::MutexLock lock(&mu_);
+  auto it = channels_.find(relid);
+  return it != channels_.end() && it->second.offered_to_guest;
+}
 size_t VmbusServer::gpadl_count() const {
   absl::MutexLock lock(&mu_);
   return gpadls_.size();

@@ -90,6 +90,8 @@ class VmbusServer final : public SynicGuestCalls {
   bool connected() const;
   uint32_t version() const;  // 0 while disconnected
   bool channel_open(uint32_t relid) const;
+  // The guest was sent the channel's offer (it asked for offers).
+  bool channel_offered(uint32_t relid) const;
   size_t gpadl_count() const;
   uint64_t dropped_messages() const;
 
