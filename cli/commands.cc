@@ -50,6 +50,8 @@ int CreateCommand(Session& session, const CreateArgs& args) {
   request.mutable_config()->set_vcpus(args.cpus);
   request.mutable_config()->set_cmdline(args.cmdline);
   request.mutable_config()->set_disable_enlightenments(args.no_enlightenments);
+  if (args.on_guest_crash)
+    request.mutable_config()->set_on_guest_crash(*args.on_guest_crash);
   if (!args.initrd.empty()) {
     std::filesystem::path initrd = std::filesystem::absolute(args.initrd, ec);
     request.mutable_config()->set_initrd_path(

@@ -39,6 +39,8 @@ struct CreateArgs {
   bool no_enlightenments = false;
   // --disk PATH[,format=raw|qcow2|vhdx][,readonly][,lun=N], in order.
   std::vector<std::string> disks;
+  // VmConfig.on_guest_crash; unset: vmms's default (stop).
+  std::optional<hvstack::v1::GuestCrashPolicy> on_guest_crash;
 };
 
 // Disks (disk_commands.cc).
@@ -124,6 +126,7 @@ struct UpdateArgs {
   std::optional<std::string> initrd;  // Made absolute; "" removes it.
   std::optional<bool> autostart;
   std::optional<hvstack::v1::RestartPolicy> restart_policy;
+  std::optional<hvstack::v1::GuestCrashPolicy> on_guest_crash;
 };
 int UpdateCommand(Session& session, const std::string& name,
                   const UpdateArgs& args);
@@ -131,6 +134,9 @@ int AutostartCommand(Session& session, const std::string& name, bool on);
 // "never", "on-failure", "always"; false for anything else.
 bool ParseRestartPolicy(const std::string& text,
                         hvstack::v1::RestartPolicy* policy);
+// "stop", "restart", "preserve"; false for anything else.
+bool ParseGuestCrashPolicy(const std::string& text,
+                           hvstack::v1::GuestCrashPolicy* policy);
 // GetVmStats NAME, or ListVmStats (a table) when `name` is empty.
 int StatsCommand(Session& session, const std::string& name);
 int HostInfoCommand(Session& session);

@@ -121,10 +121,14 @@ int UpdateCommand(Session& session, const std::string& name,
     config->set_restart_policy(*args.restart_policy);
     mask->add_paths("restart_policy");
   }
+  if (args.on_guest_crash) {
+    config->set_on_guest_crash(*args.on_guest_crash);
+    mask->add_paths("on_guest_crash");
+  }
   if (mask->paths_size() == 0) {
     *session.err << "vmctl: update: give at least one field to change "
                     "(--memory, --cpus, --kernel, --cmdline, --initrd, "
-                    "--autostart, --restart-policy)\n";
+                    "--autostart, --restart-policy, --on-guest-crash)\n";
     return kExitUsage;
   }
   grpc::ClientContext context;
@@ -148,6 +152,20 @@ bool ParseRestartPolicy(const std::string& text,
     *policy = hvstack::v1::RESTART_POLICY_ON_FAILURE;
   } else if (text == "always") {
     *policy = hvstack::v1::RESTART_POLICY_ALWAYS;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool ParseGuestCrashPolicy(const std::string& text,
+                           hvstack::v1::GuestCrashPolicy* policy) {
+  if (text == "stop") {
+    *policy = hvstack::v1::GUEST_CRASH_POLICY_STOP;
+  } else if (text == "restart") {
+    *policy = hvstack::v1::GUEST_CRASH_POLICY_RESTART;
+  } else if (text == "preserve") {
+    *policy = hvstack::v1::GUEST_CRASH_POLICY_PRESERVE;
   } else {
     return false;
   }

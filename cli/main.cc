@@ -44,6 +44,15 @@ int main(int argc, char** argv) {
       "--no-enlightenments", create.no_enlightenments,
       "Hide the Hyper-V interface and VMBus (no heartbeat, graceful shutdown "
       "or KVP); the guest sees KVM's paravirtual CPUID leaves instead");
+  std::string create_crash_policy;
+  auto* c_crash_policy =
+      create_cmd
+          ->add_option("--on-guest-crash", create_crash_policy,
+                       "When the guest reports its own crash (a kernel panic): "
+                       "stop (Crashed, the default), restart (a fresh boot, "
+                       "counted like a reboot) or preserve (Paused, memory "
+                       "kept for inspection)")
+          ->check(CLI::IsMember({"stop", "restart", "preserve"}));
 
   std::string name;
   auto* list_cmd = app.add_subcommand("list", "List VMs");
@@ -172,6 +181,13 @@ int main(int argc, char** argv) {
           ->add_option("--restart-policy", update_policy,
                        "never, on-failure or always")
           ->check(CLI::IsMember({"never", "on-failure", "always"}));
+  std::string update_crash_policy;
+  auto* u_crash_policy =
+      update_cmd
+          ->add_option("--on-guest-crash", update_crash_policy,
+                       "stop, restart or preserve (any state; a running VM's "
+                       "worker is told at once)")
+          ->check(CLI::IsMember({"stop", "restart", "preserve"}));
   auto* autostart_cmd = app.add_subcommand(
       "autostart", "Start the VM whenever vmms starts (on) or not (off)");
   std::string autostart_value;
@@ -205,7 +221,14 @@ int main(int argc, char** argv) {
   if (socket.empty()) socket = vmctl::DefaultSocketPath();
   vmctl::Session session = vmctl::Connect(socket, json, std::cout, std::cerr);
   session.in_fd = STDIN_FILENO;
-  if (*create_cmd) return vmctl::CreateCommand(session, create);
+  if (*create_cmd) {
+    if (*c_crash_policy) {
+      hvstack::v1::GuestCrashPolicy policy;
+      vmctl::ParseGuestCrashPolicy(create_crash_policy, &policy);
+      create.on_guest_crash = policy;
+    }
+    return vmctl::CreateCommand(session, create);
+  }
   if (*list_cmd) return vmctl::ListCommand(session);
   if (*show_cmd) return vmctl::ShowCommand(session, name);
   if (*start_cmd) return vmctl::StartCommand(session, name);
@@ -230,6 +253,11 @@ int main(int argc, char** argv) {
       hvstack::v1::RestartPolicy policy;
       vmctl::ParseRestartPolicy(update_policy, &policy);
       update.restart_policy = policy;
+    }
+    if (*u_crash_policy) {
+      hvstack::v1::GuestCrashPolicy policy;
+      vmctl::ParseGuestCrashPolicy(update_crash_policy, &policy);
+      update.on_guest_crash = policy;
     }
     return vmctl::UpdateCommand(session, name, update);
   }

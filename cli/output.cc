@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace vmctl {
@@ -76,6 +77,16 @@ std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi) {
   absl::StrAppend(
       &out, "integration_services: ",
       gi.channels().empty() ? "-" : absl::StrJoin(gi.channels(), " "), "\n");
+  // How far the guest got with each component: a Linux guest opens KVP in
+  // the kernel but answers only once hv_kvp_daemon runs.
+  for (const hvstack::v1::IntegrationComponent& c : gi.components()) {
+    absl::StrAppend(&out, "  ", c.name(), ": ",
+                    c.negotiated() ? "running"
+                    : c.opened()   ? "opened, not answering"
+                    : c.offered()  ? "offered, not opened"
+                                   : "not offered",
+                    "\n");
+  }
   if (!gi.os_name().empty())
     absl::StrAppend(&out, "guest_os: ", gi.os_name(), "\n");
   if (!gi.host_name().empty())
@@ -126,6 +137,39 @@ std::string SandboxText(const hvstack::v1::VmSandbox& sandbox) {
                       ", namespaces, seccomp, cgroup");
 }
 
+std::string GuestCrashPolicyText(hvstack::v1::GuestCrashPolicy policy) {
+  switch (policy) {
+    case hvstack::v1::GUEST_CRASH_POLICY_RESTART:
+      return "restart";
+    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE:
+      return "preserve";
+    default:
+      return "stop";
+  }
+}
+
+// The guest's last crash report: when, where, what it said.
+std::string FormatGuestCrash(const hvstack::v1::GuestCrash& crash) {
+  using google::protobuf::util::TimeUtil;
+  std::string out = absl::StrCat(
+      "last_guest_crash: ", TimeUtil::ToString(crash.time()), " vp", crash.vp(),
+      ": ", crash.summary(), "\n", "  parameters:");
+  for (uint64_t p : crash.parameters())
+    absl::StrAppend(&out, absl::StrFormat(" 0x%x", p));
+  absl::StrAppend(&out, "\n");
+  if (crash.suppressed_reports() > 0) {
+    absl::StrAppend(
+        &out, "  further reports ignored: ", crash.suppressed_reports(), "\n");
+  }
+  if (!crash.message().empty()) {
+    absl::StrAppend(&out, "  message:\n");
+    for (absl::string_view line : absl::StrSplit(crash.message(), '\n')) {
+      if (!line.empty()) absl::StrAppend(&out, "    ", line, "\n");
+    }
+  }
+  return out;
+}
+
 std::string FormatVm(const hvstack::v1::Vm& vm) {
   using google::protobuf::util::TimeUtil;
   auto time = [](const google::protobuf::Timestamp& t) {
@@ -153,13 +197,15 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
                  ? "always"
                  : "never"),
       "\n", "restart_count: ", vm.restart_count(), "\n",
-      "worker_pid: ", vm.worker_pid(), "\n",          //
+      "on_guest_crash: ", GuestCrashPolicyText(vm.config().on_guest_crash()),
+      "\n", "worker_pid: ", vm.worker_pid(), "\n",    //
       "sandbox: ", SandboxText(vm.sandbox()), "\n",   //
       "create_time: ", time(vm.create_time()), "\n",  //
       "update_time: ", time(vm.update_time()), "\n",  //
       "state_change_time: ", time(vm.state_change_time()), "\n",
       DiskLines(vm.config()),
-      vm.has_integration() ? FormatIntegration(vm.integration()) : "");
+      vm.has_integration() ? FormatIntegration(vm.integration()) : "",
+      vm.has_last_guest_crash() ? FormatGuestCrash(vm.last_guest_crash()) : "");
 }
 
 std::string FormatDisks(const hvstack::v1::Vm& vm) {

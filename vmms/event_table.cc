@@ -25,6 +25,8 @@ const char* KindName(VmEvent::Kind kind) {
       return "updated";
     case VmEvent::KIND_GUEST_HEARTBEAT:
       return "guest_heartbeat";
+    case VmEvent::KIND_GUEST_CRASHED:
+      return "guest_crashed";
     default:
       return "unspecified";
   }
@@ -37,6 +39,7 @@ VmEvent::Kind KindFromName(const std::string& name) {
   if (name == "deleted") return VmEvent::KIND_DELETED;
   if (name == "updated") return VmEvent::KIND_UPDATED;
   if (name == "guest_heartbeat") return VmEvent::KIND_GUEST_HEARTBEAT;
+  if (name == "guest_crashed") return VmEvent::KIND_GUEST_CRASHED;
   return VmEvent::KIND_UNSPECIFIED;
 }
 
@@ -54,7 +57,8 @@ absl::StatusOr<uint64_t> InsertEvent(Database& db, const VmEvent& event,
                                      int64_t retention) {
   absl::StatusOr<Statement> stmt = db.Prepare(
       "INSERT INTO events (time_us, vm_uuid, vm_name, kind, state, "
-      "previous_state, reason, peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      "previous_state, reason, peer, guest_crash) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!stmt.ok()) return stmt.status();
   const char* previous =
       event.previous_state() == hvstack::v1::VM_STATE_UNSPECIFIED
@@ -64,6 +68,10 @@ absl::StatusOr<uint64_t> InsertEvent(Database& db, const VmEvent& event,
       TimeUtil::TimestampToMicroseconds(event.time()), event.vm_uuid(),
       event.vm_name(), KindName(event.kind()), StateName(event.state()),
       previous, event.reason(), event.peer());
+  if (!s.ok()) return s;
+  s = event.has_guest_crash()
+          ? stmt->BindBlob(9, event.guest_crash().SerializeAsString())
+          : stmt->BindNull(9);
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) return s;
   auto sequence = static_cast<uint64_t>(sqlite3_last_insert_rowid(db.raw()));
@@ -116,7 +124,8 @@ absl::StatusOr<std::vector<VmEvent>> ReadEventsAfter(Database& db,
   }
   absl::StatusOr<Statement> stmt = db.Prepare(
       "SELECT sequence, time_us, vm_uuid, vm_name, kind, state, "
-      "previous_state, reason, peer FROM events WHERE sequence > ? "
+      "previous_state, reason, peer, guest_crash FROM events WHERE sequence > "
+      "? "
       "ORDER BY sequence LIMIT ?");
   if (!stmt.ok()) return stmt.status();
   if (absl::Status s =
@@ -140,6 +149,12 @@ absl::StatusOr<std::vector<VmEvent>> ReadEventsAfter(Database& db,
     event.set_previous_state(StateFromName(stmt->ColumnText(6)));
     event.set_reason(stmt->ColumnText(7));
     event.set_peer(stmt->ColumnText(8));
+    if (!stmt->ColumnIsNull(9) &&
+        !event.mutable_guest_crash()->ParseFromString(stmt->ColumnBlob(9))) {
+      // Written by this vmms; unreadable means a damaged database: the event
+      // still says what happened in `reason`.
+      event.clear_guest_crash();
+    }
   }
   return events;
 }

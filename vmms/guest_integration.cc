@@ -59,6 +59,11 @@ hvstack::v1::GuestIntegration ToPublicIntegration(
   }
   for (const auto& c : in.channels()) {
     if (c.open() && c.negotiated()) out.add_channels(c.name());
+    hvstack::v1::IntegrationComponent* component = out.add_components();
+    component->set_name(c.name());
+    component->set_offered(c.offered());
+    component->set_opened(c.open());
+    component->set_negotiated(c.negotiated());
   }
   for (const auto& [k, v] : in.intrinsic()) (*out.mutable_intrinsic())[k] = v;
   if (auto it = in.intrinsic().find("OSName"); it != in.intrinsic().end())

@@ -183,6 +183,44 @@ CREATE TABLE vm_disks (
   UNIQUE (vm_uuid, path)
 );
 )sql"},
+    // The guest's own crash reports: the per-VM policy, the last report, and
+    // an event kind whose events carry the report (the kind CHECK grows: the
+    // events table is rebuilt as in v9).
+    {11, "guest crash policy, last guest crash, guest_crashed events", R"sql(
+ALTER TABLE vms ADD COLUMN on_guest_crash TEXT NOT NULL DEFAULT 'stop'
+  CHECK (on_guest_crash IN ('stop', 'restart', 'preserve'));
+CREATE TABLE guest_crashes (
+  vm_uuid TEXT PRIMARY KEY NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  -- A serialized hvstack.v1.GuestCrash.
+  report BLOB NOT NULL,
+  time_us INTEGER NOT NULL,
+  vp INTEGER NOT NULL
+);
+CREATE TABLE events_v11 (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_us INTEGER NOT NULL,
+  vm_uuid TEXT NOT NULL,
+  vm_name TEXT NOT NULL,
+  kind TEXT NOT NULL
+    CHECK (kind IN ('created', 'state_changed', 'rebooted', 'deleted',
+                    'updated', 'guest_heartbeat', 'guest_crashed')),
+  state TEXT NOT NULL,
+  previous_state TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  peer TEXT NOT NULL DEFAULT '',
+  -- KIND_GUEST_CRASHED: a serialized hvstack.v1.GuestCrash.
+  guest_crash BLOB
+);
+INSERT INTO events_v11 (sequence, time_us, vm_uuid, vm_name, kind, state,
+  previous_state, reason, peer)
+SELECT sequence, time_us, vm_uuid, vm_name, kind, state, previous_state,
+  reason, peer FROM events ORDER BY sequence;
+DELETE FROM sqlite_sequence WHERE name = 'events_v11';
+INSERT INTO sqlite_sequence (name, seq)
+  SELECT 'events_v11', seq FROM sqlite_sequence WHERE name = 'events';
+DROP TABLE events;
+ALTER TABLE events_v11 RENAME TO events;
+)sql"},
 };
 
 }  // namespace

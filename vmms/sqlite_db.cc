@@ -33,6 +33,12 @@ absl::Status Statement::Bind(int index, absl::string_view value) {
   return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db_, rc, "bind");
 }
 
+absl::Status Statement::BindBlob(int index, absl::string_view bytes) {
+  int rc = sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(),
+                               SQLITE_TRANSIENT);
+  return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db_, rc, "bind");
+}
+
 absl::Status Statement::BindNull(int index) {
   int rc = sqlite3_bind_null(stmt_.get(), index);
   return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db_, rc, "bind");
@@ -61,6 +67,17 @@ std::string Statement::ColumnText(int index) const {
   if (text == nullptr) return "";
   return std::string(reinterpret_cast<const char*>(text),
                      sqlite3_column_bytes(stmt_.get(), index));
+}
+
+std::string Statement::ColumnBlob(int index) const {
+  const void* bytes = sqlite3_column_blob(stmt_.get(), index);
+  if (bytes == nullptr) return "";
+  return std::string(static_cast<const char*>(bytes),
+                     sqlite3_column_bytes(stmt_.get(), index));
+}
+
+bool Statement::ColumnIsNull(int index) const {
+  return sqlite3_column_type(stmt_.get(), index) == SQLITE_NULL;
 }
 
 absl::StatusOr<Database> Database::Open(const std::string& path) {

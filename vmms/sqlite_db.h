@@ -28,6 +28,8 @@ class Statement {
   absl::Status Bind(int index, int64_t value);
   absl::Status Bind(int index, absl::string_view value);
   absl::Status BindNull(int index);
+  // Bytes that are not text (a serialized protobuf message).
+  absl::Status BindBlob(int index, absl::string_view bytes);
   // Binds several values to parameters 1..N in order.
   template <typename... Args>
   absl::Status BindAll(const Args&... args) {
@@ -44,6 +46,8 @@ class Statement {
 
   int64_t ColumnInt64(int index) const;
   std::string ColumnText(int index) const;
+  std::string ColumnBlob(int index) const;
+  bool ColumnIsNull(int index) const;
 
  private:
   friend class Database;

@@ -188,6 +188,90 @@ TEST(VmStoreTest, GuestHeartbeatEventKeepsTheStateAndSequencesSurviveV9) {
             absl::StatusCode::kNotFound);
 }
 
+hvstack::v1::GuestCrash Crash(int64_t time_us, uint32_t vp,
+                              const std::string& summary) {
+  hvstack::v1::GuestCrash crash;
+  crash.mutable_time()->set_seconds(time_us / 1000000);
+  crash.mutable_time()->set_nanos((time_us % 1000000) * 1000);
+  crash.set_vp(vp);
+  for (uint64_t p : {0, 0, 0, 0x1000, 77}) crash.add_parameters(p);
+  crash.set_summary(summary);
+  crash.set_message("[ 1.0] " + summary + "\n");
+  return crash;
+}
+
+TEST(VmStoreTest, GuestCrashIsRecordedOnceWithItsEventAndState) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  Vm vm = NewVm("web1", "u1");
+  vm.mutable_config()->set_on_guest_crash(
+      hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
+  ASSERT_TRUE((*store)->Create(vm).ok());
+  EXPECT_EQ((*store)->Get("web1")->config().on_guest_crash(),
+            hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
+  EXPECT_FALSE((*store)->Get("web1")->has_last_guest_crash());
+  ASSERT_TRUE(
+      (*store)->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start").ok());
+  ASSERT_TRUE(
+      (*store)->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "ready").ok());
+
+  const hvstack::v1::GuestCrash first = Crash(1000001, 0, "Kernel panic - x");
+  auto recorded =
+      (*store)->RecordGuestCrash("u1", first, hvstack::v1::VM_STATE_PAUSED,
+                                 "guest crashed: Kernel panic - x");
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_TRUE(*recorded);
+  // The same report again (a replayed worker event, the exit report): nothing.
+  recorded = (*store)->RecordGuestCrash("u1", first,
+                                        hvstack::v1::VM_STATE_PAUSED, "again");
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_FALSE(*recorded);
+
+  auto paused = (*store)->Get("web1");
+  EXPECT_EQ(paused->state(), hvstack::v1::VM_STATE_PAUSED);
+  EXPECT_EQ(paused->state_reason(), "guest crashed: Kernel panic - x");
+  EXPECT_EQ(paused->last_guest_crash().summary(), "Kernel panic - x");
+  EXPECT_EQ(paused->last_guest_crash().parameters(3), 0x1000u);
+  auto events = (*store)->ReadEvents(0, 100);
+  ASSERT_TRUE(events.ok());
+  ASSERT_GE(events->size(), 2u);
+  const hvstack::v1::VmEvent& crash_event = (*events)[events->size() - 2];
+  const hvstack::v1::VmEvent& state_event = events->back();
+  EXPECT_EQ(crash_event.kind(), hvstack::v1::VmEvent::KIND_GUEST_CRASHED);
+  EXPECT_EQ(crash_event.reason(), "guest crashed on vp0: Kernel panic - x");
+  EXPECT_EQ(crash_event.state(), hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ(crash_event.guest_crash().message(), "[ 1.0] Kernel panic - x\n");
+  EXPECT_EQ(state_event.kind(), hvstack::v1::VmEvent::KIND_STATE_CHANGED);
+  EXPECT_EQ(state_event.state(), hvstack::v1::VM_STATE_PAUSED);
+  EXPECT_FALSE(state_event.has_guest_crash());
+
+  // A later crash replaces the last one; a state the table refuses (Paused
+  // -> Paused) rolls the whole record back.
+  const hvstack::v1::GuestCrash second = Crash(2000000, 1, "oops 2");
+  recorded = (*store)->RecordGuestCrash("u1", second,
+                                        hvstack::v1::VM_STATE_PAUSED, "again");
+  EXPECT_EQ(recorded.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*store)->Get("web1")->last_guest_crash().summary(),
+            "Kernel panic - x");
+  recorded = (*store)->RecordGuestCrash("u1", second);
+  ASSERT_TRUE(recorded.ok() && *recorded) << recorded.status();
+  EXPECT_EQ((*store)->Get("web1")->last_guest_crash().vp(), 1u);
+  EXPECT_EQ((*store)->Get("web1")->state(), hvstack::v1::VM_STATE_PAUSED);
+
+  // The policy changes in any state; the report goes with the VM.
+  hvstack::v1::VmConfig update;
+  update.set_on_guest_crash(hvstack::v1::GUEST_CRASH_POLICY_RESTART);
+  auto updated = (*store)->Update("u1", update, {"on_guest_crash"});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->config().on_guest_crash(),
+            hvstack::v1::GUEST_CRASH_POLICY_RESTART);
+  ASSERT_TRUE((*store)->SetState("u1", hvstack::v1::VM_STATE_OFF, "stop").ok());
+  ASSERT_TRUE((*store)->Delete("u1").ok());
+  auto db = Database::Open(dir.path() + "/vmms.db");
+  EXPECT_EQ(CountRows(*db, "guest_crashes"), 0);
+}
+
 TEST(VmStoreTest, EnlightenmentSwitchRoundTripsAndNeedsTheVmOff) {
   testing::TestDir dir;
   auto store = VmStore::Open(dir.path() + "/vmms.db");

@@ -56,13 +56,35 @@ absl::Status ValidateVmName(const std::string& name) {
       Quoted(name)));
 }
 
-absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
+namespace {
+
+// The fields that say what vmms does with a VM, not what the VM is: they may
+// change in any state.
+bool IsPolicyField(const std::string& path) {
+  return path == "autostart" || path == "restart_policy" ||
+         path == "on_guest_crash";
+}
+
+absl::Status ValidatePolicies(const hvstack::v1::VmConfig& config) {
   if (!hvstack::v1::RestartPolicy_IsValid(config.restart_policy())) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "config.restart_policy %d is not a RestartPolicy (never = 1, "
         "on-failure = 2, always = 3)",
         static_cast<int>(config.restart_policy())));
   }
+  if (!hvstack::v1::GuestCrashPolicy_IsValid(config.on_guest_crash())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.on_guest_crash %d is not a GuestCrashPolicy (stop = 1, "
+        "restart = 2, preserve = 3)",
+        static_cast<int>(config.on_guest_crash())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
+  if (absl::Status s = ValidatePolicies(config); !s.ok()) return s;
   if (config.vcpus() < kMinVcpus || config.vcpus() > kMaxVcpus) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "config.vcpus %u is out of range: must be between %u and %u",
@@ -160,6 +182,8 @@ absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
       merged.set_autostart(update.autostart());
     } else if (path == "restart_policy") {
       merged.set_restart_policy(update.restart_policy());
+    } else if (path == "on_guest_crash") {
+      merged.set_on_guest_crash(update.on_guest_crash());
     } else if (path == "disable_enlightenments") {
       merged.set_disable_enlightenments(update.disable_enlightenments());
     } else {
@@ -167,21 +191,17 @@ absl::StatusOr<hvstack::v1::VmConfig> ApplyConfigUpdate(
           "update_mask: ", Quoted(path),
           " is not an updatable field (vcpus, memory_mib, kernel_path, "
           "cmdline, initrd_path, autostart, restart_policy, "
-          "disable_enlightenments)"));
+          "disable_enlightenments, on_guest_crash)"));
     }
   }
-  const bool hardware = std::any_of(seen.begin(), seen.end(), [](auto& p) {
-    return p != "autostart" && p != "restart_policy";
-  });
+  const bool hardware = std::any_of(seen.begin(), seen.end(),
+                                    [](auto& p) { return !IsPolicyField(p); });
   // Policy-only updates do not re-check the kernel: switching autostart off
   // must work even if the image has gone.
   if (hardware) {
     if (absl::Status s = ValidateVmConfig(merged); !s.ok()) return s;
-  } else if (!hvstack::v1::RestartPolicy_IsValid(merged.restart_policy())) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "config.restart_policy %d is not a RestartPolicy (never = 1, "
-        "on-failure = 2, always = 3)",
-        static_cast<int>(merged.restart_policy())));
+  } else if (absl::Status s = ValidatePolicies(merged); !s.ok()) {
+    return s;
   }
   return merged;
 }

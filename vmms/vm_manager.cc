@@ -159,8 +159,12 @@ absl::StatusOr<Vm> VmManager::Update(const std::string& name,
 absl::StatusOr<Vm> VmManager::Describe(const std::string& name) {
   absl::StatusOr<Vm> vm = store_->Get(name);
   if (!vm.ok()) return vm.status();
-  VmBackend* backend = BackendOf(*vm);
-  return backend->Describe(*std::move(vm));
+  return ForReply(*std::move(vm));
+}
+
+Vm VmManager::ForReply(Vm vm) {
+  VmBackend* backend = BackendOf(vm);
+  return backend->Describe(std::move(vm));
 }
 
 absl::StatusOr<ConsoleSource> VmManager::Console(const std::string& name) {

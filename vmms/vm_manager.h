@@ -89,6 +89,9 @@ class VmManager final : public VmBackendHost {
                                 const std::string& path,
                                 const hvstack::v1::ScsiAddress& address,
                                 absl::Time deadline);
+  // A VM as every reply shows it (what its backend adds to the stored row,
+  // e.g. the sandbox identity): GetVm and every call that returns a Vm.
+  Vm ForReply(Vm vm);
   absl::StatusOr<ConsoleSource> Console(const std::string& name);
   std::optional<ConsoleSource> NextConsole(const std::string& name,
                                            uint64_t generation,

@@ -34,6 +34,14 @@ grpc::Status Respond(const absl::StatusOr<T>& result, T* response) {
   return grpc::Status::OK;
 }
 
+// Every reply that carries a VM shows it the same way GetVm does.
+grpc::Status RespondVm(VmManager& vms, const absl::StatusOr<Vm>& result,
+                       Vm* response) {
+  if (!result.ok()) return ToGrpc(result.status());
+  *response = vms.ForReply(*result);
+  return grpc::Status::OK;
+}
+
 // How long a modifying request waits for another one on the same VM: its
 // own deadline, at most 10 min.
 absl::Time OpDeadline(const grpc::ServerContext* context) {
@@ -88,7 +96,7 @@ grpc::Status VmServiceImpl::CreateVm(
     disks.push_back(*disk);
     *vm.mutable_config()->add_disks() = *std::move(disk);
   }
-  return Respond(vms_->Create(vm), response);
+  return RespondVm(*vms_, vms_->Create(vm), response);
 }
 
 grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
@@ -262,7 +270,8 @@ grpc::Status VmServiceImpl::StartVm(grpc::ServerContext* context,
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(vms_->Start(request->name(), OpDeadline(context)), response);
+  return RespondVm(*vms_, vms_->Start(request->name(), OpDeadline(context)),
+                   response);
 }
 
 grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
@@ -274,7 +283,7 @@ grpc::Status VmServiceImpl::StopVm(grpc::ServerContext* context,
   ScopedRequestPeer as_caller(*peer);
   if (absl::Status s = ValidateVmName(request->name()); !s.ok())
     return ToGrpc(s);
-  return Respond(vms_->Stop(request->name()), response);
+  return RespondVm(*vms_, vms_->Stop(request->name()), response);
 }
 
 grpc::Status VmServiceImpl::DeleteVm(
@@ -298,7 +307,8 @@ grpc::Status VmServiceImpl::PauseVm(grpc::ServerContext* context,
       access_->AuthorizeChange(context, "PauseVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(vms_->Pause(request->name(), OpDeadline(context)), response);
+  return RespondVm(*vms_, vms_->Pause(request->name(), OpDeadline(context)),
+                   response);
 }
 
 grpc::Status VmServiceImpl::ResumeVm(
@@ -310,7 +320,8 @@ grpc::Status VmServiceImpl::ResumeVm(
       access_->AuthorizeChange(context, "ResumeVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(vms_->Resume(request->name(), OpDeadline(context)), response);
+  return RespondVm(*vms_, vms_->Resume(request->name(), OpDeadline(context)),
+                   response);
 }
 
 grpc::Status VmServiceImpl::ResetVm(grpc::ServerContext* context,
@@ -322,7 +333,8 @@ grpc::Status VmServiceImpl::ResetVm(grpc::ServerContext* context,
       access_->AuthorizeChange(context, "ResetVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(vms_->Reset(request->name(), OpDeadline(context)), response);
+  return RespondVm(*vms_, vms_->Reset(request->name(), OpDeadline(context)),
+                   response);
 }
 
 grpc::Status VmServiceImpl::RebootVm(
@@ -334,7 +346,8 @@ grpc::Status VmServiceImpl::RebootVm(
       access_->AuthorizeChange(context, "RebootVm", request->name());
   if (!peer.ok()) return ToGrpc(peer.status());
   ScopedRequestPeer as_caller(*peer);
-  return Respond(vms_->Reboot(request->name(), OpDeadline(context)), response);
+  return RespondVm(*vms_, vms_->Reboot(request->name(), OpDeadline(context)),
+                   response);
 }
 
 grpc::Status VmServiceImpl::ShutdownVm(
@@ -360,7 +373,8 @@ grpc::Status VmServiceImpl::ShutdownVm(
   options.timeout = *timeout;
   options.force_off_fallback =
       request->fallback() != hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL;
-  return Respond(
+  return RespondVm(
+      *vms_,
       vms_->GracefulShutdown(request->name(), options, OpDeadline(context)),
       response);
 }
@@ -381,8 +395,8 @@ grpc::Status VmServiceImpl::UpdateVm(
   absl::StatusOr<hvstack::v1::VmConfig> merged =
       ApplyConfigUpdate(vm->config(), request->config(), paths);
   if (!merged.ok()) return ToGrpc(merged.status());
-  return Respond(
-      vms_->Update(request->name(), *merged, paths, OpDeadline(context)),
+  return RespondVm(
+      *vms_, vms_->Update(request->name(), *merged, paths, OpDeadline(context)),
       response);
 }
 

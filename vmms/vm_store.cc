@@ -19,7 +19,7 @@ constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
     "initrd_path, reboot_count, autostart, restart_policy, restart_count, "
-    "uid_slot, sandboxed, disable_enlightenments";
+    "uid_slot, sandboxed, disable_enlightenments, on_guest_crash";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -49,6 +49,8 @@ Vm VmFromRow(const Statement& row) {
   // worker manager; the row keeps the slot.
   vm.mutable_sandbox()->set_enabled(row.ColumnInt64(18) != 0);
   vm.mutable_config()->set_disable_enlightenments(row.ColumnInt64(19) != 0);
+  vm.mutable_config()->set_on_guest_crash(
+      GuestCrashPolicyFromName(row.ColumnText(20)));
   return vm;
 }
 
@@ -82,6 +84,24 @@ const char* RestartPolicyName(hvstack::v1::RestartPolicy policy) {
     default:
       return "never";
   }
+}
+
+const char* GuestCrashPolicyName(hvstack::v1::GuestCrashPolicy policy) {
+  switch (policy) {
+    case hvstack::v1::GUEST_CRASH_POLICY_RESTART:
+      return "restart";
+    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE:
+      return "preserve";
+    default:
+      return "stop";
+  }
+}
+
+hvstack::v1::GuestCrashPolicy GuestCrashPolicyFromName(
+    const std::string& name) {
+  if (name == "restart") return hvstack::v1::GUEST_CRASH_POLICY_RESTART;
+  if (name == "preserve") return hvstack::v1::GUEST_CRASH_POLICY_PRESERVE;
+  return hvstack::v1::GUEST_CRASH_POLICY_STOP;
 }
 
 hvstack::v1::RestartPolicy RestartPolicyFromName(const std::string& name) {
@@ -142,11 +162,10 @@ absl::StatusOr<std::unique_ptr<VmStore>> VmStore::Open(const std::string& path,
   return std::unique_ptr<VmStore>(new VmStore(*std::move(db), options, *last));
 }
 
-absl::StatusOr<uint64_t> VmStore::AddEvent(const Vm& vm,
-                                           hvstack::v1::VmEvent::Kind kind,
-                                           VmState previous,
-                                           const std::string& reason,
-                                           int64_t time_us) {
+absl::StatusOr<uint64_t> VmStore::AddEvent(
+    const Vm& vm, hvstack::v1::VmEvent::Kind kind, VmState previous,
+    const std::string& reason, int64_t time_us,
+    const hvstack::v1::GuestCrash* crash) {
   hvstack::v1::VmEvent event;
   *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(time_us);
   event.set_vm_uuid(vm.uuid());
@@ -156,6 +175,7 @@ absl::StatusOr<uint64_t> VmStore::AddEvent(const Vm& vm,
   event.set_previous_state(previous);
   event.set_reason(reason);
   event.set_peer(CurrentRequestPeer());
+  if (crash != nullptr) *event.mutable_guest_crash() = *crash;
   return InsertEvent(db_, event, options_.event_retention);
 }
 
@@ -207,7 +227,7 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
       "INSERT INTO vms (", kColumns,
       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1, "
-      "?)"));
+      "?, ?)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
@@ -215,7 +235,8 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
       StateName(hvstack::v1::VM_STATE_OFF), reason, now, now, now,
       vm.config().initrd_path(), int64_t{vm.config().autostart()},
       RestartPolicyName(vm.config().restart_policy()),
-      int64_t{vm.config().disable_enlightenments()});
+      int64_t{vm.config().disable_enlightenments()},
+      GuestCrashPolicyName(vm.config().on_guest_crash()));
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -271,12 +292,18 @@ absl::StatusOr<Vm> VmStore::GetWhere(const char* column,
 
 absl::StatusOr<Vm> VmStore::Get(const std::string& name) {
   absl::MutexLock lock(&mu_);
-  return GetWhere("name", name);
+  absl::StatusOr<Vm> vm = GetWhere("name", name);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = FillLastGuestCrash(*vm); !s.ok()) return s;
+  return vm;
 }
 
 absl::StatusOr<Vm> VmStore::GetByUuid(const std::string& uuid) {
   absl::MutexLock lock(&mu_);
-  return GetWhere("uuid", uuid);
+  absl::StatusOr<Vm> vm = GetWhere("uuid", uuid);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = FillLastGuestCrash(*vm); !s.ok()) return s;
+  return vm;
 }
 
 absl::StatusOr<std::vector<Vm>> VmStore::List() {
@@ -307,6 +334,17 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
+  absl::StatusOr<std::pair<Vm, uint64_t>> changed =
+      SetStateInTransaction(uuid, state, reason, worker_pid);
+  if (!changed.ok()) return changed.status();
+  if (absl::Status s = tx->Commit(); !s.ok()) return s;
+  PublishEvent(changed->second);
+  return changed->first;
+}
+
+absl::StatusOr<std::pair<Vm, uint64_t>> VmStore::SetStateInTransaction(
+    const std::string& uuid, VmState state, const std::string& reason,
+    std::optional<int64_t> worker_pid) {
   absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
   if (!before.ok()) return before.status();
   if (!IsAllowedTransition(before->state(), state)) {
@@ -339,9 +377,7 @@ absl::StatusOr<Vm> VmStore::SetState(const std::string& uuid, VmState state,
       AddEvent(*after, hvstack::v1::VmEvent::KIND_STATE_CHANGED,
                before->state(), reason, now);
   if (!sequence.ok()) return sequence.status();
-  if (s = tx->Commit(); !s.ok()) return s;
-  PublishEvent(*sequence);
-  return after;
+  return std::make_pair(*std::move(after), *sequence);
 }
 
 absl::Status VmStore::RecordGuestEvent(const std::string& uuid,
@@ -518,6 +554,9 @@ absl::StatusOr<Vm> VmStore::Update(const std::string& uuid,
     } else if (path == "restart_policy") {
       if (!stmt.ok()) return stmt.status();
       s = stmt->BindAll(RestartPolicyName(config.restart_policy()), uuid);
+    } else if (path == "on_guest_crash") {
+      if (!stmt.ok()) return stmt.status();
+      s = stmt->BindAll(GuestCrashPolicyName(config.on_guest_crash()), uuid);
     } else {
       if (absl::Status allowed =
               CheckRequest(*before, VmRequest::kUpdateHardware);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -68,6 +69,18 @@ class VmStore {
   // `reason`, in one transaction. FailedPrecondition unless Running.
   absl::StatusOr<Vm> RecordReboot(const std::string& uuid,
                                   const std::string& reason);
+
+  // A crash the guest reported: it becomes the VM's last_guest_crash and a
+  // KIND_GUEST_CRASHED event carrying it, and with `new_state` the VM enters
+  // that state with `reason` (its history row and event follow the crash's),
+  // all in one transaction. A report already recorded (same time and VP) is
+  // not recorded again and changes nothing: false. (A worker's events are
+  // replayed to a vmms that restarts, and a crash that ends the worker comes
+  // in its exit report too.)
+  absl::StatusOr<bool> RecordGuestCrash(
+      const std::string& uuid, const hvstack::v1::GuestCrash& crash,
+      std::optional<VmState> new_state = std::nullopt,
+      const std::string& reason = "");
 
   // An event about the guest that changes nothing in the VM's row (e.g.
   // KIND_GUEST_HEARTBEAT): the VM's current state, `reason`.
@@ -141,11 +154,18 @@ class VmStore {
       : options_(options), db_(std::move(db)), last_event_(last_event) {}
 
   // Inserts an event in the current transaction.
-  absl::StatusOr<uint64_t> AddEvent(const Vm& vm,
-                                    hvstack::v1::VmEvent::Kind kind,
-                                    VmState previous, const std::string& reason,
-                                    int64_t time_us)
+  absl::StatusOr<uint64_t> AddEvent(
+      const Vm& vm, hvstack::v1::VmEvent::Kind kind, VmState previous,
+      const std::string& reason, int64_t time_us,
+      const hvstack::v1::GuestCrash* crash = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SetState's body, inside the caller's transaction: the VM after the change
+  // and the event's sequence (publish it after the commit).
+  absl::StatusOr<std::pair<Vm, uint64_t>> SetStateInTransaction(
+      const std::string& uuid, VmState state, const std::string& reason,
+      std::optional<int64_t> worker_pid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets vm.last_guest_crash from guest_crashes, if the VM has one.
+  absl::Status FillLastGuestCrash(Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a commit: lets watchers see `sequence`.
   void PublishEvent(uint64_t sequence);
 
@@ -173,6 +193,9 @@ VmState StateFromName(const std::string& name);
 // "never", "on-failure", "always" (UNSPECIFIED is stored as "never").
 const char* RestartPolicyName(hvstack::v1::RestartPolicy policy);
 hvstack::v1::RestartPolicy RestartPolicyFromName(const std::string& name);
+// "stop", "restart", "preserve" (UNSPECIFIED is stored as "stop").
+const char* GuestCrashPolicyName(hvstack::v1::GuestCrashPolicy policy);
+hvstack::v1::GuestCrashPolicy GuestCrashPolicyFromName(const std::string& name);
 
 }  // namespace vmms
 

@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/disk_open.h"
+#include "vmms/guest_crash.h"
 #include "vmms/log_format.h"
 #include "vmms/process_identity.h"
 #include "vmms/sandbox/violation_exit.h"
@@ -187,6 +188,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   config.set_kernel_path(vm.config().kernel_path());
   config.set_cmdline(vm.config().cmdline());
   config.set_initrd_path(vm.config().initrd_path());
+  config.set_on_guest_crash(GuestCrashActionFor(vm.config().on_guest_crash()));
   config.set_runtime_dir(paths.dir);
   config.set_socket_path(paths.worker_socket);
   config.set_console_log_path(paths.console_log);
@@ -370,6 +372,10 @@ void WorkerManager::Supervise(Worker* worker) {
   if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
+  // A guest crash report that ended the worker (its event may not have
+  // reached us): recorded before the state it leads to.
+  if (report.has_value() && report->has_guest_crash())
+    RecordGuestCrash(*worker, report->guest_crash());
 
   int wait_status = 0;
   if (worker->is_child) {
@@ -594,9 +600,33 @@ void WorkerManager::HandleWorkerEvent(
       }
       break;
     }
+    case hvstack::internal::WorkerEvent::kGuestCrashed: {
+      {
+        absl::MutexLock lock(&worker.events_mu);
+        if (event.sequence() <= worker.guest_events_recorded) break;
+        worker.guest_events_recorded = event.sequence();
+      }
+      RecordGuestCrash(worker, event.guest_crashed());
+      break;
+    }
     default:
       // A kind this vmms does not know yet (a newer worker): skip it.
       break;
+  }
+}
+
+void WorkerManager::RecordGuestCrash(
+    Worker& worker, const hvstack::internal::GuestCrashReport& report) {
+  const hvstack::v1::GuestCrash crash = ToPublicGuestCrash(report);
+  const std::optional<VmState> next = StateAfterGuestCrash(report);
+  absl::StatusOr<bool> recorded = store_->RecordGuestCrash(
+      worker.uuid, crash, next, GuestCrashReason(crash));
+  if (!recorded.ok()) {
+    spdlog::warn("VM {}: cannot record the guest's crash report: {}",
+                 worker.name, recorded.status().ToString());
+  } else if (*recorded) {
+    spdlog::warn("VM {}: guest crashed on vp{}: {}{}", worker.name, crash.vp(),
+                 crash.summary(), next.has_value() ? " (VM paused)" : "");
   }
 }
 

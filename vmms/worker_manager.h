@@ -78,10 +78,11 @@ class WorkerManager final : public VmBackend {
                                       const ShutdownOptions& options) override;
   // Joins the finished supervisor of an Off/Crashed VM.
   absl::Status Forget(const Vm& vm) override;
-  absl::Status PrepareUpdate(const Vm&, const hvstack::v1::VmConfig&,
-                             const std::vector<std::string>&) override {
-    return absl::OkStatus();
-  }
+  // A running worker is told a new on_guest_crash at once (best effort: a
+  // worker that does not answer keeps the old action until its next start,
+  // which the log says).
+  absl::Status PrepareUpdate(const Vm& vm, const hvstack::v1::VmConfig& merged,
+                             const std::vector<std::string>& paths) override;
   // The VM with its sandbox identity filled in.
   Vm Describe(Vm vm) override;
   absl::StatusOr<ConsoleSource> Console(const Vm& vm) override;
@@ -197,6 +198,10 @@ class WorkerManager final : public VmBackend {
   void WatchEvents(Worker* worker);
   void HandleWorkerEvent(Worker& worker,
                          const hvstack::internal::WorkerEvent& event);
+  // Records a guest crash report (event or exit report; once), with the
+  // Paused state its PAUSE action leads to.
+  void RecordGuestCrash(Worker& worker,
+                        const hvstack::internal::GuestCrashReport& report);
   // Asks the worker to stop, then kills it after the grace period; returns once
   // it is reaped.
   absl::Status StopWorker(Worker* worker, const std::string& reason);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/guest_crash.h"
 #include "vmms/process_identity.h"
 #include "vmms/state_machine.h"
 #include "vmms/worker_client.h"
@@ -81,6 +82,32 @@ absl::StatusOr<Vm> WorkerManager::Pause(const Vm& vm) {
   }
   spdlog::info("VM {}: paused", name);
   return recorded;
+}
+
+absl::Status WorkerManager::PrepareUpdate(
+    const Vm& vm, const hvstack::v1::VmConfig& merged,
+    const std::vector<std::string>& paths) {
+  if (std::find(paths.begin(), paths.end(), "on_guest_crash") == paths.end())
+    return absl::OkStatus();
+  std::optional<LiveWorker> live = Live(vm.uuid());
+  if (!live.has_value()) return absl::OkStatus();
+  const hvstack::internal::GuestCrashAction action =
+      GuestCrashActionFor(merged.on_guest_crash());
+  absl::Status told = CallWorker(
+      live->socket, kWorkerRpcTimeout,
+      [action](WorkerService::Stub& stub, grpc::ClientContext* context) {
+        hvstack::internal::SetGuestCrashActionRequest request;
+        request.set_action(action);
+        hvstack::internal::SetGuestCrashActionResponse response;
+        return stub.SetGuestCrashAction(context, request, &response);
+      });
+  if (!told.ok()) {
+    spdlog::warn(
+        "VM {}: the running worker was not told the new guest crash policy "
+        "({}); it applies from the next start",
+        vm.name(), told.ToString());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Vm> WorkerManager::Resume(const Vm& vm) {
