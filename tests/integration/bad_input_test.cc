@@ -574,6 +574,13 @@ TEST_F(BadInputTest, UpdateVmMaskAndValues) {
                    static_cast<hvstack::v1::RestartPolicy>(99));
              },
              kInvalid, {"config.restart_policy 99"}),
+      update("unknown guest crash policy",
+             [&](R* r) {
+               mask(r, {"on_guest_crash"});
+               r->mutable_config()->set_on_guest_crash(
+                   static_cast<hvstack::v1::GuestCrashPolicy>(7));
+             },
+             kInvalid, {"config.on_guest_crash 7", "GuestCrashPolicy"}),
       update("unknown VM",
              [&](R* r) {
                r->set_name("nosuchvm");
@@ -685,7 +692,20 @@ TEST_F(BadInputTest, CreateVmRestartPolicy) {
           return s->CreateVm(c, request, &vm);
         },
         grpc::StatusCode::INVALID_ARGUMENT,
-        {"config.restart_policy -3"}}});
+        {"config.restart_policy -3"}},
+       {"CreateVm",
+        "unknown guest crash policy",
+        [](VmService::Stub* s, grpc::ClientContext* c) {
+          hvstack::v1::CreateVmRequest request;
+          request.set_name("new3");
+          *request.mutable_config() = GoodConfig();
+          request.mutable_config()->set_on_guest_crash(
+              static_cast<hvstack::v1::GuestCrashPolicy>(4));
+          hvstack::v1::Vm vm;
+          return s->CreateVm(c, request, &vm);
+        },
+        grpc::StatusCode::INVALID_ARGUMENT,
+        {"config.on_guest_crash 4"}}});
 }
 
 // Last (gtest runs a suite's tests in the order they are defined): every RPC
