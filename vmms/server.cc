@@ -152,7 +152,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.kvm_device = options.kvm_device;
   worker_options.vmwp_flag = options.vmwp;
   worker_options.start_timeout = options.start_timeout;
-  worker_options.stop_grace = options.stop_grace;
   worker_options.sandbox = options.sandbox;
   server->workers_ = std::make_unique<WorkerManager>(
       server->store_.get(), worker_options, server->vms_.get());

@@ -27,7 +27,6 @@ struct ServerOptions {
   bool sandbox = true;
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
-  absl::Duration stop_grace = absl::Seconds(3);
   // Restart policy backoff (see WorkerManagerOptions).
   absl::Duration restart_backoff = absl::Seconds(1);
   // --event-retention: how many events the event log keeps.

@@ -107,15 +107,20 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
   absl::StatusOr<Vm> vm = vms_->Describe(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
   *response = *std::move(vm);
-  // The guest's integration components, while a worker runs: a quick
-  // GetStatus on its socket (a busy worker leaves `error` set instead of
-  // delaying the answer).
+  // The guest's integration components, while a worker runs: what vmms last
+  // read from the worker (IntegrationCache). A read never waits on a worker,
+  // least of all on one that is going away.
   if (response->state() == hvstack::v1::VM_STATE_RUNNING ||
       response->state() == hvstack::v1::VM_STATE_PAUSED) {
     absl::StatusOr<ConsoleSource> source = vms_->Console(request->name());
     if (source.ok() && source->worker_socket.has_value()) {
-      *response->mutable_integration() =
-          QueryIntegration(*source->worker_socket, absl::Seconds(1));
+      if (response->config().disable_enlightenments()) {
+        response->mutable_integration()->set_enlightened(false);
+      } else {
+        *response->mutable_integration() =
+            integration_.Get(response->uuid(), source->worker_generation,
+                             *source->worker_socket);
+      }
     }
   }
   return grpc::Status::OK;

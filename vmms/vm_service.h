@@ -4,7 +4,9 @@
 #include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "vmms/access_control.h"
 #include "vmms/console_proxy.h"
+#include "vmms/guest_integration.h"
 #include "vmms/host_info.h"
+#include "vmms/integration_cache.h"
 #include "vmms/vm_manager.h"
 #include "vmms/vm_store.h"
 
@@ -24,7 +26,8 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       : store_(store),
         vms_(vms),
         access_(access),
-        host_info_(vmwp_flag, kvm_device) {}
+        host_info_(vmwp_flag, kvm_device),
+        integration_(QueryIntegration) {}
 
   grpc::Status CreateVm(grpc::ServerContext* context,
                         const hvstack::v1::CreateVmRequest* request,
@@ -113,6 +116,8 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   VmManager* const vms_;
   AccessControl* const access_;
   HostInfoProvider host_info_;
+  // What GetVm shows of running guests' integration components.
+  IntegrationCache integration_;
 };
 
 }  // namespace vmms

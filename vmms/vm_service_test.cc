@@ -46,7 +46,6 @@ class VmServiceTest : public ::testing::Test {
     options_.vmwp =
         std::filesystem::absolute("vmms/testing/fake_vmwp").string();
     options_.start_timeout = absl::Seconds(2);
-    options_.stop_grace = absl::Seconds(1);
     // The fake worker exercises vmms's supervision, not the sandbox (it
     // would have to confine itself like vmwp); tests/integration:sandbox_test
     // covers the sandboxed start end to end with the real vmwp.
@@ -321,7 +320,7 @@ TEST_F(VmServiceTest, FastPowerOffIsRecordedInOrder) {
   WaitForState("hello", VM_STATE_OFF);
 }
 
-TEST_F(VmServiceTest, StopAsksTheWorkerAndRecordsOff) {
+TEST_F(VmServiceTest, StopPowersTheWorkerOffAndRecordsOff) {
   hvstack::v1::Vm vm;
   ASSERT_TRUE(Create("web1", "serve").ok());
   ASSERT_TRUE(Start("web1", &vm).ok());
@@ -1038,6 +1037,42 @@ TEST_F(VmServiceTest, PendingPolicyRestartHappensWhenVmmsStartsAgain) {
   config.set_restart_policy(hvstack::v1::RESTART_POLICY_NEVER);
   WaitForState("phoenix", VM_STATE_CRASHED);
   ASSERT_TRUE(Update("phoenix", config, {"restart_policy"}).ok());
+}
+
+TEST_F(VmServiceTest, GetVmAnswersFromWhatVmmsKnowsNotFromTheWorker) {
+  // serve-slow takes 5 s to answer GetStatus. GetVm answers at once with what
+  // vmms knows: a fresh worker's integration (enlightened, no contact yet),
+  // then the background refresh's outcome, never by waiting on the worker.
+  ASSERT_TRUE(Create("slowpoke", "serve-slow").ok());
+  ASSERT_TRUE(Start("slowpoke").ok());
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Get("slowpoke", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_TRUE(vm.integration().enlightened());
+  EXPECT_EQ(vm.integration().heartbeat(),
+            hvstack::v1::GuestIntegration::HEARTBEAT_NO_CONTACT);
+  EXPECT_EQ(vm.integration().error(), "");
+  // The refresh gives up on the worker in the background; a later read says
+  // so.
+  for (absl::Time deadline = absl::Now() + absl::Seconds(20);
+       vm.integration().error().empty() && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(100));
+    ASSERT_TRUE(Get("slowpoke", &vm).ok());
+  }
+  EXPECT_THAT(vm.integration().error(), HasSubstr("did not answer"));
+
+  // A worker that answers: its snapshot replaces the fresh one (the fake
+  // reports no enlightenments).
+  ASSERT_TRUE(Create("quick", "serve").ok());
+  ASSERT_TRUE(Start("quick").ok());
+  for (absl::Time deadline = absl::Now() + absl::Seconds(20);
+       absl::Now() < deadline;) {
+    ASSERT_TRUE(Get("quick", &vm).ok());
+    if (!vm.integration().enlightened()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_FALSE(vm.integration().enlightened());
+  EXPECT_EQ(vm.integration().error(), "");
 }
 
 TEST_F(VmServiceTest, ReadsDoNotWaitForASlowWorker) {

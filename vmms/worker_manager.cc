@@ -38,30 +38,10 @@ using hvstack::v1::VM_STATE_RUNNING;
 using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
 
-constexpr absl::Duration kStopRpcDeadline = absl::Seconds(1);
 // After SIGKILL a process is gone as soon as the kernel tears it down; this
 // only guards against a worker stuck in uninterruptible sleep (e.g. a hung
 // device).
 constexpr absl::Duration kKillWait = absl::Seconds(30);
-
-// Asks the worker to stop over its socket. False means it could not be asked
-// (so there is no point waiting for it to comply).
-bool RequestWorkerStop(const std::string& socket_path) {
-  auto channel = grpc::CreateChannel("unix:" + socket_path,
-                                     grpc::InsecureChannelCredentials());
-  auto stub = hvstack::internal::WorkerService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + kStopRpcDeadline));
-  hvstack::internal::StopResponse response;
-  grpc::Status status =
-      stub->Stop(&context, hvstack::internal::StopRequest(), &response);
-  if (!status.ok()) {
-    spdlog::warn("worker at {}: Stop failed ({}); killing it", socket_path,
-                 status.error_message());
-    return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -701,42 +681,29 @@ absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
 
 absl::Status WorkerManager::StopWorker(Worker* worker,
                                        const std::string& reason) {
-  bool ask_first;
-  {
-    absl::MutexLock lock(&worker->mu);
-    if (worker->exited) return absl::OkStatus();
-    if (!worker->stop_reason.has_value()) {
-      worker->stop_reason = reason;
-      absl::StatusOr<Vm> stopping =
-          store_->SetState(worker->uuid, VM_STATE_STOPPING, "stop requested");
-      if (!stopping.ok()) {
-        spdlog::error("VM {}: cannot record Stopping: {}", worker->name,
-                      stopping.status().message());
-      }
-    }
-    // Before ready the socket may not exist yet; a starting worker holds no
-    // guest state worth a graceful exit.
-    ask_first = worker->ready;
-  }
-  bool asked = ask_first && RequestWorkerStop(worker->paths.worker_socket);
-
   absl::MutexLock lock(&worker->mu);
-  if (!asked ||
-      !worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
-                                   options_.stop_grace)) {
-    if (asked) {
-      spdlog::warn("VM {}: worker {} did not exit within {}; sending SIGKILL",
-                   worker->name, worker->pid,
-                   absl::FormatDuration(options_.stop_grace));
+  if (worker->exited) return absl::OkStatus();
+  if (!worker->stop_reason.has_value()) {
+    worker->stop_reason = reason;
+    absl::StatusOr<Vm> stopping =
+        store_->SetState(worker->uuid, VM_STATE_STOPPING, "stop requested");
+    if (!stopping.ok()) {
+      spdlog::error("VM {}: cannot record Stopping: {}", worker->name,
+                    stopping.status().message());
     }
-    // Through the pidfd: never another process, even after a reap.
-    if (!worker->exited) SignalPidfd(worker->pidfd.get(), SIGKILL);
-    if (!worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
-                                     kKillWait)) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("VM '", worker->name, "': worker ", worker->pid,
-                       " did not die after SIGKILL"));
-    }
+  }
+  // A hard power-off cuts the power: the kernel ends the worker at once and
+  // its VM's teardown is all the wait (the guest is not asked, and a worker
+  // that would be asked could be hung or slow). Everything the worker wrote
+  // is in the console log already; its console followers get their end from
+  // vmms when the supervisor has recorded Off. Through the pidfd: never
+  // another process, even after a reap.
+  SignalPidfd(worker->pidfd.get(), SIGKILL);
+  if (!worker->mu.AwaitWithTimeout(absl::Condition(worker, &Worker::Exited),
+                                   kKillWait)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("VM '", worker->name, "': worker ", worker->pid,
+                     " did not die after SIGKILL"));
   }
   return absl::OkStatus();
 }

@@ -33,9 +33,6 @@ struct WorkerManagerOptions {
   // --vmwp; empty means "look it up" (see LocateVmwp).
   std::string vmwp_flag;
   absl::Duration start_timeout = absl::Seconds(30);
-  // How long a worker gets to exit after WorkerService.Stop before it is
-  // SIGKILLed.
-  absl::Duration stop_grace = absl::Seconds(3);
   // False: vmms --no-sandbox, a developer switch. Workers then run as root,
   // unconfined (no uid, namespaces, seccomp or cgroup); every start logs a
   // warning and the VM's row says so (Vm.sandbox.enabled = false).

@@ -3,10 +3,13 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
@@ -20,6 +23,7 @@ namespace vmms {
 namespace {
 
 using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_OFF;
 using hvstack::v1::VM_STATE_PAUSED;
 using hvstack::v1::VM_STATE_RUNNING;
 using hvstack::v1::VM_STATE_STARTING;
@@ -44,6 +48,44 @@ absl::StatusOr<hvstack::internal::WorkerStatus> QueryWorker(
         absl::StrCat("GetStatus on ", socket_path, ": ", rpc.error_message()));
   }
   return status;
+}
+
+// Processes whose command line has `--config=<config_path>`: workers of this
+// VM that an earlier vmms spawned but never recorded (it died between the
+// spawn and recording the pid).
+std::vector<pid_t> FindWorkersByConfig(const std::string& config_path) {
+  const std::string wanted = absl::StrCat("--config=", config_path);
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid) || pid <= 0)
+      continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string arg;
+    while (std::getline(in, arg, '\0')) {
+      if (arg == wanted) {
+        found.push_back(pid);
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+// Ends every unrecorded worker of a VM whose start vmms never finished, so
+// that no orphan runs a VM recorded Off.
+void KillUnrecordedWorkers(const Vm& vm, const std::string& config_path) {
+  for (pid_t pid : FindWorkersByConfig(config_path)) {
+    absl::StatusOr<base::ScopedFd> pidfd = OpenPidfd(pid);
+    if (!pidfd.ok()) continue;  // gone already
+    spdlog::warn(
+        "VM {}: killing worker {}: its start was interrupted by a vmms "
+        "restart",
+        vm.name(), pid);
+    SignalPidfd(pidfd->get(), SIGKILL);
+    AwaitPidfdExit(pidfd->get());
+  }
 }
 
 bool IsActive(const Vm& vm) {
@@ -98,9 +140,10 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
       pidfd = *std::move(fd);
   }
 
+  absl::StatusOr<hvstack::internal::WorkerStatus> status =
+      absl::UnavailableError("no worker");
   if (pidfd) {
-    absl::StatusOr<hvstack::internal::WorkerStatus> status =
-        QueryWorker(paths.worker_socket);
+    status = QueryWorker(paths.worker_socket);
     // A worker that was still composing its VM when vmms died serves its
     // socket only once ready: give it a little while.
     for (absl::Time deadline = absl::Now() + kStartingGrace;
@@ -109,6 +152,12 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
       absl::SleepFor(absl::Milliseconds(100));
       status = QueryWorker(paths.worker_socket);
     }
+    // A starting worker that ended meanwhile (a sandboxed one gives up when
+    // vmms never confirmed its cgroup) is gone, not hung.
+    if (!status.ok() && ProcessStartTicks(pid) != *recorded_ticks)
+      pidfd.reset();
+  }
+  if (pidfd) {
     if (status.ok() && status->vm_uuid() == vm.uuid()) {
       auto worker = std::make_shared<Worker>();
       worker->uuid = vm.uuid();
@@ -190,7 +239,23 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(paths.exit_report);
   absl::StatusOr<Vm> updated;
-  if (report.has_value()) {
+  if (vm.state() == VM_STATE_STARTING &&
+      (!report.has_value() ||
+       report->reason() == hvstack::internal::WorkerExitReport::WORKER_ERROR)) {
+    // vmms died before this start finished: as StartVm promises for a start
+    // that fails, the VM is left Off with the reason. A worker spawned but
+    // not yet recorded must not run on behind that record.
+    KillUnrecordedWorkers(vm, paths.worker_config);
+    std::string reason =
+        "start interrupted: vmms stopped before the worker was ready";
+    if (report.has_value() && !report->detail().empty())
+      absl::StrAppend(&reason, " (worker: ", report->detail(), ")");
+    updated = store_->SetState(vm.uuid(), VM_STATE_OFF, reason, 0);
+  } else if (vm.state() == VM_STATE_STOPPING && !report.has_value()) {
+    // The previous vmms was stopping it (a hard power-off) and it is gone.
+    updated = store_->SetState(vm.uuid(), VM_STATE_OFF,
+                               "stopped by user (hard power-off)", 0);
+  } else if (report.has_value()) {
     WorkerOutcome outcome =
         ClassifyAdoptedWorkerExit(report, pid, std::nullopt);
     updated = store_->SetState(
