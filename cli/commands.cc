@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/call_support.h"
 #include "cli/exit_codes.h"
+#include "cli/nic_commands.h"
 #include "cli/output.h"
 #include "cli/terminal.h"
 
@@ -63,6 +64,14 @@ int CreateCommand(Session& session, const CreateArgs& args) {
       *session.err << "vmctl: --disk " << spec << ": " << error << "\n";
       return kExitUsage;
     }
+  }
+  for (const std::string& spec : args.nics) {
+    absl::StatusOr<hvstack::v1::NicConfig> nic = ParseNicSpec(spec);
+    if (!nic.ok()) {
+      *session.err << "vmctl: --nic: " << nic.status().message() << "\n";
+      return kExitUsage;
+    }
+    *request.mutable_config()->add_nics() = *nic;
   }
   grpc::ClientContext context;
   // Each disk image is checked with qemu-img: more than a database call.

@@ -41,6 +41,8 @@ struct CreateArgs {
   std::vector<std::string> disks;
   // VmConfig.on_guest_crash; unset: vmms's default (stop).
   std::optional<hvstack::v1::GuestCrashPolicy> on_guest_crash;
+  // Network adapters, one `--nic` spec each (ParseNicSpec, nic_commands.h).
+  std::vector<std::string> nics;
 };
 
 // Disks (disk_commands.cc).

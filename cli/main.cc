@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/nic_commands.h"
 #include "cli/socket_path.h"
 
 int main(int argc, char** argv) {
@@ -40,6 +41,11 @@ int main(int argc, char** argv) {
       "--disk", create.disks,
       "A SCSI disk: PATH[,format=raw|qcow2|vhdx][,readonly][,lun=N] "
       "(repeatable, in order; format detected when left out)");
+  create_cmd->add_option(
+      "--nic", create.nics,
+      "A network adapter (repeatable): bridge=BRIDGE[,mac=MAC][,mtu=N] puts "
+      "its TAP device on that host bridge; tap[,mac=MAC][,mtu=N] leaves it "
+      "unattached. Without mac= vmms generates one (02:68:76:..)");
   create_cmd->add_flag(
       "--no-enlightenments", create.no_enlightenments,
       "Hide the Hyper-V interface and VMBus (no heartbeat, graceful shutdown "
@@ -201,6 +207,22 @@ int main(int argc, char** argv) {
       "console bytes) or, without NAME, a table of all");
   std::string stats_name;
   stats_cmd->add_option("NAME", stats_name, "VM name");
+  auto* nic_cmd = app.add_subcommand(
+      "nic", "A VM's network adapters (add and remove while Off or Crashed)");
+  nic_cmd->require_subcommand(1);
+  std::string nic_spec, nic_which;
+  auto* nic_add = nic_cmd->add_subcommand(
+      "add",
+      "Add an adapter: bridge=BRIDGE[,mac=MAC][,mtu=N] or "
+      "tap[,mac=MAC][,mtu=N] (unattached)");
+  auto* nic_remove =
+      nic_cmd->add_subcommand("remove", "Remove an adapter by MAC or index");
+  auto* nic_list = nic_cmd->add_subcommand(
+      "list", "List the adapters with their host interfaces");
+  for (CLI::App* cmd : {nic_add, nic_remove, nic_list})
+    cmd->add_option("NAME", name, "VM name")->required();
+  nic_add->add_option("SPEC", nic_spec, "The adapter")->required();
+  nic_remove->add_option("NIC", nic_which, "Its MAC or index")->required();
   auto* hostinfo_cmd = app.add_subcommand(
       "hostinfo",
       "The host: KVM version, capabilities and limits, CPUs, memory");
@@ -270,6 +292,9 @@ int main(int argc, char** argv) {
   if (*disk_create)
     return vmctl::DiskCreateCommand(session, disk_path, disk_size, disk_format);
   if (*hostinfo_cmd) return vmctl::HostInfoCommand(session);
+  if (*nic_add) return vmctl::NicAddCommand(session, name, nic_spec);
+  if (*nic_remove) return vmctl::NicRemoveCommand(session, name, nic_which);
+  if (*nic_list) return vmctl::NicListCommand(session, name);
   if (*kvp_get) return vmctl::KvpGetCommand(session, name, kvp_pool, kvp_key);
   if (*kvp_set)
     return vmctl::KvpSetCommand(session, name, kvp_pool, kvp_key, kvp_value);

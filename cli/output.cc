@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "cli/nic_commands.h"
 
 namespace vmctl {
 
@@ -21,23 +22,15 @@ std::string StateText(hvstack::v1::VmState state) {
   return absl::AsciiStrToLower(absl::StripPrefix(name, "VM_STATE_"));
 }
 
-std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
-  using Row = std::array<std::string, 6>;
-  std::vector<Row> rows = {
-      {"NAME", "STATE", "CPUS", "MEMORY", "UUID", "REASON"}};
-  for (const hvstack::v1::Vm& vm : vms.vms()) {
-    rows.push_back({vm.name(), StateText(vm.state()),
-                    absl::StrCat(vm.config().vcpus()),
-                    absl::StrCat(vm.config().memory_mib(), "MiB"), vm.uuid(),
-                    vm.state_reason()});
-  }
-  std::array<size_t, 6> widths{};
-  for (const Row& row : rows) {
+std::string FormatColumns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size());
     for (size_t i = 0; i < row.size(); ++i)
       widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
-  for (const Row& row : rows) {
+  for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
@@ -48,6 +41,18 @@ std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
     absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
   }
   return out;
+}
+
+std::string FormatTable(const hvstack::v1::ListVmsResponse& vms) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATE", "CPUS", "MEMORY", "UUID", "REASON"}};
+  for (const hvstack::v1::Vm& vm : vms.vms()) {
+    rows.push_back({vm.name(), StateText(vm.state()),
+                    absl::StrCat(vm.config().vcpus()),
+                    absl::StrCat(vm.config().memory_mib(), "MiB"), vm.uuid(),
+                    vm.state_reason()});
+  }
+  return FormatColumns(rows);
 }
 
 std::string FormatIntegration(const hvstack::v1::GuestIntegration& gi) {
@@ -203,7 +208,7 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "create_time: ", time(vm.create_time()), "\n",  //
       "update_time: ", time(vm.update_time()), "\n",  //
       "state_change_time: ", time(vm.state_change_time()), "\n",
-      DiskLines(vm.config()),
+      DiskLines(vm.config()), FormatNicLines(vm),
       vm.has_integration() ? FormatIntegration(vm.integration()) : "",
       vm.has_last_guest_crash() ? FormatGuestCrash(vm.last_guest_crash()) : "");
 }

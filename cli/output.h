@@ -4,6 +4,7 @@
 #include <google/protobuf/message.h>
 
 #include <string>
+#include <vector>
 
 #include "proto/hvstack/v1/vm.pb.h"
 
@@ -11,6 +12,10 @@ namespace vmctl {
 
 // "running", "off", ...: the state without its VM_STATE_ prefix, lowercase.
 std::string StateText(hvstack::v1::VmState state);
+
+// Rows of cells as a table: columns padded to their widest cell plus two
+// blanks, no trailing blanks.
+std::string FormatColumns(const std::vector<std::vector<std::string>>& rows);
 
 // The `list` table: a header (NAME STATE CPUS MEMORY UUID REASON) and one line
 // per VM, columns padded to their widest cell.

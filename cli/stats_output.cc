@@ -55,12 +55,29 @@ std::string FormatStats(const hvstack::v1::VmStats& s) {
       absl::StrAppend(&out, " ", reason, "=", n);
     absl::StrAppend(&out, "\n");
   }
+  for (const hvstack::v1::NicStats& nic : s.nics()) {
+    absl::StrAppend(&out, "nic", nic.index(), ": ", nic.mac(), " ",
+                    nic.host_interface(), " from_guest ",
+                    nic.from_guest_packets(), " packets ",
+                    nic.from_guest_bytes(), " bytes ", nic.from_guest_drops(),
+                    " drops, to_guest ", nic.to_guest_packets(), " packets ",
+                    nic.to_guest_bytes(), " bytes ", nic.to_guest_drops(),
+                    " drops, link ", nic.link_up() ? "up" : "down",
+                    nic.guest_ready() ? ", guest ready" : ", guest not ready");
+    if (nic.protocol_errors() != 0)
+      absl::StrAppend(&out, ", protocol errors ", nic.protocol_errors());
+    // Sorted: the proto map has no order.
+    std::map<std::string, uint64_t> drops(nic.drops_by_reason().begin(),
+                                          nic.drops_by_reason().end());
+    for (const auto& [reason, n] : drops)
+      absl::StrAppend(&out, " ", reason, "=", n);
+    absl::StrAppend(&out, "\n");
+  }
   return out;
 }
 
 std::string FormatStatsTable(const hvstack::v1::ListVmStatsResponse& all) {
-  using Row = std::array<std::string, 7>;
-  std::vector<Row> rows = {
+  std::vector<std::vector<std::string>> rows = {
       {"NAME", "STATE", "UPTIME", "CPU", "RSS", "EXITS", "CONSOLE"}};
   for (const hvstack::v1::VmStats& s : all.stats()) {
     uint64_t vp_cpu = 0;
@@ -70,21 +87,7 @@ std::string FormatStatsTable(const hvstack::v1::ListVmStatsResponse& all) {
                     Mib(s.worker_rss_bytes()), absl::StrCat(TotalExits(s)),
                     absl::StrCat(s.console_bytes())});
   }
-  std::array<size_t, 7> widths{};
-  for (const Row& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i)
-      widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string out;
-  for (const Row& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      absl::StrAppend(&line, row[i]);
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
-    }
-    absl::StrAppend(&out, line, "\n");
-  }
-  return out;
+  return FormatColumns(rows);
 }
 
 std::string FormatHostInfo(const hvstack::v1::HostInfo& h) {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "cli/exit_codes.h"
+#include "cli/nic_commands.h"
 #include "cli/output.h"
 #include "cli/socket_path.h"
 
@@ -162,6 +163,63 @@ TEST(OutputTest, KvpItemsOneLineEach) {
   b->set_key("role");
   b->set_value("web");
   EXPECT_EQ(FormatKvpItems(items), "OSName=UnixHv\nrole=web\n");
+}
+
+TEST(NicSpecTest, BridgeTapAndKeysParse) {
+  absl::StatusOr<hvstack::v1::NicConfig> nic =
+      ParseNicSpec("bridge=br0,mac=02:AA:00:00:00:01,mtu=9000");
+  ASSERT_TRUE(nic.ok()) << nic.status();
+  EXPECT_EQ(nic->bridge(), "br0");
+  EXPECT_EQ(nic->mac(), "02:AA:00:00:00:01");  // vmms canonicalizes it.
+  EXPECT_EQ(nic->mtu(), 9000u);
+  nic = ParseNicSpec("tap");
+  ASSERT_TRUE(nic.ok());
+  EXPECT_EQ(nic->bridge(), "");
+  EXPECT_EQ(nic->mac(), "");
+  nic = ParseNicSpec("tap,mac=02:00:00:00:00:02");
+  ASSERT_TRUE(nic.ok());
+  EXPECT_EQ(nic->mac(), "02:00:00:00:00:02");
+  nic = ParseNicSpec("mac=02:00:00:00:00:03");
+  ASSERT_TRUE(nic.ok());
+  EXPECT_EQ(nic->bridge(), "") << "no bridge: unattached";
+}
+
+TEST(NicSpecTest, SyntaxErrorsSayWhat) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"", "empty"},
+      {"br0", "'br0' is not key=value"},
+      {"bridge=", "bridge= has no value"},
+      {"bridge=a,bridge=b", "bridge= is given twice"},
+      {"colour=red", "unknown key 'colour'"},
+      {"mtu=big", "mtu 'big' is not a number"},
+      {"tap,bridge=br0", "exclude each other"},
+  };
+  for (const auto& [spec, why] : cases) {
+    absl::StatusOr<hvstack::v1::NicConfig> nic = ParseNicSpec(spec);
+    ASSERT_FALSE(nic.ok()) << spec;
+    EXPECT_THAT(nic.status().message(), HasSubstr(why)) << spec;
+  }
+}
+
+TEST(NicOutputTest, ShowListsAdaptersWithTheirHostInterfaces) {
+  hvstack::v1::Vm vm;
+  hvstack::v1::NicStatus* nic = vm.add_nics();
+  nic->set_index(0);
+  nic->set_mac("02:68:76:0a:0b:0c");
+  nic->set_bridge("br0");
+  nic->set_mtu(1500);
+  nic->set_host_interface("hv1a2b3c4d5en0");
+  nic->set_present(true);
+  EXPECT_THAT(FormatVm(vm),
+              HasSubstr("nic0: 02:68:76:0a:0b:0c bridge=br0 mtu=1500 "
+                        "host_interface=hv1a2b3c4d5en0 (present)\n"));
+  hvstack::v1::ListNicsResponse list;
+  *list.add_nics() = *nic;
+  list.add_nics()->set_index(1);
+  EXPECT_EQ(FormatNicTable(list),
+            "INDEX  MAC                BRIDGE  MTU   HOST_INTERFACE  PRESENT\n"
+            "0      02:68:76:0a:0b:0c  br0     1500  hv1a2b3c4d5en0  yes\n"
+            "1                         -       0                     no\n");
 }
 
 }  // namespace

@@ -13,6 +13,8 @@ PACKAGES=(
   liburing-dev libnbd-dev
   # vsp/storage's NBD tests serve qcow2 images with qemu-nbd (qemu-img makes them).
   qemu-utils
+  # vmms: TAP devices and bridges through rtnetlink.
+  libnl-3-dev libnl-route-3-dev
   # Tests: an independent gRPC client, guest initramfs tooling, fuzzing.
   python3-grpcio python3-protobuf busybox-static cpio clang-14 libfuzzer-14-dev libclang-rt-14-dev
   sqlite3 lz4 pkg-config
@@ -28,6 +30,9 @@ PACKAGES=(
   # tests/linux/build_test_kernel.sh: the Linux test kernel from Debian's own source (kbuild
   # needs bc, bison, flex; objtool needs libelf; the tarball is .tar.xz).
   linux-source-6.1 bc bison flex libelf-dev xz-utils gcc
+  # Network tests (issue 12): bridges and links in the test's own namespace (ip), DHCP for a
+  # Linux guest (dnsmasq).
+  iproute2 dnsmasq-base
 )
 
 missing=()

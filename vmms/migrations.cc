@@ -221,6 +221,20 @@ INSERT INTO sqlite_sequence (name, seq)
 DROP TABLE events;
 ALTER TABLE events_v11 RENAME TO events;
 )sql"},
+    // One row per network adapter. A MAC is unique per vmms (UNIQUE), the
+    // index per VM (the primary key). A future rebuild of `vms` must move
+    // these rows aside first, as v5 did with the history: dropping `vms`
+    // cascades.
+    {12, "network adapters", R"sql(
+CREATE TABLE vm_nics (
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  idx INTEGER NOT NULL CHECK (idx >= 0 AND idx < 8),
+  mac TEXT NOT NULL UNIQUE CHECK (length(mac) = 17),
+  bridge TEXT NOT NULL DEFAULT '',
+  mtu INTEGER NOT NULL DEFAULT 1500 CHECK (mtu >= 68 AND mtu <= 9000),
+  PRIMARY KEY (vm_uuid, idx)
+);
+)sql"},
 };
 
 }  // namespace

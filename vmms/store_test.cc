@@ -585,5 +585,109 @@ TEST(VmStoreTest, DisksRoundTripInOrderAndGoWithTheVm) {
   EXPECT_EQ(CountRows(*db, "vm_disks"), 0);
 }
 
+hvstack::v1::NicConfig Nic(const std::string& mac, const std::string& bridge,
+                           uint32_t index = 0) {
+  hvstack::v1::NicConfig nic;
+  nic.set_mac(mac);
+  nic.set_bridge(bridge);
+  nic.set_index(index);
+  nic.set_mtu(1500);
+  return nic;
+}
+
+TEST(VmStoreTest, NicsRoundTripWithGeneratedUniqueMacs) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  Vm vm = NewVm("web1", "u1");
+  *vm.mutable_config()->add_nics() = Nic("", "br0", 0);
+  *vm.mutable_config()->add_nics() = Nic("02:00:00:00:00:07", "", 1);
+  auto created = (*store)->Create(vm);
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_EQ(created->config().nics_size(), 2);
+  const std::string generated = created->config().nics(0).mac();
+  EXPECT_EQ(generated.substr(0, 9), "02:68:76:");
+  EXPECT_EQ(created->config().nics(0).bridge(), "br0");
+  EXPECT_EQ(created->config().nics(1).mac(), "02:00:00:00:00:07");
+  EXPECT_EQ(created->config().nics(1).index(), 1u);
+  // Persisted: the same MAC at every read, in List too.
+  EXPECT_EQ((*store)->Get("web1")->config().nics(0).mac(), generated);
+  auto all = (*store)->List();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ((*all)[0].config().nics_size(), 2);
+  EXPECT_EQ((*all)[0].config().nics(0).mac(), generated);
+
+  // Another VM with a MAC in use: refused, naming it, and nothing stored.
+  Vm other = NewVm("web2", "u2");
+  *other.mutable_config()->add_nics() = Nic("02:00:00:00:00:08", "", 0);
+  *other.mutable_config()->add_nics() = Nic("02:00:00:00:00:07", "", 1);
+  auto dup = (*store)->Create(other);
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(dup.status().message(),
+              HasSubstr("config.nics[1].mac '02:00:00:00:00:07' is already "
+                        "used by VM 'web1' (adapter 1)"));
+  EXPECT_EQ((*store)->Get("web2").status().code(), absl::StatusCode::kNotFound);
+  auto events = (*store)->ReadEvents(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(1)) << "only web1's creation";
+
+  // Deleting the VM frees its MACs.
+  ASSERT_TRUE((*store)->Delete("u1").ok());
+  EXPECT_TRUE((*store)->Create(other).ok());
+}
+
+TEST(VmStoreTest, AddAndRemoveNicsNeedTheVmOffAndKeepIndices) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  Vm vm = NewVm("web1", "u1");
+  *vm.mutable_config()->add_nics() = Nic("02:00:00:00:00:01", "br0", 0);
+  *vm.mutable_config()->add_nics() = Nic("02:00:00:00:00:02", "br0", 1);
+  ASSERT_TRUE((*store)->Create(vm).ok());
+  ASSERT_TRUE((*store)->Create(NewVm("web2", "u2")).ok());
+
+  auto removed = (*store)->RemoveNic("u1", "02:00:00:00:00:01");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_EQ(removed->config().nics_size(), 1);
+  EXPECT_EQ(removed->config().nics(0).index(), 1u) << "indices stay";
+  auto added = (*store)->AddNic("u1", Nic("", "", 0));
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(added->config().nics_size(), 2);
+  EXPECT_EQ(added->config().nics(0).index(), 0u) << "lowest free index";
+  EXPECT_EQ(added->config().nics(0).mac().substr(0, 9), "02:68:76:");
+
+  auto events = (*store)->ReadEvents(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(events->back().kind(), hvstack::v1::VmEvent::KIND_UPDATED);
+  EXPECT_THAT(events->back().reason(), HasSubstr("nic added: 0 02:68:76:"));
+  EXPECT_THAT(events->back().reason(), HasSubstr("(unattached)"));
+  EXPECT_EQ((*events)[events->size() - 2].reason(),
+            "nic removed: 0 02:00:00:00:00:01");
+
+  auto unknown = (*store)->RemoveNic("u1", "02:00:00:00:00:09");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.status().message(),
+              HasSubstr("VM 'web1' has no network adapter with MAC "
+                        "'02:00:00:00:00:09'"));
+  auto taken = (*store)->AddNic("u2", Nic("02:00:00:00:00:02", "", 0));
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(taken.status().message(), HasSubstr("already used by VM 'web1'"));
+
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE((*store)->AddNic("u2", Nic("", "", 0)).ok());
+  auto full = (*store)->AddNic("u2", Nic("", "", 0));
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(full.status().message(), HasSubstr("has 8 network adapters"));
+
+  ASSERT_TRUE(
+      (*store)->SetState("u1", hvstack::v1::VM_STATE_STARTING, "start").ok());
+  auto running = (*store)->AddNic("u1", Nic("", "", 0));
+  EXPECT_EQ(running.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(running.status().message(), HasSubstr("VM 'web1' is starting"));
+  EXPECT_EQ((*store)->RemoveNic("u1", "02:00:00:00:00:02").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*store)->Get("web1")->config().nics_size(), 2);
+}
+
 }  // namespace
 }  // namespace vmms

@@ -156,6 +156,15 @@ absl::StatusOr<Vm> VmManager::Update(const std::string& name,
   return updated;
 }
 
+absl::StatusOr<Vm> VmManager::ChangeNics(
+    const std::string& name, absl::Time deadline,
+    const std::function<absl::StatusOr<Vm>(const Vm&)>& change) {
+  absl::StatusOr<LockedVm> locked =
+      Lock(name, VmRequest::kUpdateHardware, deadline);
+  if (!locked.ok()) return locked.status();
+  return change(locked->vm);
+}
+
 absl::StatusOr<Vm> VmManager::Describe(const std::string& name) {
   absl::StatusOr<Vm> vm = store_->Get(name);
   if (!vm.ok()) return vm.status();

@@ -1,6 +1,7 @@
 #ifndef HVSTACK_VMMS_VM_MANAGER_H_
 #define HVSTACK_VMMS_VM_MANAGER_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -75,6 +76,14 @@ class VmManager final : public VmBackendHost {
                             const hvstack::v1::VmConfig& config,
                             const std::vector<std::string>& paths,
                             absl::Time deadline);
+
+  // AddNic / RemoveNic: `change` (a store call) runs with the VM's operation
+  // lock held, after the state table allowed a hardware change (Off or
+  // Crashed; the store checks again in its transaction). Backends see the new
+  // adapters at the VM's next start. `change` gets the VM as recorded.
+  absl::StatusOr<Vm> ChangeNics(
+      const std::string& name, absl::Time deadline,
+      const std::function<absl::StatusOr<Vm>(const Vm&)>& change);
 
   // Reads (no operation lock).
   absl::StatusOr<Vm> Describe(const std::string& name);

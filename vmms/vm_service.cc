@@ -13,19 +13,15 @@
 #include "vmms/event_stream.h"
 #include "vmms/guest_integration.h"
 #include "vmms/log_format.h"
+#include "vmms/nic_backend.h"
+#include "vmms/nic_config.h"
 #include "vmms/request_peer.h"
+#include "vmms/service_support.h"
 #include "vmms/uuid.h"
 #include "vmms/validation.h"
 
 namespace vmms {
 namespace {
-
-// absl and gRPC share the canonical code numbering.
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
-}
 
 template <typename T>
 grpc::Status Respond(const absl::StatusOr<T>& result, T* response) {
@@ -40,13 +36,6 @@ grpc::Status RespondVm(VmManager& vms, const absl::StatusOr<Vm>& result,
   if (!result.ok()) return ToGrpc(result.status());
   *response = vms.ForReply(*result);
   return grpc::Status::OK;
-}
-
-// How long a modifying request waits for another one on the same VM: its
-// own deadline, at most 10 min.
-absl::Time OpDeadline(const grpc::ServerContext* context) {
-  return std::min(absl::FromChrono(context->deadline()),
-                  absl::Now() + absl::Minutes(10));
 }
 
 // A disk from a request, checked (CheckDiskImage) and given its serial.
@@ -96,7 +85,18 @@ grpc::Status VmServiceImpl::CreateVm(
     disks.push_back(*disk);
     *vm.mutable_config()->add_disks() = *std::move(disk);
   }
-  return RespondVm(*vms_, vms_->Create(vm), response);
+  if (absl::Status s = NormalizeNics(*vm.mutable_config()); !s.ok())
+    return ToGrpc(s);
+  for (int i = 0; i < vm.config().nics_size(); ++i) {
+    if (absl::Status s = CheckNicBridge(vm.config().nics(i),
+                                        absl::StrCat("config.nics[", i, "]"));
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+  }
+  grpc::Status status = RespondVm(*vms_, vms_->Create(vm), response);
+  if (status.ok()) FillNicStatuses(*response);
+  return status;
 }
 
 grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
@@ -107,6 +107,7 @@ grpc::Status VmServiceImpl::GetVm(grpc::ServerContext*,
   absl::StatusOr<Vm> vm = vms_->Describe(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
   *response = *std::move(vm);
+  FillNicStatuses(*response);
   // The guest's integration components, while a worker runs: what vmms last
   // read from the worker (IntegrationCache). A read never waits on a worker,
   // least of all on one that is going away.

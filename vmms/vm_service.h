@@ -106,6 +106,17 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
                           const hvstack::v1::DetachDiskRequest* request,
                           hvstack::v1::Vm* response) override;
 
+  // Network adapters (nic_service.cc).
+  grpc::Status AddNic(grpc::ServerContext* context,
+                      const hvstack::v1::AddNicRequest* request,
+                      hvstack::v1::Vm* response) override;
+  grpc::Status RemoveNic(grpc::ServerContext* context,
+                         const hvstack::v1::RemoveNicRequest* request,
+                         hvstack::v1::Vm* response) override;
+  grpc::Status ListNics(grpc::ServerContext* context,
+                        const hvstack::v1::ListNicsRequest* request,
+                        hvstack::v1::ListNicsResponse* response) override;
+
  private:
   // The socket of the VM's ready worker; FailedPrecondition naming the VM's
   // state when it has none (NotFound for an unknown VM).

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "vmms/nic_backend.h"
 #include "vmms/worker_client.h"
 
 namespace vmms {
@@ -58,6 +59,7 @@ hvstack::v1::VmStats CollectVmStats(const hvstack::v1::Vm& vm,
     out->mutable_exits_by_reason()->insert(vp.exits_by_reason().begin(),
                                            vp.exits_by_reason().end());
   }
+  AddNicStats(vm, *status, &stats);
   return stats;
 }
 

@@ -7,6 +7,7 @@
 #include "vmms/disk_table.h"
 #include "vmms/event_table.h"
 #include "vmms/migrations.h"
+#include "vmms/nic_rows.h"
 #include "vmms/request_peer.h"
 #include "vmms/state_machine.h"
 
@@ -256,6 +257,10 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   for (const hvstack::v1::Disk& disk : vm.config().disks()) {
     if (s = AppendDisk(db_, vm.uuid(), disk); !s.ok()) return s;
   }
+  // Adapters without a MAC get a generated one here, unique in this
+  // transaction.
+  hvstack::v1::VmConfig with_macs = vm.config();
+  if (s = InsertNicRows(db_, vm.uuid(), with_macs); !s.ok()) return s;
   absl::StatusOr<Vm> created = GetWhere("uuid", vm.uuid());
   if (!created.ok()) return created.status();
   absl::StatusOr<uint64_t> sequence =
@@ -287,6 +292,7 @@ absl::StatusOr<Vm> VmStore::GetWhere(const char* column,
   if (!disks.ok()) return disks.status();
   for (hvstack::v1::Disk& disk : *disks)
     *vm.mutable_config()->add_disks() = std::move(disk);
+  if (absl::Status s = LoadNicRows(db_, vm); !s.ok()) return s;
   return vm;
 }
 
@@ -325,6 +331,7 @@ absl::StatusOr<std::vector<Vm>> VmStore::List() {
         *vms.back().mutable_config()->add_disks() = std::move(disk);
     }
   }
+  if (absl::Status s = LoadNicRows(db_, vms); !s.ok()) return s;
   return vms;
 }
 
@@ -634,7 +641,7 @@ absl::StatusOr<Vm> VmStore::AttachDisk(const std::string& uuid,
   if (absl::Status s = AssignDiskAddress(existing, "disk", &placed); !s.ok())
     return s;
   if (absl::Status s = AppendDisk(db_, uuid, placed); !s.ok()) return s;
-  return CommitDiskChange(
+  return CommitHardwareChange(
       *before, absl::StrCat("disk attached: ", DiskDescription(placed)),
       *std::move(tx));
 }
@@ -658,12 +665,12 @@ absl::StatusOr<Vm> VmStore::DetachDisk(
                         absl::StrCat("VM '", before->name(),
                                      "': ", removed.status().message()));
   }
-  return CommitDiskChange(
+  return CommitHardwareChange(
       *before, absl::StrCat("disk detached: ", DiskDescription(*removed)),
       *std::move(tx));
 }
 
-absl::StatusOr<Vm> VmStore::CommitDiskChange(const Vm& before,
+absl::StatusOr<Vm> VmStore::CommitHardwareChange(const Vm& before,
                                              const std::string& reason,
                                              Transaction tx) {
   int64_t now = absl::ToUnixMicros(absl::Now());
@@ -680,6 +687,50 @@ absl::StatusOr<Vm> VmStore::CommitDiskChange(const Vm& before,
   if (absl::Status s = tx.Commit(); !s.ok()) return s;
   PublishEvent(*sequence);
   return after;
+}
+
+absl::StatusOr<Vm> VmStore::ChangeNics(
+    const std::string& uuid,
+    const std::function<absl::StatusOr<std::string>(Database&, const Vm&)>&
+        change) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
+  if (!tx.ok()) return tx.status();
+  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
+  if (!before.ok()) return before.status();
+  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> what = change(db_, *before);
+  if (!what.ok()) return what.status();
+  return CommitHardwareChange(*before, *what, *std::move(tx));
+}
+
+absl::StatusOr<Vm> VmStore::AddNic(const std::string& uuid,
+                                   const hvstack::v1::NicConfig& nic) {
+  return ChangeNics(
+      uuid, [&nic](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
+        absl::StatusOr<hvstack::v1::NicConfig> added =
+            InsertNicRow(db, vm, nic);
+        if (!added.ok()) return added.status();
+        return absl::StrCat("nic added: ", added->index(), " ", added->mac(),
+                            added->bridge().empty()
+                                ? " (unattached)"
+                                : absl::StrCat(" (bridge ", added->bridge(), ")"));
+      });
+}
+
+absl::StatusOr<Vm> VmStore::RemoveNic(const std::string& uuid,
+                                      const std::string& mac) {
+  return ChangeNics(
+      uuid, [&mac](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
+        absl::StatusOr<hvstack::v1::NicConfig> removed =
+            DeleteNicRow(db, vm, mac);
+        if (!removed.ok()) return removed.status();
+        return absl::StrCat("nic removed: ", removed->index(), " ",
+                            removed->mac());
+      });
 }
 
 absl::Status VmStore::SetRestartCount(const std::string& uuid, uint32_t count) {

@@ -49,7 +49,10 @@ class VmStore {
       const std::string& path, VmStoreOptions options = {});
 
   // Inserts a new VM (state, reason and times are set here: Off, "created").
-  // `vm` carries name, uuid and config. ALREADY_EXISTS names a duplicate name.
+  // `vm` carries name, uuid and config, its adapters normalized
+  // (NormalizeNics); adapters without a MAC get a generated one.
+  // ALREADY_EXISTS names a duplicate name; INVALID_ARGUMENT a MAC another
+  // VM's adapter has. Nothing is stored on failure.
   absl::StatusOr<Vm> Create(const Vm& vm);
 
   // NOT_FOUND names the VM.
@@ -140,6 +143,15 @@ class VmStore {
   absl::StatusOr<Vm> DetachDisk(const std::string& uuid,
                                 const std::string& path,
                                 const hvstack::v1::ScsiAddress& address);
+  // Network adapters (nic_rows.h), only while the VM is Off or Crashed
+  // (checked in the transaction: FAILED_PRECONDITION naming the state), each
+  // with an `updated` event "nic added: 1 02:68:76:.. (bridge br0)" / "nic
+  // removed: ...". AddNic: `nic` is normalized (NormalizeNic); it gets the
+  // lowest free index and, if it has none, a generated MAC. RemoveNic: `mac`
+  // in canonical form; NOT_FOUND naming it.
+  absl::StatusOr<Vm> AddNic(const std::string& uuid,
+                            const hvstack::v1::NicConfig& nic);
+  absl::StatusOr<Vm> RemoveNic(const std::string& uuid, const std::string& mac);
 
   // Automatic restarts since a client last started the VM (not an event).
   absl::Status SetRestartCount(const std::string& uuid, uint32_t count);
@@ -171,11 +183,17 @@ class VmStore {
 
   absl::StatusOr<Vm> GetWhere(const char* column, const std::string& value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The end of AttachDisk/DetachDisk: update time, an `updated` event with
-  // `reason`, commit.
-  absl::StatusOr<Vm> CommitDiskChange(const Vm& before,
+  // The end of AttachDisk/DetachDisk/AddNic/RemoveNic: update time, an
+  // `updated` event with `reason`, commit.
+  absl::StatusOr<Vm> CommitHardwareChange(const Vm& before,
                                       const std::string& reason, Transaction tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AddNic/RemoveNic in one transaction: the hardware-state check, `change`
+  // (returns the event's reason), then CommitHardwareChange.
+  absl::StatusOr<Vm> ChangeNics(
+      const std::string& uuid,
+      const std::function<absl::StatusOr<std::string>(Database&, const Vm&)>&
+          change);
 
   const VmStoreOptions options_;
   absl::Mutex mu_;

@@ -20,6 +20,7 @@
 #include "vmms/disk_open.h"
 #include "vmms/guest_crash.h"
 #include "vmms/log_format.h"
+#include "vmms/nic_backend.h"
 #include "vmms/process_identity.h"
 #include "vmms/sandbox/violation_exit.h"
 #include "vmms/state_machine.h"
@@ -123,6 +124,14 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     return FailLaunch(vm, std::string(vmwp.status().message()), vmwp.status());
   }
 
+  // The TAP devices of its network adapters, created now in vmms's network
+  // namespace (before the sandbox, which has more to undo); the worker inherits
+  // their descriptors.
+  absl::StatusOr<OpenedNics> nics = OpenNics(vm);
+  if (!nics.ok()) {
+    return FailLaunch(vm, std::string(nics.status().message()), nics.status());
+  }
+
   std::optional<SandboxHost::Prepared> sandboxed;
   const absl::Time prepare_start = absl::Now();
   if (options_.sandbox) {
@@ -217,6 +226,11 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     disks->clear();
     ReapNbdServers(nbd_pids, absl::Seconds(5));
   };
+  // Network adapters: each TAP device at 40 + index (nic_backend.h).
+  InheritedFds fds = disk_fds;
+  for (const hvstack::internal::WorkerNic& nic : nics->config)
+    *config.add_nics() = nic;
+  for (const auto& fd : nics->InheritedFds()) fds.push_back(fd);
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
       !s.ok()) {
     drop_disks();
@@ -235,10 +249,10 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     }
     netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
-                                   netns->get(), disk_fds);
+                                   netns->get(), fds);
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
   } else {
-    spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get(), disk_fds);
+    spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get(), fds);
   }
   if (!spawned.ok()) {
     drop_disks();
@@ -265,6 +279,8 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->cgroup_joined = std::move(spawned->cgroup_joined);
   worker->respawned = mode.respawn;
   worker->nbd_pids = std::move(nbd_pids);
+  for (const hvstack::internal::WorkerNic& nic : nics->config)
+    worker->nic_indices.push_back(nic.index());
   worker->generation = next_generation_++;
   // Our unreaped child: the pid cannot be reused before we wait for it, so
   // this pidfd is certainly the worker's.
@@ -382,6 +398,11 @@ void WorkerManager::Supervise(Worker* worker) {
     sandbox_->RemoveCgroup(worker->uuid);
   }
   if (sandbox_end.has_value()) report.reset();
+  // The kernel removed its TAP devices when its descriptors closed; this
+  // only sweeps up a device that outlived it, before a respawn makes new
+  // ones of the same names.
+  if (!worker->nic_indices.empty())
+    RemoveNicDevices(worker->name, worker->uuid, worker->nic_indices);
 
   std::optional<std::string> respawn_error;
   bool reset = false;
@@ -615,6 +636,7 @@ absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
   const std::string& name = vm_as_asked.name();
   std::shared_ptr<Worker> worker;
   std::shared_ptr<Worker> previous;
+  absl::Status launch_error;
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("vmms is shutting down");
@@ -640,19 +662,24 @@ absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
     }
     absl::StatusOr<std::shared_ptr<Worker>> launched =
         Launch(*vm, LaunchMode{.start_reason = reason});
-    if (!launched.ok()) return launched.status();
-    worker = *launched;
-    // A new run of the VM: reboots are counted afresh.
-    worker->reboot_guard = std::make_shared<RebootGuard>(
-        RebootGuard::kDefaultMaxReboots, RebootGuard::kDefaultWindow);
-    workers_[worker->uuid] = worker;
-    worker->supervisor =
-        std::thread([this, w = worker.get()] { Supervise(w); });
+    if (!launched.ok()) {
+      launch_error = launched.status();
+    } else {
+      worker = *launched;
+      // A new run of the VM: reboots are counted afresh.
+      worker->reboot_guard = std::make_shared<RebootGuard>(
+          RebootGuard::kDefaultMaxReboots, RebootGuard::kDefaultWindow);
+      workers_[worker->uuid] = worker;
+      worker->supervisor =
+          std::thread([this, w = worker.get()] { Supervise(w); });
+    }
   }
   // The previous run's supervisor has recorded its outcome (the VM was
-  // Off/Crashed); it is finishing or finished.
+  // Off/Crashed); it is finishing or finished. Joined on every path: a
+  // launch that failed must not destroy a joinable thread.
   if (previous != nullptr && previous->supervisor.joinable())
     previous->supervisor.join();
+  if (!launch_error.ok()) return launch_error;
 
   absl::MutexLock lock(&worker->mu);
   if (!worker->mu.AwaitWithTimeout(

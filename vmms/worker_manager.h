@@ -130,6 +130,9 @@ class WorkerManager final : public VmBackend {
     bool respawned = false;
     // The qemu-nbd processes serving its qcow2/VHDX disks (our children).
     std::vector<pid_t> nbd_pids;
+    // The indices of the VM's network adapters when it started: their TAP
+    // devices are checked for leftovers when it ends (nic_backend.h).
+    std::vector<uint32_t> nic_indices;
     // Unique per WorkerManager; a respawned worker has a new one.
     uint64_t generation = 0;
     // Reboot-loop protection, handed from each worker to the next one of the

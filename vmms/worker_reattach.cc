@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/log_format.h"
+#include "vmms/nic_backend.h"
 #include "vmms/process_identity.h"
 #include "vmms/worker_exit.h"
 #include "vmms/worker_files.h"
@@ -111,6 +112,15 @@ absl::Status WorkerManager::Reattach(const std::vector<Vm>& vms) {
           stopping.push_back(it->second);
       }
     }
+    // TAP devices of VMs without a live worker (normally gone with their
+    // worker's descriptors; this catches anything that outlived it).
+    ReconcileNicDevices(vms, [this](const std::string& uuid) {
+      mu_.AssertHeld();
+      auto it = workers_.find(uuid);
+      if (it == workers_.end()) return false;
+      absl::MutexLock worker_lock(&it->second->mu);
+      return !it->second->exited;
+    });
   }
   // The previous vmms was stopping these: finish the job.
   for (const std::shared_ptr<Worker>& worker : stopping) {
@@ -166,6 +176,8 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
       worker->pid = pid;
       worker->pidfd = std::move(pidfd);
       worker->is_child = false;
+      for (const hvstack::v1::NicConfig& nic : vm.config().nics())
+        worker->nic_indices.push_back(nic.index());
       worker->generation = next_generation_++;
       worker->reboot_guard = std::make_shared<RebootGuard>(
           RebootGuard::kDefaultMaxReboots, RebootGuard::kDefaultWindow);

@@ -1,7 +1,8 @@
 // Malformed requests to every public RPC of VmService, against a real vmms
 // with two VMs (one Off, one Running //guest:idle). Each case checks the gRPC
 // code, that the message names the field (or VM, or state) at fault, and that
-// the database did not change at all (vms, state history and event log).
+// the database did not change at all (vms, state history, network adapters and
+// event log).
 // `EveryRpcIsCovered` fails when the service gains an RPC with no case here.
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/grpcpp.h>
@@ -55,6 +56,7 @@ std::string Snapshot(const std::string& db_path) {
        {"SELECT * FROM vms ORDER BY uuid",
         "SELECT * FROM vm_state_history ORDER BY id",
         "SELECT * FROM vm_disks ORDER BY vm_uuid, position",
+        "SELECT * FROM vm_nics ORDER BY vm_uuid, idx",
         "SELECT COALESCE(MAX(sequence), 0), COUNT(*) FROM events"}) {
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
@@ -121,10 +123,12 @@ class BadInputTest : public ::testing::Test {
                 grpc::CreateChannel("unix:" + vmms_->socket_path(),
                                     grpc::InsecureChannelCredentials()))
                 .release();
-    // off1 stays Off; run1 runs //guest:idle (halted: no CPU) throughout.
+    // off1 stays Off, with one network adapter (unattached, never started);
+    // run1 runs //guest:idle (halted: no CPU) throughout.
     for (const std::vector<std::string>& args :
          {std::vector<std::string>{"create", "off1", "--kernel", Hello(),
-                                   "--memory", "16"},
+                                   "--memory", "16", "--nic",
+                                   "tap,mac=02:00:00:00:aa:01"},
           std::vector<std::string>{"create", "run1", "--kernel",
                                    Runfile("guest/idle.elf"), "--memory", "16"},
           std::vector<std::string>{"start", "run1"}}) {
@@ -251,6 +255,16 @@ Case WrongState(const std::string& rpc, ByName call, const std::string& vm,
           {vm, state}};
 }
 
+// AddNic of an unattached adapter with a generated MAC: nothing wrong but
+// the VM (name or state).
+grpc::Status AddTapNic(VmService::Stub* s, grpc::ClientContext* c,
+                       const std::string& name) {
+  hvstack::v1::AddNicRequest request;
+  request.set_name(name);
+  hvstack::v1::Vm vm;
+  return s->AddNic(c, request, &vm);
+}
+
 TEST_F(BadInputTest, NamesOfEveryRpcThatTakesOne) {
   struct Rpc {
     std::string name;
@@ -320,6 +334,16 @@ TEST_F(BadInputTest, NamesOfEveryRpcThatTakesOne) {
          hvstack::v1::Vm vm;
          return s->DetachDisk(c, request, &vm);
        }},
+      {"AddNic", AddTapNic},
+      {"RemoveNic",
+       [](VmService::Stub* s, grpc::ClientContext* c, const std::string& n) {
+         hvstack::v1::RemoveNicRequest request;
+         request.set_name(n);
+         request.set_mac("02:00:00:00:aa:01");
+         hvstack::v1::Vm vm;
+         return s->RemoveNic(c, request, &vm);
+       }},
+      {"ListNics", BY_NAME(ListNics, hvstack::v1::ListNicsResponse)},
   };
   for (const Rpc& rpc : rpcs) Run(NameCases(rpc.name, rpc.call));
 }
@@ -340,6 +364,18 @@ TEST_F(BadInputTest, RequestsTheStateForbids) {
                  "off"),
       WrongState("ListKvp", BY_NAME(ListKvp, hvstack::v1::ListKvpResponse),
                  "off1", "off"),
+      WrongState("AddNic", AddTapNic, "run1", "running"),
+      {"RemoveNic",
+       "adapter of a running VM",
+       [](VmService::Stub* s, grpc::ClientContext* c) {
+         hvstack::v1::RemoveNicRequest request;
+         request.set_name("run1");
+         request.set_mac("02:00:00:00:aa:02");
+         hvstack::v1::Vm vm;
+         return s->RemoveNic(c, request, &vm);
+       },
+       grpc::StatusCode::FAILED_PRECONDITION,
+       {"run1", "running"}},
       {"UpdateVm",
        "hardware field of a running VM",
        [](VmService::Stub* s, grpc::ClientContext* c) {
@@ -669,6 +705,16 @@ TEST_F(BadInputTest, RequestsWithoutInput) {
         },
         grpc::StatusCode::OK,
         {}},
+       {"ListNics",
+        "a VM without adapters",
+        [](VmService::Stub* s, grpc::ClientContext* c) {
+          hvstack::v1::ListNicsRequest request;
+          request.set_name("run1");
+          hvstack::v1::ListNicsResponse response;
+          return s->ListNics(c, request, &response);
+        },
+        grpc::StatusCode::OK,
+        {}},
        {"GetHostInfo",
         "empty request",
         [](VmService::Stub* s, grpc::ClientContext* c) {
@@ -706,6 +752,113 @@ TEST_F(BadInputTest, CreateVmRestartPolicy) {
         },
         grpc::StatusCode::INVALID_ARGUMENT,
         {"config.on_guest_crash 4"}}});
+}
+
+// Network adapters: bridges that are missing or not bridges, malformed,
+// multicast and duplicate MACs, MTUs out of range (issue 12).
+TEST_F(BadInputTest, NetworkAdapters) {
+  std::vector<Case> cases;
+  const auto kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+  auto add = [&](const std::string& what,
+                 std::function<void(hvstack::v1::NicConfig*)> edit,
+                 grpc::StatusCode code, std::vector<std::string> mentions) {
+    cases.push_back({"AddNic", what,
+                     [edit](VmService::Stub* s, grpc::ClientContext* c) {
+                       hvstack::v1::AddNicRequest request;
+                       request.set_name("off1");
+                       edit(request.mutable_nic());
+                       hvstack::v1::Vm vm;
+                       return s->AddNic(c, request, &vm);
+                     },
+                     code, std::move(mentions)});
+  };
+  using N = hvstack::v1::NicConfig;
+  add("bridge that does not exist", [](N* n) { n->set_bridge("nosuchbr0"); },
+      kInvalid, {"nic.bridge", "'nosuchbr0' does not exist"});
+  add("bridge that is not a bridge", [](N* n) { n->set_bridge("lo"); },
+      kInvalid, {"nic.bridge", "'lo' is not a bridge"});
+  add("bridge name of 16 characters",
+      [](N* n) { n->set_bridge("abcdefghijklmnop"); }, kInvalid,
+      {"nic.bridge", "longer than 15"});
+  add("bridge name with a slash", [](N* n) { n->set_bridge("br/0"); }, kInvalid,
+      {"nic.bridge", "'br/0'"});
+  add("MAC of 5 octets", [](N* n) { n->set_mac("02:00:00:00:00"); }, kInvalid,
+      {"nic.mac", "'02:00:00:00:00'", "not a valid MAC"});
+  add("MAC with a non-hex digit", [](N* n) { n->set_mac("02:00:00:00:00:0g"); },
+      kInvalid, {"nic.mac", "'02:00:00:00:00:0g'"});
+  add("MAC with dashes", [](N* n) { n->set_mac("02-00-00-00-00-01"); },
+      kInvalid, {"nic.mac", "'02-00-00-00-00-01'"});
+  add("MAC of 100,000 bytes",
+      [](N* n) { n->set_mac(std::string(100000, 'a')); }, kInvalid,
+      {"nic.mac", "(100000 bytes)"});
+  add("multicast MAC", [](N* n) { n->set_mac("01:00:5e:00:00:01"); }, kInvalid,
+      {"nic.mac", "'01:00:5e:00:00:01'", "multicast"});
+  add("broadcast MAC", [](N* n) { n->set_mac("ff:ff:ff:ff:ff:ff"); }, kInvalid,
+      {"nic.mac", "multicast"});
+  add("all-zero MAC", [](N* n) { n->set_mac("00:00:00:00:00:00"); }, kInvalid,
+      {"nic.mac", "all zeros"});
+  add("MAC another adapter has", [](N* n) { n->set_mac("02:00:00:00:AA:01"); },
+      kInvalid,
+      {"nic.mac", "'02:00:00:00:aa:01'", "already used by VM 'off1'"});
+  add("MTU 67", [](N* n) { n->set_mtu(67); }, kInvalid, {"nic.mtu", "67"});
+  add("MTU 9001", [](N* n) { n->set_mtu(9001); }, kInvalid,
+      {"nic.mtu", "9001", "9000"});
+
+  auto remove = [&](const std::string& what, const std::string& mac,
+                    grpc::StatusCode code, std::vector<std::string> mentions) {
+    cases.push_back({"RemoveNic", what,
+                     [mac](VmService::Stub* s, grpc::ClientContext* c) {
+                       hvstack::v1::RemoveNicRequest request;
+                       request.set_name("off1");
+                       request.set_mac(mac);
+                       hvstack::v1::Vm vm;
+                       return s->RemoveNic(c, request, &vm);
+                     },
+                     code, std::move(mentions)});
+  };
+  remove("no MAC", "", kInvalid, {"mac is empty"});
+  remove("malformed MAC", "02:00", kInvalid, {"mac", "'02:00'"});
+  remove("MAC the VM does not have", "02:00:00:00:aa:09",
+         grpc::StatusCode::NOT_FOUND, {"off1", "'02:00:00:00:aa:09'"});
+
+  auto create = [&](const std::string& what,
+                    std::function<void(hvstack::v1::VmConfig*)> edit,
+                    std::vector<std::string> mentions) {
+    cases.push_back({"CreateVm", what,
+                     [edit](VmService::Stub* s, grpc::ClientContext* c) {
+                       hvstack::v1::CreateVmRequest request;
+                       request.set_name("new3");
+                       *request.mutable_config() = GoodConfig();
+                       edit(request.mutable_config());
+                       hvstack::v1::Vm vm;
+                       return s->CreateVm(c, request, &vm);
+                     },
+                     kInvalid, std::move(mentions)});
+  };
+  using C = hvstack::v1::VmConfig;
+  create("adapter on a missing bridge",
+         [](C* c) {
+           c->add_nics();
+           c->add_nics()->set_bridge("nosuchbr0");
+         },
+         {"config.nics[1].bridge", "'nosuchbr0' does not exist"});
+  create("the same MAC twice",
+         [](C* c) {
+           c->add_nics()->set_mac("02:00:00:00:bb:01");
+           c->add_nics()->set_mac("02:00:00:00:BB:01");
+         },
+         {"config.nics[1].mac", "'02:00:00:00:bb:01'", "duplicate"});
+  create("a MAC another VM has",
+         [](C* c) { c->add_nics()->set_mac("02:00:00:00:aa:01"); },
+         {"config.nics[0].mac", "already used by VM 'off1'"});
+  create("malformed MAC", [](C* c) { c->add_nics()->set_mac("nonsense"); },
+         {"config.nics[0].mac", "'nonsense'"});
+  create("9 adapters",
+         [](C* c) {
+           for (int i = 0; i < 9; ++i) c->add_nics();
+         },
+         {"config.nics", "at most 8"});
+  Run(cases);
 }
 
 // Last (gtest runs a suite's tests in the order they are defined): every RPC

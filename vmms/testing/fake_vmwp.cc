@@ -40,18 +40,28 @@
 // ShutdownGuest is FAILED_PRECONDITION "guest offers no shutdown channel"
 // except in the shutdown-* modes.
 //
+// Every serving mode also uses each network adapter's TAP device minimally:
+// one broadcast frame out at start, then it counts the frames it reads, and
+// GetStatus reports them (WorkerStatus.nics).
+//
 // While serving, StreamConsole sends "booted\n", then (follow) "tick N\n"
 // every 50 ms and "echo: <bytes>\n" for console input received through
 // WriteConsole.
 //
-// It also checks the descriptor contract: the kvm descriptor is open and
-// nothing else above the ready descriptor leaked in; a violation is reported
-// as WORKER_ERROR. Files go where WorkerConfig says (console_log_path,
-// exit_report_path).
+// It also checks the descriptor contract: the kvm descriptor is open, every
+// network adapter's tap_fd is the TAP device the config names, and nothing
+// the config does not name leaked in; a violation is reported as
+// WORKER_ERROR. Started sandboxed (SandboxConfig not disabled), it waits for
+// the cgroup-joined byte like vmwp but confines nothing. Files go where
+// WorkerConfig says (console_log_path, exit_report_path).
 #include <dirent.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,8 +69,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -98,19 +111,42 @@ void AppendConsole(const std::string& text) {
 }
 
 // Returns a description of the first violation of the descriptor contract, or
-// "".
+// "": the kvm descriptor is open, and besides 0-2 only the descriptors the
+// config names are: ready, the sandbox's pipes, each adapter's TAP device
+// (which must be the TAP device named in the config, with the flags it says).
 std::string CheckDescriptors(int ready_fd) {
   struct stat st;
   if (fstat(config.kvm_fd(), &st) != 0)
     return "kvm_fd " + std::to_string(config.kvm_fd()) + " is not open";
+  std::set<int> named = {config.kvm_fd(), ready_fd};
+  if (!config.sandbox().disabled()) {
+    named.insert(config.sandbox().violation_fd());
+    named.insert(config.sandbox().cgroup_joined_fd());
+  }
+  for (const hvstack::internal::WorkerNic& nic : config.nics()) {
+    const std::string which = "nic " + std::to_string(nic.index()) + ": ";
+    struct ifreq ifr = {};
+    if (ioctl(nic.tap_fd(), TUNGETIFF, &ifr) != 0) {
+      return which + "tap_fd " + std::to_string(nic.tap_fd()) +
+             " is not a TAP device: " + std::strerror(errno);
+    }
+    const int want = IFF_TAP | IFF_NO_PI | (nic.vnet_hdr() ? IFF_VNET_HDR : 0);
+    if (nic.host_ifname() != ifr.ifr_name ||
+        (ifr.ifr_flags & (IFF_TAP | IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)) !=
+            want) {
+      return which + "tap_fd is " + ifr.ifr_name + " with flags " +
+             std::to_string(ifr.ifr_flags) + ", not " + nic.host_ifname();
+    }
+    if (nic.mac().size() != 6) return which + "MAC is not 6 bytes";
+    named.insert(nic.tap_fd());
+  }
+  for (const auto& d : config.disks()) named.insert(d.fd());
   DIR* dir = opendir("/proc/self/fd");
   std::string problem;
   while (dirent* entry = readdir(dir)) {
     int fd = std::atoi(entry->d_name);
     if (entry->d_name[0] == '.' || fd == dirfd(dir)) continue;
-    bool disk = false;
-    for (const auto& d : config.disks()) disk |= d.fd() == fd;
-    if (fd > ready_fd && !disk)
+    if (fd > 2 && named.count(fd) == 0)
       problem = "leaked descriptor " + std::to_string(fd);
   }
   closedir(dir);
@@ -228,6 +264,70 @@ void UseDisks() {
     if (ok) AppendConsole("disk " + address + " flushed\n");
   }
 }
+// Each adapter's TAP device as a guest's NIC would use it, minimally: one
+// broadcast frame sent at start (from_guest: 1 packet of 60 bytes), then
+// every frame read from the device counted (to_guest), until Stop.
+class FakeNics {
+ public:
+  void Start(absl::Notification* stop) {
+    for (const hvstack::internal::WorkerNic& nic : config.nics()) {
+      std::string frame(6, '\xff');
+      frame += nic.mac();
+      frame += std::string("\x88\xb5", 2);  // Local experimental EtherType.
+      frame.resize(60, 'F');
+      std::string out =
+          (nic.vnet_hdr() ? std::string(kVnetHdrBytes, '\0') : "") + frame;
+      hvstack::internal::WorkerNicStatus& counters = counters_[nic.index()];
+      counters.set_index(nic.index());
+      counters.set_link_up(true);
+      if (write(nic.tap_fd(), out.data(), out.size()) ==
+          static_cast<ssize_t>(out.size())) {
+        counters.set_from_guest_packets(1);
+        counters.set_from_guest_bytes(frame.size());
+      } else {
+        counters.set_from_guest_drops(1);
+      }
+    }
+    reader_ = std::thread([this, stop] { Read(stop); });
+  }
+  void Join() {
+    if (reader_.joinable()) reader_.join();
+  }
+  void Fill(hvstack::internal::WorkerStatus* status) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [index, counters] : counters_)
+      *status->add_nics() = counters;
+  }
+
+ private:
+  static constexpr size_t kVnetHdrBytes = 10;
+  void Read(absl::Notification* stop) {
+    std::vector<pollfd> fds;
+    for (const hvstack::internal::WorkerNic& nic : config.nics())
+      fds.push_back({nic.tap_fd(), POLLIN, 0});
+    char buf[65536];
+    while (!stop->HasBeenNotified() && !fds.empty()) {
+      if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+      for (size_t i = 0; i < fds.size(); ++i) {
+        const hvstack::internal::WorkerNic& nic = config.nics(i);
+        ssize_t n;
+        while ((n = read(fds[i].fd, buf, sizeof(buf))) > 0) {
+          const size_t header = nic.vnet_hdr() ? kVnetHdrBytes : 0;
+          absl::MutexLock lock(&mu_);
+          hvstack::internal::WorkerNicStatus& c = counters_[nic.index()];
+          c.set_to_guest_packets(c.to_guest_packets() + 1);
+          c.set_to_guest_bytes(c.to_guest_bytes() + n - header);
+        }
+      }
+    }
+  }
+  absl::Mutex mu_;
+  std::map<uint32_t, hvstack::internal::WorkerNicStatus> counters_
+      ABSL_GUARDED_BY(mu_);
+  std::thread reader_;
+};
+
+FakeNics fake_nics;
 
 class FakeWorkerService final
     : public hvstack::internal::WorkerService::Service {
@@ -248,6 +348,7 @@ class FakeWorkerService final
     vp->set_cpu_time_ns(1000);
     vp->set_total_exits(3);
     (*vp->mutable_exits_by_reason())["port_io"] = 3;
+    fake_nics.Fill(status);
     return grpc::Status::OK;
   }
   grpc::Status Pause(grpc::ServerContext*,
@@ -362,6 +463,14 @@ int main(int argc, char** argv) {
     WriteReport(WorkerExitReport::WORKER_ERROR, problem, 13);
     return 1;
   }
+  // Started in vmms's sandbox: wait until vmms put us into our cgroup, as
+  // vmwp does before its lock-down (this stand-in confines nothing itself).
+  if (!config.sandbox().disabled() &&
+      config.sandbox().cgroup_joined_fd() >= 0) {
+    char joined;
+    (void)!read(config.sandbox().cgroup_joined_fd(), &joined, 1);
+    close(config.sandbox().cgroup_joined_fd());
+  }
   const std::string mode = config.cmdline();
   auto ready = [ready_fd] {
     char byte = 1;
@@ -417,6 +526,7 @@ int main(int argc, char** argv) {
   UseDisks();
   absl::Notification stop;
   FakeWorkerService service(&stop, mode);
+  fake_nics.Start(&stop);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + config.socket_path(),
                            grpc::InsecureServerCredentials());
@@ -426,6 +536,7 @@ int main(int argc, char** argv) {
   stop.WaitForNotification();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(200));
+  fake_nics.Join();
   WriteReport(service.powered_off() ? WorkerExitReport::GUEST_POWER_OFF
                                     : WorkerExitReport::STOP_REQUESTED,
               "");
