@@ -53,6 +53,13 @@ int CreateCommand(Session& session, const CreateArgs& args) {
   request.mutable_config()->set_disable_enlightenments(args.no_enlightenments);
   if (args.on_guest_crash)
     request.mutable_config()->set_on_guest_crash(*args.on_guest_crash);
+  if (args.backend == "libvirt") {
+    request.mutable_config()->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+    request.mutable_config()->mutable_libvirt()->set_accelerator(
+        args.accelerator == "tcg"
+            ? hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
+            : hvstack::v1::LibvirtOptions::ACCELERATOR_KVM);
+  }
   if (!args.initrd.empty()) {
     std::filesystem::path initrd = std::filesystem::absolute(args.initrd, ec);
     request.mutable_config()->set_initrd_path(

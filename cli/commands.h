@@ -43,6 +43,10 @@ struct CreateArgs {
   std::optional<hvstack::v1::GuestCrashPolicy> on_guest_crash;
   // Network adapters, one `--nic` spec each (ParseNicSpec, nic_commands.h).
   std::vector<std::string> nics;
+  // VmConfig.backend: "hvstack" (default) or "libvirt"; libvirt's accelerator
+  // "kvm" (default) or "tcg".
+  std::string backend = "hvstack";
+  std::string accelerator = "kvm";
 };
 
 // Disks (disk_commands.cc).

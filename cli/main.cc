@@ -59,6 +59,17 @@ int main(int argc, char** argv) {
                        "counted like a reboot) or preserve (Paused, memory "
                        "kept for inspection)")
           ->check(CLI::IsMember({"stop", "restart", "preserve"}));
+  create_cmd
+      ->add_option("--backend", create.backend,
+                   "What runs the VM: hvstack (its own worker) or libvirt "
+                   "(a libvirt domain; vmms needs --libvirt-uri)")
+      ->check(CLI::IsMember({"hvstack", "libvirt"}))
+      ->capture_default_str();
+  create_cmd
+      ->add_option("--accelerator", create.accelerator,
+                   "libvirt backend: kvm, or tcg (QEMU's emulator, no KVM)")
+      ->check(CLI::IsMember({"kvm", "tcg"}))
+      ->capture_default_str();
 
   std::string name;
   auto* list_cmd = app.add_subcommand("list", "List VMs");

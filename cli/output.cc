@@ -175,6 +175,29 @@ std::string FormatGuestCrash(const hvstack::v1::GuestCrash& crash) {
   return out;
 }
 
+std::string BackendText(const hvstack::v1::Vm& vm) {
+  if (vm.config().backend() != hvstack::v1::BACKEND_LIBVIRT) return "hvstack";
+  return absl::StrCat("libvirt (",
+                      vm.config().libvirt().accelerator() ==
+                              hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
+                          ? "tcg"
+                          : "kvm",
+                      ")");
+}
+
+// The libvirt backend's lines of `vmctl show`.
+std::string LibvirtText(const hvstack::v1::LibvirtDomain& d) {
+  std::string out = absl::StrCat(
+      "libvirt_domain: ", d.domain_name().empty() ? "-" : d.domain_name(), "\n",
+      "libvirt_connected: ", d.connected() ? "yes" : "no",
+      d.uri().empty() ? std::string() : absl::StrCat(" (", d.uri(), ")"), "\n");
+  if (!d.domain_state().empty())
+    absl::StrAppend(&out, "libvirt_state: ", d.domain_state(), "\n");
+  if (!d.error().empty())
+    absl::StrAppend(&out, "libvirt_error: ", d.error(), "\n");
+  return out;
+}
+
 std::string FormatVm(const hvstack::v1::Vm& vm) {
   using google::protobuf::util::TimeUtil;
   auto time = [](const google::protobuf::Timestamp& t) {
@@ -203,8 +226,11 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
                  : "never"),
       "\n", "restart_count: ", vm.restart_count(), "\n",
       "on_guest_crash: ", GuestCrashPolicyText(vm.config().on_guest_crash()),
-      "\n", "worker_pid: ", vm.worker_pid(), "\n",    //
-      "sandbox: ", SandboxText(vm.sandbox()), "\n",   //
+      "\n", "worker_pid: ", vm.worker_pid(), "\n",  //
+      "backend: ", BackendText(vm), "\n",           //
+      vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT
+          ? LibvirtText(vm.libvirt())
+          : absl::StrCat("sandbox: ", SandboxText(vm.sandbox()), "\n"),
       "create_time: ", time(vm.create_time()), "\n",  //
       "update_time: ", time(vm.update_time()), "\n",  //
       "state_change_time: ", time(vm.state_change_time()), "\n",

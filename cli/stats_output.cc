@@ -106,6 +106,19 @@ std::string FormatHostInfo(const hvstack::v1::HostInfo& h) {
                                       h.kvm_capabilities().end());
   for (const auto& [name, value] : caps)
     absl::StrAppend(&out, "cap_", name, ": ", value, "\n");
+  if (!h.kvm_error().empty())
+    absl::StrAppend(&out, "kvm_error: ", h.kvm_error(), "\n");
+  if (h.libvirt_uri().empty()) {
+    absl::StrAppend(&out, "libvirt: not enabled (vmms --libvirt-uri)\n");
+  } else {
+    absl::StrAppend(&out, "libvirt_uri: ", h.libvirt_uri(), "\n",
+                    "libvirt_connected: ", h.libvirt_connected() ? "yes" : "no",
+                    "\n");
+    if (!h.libvirt_version().empty())
+      absl::StrAppend(&out, "libvirt_version: ", h.libvirt_version(), "\n");
+    if (!h.libvirt_error().empty())
+      absl::StrAppend(&out, "libvirt_error: ", h.libvirt_error(), "\n");
+  }
   return out;
 }
 

@@ -25,6 +25,9 @@ PACKAGES=(
   # Disks (issue 11): qemu-img (image checks, qcow2/VHDX creation) and qemu-nbd (serves qcow2/VHDX
   # to the worker) from qemu-utils; test images: sfdisk (fdisk), mkfs.ext4/dumpe2fs/debugfs.
   qemu-utils fdisk e2fsprogs
+  # The libvirt backend (vmms --libvirt-uri) and its tests: libvirt's C API, its QEMU driver
+  # (embedded or libvirtd), QEMU itself; virsh only for tests acting behind vmms's back.
+  libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
   # ACPICA (iasl, acpiexec): vmwp/acpi's tests check the guest's ACPI tables with them.
   acpica-tools
   # tests/linux/build_test_kernel.sh: the Linux test kernel from Debian's own source (kbuild
@@ -42,8 +45,20 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
+# libvirt's QEMU driver refuses to start unless the user libvirt-qemu resolves (Debian's
+# libvirt-daemon-system creates it; hvstack only needs the driver, not the system daemon).
+ensure_libvirt_qemu_user() {
+  getent passwd libvirt-qemu >/dev/null && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: user libvirt-qemu missing; run as root to create it" >&2
+    return 1
+  fi
+  adduser --system --group --no-create-home --quiet libvirt-qemu
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  ensure_libvirt_qemu_user
   exit 0
 fi
 
@@ -56,3 +71,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+ensure_libvirt_qemu_user

@@ -197,4 +197,55 @@ void AttachWorkerConsole(const WorkerEndpoint& worker,
   input.join();
 }
 
+void FollowConsoleFeed(ConsoleFeed& feed, grpc::ServerContext* context,
+                       const ChunkWriter& write, absl::Notification* stop) {
+  uint64_t position = 0;
+  std::string data;
+  hvstack::v1::ConsoleChunk chunk;
+  while (!context->IsCancelled() &&
+         (stop == nullptr || !stop->HasBeenNotified())) {
+    if (!feed.Read(&position, &data, absl::Milliseconds(100))) break;
+    if (data.empty()) continue;
+    chunk.set_data(data);
+    if (!write(chunk)) break;
+  }
+}
+
+void AttachConsoleFeed(ConsoleFeed& feed,
+                       const hvstack::v1::AttachConsoleRequest& first,
+                       grpc::ServerContext* context, AttachStream* stream) {
+  absl::Notification client_closed;
+  std::thread input([&] {
+    auto forward = [&](const std::string& bytes) {
+      if (bytes.empty()) return;
+      if (absl::Status s = feed.Write(bytes); !s.ok()) {
+        spdlog::info("console input: {}", std::string(s.message()));
+      }
+    };
+    forward(first.data());
+    hvstack::v1::AttachConsoleRequest request;
+    while (stream->Read(&request)) forward(request.data());
+    client_closed.Notify();
+  });
+  std::atomic<bool> write_failed{false};
+  FollowConsoleFeed(
+      feed, context,
+      [&](const hvstack::v1::ConsoleChunk& chunk) {
+        if (stream->Write(chunk)) return true;
+        write_failed = true;
+        return false;
+      },
+      &client_closed);
+  if (!client_closed.HasBeenNotified() && !write_failed) {
+    hvstack::v1::ConsoleChunk ended;
+    ended.set_ended(true);
+    stream->Write(ended);
+    if (!client_closed.WaitForNotificationWithTimeout(kAttachCloseGrace))
+      context->TryCancel();
+  } else if (write_failed) {
+    context->TryCancel();
+  }
+  input.join();
+}
+
 }  // namespace vmms

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "vmms/console_feed.h"
 
 namespace vmms {
 
@@ -66,6 +67,16 @@ void AttachWorkerConsole(const WorkerEndpoint& worker,
                          const hvstack::v1::AttachConsoleRequest& first,
                          const NextWorker& next, grpc::ServerContext* context,
                          AttachStream* stream);
+
+// The same for a console produced inside vmms (ConsoleFeed, the libvirt
+// backend): its retained output, then what follows until the feed ends, the
+// client goes away or `stop` is notified.
+void FollowConsoleFeed(ConsoleFeed& feed, grpc::ServerContext* context,
+                       const ChunkWriter& write,
+                       absl::Notification* stop = nullptr);
+void AttachConsoleFeed(ConsoleFeed& feed,
+                       const hvstack::v1::AttachConsoleRequest& first,
+                       grpc::ServerContext* context, AttachStream* stream);
 
 inline constexpr size_t kRetainedConsoleBytes = 1 << 20;
 // How long AttachConsole waits for the client to close its side after

@@ -63,6 +63,11 @@ int main(int argc, char** argv) {
                "On SIGINT/SIGTERM leave running VMs' workers running for the "
                "next vmms to take over (what vmms.service uses); by default "
                "every worker is stopped first (hard power-off)");
+  app.add_option("--libvirt-uri", options.libvirt_uri,
+                 "Also manage libvirt VMs (backend libvirt) through libvirt "
+                 "at this URI, e.g. qemu:///system, or qemu:///embed?root=DIR "
+                 "for libvirt's embedded QEMU driver (no daemon). Without it "
+                 "only hvstack's own workers run VMs");
   app.add_option("--socket-group", options.socket_group,
                  "Group of the main socket (mode 0660); root and its members "
                  "may change VMs, others only read (default: hvstack if that "

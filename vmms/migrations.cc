@@ -235,6 +235,15 @@ CREATE TABLE vm_nics (
   PRIMARY KEY (vm_uuid, idx)
 );
 )sql"},
+    // Which backend runs each VM (fixed at creation) and, for libvirt VMs,
+    // the accelerator of their domain.
+    {13, "backend of each VM (hvstack or libvirt) and libvirt's accelerator",
+     R"sql(
+ALTER TABLE vms ADD COLUMN backend TEXT NOT NULL DEFAULT 'hvstack'
+  CHECK (backend IN ('hvstack', 'libvirt'));
+ALTER TABLE vms ADD COLUMN libvirt_accelerator TEXT NOT NULL DEFAULT 'kvm'
+  CHECK (libvirt_accelerator IN ('kvm', 'tcg'));
+)sql"},
 };
 
 }  // namespace

@@ -155,7 +155,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.sandbox = options.sandbox;
   server->workers_ = std::make_unique<WorkerManager>(
       server->store_.get(), worker_options, server->vms_.get());
-  server->vms_->SetBackend(server->workers_.get());
+  if (!options.libvirt_uri.empty()) {
+    server->libvirt_ = std::make_unique<LibvirtBackend>(
+        server->store_.get(),
+        LibvirtBackendOptions{.uri = options.libvirt_uri,
+                              .state_dir = state_dir},
+        server->vms_.get());
+    // Not reaching libvirt is no reason to stop: only libvirt VMs wait for
+    // it (UNAVAILABLE), and vmms reconnects in the background.
+    server->libvirt_->Open();
+  }
+  server->vms_->SetBackends(server->workers_.get(), server->libvirt_.get());
   // Before serving: requests see every VM's worker taken over or its end
   // recorded.
   if (absl::Status s = server->vms_->Reattach(); !s.ok()) return s;
@@ -166,7 +176,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       std::make_unique<AccessControl>(&server->peers_, group->gid, group->name);
   server->service_ = std::make_unique<VmServiceImpl>(
       server->store_.get(), server->vms_.get(), server->access_.get(),
-      options.vmwp, options.kvm_device);
+      options.vmwp, options.kvm_device, server->libvirt_.get());
 
   // We hold the directory's lock, so a socket file there is a stale one from a
   // vmms that died; Listen replaces it.

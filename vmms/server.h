@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "base/scoped_fd.h"
 #include "vmms/access_control.h"
+#include "vmms/libvirt_backend.h"
 #include "vmms/unix_listener.h"
 #include "vmms/vm_manager.h"
 #include "vmms/vm_service.h"
@@ -31,6 +32,10 @@ struct ServerOptions {
   absl::Duration restart_backoff = absl::Seconds(1);
   // --event-retention: how many events the event log keeps.
   int64_t event_retention = 10000;
+
+  // --libvirt-uri: the libvirt backend's connection; empty: no libvirt
+  // backend (libvirt VMs' calls are FAILED_PRECONDITION).
+  std::string libvirt_uri;
 
   // Access (see access_control.h). The main socket (<state dir>/vmms.sock) is
   // mode 0660 with group --socket-group: a name or a number; empty means
@@ -79,6 +84,7 @@ class Server {
   int tls_port_ = 0;
   std::unique_ptr<VmStore> store_;
   std::unique_ptr<WorkerManager> workers_;
+  std::unique_ptr<LibvirtBackend> libvirt_;
   // After the backends: destroyed first, its Shutdown shutting them down
   // (after which they report nothing more to it).
   std::unique_ptr<VmManager> vms_;

@@ -85,6 +85,18 @@ absl::Status ValidatePolicies(const hvstack::v1::VmConfig& config) {
 
 absl::Status ValidateVmConfig(const hvstack::v1::VmConfig& config) {
   if (absl::Status s = ValidatePolicies(config); !s.ok()) return s;
+  if (!hvstack::v1::Backend_IsValid(config.backend())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.backend %d is not a Backend (hvstack = 1, libvirt = 2)",
+        static_cast<int>(config.backend())));
+  }
+  if (!hvstack::v1::LibvirtOptions::Accelerator_IsValid(
+          config.libvirt().accelerator())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.libvirt.accelerator %d is not an Accelerator (kvm = 1, tcg = "
+        "2)",
+        static_cast<int>(config.libvirt().accelerator())));
+  }
   if (config.vcpus() < kMinVcpus || config.vcpus() > kMaxVcpus) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "config.vcpus %u is out of range: must be between %u and %u",

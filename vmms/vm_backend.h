@@ -2,6 +2,7 @@
 #define HVSTACK_VMMS_VM_BACKEND_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
+#include "vmms/console_feed.h"
 
 namespace vmms {
 
@@ -32,6 +34,9 @@ struct ConsoleSource {
   std::string console_log;
   // Which worker of the VM `worker_socket` belongs to (see NextConsole).
   uint64_t worker_generation = 0;
+  // A console produced inside vmms (the libvirt backend's console stream)
+  // while the VM runs; followers read it instead of a worker's socket.
+  std::shared_ptr<ConsoleFeed> feed;
 };
 
 // What a backend tells the backend-independent part of vmms (VmManager).

@@ -32,15 +32,94 @@ VmManager::VmManager(VmStore* store, VmManagerOptions options)
 
 VmManager::~VmManager() { Shutdown(); }
 
-void VmManager::SetBackend(VmBackend* backend) { backend_ = backend; }
+// The libvirt backend of a vmms started without --libvirt-uri: every call
+// about a libvirt VM says how to enable it; reads show the record.
+class MissingLibvirt final : public VmBackend {
+ public:
+  const char* name() const override { return "libvirt"; }
+  absl::Status Create(const Vm& vm) override { return Error(vm); }
+  absl::StatusOr<Vm> Start(const Vm& vm, const std::string&) override {
+    return Error(vm);
+  }
+  absl::StatusOr<Vm> Stop(const Vm& vm, const std::string&) override {
+    return Error(vm);
+  }
+  absl::StatusOr<Vm> Pause(const Vm& vm) override { return Error(vm); }
+  absl::StatusOr<Vm> Resume(const Vm& vm) override { return Error(vm); }
+  absl::StatusOr<Vm> Reset(const Vm& vm) override { return Error(vm); }
+  absl::StatusOr<Vm> Reboot(const Vm& vm) override { return Error(vm); }
+  absl::StatusOr<Vm> GracefulShutdown(const Vm& vm,
+                                      const ShutdownOptions&) override {
+    return Error(vm);
+  }
+  absl::Status Forget(const Vm& vm) override { return Error(vm); }
+  absl::Status PrepareUpdate(const Vm& vm, const hvstack::v1::VmConfig&,
+                             const std::vector<std::string>&) override {
+    return Error(vm);
+  }
+  Vm Describe(Vm vm) override {
+    vm.mutable_libvirt()->set_error(std::string(Error(vm).message()));
+    return vm;
+  }
+  absl::StatusOr<ConsoleSource> Console(const Vm& vm) override {
+    return Error(vm);
+  }
+  std::optional<ConsoleSource> NextConsole(const Vm&, uint64_t,
+                                           absl::Duration) override {
+    return std::nullopt;
+  }
+  hvstack::v1::VmStats Stats(const Vm& vm, absl::Duration) override {
+    hvstack::v1::VmStats stats;
+    stats.set_name(vm.name());
+    stats.set_uuid(vm.uuid());
+    stats.set_state(vm.state());
+    stats.set_worker_error(std::string(Error(vm).message()));
+    return stats;
+  }
+  absl::Status Reattach(const std::vector<Vm>&) override {
+    return absl::OkStatus();
+  }
+  void Shutdown(const std::string&) override {}
 
-VmBackend* VmManager::BackendOf(const Vm&) { return backend_; }
+ private:
+  static absl::Status Error(const Vm& vm) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", vm.name(),
+        "' uses the libvirt backend, but vmms runs without --libvirt-uri: "
+        "restart vmms with --libvirt-uri URI (e.g. qemu:///system) to manage "
+        "libvirt VMs"));
+  }
+};
+
+void VmManager::SetBackends(VmBackend* hvstack, VmBackend* libvirt) {
+  hvstack_ = hvstack;
+  libvirt_ = libvirt;
+  if (libvirt_ == nullptr) {
+    missing_libvirt_ = std::make_unique<MissingLibvirt>();
+    libvirt_ = missing_libvirt_.get();
+  }
+}
+
+VmBackend* VmManager::BackendOf(const Vm& vm) {
+  return vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT ? libvirt_
+                                                               : hvstack_;
+}
 
 absl::StatusOr<Vm> VmManager::Create(const Vm& vm) {
-  if (absl::Status s = BackendOf(vm)->Create(vm); !s.ok()) return s;
+  // A taken name is refused before the backend defines anything.
+  if (absl::StatusOr<Vm> existing = store_->Get(vm.name()); existing.ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("VM '", vm.name(), "' already exists"));
+  }
+  VmBackend* backend = BackendOf(vm);
+  if (absl::Status s = backend->Create(vm); !s.ok()) return s;
   absl::StatusOr<Vm> created = store_->Create(vm);
-  if (created.ok())
-    spdlog::info("VM {} ({}) created", created->name(), created->uuid());
+  if (!created.ok()) {
+    (void)backend->Forget(vm);
+    return created.status();
+  }
+  spdlog::info("VM {} ({}) created ({} backend)", created->name(),
+               created->uuid(), backend->name());
   return created;
 }
 
@@ -220,7 +299,8 @@ std::vector<hvstack::v1::VmStats> VmManager::ListStats(
 absl::Status VmManager::Reattach() {
   absl::StatusOr<std::vector<Vm>> vms = store_->List();
   if (!vms.ok()) return vms.status();
-  return backend_->Reattach(*vms);
+  if (absl::Status s = hvstack_->Reattach(*vms); !s.ok()) return s;
+  return libvirt_->Reattach(*vms);
 }
 
 void VmManager::Shutdown(const std::string& reason) {
@@ -228,7 +308,8 @@ void VmManager::Shutdown(const std::string& reason) {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
   }
-  if (backend_ != nullptr) backend_->Shutdown(reason);
+  if (hvstack_ != nullptr) hvstack_->Shutdown(reason);
+  if (libvirt_ != nullptr) libvirt_->Shutdown(reason);
   // Restarts waiting for their backoff see shutting_down_ and give up.
   std::vector<std::thread> restarters;
   {

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -43,9 +44,11 @@ class VmManager final : public VmBackendHost {
   // Shuts down (see Shutdown).
   ~VmManager() override;
 
-  // The backend of every VM (hvstack's own workers). Set once, before
-  // anything else is called; not owned.
-  void SetBackend(VmBackend* backend);
+  // The backends (not owned), set once before anything else is called:
+  // hvstack's own workers, and libvirt when vmms runs with --libvirt-uri
+  // (null: libvirt VMs' calls are FAILED_PRECONDITION saying how to enable
+  // it).
+  void SetBackends(VmBackend* hvstack, VmBackend* libvirt);
 
   // Modifying operations wait for another one in progress on the same VM at
   // most until `deadline` (DEADLINE_EXCEEDED naming it). Stop does not wait:
@@ -144,7 +147,10 @@ class VmManager final : public VmBackendHost {
 
   VmStore* const store_;
   const VmManagerOptions options_;
-  VmBackend* backend_ = nullptr;
+  VmBackend* hvstack_ = nullptr;
+  VmBackend* libvirt_ = nullptr;
+  // Stands in for libvirt_ when there is none.
+  std::unique_ptr<VmBackend> missing_libvirt_;
   VmOpLocks op_locks_;
 
   absl::Mutex mu_;

@@ -133,6 +133,12 @@ absl::StatusOr<std::string> VmServiceImpl::RunningWorkerSocket(
   if (!vm.ok()) return vm.status();
   absl::StatusOr<ConsoleSource> source = vms_->Console(name);
   if (!source.ok()) return source.status();
+  if (vm->config().backend() == hvstack::v1::BACKEND_LIBVIRT) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", name,
+        "' runs on libvirt: key-value exchange is a service of hvstack's own "
+        "worker (Hyper-V integration), not of libvirt's QEMU"));
+  }
   if (!source->worker_socket.has_value() ||
       vm->state() != hvstack::v1::VM_STATE_RUNNING) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -448,8 +454,15 @@ grpc::Status VmServiceImpl::GetHostInfo(grpc::ServerContext*,
                                         const hvstack::v1::GetHostInfoRequest*,
                                         hvstack::v1::HostInfo* response) {
   absl::StatusOr<hvstack::v1::HostInfo> info = host_info_.Get();
-  if (!info.ok()) return ToGrpc(info.status());
-  *response = *std::move(info);
+  if (info.ok()) {
+    *response = *std::move(info);
+  } else if (libvirt_ != nullptr) {
+    // libvirt's VMs do not need our KVM facts: say what is missing.
+    response->set_kvm_error(std::string(info.status().message()));
+  } else {
+    return ToGrpc(info.status());
+  }
+  if (libvirt_ != nullptr) libvirt_->FillHostInfo(response);
   return grpc::Status::OK;
 }
 
@@ -465,6 +478,13 @@ grpc::Status VmServiceImpl::StreamConsole(
   // runs: the worker writes it before its ring, and unlike the ring of the
   // current worker it holds every boot since the VM started (a guest reboot
   // gets a fresh worker with an empty ring).
+  if (source->feed != nullptr && request->follow()) {
+    FollowConsoleFeed(*source->feed, context,
+                      [writer](const hvstack::v1::ConsoleChunk& c) {
+                        return writer->Write(c);
+                      });
+    return grpc::Status::OK;
+  }
   if (source->worker_socket.has_value() && request->follow()) {
     FollowWorkerConsoles({*source->worker_socket, source->worker_generation},
                          request->follow(), source->console_log,
@@ -493,6 +513,10 @@ grpc::Status VmServiceImpl::AttachConsole(grpc::ServerContext* context,
   if (absl::Status s = ValidateVmName(first.name()); !s.ok()) return ToGrpc(s);
   absl::StatusOr<ConsoleSource> source = vms_->Console(first.name());
   if (!source.ok()) return ToGrpc(source.status());
+  if (source->feed != nullptr) {
+    AttachConsoleFeed(*source->feed, first, context, stream);
+    return grpc::Status::OK;
+  }
   if (source->worker_socket.has_value()) {
     AttachWorkerConsole({*source->worker_socket, source->worker_generation},
                         source->console_log, first, NextWorkerOf(first.name()),

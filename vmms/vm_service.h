@@ -7,6 +7,7 @@
 #include "vmms/guest_integration.h"
 #include "vmms/host_info.h"
 #include "vmms/integration_cache.h"
+#include "vmms/libvirt_backend.h"
 #include "vmms/vm_manager.h"
 #include "vmms/vm_store.h"
 
@@ -21,11 +22,15 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   // Every request that changes something asks `access` first (see
   // access_control.h) and writes its rows as that caller (request_peer.h).
   // GetHostInfo runs `vmwp_flag`'s vmwp (LocateVmwp) on `kvm_device`.
+  // `libvirt` (may be null) adds the libvirt backend's connection to
+  // GetHostInfo.
   VmServiceImpl(VmStore* store, VmManager* vms, AccessControl* access,
-                const std::string& vmwp_flag, const std::string& kvm_device)
+                const std::string& vmwp_flag, const std::string& kvm_device,
+                LibvirtBackend* libvirt = nullptr)
       : store_(store),
         vms_(vms),
         access_(access),
+        libvirt_(libvirt),
         host_info_(vmwp_flag, kvm_device),
         integration_(QueryIntegration) {}
 
@@ -125,6 +130,7 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
   VmManager* const vms_;
+  LibvirtBackend* const libvirt_;
   AccessControl* const access_;
   HostInfoProvider host_info_;
   // What GetVm shows of running guests' integration components.

@@ -20,7 +20,8 @@ constexpr char kColumns[] =
     "uuid, name, vcpus, memory_mib, kernel_path, cmdline, state, state_reason, "
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
     "initrd_path, reboot_count, autostart, restart_policy, restart_count, "
-    "uid_slot, sandboxed, disable_enlightenments, on_guest_crash";
+    "uid_slot, sandboxed, disable_enlightenments, on_guest_crash, backend, "
+    "libvirt_accelerator";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -52,6 +53,13 @@ Vm VmFromRow(const Statement& row) {
   vm.mutable_config()->set_disable_enlightenments(row.ColumnInt64(19) != 0);
   vm.mutable_config()->set_on_guest_crash(
       GuestCrashPolicyFromName(row.ColumnText(20)));
+  if (row.ColumnText(21) == "libvirt") {
+    vm.mutable_config()->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+    vm.mutable_config()->mutable_libvirt()->set_accelerator(
+        row.ColumnText(22) == "tcg"
+            ? hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
+            : hvstack::v1::LibvirtOptions::ACCELERATOR_KVM);
+  }
   return vm;
 }
 
@@ -228,7 +236,7 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
   absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
       "INSERT INTO vms (", kColumns,
       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1, "
-      "?, ?)"));
+      "?, ?, ?, ?)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
@@ -237,7 +245,13 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
       vm.config().initrd_path(), int64_t{vm.config().autostart()},
       RestartPolicyName(vm.config().restart_policy()),
       int64_t{vm.config().disable_enlightenments()},
-      GuestCrashPolicyName(vm.config().on_guest_crash()));
+      GuestCrashPolicyName(vm.config().on_guest_crash()),
+      vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT ? "libvirt"
+                                                            : "hvstack",
+      vm.config().libvirt().accelerator() ==
+              hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
+          ? "tcg"
+          : "kvm");
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -671,8 +685,8 @@ absl::StatusOr<Vm> VmStore::DetachDisk(
 }
 
 absl::StatusOr<Vm> VmStore::CommitHardwareChange(const Vm& before,
-                                             const std::string& reason,
-                                             Transaction tx) {
+                                                 const std::string& reason,
+                                                 Transaction tx) {
   int64_t now = absl::ToUnixMicros(absl::Now());
   absl::StatusOr<Statement> touch =
       db_.Prepare("UPDATE vms SET update_time_us = ? WHERE uuid = ?");
@@ -714,10 +728,11 @@ absl::StatusOr<Vm> VmStore::AddNic(const std::string& uuid,
         absl::StatusOr<hvstack::v1::NicConfig> added =
             InsertNicRow(db, vm, nic);
         if (!added.ok()) return added.status();
-        return absl::StrCat("nic added: ", added->index(), " ", added->mac(),
-                            added->bridge().empty()
-                                ? " (unattached)"
-                                : absl::StrCat(" (bridge ", added->bridge(), ")"));
+        return absl::StrCat(
+            "nic added: ", added->index(), " ", added->mac(),
+            added->bridge().empty()
+                ? " (unattached)"
+                : absl::StrCat(" (bridge ", added->bridge(), ")"));
       });
 }
 

@@ -101,6 +101,8 @@ absl::Status WorkerManager::Reattach(const std::vector<Vm>& vms) {
   {
     absl::MutexLock lock(&mu_);
     for (const Vm& vm : vms) {
+      // Another backend's.
+      if (vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT) continue;
       if (!IsActive(vm)) {
         // A cgroup left by a worker that ended while vmms was down.
         if (sandbox_ != nullptr) sandbox_->RemoveCgroup(vm.uuid());

@@ -6,7 +6,8 @@
 #   vmlinuz          the bzImage, as Debian ships it
 #   vmlinux          the uncompressed ELF kernel inside it (what the worker's loader takes)
 #   config           the kernel's build configuration
-#   modules/         hv_vmbus.ko and hv_utils.ko (CONFIG_HYPERV=m in Debian's cloud kernel)
+#   modules/         hv_vmbus.ko and hv_utils.ko (CONFIG_HYPERV=m in Debian's cloud kernel),
+#                    evdev.ko and button.ko (the ACPI power button as /dev/input/event*)
 #   kernel-release   e.g. "6.1.0-56-cloud-amd64"
 # and prints the kernel release on stdout (progress goes to stderr).
 #
@@ -29,7 +30,9 @@ else
   cache=${HOME:-/root}/.cache/hvstack/kernel
 fi
 meta_package=linux-image-cloud-amd64
-hv_modules=(kernel/drivers/hv/hv_vmbus.ko kernel/drivers/hv/hv_utils.ko)
+hv_modules=(kernel/drivers/hv/hv_vmbus.ko kernel/drivers/hv/hv_utils.ko
+  # The ACPI power button as an input device (make_initramfs.sh's power-button wait).
+  kernel/drivers/input/evdev.ko kernel/drivers/acpi/button.ko)
 
 for tool in apt-cache apt-get dpkg-deb grep tail od readelf; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian's apt, dpkg and binutils)"

@@ -1,0 +1,529 @@
+// The libvirt backend against a real libvirt + QEMU: libvirt's embedded QEMU
+// driver (qemu:///embed?root=DIR, no daemon) in a root of each test's own,
+// started by vmms and torn down with the test. Guests: Debian's kernel
+// (tests/linux/fetch_kernel.sh) under QEMU's TCG with a busybox initramfs
+// (tests/linux/make_initramfs.sh) that prints a marker and then powers off,
+// or first waits for the ACPI power button.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "tests/harness/process.h"
+#include "tests/harness/vmms_instance.h"
+
+namespace hvtest {
+namespace {
+
+using hvstack::v1::VmEvent;
+using hvstack::v1::VmService;
+using ::testing::HasSubstr;
+
+// Capability caches are probed once per machine and copied into every
+// test's root (a fresh root probes QEMU for 3-8 s).
+constexpr char kCapsCache[] = "/var/tmp/hvstack/libvirt-caps";
+
+struct Guest {
+  std::string kernel;
+  std::string poweroff_initrd;  // Marker, then power-off.
+  std::string button_initrd;    // Marker, then waits for the power button.
+};
+
+// The test process adopts the QEMU processes of a vmms it SIGKILLed (it is a
+// subreaper) and reaps them at once, as vmms does, so that libvirt's destroy
+// of them is not left waiting for a slow PID 1.
+void ReapQemuZombies(std::atomic<bool>* stop) {
+  while (!*stop) {
+    absl::SleepFor(absl::Milliseconds(20));
+    DIR* tasks = opendir("/proc/self/task");
+    if (tasks == nullptr) continue;
+    while (dirent* e = readdir(tasks)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream children(
+          absl::StrCat("/proc/self/task/", e->d_name, "/children"));
+      pid_t pid;
+      while (children >> pid) {
+        std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+        size_t close = stat.rfind(')');
+        if (close != std::string::npos && close + 2 < stat.size() &&
+            stat[close + 2] == 'Z' &&
+            stat.find("(qemu") != std::string::npos) {
+          waitpid(pid, nullptr, WNOHANG);
+        }
+      }
+    }
+    closedir(tasks);
+  }
+}
+
+class LibvirtTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    for (const char* tool : {"/usr/bin/qemu-system-x86_64", "/usr/bin/virsh",
+                             "/usr/sbin/libvirtd"}) {
+      if (access(tool, X_OK) != 0) {
+        skip_ = absl::StrCat("needs ", tool,
+                             " (deploy/install-deps.sh installs libvirt and "
+                             "QEMU)");
+        return;
+      }
+    }
+    if (RunCommand({"getent", "passwd", "libvirt-qemu"}).value_or(
+            CommandResult{}).exit_code != 0) {
+      skip_ = "needs the user libvirt-qemu (deploy/install-deps.sh)";
+      return;
+    }
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    reaper_ = new std::thread(ReapQemuZombies, &stop_reaper_);
+    assets_ = new TempDir();
+    absl::StatusOr<CommandResult> kernel = RunCommand(
+        {"bash", Runfile("tests/linux/fetch_kernel.sh"),
+         assets_->path() + "/kernel"},
+        {}, absl::Minutes(5));
+    if (!kernel.ok() || kernel->exit_code != 0) {
+      skip_ = absl::StrCat("no Debian kernel (tests/linux/fetch_kernel.sh): ",
+                           kernel.ok() ? kernel->err : kernel.status().ToString());
+      return;
+    }
+    const std::string k = assets_->path() + "/kernel";
+    guest_.kernel = k + "/vmlinux";
+    guest_.poweroff_initrd = assets_->path() + "/poweroff.cpio.gz";
+    guest_.button_initrd = assets_->path() + "/button.cpio.gz";
+    const std::string modules = absl::StrCat(k, "/modules/evdev.ko ", k,
+                                             "/modules/button.ko");
+    for (const auto& [out, button] :
+         {std::pair{guest_.poweroff_initrd, false},
+          std::pair{guest_.button_initrd, true}}) {
+      absl::StatusOr<CommandResult> made = RunCommand(
+          {"bash", Runfile("tests/linux/make_initramfs.sh"), out,
+           "HVSTACK-LIBVIRT-MARKER"},
+          {absl::StrCat("HVSTACK_INITRAMFS_MODULES=", modules),
+           absl::StrCat("HVSTACK_INITRAMFS_POWER_BUTTON=", button ? 1 : 0)});
+      if (!made.ok() || made->exit_code != 0) {
+        setup_error_ = absl::StrCat("make_initramfs.sh: ",
+                                    made.ok() ? made->err : made.status().ToString());
+        return;
+      }
+    }
+  }
+  static void TearDownTestSuite() {
+    stop_reaper_ = true;
+    if (reaper_ != nullptr) reaper_->join();
+    delete reaper_;
+    delete assets_;
+  }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    root_ = dir_.path() + "/libvirt";
+    std::filesystem::create_directories(root_ + "/etc");
+    // /dev/kvm is root's only here: QEMU runs as root; no virtlogd; kernel
+    // files keep their owners.
+    std::ofstream(root_ + "/etc/qemu.conf")
+        << "user = \"root\"\ngroup = \"root\"\nstdio_handler = \"file\"\n"
+           "remember_owner = 0\n";
+    if (std::filesystem::exists(kCapsCache)) {
+      std::filesystem::create_directories(root_ + "/cache/qemu");
+      std::filesystem::copy(kCapsCache, root_ + "/cache/qemu/capabilities",
+                            std::filesystem::copy_options::recursive);
+    }
+  }
+
+  void TearDown() override {
+    if (vmms_ != nullptr) (void)vmms_->Terminate();  // Destroys its domains.
+    vmms_.reset();
+    // Keep the probed capabilities for the next tests.
+    const std::string caps = root_ + "/cache/qemu/capabilities";
+    if (!std::filesystem::exists(kCapsCache) && std::filesystem::exists(caps)) {
+      std::error_code ec;
+      std::filesystem::create_directories(
+          std::filesystem::path(kCapsCache).parent_path(), ec);
+      std::filesystem::copy(caps, kCapsCache,
+                            std::filesystem::copy_options::recursive, ec);
+    }
+    // QEMUs a killed vmms left running in this test's root: by their pid
+    // files.
+    std::error_code ec;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(root_ + "/run/qemu", ec)) {
+      if (entry.path().extension() != ".pid") continue;
+      pid_t pid = 0;
+      std::ifstream(entry.path()) >> pid;
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  }
+
+  std::string Uri() const { return "qemu:///embed?root=" + root_; }
+
+  void StartVmms(std::vector<std::string> args = {}) {
+    if (args.empty()) args = {"--libvirt-uri", Uri()};
+    vmms_ = std::make_unique<VmmsInstance>(dir_.path() + "/state", args);
+    absl::Status s = vmms_->Start();
+    ASSERT_TRUE(s.ok()) << s << "\n" << vmms_->Log();
+    stub_ = VmService::NewStub(grpc::CreateChannel(
+        "unix:" + vmms_->socket_path(), grpc::InsecureChannelCredentials()));
+  }
+
+  grpc::Status Create(const std::string& name, const std::string& initrd,
+                      hvstack::v1::Vm* vm = nullptr) {
+    hvstack::v1::CreateVmRequest request;
+    request.set_name(name);
+    hvstack::v1::VmConfig* c = request.mutable_config();
+    c->set_vcpus(1);
+    c->set_memory_mib(256);
+    c->set_kernel_path(guest_.kernel);
+    c->set_initrd_path(initrd);
+    c->set_cmdline("console=ttyS0 noxsave quiet");
+    c->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+    c->mutable_libvirt()->set_accelerator(
+        hvstack::v1::LibvirtOptions::ACCELERATOR_TCG);
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    return stub_->CreateVm(&context, request, vm != nullptr ? vm : &ignored);
+  }
+
+  template <typename Request>
+  grpc::Status Call(grpc::Status (VmService::Stub::*method)(
+                        grpc::ClientContext*, const Request&, hvstack::v1::Vm*),
+                    const std::string& name, hvstack::v1::Vm* vm = nullptr) {
+    Request request;
+    request.set_name(name);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(2)));
+    hvstack::v1::Vm ignored;
+    return (stub_.get()->*method)(&context, request,
+                                  vm != nullptr ? vm : &ignored);
+  }
+
+  hvstack::v1::Vm Get(const std::string& name) {
+    hvstack::v1::GetVmRequest request;
+    request.set_name(name);
+    grpc::ClientContext context;
+    hvstack::v1::Vm vm;
+    grpc::Status s = stub_->GetVm(&context, request, &vm);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return vm;
+  }
+
+  std::string Console(const std::string& name) {
+    hvstack::v1::StreamConsoleRequest request;
+    request.set_name(name);
+    grpc::ClientContext context;
+    auto reader = stub_->StreamConsole(&context, request);
+    std::string out;
+    hvstack::v1::ConsoleChunk chunk;
+    while (reader->Read(&chunk)) out += chunk.data();
+    reader->Finish();
+    return out;
+  }
+
+  // Waits until `name`'s console has `text` `count` times.
+  bool AwaitConsole(const std::string& name, const std::string& text,
+                    int count = 1,
+                    absl::Duration timeout = absl::Seconds(120)) {
+    for (absl::Time end = absl::Now() + timeout; absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(200))) {
+      const std::string console = Console(name);
+      int seen = 0;
+      for (size_t at = console.find(text); at != std::string::npos;
+           at = console.find(text, at + 1)) {
+        ++seen;
+      }
+      if (seen >= count) return true;
+    }
+    return false;
+  }
+
+  bool AwaitState(const std::string& name, hvstack::v1::VmState state,
+                  absl::Duration timeout = absl::Seconds(60)) {
+    for (absl::Time end = absl::Now() + timeout; absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(50))) {
+      if (Get(name).state() == state) return true;
+    }
+    return false;
+  }
+
+  std::vector<VmEvent> Events(const std::string& vm_name) {
+    hvstack::v1::WatchEventsRequest request;
+    grpc::ClientContext context;
+    auto reader = stub_->WatchEvents(&context, request);
+    std::vector<VmEvent> out;
+    VmEvent event;
+    while (reader->Read(&event)) {
+      if (event.vm_name() == vm_name) out.push_back(event);
+    }
+    reader->Finish();
+    return out;
+  }
+
+  static std::string Describe(const std::vector<VmEvent>& events) {
+    std::vector<std::string> lines;
+    for (const VmEvent& e : events) {
+      lines.push_back(absl::StrCat(VmEvent::Kind_Name(e.kind()), " ",
+                                   hvstack::v1::VmState_Name(e.state()), " \"",
+                                   e.reason(), "\""));
+    }
+    return absl::StrJoin(lines, "\n");
+  }
+
+  absl::StatusOr<CommandResult> Virsh(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"virsh", "-c", Uri()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, {}, absl::Seconds(60));
+  }
+
+  static std::string skip_;
+  static std::string setup_error_;
+  static TempDir* assets_;
+  static Guest guest_;
+  static std::thread* reaper_;
+  static std::atomic<bool> stop_reaper_;
+
+  TempDir dir_;
+  std::string root_;
+  std::unique_ptr<VmmsInstance> vmms_;
+  std::unique_ptr<VmService::Stub> stub_;
+};
+
+std::string LibvirtTest::skip_;
+std::string LibvirtTest::setup_error_;
+TempDir* LibvirtTest::assets_ = nullptr;
+Guest LibvirtTest::guest_;
+std::thread* LibvirtTest::reaper_ = nullptr;
+std::atomic<bool> LibvirtTest::stop_reaper_{false};
+
+using hvstack::v1::VM_STATE_CRASHED;
+using hvstack::v1::VM_STATE_OFF;
+using hvstack::v1::VM_STATE_PAUSED;
+using hvstack::v1::VM_STATE_RUNNING;
+using hvstack::v1::VM_STATE_STARTING;
+using hvstack::v1::VM_STATE_STOPPING;
+
+// create, start, console, stats, pause/resume, reset, ACPI shutdown, start,
+// stop, delete: each recorded, each event in WatchEvents in order.
+TEST_F(LibvirtTest, LifecycleOfALinuxGuestWithEventsInOrder) {
+  StartVmms();
+  const std::string vm = "lv1";
+  ASSERT_TRUE(Create(vm, guest_.button_initrd).ok());
+  hvstack::v1::Vm shown = Get(vm);
+  EXPECT_EQ(shown.libvirt().domain_name(), "hvstack-lv1");
+  EXPECT_TRUE(shown.libvirt().connected());
+  EXPECT_EQ(shown.libvirt().domain_state(), "shut off (unknown)");
+
+  hvstack::v1::Vm started;
+  grpc::Status s = Call(&VmService::Stub::StartVm, vm, &started);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
+  EXPECT_EQ(started.state(), VM_STATE_RUNNING);
+  EXPECT_GT(started.worker_pid(), 0);
+  ASSERT_TRUE(AwaitConsole(vm, "HVSTACK-LIBVIRT-MARKER"))
+      << Console(vm) << "\n" << vmms_->Log();
+  ASSERT_TRUE(AwaitConsole(vm, "waiting for the power button")) << Console(vm);
+
+  {
+    hvstack::v1::GetVmStatsRequest request;
+    request.set_name(vm);
+    grpc::ClientContext context;
+    hvstack::v1::VmStats stats;
+    ASSERT_TRUE(stub_->GetVmStats(&context, request, &stats).ok());
+    EXPECT_GT(stats.worker_cpu_time_ns(), 0u);
+    EXPECT_EQ(stats.guest_memory_bytes(), 256u << 20);
+    EXPECT_GT(stats.worker_rss_bytes(), 0u);
+    ASSERT_EQ(stats.vps_size(), 1);
+    EXPECT_GT(stats.vps(0).cpu_time_ns(), 0u);
+    EXPECT_GT(stats.console_bytes(), 0u);
+    EXPECT_GT(stats.uptime().seconds() + stats.uptime().nanos(), 0);
+  }
+
+  ASSERT_TRUE(Call(&VmService::Stub::PauseVm, vm).ok());
+  EXPECT_EQ(Get(vm).libvirt().domain_state(), "paused (user)");
+  ASSERT_TRUE(Call(&VmService::Stub::ResumeVm, vm).ok());
+  hvstack::v1::Vm reset;
+  s = Call(&VmService::Stub::ResetVm, vm, &reset);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reset.reboot_count(), 1u);
+  // The guest boots again: a second marker on the same console.
+  ASSERT_TRUE(AwaitConsole(vm, "waiting for the power button", 2))
+      << Console(vm);
+
+  {
+    hvstack::v1::ShutdownVmRequest request;
+    request.set_name(vm);
+    request.mutable_timeout()->set_seconds(60);
+    request.set_fallback(hvstack::v1::ShutdownVmRequest::FALLBACK_FAIL);
+    grpc::ClientContext context;
+    hvstack::v1::Vm off;
+    s = stub_->ShutdownVm(&context, request, &off);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(off.state(), VM_STATE_OFF);
+    EXPECT_EQ(off.state_reason(),
+              "guest shut down: shutdown requested by user (libvirt: shut off "
+              "(shutdown))");
+  }
+  EXPECT_THAT(Console(vm), HasSubstr("power button pressed"));
+
+  ASSERT_TRUE(Call(&VmService::Stub::StartVm, vm).ok());
+  hvstack::v1::Vm stopped;
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, vm, &stopped).ok());
+  EXPECT_EQ(stopped.state(), VM_STATE_OFF);
+  EXPECT_EQ(stopped.state_reason(), "stopped by user (hard power-off)");
+  {
+    hvstack::v1::DeleteVmRequest request;
+    request.set_name(vm);
+    grpc::ClientContext context;
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(stub_->DeleteVm(&context, request, &empty).ok());
+  }
+  absl::StatusOr<CommandResult> list = Virsh({"list", "--all", "--name"});
+  // The embedded root is vmms's while it runs: virsh cannot look, so check
+  // once vmms is gone.
+  (void)vmms_->Terminate();
+  list = Virsh({"list", "--all", "--name"});
+  ASSERT_TRUE(list.ok());
+  EXPECT_THAT(list->out, ::testing::Not(HasSubstr("hvstack-lv1")));
+  StartVmms();
+
+  const std::vector<VmEvent> events = Events(vm);
+  std::vector<std::pair<VmEvent::Kind, hvstack::v1::VmState>> got;
+  for (const VmEvent& e : events) got.push_back({e.kind(), e.state()});
+  using K = VmEvent;
+  const std::vector<std::pair<VmEvent::Kind, hvstack::v1::VmState>> want = {
+      {K::KIND_CREATED, VM_STATE_OFF},
+      {K::KIND_STATE_CHANGED, VM_STATE_STARTING},
+      {K::KIND_STATE_CHANGED, VM_STATE_RUNNING},
+      {K::KIND_STATE_CHANGED, VM_STATE_PAUSED},
+      {K::KIND_STATE_CHANGED, VM_STATE_RUNNING},
+      {K::KIND_REBOOTED, VM_STATE_RUNNING},
+      {K::KIND_STATE_CHANGED, VM_STATE_OFF},
+      {K::KIND_STATE_CHANGED, VM_STATE_STARTING},
+      {K::KIND_STATE_CHANGED, VM_STATE_RUNNING},
+      {K::KIND_STATE_CHANGED, VM_STATE_STOPPING},
+      {K::KIND_STATE_CHANGED, VM_STATE_OFF},
+      {K::KIND_DELETED, VM_STATE_OFF},
+  };
+  EXPECT_EQ(got, want) << Describe(events);
+}
+
+// A guest that powers itself off: Off with libvirt's reason, at once.
+TEST_F(LibvirtTest, GuestPowerOffIsRecordedWithLibvirtsReason) {
+  StartVmms();
+  ASSERT_TRUE(Create("lv2", guest_.poweroff_initrd).ok());
+  grpc::Status s = Call(&VmService::Stub::StartVm, "lv2");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(AwaitState("lv2", VM_STATE_OFF, absl::Seconds(120)))
+      << Console("lv2");
+  hvstack::v1::Vm vm = Get("lv2");
+  EXPECT_EQ(vm.state_reason(), "guest powered off (libvirt: shut off (shutdown))");
+  EXPECT_THAT(Console("lv2"), HasSubstr("HVSTACK-LIBVIRT-MARKER"));
+}
+
+// SIGKILL vmms with two libvirt VMs running; one domain is destroyed with
+// virsh while vmms is down. The restarted vmms finds the other running and
+// controllable and records the destroyed one Off with libvirt's reason; a
+// QEMU killed while vmms runs is recorded at once.
+TEST_F(LibvirtTest, VmmsKilledAndRestartedFindsWhatHappenedMeanwhile) {
+  StartVmms();
+  for (const char* name : {"keep", "gone"}) {
+    ASSERT_TRUE(Create(name, guest_.button_initrd).ok());
+    grpc::Status s = Call(&VmService::Stub::StartVm, name);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_TRUE(AwaitConsole("keep", "waiting for the power button"))
+      << Console("keep");
+  vmms_->Kill();
+  absl::StatusOr<CommandResult> destroyed = Virsh({"destroy", "hvstack-gone"});
+  ASSERT_TRUE(destroyed.ok() && destroyed->exit_code == 0)
+      << (destroyed.ok() ? destroyed->err : destroyed.status().ToString());
+  StartVmms();
+
+  hvstack::v1::Vm keep = Get("keep");
+  EXPECT_EQ(keep.state(), VM_STATE_RUNNING) << keep.state_reason();
+  hvstack::v1::Vm gone = Get("gone");
+  EXPECT_EQ(gone.state(), VM_STATE_OFF);
+  EXPECT_EQ(gone.state_reason(),
+            "domain destroyed outside vmms (libvirt: shut off (destroyed)) "
+            "(while vmms was down)");
+  // Still controllable, console included.
+  ASSERT_TRUE(Call(&VmService::Stub::PauseVm, "keep").ok());
+  ASSERT_TRUE(Call(&VmService::Stub::ResumeVm, "keep").ok());
+
+  // Behind vmms's back while it runs: QEMU killed.
+  const int64_t pid = Get("keep").worker_pid();
+  ASSERT_GT(pid, 0);
+  kill(static_cast<pid_t>(pid), SIGKILL);
+  ASSERT_TRUE(AwaitState("keep", VM_STATE_CRASHED, absl::Seconds(30)) ||
+              Get("keep").state() == VM_STATE_OFF)
+      << Get("keep").state_reason();
+  EXPECT_THAT(Get("keep").state_reason(), HasSubstr("(libvirt: shut off"));
+}
+
+// backend libvirt without --libvirt-uri; an unreachable URI; a domain libvirt
+// refuses to define. Nothing is recorded for any of them.
+TEST_F(LibvirtTest, BadInputIsRefusedWithAClearError) {
+  StartVmms({"--no-sandbox"});
+  grpc::Status s = Create("nolv", guest_.poweroff_initrd);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("--libvirt-uri"));
+  EXPECT_TRUE(Events("nolv").empty());
+  (void)vmms_->Terminate();
+
+  const std::string unreachable =
+      "qemu+unix:///system?socket=" + dir_.path() + "/no-libvirtd.sock";
+  StartVmms({"--libvirt-uri", unreachable});
+  s = Create("far", guest_.poweroff_initrd);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(unreachable));
+  EXPECT_THAT(s.error_message(), HasSubstr("retry"));
+  EXPECT_TRUE(Events("far").empty());
+  {
+    grpc::ClientContext context;
+    hvstack::v1::HostInfo info;
+    ASSERT_TRUE(stub_
+                    ->GetHostInfo(&context, hvstack::v1::GetHostInfoRequest(),
+                                  &info)
+                    .ok());
+    EXPECT_EQ(info.libvirt_uri(), unreachable);
+    EXPECT_FALSE(info.libvirt_connected());
+    EXPECT_FALSE(info.libvirt_error().empty());
+  }
+  (void)vmms_->Terminate();
+
+  // A foreign domain already has the name vmms would give VM "clash".
+  const std::string xml = dir_.path() + "/foreign.xml";
+  std::ofstream(xml) << "<domain type='qemu'><name>hvstack-clash</name>"
+                        "<memory unit='MiB'>64</memory><os><type "
+                        "arch='x86_64' machine='pc'>hvm</type></os></domain>";
+  absl::StatusOr<CommandResult> defined = Virsh({"define", xml});
+  ASSERT_TRUE(defined.ok() && defined->exit_code == 0)
+      << (defined.ok() ? defined->err : defined.status().ToString());
+  StartVmms();
+  s = Create("clash", guest_.poweroff_initrd);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("libvirt refused"));
+  EXPECT_THAT(s.error_message(), HasSubstr("hvstack-clash"));
+  EXPECT_LT(s.error_message().size(), 1024u);
+  EXPECT_TRUE(Events("clash").empty());
+}
+
+}  // namespace
+}  // namespace hvtest
