@@ -31,6 +31,8 @@ using hvstack::v1::VM_STATE_STARTING;
 using hvstack::v1::VM_STATE_STOPPING;
 
 constexpr size_t kMaxLibvirtMessage = 300;
+// QEMU reports one guest reboot (or reset) as a burst of RESET events.
+constexpr absl::Duration kRebootBurst = absl::Seconds(3);
 
 // libvirt's last error on this thread, trimmed for a user-facing message.
 std::string LibvirtError() {
@@ -411,6 +413,7 @@ int LibvirtBackend::OnReboot(virConnectPtr, virDomainPtr domain,
 }
 
 void LibvirtBackend::Enqueue(Event event) {
+  event.time = absl::Now();
   absl::MutexLock lock(&mu_);
   events_.push_back(std::move(event));
 }
@@ -439,15 +442,14 @@ void LibvirtBackend::Processor() {
     absl::MutexLock record(&runtime->record_mu);
     {
       absl::MutexLock lock(&runtime->mu);
-      if (runtime->expected_reboots > 0) {
-        --runtime->expected_reboots;
-        continue;
-      }
+      if (event.time - runtime->last_reboot < kRebootBurst) continue;
     }
     absl::StatusOr<Vm> current = store_->GetByUuid(vm->uuid());
     if (current.ok() && current->state() == VM_STATE_RUNNING) {
       (void)store_->RecordReboot(vm->uuid(), "guest rebooted (libvirt)");
       spdlog::info("VM {}: guest rebooted", vm->name());
+      absl::MutexLock lock(&runtime->mu);
+      runtime->last_reboot = event.time;
     }
   }
 }
@@ -610,7 +612,6 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
     absl::MutexLock lock(&runtime->mu);
     runtime->stop_reason.reset();
     runtime->shutdown_requested = false;
-    runtime->expected_reboots = 0;
   }
   absl::StatusOr<Vm> starting =
       store_->SetState(vm.uuid(), VM_STATE_STARTING, reason);
@@ -770,15 +771,14 @@ absl::StatusOr<Vm> LibvirtBackend::Reset(const Vm& vm) {
   }
   absl::StatusOr<DomainPtr> domain = DomainOf(**conn, vm);
   if (!domain.ok()) return domain.status();
-  {
-    absl::MutexLock lock(&runtime->mu);
-    ++runtime->expected_reboots;
-  }
   if (virDomainReset(domain->get(), 0) != 0) {
-    absl::MutexLock lock(&runtime->mu);
-    --runtime->expected_reboots;
     return absl::FailedPreconditionError(absl::StrCat(
         "VM '", vm.name(), "': cannot reset: ", LibvirtError()));
+  }
+  {
+    // The REBOOT events of this reset are recorded by it.
+    absl::MutexLock lock(&runtime->mu);
+    runtime->last_reboot = absl::Now();
   }
   const std::string reason = "reset by user (hard)";
   if (vm.state() == VM_STATE_PAUSED) {

@@ -99,8 +99,11 @@ class LibvirtBackend final : public VmBackend {
     // Set by Stop (before it destroys the domain): the reason recorded.
     std::optional<std::string> stop_reason ABSL_GUARDED_BY(mu);
     bool shutdown_requested ABSL_GUARDED_BY(mu) = false;
-    // REBOOT events our own reset will cause (recorded by the reset).
-    int expected_reboots ABSL_GUARDED_BY(mu) = 0;
+    // When the last reboot was recorded (by a reset, or from a REBOOT
+    // event): one reboot makes QEMU report several resets (the firmware
+    // resets again), so REBOOT events within kRebootBurst of it are the same
+    // reboot.
+    absl::Time last_reboot ABSL_GUARDED_BY(mu);
     absl::Time up_since ABSL_GUARDED_BY(mu);
     int run_id ABSL_GUARDED_BY(mu) = -1;
     std::shared_ptr<ConsoleFeed> console ABSL_GUARDED_BY(mu);
@@ -112,6 +115,7 @@ class LibvirtBackend final : public VmBackend {
     bool reboot = false;
     int event = 0;
     int detail = 0;
+    absl::Time time;
   };
 
   absl::StatusOr<ConnPtr> Conn();
