@@ -329,7 +329,8 @@ TEST_F(LibvirtTest, LifecycleOfALinuxGuestWithEventsInOrder) {
   StartVmms();
   ASSERT_FALSE(HasFatalFailure());
   const std::string vm = "lv1";
-  ASSERT_TRUE(Create(vm, guest_.button_initrd).ok());
+  grpc::Status created = Create(vm, guest_.button_initrd);
+  ASSERT_TRUE(created.ok()) << created.error_message() << "\n" << vmms_->Log();
   hvstack::v1::Vm shown = Get(vm);
   EXPECT_EQ(shown.libvirt().domain_name(), "hvstack-lv1");
   EXPECT_TRUE(shown.libvirt().connected());
@@ -433,7 +434,8 @@ TEST_F(LibvirtTest, LifecycleOfALinuxGuestWithEventsInOrder) {
 TEST_F(LibvirtTest, GuestPowerOffIsRecordedWithLibvirtsReason) {
   StartVmms();
   ASSERT_FALSE(HasFatalFailure());
-  ASSERT_TRUE(Create("lv2", guest_.poweroff_initrd).ok());
+  grpc::Status created = Create("lv2", guest_.poweroff_initrd);
+  ASSERT_TRUE(created.ok()) << created.error_message() << "\n" << vmms_->Log();
   grpc::Status s = Call(&VmService::Stub::StartVm, "lv2");
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_TRUE(AwaitState("lv2", VM_STATE_OFF, absl::Seconds(120)))
@@ -451,7 +453,8 @@ TEST_F(LibvirtTest, VmmsKilledAndRestartedFindsWhatHappenedMeanwhile) {
   StartVmms();
   ASSERT_FALSE(HasFatalFailure());
   for (const char* name : {"keep", "gone"}) {
-    ASSERT_TRUE(Create(name, guest_.button_initrd).ok());
+    grpc::Status created = Create(name, guest_.button_initrd);
+    ASSERT_TRUE(created.ok()) << created.error_message();
     grpc::Status s = Call(&VmService::Stub::StartVm, name);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
