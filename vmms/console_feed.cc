@@ -46,13 +46,12 @@ bool ConsoleFeed::Read(uint64_t* position, std::string* out,
     const ConsoleFeed* feed;
     uint64_t position;
   } waiter{this, *position};
-  mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return w->feed->HasNews(w->position);
-          },
-          &waiter),
-      timeout);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                             return w->feed->HasNews(w->position);
+                           },
+                           &waiter),
+                       timeout);
   if (*position < start_) *position = start_;
   const uint64_t end = start_ + buffer_.size();
   if (*position < end) {

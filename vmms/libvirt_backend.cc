@@ -250,7 +250,8 @@ struct LibvirtBackend::Connection {
   bool close_registered = false;
   ~Connection() {
     if (conn == nullptr) return;
-    if (lifecycle_id >= 0) virConnectDomainEventDeregisterAny(conn, lifecycle_id);
+    if (lifecycle_id >= 0)
+      virConnectDomainEventDeregisterAny(conn, lifecycle_id);
     if (reboot_id >= 0) virConnectDomainEventDeregisterAny(conn, reboot_id);
     if (close_registered)
       virConnectUnregisterCloseCallback(conn, &LibvirtBackend::OnClose);
@@ -262,7 +263,9 @@ LibvirtBackend::LibvirtBackend(VmStore* store, LibvirtBackendOptions options,
                                VmBackendHost* host)
     : store_(store), options_(std::move(options)), host_(host) {}
 
-LibvirtBackend::~LibvirtBackend() { Shutdown("vmms shut down (hard power-off)"); }
+LibvirtBackend::~LibvirtBackend() {
+  Shutdown("vmms shut down (hard power-off)");
+}
 
 void LibvirtBackend::Open() {
   std::call_once(event_impl_once, [] {
@@ -279,7 +282,8 @@ void LibvirtBackend::Open() {
   }
   opened_ = true;
   // A timer keeps the loop returning, so that it sees the end.
-  virEventAddTimeout(200, [](int, void*) {}, nullptr, nullptr);
+  virEventAddTimeout(
+      200, [](int, void*) {}, nullptr, nullptr);
   event_loop_ = std::thread([this] { EventLoop(); });
   if (absl::Status s = ConnectOnce(); !s.ok()) {
     spdlog::error("libvirt: {}", std::string(s.message()));
@@ -318,8 +322,8 @@ absl::Status LibvirtBackend::ConnectOnce() {
   auto connection = std::make_shared<Connection>();
   connection->conn = virConnectOpen(options_.uri.c_str());
   if (connection->conn == nullptr) {
-    std::string error = absl::StrCat("cannot connect to ", options_.uri, ": ",
-                                     LibvirtError());
+    std::string error =
+        absl::StrCat("cannot connect to ", options_.uri, ": ", LibvirtError());
     absl::MutexLock lock(&mu_);
     last_error_ = error;
     reconnect_needed_ = true;
@@ -403,8 +407,7 @@ int LibvirtBackend::OnLifecycle(virConnectPtr, virDomainPtr domain, int event,
   return 0;
 }
 
-int LibvirtBackend::OnReboot(virConnectPtr, virDomainPtr domain,
-                             void* opaque) {
+int LibvirtBackend::OnReboot(virConnectPtr, virDomainPtr domain, void* opaque) {
   char uuid[VIR_UUID_STRING_BUFLEN];
   if (virDomainGetUUIDString(domain, uuid) != 0) return 0;
   static_cast<LibvirtBackend*>(opaque)->Enqueue(
@@ -480,10 +483,10 @@ absl::StatusOr<LibvirtBackend::DomainPtr> LibvirtBackend::DomainOf(
     Connection& conn, const Vm& vm) {
   DomainPtr domain(virDomainLookupByUUIDString(conn.conn, vm.uuid().c_str()));
   if (domain == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        "VM '", vm.name(), "': libvirt has no domain ",
-        LibvirtDomainName(vm.name()), " (uuid ", vm.uuid(), "): ",
-        LibvirtError()));
+    return absl::NotFoundError(
+        absl::StrCat("VM '", vm.name(), "': libvirt has no domain ",
+                     LibvirtDomainName(vm.name()), " (uuid ", vm.uuid(),
+                     "): ", LibvirtError()));
   }
   return domain;
 }
@@ -517,8 +520,8 @@ void LibvirtBackend::OpenConsole(Connection& conn, virDomainPtr domain,
                                  const Vm& vm, VmRuntime& runtime) {
   virStreamPtr stream = virStreamNew(conn.conn, VIR_STREAM_NONBLOCK);
   if (stream == nullptr) return;
-  if (virDomainOpenConsole(domain, nullptr, stream,
-                           VIR_DOMAIN_CONSOLE_FORCE) != 0) {
+  if (virDomainOpenConsole(domain, nullptr, stream, VIR_DOMAIN_CONSOLE_FORCE) !=
+      0) {
     spdlog::warn("VM {}: no serial console: {}", vm.name(), LibvirtError());
     virStreamFree(stream);
     return;
@@ -558,8 +561,8 @@ void LibvirtBackend::OpenConsole(Connection& conn, virDomainPtr domain,
       [](virStreamPtr st, int events, void* opaque) {
         auto* p = static_cast<Pump*>(opaque);
         char buffer[16384];
-        bool done = (events & (VIR_STREAM_EVENT_ERROR |
-                               VIR_STREAM_EVENT_HANGUP)) != 0;
+        bool done =
+            (events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP)) != 0;
         if (!done && (events & VIR_STREAM_EVENT_READABLE) != 0) {
           int n = virStreamRecv(st, buffer, sizeof buffer);
           if (n > 0) {
@@ -644,17 +647,17 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
   }
   // Paused first, so that the console is open before the guest's first byte.
   if (virDomainCreateWithFlags(domain.get(), VIR_DOMAIN_START_PAUSED) != 0) {
-    return fail(absl::FailedPreconditionError(absl::StrCat(
-        "libvirt could not start domain ", LibvirtDomainName(vm.name()), ": ",
-        LibvirtError())));
+    return fail(absl::FailedPreconditionError(
+        absl::StrCat("libvirt could not start domain ",
+                     LibvirtDomainName(vm.name()), ": ", LibvirtError())));
   }
   OpenConsole(**conn, domain.get(), vm, *runtime);
   if (virDomainResume(domain.get()) != 0) {
     std::string error = LibvirtError();
     virDomainDestroy(domain.get());
-    return fail(absl::InternalError(absl::StrCat(
-        "libvirt could not run domain ", LibvirtDomainName(vm.name()), ": ",
-        error)));
+    return fail(absl::InternalError(
+        absl::StrCat("libvirt could not run domain ",
+                     LibvirtDomainName(vm.name()), ": ", error)));
   }
   const int run_id = static_cast<int>(virDomainGetID(domain.get()));
   const int64_t pid = QemuPid(options_.uri, LibvirtDomainName(vm.name()));
@@ -692,9 +695,9 @@ absl::StatusOr<Vm> LibvirtBackend::DoStop(const Vm& vm,
   if (domain.ok() && virDomainIsActive(domain->get()) == 1 &&
       virDomainDestroy(domain->get()) != 0 &&
       virDomainIsActive(domain->get()) == 1) {
-    return absl::InternalError(absl::StrCat(
-        "VM '", vm.name(), "': libvirt could not destroy domain ",
-        LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+    return absl::InternalError(
+        absl::StrCat("VM '", vm.name(), "': libvirt could not destroy domain ",
+                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
   }
   {
     absl::MutexLock record(&runtime->record_mu);
@@ -724,8 +727,8 @@ absl::StatusOr<Vm> LibvirtBackend::Pause(const Vm& vm) {
   absl::StatusOr<DomainPtr> domain = DomainOf(**conn, vm);
   if (!domain.ok()) return domain.status();
   if (virDomainSuspend(domain->get()) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "VM '", vm.name(), "': cannot pause: ", LibvirtError()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM '", vm.name(), "': cannot pause: ", LibvirtError()));
   }
   absl::StatusOr<Vm> recorded =
       store_->SetState(vm.uuid(), VM_STATE_PAUSED, "paused by user");
@@ -748,8 +751,8 @@ absl::StatusOr<Vm> LibvirtBackend::Resume(const Vm& vm) {
   absl::StatusOr<DomainPtr> domain = DomainOf(**conn, vm);
   if (!domain.ok()) return domain.status();
   if (virDomainResume(domain->get()) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "VM '", vm.name(), "': cannot resume: ", LibvirtError()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM '", vm.name(), "': cannot resume: ", LibvirtError()));
   }
   absl::StatusOr<Vm> recorded =
       store_->SetState(vm.uuid(), VM_STATE_RUNNING, "resumed by user");
@@ -772,8 +775,8 @@ absl::StatusOr<Vm> LibvirtBackend::Reset(const Vm& vm) {
   absl::StatusOr<DomainPtr> domain = DomainOf(**conn, vm);
   if (!domain.ok()) return domain.status();
   if (virDomainReset(domain->get(), 0) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "VM '", vm.name(), "': cannot reset: ", LibvirtError()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM '", vm.name(), "': cannot reset: ", LibvirtError()));
   }
   {
     // The REBOOT events of this reset are recorded by it.
@@ -853,16 +856,16 @@ absl::StatusOr<Vm> LibvirtBackend::GracefulShutdown(
         "force-off fallback)"));
   }
   spdlog::info("VM {}: {}; forcing it off", vm.name(), why);
-  return DoStop(vm, absl::StrCat("shutdown requested by user: ", why,
-                                 "; forced off"));
+  return DoStop(
+      vm, absl::StrCat("shutdown requested by user: ", why, "; forced off"));
 }
 
 absl::Status LibvirtBackend::Forget(const Vm& vm) {
   absl::StatusOr<ConnPtr> conn = Conn();
   if (!conn.ok()) {
-    return Unavailable(
-        absl::StrCat("VM '", vm.name(), "' cannot be deleted (its domain "
-                                        "must be undefined)"));
+    return Unavailable(absl::StrCat("VM '", vm.name(),
+                                    "' cannot be deleted (its domain "
+                                    "must be undefined)"));
   }
   DomainPtr domain(
       virDomainLookupByUUIDString((*conn)->conn, vm.uuid().c_str()));
@@ -871,9 +874,9 @@ absl::Status LibvirtBackend::Forget(const Vm& vm) {
                              VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                                  VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                                  VIR_DOMAIN_UNDEFINE_NVRAM) != 0) {
-    return absl::InternalError(absl::StrCat(
-        "VM '", vm.name(), "': libvirt could not undefine domain ",
-        LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+    return absl::InternalError(
+        absl::StrCat("VM '", vm.name(), "': libvirt could not undefine domain ",
+                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -905,9 +908,9 @@ absl::Status LibvirtBackend::PrepareUpdate(
   const std::string xml = LibvirtDomainXml(updated);
   DomainPtr domain(virDomainDefineXML((*conn)->conn, xml.c_str()));
   if (domain == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("VM '", vm.name(), "': libvirt refused the updated domain ",
-                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "VM '", vm.name(), "': libvirt refused the updated domain ",
+        LibvirtDomainName(vm.name()), ": ", LibvirtError()));
   }
   return absl::OkStatus();
 }
@@ -937,7 +940,8 @@ Vm LibvirtBackend::Describe(Vm vm) {
 
 absl::StatusOr<ConsoleSource> LibvirtBackend::Console(const Vm& vm) {
   ConsoleSource source;
-  source.console_log = RuntimePathsFor(options_.state_dir, vm.uuid()).console_log;
+  source.console_log =
+      RuntimePathsFor(options_.state_dir, vm.uuid()).console_log;
   std::shared_ptr<VmRuntime> runtime = RuntimeOf(vm.uuid());
   absl::MutexLock lock(&runtime->mu);
   source.feed = runtime->console;
@@ -1084,12 +1088,11 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
         (state == VIR_DOMAIN_CRASHED ||
          (state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_CRASHED));
     std::string why =
-        stop_reason.has_value()
-            ? *stop_reason
-            : shutdown_requested && !crashed
-                  ? absl::StrCat("guest shut down: shutdown requested by user (",
-                                 libvirt_says, ")")
-                  : absl::StrCat(cause, " (", libvirt_says, ")", context);
+        stop_reason.has_value() ? *stop_reason
+        : shutdown_requested && !crashed
+            ? absl::StrCat("guest shut down: shutdown requested by user (",
+                           libvirt_says, ")")
+            : absl::StrCat(cause, " (", libvirt_says, ")", context);
     absl::StatusOr<Vm> ended =
         record(crashed ? VM_STATE_CRASHED : VM_STATE_OFF, why, 0);
     EndConsole(runtime);
@@ -1139,21 +1142,21 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
   if (IsActive(was) && was != VM_STATE_STARTING && known_run > 0 &&
       run_id != known_run) {
     // Stopped and started again meanwhile: both are recorded.
-    record(VM_STATE_OFF,
-           absl::StrCat("domain stopped outside vmms", context), 0);
+    record(VM_STATE_OFF, absl::StrCat("domain stopped outside vmms", context),
+           0);
     EndConsole(runtime);
     recorded = store_->GetByUuid(vm.uuid());
     if (!recorded.ok()) return;
   }
   VmState now = recorded->state();
   if (now == VM_STATE_OFF || now == VM_STATE_CRASHED) {
-    record(VM_STATE_STARTING,
-           absl::StrCat("domain started outside vmms (", libvirt_says, ")",
-                        context));
+    record(VM_STATE_STARTING, absl::StrCat("domain started outside vmms (",
+                                           libvirt_says, ")", context));
     record_started("domain running (libvirt)");
     now = VM_STATE_RUNNING;
   } else if (now == VM_STATE_STARTING) {
-    record_started(absl::StrCat("domain running (", libvirt_says, ")", context));
+    record_started(
+        absl::StrCat("domain running (", libvirt_says, ")", context));
     now = VM_STATE_RUNNING;
   }
   if (paused && now == VM_STATE_RUNNING &&

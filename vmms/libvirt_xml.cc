@@ -36,27 +36,27 @@ std::string XmlEscape(absl::string_view text) {
 }
 
 std::string LibvirtMetadataElement(const hvstack::v1::Vm& vm) {
-  return absl::StrCat("<", kLibvirtMetadataPrefix, ":vm xmlns:",
-                      kLibvirtMetadataPrefix, "='", kLibvirtMetadataUri,
-                      "' uuid='", XmlEscape(vm.uuid()), "' name='",
-                      XmlEscape(vm.name()), "'/>");
+  return absl::StrCat("<", kLibvirtMetadataPrefix,
+                      ":vm xmlns:", kLibvirtMetadataPrefix, "='",
+                      kLibvirtMetadataUri, "' uuid='", XmlEscape(vm.uuid()),
+                      "' name='", XmlEscape(vm.name()), "'/>");
 }
 
 std::string LibvirtDomainXml(const hvstack::v1::Vm& vm) {
   const hvstack::v1::VmConfig& config = vm.config();
   const bool tcg = config.libvirt().accelerator() ==
                    hvstack::v1::LibvirtOptions::ACCELERATOR_TCG;
-  std::string xml = absl::StrCat(
-      "<domain type='", tcg ? "qemu" : "kvm", "'>\n",  //
-      "  <name>", XmlEscape(LibvirtDomainName(vm.name())), "</name>\n",
-      "  <uuid>", XmlEscape(vm.uuid()), "</uuid>\n",
-      "  <metadata>", LibvirtMetadataElement(vm), "</metadata>\n",
-      "  <memory unit='MiB'>", config.memory_mib(), "</memory>\n",
-      "  <vcpu>", config.vcpus(), "</vcpu>\n",
-      "  <os>\n"
-      "    <type arch='x86_64' machine='pc'>hvm</type>\n"
-      "    <kernel>",
-      XmlEscape(config.kernel_path()), "</kernel>\n");
+  std::string xml =
+      absl::StrCat("<domain type='", tcg ? "qemu" : "kvm", "'>\n",  //
+                   "  <name>", XmlEscape(LibvirtDomainName(vm.name())),
+                   "</name>\n", "  <uuid>", XmlEscape(vm.uuid()), "</uuid>\n",
+                   "  <metadata>", LibvirtMetadataElement(vm), "</metadata>\n",
+                   "  <memory unit='MiB'>", config.memory_mib(), "</memory>\n",
+                   "  <vcpu>", config.vcpus(), "</vcpu>\n",
+                   "  <os>\n"
+                   "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+                   "    <kernel>",
+                   XmlEscape(config.kernel_path()), "</kernel>\n");
   if (!config.initrd_path().empty()) {
     absl::StrAppend(&xml, "    <initrd>", XmlEscape(config.initrd_path()),
                     "</initrd>\n");
