@@ -130,8 +130,8 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   NextWorker NextWorkerOf(const std::string& name);
   VmStore* const store_;
   VmManager* const vms_;
-  LibvirtBackend* const libvirt_;
   AccessControl* const access_;
+  LibvirtBackend* const libvirt_;
   HostInfoProvider host_info_;
   // What GetVm shows of running guests' integration components.
   IntegrationCache integration_;
