@@ -689,5 +689,64 @@ TEST(VmStoreTest, AddAndRemoveNicsNeedTheVmOffAndKeepIndices) {
   EXPECT_EQ((*store)->Get("web1")->config().nics_size(), 2);
 }
 
+TEST(MigrationsTest, VersionsAreConsecutiveWithCrashNicsAndBackendAt11To13) {
+  std::span<const Migration> all = SchemaMigrations();
+  for (size_t i = 0; i < all.size(); ++i)
+    EXPECT_EQ(all[i].version, static_cast<int>(i + 1)) << all[i].description;
+  ASSERT_GE(all.size(), 13u);
+  EXPECT_THAT(std::string(all[10].description), HasSubstr("guest crash"));
+  EXPECT_THAT(std::string(all[11].description), HasSubstr("network adapters"));
+  EXPECT_THAT(std::string(all[12].description), HasSubstr("backend"));
+}
+
+TEST(VmStoreTest, V11DatabaseGainsNicsAndBackendsAndKeepsItsCrashPolicy) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    // A v11 database (guest crash policies, no adapters, no backends).
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(ApplyMigrations(*db, SchemaMigrations().first(11)).ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO vms (uuid, name, vcpus, memory_mib, "
+                         "kernel_path, cmdline, state, state_reason, "
+                         "create_time_us, update_time_us, "
+                         "state_change_time_us, on_guest_crash) VALUES "
+                         "('u0', 'old', 1, 64, '/boot/k', '', 'off', "
+                         "'created', 0, 0, 0, 'preserve')")
+                    .ok());
+  }
+  auto store = VmStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto old = (*store)->Get("old");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->config().on_guest_crash(),
+            hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
+  EXPECT_NE(old->config().backend(), hvstack::v1::BACKEND_LIBVIRT);
+  EXPECT_EQ(old->config().nics_size(), 0);
+
+  // Every column of a new row reads back in its place (on_guest_crash,
+  // backend, libvirt_accelerator) next to its adapters.
+  Vm vm = NewVm("web1", "u1");
+  vm.mutable_config()->set_on_guest_crash(
+      hvstack::v1::GUEST_CRASH_POLICY_RESTART);
+  vm.mutable_config()->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+  vm.mutable_config()->mutable_libvirt()->set_accelerator(
+      hvstack::v1::LibvirtOptions::ACCELERATOR_TCG);
+  hvstack::v1::NicConfig nic;
+  nic.set_mac("02:00:00:00:00:05");
+  nic.set_mtu(1500);
+  *vm.mutable_config()->add_nics() = nic;
+  ASSERT_TRUE((*store)->Create(vm).ok());
+  auto got = (*store)->Get("web1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->config().on_guest_crash(),
+            hvstack::v1::GUEST_CRASH_POLICY_RESTART);
+  EXPECT_EQ(got->config().backend(), hvstack::v1::BACKEND_LIBVIRT);
+  EXPECT_EQ(got->config().libvirt().accelerator(),
+            hvstack::v1::LibvirtOptions::ACCELERATOR_TCG);
+  ASSERT_EQ(got->config().nics_size(), 1);
+  EXPECT_EQ(got->config().nics(0).mac(), "02:00:00:00:00:05");
+}
+
 }  // namespace
 }  // namespace vmms
