@@ -1,5 +1,7 @@
 #include "vmwp/devices/acpi_pm1_event.h"
 
+#include "absl/strings/str_format.h"
+
 namespace vmwp {
 
 uint32_t AcpiPm1Event::PortRead(uint16_t port, uint8_t size) {
@@ -32,6 +34,30 @@ void AcpiPm1Event::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
 uint16_t AcpiPm1Event::enable() const {
   absl::MutexLock lock(&mu_);
   return enable_;
+}
+
+hvstack::saved::AcpiPm1EventState AcpiPm1Event::SaveState() const {
+  absl::MutexLock lock(&mu_);
+  hvstack::saved::AcpiPm1EventState out;
+  out.set_version(1);
+  out.set_enable(enable_);
+  return out;
+}
+
+absl::Status AcpiPm1Event::RestoreState(
+    const hvstack::saved::AcpiPm1EventState& state) {
+  if (state.version() != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved PM1a event state format version %d; this worker reads 1",
+        state.version()));
+  }
+  if (state.enable() > 0xFFFF) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "saved PM1_EN 0x%x is wider than 16 bits", state.enable()));
+  }
+  absl::MutexLock lock(&mu_);
+  enable_ = static_cast<uint16_t>(state.enable());
+  return absl::OkStatus();
 }
 
 }  // namespace vmwp

@@ -4,8 +4,10 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "vid/io_handler.h"
+#include "vmwp/devices/saved_state.pb.h"
 
 namespace vmwp {
 
@@ -24,6 +26,10 @@ class AcpiPm1Event : public vid::PortIoHandler {
 
   uint32_t PortRead(uint16_t port, uint8_t size) override;
   void PortWrite(uint16_t port, uint8_t size, uint32_t value) override;
+
+  // Save and restore (issue 14).
+  hvstack::saved::AcpiPm1EventState SaveState() const;
+  absl::Status RestoreState(const hvstack::saved::AcpiPm1EventState& state);
 
   uint16_t enable() const;
 

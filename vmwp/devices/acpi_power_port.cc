@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_format.h"
+
 namespace vmwp {
 
 AcpiPowerPort::AcpiPowerPort(std::function<void()> power_off, uint16_t port)
@@ -36,6 +38,30 @@ void AcpiPowerPort::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
           ((written & kSlpTypMask) >> kSlpTypShift) == kSlpTypS5;
   }
   if (off && power_off_) power_off_();
+}
+
+hvstack::saved::AcpiPowerPortState AcpiPowerPort::SaveState() {
+  absl::MutexLock lock(&mu_);
+  hvstack::saved::AcpiPowerPortState out;
+  out.set_version(1);
+  out.set_value(value_);
+  return out;
+}
+
+absl::Status AcpiPowerPort::RestoreState(
+    const hvstack::saved::AcpiPowerPortState& state) {
+  if (state.version() != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved PM1a control state format version %d; this worker reads 1",
+        state.version()));
+  }
+  if (state.value() > 0xFFFF) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "saved PM1a_CNT 0x%x is wider than 16 bits", state.value()));
+  }
+  absl::MutexLock lock(&mu_);
+  value_ = static_cast<uint16_t>(state.value());
+  return absl::OkStatus();
 }
 
 }  // namespace vmwp

@@ -5,8 +5,10 @@
 #include <functional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "vid/io_handler.h"
+#include "vmwp/devices/saved_state.pb.h"
 
 namespace vmwp {
 
@@ -31,6 +33,10 @@ class AcpiPowerPort : public vid::PortIoHandler {
   // merged.
   uint32_t PortRead(uint16_t port, uint8_t size) override;
   void PortWrite(uint16_t port, uint8_t size, uint32_t value) override;
+
+  // Save and restore (issue 14).
+  hvstack::saved::AcpiPowerPortState SaveState();
+  absl::Status RestoreState(const hvstack::saved::AcpiPowerPortState& state);
 
  private:
   const uint16_t port_;

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_format.h"
 #include "absl/time/civil_time.h"
 
 namespace vmwp {
@@ -272,6 +273,74 @@ void CmosRtc::PortWrite(uint16_t port, uint8_t size, uint32_t value) {
   } else if (port == kDataPort) {
     Write(index_, static_cast<uint8_t>(value));
   }
+}
+
+hvstack::saved::CmosRtcState CmosRtc::SaveState() const {
+  absl::MutexLock lock(&mu_);
+  hvstack::saved::CmosRtcState out;
+  out.set_version(1);
+  out.set_ram(std::string(ram_.begin(), ram_.end()));
+  out.set_offset_us(absl::ToInt64Microseconds(offset_));
+  out.set_held_year(held_.year);
+  out.set_held_month(held_.month);
+  out.set_held_day(held_.day);
+  out.set_held_hour(held_.hour);
+  out.set_held_minute(held_.minute);
+  out.set_held_second(held_.second);
+  out.set_held_weekday(held_.weekday);
+  out.set_index(index_);
+  out.set_nmi_disabled(nmi_disabled_);
+  out.set_last_c_read_us(absl::ToUnixMicros(last_c_read_));
+  return out;
+}
+
+absl::Status CmosRtc::RestoreState(const hvstack::saved::CmosRtcState& state) {
+  auto bad = [](absl::string_view field, int64_t value) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "saved CMOS RTC state: %s %d is out of range", field, value));
+  };
+  if (state.version() != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved CMOS RTC state format version %d; this worker reads 1",
+        state.version()));
+  }
+  if (state.ram().size() != 128) return bad("RAM size", state.ram().size());
+  if (state.index() > 0x7F) return bad("index", state.index());
+  if (state.held_year() < 0 || state.held_year() > 9999)
+    return bad("held year", state.held_year());
+  if (state.held_month() < 1 || state.held_month() > 12)
+    return bad("held month", state.held_month());
+  if (state.held_day() < 1 || state.held_day() > 31)
+    return bad("held day", state.held_day());
+  if (state.held_hour() < 0 || state.held_hour() > 23)
+    return bad("held hour", state.held_hour());
+  if (state.held_minute() < 0 || state.held_minute() > 59)
+    return bad("held minute", state.held_minute());
+  if (state.held_second() < 0 || state.held_second() > 59)
+    return bad("held second", state.held_second());
+  if (state.held_weekday() < 1 || state.held_weekday() > 7)
+    return bad("held weekday", state.held_weekday());
+  // A clock more than 200 years from the host's is not one a guest set.
+  constexpr int64_t kMaxOffsetUs = int64_t{200} * 366 * 24 * 3600 * 1000000;
+  if (state.offset_us() > kMaxOffsetUs || state.offset_us() < -kMaxOffsetUs)
+    return bad("clock offset (us)", state.offset_us());
+  absl::MutexLock lock(&mu_);
+  std::copy(state.ram().begin(), state.ram().end(), ram_.begin());
+  offset_ = absl::Microseconds(state.offset_us());
+  held_ = Fields{.year = state.held_year(),
+                 .month = state.held_month(),
+                 .day = state.held_day(),
+                 .hour = state.held_hour(),
+                 .minute = state.held_minute(),
+                 .second = state.held_second(),
+                 .weekday = state.held_weekday()};
+  index_ = static_cast<uint8_t>(state.index());
+  nmi_disabled_ = state.nmi_disabled();
+  // Register C's flags are computed from when it was last read; a time from
+  // the file that is in the future would hold them off for that long.
+  last_c_read_ =
+      std::min(absl::FromUnixMicros(state.last_c_read_us()), NowLocked());
+  return absl::OkStatus();
 }
 
 }  // namespace vmwp

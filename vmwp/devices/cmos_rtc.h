@@ -6,9 +6,11 @@
 #include <functional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "vid/io_handler.h"
+#include "vmwp/devices/saved_state.pb.h"
 
 namespace vmwp {
 
@@ -92,6 +94,12 @@ class CmosRtc : public vid::PortIoHandler {
   CmosRtc(const Persistent& saved, Clock clock = &absl::Now);
 
   Persistent Save() const;
+
+  // Save and restore (issue 14): RAM, clock offset, held time registers,
+  // index. The clock keeps running while the VM is saved (the offset is to
+  // the host's wall clock). InvalidArgument names a bad field.
+  hvstack::saved::CmosRtcState SaveState() const;
+  absl::Status RestoreState(const hvstack::saved::CmosRtcState& state);
 
   uint32_t PortRead(uint16_t port, uint8_t size) override;
   void PortWrite(uint16_t port, uint8_t size, uint32_t value) override;

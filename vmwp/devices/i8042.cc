@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_format.h"
+
 namespace vmwp {
 namespace {
 
@@ -280,6 +282,77 @@ void I8042::UpdateInterrupts() {
     aux_level_ = aux_level;
     if (aux_line_) aux_line_(aux_level);
   }
+}
+
+hvstack::saved::I8042State I8042::SaveState() const {
+  absl::MutexLock lock(&mu_);
+  hvstack::saved::I8042State out;
+  out.set_version(1);
+  for (const OutByte& b : output_) {
+    hvstack::saved::I8042State::OutByte* o = out.add_output();
+    o->set_value(b.value);
+    o->set_aux(b.aux);
+    o->set_timeout(b.timeout);
+  }
+  out.set_last_read(last_read_);
+  out.set_ram(std::string(reinterpret_cast<const char*>(ram_), sizeof(ram_)));
+  out.set_output_port(output_port_);
+  out.set_last_was_command(last_was_command_);
+  out.set_pending(static_cast<uint32_t>(pending_));
+  out.set_pending_ram_index(pending_ram_index_);
+  out.set_kbd_pending(static_cast<uint32_t>(kbd_pending_));
+  out.set_scan_set(scan_set_);
+  out.set_kbd_scanning(kbd_scanning_);
+  out.set_kbd_level(kbd_level_);
+  out.set_aux_level(aux_level_);
+  return out;
+}
+
+absl::Status I8042::RestoreState(const hvstack::saved::I8042State& state) {
+  auto bad = [](absl::string_view field, uint64_t value) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "saved i8042 state: %s %d is out of range", field, value));
+  };
+  if (state.version() != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved i8042 state format version %d; this worker reads 1",
+        state.version()));
+  }
+  if (state.output_size() > static_cast<int>(kMaxOutput))
+    return bad("output buffer length", state.output_size());
+  for (const auto& b : state.output()) {
+    if (b.value() > 0xFF) return bad("output byte", b.value());
+  }
+  if (state.ram().size() != sizeof(ram_))
+    return bad("RAM size", state.ram().size());
+  if (state.last_read() > 0xFF) return bad("last read byte", state.last_read());
+  if (state.output_port() > 0xFF)
+    return bad("output port", state.output_port());
+  if (state.pending() > static_cast<uint32_t>(Pending::kWriteAuxDevice))
+    return bad("pending command", state.pending());
+  if (state.pending_ram_index() >= sizeof(ram_))
+    return bad("pending RAM index", state.pending_ram_index());
+  if (state.kbd_pending() > static_cast<uint32_t>(KbdPending::kTypematic))
+    return bad("keyboard parameter", state.kbd_pending());
+  if (state.scan_set() > 0xFF) return bad("scan code set", state.scan_set());
+  absl::MutexLock lock(&mu_);
+  output_.clear();
+  for (const auto& b : state.output()) {
+    output_.push_back(
+        OutByte{static_cast<uint8_t>(b.value()), b.aux(), b.timeout()});
+  }
+  last_read_ = static_cast<uint8_t>(state.last_read());
+  std::memcpy(ram_, state.ram().data(), sizeof(ram_));
+  output_port_ = static_cast<uint8_t>(state.output_port());
+  last_was_command_ = state.last_was_command();
+  pending_ = static_cast<Pending>(state.pending());
+  pending_ram_index_ = static_cast<uint8_t>(state.pending_ram_index());
+  kbd_pending_ = static_cast<KbdPending>(state.kbd_pending());
+  scan_set_ = static_cast<uint8_t>(state.scan_set());
+  kbd_scanning_ = state.kbd_scanning();
+  kbd_level_ = state.kbd_level();
+  aux_level_ = state.aux_level();
+  return absl::OkStatus();
 }
 
 }  // namespace vmwp

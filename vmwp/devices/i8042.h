@@ -6,8 +6,10 @@
 #include <functional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "vid/io_handler.h"
+#include "vmwp/devices/saved_state.pb.h"
 
 namespace vmwp {
 
@@ -88,6 +90,11 @@ class I8042 : public vid::PortIoHandler {
 
   uint32_t PortRead(uint16_t port, uint8_t size) override;
   void PortWrite(uint16_t port, uint8_t size, uint32_t value) override;
+
+  // Save and restore (issue 14). Restore does not drive the interrupt lines
+  // (the saved irqchip has their levels); InvalidArgument names a bad field.
+  hvstack::saved::I8042State SaveState() const;
+  absl::Status RestoreState(const hvstack::saved::I8042State& state);
 
   // For tests and diagnostics.
   uint8_t command_byte() const;

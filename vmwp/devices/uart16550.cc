@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_format.h"
+
 namespace vmwp {
 
 Uart16550::Uart16550(OutputSink sink, uint16_t base)
@@ -207,6 +209,62 @@ void Uart16550::UpdateInterrupt() {
   if (level == irq_level_) return;
   irq_level_ = level;
   if (interrupt_line_) interrupt_line_(level);
+}
+
+hvstack::saved::Uart16550State Uart16550::SaveState() const {
+  absl::MutexLock lock(&mu_);
+  hvstack::saved::Uart16550State out;
+  out.set_version(1);
+  out.set_rx(std::string(rx_.begin(), rx_.end()));
+  out.set_ier(ier_);
+  out.set_fcr(fcr_);
+  out.set_lcr(lcr_);
+  out.set_mcr(mcr_);
+  out.set_msr(msr_);
+  out.set_scr(scr_);
+  out.set_dll(dll_);
+  out.set_dlm(dlm_);
+  out.set_overrun(overrun_);
+  out.set_thre_pending(thre_pending_);
+  out.set_irq_level(irq_level_);
+  out.set_input_dropped(input_dropped_);
+  return out;
+}
+
+absl::Status Uart16550::RestoreState(
+    const hvstack::saved::Uart16550State& state) {
+  if (state.version() != 1) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved COM1 state format version %d; this worker reads 1",
+        state.version()));
+  }
+  if (state.rx().size() > kInputQueueCapacity) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("saved COM1 receive FIFO holds %d bytes (at most %d)",
+                        state.rx().size(), kInputQueueCapacity));
+  }
+  for (uint32_t v : {state.ier(), state.fcr(), state.lcr(), state.mcr(),
+                     state.msr(), state.scr(), state.dll(), state.dlm()}) {
+    if (v > 0xFF) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("saved COM1 register value 0x%x is not a byte", v));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  rx_.assign(state.rx().begin(), state.rx().end());
+  ier_ = static_cast<uint8_t>(state.ier());
+  fcr_ = static_cast<uint8_t>(state.fcr());
+  lcr_ = static_cast<uint8_t>(state.lcr());
+  mcr_ = static_cast<uint8_t>(state.mcr());
+  msr_ = static_cast<uint8_t>(state.msr());
+  scr_ = static_cast<uint8_t>(state.scr());
+  dll_ = static_cast<uint8_t>(state.dll());
+  dlm_ = static_cast<uint8_t>(state.dlm());
+  overrun_ = state.overrun();
+  thre_pending_ = state.thre_pending();
+  irq_level_ = state.irq_level();
+  input_dropped_ = state.input_dropped();
+  return absl::OkStatus();
 }
 
 }  // namespace vmwp

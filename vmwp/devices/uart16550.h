@@ -8,8 +8,10 @@
 #include <string_view>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "vid/io_handler.h"
+#include "vmwp/devices/saved_state.pb.h"
 
 namespace vmwp {
 
@@ -63,6 +65,12 @@ class Uart16550 : public vid::PortIoHandler {
   uint64_t input_dropped() const;
   // Bytes waiting in the receive queue.
   size_t input_queued() const;
+
+  // Save and restore (issue 14): registers, receive FIFO and interrupt
+  // state. Restore does not drive the interrupt line (the saved irqchip has
+  // its level); InvalidArgument names a bad field.
+  hvstack::saved::Uart16550State SaveState() const;
+  absl::Status RestoreState(const hvstack::saved::Uart16550State& state);
 
   uint16_t base() const { return base_; }
 
