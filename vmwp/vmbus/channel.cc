@@ -102,6 +102,16 @@ absl::StatusOr<MappedGpadl> LiveChannel::MapGpadl(uint32_t handle) {
   return map_gpadl_(handle);
 }
 
+LiveChannel::RingIndices LiveChannel::SaveIndices() {
+  absl::MutexLock in_lock(&in_mu_);
+  absl::MutexLock out_lock(&out_mu_);
+  return RingIndices{.in_read = in_.read_index(),
+                     .in_published = in_.published_index(),
+                     .out_write = out_.write_index(),
+                     .out_pending_set = out_.pending_set(),
+                     .broken = broken_.load()};
+}
+
 void LiveChannel::Close() {
   absl::MutexLock in_lock(&in_mu_);
   absl::MutexLock out_lock(&out_mu_);

@@ -52,6 +52,20 @@ class LiveChannel final : public ChannelEndpoint {
   absl::StatusOr<MappedGpadl> MapGpadl(uint32_t handle) override;
 
   void set_target_vp(uint32_t vp) { target_vp_.store(vp); }
+  uint32_t target_vp() const { return target_vp_.load(); }
+
+  // The host side of both rings, for a save (issue 14): taken under both
+  // locks, so no drain or send is half done.
+  struct RingIndices {
+    uint32_t in_read = 0;
+    uint32_t in_published = 0;
+    uint32_t out_write = 0;
+    bool out_pending_set = false;
+    bool broken = false;
+  };
+  RingIndices SaveIndices();
+  // A restored channel that was broken when saved stays broken.
+  void MarkBroken() { broken_.store(true); }
   // Stops sends and drains; waits for one in progress to finish.
   void Close();
   bool broken() const { return broken_.load(); }

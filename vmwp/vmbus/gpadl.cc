@@ -77,6 +77,24 @@ absl::StatusOr<std::vector<GpaRange>> ParseGpaRanges(
 GpadlAssembler::GpadlAssembler(const GpadlHeaderMessage& header)
     : header_(header.fixed), bytes_(header.range_bytes) {}
 
+absl::StatusOr<GpadlAssembler> GpadlAssembler::Restore(
+    std::span<const uint8_t> header, std::span<const uint8_t> bytes) {
+  GpadlAssembler a;
+  if (header.size() != sizeof(a.header_)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("saved GPADL header has %d bytes, expected %d",
+                        header.size(), sizeof(a.header_)));
+  }
+  std::memcpy(&a.header_, header.data(), sizeof(a.header_));
+  if (bytes.size() > a.header_.range_buflen || bytes.size() % 8 != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "saved GPADL 0x%x: %d range bytes collected, range_buflen %d",
+        a.header_.gpadl, bytes.size(), a.header_.range_buflen));
+  }
+  a.bytes_.assign(bytes.begin(), bytes.end());
+  return a;
+}
+
 absl::Status GpadlAssembler::AddBody(const GpadlBodyMessage& body) {
   const size_t add = body.pfns.size() * 8;
   if (add > header_.range_buflen - bytes_.size()) {

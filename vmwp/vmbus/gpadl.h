@@ -41,6 +41,16 @@ absl::StatusOr<std::vector<GpaRange>> ParseGpaRanges(
 class GpadlAssembler {
  public:
   explicit GpadlAssembler(const GpadlHeaderMessage& header);
+  // One whose header and bodies so far were saved (issue 14): `header` is
+  // the struct vmbus_channel_gpadl_header as received, `bytes` the range
+  // bytes collected (checked against its range_buflen).
+  static absl::StatusOr<GpadlAssembler> Restore(std::span<const uint8_t> header,
+                                                std::span<const uint8_t> bytes);
+  std::span<const uint8_t> header_bytes() const {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&header_),
+                                    sizeof(header_));
+  }
+  std::span<const uint8_t> bytes() const { return bytes_; }
 
   uint32_t handle() const { return header_.gpadl; }
   uint32_t child_relid() const { return header_.child_relid; }
@@ -51,6 +61,7 @@ class GpadlAssembler {
   absl::StatusOr<Gpadl> Finish(GuestPages& memory) const;
 
  private:
+  GpadlAssembler() = default;
   GpadlHeader header_;
   std::vector<uint8_t> bytes_;
 };

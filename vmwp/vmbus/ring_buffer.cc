@@ -145,6 +145,24 @@ absl::StatusOr<RingReader> RingReader::Create(RingPages ring,
   return RingReader(std::move(ring), read, max_packet_size);
 }
 
+absl::StatusOr<RingReader> RingReader::Restore(RingPages ring, uint32_t read,
+                                               uint32_t published,
+                                               uint32_t max_packet_size) {
+  for (const auto& [name, index] :
+       {std::pair<const char*, uint32_t>{"saved read index", read},
+        std::pair<const char*, uint32_t>{"saved published read index",
+                                         published}}) {
+    if (absl::Status s = CheckIndex(name, index, ring.data_size()); !s.ok())
+      return s;
+  }
+  if (max_packet_size == 0 || max_packet_size > ring.data_size()) {
+    max_packet_size = ring.data_size();
+  }
+  RingReader reader(std::move(ring), read, max_packet_size);
+  reader.published_ = published;
+  return reader;
+}
+
 absl::Status RingReader::Break(absl::Status status) {
   if (broken_.ok()) broken_ = std::move(status);
   return broken_;
@@ -262,6 +280,17 @@ absl::StatusOr<RingWriter> RingWriter::Create(RingPages ring) {
   Store(h->feature_bits, Load(h->feature_bits) | kRingFeatPendingSendSz);
   Store(h->pending_send_sz, 0);
   return RingWriter(std::move(ring), write);
+}
+
+absl::StatusOr<RingWriter> RingWriter::Restore(RingPages ring, uint32_t write,
+                                               bool pending_set) {
+  if (absl::Status s = CheckIndex("saved write index", write, ring.data_size());
+      !s.ok()) {
+    return s;
+  }
+  RingWriter writer(std::move(ring), write);
+  writer.pending_set_ = pending_set;
+  return writer;
 }
 
 absl::Status RingWriter::Break(absl::Status status) {

@@ -78,6 +78,14 @@ class RingReader {
   // 0: packets may be as large as the ring allows.
   static absl::StatusOr<RingReader> Create(RingPages ring,
                                            uint32_t max_packet_size = 0);
+  // A reader that continues a saved one (issue 14): `read` is its private
+  // index, `published` the last one it stored to the header. Both are
+  // checked against the ring.
+  static absl::StatusOr<RingReader> Restore(RingPages ring, uint32_t read,
+                                            uint32_t published,
+                                            uint32_t max_packet_size = 0);
+  uint32_t read_index() const { return read_; }
+  uint32_t published_index() const { return published_; }
 
   // Copies the next packet into `packet` (reusing its buffer) and advances
   // the private read index. false: the ring is empty.
@@ -128,6 +136,13 @@ class RingWriter {
   // Sets feat_pending_send_sz: the host announces it will post
   // pending_send_sz when blocked, so the guest signals when space frees.
   static absl::StatusOr<RingWriter> Create(RingPages ring);
+  // A writer that continues a saved one (issue 14): its authoritative write
+  // index (checked against the ring) and whether it had posted
+  // pending_send_sz. The header is left as the guest memory has it.
+  static absl::StatusOr<RingWriter> Restore(RingPages ring, uint32_t write,
+                                            bool pending_set);
+  uint32_t write_index() const { return write_; }
+  bool pending_set() const { return pending_set_; }
 
   // Largest payload (with header extension) a single packet may carry.
   uint32_t max_payload() const;

@@ -55,7 +55,9 @@ absl::StatusOr<uint32_t> VmbusServer::AddVsp(Vsp* vsp) {
   channel.vsp = vsp;
   channel.connection_id = ConnectionIdForRelid(relid);
   relid_by_connection_[channel.connection_id] = relid;
-  if (version_ != 0 && offers_requested_) SendOffer(relid, channel);
+  if (version_ != 0 && offers_requested_ && !restoring_) {
+    SendOffer(relid, channel);
+  }
   return relid;
 }
 
@@ -300,6 +302,8 @@ absl::Status VmbusServer::OnInitiateContact(const InitiateContact& m) {
   message_vp_ = m.target_vcpu;
   message_sint_ = sint;
   win7_interrupt_page_ = win7_page;
+  win7_interrupt_page_gpa_ =
+      win7_page != nullptr ? m.interrupt_page_or_sint : 0;
   offers_requested_ = false;
   reply.version_supported = 1;
   Post(reply);
@@ -504,6 +508,9 @@ absl::Status VmbusServer::OpenRings(const vmbus::OpenChannel& m,
   channel.open = std::move(live);
   channel.state = ChannelState::kOpen;
   channel.ring_gpadl = m.ringbuffer_gpadlhandle;
+  channel.downstream_offset = m.downstream_ringbuffer_pageoffset;
+  std::copy(std::begin(m.userdata), std::end(m.userdata),
+            channel.user_data.begin());
   g->second.in_use = true;
   return absl::OkStatus();
 }
@@ -551,6 +558,7 @@ absl::Status VmbusServer::OnUnload() {
   version_ = 0;
   offers_requested_ = false;
   win7_interrupt_page_ = nullptr;
+  win7_interrupt_page_gpa_ = 0;
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 #ifndef HVSTACK_VMWP_VMBUS_SERVER_H_
 #define HVSTACK_VMWP_VMBUS_SERVER_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,6 +21,10 @@
 #include "vmwp/vmbus/guest_pages.h"
 #include "vmwp/vmbus/synic_seam.h"
 #include "vmwp/vmbus/vsp.h"
+
+namespace hvstack::saved {
+class VmbusServerState;
+}  // namespace hvstack::saved
 
 namespace vmbus {
 
@@ -86,6 +91,27 @@ class VmbusServer final : public SynicGuestCalls {
   // One channel message from the guest; the error says why it was dropped.
   absl::Status HandleMessage(std::span<const uint8_t> payload);
 
+  // ---- Save and restore (issue 14; server_state.cc, saved_state.proto).
+  // Call with every VP held. QuiesceVsps calls each VSP's Quiesce (relid
+  // order); on an error it unquiesces those it quiesced and returns it,
+  // naming the VSP. SaveState takes the connection, GPADLs (pending ones
+  // too), every channel (ring GPADL, downstream offset, target VP, user
+  // data, host ring indices) and each VSP's own SaveState. UnquiesceVsps
+  // lets them go on (a checkpoint, or a save that failed).
+  absl::Status QuiesceVsps(absl::Time deadline);
+  absl::StatusOr<hvstack::saved::VmbusServerState> SaveState();
+  void UnquiesceVsps();
+  // Into a server whose VSPs were registered (AddVsp) as for a boot, before
+  // any VP runs: the connection and GPADLs come back, then every channel
+  // whose relid is registered with the same offer (interface, instance,
+  // sub-channel index) gets its record and rings back and its VSP's
+  // RestoreState; VSPs may AddVsp more channels from there (sub-channels),
+  // which are restored in turn, with no new offer sent. A saved channel
+  // nobody registered, or a registered one the saved VM did not have, is a
+  // FailedPrecondition naming it (the device configuration changed).
+  absl::Status RestoreState(const hvstack::saved::VmbusServerState& state);
+  static constexpr uint32_t kStateVersion = 1;
+
   // Observers, for the worker's status and for tests.
   bool connected() const;
   uint32_t version() const;  // 0 while disconnected
@@ -103,6 +129,9 @@ class VmbusServer final : public SynicGuestCalls {
     bool offered_to_guest = false;
     uint32_t connection_id = 0;
     uint32_t ring_gpadl = 0;
+    // From the OPENCHANNEL that opened it (for a save).
+    uint32_t downstream_offset = 0;
+    std::array<uint8_t, 120> user_data{};
     std::shared_ptr<LiveChannel> open;
   };
   struct GpadlRecord {
@@ -165,6 +194,9 @@ class VmbusServer final : public SynicGuestCalls {
   uint32_t message_vp_ ABSL_GUARDED_BY(mu_) = 0;
   uint8_t message_sint_ ABSL_GUARDED_BY(mu_) = kVmbusMessageSint;
   uint8_t* win7_interrupt_page_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint64_t win7_interrupt_page_gpa_ ABSL_GUARDED_BY(mu_) = 0;
+  // RestoreState in progress: AddVsp sends no offer (the guest has them).
+  bool restoring_ ABSL_GUARDED_BY(mu_) = false;
   bool offers_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::map<uint32_t, ChannelRecord> channels_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, uint32_t> relid_by_connection_

@@ -153,9 +153,7 @@ class Vsp {
   // Unquiesce do nothing, SaveState is Unimplemented (the server then refuses
   // to save a VM whose channel to this VSP is open, naming it, and saves no
   // state for a closed one), RestoreState accepts only "closed, no state".
-  virtual absl::Status Quiesce(absl::Time deadline) {
-    return absl::OkStatus();
-  }
+  virtual absl::Status Quiesce(absl::Time deadline) { return absl::OkStatus(); }
   virtual absl::StatusOr<std::string> SaveState() {
     return absl::UnimplementedError("this VSP cannot save its state");
   }
