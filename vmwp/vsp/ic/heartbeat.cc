@@ -64,6 +64,26 @@ void HeartbeatMonitor::Reset() {
   sent_at_ = absl::InfinitePast();
 }
 
+HeartbeatMonitor::Saved HeartbeatMonitor::Save(absl::Time now) const {
+  Saved s;
+  s.next_sequence = next_sequence_;
+  s.outstanding = outstanding_;
+  if (sent_at_ != absl::InfinitePast()) s.sent_age = now - sent_at_;
+  if (last_answer_ != absl::InfinitePast()) s.answer_age = now - last_answer_;
+  s.last_sequence = last_sequence_;
+  return s;
+}
+
+void HeartbeatMonitor::Restore(const Saved& saved, absl::Time now) {
+  next_sequence_ = saved.next_sequence;
+  outstanding_ = saved.outstanding;
+  sent_at_ =
+      saved.sent_age.has_value() ? now - *saved.sent_age : absl::InfinitePast();
+  last_answer_ = saved.answer_age.has_value() ? now - *saved.answer_age
+                                              : absl::InfinitePast();
+  last_sequence_ = saved.last_sequence;
+}
+
 HeartbeatStatus HeartbeatMonitor::Status(absl::Time now) const {
   if (last_answer_ == absl::InfinitePast()) return HeartbeatStatus::kNoContact;
   return now - last_answer_ <= options_.lost_after ? HeartbeatStatus::kOk

@@ -37,6 +37,18 @@ class HeartbeatMonitor {
   void Reset();
 
   HeartbeatStatus Status(absl::Time now) const;
+
+  // Save and restore (issue 14): times as ages at `now`, so the time a VM
+  // spent saved does not count.
+  struct Saved {
+    uint64_t next_sequence = 1;
+    std::optional<uint64_t> outstanding;
+    std::optional<absl::Duration> sent_age;
+    std::optional<absl::Duration> answer_age;
+    uint64_t last_sequence = 0;
+  };
+  Saved Save(absl::Time now) const;
+  void Restore(const Saved& saved, absl::Time now);
   uint64_t last_sequence() const { return last_sequence_; }
   // When the guest last answered (InfinitePast: never).
   absl::Time last_answer() const { return last_answer_; }

@@ -15,6 +15,10 @@
 #include "vmwp/vmbus/vsp.h"
 #include "vmwp/vsp/ic/ic_framework.h"
 
+namespace hvstack::saved {
+class IcState;
+}  // namespace hvstack::saved
+
 namespace vsp::ic {
 
 // The VMBus side shared by every integration component: one channel, the
@@ -40,6 +44,12 @@ class IcChannel : public vmbus::Vsp {
   void OnPacket(vmbus::ChannelEndpoint& endpoint,
                 const vmbus::Packet& packet) override;
   void OnClose(uint32_t relid) override;
+  // Save and restore (issue 14; ic_state.cc): the negotiated versions and
+  // next transaction id, plus the service's own state (SaveService /
+  // RestoreService). A restored channel needs no new negotiation.
+  absl::StatusOr<std::string> SaveState() override;
+  absl::Status RestoreState(std::shared_ptr<vmbus::ChannelEndpoint> endpoint,
+                            std::string_view state) override;
 
  protected:
   // Sends a service request (built with BuildIcRequest & co.). Fails before
@@ -50,6 +60,12 @@ class IcChannel : public vmbus::Vsp {
   // A response of the service's message type.
   virtual void OnServiceResponse(std::span<const uint8_t> bytes) = 0;
   virtual void OnChannelClosed() {}
+  // The service's part of a save / restore (the base has filled and checked
+  // the channel's part). RestoreService runs before the channel is usable.
+  virtual void SaveService(hvstack::saved::IcState& state) const {}
+  virtual absl::Status RestoreService(const hvstack::saved::IcState& state) {
+    return absl::OkStatus();
+  }
 
  private:
   const std::string name_;

@@ -4,7 +4,9 @@
 
 #include <map>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "vmwp/vmbus/saved_state.pb.h"
 #include "vmwp/vmbus/test_fake_guest.h"
 #include "vmwp/vsp/ic/ic_services.h"
 #include "vmwp/vsp/ic/utf16.h"
@@ -131,7 +133,7 @@ class IcChannelTest : public ::testing::Test {
                       .has_value());
       ++answered;
     }
-    server_.OnSignalEvent(0, offers_.at(relid).connection_id, 0);
+    active_->OnSignalEvent(0, offers_.at(relid).connection_id, 0);
     return answered;
   }
 
@@ -144,6 +146,7 @@ class IcChannelTest : public ::testing::Test {
   TimeSyncIc timesync_;
   KvpIc kvp_;
   vmbus::VmbusServer server_;
+  vmbus::VmbusServer* active_ = &server_;
   std::map<uint32_t, vmbus::OfferChannel> offers_;
   std::map<uint32_t, std::pair<GuestRing, GuestRing>> rings_;
 };
@@ -291,6 +294,102 @@ TEST_F(IcChannelTest, CloseAndReopenRenegotiates) {
   Open(1);
   Answer(1);
   EXPECT_TRUE(heartbeat_.negotiated());
+}
+
+// Save/restore (issue 14): a second set of ICs on a second server continues
+// with the guest's open, negotiated channels: no negotiation packet, the
+// heartbeat sequence goes on, KVP, time sync and shutdown still work.
+TEST_F(IcChannelTest, RestoredIcsContinueWithoutRenegotiation) {
+  for (uint32_t relid = 1; relid <= 4; ++relid) {
+    Open(relid);
+    EXPECT_GE(Answer(relid), 1);
+    // The time sync sample and the intrinsic KVP scan follow the
+    // negotiation.
+    while (Answer(relid) != 0) {
+    }
+  }
+  now_ += absl::Seconds(1);
+  ASSERT_TRUE(heartbeat_.Tick().ok());
+  ASSERT_EQ(Answer(1), 1);
+  const uint64_t seq = heartbeat_.sequence();
+  ASSERT_EQ(kvp_.pool(KvpPool::kAuto).size(), 2u);
+
+  ASSERT_TRUE(server_.QuiesceVsps(absl::Now() + absl::Seconds(1)).ok());
+  absl::StatusOr<hvstack::saved::VmbusServerState> state = server_.SaveState();
+  ASSERT_TRUE(state.ok()) << state.status();
+
+  // The VM spent an hour saved: that must not count against the guest.
+  now_ += absl::Hours(1);
+  HeartbeatIc heartbeat(Instance(1), {absl::Seconds(1), absl::Seconds(5)},
+                        [this] { return now_; });
+  ShutdownIc shutdown(Instance(2));
+  TimeSyncIc timesync(
+      Instance(3), [] { return uint64_t{999}; }, [this] { return now_; });
+  KvpIc kvp(Instance(4));
+  vmbus::VmbusServer b(guest_.memory, guest_, {.vp_count = 1});
+  for (vmbus::Vsp* v : std::initializer_list<vmbus::Vsp*>{&heartbeat, &shutdown,
+                                                          &timesync, &kvp}) {
+    ASSERT_TRUE(b.AddVsp(v).ok());
+  }
+  ASSERT_TRUE(b.RestoreState(*state).ok());
+  guest_.server = &b;
+  active_ = &b;
+  for (uint32_t relid = 1; relid <= 4; ++relid) {
+    EXPECT_FALSE(rings_.at(relid).second.Read().has_value())
+        << "relid " << relid << ": nothing sent (no negotiation)";
+  }
+  EXPECT_TRUE(heartbeat.negotiated() && kvp.negotiated() &&
+              timesync.negotiated() && shutdown.negotiated());
+  EXPECT_EQ(heartbeat.status(), HeartbeatStatus::kOk);
+  EXPECT_EQ(heartbeat.sequence(), seq);
+  EXPECT_EQ(kvp.pool(KvpPool::kAuto), kvp_.pool(KvpPool::kAuto));
+
+  now_ += absl::Seconds(1);
+  ASSERT_TRUE(heartbeat.Tick().ok());
+  EXPECT_EQ(Answer(1), 1);
+  EXPECT_GT(heartbeat.sequence(), seq);
+  ASSERT_TRUE(timesync.SendSample(kTimeSyncFlagSync).ok());
+  EXPECT_EQ(Answer(3), 1);
+  EXPECT_EQ(timesync.answered(), timesync_.answered() + 1);
+  ASSERT_TRUE(kvp.Enqueue({.op = KvpOperation::kSet,
+                           .pool = KvpPool::kExternal,
+                           .key = "k",
+                           .value = "v"})
+                  .ok());
+  EXPECT_EQ(Answer(4), 1);
+  EXPECT_TRUE(kvp.idle());
+  ASSERT_TRUE(shutdown.Request({}).ok());
+  EXPECT_EQ(Answer(2), 1);
+  ASSERT_TRUE(shutdown.last_result().has_value());
+  EXPECT_TRUE(shutdown.last_result()->ok());
+}
+
+TEST_F(IcChannelTest, BadIcStateIsRefusedNamingTheIc) {
+  Open(1);
+  Answer(1);
+  ASSERT_TRUE(server_.QuiesceVsps(absl::Now()).ok());
+  absl::StatusOr<hvstack::saved::VmbusServerState> state = server_.SaveState();
+  ASSERT_TRUE(state.ok());
+  auto restore = [&](const hvstack::saved::VmbusServerState& s) {
+    HeartbeatIc heartbeat(Instance(1), {}, [this] { return now_; });
+    ShutdownIc shutdown(Instance(2));
+    TimeSyncIc timesync(Instance(3), [] { return uint64_t{1}; });
+    KvpIc kvp(Instance(4));
+    vmbus::VmbusServer b(guest_.memory, guest_, {.vp_count = 1});
+    for (vmbus::Vsp* v : std::initializer_list<vmbus::Vsp*>{
+             &heartbeat, &shutdown, &timesync, &kvp}) {
+      EXPECT_TRUE(b.AddVsp(v).ok());
+    }
+    return b.RestoreState(s);
+  };
+  hvstack::saved::VmbusServerState s = *state;
+  s.mutable_channels(0)->set_vsp_state("\xff\xff garbage");
+  EXPECT_THAT(restore(s).message(), ::testing::HasSubstr("heartbeat IC state"));
+  s = *state;
+  // The kvp channel's bytes under the heartbeat's relid.
+  s.mutable_channels(0)->set_vsp_state(state->channels(3).vsp_state());
+  EXPECT_THAT(restore(s).message(),
+              ::testing::HasSubstr("it belongs to the kvp IC"));
 }
 
 }  // namespace

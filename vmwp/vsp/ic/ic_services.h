@@ -34,6 +34,8 @@ class HeartbeatIc final : public IcChannel {
  private:
   void OnServiceResponse(std::span<const uint8_t> bytes) override;
   void OnChannelClosed() override;
+  void SaveService(hvstack::saved::IcState& state) const override;
+  absl::Status RestoreService(const hvstack::saved::IcState& state) override;
 
   const Clock clock_;
   mutable absl::Mutex mu_;
@@ -80,6 +82,8 @@ class TimeSyncIc final : public IcChannel {
   // On negotiation (boot, resume): one SYNC sample, as Hyper-V does.
   void OnNegotiated(const IcVersions& versions) override;
   void OnServiceResponse(std::span<const uint8_t> bytes) override;
+  void SaveService(hvstack::saved::IcState& state) const override;
+  absl::Status RestoreService(const hvstack::saved::IcState& state) override;
 
   const std::function<uint64_t()> reference_time_;
   const Clock clock_;
@@ -107,6 +111,8 @@ class KvpIc final : public IcChannel {
   void OnNegotiated(const IcVersions& versions) override;
   void OnServiceResponse(std::span<const uint8_t> bytes) override;
   void OnChannelClosed() override;
+  void SaveService(hvstack::saved::IcState& state) const override;
+  absl::Status RestoreService(const hvstack::saved::IcState& state) override;
   absl::Status Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

@@ -1,6 +1,7 @@
 #ifndef HVSTACK_VMWP_VSP_IC_KVP_H_
 #define HVSTACK_VMWP_VSP_IC_KVP_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -83,6 +84,17 @@ class KvpExchange {
   void Reset() { outstanding_.reset(); }
   // Forgets queued requests (the channel closed; nobody will answer them).
   void DropQueued() { queue_.clear(); }
+
+  // Save and restore (issue 14).
+  const std::deque<KvpRequest>& queued() const { return queue_; }
+  const std::optional<KvpRequest>& outstanding() const { return outstanding_; }
+  void Restore(std::deque<KvpRequest> queue,
+               std::optional<KvpRequest> outstanding,
+               std::array<std::map<std::string, std::string>, 5> pools) {
+    queue_ = std::move(queue);
+    outstanding_ = std::move(outstanding);
+    for (size_t i = 0; i < pools.size(); ++i) pools_[i] = std::move(pools[i]);
+  }
 
   bool busy() const { return outstanding_.has_value(); }
   bool idle() const { return queue_.empty() && !outstanding_.has_value(); }
