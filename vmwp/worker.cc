@@ -544,13 +544,15 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
           .resume =
               [control, integration, crash_monitor] {
                 spdlog::info("resume requested over WorkerService");
+                // A guest held after its crash runs on: a crash after this
+                // is a new one. Re-armed before the VPs run, or a guest that
+                // reports again at once would be counted as a repeat of the
+                // old crash and never held again.
+                crash_monitor->OnResume();
                 absl::Status s = control->Resume();
                 // The guest's clock stood still while paused: a SYNC time
                 // sample, as Hyper-V sends after a resume.
                 if (s.ok()) integration->OnResume();
-                // A guest held after its crash runs on: a crash after this
-                // is a new one.
-                if (s.ok()) crash_monitor->OnResume();
                 return s;
               },
           .paused = [control] { return control->paused(); },
