@@ -72,8 +72,9 @@ int Find(const std::vector<std::string>& lines, const std::string& text) {
 TEST_F(GuestCrashTest, StopIsTheDefaultAndRecordsTheReport) {
   Create("c1", "crash=message");
   nlohmann::json created = Show("c1");
-  EXPECT_EQ(created["config"].value("onGuestCrash", ""), "")
-      << "unset: the default (stop)";
+  EXPECT_EQ(created["config"].value("onGuestCrash", ""),
+            "GUEST_CRASH_POLICY_STOP")
+      << "unset at create: stored and shown as the default, stop";
   EXPECT_THAT(Vmctl({"show", "c1"}).out, HasSubstr("on_guest_crash: stop\n"));
 
   ASSERT_EQ(Vmctl({"start", "c1"}).exit_code, 0);
