@@ -77,7 +77,7 @@ run_tests() {
   # here, and the tests that need the kernel fail with the same message.
   local kernel_since kernel
   kernel_since=$(date +%s)
-  echo "setup: Linux test kernel (tests/linux/build_test_kernel.sh; ~16 min on 2 cores the first time)"
+  echo "setup: Linux test kernel (tests/linux/build_test_kernel.sh; ~10 min on an idle 2-core machine the first time)"
   if kernel=$(bash tests/linux/build_test_kernel.sh); then
     echo "setup: test kernel $kernel ready in $(($(date +%s) - kernel_since)) s"
   else
@@ -85,8 +85,14 @@ run_tests() {
   fi
   # Failures are counted from the test logs below, so a failing test or target does not stop
   # the run here; Bazel's exit code 1 (some target failed to build) is counted as one failure.
+  # Hosts without /dev/kvm (the project's build hosts are PVM guests now): KVM tests skip unless
+  # HVSTACK_KVMBOX=auto runs them in kvmbox (tests/kvmbox/README.md). Not the suite's default:
+  # kvmbox's shared VM has wedged every 15-20 min of test load here (cause unknown), which a
+  # retry does not always outlast.
+  echo "setup: KVM tests on a host without /dev/kvm: HVSTACK_KVMBOX=${HVSTACK_KVMBOX:-never}"
   local bazel_rc=0
-  bazel test "${BAZEL_FLAGS[@]}" --keep_going --nocache_test_results --test_output=errors //... || bazel_rc=$?
+  bazel test "${BAZEL_FLAGS[@]}" --keep_going --nocache_test_results --test_output=errors \
+    --test_env=HVSTACK_KVMBOX="${HVSTACK_KVMBOX:-never}" //... || bazel_rc=$?
   # Ask Bazel where the logs are: the bazel-testlogs symlink may point at another output base.
   local testlogs
   testlogs=$(bazel info --noshow_progress bazel-testlogs 2>/dev/null)

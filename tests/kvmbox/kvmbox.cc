@@ -53,8 +53,9 @@ void RunInKvmboxIfNeeded(int argc, char** argv, InSuite in_suite) {
   const std::string_view choice = mode == nullptr ? "" : mode;
   if (choice == "never") {
     std::fprintf(stderr,
-                 "kvmbox: no /dev/kvm here and HVSTACK_KVMBOX=never: tests "
-                 "that need KVM skip\n");
+                 "kvmbox: no /dev/kvm on this host and HVSTACK_KVMBOX=never "
+                 "(deploy/setup.sh test's default): tests that need KVM skip; "
+                 "HVSTACK_KVMBOX=auto runs them in kvmbox\n");
     return;
   }
   if (in_suite == InSuite::kSkip && choice != "always") {
