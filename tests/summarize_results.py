@@ -5,6 +5,7 @@ Every test target must have produced its test.xml during this run (newer than --
 a target without one (build failure, timeout, crash before writing it) counts as one failure.
 """
 import argparse
+import glob
 import os
 import sys
 import xml.etree.ElementTree as ET
@@ -46,28 +47,38 @@ def main():
         totals[1] += 1
     for target in args.targets:
         rel = target.lstrip("/").replace(":", "/")
-        xml_path = os.path.join(args.testlogs, rel, "test.xml")
-        if not os.path.exists(xml_path) or os.path.getmtime(xml_path) < args.since:
-            print("FAILED (no result this run): %s" % target)
-            totals[1] += 1
-            continue
-        try:
-            p, f, s, failures = count_target(xml_path)
-        except ET.ParseError as e:
-            print("FAILED (unreadable test.xml: %s): %s" % (e, target))
-            totals[1] += 1
-            continue
-        if p + f + s == 0:
-            # A target whose runner reports no cases (e.g. a shell test) counts by exit status,
-            # which Bazel records as a single testcase; an empty file means nothing ran.
-            print("FAILED (no test cases): %s" % target)
-            totals[1] += 1
-            continue
-        for name in failures:
-            print("FAILED: %s %s" % (target, name))
-        totals[0] += p
-        totals[1] += f
-        totals[2] += s
+        target_dir = os.path.join(args.testlogs, rel)
+        # A sharded target (shard_count) has one test.xml per shard_K_of_N directory.
+        shards = sorted(glob.glob(os.path.join(target_dir, "shard_*_of_*", "test.xml")))
+        xml_paths = [os.path.join(target_dir, "test.xml")]
+        if not os.path.exists(xml_paths[0]) and shards:
+            xml_paths = shards
+        for xml_path in xml_paths:
+            label = target
+            if xml_path in shards:
+                label = "%s (%s)" % (target, os.path.basename(os.path.dirname(xml_path)))
+            if not os.path.exists(xml_path) or os.path.getmtime(xml_path) < args.since:
+                print("FAILED (no result this run): %s" % label)
+                totals[1] += 1
+                continue
+            try:
+                p, f, s, failures = count_target(xml_path)
+            except ET.ParseError as e:
+                print("FAILED (unreadable test.xml: %s): %s" % (e, label))
+                totals[1] += 1
+                continue
+            if p + f + s == 0:
+                # A target whose runner reports no cases (e.g. a shell test) counts by exit
+                # status, which Bazel records as a single testcase; an empty file means nothing
+                # ran.
+                print("FAILED (no test cases): %s" % label)
+                totals[1] += 1
+                continue
+            for name in failures:
+                print("FAILED: %s %s" % (label, name))
+            totals[0] += p
+            totals[1] += f
+            totals[2] += s
     print("%d passed, %d failed, %d skipped" % tuple(totals))
     return 1 if totals[1] else 0
 
