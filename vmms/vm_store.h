@@ -186,7 +186,8 @@ class VmStore {
   // The end of AttachDisk/DetachDisk/AddNic/RemoveNic: update time, an
   // `updated` event with `reason`, commit.
   absl::StatusOr<Vm> CommitHardwareChange(const Vm& before,
-                                      const std::string& reason, Transaction tx)
+                                          const std::string& reason,
+                                          Transaction tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AddNic/RemoveNic in one transaction: the hardware-state check, `change`
   // (returns the event's reason), then CommitHardwareChange.
