@@ -1,5 +1,6 @@
 #include "tests/harness/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +16,8 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tests/kvmbox/kvmbox.h"
 
@@ -213,6 +216,30 @@ std::string ReadFileOrEmpty(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
+  std::vector<pid_t> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    std::string cmdline =
+        ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() ||
+        stat[paren + 2] == 'Z') {
+      continue;
+    }
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    if (absl::StrContains(cmdline, needle)) pids.push_back(pid);
+  }
+  closedir(proc);
+  return pids;
 }
 
 }  // namespace hvtest

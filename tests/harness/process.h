@@ -75,6 +75,9 @@ class ChildProcess {
 // Reads a whole file; empty string if it does not exist.
 std::string ReadFileOrEmpty(const std::string& path);
 
+// Live (non-zombie) processes whose command line contains `needle`.
+std::vector<pid_t> ProcessesMentioning(const std::string& needle);
+
 }  // namespace hvtest
 
 #endif  // HVSTACK_TESTS_HARNESS_PROCESS_H_

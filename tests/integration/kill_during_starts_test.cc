@@ -4,7 +4,6 @@
 // runs a VM recorded Off. Twice: with the real sandboxed vmwp and the idle
 // guest (needs /dev/kvm), and with vmms's KVM-free stand-in worker
 // (vmms/testing/fake_vmwp, --no-sandbox), which runs anywhere.
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,8 +14,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -34,31 +31,6 @@ using hvstack::v1::Vm;
 using hvstack::v1::VmService;
 
 constexpr int kVms = 20;
-
-// Live (non-zombie) processes whose command line names `needle`.
-std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
-  std::vector<pid_t> pids;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return pids;
-  while (dirent* entry = readdir(proc)) {
-    int pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::string cmdline =
-        ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline"));
-    std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
-    size_t paren = stat.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= stat.size() ||
-        stat[paren + 2] == 'Z') {
-      continue;
-    }
-    for (char& c : cmdline) {
-      if (c == '\0') c = ' ';
-    }
-    if (absl::StrContains(cmdline, needle)) pids.push_back(pid);
-  }
-  closedir(proc);
-  return pids;
-}
 
 struct Worker {
   std::vector<std::string> vmms_args;

@@ -1,6 +1,5 @@
 // Worker supervision and vmms restarts with real processes: vmms, vmwp
 // workers running the spin guest, vmctl.
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,8 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -35,31 +32,6 @@ std::vector<nlohmann::json> ParseJsonLines(const std::string& text) {
     if (!j.is_discarded()) out.push_back(j);
   }
   return out;
-}
-
-// Live (non-zombie) processes whose command line names `needle`.
-std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
-  std::vector<pid_t> pids;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return pids;
-  while (dirent* entry = readdir(proc)) {
-    int pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::string cmdline =
-        ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline"));
-    std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
-    size_t paren = stat.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= stat.size() ||
-        stat[paren + 2] == 'Z') {
-      continue;
-    }
-    for (char& c : cmdline) {
-      if (c == '\0') c = ' ';
-    }
-    if (absl::StrContains(cmdline, needle)) pids.push_back(pid);
-  }
-  closedir(proc);
-  return pids;
 }
 
 class SupervisionTest : public ::testing::Test {
