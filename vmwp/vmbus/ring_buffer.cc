@@ -238,10 +238,8 @@ absl::StatusOr<bool> RingReader::Next(Packet* packet) {
 absl::StatusOr<bool> RingReader::Commit() {
   if (!broken_.ok()) return broken_;
   if (read_ == published_) return false;
-  absl::StatusOr<uint32_t> write = LoadWriteIndex();
-  if (!write.ok()) return write.status();
   const uint32_t size = ring_.data_size();
-  const uint32_t free_before = FreeBytes(published_, *write, size);
+  const uint32_t old_published = published_;
   RingHeader* h = ring_.header();
   // The guest's writer stores pending_send_sz, then re-reads read_index; we
   // store read_index, then read pending_send_sz. The full barrier keeps one
@@ -251,6 +249,12 @@ absl::StatusOr<bool> RingReader::Commit() {
   if ((Load(h->feature_bits) & kRingFeatPendingSendSz) == 0) return false;
   const uint32_t pending = Load(h->pending_send_sz);
   if (pending == 0) return false;
+  // The write index after the barrier: one loaded before it may predate
+  // the writer's last packets, overstate the space it saw and lose its
+  // wakeup (ring_signal_test stalled after ~59,000 packets once).
+  absl::StatusOr<uint32_t> write = LoadWriteIndex();
+  if (!write.ok()) return write.status();
+  const uint32_t free_before = FreeBytes(old_published, *write, size);
   const uint32_t free_after = FreeBytes(read_, *write, size);
   return free_before <= pending && free_after > pending;
 }
