@@ -144,7 +144,15 @@ agent() {
   [[ -S $run/vfs.sock ]] || die "virtiofsd did not start: $(tail -n 3 "$run/virtiofsd.log")"
   # q35 rather than microvm: the cloud kernel's boot hangs on microvm under TCG here (timer
   # calibration without a PIT/HPET); SeaBIOS costs a few seconds.
-  "$QEMU" -M q35,memory-backend=mem -accel tcg,thread=multi -cpu max -smp "$AGENT_CPUS" \
+  # TCG single-threaded (both vCPUs take turns on one host thread), not MTTCG: under QEMU 7.2's
+  # MTTCG a vCPU can keep running a stale translation of kernel text that another vCPU has just
+  # live-patched (static keys: text_poke_bp writes int3, then the original bytes). The stale int3
+  # traps, Linux sees no int3 in memory and re-executes the instruction, forever (RIP at
+  # asm_exc_int3/error_return, the other vCPU waiting for a lock). KVM flips static keys on every
+  # vCPU creation and teardown (apic_sw_disabled), so nested VM churn wedged the VM every 15-20 min;
+  # flipping sched_schedstats in a loop wedged MTTCG within 30 s and never wedged single-threaded
+  # TCG (README, "Wedges").
+  "$QEMU" -M q35,memory-backend=mem -accel "tcg,thread=${HVSTACK_KVMBOX_TCG_THREAD:-single}" -cpu max -smp "$AGENT_CPUS" \
     -m "${AGENT_MEMORY_MIB}M" \
     -object "memory-backend-memfd,id=mem,size=${AGENT_MEMORY_MIB}M,share=on" \
     -chardev "socket,id=vfs,path=$run/vfs.sock" -device vhost-user-fs-pci,chardev=vfs,tag=hostroot \
