@@ -58,6 +58,23 @@ void GuestScatter::AppendTo(std::vector<uint8_t>& out) const {
   CopyOut(0, out.data() + old, size_);
 }
 
+std::vector<iovec> GuestScatter::Iovecs(uint64_t bytes) const {
+  std::vector<iovec> out;
+  for (const std::span<uint8_t>& c : chunks_) {
+    if (bytes == 0) break;
+    const uint64_t n = std::min<uint64_t>(c.size(), bytes);
+    if (!out.empty() &&
+        static_cast<uint8_t*>(out.back().iov_base) + out.back().iov_len ==
+            c.data()) {
+      out.back().iov_len += n;
+    } else {
+      out.push_back({c.data(), n});
+    }
+    bytes -= n;
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<GpaRange>> ParseGpaDirect(
     std::span<const uint8_t> extension, GuestPages& memory,
     uint64_t max_bytes) {

@@ -8,6 +8,8 @@
 // vmbus_sendpacket_pagebuffer (one PFN per range). And the reverse: host
 // pointers for the pages of a GPADL a VSP uses as a buffer.
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -42,6 +44,9 @@ class GuestScatter {
   bool CopyIn(uint64_t offset, const uint8_t* src, uint64_t len) const;
   // Appends every byte to `out`.
   void AppendTo(std::vector<uint8_t>& out) const;
+  // The first `bytes` bytes (at most size()) as iovecs for preadv/io_uring,
+  // chunks that are adjacent in the host mapping merged into one.
+  std::vector<iovec> Iovecs(uint64_t bytes) const;
 
  private:
   std::vector<std::span<uint8_t>> chunks_;

@@ -76,6 +76,34 @@ TEST_F(GpaDirectTest, LinuxRangesResolveToTheirBytes) {
   EXPECT_EQ(memory_.base()[3 * 4096 + 40], 1);
 }
 
+TEST_F(GpaDirectTest, IovecsMergeAdjacentPagesAndStopAtTheTransfer) {
+  // storvsc's layout: one range over pages 5, 6, 7 (contiguous in the host
+  // mapping: one iovec) and then page 20 (a second one).
+  std::vector<uint8_t> ext(8 + 8 + 4 * 8);
+  const uint32_t count = 1, len = 3 * 4096 - 512 + 100, offset = 512;
+  std::memcpy(ext.data() + 4, &count, 4);
+  std::memcpy(ext.data() + 8, &len, 4);
+  std::memcpy(ext.data() + 12, &offset, 4);
+  const uint64_t pfns[] = {5, 6, 7, 20};
+  std::memcpy(ext.data() + 16, pfns, sizeof(pfns));
+  auto ranges = ParseGpaDirect(ext, memory_, 1 << 20);
+  ASSERT_TRUE(ranges.ok()) << ranges.status();
+  auto scatter = ResolveGpaRanges(*ranges, memory_);
+  ASSERT_TRUE(scatter.ok()) << scatter.status();
+  std::vector<iovec> all = scatter->Iovecs(len);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].iov_base, memory_.base() + 5 * 4096 + 512);
+  EXPECT_EQ(all[0].iov_len, 3u * 4096 - 512);
+  EXPECT_EQ(all[1].iov_base, memory_.base() + 20 * 4096);
+  EXPECT_EQ(all[1].iov_len, 100u);
+  // A shorter transfer ends inside the first iovec; a longer one is cut.
+  std::vector<iovec> some = scatter->Iovecs(1000);
+  ASSERT_EQ(some.size(), 1u);
+  EXPECT_EQ(some[0].iov_len, 1000u);
+  EXPECT_EQ(scatter->Iovecs(1 << 20).size(), 2u);
+  EXPECT_TRUE(scatter->Iovecs(0).empty());
+}
+
 TEST_F(GpaDirectTest, OnePfnPerRangeAsThePageBufferFormat) {
   // vmbus_sendpacket_pagebuffer: hv_page_buffer {len, offset, pfn} records.
   auto ranges =

@@ -1,5 +1,5 @@
 // libFuzzer target: a hostile guest's packets on a storvsp channel
-// (vmwp/vsp/storage/storvsp.cc + gpa_direct.cc): initialization in any
+// (vmwp/vsp/storage/storvsp.cc + vmwp/vmbus/gpa_direct.cc): initialization in any
 // order, SRBs with arbitrary GPA-direct page lists, CDBs and lengths, over
 // 64 pages of guest RAM and a 1 MiB in-memory disk.
 //

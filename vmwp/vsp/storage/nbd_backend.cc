@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
-#include "vmwp/vsp/storage/gpa_direct.h"
+#include "vmwp/vsp/storage/iovecs.h"
 
 namespace vsp::storage {
 

@@ -6,8 +6,9 @@
 
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
+#include "vmwp/vmbus/gpa_direct.h"
 #include "vmwp/vmbus/ring_layout.h"
-#include "vmwp/vsp/storage/gpa_direct.h"
+#include "vmwp/vsp/storage/iovecs.h"
 
 namespace vsp::storage {
 
@@ -526,24 +527,27 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
   // The data buffer.
   std::vector<iovec> buffer;
   if (packet.type == vmbus::kPacketDataUsingGpaDirect) {
-    absl::StatusOr<GpaDirectBuffer> parsed = ParseGpaDirect(
-        packet.header_extension(), options_.max_transfer_bytes / 4096 + 2);
-    if (!parsed.ok()) {
-      invalid(std::string(parsed.status().message()));
+    // Every page is checked against guest RAM here, once; the ranges may
+    // name more than the SRB moves (never more than the largest transfer).
+    absl::StatusOr<std::vector<vmbus::GpaRange>> ranges = vmbus::ParseGpaDirect(
+        packet.header_extension(), memory_, options_.max_transfer_bytes);
+    if (!ranges.ok()) {
+      invalid(std::string(ranges.status().message()));
       return;
     }
-    if (parsed->total_bytes() < srb.data_transfer_length) {
+    absl::StatusOr<vmbus::GuestScatter> scatter =
+        vmbus::ResolveGpaRanges(*ranges, memory_);
+    if (!scatter.ok()) {
+      invalid(std::string(scatter.status().message()));
+      return;
+    }
+    if (scatter->size() < srb.data_transfer_length) {
       invalid(absl::StrFormat("SRB moving %d bytes with a %d-byte buffer",
-                              srb.data_transfer_length, parsed->total_bytes()));
+                              srb.data_transfer_length, scatter->size()));
       return;
     }
-    absl::StatusOr<std::vector<iovec>> iov =
-        ResolveGpaDirect(*parsed, srb.data_transfer_length, memory_);
-    if (!iov.ok()) {
-      invalid(std::string(iov.status().message()));
-      return;
-    }
-    buffer = *std::move(iov);
+    std::vector<iovec> iov = scatter->Iovecs(srb.data_transfer_length);
+    buffer = std::move(iov);
   } else if (srb.data_transfer_length != 0) {
     invalid(
         absl::StrFormat("SRB moving %d bytes without a buffer (in-band packet)",

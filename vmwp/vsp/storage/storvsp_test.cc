@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "vmwp/vmbus/gpa_direct.h"
 #include "vmwp/vmbus/test_fake_guest.h"
 #include "vmwp/vsp/storage/uring_backend.h"
 
@@ -178,8 +179,8 @@ class StorvspTest : public ::testing::Test {
         pfns = FakeGuest::Pages(kBufferPage, (offset + length + 4095) / 4096);
       }
       std::vector<uint8_t> ext(8 + 8 + 8 * pfns.size());
-      GpaDirectHeader h{0, 1};
-      GpaDirectRange r{length, offset};
+      vmbus::GpaDirectHeader h{0, 1};
+      vmbus::GpaRangeHeader r{length, offset};
       std::memcpy(ext.data(), &h, 8);
       std::memcpy(ext.data() + 8, &r, 8);
       std::memcpy(ext.data() + 16, pfns.data(), 8 * pfns.size());

@@ -171,20 +171,6 @@ static_assert(offsetof(VstorPacket, properties) == 12);
 static_assert(offsetof(VstorPacket, version) == 12);
 static_assert(offsetof(VstorPacket, sub_channel_count) == 12);
 
-// The part of VM_PKT_DATA_USING_GPA_DIRECT between the VMBus descriptor and
-// the payload (struct vmbus_packet_mpb_array without its descriptor).
-struct GpaDirectHeader {
-  uint32_t reserved;
-  uint32_t rangecount;
-};
-static_assert(sizeof(GpaDirectHeader) == 8);
-
-struct GpaDirectRange {  // struct hv_mpb_array without its pfn_array
-  uint32_t len;
-  uint32_t offset;
-};
-static_assert(sizeof(GpaDirectRange) == 8);
-
 #pragma pack(pop)
 
 // What Linux sizes its receive buffer for (STORVSC_MAX_PKT_SIZE): a reply
