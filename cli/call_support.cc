@@ -1,5 +1,6 @@
 #include "cli/call_support.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -7,8 +8,18 @@
 
 namespace vmctl {
 
+namespace {
+// Written by main before any call, read by the calls: no lock needed.
+std::optional<std::chrono::seconds> request_timeout;
+}  // namespace
+
+void OverrideRequestTimeout(std::optional<std::chrono::seconds> timeout) {
+  request_timeout = timeout;
+}
+
 void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  context.set_deadline(std::chrono::system_clock::now() +
+                       request_timeout.value_or(timeout));
 }
 
 int Fail(Session& session, const grpc::Status& status) {

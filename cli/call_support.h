@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <optional>
 
 #include "cli/commands.h"
 
@@ -15,7 +16,13 @@ inline constexpr std::chrono::seconds kQuickDeadline{15};
 // worker's start 30 s).
 inline constexpr std::chrono::seconds kWorkerDeadline{90};
 
+// Sets `timeout`, or the one the user gave with `--request-timeout`.
 void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout);
+// `vmctl --request-timeout S`: one deadline for every call, for hosts where
+// vmms and its workers run far slower than the defaults assume (nested
+// emulation, an overloaded machine). Set once, before any call; nullopt
+// brings the defaults back.
+void OverrideRequestTimeout(std::optional<std::chrono::seconds> timeout);
 
 // Prints a failed call's status the way every command does (with a hint when
 // vmms cannot be reached) and returns the documented exit code for it.

@@ -7,8 +7,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <sstream>
+#include <thread>
+
+#include "cli/call_support.h"
+#include "cli/exit_codes.h"
 
 namespace vmctl {
 namespace {
@@ -104,6 +109,15 @@ class FakeVmService final : public hvstack::v1::VmService::Service {
     (*vp->mutable_exits_by_reason())["interrupted"] = 2;
     return grpc::Status::OK;
   }
+  // A start that takes 2 s (a slow worker).
+  grpc::Status StartVm(grpc::ServerContext*,
+                       const hvstack::v1::StartVmRequest* request,
+                       hvstack::v1::Vm* vm) override {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    vm->set_name(request->name());
+    vm->set_state(hvstack::v1::VM_STATE_RUNNING);
+    return grpc::Status::OK;
+  }
   hvstack::v1::UpdateVmRequest last_update;
   hvstack::v1::ShutdownVmRequest last_shutdown;
   hvstack::v1::CreateVmRequest last_create;
@@ -170,6 +184,21 @@ TEST_F(CommandsTest, ErrorsPrintTheCodeAndMessageAndMapToExitCodes) {
   EXPECT_THAT(err_.str(), HasSubstr("vmctl: FAILED_PRECONDITION: "));
   err_.str("");
   EXPECT_EQ(DeleteCommand(session, "a"), 6);  // UNIMPLEMENTED by the fake.
+}
+
+TEST_F(CommandsTest, RequestTimeoutReplacesEveryDefaultDeadline) {
+  Session session = Connected();
+  OverrideRequestTimeout(std::chrono::seconds(1));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(StartCommand(session, "a"),
+            ExitCodeFor(grpc::StatusCode::DEADLINE_EXCEEDED));
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::milliseconds(1900));
+  EXPECT_THAT(err_.str(), HasSubstr("vmctl: DEADLINE_EXCEEDED"));
+  // The default (90 s for a call that waits on a worker) outlasts the start.
+  OverrideRequestTimeout(std::nullopt);
+  err_.str("");
+  EXPECT_EQ(StartCommand(session, "a"), 0) << err_.str();
 }
 
 TEST_F(CommandsTest, UnreachableVmmsNamesTheSocket) {

@@ -2,9 +2,11 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iostream>
 #include <string>
 
+#include "cli/call_support.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/nic_commands.h"
@@ -21,6 +23,12 @@ int main(int argc, char** argv) {
       "vmms socket (default: $HVSTACK_SOCKET, $HVSTACK_STATE_DIR/vmms.sock, "
       "/var/lib/hvstack/vmms.sock if present, else ./state/vmms.sock)");
   app.add_flag("--json", json, "Print results as the API's canonical JSON");
+  int request_timeout_s = 0;
+  app.add_option("--request-timeout", request_timeout_s,
+                 "Deadline in seconds for every call (default: 15 s for "
+                 "reads, 90 s for calls that wait on a worker, more for "
+                 "calls that wait on the guest)")
+      ->check(CLI::Range(1, 24 * 3600));
 
   vmctl::CreateArgs create;
   auto* create_cmd =
@@ -251,6 +259,9 @@ int main(int argc, char** argv) {
     return vmctl::kExitUsage;
   }
 
+  if (request_timeout_s > 0) {
+    vmctl::OverrideRequestTimeout(std::chrono::seconds(request_timeout_s));
+  }
   if (socket.empty()) socket = vmctl::DefaultSocketPath();
   vmctl::Session session = vmctl::Connect(socket, json, std::cout, std::cerr);
   session.in_fd = STDIN_FILENO;

@@ -79,6 +79,12 @@ absl::StatusOr<CommandResult> VmmsInstance::Vmctl(
     const std::vector<std::string>& args, absl::Duration timeout) {
   std::vector<std::string> argv = {Runfile("cli/vmctl"), "--socket",
                                    socket_path_};
+  // Inside kvmbox a worker's start alone can outlast vmctl's 90 s deadline.
+  if (kvmbox::TimeScale() > 1.0) {
+    argv.push_back("--request-timeout");
+    argv.push_back(
+        absl::StrCat(absl::ToInt64Seconds(kvmbox::Scaled(absl::Seconds(90)))));
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, {}, timeout);
 }
