@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hvcore/kvm_system.h"
+#include "tests/kvmbox/kvmbox.h"
 #include "vid/partition.h"
 #include "vid/test_guest.h"
 #include "vmwp/vmbus/hvcore_bridge.h"
@@ -110,12 +111,20 @@ class EnlightenedKvm : public ::testing::Test {
   // Sends heartbeats until the guest answered one; returns how long it took.
   absl::Duration WaitForHeartbeat(absl::Duration timeout) {
     const absl::Time start = absl::Now();
-    while (absl::Now() - start < timeout) {
-      (void)heartbeat_->Tick();
+    absl::Time last_request = absl::InfinitePast();
+    while (absl::Now() - start < kvmbox::Scaled(timeout)) {
+      // One request at a time, with time to answer it: a Tick past the 1 ms
+      // interval supersedes the outstanding request, and under nested TCG a
+      // round trip takes longer than the 10 ms this loop used to wait.
+      if (absl::Now() - last_request >
+          kvmbox::Scaled(absl::Milliseconds(100))) {
+        (void)heartbeat_->Tick();
+        last_request = absl::Now();
+      }
       if (heartbeat_->status() == vsp::ic::HeartbeatStatus::kOk) {
         return absl::Now() - start;
       }
-      absl::SleepFor(absl::Milliseconds(10));
+      absl::SleepFor(absl::Milliseconds(1));
     }
     return absl::InfiniteDuration();
   }
@@ -134,22 +143,26 @@ class EnlightenedKvm : public ::testing::Test {
   std::unique_ptr<vid::Partition> partition_;
   std::unique_ptr<vmbus::VidGuestPages> pages_;
   std::unique_ptr<vmbus::HvPartitionSynicPort> port_;
-  std::unique_ptr<vmbus::VmbusServer> server_;
+  // The VSPs are declared before the server so that they outlive it: its
+  // destructor closes the channels still open (a test that failed midway),
+  // calling into them.
   std::unique_ptr<vsp::ic::HeartbeatIc> heartbeat_;
   std::unique_ptr<vsp::ic::ShutdownIc> shutdown_;
   std::unique_ptr<vsp::ic::TimeSyncIc> timesync_;
   std::unique_ptr<vsp::ic::KvpIc> kvp_;
+  std::unique_ptr<vmbus::VmbusServer> server_;
   std::thread runner_;
   vid::RunOutcome outcome_;
 };
 
 TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
   Start("guest/enlightened.elf", "console=ttyS0 hostname=vm-interop");
-  ASSERT_TRUE(uart_.WaitFor("enlightened: ready", absl::Seconds(30)))
+  ASSERT_TRUE(
+      uart_.WaitFor("enlightened: ready", kvmbox::Scaled(absl::Seconds(30))))
       << uart_.output();
   // The line after "ready" (so that "ready" is complete).
-  ASSERT_TRUE(
-      uart_.WaitFor("enlightened: heartbeat negotiated", absl::Seconds(30)));
+  ASSERT_TRUE(uart_.WaitFor("enlightened: heartbeat negotiated",
+                            kvmbox::Scaled(absl::Seconds(30))));
   const std::string boot = uart_.output();
   // The guest's own timings of the VMBus steps.
   for (const char* step : {"enlightened: vmbus version",
@@ -182,7 +195,7 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
     const absl::Time sent = absl::Now();
     ASSERT_TRUE(heartbeat_->Tick().ok());
     while (heartbeat_->sequence() == before &&
-           absl::Now() - sent < absl::Seconds(5)) {
+           absl::Now() - sent < kvmbox::Scaled(absl::Seconds(5))) {
       absl::SleepFor(absl::Microseconds(50));
     }
     ASSERT_NE(heartbeat_->sequence(), before) << "heartbeat " << i;
@@ -198,7 +211,9 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
   std::smatch m;
   std::string out;
   const std::regex sample("time sample (\\d+) .*unix (\\d+)\r\n");
-  for (int i = 0; i < 1000 && !std::regex_search(out, m, sample); ++i) {
+  const absl::Time sample_deadline =
+      absl::Now() + kvmbox::Scaled(absl::Seconds(10));
+  while (absl::Now() < sample_deadline && !std::regex_search(out, m, sample)) {
     absl::SleepFor(absl::Milliseconds(10));
     out = uart_.output();
   }
@@ -208,7 +223,7 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
       << "the sample is the host's wall clock";
 
   // KVP: the intrinsic pool was scanned on negotiation; a host SET arrives.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  const absl::Time deadline = absl::Now() + kvmbox::Scaled(absl::Seconds(10));
   while (kvp_->pool(vsp::ic::KvpPool::kAuto).size() < 8 &&
          absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -220,13 +235,14 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
                              vsp::ic::KvpPool::kExternal, "color", "blue"})
                   .ok());
   EXPECT_TRUE(uart_.WaitFor("enlightened: kvp set pool 0: color = blue",
-                            absl::Seconds(10)));
+                            kvmbox::Scaled(absl::Seconds(10))));
 
   vsp::ic::ShutdownRequest request;
   request.reason_code = 0x80040001;
   request.message = "test over";
   ASSERT_TRUE(shutdown_->Request(request).ok());
-  ASSERT_TRUE(WaitForRunEnd(absl::Seconds(30))) << uart_.output();
+  ASSERT_TRUE(WaitForRunEnd(kvmbox::Scaled(absl::Seconds(30))))
+      << uart_.output();
   EXPECT_EQ(outcome_.kind, vid::RunOutcome::Kind::kPowerOff) << outcome_.detail;
   EXPECT_THAT(uart_.output(),
               HasSubstr("enlightened: shutdown requested: flags 0 reason "
@@ -240,7 +256,7 @@ TEST_F(EnlightenedKvm, NegotiatesAnswersEveryIcAndPowersOffOnShutdown) {
 
 TEST_F(EnlightenedKvm, HostileGuestGetsErrorsAndTheHostKeepsServing) {
   Start("guest/hostile_vmbus.elf");
-  ASSERT_TRUE(uart_.WaitFor("hostile: done", absl::Seconds(60)))
+  ASSERT_TRUE(uart_.WaitFor("hostile: done", kvmbox::Scaled(absl::Seconds(60))))
       << uart_.output();
   runner_.join();
   EXPECT_EQ(outcome_.kind, vid::RunOutcome::Kind::kPowerOff) << outcome_.detail;
@@ -261,8 +277,8 @@ class OlderProtocol : public EnlightenedKvm,
 
 TEST_P(OlderProtocol, ConnectsAnswersHeartbeatsAndShutsDown) {
   Start("guest/enlightened.elf", std::string("vmbus_max=") + GetParam());
-  ASSERT_TRUE(
-      uart_.WaitFor("enlightened: heartbeat negotiated", absl::Seconds(30)))
+  ASSERT_TRUE(uart_.WaitFor("enlightened: heartbeat negotiated",
+                            kvmbox::Scaled(absl::Seconds(30))))
       << uart_.output();
   EXPECT_THAT(uart_.output(), HasSubstr(std::string("enlightened: vmbus "
                                                     "version ") +
@@ -270,7 +286,8 @@ TEST_P(OlderProtocol, ConnectsAnswersHeartbeatsAndShutsDown) {
   EXPECT_EQ(server_->version() >> 16, GetParam()[0] - '0');
   ASSERT_NE(WaitForHeartbeat(absl::Seconds(10)), absl::InfiniteDuration());
   ASSERT_TRUE(shutdown_->Request({}).ok());
-  ASSERT_TRUE(WaitForRunEnd(absl::Seconds(30))) << uart_.output();
+  ASSERT_TRUE(WaitForRunEnd(kvmbox::Scaled(absl::Seconds(30))))
+      << uart_.output();
   EXPECT_EQ(outcome_.kind, vid::RunOutcome::Kind::kPowerOff) << outcome_.detail;
   EXPECT_THAT(uart_.output(), HasSubstr("enlightened: vmbus unloaded"));
 }
