@@ -9,6 +9,7 @@
 #include "cli/call_support.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/libvirt_commands.h"
 #include "cli/nic_commands.h"
 #include "cli/socket_path.h"
 
@@ -242,6 +243,26 @@ int main(int argc, char** argv) {
     cmd->add_option("NAME", name, "VM name")->required();
   nic_add->add_option("SPEC", nic_spec, "The adapter")->required();
   nic_remove->add_option("NIC", nic_which, "Its MAC or index")->required();
+  auto* libvirt_cmd = app.add_subcommand(
+      "libvirt",
+      "libvirt domains vmms does not manage (vmms --libvirt-uri): list, "
+      "adopt, release");
+  libvirt_cmd->require_subcommand(1);
+  std::string libvirt_domain, libvirt_name;
+  auto* libvirt_list = libvirt_cmd->add_subcommand(
+      "list", "The domains of vmms's libvirt that are no VM of vmms");
+  auto* libvirt_adopt = libvirt_cmd->add_subcommand(
+      "adopt",
+      "Bring a defined domain under vmms as a VM (its XML kept as is)");
+  libvirt_adopt->add_option("DOMAIN", libvirt_domain, "Its name or UUID")
+      ->required();
+  libvirt_adopt->add_option("--name", libvirt_name,
+                            "The VM's name (default: the domain's)");
+  auto* libvirt_release = libvirt_cmd->add_subcommand(
+      "release",
+      "Hand a VM's domain back to libvirt: vmms forgets the VM, the domain "
+      "stays defined and running as it is");
+  libvirt_release->add_option("NAME", name, "VM name")->required();
   auto* hostinfo_cmd = app.add_subcommand(
       "hostinfo",
       "The host: KVM version, capabilities and limits, CPUs, memory");
@@ -314,6 +335,10 @@ int main(int argc, char** argv) {
   if (*disk_create)
     return vmctl::DiskCreateCommand(session, disk_path, disk_size, disk_format);
   if (*hostinfo_cmd) return vmctl::HostInfoCommand(session);
+  if (*libvirt_list) return vmctl::LibvirtListCommand(session);
+  if (*libvirt_adopt)
+    return vmctl::LibvirtAdoptCommand(session, libvirt_domain, libvirt_name);
+  if (*libvirt_release) return vmctl::LibvirtReleaseCommand(session, name);
   if (*nic_add) return vmctl::NicAddCommand(session, name, nic_spec);
   if (*nic_remove) return vmctl::NicRemoveCommand(session, name, nic_which);
   if (*nic_list) return vmctl::NicListCommand(session, name);

@@ -177,6 +177,7 @@ std::string FormatGuestCrash(const hvstack::v1::GuestCrash& crash) {
 
 std::string BackendText(const hvstack::v1::Vm& vm) {
   if (vm.config().backend() != hvstack::v1::BACKEND_LIBVIRT) return "hvstack";
+  if (vm.libvirt().adopted()) return "libvirt (adopted)";
   return absl::StrCat("libvirt (",
                       vm.config().libvirt().accelerator() ==
                               hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
@@ -188,7 +189,8 @@ std::string BackendText(const hvstack::v1::Vm& vm) {
 // The libvirt backend's lines of `vmctl show`.
 std::string LibvirtText(const hvstack::v1::LibvirtDomain& d) {
   std::string out = absl::StrCat(
-      "libvirt_domain: ", d.domain_name().empty() ? "-" : d.domain_name(), "\n",
+      "libvirt_domain: ", d.domain_name().empty() ? "-" : d.domain_name(),
+      d.adopted() ? " (adopted: its XML is libvirt's)" : "", "\n",
       "libvirt_connected: ", d.connected() ? "yes" : "no",
       d.uri().empty() ? std::string() : absl::StrCat(" (", d.uri(), ")"), "\n");
   if (!d.domain_state().empty())

@@ -34,6 +34,11 @@ void ConsoleFeed::End() {
   writer_ = nullptr;
 }
 
+bool ConsoleFeed::Ended() const {
+  absl::MutexLock lock(&mu_);
+  return ended_;
+}
+
 bool ConsoleFeed::HasNews(uint64_t position) const {
   return ended_ || position < start_ + buffer_.size();
 }

@@ -31,6 +31,8 @@ class ConsoleFeed {
   // The run's console ended (the domain stopped): followers get the rest,
   // then the end.
   void End();
+  // Whether End was called.
+  bool Ended() const;
 
   // Output after absolute offset `*position` (0 = the oldest retained byte),
   // waiting up to `timeout` for some; advances `*position`. False once the

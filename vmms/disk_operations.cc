@@ -15,6 +15,10 @@ absl::StatusOr<Vm> VmManager::AttachDisk(const std::string& name,
   if (!guard.ok()) return guard.status();
   absl::StatusOr<Vm> vm = store_->Get(name);
   if (!vm.ok()) return vm.status();
+  hvstack::v1::VmConfig merged = vm->config();
+  *merged.add_disks() = disk;
+  if (absl::Status s = CheckHardwareChange(*vm, merged, "its disks"); !s.ok())
+    return s;
   absl::StatusOr<Vm> updated = store_->AttachDisk(vm->uuid(), disk);
   if (!updated.ok()) return updated.status();
   spdlog::info("VM {}: disk {} attached", name, disk.path());

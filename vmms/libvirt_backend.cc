@@ -6,6 +6,8 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -180,6 +182,20 @@ bool IsLibvirt(const Vm& vm) {
   return vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT;
 }
 
+// The domain's libvirt name: an adopted domain keeps its own.
+std::string DomainNameOf(const Vm& vm) {
+  return vm.libvirt().adopted() ? vm.libvirt().domain_name()
+                                : LibvirtDomainName(vm.name());
+}
+
+std::string AdoptedRefusal(const Vm& vm, absl::string_view what) {
+  return absl::StrCat(
+      "VM '", vm.name(), "' is the adopted libvirt domain '", DomainNameOf(vm),
+      "': its definition is libvirt's and vmms keeps it as is, so ", what,
+      " is not changed here (use virsh edit ", DomainNameOf(vm),
+      " while it is off; autostart and restart_policy can change here)");
+}
+
 // The embedded driver's root (qemu:///embed?root=DIR), or empty.
 std::string EmbedRoot(const std::string& uri) {
   if (!absl::StartsWith(uri, "qemu:///embed")) return "";
@@ -232,7 +248,9 @@ void ReapQemuZombies() {
         continue;
       }
       const std::string comm = stat.substr(open + 1, close - open - 1);
-      if (stat[close + 2] == 'Z' && absl::StartsWith(comm, "qemu")) {
+      // QEMU itself only: vmms's other qemu-* children (qemu-nbd for
+      // disks) are waited for by their owners.
+      if (stat[close + 2] == 'Z' && absl::StartsWith(comm, "qemu-system")) {
         ::waitpid(pid, nullptr, WNOHANG);
       }
     }
@@ -389,6 +407,19 @@ void LibvirtBackend::Keeper() {
     }
     if (ConnectOnce().ok()) {
       backoff = absl::Milliseconds(500);
+      // The consoles were streams of the lost connection: reconcile opens
+      // them again on this one.
+      std::vector<std::shared_ptr<VmRuntime>> runtimes;
+      {
+        absl::MutexLock lock(&mu_);
+        for (const auto& [uuid, runtime] : runtimes_) {
+          runtimes.push_back(runtime);
+        }
+      }
+      for (const std::shared_ptr<VmRuntime>& runtime : runtimes) {
+        absl::MutexLock lock(&runtime->mu);
+        if (runtime->console != nullptr) runtime->console->End();
+      }
       ReconcileAll(" (while vmms was not connected to libvirt)");
       continue;
     }
@@ -483,10 +514,14 @@ absl::StatusOr<LibvirtBackend::DomainPtr> LibvirtBackend::DomainOf(
     Connection& conn, const Vm& vm) {
   DomainPtr domain(virDomainLookupByUUIDString(conn.conn, vm.uuid().c_str()));
   if (domain == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("VM '", vm.name(), "': libvirt has no domain ",
-                     LibvirtDomainName(vm.name()), " (uuid ", vm.uuid(),
-                     "): ", LibvirtError()));
+    if (LibvirtErrorCode() != VIR_ERR_NO_DOMAIN) {
+      // Not an answer about the domain: libvirt could not be asked.
+      return Unavailable(
+          absl::StrCat("VM '", vm.name(), "': ", LibvirtError()));
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "VM '", vm.name(), "': libvirt has no domain ", DomainNameOf(vm),
+        " (uuid ", vm.uuid(), "): ", LibvirtError()));
   }
   return domain;
 }
@@ -504,15 +539,17 @@ absl::Status LibvirtBackend::Create(const Vm& vm) {
   if (!conn.ok()) {
     return Unavailable(absl::StrCat("VM '", vm.name(), "' cannot be defined"));
   }
+  if (absl::Status s = LibvirtSupports(vm.name(), vm.config()); !s.ok()) {
+    return s;
+  }
   const std::string xml = LibvirtDomainXml(vm);
   DomainPtr domain(virDomainDefineXML((*conn)->conn, xml.c_str()));
   if (domain == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("VM '", vm.name(), "': libvirt refused its domain ",
-                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+                     DomainNameOf(vm), ": ", LibvirtError()));
   }
-  spdlog::info("VM {}: libvirt domain {} defined", vm.name(),
-               LibvirtDomainName(vm.name()));
+  spdlog::info("VM {}: libvirt domain {} defined", vm.name(), DomainNameOf(vm));
   return absl::OkStatus();
 }
 
@@ -638,29 +675,38 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
   };
   // The domain follows the definition as it is now (UpdateVm redefines it
   // too; this also restores a domain undefined behind vmms's back).
-  const std::string xml = LibvirtDomainXml(vm);
-  DomainPtr domain(virDomainDefineXML((*conn)->conn, xml.c_str()));
+  // An adopted domain keeps libvirt's definition.
+  DomainPtr domain;
+  if (vm.libvirt().adopted()) {
+    absl::StatusOr<DomainPtr> found = DomainOf(**conn, vm);
+    if (!found.ok()) return fail(found.status());
+    domain = *std::move(found);
+  } else {
+    if (absl::Status s = LibvirtSupports(vm.name(), vm.config()); !s.ok()) {
+      return fail(s);
+    }
+    const std::string xml = LibvirtDomainXml(vm);
+    domain.reset(virDomainDefineXML((*conn)->conn, xml.c_str()));
+  }
   if (domain == nullptr) {
-    return fail(absl::FailedPreconditionError(
-        absl::StrCat("libvirt refused domain ", LibvirtDomainName(vm.name()),
-                     ": ", LibvirtError())));
+    return fail(absl::FailedPreconditionError(absl::StrCat(
+        "libvirt refused domain ", DomainNameOf(vm), ": ", LibvirtError())));
   }
   // Paused first, so that the console is open before the guest's first byte.
   if (virDomainCreateWithFlags(domain.get(), VIR_DOMAIN_START_PAUSED) != 0) {
     return fail(absl::FailedPreconditionError(
-        absl::StrCat("libvirt could not start domain ",
-                     LibvirtDomainName(vm.name()), ": ", LibvirtError())));
+        absl::StrCat("libvirt could not start domain ", DomainNameOf(vm), ": ",
+                     LibvirtError())));
   }
   OpenConsole(**conn, domain.get(), vm, *runtime);
   if (virDomainResume(domain.get()) != 0) {
     std::string error = LibvirtError();
     virDomainDestroy(domain.get());
-    return fail(absl::InternalError(
-        absl::StrCat("libvirt could not run domain ",
-                     LibvirtDomainName(vm.name()), ": ", error)));
+    return fail(absl::InternalError(absl::StrCat(
+        "libvirt could not run domain ", DomainNameOf(vm), ": ", error)));
   }
   const int run_id = static_cast<int>(virDomainGetID(domain.get()));
-  const int64_t pid = QemuPid(options_.uri, LibvirtDomainName(vm.name()));
+  const int64_t pid = QemuPid(options_.uri, DomainNameOf(vm));
   {
     absl::MutexLock lock(&runtime->mu);
     runtime->run_id = run_id;
@@ -671,7 +717,7 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
       vm.uuid(), VM_STATE_RUNNING, "domain started (libvirt)", pid);
   if (!running.ok()) return fail(running.status());
   spdlog::info("VM {}: libvirt domain {} running (id {}, QEMU pid {})",
-               vm.name(), LibvirtDomainName(vm.name()), run_id, pid);
+               vm.name(), DomainNameOf(vm), run_id, pid);
   return running;
 }
 
@@ -697,7 +743,7 @@ absl::StatusOr<Vm> LibvirtBackend::DoStop(const Vm& vm,
       virDomainIsActive(domain->get()) == 1) {
     return absl::InternalError(
         absl::StrCat("VM '", vm.name(), "': libvirt could not destroy domain ",
-                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+                     DomainNameOf(vm), ": ", LibvirtError()));
   }
   {
     absl::MutexLock record(&runtime->record_mu);
@@ -876,14 +922,14 @@ absl::Status LibvirtBackend::Forget(const Vm& vm) {
                                  VIR_DOMAIN_UNDEFINE_NVRAM) != 0) {
     return absl::InternalError(
         absl::StrCat("VM '", vm.name(), "': libvirt could not undefine domain ",
-                     LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+                     DomainNameOf(vm), ": ", LibvirtError()));
   }
   {
     absl::MutexLock lock(&mu_);
     runtimes_.erase(vm.uuid());
   }
   spdlog::info("VM {}: libvirt domain {} undefined", vm.name(),
-               LibvirtDomainName(vm.name()));
+               DomainNameOf(vm));
   return absl::OkStatus();
 }
 
@@ -895,6 +941,9 @@ absl::Status LibvirtBackend::PrepareUpdate(
     if (path != "autostart" && path != "restart_policy") hardware = true;
   }
   if (!hardware) return absl::OkStatus();
+  if (vm.libvirt().adopted()) {
+    return absl::FailedPreconditionError(AdoptedRefusal(vm, "its hardware"));
+  }
   // Changing hardware needs the VM Off (checked by the store too, but libvirt
   // must not be redefined for a running VM first).
   if (absl::Status s = CheckRequest(vm, VmRequest::kUpdateHardware); !s.ok())
@@ -903,6 +952,7 @@ absl::Status LibvirtBackend::PrepareUpdate(
   if (!conn.ok()) {
     return Unavailable(absl::StrCat("VM '", vm.name(), "' cannot be updated"));
   }
+  if (absl::Status s = LibvirtSupports(vm.name(), merged); !s.ok()) return s;
   Vm updated = vm;
   *updated.mutable_config() = merged;
   const std::string xml = LibvirtDomainXml(updated);
@@ -910,14 +960,15 @@ absl::Status LibvirtBackend::PrepareUpdate(
   if (domain == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "VM '", vm.name(), "': libvirt refused the updated domain ",
-        LibvirtDomainName(vm.name()), ": ", LibvirtError()));
+        DomainNameOf(vm), ": ", LibvirtError()));
   }
   return absl::OkStatus();
 }
 
 Vm LibvirtBackend::Describe(Vm vm) {
+  const std::string domain_name = DomainNameOf(vm);
   hvstack::v1::LibvirtDomain* info = vm.mutable_libvirt();
-  info->set_domain_name(LibvirtDomainName(vm.name()));
+  info->set_domain_name(domain_name);
   info->set_domain_uuid(vm.uuid());
   info->set_uri(options_.uri);
   absl::StatusOr<ConnPtr> conn = Conn();
@@ -1107,14 +1158,14 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
     }
   };
   auto record_started = [&](const std::string& why) {
-    const int64_t pid = QemuPid(options_.uri, LibvirtDomainName(vm.name()));
+    const int64_t pid = QemuPid(options_.uri, DomainNameOf(vm));
     {
       absl::MutexLock lock(&runtime.mu);
       runtime.run_id = run_id;
       runtime.up_since = absl::Now();
     }
     (void)store_->SetWorkerPid(vm.uuid(), pid, run_id);
-    record(VM_STATE_RUNNING, why, pid);
+    (void)record(VM_STATE_RUNNING, why, pid);
   };
 
   if (off) {
@@ -1142,16 +1193,17 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
   if (IsActive(was) && was != VM_STATE_STARTING && known_run > 0 &&
       run_id != known_run) {
     // Stopped and started again meanwhile: both are recorded.
-    record(VM_STATE_OFF, absl::StrCat("domain stopped outside vmms", context),
-           0);
+    (void)record(VM_STATE_OFF,
+                 absl::StrCat("domain stopped outside vmms", context), 0);
     EndConsole(runtime);
     recorded = store_->GetByUuid(vm.uuid());
     if (!recorded.ok()) return;
   }
   VmState now = recorded->state();
   if (now == VM_STATE_OFF || now == VM_STATE_CRASHED) {
-    record(VM_STATE_STARTING, absl::StrCat("domain started outside vmms (",
-                                           libvirt_says, ")", context));
+    (void)record(VM_STATE_STARTING,
+                 absl::StrCat("domain started outside vmms (", libvirt_says,
+                              ")", context));
     record_started("domain running (libvirt)");
     now = VM_STATE_RUNNING;
   } else if (now == VM_STATE_STARTING) {
@@ -1161,16 +1213,17 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
   }
   if (paused && now == VM_STATE_RUNNING &&
       reason != VIR_DOMAIN_PAUSED_STARTING_UP) {
-    record(VM_STATE_PAUSED,
-           absl::StrCat("paused outside vmms (", libvirt_says, ")", context));
+    (void)record(VM_STATE_PAUSED, absl::StrCat("paused outside vmms (",
+                                               libvirt_says, ")", context));
   } else if (!paused && now == VM_STATE_PAUSED) {
-    record(VM_STATE_RUNNING,
-           absl::StrCat("resumed outside vmms (", libvirt_says, ")", context));
+    (void)record(VM_STATE_RUNNING, absl::StrCat("resumed outside vmms (",
+                                                libvirt_says, ")", context));
   }
   bool has_console;
   {
     absl::MutexLock lock(&runtime.mu);
-    has_console = runtime.console != nullptr;
+    // A console of a lost connection has ended: a fresh one is opened.
+    has_console = runtime.console != nullptr && !runtime.console->Ended();
     runtime.run_id = run_id;
     if (runtime.up_since == absl::Time()) runtime.up_since = absl::Now();
   }
@@ -1227,6 +1280,127 @@ void LibvirtBackend::Shutdown(const std::string& reason) {
   }
   if (event_loop_.joinable()) event_loop_.join();
   if (reaper_.joinable()) reaper_.join();
+}
+
+absl::Status LibvirtBackend::CheckHardware(const Vm& vm,
+                                           const hvstack::v1::VmConfig& merged,
+                                           absl::string_view what) {
+  if (vm.libvirt().adopted()) {
+    return absl::FailedPreconditionError(AdoptedRefusal(vm, what));
+  }
+  return LibvirtSupports(vm.name(), merged);
+}
+
+absl::StatusOr<hvstack::v1::ListLibvirtDomainsResponse>
+LibvirtBackend::ListUnmanaged() {
+  absl::StatusOr<ConnPtr> conn = Conn();
+  if (!conn.ok()) return Unavailable("cannot list libvirt's domains");
+  virDomainPtr* domains = nullptr;
+  const int count = virConnectListAllDomains((*conn)->conn, &domains, 0);
+  if (count < 0) {
+    return Unavailable(
+        absl::StrCat("cannot list libvirt's domains: ", LibvirtError()));
+  }
+  std::vector<DomainPtr> owned;
+  for (int i = 0; i < count; ++i) owned.emplace_back(domains[i]);
+  free(domains);
+  hvstack::v1::ListLibvirtDomainsResponse response;
+  for (const DomainPtr& domain : owned) {
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    if (virDomainGetUUIDString(domain.get(), uuid) != 0) continue;
+    if (store_->GetByUuid(uuid).ok()) continue;  // Managed.
+    hvstack::v1::LibvirtDomainSummary* summary = response.add_domains();
+    const char* name = virDomainGetName(domain.get());
+    summary->set_name(name != nullptr ? name : "");
+    summary->set_uuid(uuid);
+    int state = 0, reason = 0;
+    if (virDomainGetState(domain.get(), &state, &reason, 0) == 0) {
+      summary->set_state(DescribeState(state, reason));
+    }
+    virDomainInfo info;
+    if (virDomainGetInfo(domain.get(), &info) == 0) {
+      summary->set_vcpus(info.nrVirtCpu);
+      summary->set_memory_mib(info.maxMem / 1024);
+    }
+    summary->set_persistent(virDomainIsPersistent(domain.get()) == 1);
+  }
+  std::sort(response.mutable_domains()->begin(),
+            response.mutable_domains()->end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  return response;
+}
+
+absl::StatusOr<Vm> LibvirtBackend::AdoptionRecord(const std::string& domain,
+                                                  const std::string& name) {
+  if (domain.empty()) {
+    return absl::InvalidArgumentError(
+        "no domain given: name the libvirt domain to adopt (vmctl libvirt "
+        "list shows them)");
+  }
+  absl::StatusOr<ConnPtr> conn = Conn();
+  if (!conn.ok()) {
+    return Unavailable(absl::StrCat("domain '", domain, "' cannot be adopted"));
+  }
+  DomainPtr found(virDomainLookupByName((*conn)->conn, domain.c_str()));
+  if (found == nullptr && LibvirtErrorCode() == VIR_ERR_NO_DOMAIN) {
+    found.reset(virDomainLookupByUUIDString((*conn)->conn, domain.c_str()));
+  }
+  if (found == nullptr) {
+    const int code = LibvirtErrorCode();
+    if (code != VIR_ERR_NO_DOMAIN && code != VIR_ERR_INVALID_ARG) {
+      return Unavailable(absl::StrCat("domain '", domain,
+                                      "' cannot be adopted: ", LibvirtError()));
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "libvirt at ", options_.uri, " has no domain '", domain,
+        "' (vmctl libvirt list shows the domains vmms can adopt)"));
+  }
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  if (virDomainGetUUIDString(found.get(), uuid) != 0) {
+    return absl::InternalError(absl::StrCat(
+        "domain '", domain, "': libvirt gave no UUID: ", LibvirtError()));
+  }
+  const char* domain_name = virDomainGetName(found.get());
+  const std::string real_name = domain_name != nullptr ? domain_name : domain;
+  if (absl::StatusOr<Vm> managed = store_->GetByUuid(uuid); managed.ok()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "domain '", real_name, "' (uuid ", uuid,
+        ") is already managed by vmms as VM '", managed->name(), "'"));
+  }
+  if (virDomainIsPersistent(found.get()) != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "domain '", real_name,
+        "' is transient: vmms adopts defined domains only (define it first: "
+        "virsh dumpxml ",
+        real_name, " > d.xml && virsh define d.xml)"));
+  }
+  Vm vm;
+  vm.set_uuid(uuid);
+  vm.set_name(name.empty() ? real_name : name);
+  hvstack::v1::VmConfig* config = vm.mutable_config();
+  config->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+  virDomainInfo info;
+  if (virDomainGetInfo(found.get(), &info) == 0) {
+    config->set_vcpus(info.nrVirtCpu);
+    config->set_memory_mib(info.maxMem / 1024);
+  }
+  vm.mutable_libvirt()->set_adopted(true);
+  vm.mutable_libvirt()->set_domain_name(real_name);
+  return vm;
+}
+
+void LibvirtBackend::Adopted(const Vm& vm) {
+  Reconcile(vm.uuid(), " (adopted)");
+}
+
+void LibvirtBackend::Release(const Vm& vm) {
+  std::shared_ptr<VmRuntime> runtime = RuntimeOf(vm.uuid());
+  {
+    absl::MutexLock record(&runtime->record_mu);
+    EndConsole(*runtime);
+  }
+  absl::MutexLock lock(&mu_);
+  runtimes_.erase(vm.uuid());
 }
 
 void LibvirtBackend::FillHostInfo(hvstack::v1::HostInfo* info) {

@@ -77,6 +77,27 @@ class LibvirtBackend final : public VmBackend {
   absl::Status Reattach(const std::vector<Vm>& vms) override;
   void Shutdown(const std::string& reason) override;
 
+  // Before a disk or adapter is added to libvirt VM `vm` (its config then
+  // `merged`): FAILED_PRECONDITION for an adopted domain (its hardware is
+  // libvirt's) or what LibvirtSupports refuses. `what` names the change.
+  absl::Status CheckHardware(const Vm& vm, const hvstack::v1::VmConfig& merged,
+                             absl::string_view what);
+
+  // Adoption. The domains libvirt has that are no VM of vmms (sorted by name);
+  // UNAVAILABLE naming the URI without a connection.
+  absl::StatusOr<hvstack::v1::ListLibvirtDomainsResponse> ListUnmanaged();
+  // The VM to record for adopting `domain` (its name or UUID) as `name`
+  // (empty: the domain's name): the domain's UUID, vCPUs and memory,
+  // Vm.libvirt.adopted. NOT_FOUND, ALREADY_EXISTS (already a VM of vmms),
+  // FAILED_PRECONDITION (transient), UNAVAILABLE as for every call.
+  absl::StatusOr<Vm> AdoptionRecord(const std::string& domain,
+                                    const std::string& name);
+  // After the adopted VM's row exists: records the domain's real state.
+  void Adopted(const Vm& vm);
+  // Before a released VM's row goes: vmms lets go of the domain (its console
+  // stream), changing nothing in libvirt.
+  void Release(const Vm& vm);
+
   // GetHostInfo: URI, connected, libvirt's version, the last error.
   void FillHostInfo(hvstack::v1::HostInfo* info);
 

@@ -1,5 +1,7 @@
 #include "vmms/libvirt_xml.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 
 namespace vmms {
@@ -42,6 +44,109 @@ std::string LibvirtMetadataElement(const hvstack::v1::Vm& vm) {
                       "' name='", XmlEscape(vm.name()), "'/>");
 }
 
+absl::Status LibvirtSupports(absl::string_view vm_name,
+                             const hvstack::v1::VmConfig& config) {
+  auto refuse = [&](absl::string_view what) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", vm_name, "' uses the libvirt backend, which cannot give it ",
+        what));
+  };
+  for (int i = 0; i < config.disks_size(); ++i) {
+    const hvstack::v1::Disk& disk = config.disks(i);
+    if (disk.format() == hvstack::v1::DISK_FORMAT_VHDX) {
+      return refuse(absl::StrCat(
+          "disk ", disk.path(),
+          ": VHDX images are not offered through libvirt (raw and qcow2 "
+          "are); convert it (qemu-img convert -O qcow2 ",
+          disk.path(), " NEW.qcow2) or use the hvstack backend"));
+    }
+  }
+  for (int i = 0; i < config.nics_size(); ++i) {
+    const hvstack::v1::NicConfig& nic = config.nics(i);
+    if (nic.bridge().empty()) {
+      return refuse(absl::StrCat(
+          "network adapter ", i, nic.mac().empty() ? "" : " (", nic.mac(),
+          nic.mac().empty() ? "" : ")",
+          ": an unattached TAP device is not offered through libvirt; give "
+          "it a bridge (bridge=NAME) or use the hvstack backend"));
+    }
+  }
+  switch (config.on_guest_crash()) {
+    case hvstack::v1::GUEST_CRASH_POLICY_RESTART:
+    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE:
+      return refuse(absl::StrCat(
+          "on_guest_crash ",
+          config.on_guest_crash() == hvstack::v1::GUEST_CRASH_POLICY_RESTART
+              ? "restart"
+              : "preserve",
+          ": libvirt VMs support on_guest_crash stop only (the domain is "
+          "destroyed and the VM recorded Crashed); use stop or the hvstack "
+          "backend"));
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// sda, sdb, ..., sdz, sdaa, ...
+std::string ScsiDiskName(int index) {
+  std::string suffix;
+  for (int n = index + 1; n > 0; n = (n - 1) / 26) {
+    suffix.insert(suffix.begin(), static_cast<char>('a' + (n - 1) % 26));
+  }
+  return "sd" + suffix;
+}
+
+std::string DeviceXml(const hvstack::v1::VmConfig& config) {
+  std::string xml;
+  std::set<uint32_t> controllers;
+  for (const hvstack::v1::Disk& disk : config.disks()) {
+    controllers.insert(disk.address().controller());
+  }
+  for (uint32_t controller : controllers) {
+    absl::StrAppend(&xml, "    <controller type='scsi' index='", controller,
+                    "' model='virtio-scsi'/>\n");
+  }
+  for (int i = 0; i < config.disks_size(); ++i) {
+    const hvstack::v1::Disk& disk = config.disks(i);
+    if (disk.format() == hvstack::v1::DISK_FORMAT_VHDX) continue;
+    absl::StrAppend(
+        &xml, "    <disk type='file' device='disk'>\n",
+        "      <driver name='qemu' type='",
+        disk.format() == hvstack::v1::DISK_FORMAT_QCOW2 ? "qcow2" : "raw",
+        "'/>\n", "      <source file='", XmlEscape(disk.path()), "'/>\n",
+        "      <target dev='", ScsiDiskName(i), "' bus='scsi'/>\n");
+    if (disk.read_only()) absl::StrAppend(&xml, "      <readonly/>\n");
+    if (!disk.serial().empty()) {
+      absl::StrAppend(&xml, "      <serial>", XmlEscape(disk.serial()),
+                      "</serial>\n");
+    }
+    absl::StrAppend(&xml, "      <address type='drive' controller='",
+                    disk.address().controller(), "' bus='0' target='",
+                    disk.address().target(), "' unit='", disk.address().lun(),
+                    "'/>\n", "    </disk>\n");
+  }
+  for (const hvstack::v1::NicConfig& nic : config.nics()) {
+    if (nic.bridge().empty()) continue;
+    absl::StrAppend(&xml, "    <interface type='bridge'>\n");
+    if (!nic.mac().empty()) {
+      absl::StrAppend(&xml, "      <mac address='", XmlEscape(nic.mac()),
+                      "'/>\n");
+    }
+    absl::StrAppend(&xml, "      <source bridge='", XmlEscape(nic.bridge()),
+                    "'/>\n", "      <model type='virtio'/>\n");
+    if (nic.mtu() != 0) {
+      absl::StrAppend(&xml, "      <mtu size='", nic.mtu(), "'/>\n");
+    }
+    absl::StrAppend(&xml, "    </interface>\n");
+  }
+  return xml;
+}
+
+}  // namespace
+
 std::string LibvirtDomainXml(const hvstack::v1::Vm& vm) {
   const hvstack::v1::VmConfig& config = vm.config();
   const bool tcg = config.libvirt().accelerator() ==
@@ -74,6 +179,8 @@ std::string LibvirtDomainXml(const hvstack::v1::Vm& vm) {
       "    <serial type='pty'><target port='0'/></serial>\n"
       "    <console type='pty'><target type='serial' port='0'/></console>\n"
       "    <memballoon model='none'/>\n"
+      "    <panic model='isa'><address type='isa' iobase='0x505'/></panic>\n",
+      DeviceXml(config),
       "  </devices>\n"
       "</domain>\n");
   return xml;

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "proto/hvstack/v1/vm.pb.h"
 
@@ -22,12 +23,24 @@ std::string XmlEscape(absl::string_view text);
 // The <hvstack:vm .../> element that tags a domain as VM `vm`'s.
 std::string LibvirtMetadataElement(const hvstack::v1::Vm& vm);
 
+// What of `config` the libvirt backend cannot give a domain, as
+// FAILED_PRECONDITION naming it and what to do (OK when everything maps):
+// VHDX disks (raw and qcow2 map), adapters without a bridge (a bridge maps),
+// on_guest_crash restart and preserve (stop maps). `vm_name` names the VM.
+absl::Status LibvirtSupports(absl::string_view vm_name,
+                             const hvstack::v1::VmConfig& config);
+
 // The persistent domain for a libvirt VM defined by vmms: libvirt's UUID is
 // the VM's, the name LibvirtDomainName, direct kernel boot of the VM's
 // kernel/initrd/cmdline on an i440FX machine with ACPI, its vCPUs and memory,
 // COM1 as the serial console (a pty), no graphics, no USB, no balloon. The
 // guest's power-off destroys the domain (shut off (shutdown)), its reboot
-// resets it, its crash destroys it (shut off (crashed)).
+// resets it; a pvpanic device (isa, 0x505) lets the guest report a crash,
+// which destroys the domain (shut off (crashed)): on_guest_crash stop.
+// Disks are virtio-scsi disks (<disk> with the image's format, read-only,
+// serial, and the VM's SCSI address as controller/target/unit); adapters are
+// <interface type='bridge'> with the VM's MAC (and MTU), virtio models.
+// Call LibvirtSupports first: what it refuses is left out here.
 std::string LibvirtDomainXml(const hvstack::v1::Vm& vm);
 
 }  // namespace vmms

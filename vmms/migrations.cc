@@ -244,6 +244,12 @@ ALTER TABLE vms ADD COLUMN backend TEXT NOT NULL DEFAULT 'hvstack'
 ALTER TABLE vms ADD COLUMN libvirt_accelerator TEXT NOT NULL DEFAULT 'kvm'
   CHECK (libvirt_accelerator IN ('kvm', 'tcg'));
 )sql"},
+    {14,
+     "the libvirt domain an adopted VM is (empty: vmms defines the VM's "
+     "domain)",
+     R"sql(
+ALTER TABLE vms ADD COLUMN libvirt_adopted_domain TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 }  // namespace

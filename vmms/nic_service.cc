@@ -25,9 +25,18 @@ grpc::Status VmServiceImpl::AddNic(grpc::ServerContext* context,
       NormalizeNic(request->nic(), "nic");
   if (!nic.ok()) return ToGrpc(nic.status());
   if (absl::Status s = CheckNicBridge(*nic, "nic"); !s.ok()) return ToGrpc(s);
-  absl::StatusOr<Vm> vm = vms_->ChangeNics(
-      request->name(), OpDeadline(context),
-      [&](const Vm& current) { return store_->AddNic(current.uuid(), *nic); });
+  absl::StatusOr<Vm> vm =
+      vms_->ChangeNics(request->name(), OpDeadline(context),
+                       [&](const Vm& current) -> absl::StatusOr<Vm> {
+                         hvstack::v1::VmConfig merged = current.config();
+                         *merged.add_nics() = *nic;
+                         if (absl::Status s = vms_->CheckHardwareChange(
+                                 current, merged, "its adapters");
+                             !s.ok()) {
+                           return s;
+                         }
+                         return store_->AddNic(current.uuid(), *nic);
+                       });
   if (!vm.ok()) return ToGrpc(vm.status());
   spdlog::info("VM {}: network adapter added ({} adapters) by {}", vm->name(),
                vm->config().nics_size(), *peer);

@@ -697,6 +697,8 @@ TEST(MigrationsTest, VersionsAreConsecutiveWithCrashNicsAndBackendAt11To13) {
   EXPECT_THAT(std::string(all[10].description), HasSubstr("guest crash"));
   EXPECT_THAT(std::string(all[11].description), HasSubstr("network adapters"));
   EXPECT_THAT(std::string(all[12].description), HasSubstr("backend"));
+  ASSERT_GE(all.size(), 14u);
+  EXPECT_THAT(std::string(all[13].description), HasSubstr("adopted"));
 }
 
 TEST(VmStoreTest, V11DatabaseGainsNicsAndBackendsAndKeepsItsCrashPolicy) {
@@ -746,6 +748,33 @@ TEST(VmStoreTest, V11DatabaseGainsNicsAndBackendsAndKeepsItsCrashPolicy) {
             hvstack::v1::LibvirtOptions::ACCELERATOR_TCG);
   ASSERT_EQ(got->config().nics_size(), 1);
   EXPECT_EQ(got->config().nics(0).mac(), "02:00:00:00:00:05");
+}
+
+// An adopted libvirt domain keeps its libvirt name (v14); the created and
+// deleted events carry the adoption's and the release's reasons.
+TEST(VmStoreTest, AdoptedDomainNameAndAdoptionReasonsRoundTrip) {
+  testing::TestDir dir;
+  auto store = VmStore::Open(dir.path() + "/vmms.db");
+  ASSERT_TRUE(store.ok()) << store.status();
+  Vm vm = NewVm("web", "u-adopted");
+  vm.mutable_config()->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+  vm.mutable_libvirt()->set_adopted(true);
+  vm.mutable_libvirt()->set_domain_name("their-domain");
+  ASSERT_TRUE((*store)->Create(vm, "adopted from libvirt (domain x)").ok());
+  Vm own = NewVm("defined", "u-defined");
+  own.mutable_config()->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+  ASSERT_TRUE((*store)->Create(own).ok());
+  auto got = (*store)->Get("web");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->libvirt().adopted());
+  EXPECT_EQ(got->libvirt().domain_name(), "their-domain");
+  EXPECT_FALSE((*store)->Get("defined")->libvirt().adopted());
+  auto history = (*store)->History("u-adopted");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].reason, "adopted from libvirt (domain x)");
+  ASSERT_TRUE((*store)->Delete("u-adopted", "released").ok());
+  EXPECT_FALSE((*store)->Get("web").ok());
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/state_machine.h"
+#include "vmms/validation.h"
 
 namespace vmms {
 namespace {
@@ -91,9 +92,10 @@ class MissingLibvirt final : public VmBackend {
   }
 };
 
-void VmManager::SetBackends(VmBackend* hvstack, VmBackend* libvirt) {
+void VmManager::SetBackends(VmBackend* hvstack, LibvirtBackend* libvirt) {
   hvstack_ = hvstack;
   libvirt_ = libvirt;
+  libvirt_backend_ = libvirt;
   if (libvirt_ == nullptr) {
     missing_libvirt_ = std::make_unique<MissingLibvirt>();
     libvirt_ = missing_libvirt_.get();
@@ -117,6 +119,16 @@ absl::StatusOr<Vm> VmManager::Create(const Vm& vm) {
   if (!created.ok()) {
     (void)backend->Forget(vm);
     return created.status();
+  }
+  if (created->config().backend() == hvstack::v1::BACKEND_LIBVIRT &&
+      created->config().nics_size() > 0) {
+    // The store generated the MACs the domain's adapters must have.
+    if (absl::Status s =
+            backend->PrepareUpdate(*created, created->config(), {"nics"});
+        !s.ok()) {
+      spdlog::warn("VM {}: its domain keeps libvirt's MACs until it starts: {}",
+                   created->name(), std::string(s.message()));
+    }
   }
   spdlog::info("VM {} ({}) created ({} backend)", created->name(),
                created->uuid(), backend->name());
@@ -164,6 +176,106 @@ absl::Status VmManager::Delete(const std::string& name, absl::Time deadline) {
   if (ec) spdlog::warn("VM {}: cannot remove {}: {}", name, dir, ec.message());
   spdlog::info("VM {} ({}) deleted", name, vm->uuid());
   return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status NoLibvirt(absl::string_view what) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      what,
+      ": vmms runs without --libvirt-uri: restart vmms with --libvirt-uri URI "
+      "(e.g. qemu:///system) to manage libvirt domains"));
+}
+
+}  // namespace
+
+absl::Status VmManager::CheckHardwareChange(const Vm& vm,
+                                            const hvstack::v1::VmConfig& merged,
+                                            absl::string_view what) {
+  if (vm.config().backend() != hvstack::v1::BACKEND_LIBVIRT ||
+      libvirt_backend_ == nullptr) {
+    return absl::OkStatus();
+  }
+  return libvirt_backend_->CheckHardware(vm, merged, what);
+}
+
+absl::StatusOr<hvstack::v1::ListLibvirtDomainsResponse>
+VmManager::ListUnmanagedLibvirtDomains() {
+  if (libvirt_backend_ == nullptr) {
+    return NoLibvirt("cannot list libvirt's domains");
+  }
+  return libvirt_backend_->ListUnmanaged();
+}
+
+absl::StatusOr<Vm> VmManager::AdoptLibvirtDomain(const std::string& domain,
+                                                 const std::string& name) {
+  if (libvirt_backend_ == nullptr) {
+    return NoLibvirt(absl::StrCat("domain '", domain, "' cannot be adopted"));
+  }
+  if (!name.empty()) {
+    if (absl::Status s = ValidateVmName(name); !s.ok()) return s;
+  }
+  absl::StatusOr<Vm> record = libvirt_backend_->AdoptionRecord(domain, name);
+  if (!record.ok()) return record.status();
+  if (name.empty()) {
+    if (absl::Status s = ValidateVmName(record->name()); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("domain '", domain, "' needs a VM name of its own (",
+                       s.message(), "): adopt it with --name NAME"));
+    }
+  }
+  // One adoption of a name at a time; the store refuses a taken name.
+  absl::StatusOr<VmOpLocks::Guard> guard = op_locks_.Acquire(
+      record->name(), "adopt", absl::Now() + absl::Seconds(10));
+  if (!guard.ok()) return guard.status();
+  if (store_->Get(record->name()).ok()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("VM '", record->name(), "' already exists: adopt domain '",
+                     record->libvirt().domain_name(), "' with --name OTHER"));
+  }
+  absl::StatusOr<Vm> created = store_->Create(
+      *record, absl::StrCat("adopted from libvirt (domain ",
+                            record->libvirt().domain_name(), ")"));
+  if (!created.ok()) return created.status();
+  libvirt_backend_->Adopted(*created);
+  spdlog::info("VM {} ({}) adopted: libvirt domain {}", created->name(),
+               created->uuid(), record->libvirt().domain_name());
+  absl::StatusOr<Vm> now = store_->GetByUuid(created->uuid());
+  if (!now.ok()) return now.status();
+  return ForReply(*std::move(now));
+}
+
+absl::StatusOr<Vm> VmManager::ReleaseLibvirtDomain(const std::string& name,
+                                                   absl::Time deadline) {
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, "release", deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (vm->config().backend() != hvstack::v1::BACKEND_LIBVIRT) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "VM '", name,
+        "' runs on hvstack's own backend, not libvirt: there is no domain "
+        "to hand back (delete it instead)"));
+  }
+  if (libvirt_backend_ == nullptr) {
+    return NoLibvirt(absl::StrCat("VM '", name, "' cannot be released"));
+  }
+  Vm described = ForReply(*vm);
+  libvirt_backend_->Release(*vm);
+  if (absl::Status s = store_->Delete(
+          vm->uuid(),
+          absl::StrCat("released to libvirt (domain ",
+                       described.libvirt().domain_name(), " kept as it is)"));
+      !s.ok()) {
+    return s;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(
+      RuntimePathsFor(options_.state_dir, vm->uuid()).dir, ec);
+  spdlog::info("VM {} ({}) released: libvirt domain {} left to libvirt", name,
+               vm->uuid(), described.libvirt().domain_name());
+  return described;
 }
 
 absl::StatusOr<VmManager::LockedVm> VmManager::Lock(const std::string& name,

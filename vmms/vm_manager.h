@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
+#include "vmms/libvirt_backend.h"
 #include "vmms/op_lock.h"
 #include "vmms/state_machine.h"
 #include "vmms/vm_backend.h"
@@ -48,7 +49,7 @@ class VmManager final : public VmBackendHost {
   // hvstack's own workers, and libvirt when vmms runs with --libvirt-uri
   // (null: libvirt VMs' calls are FAILED_PRECONDITION saying how to enable
   // it).
-  void SetBackends(VmBackend* hvstack, VmBackend* libvirt);
+  void SetBackends(VmBackend* hvstack, LibvirtBackend* libvirt);
 
   // Modifying operations wait for another one in progress on the same VM at
   // most until `deadline` (DEADLINE_EXCEEDED naming it). Stop does not wait:
@@ -90,6 +91,25 @@ class VmManager final : public VmBackendHost {
 
   // Reads (no operation lock).
   absl::StatusOr<Vm> Describe(const std::string& name);
+
+  // For a libvirt VM, what its backend cannot give it with config `merged`
+  // (LibvirtBackend::CheckHardware); OK for hvstack VMs.
+  absl::Status CheckHardwareChange(const Vm& vm,
+                                   const hvstack::v1::VmConfig& merged,
+                                   absl::string_view what);
+
+  // Adoption of libvirt domains (LibvirtBackend::AdoptionRecord): records the
+  // domain as a VM (a `created` event saying it was adopted), then its real
+  // state. FAILED_PRECONDITION without --libvirt-uri.
+  absl::StatusOr<Vm> AdoptLibvirtDomain(const std::string& domain,
+                                        const std::string& name);
+  // Forgets a libvirt VM and leaves its domain to libvirt, as it is (a
+  // `deleted` event saying so), in any state; returns the VM as it was.
+  absl::StatusOr<Vm> ReleaseLibvirtDomain(const std::string& name,
+                                          absl::Time deadline);
+  // ListLibvirtDomains.
+  absl::StatusOr<hvstack::v1::ListLibvirtDomainsResponse>
+  ListUnmanagedLibvirtDomains();
   // Disks (disk_operations.cc): attach a checked disk (CheckDiskImage, serial
   // set) to, or detach one from, an Off or Crashed VM, under the VM's
   // operation lock (a start never sees half of it). Backend-independent: the
@@ -149,6 +169,8 @@ class VmManager final : public VmBackendHost {
   const VmManagerOptions options_;
   VmBackend* hvstack_ = nullptr;
   VmBackend* libvirt_ = nullptr;
+  // The libvirt backend itself (null without --libvirt-uri): adoption.
+  LibvirtBackend* libvirt_backend_ = nullptr;
   // Stands in for libvirt_ when there is none.
   std::unique_ptr<VmBackend> missing_libvirt_;
   VmOpLocks op_locks_;

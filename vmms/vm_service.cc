@@ -404,6 +404,16 @@ grpc::Status VmServiceImpl::UpdateVm(
   if (!vm.ok()) return ToGrpc(vm.status());
   std::vector<std::string> paths(request->update_mask().paths().begin(),
                                  request->update_mask().paths().end());
+  if (vm->libvirt().adopted()) {
+    // An adopted domain's hardware is libvirt's: refused before the merged
+    // config is checked (it has no kernel of vmms's).
+    for (const std::string& path : paths) {
+      if (path == "autostart" || path == "restart_policy") continue;
+      absl::Status s =
+          vms_->CheckHardwareChange(*vm, vm->config(), "its hardware");
+      if (!s.ok()) return ToGrpc(s);
+    }
+  }
   absl::StatusOr<hvstack::v1::VmConfig> merged =
       ApplyConfigUpdate(vm->config(), request->config(), paths);
   if (!merged.ok()) return ToGrpc(merged.status());

@@ -122,6 +122,20 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
                         const hvstack::v1::ListNicsRequest* request,
                         hvstack::v1::ListNicsResponse* response) override;
 
+  // Adoption of libvirt domains (libvirt_service.cc).
+  grpc::Status ListLibvirtDomains(
+      grpc::ServerContext* context,
+      const hvstack::v1::ListLibvirtDomainsRequest* request,
+      hvstack::v1::ListLibvirtDomainsResponse* response) override;
+  grpc::Status AdoptLibvirtDomain(
+      grpc::ServerContext* context,
+      const hvstack::v1::AdoptLibvirtDomainRequest* request,
+      hvstack::v1::Vm* response) override;
+  grpc::Status ReleaseLibvirtDomain(
+      grpc::ServerContext* context,
+      const hvstack::v1::ReleaseLibvirtDomainRequest* request,
+      hvstack::v1::ReleaseLibvirtDomainResponse* response) override;
+
  private:
   // The socket of the VM's ready worker; FailedPrecondition naming the VM's
   // state when it has none (NotFound for an unknown VM).

@@ -21,7 +21,7 @@ constexpr char kColumns[] =
     "create_time_us, update_time_us, state_change_time_us, worker_pid, "
     "initrd_path, reboot_count, autostart, restart_policy, restart_count, "
     "uid_slot, sandboxed, disable_enlightenments, on_guest_crash, backend, "
-    "libvirt_accelerator";
+    "libvirt_accelerator, libvirt_adopted_domain";
 
 Vm VmFromRow(const Statement& row) {
   Vm vm;
@@ -59,6 +59,10 @@ Vm VmFromRow(const Statement& row) {
         row.ColumnText(22) == "tcg"
             ? hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
             : hvstack::v1::LibvirtOptions::ACCELERATOR_KVM);
+    if (const std::string domain = row.ColumnText(23); !domain.empty()) {
+      vm.mutable_libvirt()->set_adopted(true);
+      vm.mutable_libvirt()->set_domain_name(domain);
+    }
   }
   return vm;
 }
@@ -223,7 +227,7 @@ void VmStore::CloseEventWatchers() {
   closing_ = true;
 }
 
-absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
+absl::StatusOr<Vm> VmStore::Create(const Vm& vm, const std::string& reason) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
@@ -232,11 +236,10 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
         absl::StrCat("VM '", vm.name(), "' already exists"));
   }
   int64_t now = absl::ToUnixMicros(absl::Now());
-  const std::string reason = "created";
   absl::StatusOr<Statement> stmt = db_.Prepare(absl::StrCat(
       "INSERT INTO vms (", kColumns,
       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, 0, NULL, 1, "
-      "?, ?, ?, ?)"));
+      "?, ?, ?, ?, ?)"));
   if (!stmt.ok()) return stmt.status();
   absl::Status s = stmt->BindAll(
       vm.uuid(), vm.name(), vm.config().vcpus(), vm.config().memory_mib(),
@@ -251,7 +254,8 @@ absl::StatusOr<Vm> VmStore::Create(const Vm& vm) {
       vm.config().libvirt().accelerator() ==
               hvstack::v1::LibvirtOptions::ACCELERATOR_TCG
           ? "tcg"
-          : "kvm");
+          : "kvm",
+      vm.libvirt().adopted() ? vm.libvirt().domain_name() : std::string());
   if (!s.ok()) return s;
   if (s = stmt->Run(); !s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
@@ -757,7 +761,8 @@ absl::Status VmStore::SetRestartCount(const std::string& uuid, uint32_t count) {
   return stmt->Run();
 }
 
-absl::Status VmStore::Delete(const std::string& uuid) {
+absl::Status VmStore::Delete(const std::string& uuid,
+                             const std::string& reason) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
@@ -774,7 +779,7 @@ absl::Status VmStore::Delete(const std::string& uuid) {
   }
   absl::StatusOr<uint64_t> sequence =
       AddEvent(*before, hvstack::v1::VmEvent::KIND_DELETED, before->state(),
-               "deleted", absl::ToUnixMicros(absl::Now()));
+               reason, absl::ToUnixMicros(absl::Now()));
   if (!sequence.ok()) return sequence.status();
   if (absl::Status s = tx->Commit(); !s.ok()) return s;
   PublishEvent(*sequence);

@@ -53,7 +53,10 @@ class VmStore {
   // (NormalizeNics); adapters without a MAC get a generated one.
   // ALREADY_EXISTS names a duplicate name; INVALID_ARGUMENT a MAC another
   // VM's adapter has. Nothing is stored on failure.
-  absl::StatusOr<Vm> Create(const Vm& vm);
+  // `reason` goes to the history and the `created` event (an adoption says
+  // so).
+  absl::StatusOr<Vm> Create(const Vm& vm,
+                            const std::string& reason = "created");
 
   // NOT_FOUND names the VM.
   absl::StatusOr<Vm> Get(const std::string& name);
@@ -157,7 +160,9 @@ class VmStore {
   absl::Status SetRestartCount(const std::string& uuid, uint32_t count);
 
   // Removes the VM; its history goes with it (ON DELETE CASCADE).
-  absl::Status Delete(const std::string& uuid);
+  // `reason` goes to the `deleted` event (a release says so).
+  absl::Status Delete(const std::string& uuid,
+                      const std::string& reason = "deleted");
 
   absl::StatusOr<std::vector<StateChange>> History(const std::string& uuid);
 

@@ -12,10 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -30,6 +33,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "tests/harness/private_network.h"
 #include "tests/harness/process.h"
 #include "tests/harness/vmms_instance.h"
 
@@ -68,7 +72,8 @@ void ReapQemuZombies(std::atomic<bool>* stop) {
             ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
         size_t close = stat.rfind(')');
         if (close != std::string::npos && close + 2 < stat.size() &&
-            stat[close + 2] == 'Z' && stat.find("(qemu") != std::string::npos) {
+            stat[close + 2] == 'Z' &&
+            stat.find("(qemu-system") != std::string::npos) {
           waitpid(pid, nullptr, WNOHANG);
         }
       }
@@ -76,6 +81,101 @@ void ReapQemuZombies(std::atomic<bool>* stop) {
     closedir(tasks);
   }
 }
+
+// A libvirtd of the test's own (Debian ships the monolithic daemon): in a
+// private mount namespace where /etc/libvirt, /run/libvirt, /var/lib/libvirt,
+// /var/cache/libvirt and /var/log/libvirt are directories of the test, so it
+// shares nothing with a host libvirt; its socket in the test's directory.
+// Killed and restarted by the test to lose vmms's connection for real.
+class PrivateLibvirtd {
+ public:
+  explicit PrivateLibvirtd(std::string dir) : dir_(std::move(dir)) {
+    for (const char* sub : {"etc", "run", "lib", "cache/qemu", "log", "sock"}) {
+      std::filesystem::create_directories(dir_ + "/" + sub);
+    }
+    std::ofstream(dir_ + "/etc/libvirtd.conf")
+        << "unix_sock_dir = \"" << dir_ << "/sock\"\n"
+        << "unix_sock_rw_perms = \"0700\"\nauth_unix_rw = \"none\"\n"
+           "auth_unix_ro = \"none\"\n";
+    std::ofstream(dir_ + "/etc/qemu.conf")
+        << "user = \"root\"\ngroup = \"root\"\nstdio_handler = \"file\"\n"
+           "remember_owner = 0\ncgroup_controllers = [ ]\nnamespaces = [ ]\n";
+    std::ofstream(dir_ + "/start.sh")
+        << "set -e\nmount --make-rprivate /\n"
+        << "mount --bind " << dir_ << "/etc /etc/libvirt\n"
+        << "for d in /run /var/lib /var/cache /var/log; do "
+           "mount -t tmpfs tmpfs $d; done\n"
+        << "for d in run:/run lib:/var/lib cache:/var/cache log:/var/log; do "
+           "mkdir -p ${d#*:}/libvirt; mount --bind "
+        << dir_
+        << "/${d%%:*} ${d#*:}/libvirt; done\n"
+        // Console locks (/var/lock is /run/lock).
+        << "mkdir -p /run/lock\n"
+        << "exec /usr/sbin/libvirtd --config " << dir_
+        << "/etc/libvirtd.conf --pid-file " << dir_ << "/libvirtd.pid\n";
+    if (std::filesystem::exists(kCaps)) {
+      std::filesystem::copy(kCaps, dir_ + "/cache/qemu/capabilities",
+                            std::filesystem::copy_options::recursive);
+    }
+  }
+  ~PrivateLibvirtd() {
+    Kill();
+    // QEMUs it left (the test reaps them).
+    std::error_code ec;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(dir_ + "/run/qemu", ec)) {
+      if (entry.path().extension() != ".pid") continue;
+      pid_t pid = 0;
+      std::ifstream(entry.path()) >> pid;
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+    const std::string caps = dir_ + "/cache/qemu/capabilities";
+    if (!std::filesystem::exists(kCaps) && std::filesystem::exists(caps)) {
+      std::filesystem::copy(caps, kCaps,
+                            std::filesystem::copy_options::recursive, ec);
+    }
+  }
+
+  std::string Uri() const {
+    return "qemu+unix:///system?socket=" + dir_ + "/sock/libvirt-sock";
+  }
+
+  // Starts it and waits until it answers.
+  absl::Status Start() {
+    absl::StatusOr<ChildProcess> started = ChildProcess::Start(
+        {"/usr/bin/unshare", "-m", "/bin/bash", dir_ + "/start.sh"},
+        dir_ + "/libvirtd.log");
+    if (!started.ok()) return started.status();
+    process_ = std::move(*started);
+    for (absl::Time end = absl::Now() + absl::Seconds(60); absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(100))) {
+      if (!process_.Alive()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "libvirtd exited: ", ReadFileOrEmpty(dir_ + "/libvirtd.log")));
+      }
+      absl::StatusOr<CommandResult> version = RunCommand(
+          {"/usr/bin/virsh", "-c", Uri(), "version"}, {}, absl::Seconds(30));
+      if (version.ok() && version->exit_code == 0) return absl::OkStatus();
+    }
+    return absl::DeadlineExceededError("libvirtd did not answer in 60 s");
+  }
+  void Kill() {
+    if (process_.pid() <= 0 || !process_.Alive()) return;
+    process_.Kill(SIGKILL);
+    (void)process_.Wait(absl::Seconds(10));
+  }
+  // The pid of domain `name`'s QEMU (libvirtd's pid file).
+  pid_t QemuPid(const std::string& name) const {
+    pid_t pid = 0;
+    std::ifstream(dir_ + "/run/qemu/" + name + ".pid") >> pid;
+    return pid;
+  }
+
+ private:
+  static constexpr char kCaps[] = "/var/tmp/hvstack/libvirtd-caps";
+  std::string dir_;
+  ChildProcess process_;
+};
 
 class LibvirtTest : public ::testing::Test {
  protected:
@@ -226,6 +326,22 @@ class LibvirtTest : public ::testing::Test {
     grpc::ClientContext context;
     hvstack::v1::Vm ignored;
     return stub_->CreateVm(&context, request, vm != nullptr ? vm : &ignored);
+  }
+
+  // An own-worker VM (vmms runs fake_vmwp for it: no KVM here).
+  grpc::Status CreateOwn(const std::string& name) {
+    hvstack::v1::CreateVmRequest request;
+    request.set_name(name);
+    hvstack::v1::VmConfig* c = request.mutable_config();
+    c->set_vcpus(1);
+    c->set_memory_mib(16);
+    c->set_kernel_path(Runfile("guest/hello.elf"));
+    c->set_cmdline("serve");
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    grpc::Status s = stub_->CreateVm(&context, request, &ignored);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return s;
   }
 
   template <typename Request>
@@ -468,18 +584,33 @@ TEST_F(LibvirtTest, GuestPowerOffIsRecordedWithLibvirtsReason) {
   EXPECT_THAT(Console("lv2"), HasSubstr("HVSTACK-LIBVIRT-MARKER"));
 }
 
-// SIGKILL vmms with two libvirt VMs running; one domain is destroyed with
-// virsh while vmms is down. The restarted vmms finds the other running and
-// controllable and records the destroyed one Off with libvirt's reason; a
-// QEMU killed while vmms runs is recorded at once.
+// The last event of `vm_name` (WatchEvents from the start).
+std::optional<VmEvent> LastEvent(const std::vector<VmEvent>& events) {
+  if (events.empty()) return std::nullopt;
+  return events.back();
+}
+
+// SIGKILL vmms with two libvirt VMs and two own-worker VMs (fake_vmwp: no
+// KVM here) running; one domain is destroyed with virsh while vmms is down.
+// The restarted vmms finds the other three running and controllable and
+// records the destroyed one Off with libvirt's reason, as a state_changed
+// event; a QEMU killed while vmms runs is recorded at once.
 TEST_F(LibvirtTest, VmmsKilledAndRestartedFindsWhatHappenedMeanwhile) {
-  StartVmms();
+  const std::vector<std::string> args = {
+      "--libvirt-uri", Uri(),      "--vmwp", Runfile("vmms/testing/fake_vmwp"),
+      "--kvm-device",  "/dev/null"};
+  StartVmms(args);
   ASSERT_FALSE(HasFatalFailure());
   for (const char* name : {"keep", "gone"}) {
     grpc::Status created = Create(name, guest_.button_initrd);
     ASSERT_TRUE(created.ok()) << created.error_message();
     grpc::Status s = Call(&VmService::Stub::StartVm, name);
     ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  for (const char* name : {"own1", "own2"}) {
+    ASSERT_TRUE(CreateOwn(name).ok());
+    grpc::Status s = Call(&VmService::Stub::StartVm, name);
+    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
   }
   ASSERT_TRUE(AwaitConsole("keep", "waiting for the power button"))
       << Console("keep");
@@ -492,26 +623,57 @@ TEST_F(LibvirtTest, VmmsKilledAndRestartedFindsWhatHappenedMeanwhile) {
   if (destroyed->exit_code != 0) {
     EXPECT_THAT(destroyed->err, HasSubstr("domain is not running"));
   }
-  StartVmms();
+  StartVmms(args);
   ASSERT_FALSE(HasFatalFailure());
 
-  hvstack::v1::Vm keep = Get("keep");
-  EXPECT_EQ(keep.state(), VM_STATE_RUNNING) << keep.state_reason();
+  for (const char* name : {"keep", "own1", "own2"}) {
+    hvstack::v1::Vm vm = Get(name);
+    EXPECT_EQ(vm.state(), VM_STATE_RUNNING)
+        << name << ": " << vm.state_reason() << "\n"
+        << vmms_->Log();
+  }
   hvstack::v1::Vm gone = Get("gone");
   EXPECT_EQ(gone.state(), VM_STATE_OFF);
-  if (destroyed->exit_code == 0) {
-    EXPECT_EQ(gone.state_reason(),
-              "domain destroyed outside vmms (libvirt: shut off (destroyed)) "
-              "(while vmms was down)");
-  } else {
-    EXPECT_THAT(gone.state_reason(), HasSubstr("(libvirt: shut off ("));
-    EXPECT_THAT(gone.state_reason(), HasSubstr("(while vmms was down)"));
+  const std::string want_reason =
+      destroyed->exit_code == 0
+          ? "domain destroyed outside vmms (libvirt: shut off (destroyed)) "
+            "(while vmms was down)"
+          : gone.state_reason();
+  EXPECT_EQ(gone.state_reason(), want_reason);
+  EXPECT_THAT(gone.state_reason(), HasSubstr("(libvirt: shut off ("));
+  EXPECT_THAT(gone.state_reason(), HasSubstr("(while vmms was down)"));
+  // The event log has it, once, as the VM's last event.
+  {
+    const std::vector<VmEvent> events = Events("gone");
+    std::optional<VmEvent> last = LastEvent(events);
+    ASSERT_TRUE(last.has_value());
+    EXPECT_EQ(last->kind(), VmEvent::KIND_STATE_CHANGED) << Describe(events);
+    EXPECT_EQ(last->state(), VM_STATE_OFF) << Describe(events);
+    EXPECT_EQ(last->reason(), gone.state_reason()) << Describe(events);
+    int offs = 0;
+    for (const VmEvent& e : events) offs += e.state() == VM_STATE_OFF;
+    EXPECT_EQ(offs, 2) << Describe(events);  // Created Off, then this.
   }
-  // Still controllable, console included.
-  ASSERT_TRUE(Call(&VmService::Stub::PauseVm, "keep").ok());
-  ASSERT_TRUE(Call(&VmService::Stub::ResumeVm, "keep").ok());
-
-  // Behind vmms's back while it runs: QEMU killed.
+  // Nothing was recorded for the VMs that kept running.
+  EXPECT_EQ(LastEvent(Events("keep"))->state(), VM_STATE_RUNNING)
+      << Describe(Events("keep"));
+  // All controllable, console included.
+  for (const char* name : {"keep", "own1"}) {
+    grpc::Status s = Call(&VmService::Stub::PauseVm, name);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+    s = Call(&VmService::Stub::ResumeVm, name);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+  grpc::Status s = Call(&VmService::Stub::StopVm, "own2");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // A domain destroyed behind vmms's back while it runs: recorded at once,
+  // with libvirt's reason.
+  s = Call(&VmService::Stub::StartVm, "gone");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(AwaitConsole("gone", "waiting for the power button"))
+      << Console("gone");
+  // The embedded root is vmms's while it runs; another process cannot open
+  // it, so this destroys the QEMU process instead (as an OOM kill would).
   const int64_t pid = Get("keep").worker_pid();
   ASSERT_GT(pid, 0);
   kill(static_cast<pid_t>(pid), SIGKILL);
@@ -519,6 +681,394 @@ TEST_F(LibvirtTest, VmmsKilledAndRestartedFindsWhatHappenedMeanwhile) {
               Get("keep").state() == VM_STATE_OFF)
       << Get("keep").state_reason();
   EXPECT_THAT(Get("keep").state_reason(), HasSubstr("(libvirt: shut off"));
+  EXPECT_EQ(LastEvent(Events("keep"))->reason(), Get("keep").state_reason());
+  EXPECT_EQ(Get("gone").state(), VM_STATE_RUNNING);
+}
+
+// The connection to libvirt is lost for real (a private libvirtd, SIGKILLed):
+// vmms notices (libvirt's close callback), calls about libvirt VMs are
+// UNAVAILABLE naming the URI while own-worker VMs carry on, and when libvirtd
+// is back vmms reconnects by itself (backoff) and records what happened
+// meanwhile: a QEMU killed while libvirtd was down is recorded with libvirt's
+// reason; the other VM is found running and is controllable.
+TEST_F(LibvirtTest, LostConnectionIsReconciledAfterReconnect) {
+  if (RunCommand({"/usr/bin/unshare", "-m", "/bin/true"})
+          .value_or(CommandResult{})
+          .exit_code != 0) {
+    GTEST_SKIP() << "needs mount namespaces (unshare -m) for a private "
+                    "libvirtd";
+  }
+  PrivateLibvirtd libvirtd(dir_.path() + "/libvirtd");
+  absl::Status up = libvirtd.Start();
+  ASSERT_TRUE(up.ok()) << up;
+  const std::string uri = libvirtd.Uri();
+  StartVmms({"--libvirt-uri", uri, "--vmwp", Runfile("vmms/testing/fake_vmwp"),
+             "--kvm-device", "/dev/null"});
+  ASSERT_FALSE(HasFatalFailure());
+  for (const char* name : {"stays", "dies"}) {
+    grpc::Status created = Create(name, guest_.button_initrd);
+    ASSERT_TRUE(created.ok()) << created.error_message() << "\n"
+                              << vmms_->Log();
+    grpc::Status s = Call(&VmService::Stub::StartVm, name);
+    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
+  }
+  ASSERT_TRUE(CreateOwn("own").ok());
+  ASSERT_TRUE(Call(&VmService::Stub::StartVm, "own").ok());
+  ASSERT_TRUE(AwaitConsole("stays", "waiting for the power button"))
+      << Console("stays");
+  const pid_t dies_qemu = libvirtd.QemuPid("hvstack-dies");
+  ASSERT_GT(dies_qemu, 0);
+
+  libvirtd.Kill();
+  auto connected = [&] {
+    grpc::ClientContext context;
+    hvstack::v1::HostInfo info;
+    grpc::Status s =
+        stub_->GetHostInfo(&context, hvstack::v1::GetHostInfoRequest(), &info);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return info.libvirt_connected();
+  };
+  bool lost = false;
+  for (absl::Time end = absl::Now() + absl::Seconds(30);
+       !lost && absl::Now() < end; absl::SleepFor(absl::Milliseconds(50))) {
+    lost = !connected();
+  }
+  ASSERT_TRUE(lost) << "vmms did not notice libvirtd's end\n" << vmms_->Log();
+  // Only libvirt VMs' calls fail, naming the URI.
+  grpc::Status s = Call(&VmService::Stub::PauseVm, "stays");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(uri));
+  hvstack::v1::Vm shown = Get("stays");
+  EXPECT_FALSE(shown.libvirt().connected());
+  EXPECT_EQ(shown.state(), VM_STATE_RUNNING);
+  EXPECT_TRUE(Call(&VmService::Stub::PauseVm, "own").ok());
+  EXPECT_TRUE(Call(&VmService::Stub::ResumeVm, "own").ok());
+  // Meanwhile one domain's QEMU dies.
+  kill(dies_qemu, SIGKILL);
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       absl::Now() < end && kill(dies_qemu, 0) == 0;) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+
+  up = libvirtd.Start();
+  ASSERT_TRUE(up.ok()) << up;
+  bool back = false;
+  for (absl::Time end = absl::Now() + absl::Seconds(30);
+       !back && absl::Now() < end; absl::SleepFor(absl::Milliseconds(50))) {
+    back = connected();
+  }
+  ASSERT_TRUE(back) << "vmms did not reconnect\n" << vmms_->Log();
+  ASSERT_TRUE(AwaitState("dies", VM_STATE_OFF, absl::Seconds(10)) ||
+              Get("dies").state() == VM_STATE_CRASHED)
+      << Get("dies").state_reason() << "\n"
+      << vmms_->Log();
+  hvstack::v1::Vm dies = Get("dies");
+  EXPECT_THAT(dies.state_reason(), HasSubstr("(libvirt: shut off ("));
+  EXPECT_THAT(dies.state_reason(),
+              HasSubstr("(while vmms was not connected to libvirt)"));
+  const std::vector<VmEvent> events = Events("dies");
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind(), VmEvent::KIND_STATE_CHANGED)
+      << Describe(events);
+  EXPECT_EQ(events.back().reason(), dies.state_reason()) << Describe(events);
+
+  EXPECT_EQ(Get("stays").state(), VM_STATE_RUNNING)
+      << Get("stays").state_reason();
+  EXPECT_EQ(Events("stays").back().state(), VM_STATE_RUNNING)
+      << Describe(Events("stays"));
+  s = Call(&VmService::Stub::PauseVm, "stays");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Get("stays").libvirt().domain_state(), "paused (user)");
+  ASSERT_TRUE(Call(&VmService::Stub::ResumeVm, "stays").ok());
+  // The console stream of the new connection works: a reset boots again.
+  ASSERT_TRUE(Call(&VmService::Stub::ResetVm, "stays").ok());
+  ASSERT_TRUE(AwaitConsole("stays", "waiting for the power button", 2))
+      << Console("stays");
+  (void)vmms_->Terminate();
+  vmms_.reset();
+}
+
+// Adoption: domains defined outside vmms are listed, adopted with their XML
+// kept as is, driven like any VM, and released back unchanged; bad input
+// (unknown domain, already adopted, name taken, bad name, hardware change,
+// releasing an own-worker VM or an unknown VM) is refused naming the problem.
+TEST_F(LibvirtTest, AdoptionListsAdoptsAndReleasesDomainsAsTheyAre) {
+  // Two foreign domains, defined (and one started) with virsh before vmms
+  // takes the embedded root.
+  for (const char* name : {"ext-run", "ext-off"}) {
+    const std::string xml = absl::StrCat(dir_.path(), "/", name, ".xml");
+    std::ofstream(xml)
+        << "<domain type='qemu'><name>" << name << "</name>"
+        << "<memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type "
+           "arch='x86_64' machine='pc'>hvm</type><kernel>"
+        << guest_.kernel << "</kernel><initrd>" << guest_.button_initrd
+        << "</initrd><cmdline>console=ttyS0 noxsave quiet</cmdline></os>"
+        << "<features><acpi/></features><devices><controller type='usb' "
+           "model='none'/><serial type='pty'><target port='0'/></serial>"
+           "<memballoon model='none'/></devices></domain>";
+    absl::StatusOr<CommandResult> defined = Virsh({"define", xml});
+    ASSERT_TRUE(defined.ok() && defined->exit_code == 0)
+        << (defined.ok() ? defined->err : defined.status().ToString());
+  }
+  absl::StatusOr<CommandResult> run = Virsh({"start", "ext-run"});
+  ASSERT_TRUE(run.ok() && run->exit_code == 0)
+      << (run.ok() ? run->err : run.status().ToString());
+  absl::StatusOr<CommandResult> xml_before = Virsh({"dumpxml", "ext-run"});
+  ASSERT_TRUE(xml_before.ok());
+  StartVmms();
+  ASSERT_FALSE(HasFatalFailure());
+  auto vmctl = [&](const std::vector<std::string>& args) {
+    absl::StatusOr<CommandResult> r = vmms_->Vmctl(args);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : CommandResult{};
+  };
+  ASSERT_TRUE(Create("mine", guest_.poweroff_initrd).ok());
+  CommandResult listed = vmctl({"libvirt", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("ext-run"));
+  EXPECT_THAT(listed.out, HasSubstr("running (booted)"));
+  EXPECT_THAT(listed.out, HasSubstr("ext-off"));
+  EXPECT_THAT(listed.out, ::testing::Not(HasSubstr("hvstack-mine")));
+
+  auto adopt = [&](const std::string& domain, const std::string& name,
+                   hvstack::v1::Vm* vm = nullptr) {
+    hvstack::v1::AdoptLibvirtDomainRequest request;
+    request.set_domain(domain);
+    request.set_name(name);
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    return stub_->AdoptLibvirtDomain(&context, request,
+                                     vm != nullptr ? vm : &ignored);
+  };
+  grpc::Status s = adopt("nope", "");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("no domain 'nope'"));
+
+  CommandResult adopted =
+      vmctl({"libvirt", "adopt", "ext-run", "--name", "web"});
+  ASSERT_EQ(adopted.exit_code, 0) << adopted.err << "\n" << vmms_->Log();
+  EXPECT_THAT(adopted.out, HasSubstr("ext-run (adopted"));
+  hvstack::v1::Vm web = Get("web");
+  EXPECT_EQ(web.state(), VM_STATE_RUNNING) << web.state_reason();
+  EXPECT_TRUE(web.libvirt().adopted());
+  EXPECT_EQ(web.libvirt().domain_name(), "ext-run");
+  EXPECT_EQ(web.config().memory_mib(), 256u);
+  {
+    const std::vector<VmEvent> events = Events("web");
+    ASSERT_GE(events.size(), 1u);
+    EXPECT_EQ(events[0].kind(), VmEvent::KIND_CREATED);
+    EXPECT_EQ(events[0].reason(), "adopted from libvirt (domain ext-run)");
+    EXPECT_EQ(events.back().state(), VM_STATE_RUNNING) << Describe(events);
+  }
+
+  s = adopt("ext-run", "web2");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("already managed by vmms as VM 'web'"));
+  s = adopt("ext-off", "web");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("VM 'web' already exists"));
+  s = adopt("ext-off", "bad name!");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = adopt("", "");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  hvstack::v1::Vm ext_off;
+  s = adopt("ext-off", "", &ext_off);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ext_off.name(), "ext-off");
+  EXPECT_EQ(ext_off.state(), VM_STATE_OFF);
+  listed = vmctl({"libvirt", "list"});
+  EXPECT_THAT(listed.out, ::testing::Not(HasSubstr("ext-")));
+
+  // Hardware is libvirt's.
+  {
+    hvstack::v1::UpdateVmRequest request;
+    request.set_name("web");
+    request.mutable_config()->set_memory_mib(512);
+    request.mutable_update_mask()->add_paths("memory_mib");
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    s = stub_->UpdateVm(&context, request, &ignored);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("adopted libvirt domain"));
+  }
+  // Driven like any VM; a start does not redefine it.
+  ASSERT_TRUE(Call(&VmService::Stub::PauseVm, "web").ok());
+  ASSERT_TRUE(Call(&VmService::Stub::ResumeVm, "web").ok());
+  hvstack::v1::Vm stopped;
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, "web", &stopped).ok());
+  EXPECT_EQ(stopped.state(), VM_STATE_OFF);
+  s = Call(&VmService::Stub::StartVm, "web");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(AwaitConsole("web", "waiting for the power button"))
+      << Console("web");
+
+  // Release: bad input first.
+  CommandResult bad = vmctl({"libvirt", "release", "nosuchvm"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("'nosuchvm' not found"));
+  ASSERT_TRUE(CreateOwn("own").ok());
+  bad = vmctl({"libvirt", "release", "own"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("hvstack's own backend"));
+  CommandResult released = vmctl({"libvirt", "release", "web"});
+  ASSERT_EQ(released.exit_code, 0) << released.err;
+  EXPECT_THAT(released.out, HasSubstr("ext-run"));
+  {
+    hvstack::v1::GetVmRequest request;
+    request.set_name("web");
+    grpc::ClientContext context;
+    hvstack::v1::Vm vm;
+    EXPECT_EQ(stub_->GetVm(&context, request, &vm).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    const std::vector<VmEvent> events = Events("web");
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().kind(), VmEvent::KIND_DELETED);
+    EXPECT_EQ(events.back().reason(),
+              "released to libvirt (domain ext-run kept as it is)");
+  }
+  listed = vmctl({"libvirt", "list"});
+  EXPECT_THAT(listed.out, HasSubstr("ext-run"));
+  EXPECT_THAT(listed.out, HasSubstr("running"));
+  // vmms's end stops its own libvirt VMs, not a released domain; its XML is
+  // what it was.
+  (void)vmms_->Terminate();
+  vmms_.reset();
+  absl::StatusOr<CommandResult> state = Virsh({"domstate", "ext-run"});
+  ASSERT_TRUE(state.ok());
+  EXPECT_THAT(state->out, HasSubstr("running"));
+  absl::StatusOr<CommandResult> xml_after =
+      Virsh({"dumpxml", "--inactive", "ext-run"});
+  ASSERT_TRUE(xml_after.ok());
+  EXPECT_THAT(xml_after->out, ::testing::Not(HasSubstr("hvstack.dev")));
+  EXPECT_THAT(xml_after->out, HasSubstr("<name>ext-run</name>"));
+  (void)Virsh({"destroy", "ext-run"});
+}
+
+// VmConfig's hardware on libvirt: a raw and a qcow2 disk and a bridged
+// adapter reach QEMU (its command line has the images and the VM's MAC);
+// what libvirt VMs cannot have (VHDX, an unattached adapter, crash policies
+// other than stop, hardware of an adopted domain) is refused at
+// create/update/attach with FAILED_PRECONDITION naming it.
+TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
+  absl::Status netns = EnterPrivateNetworkNamespace();
+  if (netns.ok()) netns = AddBridge("br0");
+  if (!netns.ok()) GTEST_SKIP() << netns;
+  const std::string raw = dir_.path() + "/a.raw";
+  const std::string qcow2 = dir_.path() + "/b.qcow2";
+  const std::string vhdx = dir_.path() + "/c.vhdx";
+  for (const auto& [path, format] :
+       {std::pair{raw, "raw"}, {qcow2, "qcow2"}, {vhdx, "vhdx"}}) {
+    absl::StatusOr<CommandResult> made = RunCommand(
+        {"/usr/bin/qemu-img", "create", "-q", "-f", format, path, "16M"});
+    ASSERT_TRUE(made.ok() && made->exit_code == 0)
+        << (made.ok() ? made->err : made.status().ToString());
+  }
+  StartVmms();
+  ASSERT_FALSE(HasFatalFailure());
+  auto create = [&](const std::string& name,
+                    const std::function<void(hvstack::v1::VmConfig*)>& edit,
+                    hvstack::v1::Vm* vm = nullptr) {
+    hvstack::v1::CreateVmRequest request;
+    request.set_name(name);
+    hvstack::v1::VmConfig* c = request.mutable_config();
+    c->set_vcpus(1);
+    c->set_memory_mib(256);
+    c->set_kernel_path(guest_.kernel);
+    c->set_initrd_path(guest_.button_initrd);
+    c->set_cmdline("console=ttyS0 noxsave quiet");
+    c->set_backend(hvstack::v1::BACKEND_LIBVIRT);
+    c->mutable_libvirt()->set_accelerator(
+        hvstack::v1::LibvirtOptions::ACCELERATOR_TCG);
+    edit(c);
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    return stub_->CreateVm(&context, request, vm != nullptr ? vm : &ignored);
+  };
+  auto add_disk = [](hvstack::v1::VmConfig* c, const std::string& path,
+                     hvstack::v1::DiskFormat format) {
+    hvstack::v1::Disk* d = c->add_disks();
+    d->set_path(path);
+    d->set_format(format);
+  };
+  hvstack::v1::Vm hw;
+  grpc::Status s = create(
+      "hw",
+      [&](hvstack::v1::VmConfig* c) {
+        add_disk(c, raw, hvstack::v1::DISK_FORMAT_RAW);
+        add_disk(c, qcow2, hvstack::v1::DISK_FORMAT_QCOW2);
+        c->add_nics()->set_bridge("br0");
+      },
+      &hw);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
+  ASSERT_EQ(hw.config().nics_size(), 1);
+  const std::string mac = hw.config().nics(0).mac();
+  ASSERT_FALSE(mac.empty());
+  s = Call(&VmService::Stub::StartVm, "hw");
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
+  const int64_t qemu = Get("hw").worker_pid();
+  ASSERT_GT(qemu, 0);
+  std::string cmdline =
+      ReadFileOrEmpty(absl::StrCat("/proc/", qemu, "/cmdline"));
+  std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+  EXPECT_THAT(cmdline, HasSubstr(raw));
+  EXPECT_THAT(cmdline, HasSubstr(qcow2));
+  EXPECT_THAT(cmdline, HasSubstr("virtio-scsi"));
+  EXPECT_THAT(cmdline, HasSubstr(mac));
+  EXPECT_THAT(cmdline, HasSubstr("pvpanic"));
+  ASSERT_TRUE(AwaitConsole("hw", "waiting for the power button"))
+      << Console("hw");
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, "hw").ok());
+
+  // Refused, each naming what.
+  s = create("v", [&](hvstack::v1::VmConfig* c) {
+    add_disk(c, vhdx, hvstack::v1::DISK_FORMAT_VHDX);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr(vhdx));
+  s = create("n", [](hvstack::v1::VmConfig* c) { c->add_nics(); });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("network adapter 0"));
+  s = create("p", [](hvstack::v1::VmConfig* c) {
+    c->set_on_guest_crash(hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("on_guest_crash preserve"));
+  for (const char* name : {"v", "n", "p"}) EXPECT_TRUE(Events(name).empty());
+  {
+    hvstack::v1::UpdateVmRequest request;
+    request.set_name("hw");
+    request.mutable_config()->set_on_guest_crash(
+        hvstack::v1::GUEST_CRASH_POLICY_RESTART);
+    request.mutable_update_mask()->add_paths("on_guest_crash");
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    s = stub_->UpdateVm(&context, request, &ignored);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("on_guest_crash restart"));
+  }
+  {
+    hvstack::v1::AddNicRequest request;
+    request.set_name("hw");
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    s = stub_->AddNic(&context, request, &ignored);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("unattached TAP"));
+  }
+  {
+    hvstack::v1::AttachDiskRequest request;
+    request.set_name("hw");
+    request.mutable_disk()->set_path(vhdx);
+    request.mutable_disk()->set_format(hvstack::v1::DISK_FORMAT_VHDX);
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    s = stub_->AttachDisk(&context, request, &ignored);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("VHDX"));
+  }
+  EXPECT_EQ(Get("hw").config().disks_size(), 2);
+  EXPECT_EQ(Get("hw").config().nics_size(), 1);
 }
 
 // backend libvirt without --libvirt-uri; an unreachable URI; a domain libvirt
