@@ -784,6 +784,17 @@ TEST_F(LibvirtTest, LostConnectionIsReconciledAfterReconnect) {
   ASSERT_TRUE(Call(&VmService::Stub::ResetVm, "stays").ok());
   ASSERT_TRUE(AwaitConsole("stays", "waiting for the power button", 2))
       << Console("stays");
+  // virsh destroy behind vmms's back while it runs: recorded at once, with
+  // libvirt's reason.
+  absl::StatusOr<CommandResult> destroyed =
+      RunCommand({"/usr/bin/virsh", "-c", uri, "destroy", "hvstack-stays"});
+  ASSERT_TRUE(destroyed.ok() && destroyed->exit_code == 0)
+      << (destroyed.ok() ? destroyed->err : destroyed.status().ToString());
+  ASSERT_TRUE(AwaitState("stays", VM_STATE_OFF, absl::Seconds(10)))
+      << Get("stays").state_reason();
+  EXPECT_EQ(Get("stays").state_reason(),
+            "domain destroyed outside vmms (libvirt: shut off (destroyed))");
+  EXPECT_EQ(Events("stays").back().reason(), Get("stays").state_reason());
   (void)vmms_->Terminate();
   vmms_.reset();
 }
@@ -1069,6 +1080,41 @@ TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
   }
   EXPECT_EQ(Get("hw").config().disks_size(), 2);
   EXPECT_EQ(Get("hw").config().nics_size(), 1);
+
+  // on_guest_crash stop: a Linux panic reported through the pvpanic device
+  // (Debian's pvpanic-mmio module) ends the domain and the VM is Crashed.
+  const std::string kernel_dir = assets_->path() + "/kernel";
+  std::string release = ReadFileOrEmpty(kernel_dir + "/kernel-release");
+  release.erase(release.find_last_not_of("\n") + 1);
+  const std::string pvpanic =
+      absl::StrCat(kernel_dir, "/root/lib/modules/", release,
+                   "/kernel/drivers/misc/pvpanic/");
+  const std::string crash_initrd = dir_.path() + "/crash.cpio";
+  absl::StatusOr<CommandResult> made = RunCommand(
+      {"/bin/bash", Runfile("tests/linux/make_initramfs.sh"), "--uncompressed",
+       "--run", "echo PANICKING-NOW; echo c > /proc/sysrq-trigger",
+       crash_initrd, "NEVER-PRINTED"},
+      {absl::StrCat("HVSTACK_INITRAMFS_MODULES=", pvpanic, "pvpanic.ko ",
+                    pvpanic, "pvpanic-mmio.ko")});
+  ASSERT_TRUE(made.ok() && made->exit_code == 0)
+      << (made.ok() ? made->err : made.status().ToString());
+  s = create("crash", [&](hvstack::v1::VmConfig* c) {
+    c->set_initrd_path(crash_initrd);
+    c->set_on_guest_crash(hvstack::v1::GUEST_CRASH_POLICY_STOP);
+  });
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  s = Call(&VmService::Stub::StartVm, "crash");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(AwaitState("crash", VM_STATE_CRASHED, absl::Seconds(120)))
+      << Get("crash").state_reason() << "\n"
+      << Console("crash");
+  // libvirt reports the panic (crashed (panicked)), then destroys the
+  // domain (shut off (crashed)); vmms records whichever it reads first.
+  EXPECT_THAT(Get("crash").state_reason(),
+              ::testing::AnyOf("guest crashed (libvirt: crashed (panicked))",
+                               "guest crashed (libvirt: shut off (crashed))"));
+  EXPECT_THAT(Console("crash"), HasSubstr("PANICKING-NOW"));
+  EXPECT_EQ(Events("crash").back().state(), VM_STATE_CRASHED);
 }
 
 // backend libvirt without --libvirt-uri; an unreachable URI; a domain libvirt
