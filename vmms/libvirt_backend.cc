@@ -226,12 +226,24 @@ int64_t QemuPid(const std::string& uri, const std::string& domain_name) {
 // The event loop implementation is per process, registered once.
 std::once_flag event_impl_once;
 
+// How long a QEMU zombie must stay unreaped before the reaper takes it: a
+// QEMU that libvirt started itself (the parent of a -daemonize QEMU, the
+// capability probes) is libvirt's direct child, which libvirt waits for at
+// once (virCommandWait); reaping it first makes libvirt fail ("unable to wait
+// for process N: No child processes"). Only orphans nobody waits for are left
+// this long.
+constexpr absl::Duration kOrphanAge = absl::Milliseconds(300);
+
 // Reaps QEMU processes that the embedded driver left to vmms (see
-// LibvirtBackend::Open): only zombies named qemu-*, never vmms's workers
-// (their supervisors reap them for their wait status).
-void ReapQemuZombies() {
+// LibvirtBackend::Open): only zombies named qemu-system*, never vmms's
+// workers or qemu-nbd (their owners reap them for their wait status), and
+// only once they stayed zombies for kOrphanAge. `seen` (the reaper thread's)
+// remembers when each zombie was first seen.
+void ReapQemuZombies(std::map<pid_t, absl::Time>& seen) {
   DIR* tasks = ::opendir("/proc/self/task");
   if (tasks == nullptr) return;
+  const absl::Time now = absl::Now();
+  std::map<pid_t, absl::Time> still;
   while (dirent* entry = ::readdir(tasks)) {
     if (entry->d_name[0] == '.') continue;
     std::ifstream children(
@@ -248,14 +260,20 @@ void ReapQemuZombies() {
         continue;
       }
       const std::string comm = stat.substr(open + 1, close - open - 1);
-      // QEMU itself only: vmms's other qemu-* children (qemu-nbd for
-      // disks) are waited for by their owners.
-      if (stat[close + 2] == 'Z' && absl::StartsWith(comm, "qemu-system")) {
+      if (stat[close + 2] != 'Z' || !absl::StartsWith(comm, "qemu-system")) {
+        continue;
+      }
+      auto it = seen.find(pid);
+      const absl::Time first = it != seen.end() ? it->second : now;
+      if (now - first >= kOrphanAge) {
         ::waitpid(pid, nullptr, WNOHANG);
+      } else {
+        still[pid] = first;
       }
     }
   }
   ::closedir(tasks);
+  seen = std::move(still);
 }
 
 }  // namespace
@@ -311,6 +329,7 @@ void LibvirtBackend::Open() {
 }
 
 void LibvirtBackend::Reaper() {
+  std::map<pid_t, absl::Time> seen;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -319,7 +338,7 @@ void LibvirtBackend::Reaper() {
         return;
       }
     }
-    ReapQemuZombies();
+    ReapQemuZombies(seen);
   }
 }
 
