@@ -96,9 +96,17 @@ int main(int argc, char** argv) {
                  "fails (slow or emulated hosts need more)")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
+  double worker_stats_timeout_s =
+      absl::ToDoubleSeconds(options.stats_worker_timeout);
+  app.add_option("--worker-stats-timeout", worker_stats_timeout_s,
+                 "Seconds `vmctl stats` waits for a running worker's figures "
+                 "(VPs, adapters) before it shows the VM without them")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   CLI11_PARSE(app, argc, argv);
   options.sandbox = !no_sandbox;
   options.start_timeout = absl::Seconds(worker_start_timeout_s);
+  options.stats_worker_timeout = absl::Seconds(worker_stats_timeout_s);
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
   spdlog::set_pattern(base::LogLinePattern("vmms"));

@@ -177,6 +177,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->service_ = std::make_unique<VmServiceImpl>(
       server->store_.get(), server->vms_.get(), server->access_.get(),
       options.vmwp, options.kvm_device, server->libvirt_.get());
+  server->service_->set_stats_worker_timeout(options.stats_worker_timeout);
 
   // We hold the directory's lock, so a socket file there is a stale one from a
   // vmms that died; Listen replaces it.

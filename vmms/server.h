@@ -28,6 +28,8 @@ struct ServerOptions {
   bool sandbox = true;
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
+  // --worker-stats-timeout: how long stats wait for a worker's figures.
+  absl::Duration stats_worker_timeout = absl::Seconds(1);
   // Restart policy backoff (see WorkerManagerOptions).
   absl::Duration restart_backoff = absl::Seconds(1);
   // --event-retention: how many events the event log keeps.

@@ -433,10 +433,6 @@ NextWorker VmServiceImpl::NextWorkerOf(const std::string& name) {
   };
 }
 
-// Stats read the worker with a short deadline: a hung worker costs the
-// caller at most this, never more.
-constexpr absl::Duration kStatsWorkerTimeout = absl::Seconds(1);
-
 grpc::Status VmServiceImpl::GetVmStats(
     grpc::ServerContext*, const hvstack::v1::GetVmStatsRequest* request,
     hvstack::v1::VmStats* response) {
@@ -444,7 +440,7 @@ grpc::Status VmServiceImpl::GetVmStats(
     return ToGrpc(s);
   absl::StatusOr<Vm> vm = store_->Get(request->name());
   if (!vm.ok()) return ToGrpc(vm.status());
-  *response = vms_->Stats(*vm, kStatsWorkerTimeout);
+  *response = vms_->Stats(*vm, stats_worker_timeout_);
   return grpc::Status::OK;
 }
 
@@ -454,7 +450,7 @@ grpc::Status VmServiceImpl::ListVmStats(
   absl::StatusOr<std::vector<Vm>> vms = store_->List();
   if (!vms.ok()) return ToGrpc(vms.status());
   for (hvstack::v1::VmStats& stats :
-       vms_->ListStats(*vms, kStatsWorkerTimeout)) {
+       vms_->ListStats(*vms, stats_worker_timeout_)) {
     *response->add_stats() = std::move(stats);
   }
   return grpc::Status::OK;

@@ -136,6 +136,12 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       const hvstack::v1::ReleaseLibvirtDomainRequest* request,
       hvstack::v1::ReleaseLibvirtDomainResponse* response) override;
 
+  // How long GetVmStats/ListVmStats wait for each worker's figures (a hung
+  // worker costs the caller at most this); --worker-stats-timeout.
+  void set_stats_worker_timeout(absl::Duration timeout) {
+    stats_worker_timeout_ = timeout;
+  }
+
  private:
   // The socket of the VM's ready worker; FailedPrecondition naming the VM's
   // state when it has none (NotFound for an unknown VM).
@@ -149,6 +155,7 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   HostInfoProvider host_info_;
   // What GetVm shows of running guests' integration components.
   IntegrationCache integration_;
+  absl::Duration stats_worker_timeout_ = absl::Seconds(1);
 };
 
 }  // namespace vmms

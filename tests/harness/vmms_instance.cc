@@ -37,6 +37,10 @@ absl::Status VmmsInstance::Start() {
     argv.push_back("--worker-start-timeout");
     argv.push_back(
         absl::StrCat(absl::ToInt64Seconds(kvmbox::Scaled(absl::Seconds(30)))));
+    // GetVmStats's wait for the worker's figures (1 s on a host).
+    argv.push_back("--worker-stats-timeout");
+    argv.push_back(
+        absl::StrCat(absl::ToInt64Seconds(kvmbox::Scaled(absl::Seconds(1)))));
   }
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
