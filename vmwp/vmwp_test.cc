@@ -110,7 +110,9 @@ class VmwpTest : public ::testing::Test {
   // Waits for the ready byte (true) or EOF (false).
   bool WaitReady() {
     pollfd p = {ready_read_, POLLIN, 0};
-    if (::poll(&p, 1, 30000) != 1) return false;
+    const int timeout_ms = static_cast<int>(
+        absl::ToInt64Milliseconds(kvmbox::Scaled(absl::Seconds(30))));
+    if (::poll(&p, 1, timeout_ms) != 1) return false;
     char byte;
     return ::read(ready_read_, &byte, 1) == 1;
   }
@@ -119,7 +121,7 @@ class VmwpTest : public ::testing::Test {
     Result result;
     if (!ready_checked_) result.ready = WaitReady();
     ::close(ready_read_);
-    const absl::Time deadline = absl::Now() + timeout;
+    const absl::Time deadline = absl::Now() + kvmbox::Scaled(timeout);
     int status = 0;
     while (true) {
       const pid_t r = ::waitpid(pid_, &status, WNOHANG);
@@ -434,7 +436,7 @@ TEST_F(VmwpTest, EnlightenedGuestHeartbeatKvpAndShutdown) {
       "unix:" + config_.socket_path(), grpc::InsecureChannelCredentials()));
 
   hvstack::internal::WorkerStatus status;
-  while (absl::Now() - ready < absl::Seconds(30)) {
+  while (absl::Now() - ready < kvmbox::Scaled(absl::Seconds(30))) {
     grpc::ClientContext ctx;
     status.Clear();
     ASSERT_TRUE(stub->GetStatus(&ctx, {}, &status).ok());
@@ -519,7 +521,7 @@ TEST_F(VmwpTest, EnlightenedGuestHeartbeatKvpAndShutdown) {
     grpc::ClientContext resume_ctx;
     hvstack::internal::ResumeResponse resumed;
     ASSERT_TRUE(stub->Resume(&resume_ctx, {}, &resumed).ok());
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    const absl::Time deadline = absl::Now() + kvmbox::Scaled(absl::Seconds(10));
     while (absl::Now() < deadline) {
       grpc::ClientContext ctx;
       status.Clear();
