@@ -21,11 +21,13 @@ const char* HeartbeatStatusName(HeartbeatStatus s) {
 std::optional<std::vector<uint8_t>> HeartbeatMonitor::MaybeRequest(
     const IcVersions& versions, absl::Time now) {
   if (now - sent_at_ < options_.interval) return std::nullopt;
-  // An unanswered request is simply superseded: a guest that missed one
-  // answers the next.
+  // The guest may answer any request sent since its last answer: one slower
+  // than the interval (a loaded host, nested emulation) answers each request
+  // after the next one went out, and is still alive. `outstanding_` is the
+  // oldest unanswered request.
   HeartbeatData data{};
   data.seq_num = next_sequence_;
-  outstanding_ = next_sequence_;
+  if (!outstanding_.has_value()) outstanding_ = next_sequence_;
   // Step by more than the guest's +1 so a stale answer never matches.
   next_sequence_ += 2;
   sent_at_ = now;
@@ -49,11 +51,22 @@ absl::Status HeartbeatMonitor::OnResponse(std::span<const uint8_t> bytes,
   }
   uint64_t seq;
   std::memcpy(&seq, r->body.data(), sizeof(seq));
-  if (!outstanding_.has_value() || seq != *outstanding_ + 1) {
+  // hv_utils answers a request with its number + 1. Requests carry
+  // outstanding_, outstanding_ + 2, ... up to next_sequence_ - 2.
+  const uint64_t request = seq - 1;
+  if (!outstanding_.has_value() || request < *outstanding_ ||
+      request >= next_sequence_ || (request - *outstanding_) % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "heartbeat sequence %d does not answer the outstanding request", seq));
+        "heartbeat sequence %d does not answer a request sent since the "
+        "guest's last answer",
+        seq));
   }
-  outstanding_.reset();
+  // Requests sent after this one stay answerable.
+  if (request + 2 < next_sequence_) {
+    outstanding_ = request + 2;
+  } else {
+    outstanding_.reset();
+  }
   last_sequence_ = seq;
   last_answer_ = now;
   return absl::OkStatus();

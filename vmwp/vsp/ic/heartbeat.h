@@ -28,7 +28,8 @@ class HeartbeatMonitor {
   };
   explicit HeartbeatMonitor(Options options) : options_(options) {}
 
-  // The next request, if one is due at `now` (never two outstanding).
+  // The next request, if one is due at `now`. The guest may answer any
+  // request sent since its last answer (a slow guest answers late).
   std::optional<std::vector<uint8_t>> MaybeRequest(const IcVersions& versions,
                                                    absl::Time now);
   // A HEARTBEAT response from the guest.
@@ -42,7 +43,7 @@ class HeartbeatMonitor {
   // spent saved does not count.
   struct Saved {
     uint64_t next_sequence = 1;
-    std::optional<uint64_t> outstanding;
+    std::optional<uint64_t> outstanding;  // the oldest unanswered request
     std::optional<absl::Duration> sent_age;
     std::optional<absl::Duration> answer_age;
     uint64_t last_sequence = 0;

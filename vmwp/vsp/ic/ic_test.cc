@@ -154,6 +154,42 @@ TEST(HeartbeatTest, TracksSequenceAndStatus) {
   EXPECT_EQ(hb.Status(t + absl::Seconds(6)), HeartbeatStatus::kLost);
 }
 
+TEST(HeartbeatTest, AGuestSlowerThanTheIntervalIsStillAlive) {
+  // Every answer arrives after the next request went out (round trip 1.5 s,
+  // interval 1 s): each answers a request sent after the one last answered.
+  HeartbeatMonitor hb({absl::Seconds(1), absl::Seconds(5)});
+  const IcVersions v{{3, 0}, {3, 0}};
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  std::vector<std::vector<uint8_t>> sent;
+  auto answer = [](std::vector<uint8_t> m, uint64_t add = 1) {
+    const uint64_t next = U64(m, kBody) + add;
+    std::memcpy(m.data() + kBody, &next, 8);
+    GuestRespond(m);
+    return m;
+  };
+  for (int i = 0; i < 6; ++i) {
+    auto req = hb.MaybeRequest(v, t0 + absl::Seconds(i));
+    ASSERT_TRUE(req.has_value()) << i;
+    sent.push_back(*req);
+    if (i >= 1) {
+      EXPECT_TRUE(hb.OnResponse(answer(sent[i - 1]),
+                                t0 + absl::Seconds(i) + absl::Milliseconds(500))
+                      .ok())
+          << "late answer to request " << i - 1;
+    }
+  }
+  EXPECT_EQ(hb.Status(t0 + absl::Seconds(6)), HeartbeatStatus::kOk);
+  EXPECT_EQ(hb.last_sequence(), U64(sent[4], kBody) + 1);
+  // Refused: a replay of an answer already counted, an answer to a request
+  // never sent, and one without the +1.
+  EXPECT_FALSE(hb.OnResponse(answer(sent[4]), t0 + absl::Seconds(6)).ok());
+  EXPECT_FALSE(hb.OnResponse(answer(sent[5], 3), t0 + absl::Seconds(6)).ok());
+  EXPECT_FALSE(hb.OnResponse(answer(sent[5], 0), t0 + absl::Seconds(6)).ok());
+  EXPECT_TRUE(hb.OnResponse(answer(sent[5]), t0 + absl::Seconds(6)).ok());
+  // With nothing outstanding any answer is refused.
+  EXPECT_FALSE(hb.OnResponse(answer(sent[5]), t0 + absl::Seconds(6)).ok());
+}
+
 TEST(ShutdownTest, FlagsAndAnswers) {
   const IcVersions v{{3, 0}, {3, 2}};
   ShutdownRequest r;
