@@ -8,6 +8,8 @@
 #
 #   build_test_kernel.sh            prints the path of the cached vmlinux (building it first)
 #   build_test_kernel.sh --key      prints the cache key only
+#   build_test_kernel.sh --cached-only  prints the path if the kernel is built, else exits 3
+#                                   (inside kvmbox, whose CPU is emulated: build on the host)
 #
 # Cache: $HVSTACK_TEST_KERNEL_CACHE, else /var/tmp/hvstack/test-kernel. Each key's directory
 # holds vmlinux (PVH entry), config (the full .config), System.map, build.log, build_seconds and
@@ -51,6 +53,10 @@ dir="$CACHE/$key"
 if [[ -f "$dir/vmlinux" ]]; then
   echo "$dir/vmlinux"
   exit 0
+fi
+if [[ "${1:-}" == "--cached-only" ]]; then
+  log "the test kernel $key is not built yet (and --cached-only): run $0 on the host first"
+  exit 3
 fi
 
 mkdir -p "$CACHE"

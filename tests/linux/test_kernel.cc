@@ -5,16 +5,23 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "tests/kvmbox/kvmbox.h"
 
 namespace hvtest {
 namespace {
@@ -53,13 +60,30 @@ bool Panicked(const std::string& console) {
 absl::StatusOr<std::string> TestKernelPath(absl::Duration timeout) {
   static std::string* cached = nullptr;
   if (cached != nullptr) return *cached;
+  // A kernel built by hand (experiments with another config).
+  if (const char* own = std::getenv("HVSTACK_TEST_KERNEL");
+      own != nullptr && *own != '\0') {
+    if (access(own, R_OK) != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("HVSTACK_TEST_KERNEL=", own, " is not readable"));
+    }
+    cached = new std::string(own);
+    return *cached;
+  }
   const std::string script = Runfile("tests/linux/build_test_kernel.sh");
-  // coreutils' timeout runs the script in a process group of its own and
-  // stops all of it (make and the compilers too) when the time is up.
-  const int64_t seconds = absl::ToInt64Seconds(timeout);
-  absl::StatusOr<CommandResult> r = RunCommand(
-      {"/usr/bin/timeout", "--kill-after=20", absl::StrCat(seconds), script},
-      {}, timeout + absl::Seconds(40));
+  std::vector<std::string> argv;
+  if (kvmbox::InsideKvmbox()) {
+    // Compiling under kvmbox's emulated CPU would take hours: the host
+    // builds it (linux_test_main does, before it enters kvmbox).
+    argv = {script, "--cached-only"};
+  } else {
+    // coreutils' timeout runs the script in a process group of its own and
+    // stops all of it (make and the compilers too) when the time is up.
+    argv = {"/usr/bin/timeout", "--kill-after=20",
+            absl::StrCat(absl::ToInt64Seconds(timeout)), script};
+  }
+  absl::StatusOr<CommandResult> r =
+      RunCommand(argv, {}, timeout + absl::Seconds(40));
   if (!r.ok() || r->exit_code != 0) {
     if (r.ok() && r->exit_code == 124) {
       return absl::DeadlineExceededError(absl::StrCat(
@@ -106,6 +130,10 @@ absl::Status MakeInitramfs(const std::string& out, const std::string& marker,
   if (!options.init.empty()) {
     argv.push_back("--init");
     argv.push_back(options.init);
+  }
+  if (options.kernel_log && !options.no_busybox && options.init.empty()) {
+    argv.push_back("--run");
+    argv.push_back("cat /proc/kmsg &");
   }
   for (const std::string& line : options.run) {
     argv.push_back("--run");
@@ -158,12 +186,103 @@ std::string NoGuestUserspaceReason() {
   return "";
 }
 
+namespace {
+
+std::vector<std::pair<std::string, HostStep>>& HostSteps() {
+  static auto* steps = new std::vector<std::pair<std::string, HostStep>>();
+  return *steps;
+}
+
+constexpr char kPreparedEnv[] = "HVSTACK_LINUX_PREPARED";
+
+}  // namespace
+
+bool PrepareOnHost(const std::string& name, HostStep step) {
+  HostSteps().emplace_back(name, std::move(step));
+  return true;
+}
+
+absl::StatusOr<std::string> PreparedOnHost(const std::string& name) {
+  const char* dir = std::getenv(kPreparedEnv);
+  if (dir == nullptr || *dir == '\0') {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", name, "' was not prepared on the host: $", kPreparedEnv,
+        " is not set (link //tests/linux:linux_test_main as the test's main)"));
+  }
+  const std::string error =
+      ReadFileOrEmpty(absl::StrCat(dir, "/", name, ".error"));
+  if (!error.empty()) {
+    return absl::InternalError(
+        absl::StrCat("preparing '", name, "' on the host failed: ", error));
+  }
+  if (access(absl::StrCat(dir, "/", name, ".done").c_str(), F_OK) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no step '", name, "' ran on the host (PrepareOnHost)"));
+  }
+  return std::string(dir);
+}
+
+void PrepareLinuxTestsOnHost() {
+  if (kvmbox::InsideKvmbox()) return;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> kernel = TestKernelPath();
+  if (kernel.ok()) {
+    std::fprintf(stderr, "test kernel: %s\n", kernel->c_str());
+    setenv("HVSTACK_TEST_KERNEL", kernel->c_str(), 0);
+  } else {
+    // The tests (inside kvmbox too) fail with the same message.
+    std::fprintf(stderr, "test kernel: %s\n",
+                 std::string(kernel.status().message()).c_str());
+  }
+  if (HostSteps().empty()) return;
+  std::string dir;
+  if (const char* tmp = std::getenv("TEST_TMPDIR"); tmp != nullptr && *tmp) {
+    dir = absl::StrCat(tmp, "/linux-prepared");
+  } else {
+    char tmpl[] = "/tmp/hvt-linux-prepared-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return;
+    dir = tmpl;
+  }
+  std::filesystem::create_directories(dir);
+  for (const auto& [name, step] : HostSteps()) {
+    const absl::Time t = absl::Now();
+    absl::Status s = step(dir);
+    std::fprintf(stderr, "prepared on the host: %s in %.1f s%s%s\n",
+                 name.c_str(), absl::ToDoubleSeconds(absl::Now() - t),
+                 s.ok() ? "" : ": ", s.ok() ? "" : s.ToString().c_str());
+    std::ofstream(absl::StrCat(dir, "/", name, s.ok() ? ".done" : ".error"))
+        << (s.ok() ? "" : s.ToString());
+  }
+  setenv(kPreparedEnv, dir.c_str(), 1);
+  std::fprintf(stderr, "host preparation: %.1f s\n",
+               absl::ToDoubleSeconds(absl::Now() - start));
+}
+
 std::string SpinInitPath() { return Runfile("tests/linux/init/spin_init"); }
 
 std::string TestKernelBaseCmdline() { return "console=ttyS0 noxsave"; }
 
+std::optional<double> GuestSeconds(absl::string_view line) {
+  const size_t open = line.find('[');
+  const size_t close = line.find(']');
+  if (open == absl::string_view::npos || close == absl::string_view::npos ||
+      close < open || open > 4) {
+    return std::nullopt;
+  }
+  double seconds = 0;
+  if (!absl::SimpleAtod(
+          absl::StripAsciiWhitespace(line.substr(open + 1, close - open - 1)),
+          &seconds)) {
+    return std::nullopt;
+  }
+  return seconds;
+}
+
 LinuxVm::LinuxVm(LinuxVmOptions options) : options_(std::move(options)) {
   cmdline_ = TestKernelBaseCmdline();
+  if (options_.quiet && HostRunsGuestUserspace()) {
+    absl::StrAppend(&cmdline_, " quiet");
+  }
   if (!options_.extra_cmdline.empty()) {
     absl::StrAppend(&cmdline_, " ", options_.extra_cmdline);
   }
@@ -207,21 +326,45 @@ absl::Status LinuxVm::Start() {
   if (r->exit_code != 0) {
     return absl::InternalError(absl::StrCat("vmctl create: ", r->err));
   }
+  // StartVm through the API (what `vmctl start` calls), without a vmctl
+  // process to start: seconds inside kvmbox.
   started_ = absl::Now();
-  r = Vmctl({"start", options_.name});
-  if (!r.ok()) return r.status();
-  if (r->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("vmctl start: ", r->err, "\n",
-                                            LastLines(vmms_->Log(), 20)));
+  hvstack::v1::StartVmRequest start;
+  start.set_name(options_.name);
+  hvstack::v1::Vm started;
+  const grpc::Status st =
+      Api().StartVm(Context(absl::Minutes(1)).get(), start, &started);
+  if (!st.ok()) {
+    return absl::InternalError(absl::StrCat("StartVm: ", st.error_message(),
+                                            "\n", LastLines(vmms_->Log(), 20)));
   }
-  // The public console stream: what a user of `vmctl console` sees. It holds
-  // everything since the start and ends when the VM stops.
-  absl::StatusOr<ChildProcess> follower = ChildProcess::StartWithOutput(
-      {Runfile("cli/vmctl"), "--socket", vmms_->socket_path(), "console",
-       options_.name},
-      console_path_, dir_.path() + "/console.err");
-  if (!follower.ok()) return follower.status();
-  console_follower_ = std::move(*follower);
+  running_at_ = Elapsed();
+  // The public console stream (StreamConsole with follow: what `vmctl
+  // console` shows), copied to console_path_ by a thread of ours rather than
+  // a vmctl process. It holds everything since the start and ends when the VM
+  // stops.
+  console_context_ = std::make_unique<grpc::ClientContext>();
+  console_thread_ = std::thread([this] {
+    hvstack::v1::StreamConsoleRequest request;
+    request.set_name(options_.name);
+    request.set_follow(true);
+    std::unique_ptr<grpc::ClientReader<hvstack::v1::ConsoleChunk>> reader =
+        Api().StreamConsole(console_context_.get(), request);
+    std::FILE* out = std::fopen(console_path_.c_str(), "a");
+    hvstack::v1::ConsoleChunk chunk;
+    while (reader->Read(&chunk)) {
+      if (out != nullptr) {
+        std::fwrite(chunk.data().data(), 1, chunk.data().size(), out);
+        std::fflush(out);
+      }
+    }
+    const grpc::Status status = reader->Finish();
+    if (out != nullptr) std::fclose(out);
+    if (!status.ok()) {
+      std::ofstream(dir_.path() + "/console.err") << status.error_message();
+    }
+    console_ended_ = true;
+  });
   return absl::OkStatus();
 }
 
@@ -236,7 +379,10 @@ LinuxVm::~LinuxVm() {
     (void)vmms_->Terminate();
   }
   KillWorkersOfStateDir();
-  console_follower_.Kill(SIGKILL);
+  if (console_thread_.joinable()) {
+    console_context_->TryCancel();
+    console_thread_.join();
+  }
 }
 
 void LinuxVm::KillWorkersOfStateDir() {
@@ -262,7 +408,7 @@ void LinuxVm::KillWorkersOfStateDir() {
   closedir(proc);
 }
 
-bool LinuxVm::ConsoleStreamEnded() { return !console_follower_.Alive(); }
+bool LinuxVm::ConsoleStreamEnded() { return console_ended_; }
 
 std::string LinuxVm::Console() const { return ReadFileOrEmpty(console_path_); }
 
@@ -290,7 +436,15 @@ absl::StatusOr<absl::Duration> LinuxVm::WaitForConsoleRegex(
     const bool ended = ConsoleStreamEnded();
     const std::string console = Console();
     const absl::Duration seen = Elapsed();
-    for (absl::string_view line : absl::StrSplit(console, '\n')) {
+    // Whole lines only: the last one may still be arriving (unless the
+    // stream ended).
+    const absl::string_view complete =
+        ended ? absl::string_view(console)
+              : absl::string_view(console).substr(
+                    0, console.find_last_of('\n') == std::string::npos
+                           ? 0
+                           : console.find_last_of('\n') + 1);
+    for (absl::string_view line : absl::StrSplit(complete, '\n')) {
       const std::string owned(absl::StripTrailingAsciiWhitespace(line));
       if (std::regex_search(owned, re)) {
         if (match != nullptr) *match = owned;
@@ -357,11 +511,35 @@ absl::StatusOr<absl::Duration> LinuxVm::WaitForState(const std::string& state,
       state, timeout);
 }
 
+hvstack::v1::VmService::Stub& LinuxVm::Api() {
+  if (api_ == nullptr) {
+    api_ = hvstack::v1::VmService::NewStub(grpc::CreateChannel(
+        "unix:" + vmms_->socket_path(), grpc::InsecureChannelCredentials()));
+  }
+  return *api_;
+}
+
+std::unique_ptr<grpc::ClientContext> LinuxVm::Context(absl::Duration deadline) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(
+      absl::ToChronoTime(absl::Now() + kvmbox::Scaled(deadline)));
+  return context;
+}
+
 nlohmann::json LinuxVm::Show() {
-  absl::StatusOr<CommandResult> r =
-      Vmctl({"--json", "show", options_.name}, absl::Seconds(20));
-  if (!r.ok() || r->exit_code != 0) return nlohmann::json();
-  return nlohmann::json::parse(r->out, nullptr, /*allow_exceptions=*/false);
+  // GetVm through the API, printed as `vmctl --json show` prints it: the
+  // waits poll this several times a second, and a vmctl process per poll
+  // costs seconds inside kvmbox (emulated CPU).
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  hvstack::v1::GetVmRequest request;
+  request.set_name(options_.name);
+  hvstack::v1::Vm vm;
+  if (!Api().GetVm(context.get(), request, &vm).ok()) return nlohmann::json();
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(vm, &json).ok()) {
+    return nlohmann::json();
+  }
+  return nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
 }
 
 absl::StatusOr<CommandResult> LinuxVm::Vmctl(
@@ -372,6 +550,12 @@ absl::StatusOr<CommandResult> LinuxVm::Vmctl(
 std::string LinuxVm::ServiceLog() const { return vmms_->Log(); }
 
 absl::Duration LinuxVm::Elapsed() const { return absl::Now() - started_; }
+
+absl::Duration LinuxVm::LineTime(absl::string_view line,
+                                 absl::Duration seen) const {
+  std::optional<double> guest = GuestSeconds(line);
+  return guest.has_value() ? running_at_ + absl::Seconds(*guest) : seen;
+}
 
 void LinuxVm::Mark(const std::string& what, absl::Duration at) {
   marks_.emplace_back(what, at);

@@ -2,7 +2,9 @@
 #define HVSTACK_TESTS_LINUX_TEST_KERNEL_H_
 
 // Booting hvstack's Linux test kernel (tests/linux/build_test_kernel.sh) in
-// tests, through the real vmctl -> vmms -> vmwp path:
+// tests, through the real vmctl -> vmms -> vmwp path. Tests link
+// //tests/linux:linux_test_main (their main: builds the kernel on the host,
+// then runs the test inside kvmbox where there is no /dev/kvm):
 //
 //   ASSERT_OK(hvtest::MakeInitramfs(dir + "/initrd", "MY-MARKER"));
 //   auto vm = hvtest::LinuxVm::Boot({.name = "l1", .initrd = dir + "/initrd"});
@@ -13,9 +15,12 @@
 // scripts, the config fragment and the system binaries as runfiles); tests
 // that may build the kernel (a fresh machine) must be size "enormous".
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,17 +29,45 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "tests/harness/process.h"
 #include "tests/harness/vmms_instance.h"
 
 namespace hvtest {
 
-// The cached test kernel's vmlinux (PVH entry). The first call on a machine
+// The cached test kernel's vmlinux (PVH entry), or $HVSTACK_TEST_KERNEL if set
+// (a kernel built by hand). The first call on a machine
 // builds it (about 16 min on 2 cores; concurrent callers wait for one build);
 // later calls return at once. Fails with the script's own message (missing
 // package, build error) or DeadlineExceeded after `timeout`.
 absl::StatusOr<std::string> TestKernelPath(
     absl::Duration timeout = absl::Minutes(50));
+
+// Work a test needs done on the host, before it runs inside kvmbox (whose CPU
+// is emulated: a script that takes a second here takes minutes there, and
+// there is no network): making initramfs archives and disk images, fetching
+// packages. A step writes files under `dir`, which has the same path inside
+// kvmbox. Register steps at static initialization:
+//
+//   const bool kInitrd = hvtest::PrepareOnHost("initrd", [](const std::string&
+//   dir) {
+//     return hvtest::MakeInitramfs(dir + "/initrd.cpio", "MARKER", {...});
+//   });
+//
+// and read the result in the test with PreparedOnHost("initrd").
+using HostStep = std::function<absl::Status(const std::string& dir)>;
+bool PrepareOnHost(const std::string& name, HostStep step);
+// The directory step `name` wrote to, or the error it returned (or why it
+// did not run).
+absl::StatusOr<std::string> PreparedOnHost(const std::string& name);
+
+// What //tests/linux:linux_test_main does before the tests run (before it
+// enters kvmbox where there is no /dev/kvm): builds (or finds) the cached test
+// kernel and exports it as $HVSTACK_TEST_KERNEL, then runs every PrepareOnHost
+// step into a new directory exported as $HVSTACK_LINUX_PREPARED (kvmbox passes
+// the environment on). Each step's time is printed; failures are recorded for
+// the tests to report.
+void PrepareLinuxTestsOnHost();
 
 // The test kernel's full .config, next to its vmlinux.
 absl::StatusOr<std::string> TestKernelConfig();
@@ -49,6 +82,12 @@ struct InitramfsOptions {
   bool no_busybox = false;
   // A file to use as /init instead of the generated busybox script.
   std::string init;
+  // The generated /init first runs `cat /proc/kmsg &`: the kernel's whole
+  // log so far and everything it logs later go to the console through the
+  // tty. Lines keep their "<level>[seconds]" prefix. Costly where console
+  // bytes are (kvmbox): prefer printing only the lines a test asserts on
+  // (`dmesg | grep -E ...` in `run`).
+  bool kernel_log = false;
   // Shell lines the generated /init runs before it prints the marker.
   std::vector<std::string> run;
   // Host file -> path in the archive (relative), mode kept.
@@ -83,10 +122,15 @@ std::string NoGuestUserspaceReason();
 // SpinInitPath()}.
 std::string SpinInitPath();
 
-// The command line every test-kernel boot starts with: serial console, no
-// XSAVE (this host's KVM cannot run xsave/xrstor), and the boot-speed options
-// measured in tests/linux/README.md.
+// The command line every test-kernel boot starts with: serial console and no
+// XSAVE (kvm_pvm hosts cannot run xsave/xrstor). LinuxVmOptions::quiet adds
+// `quiet`.
 std::string TestKernelBaseCmdline();
+
+// The boot timestamp of a kernel log line ("[  180.370144] hv_vmbus: ..." or
+// "<6>[  180.370144] ..."), in seconds of the guest's clock since its kernel
+// started; nullopt if it has none.
+std::optional<double> GuestSeconds(absl::string_view line);
 
 struct LinuxVmOptions {
   std::string name = "linux";
@@ -96,6 +140,14 @@ struct LinuxVmOptions {
   std::string initrd;
   // Appended to TestKernelBaseCmdline().
   std::string extra_cmdline;
+  // `quiet` where the guest has a userspace: the kernel's console writes cost
+  // two port-I/O exits per byte (the 8250 console polls LSR for every
+  // character), which dominated the boot in nested KVM (~40 ms a byte at load
+  // 20). Only warnings and errors then reach the console: /init prints the
+  // lines a test waits for (`dmesg | grep -E ...` in InitramfsOptions::run;
+  // LineTime() gives when the kernel logged them). Set false to see the
+  // whole boot log.
+  bool quiet = true;
   int cpus = 1;
   int memory_mib = 256;
   // More `vmctl create` arguments (disks, NICs, ...).
@@ -139,8 +191,15 @@ class LinuxVm {
   // The console so far, and its lines that contain any of `needles`.
   std::string Console() const;
   std::string ConsoleLines(const std::vector<std::string>& needles) const;
-  // `vmctl --json show NAME`; null json if vmctl failed.
+  // What `vmctl --json show NAME` prints (from GetVm through the API: no
+  // vmctl process per poll); null json if vmms did not answer.
   nlohmann::json Show();
+  // vmms's API, for calls a test makes often or where a vmctl process would
+  // cost seconds (inside kvmbox). Contexts from Context() (20 s deadline,
+  // scaled in kvmbox).
+  hvstack::v1::VmService::Stub& Api();
+  static std::unique_ptr<grpc::ClientContext> Context(
+      absl::Duration deadline = absl::Seconds(20));
   // `vmctl ARGS...` against this VM's vmms.
   absl::StatusOr<CommandResult> Vmctl(
       const std::vector<std::string>& args,
@@ -150,6 +209,13 @@ class LinuxVm {
 
   // Time since StartVm.
   absl::Duration Elapsed() const;
+  // When StartVm returned (the worker reported ready and its VPs start): the
+  // guest kernel's clock starts about then, so a log line stamped S seconds
+  // happened about RunningAt() + S after StartVm.
+  absl::Duration RunningAt() const { return running_at_; }
+  // The time since StartVm of a kernel log line: from its timestamp if it has
+  // one (RunningAt() + S), else `seen`.
+  absl::Duration LineTime(absl::string_view line, absl::Duration seen) const;
   // Records a milestone ("hv_vmbus version" at 31.2 s) for Timeline().
   void Mark(const std::string& what, absl::Duration at);
   // "name: milestone at 12.3 s" lines, in the order marked.
@@ -170,9 +236,13 @@ class LinuxVm {
   std::string cmdline_;
   TempDir dir_;
   std::unique_ptr<VmmsInstance> vmms_;
-  ChildProcess console_follower_;
+  std::unique_ptr<hvstack::v1::VmService::Stub> api_;
+  std::unique_ptr<grpc::ClientContext> console_context_;
+  std::thread console_thread_;
+  std::atomic<bool> console_ended_{false};
   std::string console_path_;
   absl::Time started_ = absl::InfinitePast();
+  absl::Duration running_at_;
   std::vector<std::pair<std::string, absl::Duration>> marks_;
 };
 
