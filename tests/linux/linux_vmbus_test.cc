@@ -469,7 +469,7 @@ TEST_F(LinuxVmbusTest, ShutdownIcPowersLinuxOff) {
        absl::StrCat(absl::ToInt64Seconds(GuestWait(absl::Seconds(60))))},
       absl::Seconds(90));  // RunCommand scales it in kvmbox
   ASSERT_TRUE(shutdown.ok()) << shutdown.status();
-  EXPECT_EQ(shutdown->exit_code, 0) << shutdown->err;
+  ASSERT_EQ(shutdown->exit_code, 0) << shutdown->err;
   vm_->Mark("vmctl shutdown asked", asked);
   absl::StatusOr<absl::Duration> off = ShowStep(
       "Off",
