@@ -29,6 +29,7 @@
 #include "vmwp/signal_watcher.h"
 #include "vmwp/worker.h"
 #include "vmwp/worker_logging.h"
+#include "vmwp/zygote.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the serialized hvstack.internal.WorkerConfig.");
@@ -156,6 +157,21 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
 namespace vmwp {
 
 int WorkerMain(int argc, char** argv, AfterReady after_ready) {
+  // The fork server (zygote.h): it returns here, in each new worker, with the
+  // worker's own command line; from here on the worker is the same as an
+  // exec'd one.
+  std::vector<std::string> forked_argv;
+  std::vector<char*> forked_ptrs;
+  if (std::optional<int> zygote_fd = vmwp::ZygoteFdFlag(argc, argv)) {
+    std::optional<std::vector<std::string>> worker =
+        vmwp::ServeZygote(*zygote_fd, argc, argv);
+    if (!worker.has_value()) return 0;
+    forked_argv = *std::move(worker);
+    for (std::string& arg : forked_argv) forked_ptrs.push_back(arg.data());
+    forked_ptrs.push_back(nullptr);
+    argc = static_cast<int>(forked_argv.size());
+    argv = forked_ptrs.data();
+  }
   // Before any thread exists: every thread inherits the mask.
   vmwp::SignalWatcher::BlockTerminationSignals();
   ::signal(SIGPIPE, SIG_IGN);
