@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
                "DEVELOPER SWITCH: run workers unconfined, as root (no own "
                "uid, namespaces, seccomp or cgroup). Logged loudly on every "
                "start and shown by `vmctl show`");
+  bool no_zygote = false;
+  app.add_flag("--no-zygote", no_zygote,
+               "Exec every sandboxed worker instead of forking it from the "
+               "warm fork server (`vmwp --zygote-fd`); for comparisons");
   app.add_flag("--keep-workers-on-exit", keep_workers_on_exit,
                "On SIGINT/SIGTERM leave running VMs' workers running for the "
                "next vmms to take over (what vmms.service uses); by default "
@@ -107,6 +111,7 @@ int main(int argc, char** argv) {
   options.sandbox = !no_sandbox;
   options.start_timeout = absl::Seconds(worker_start_timeout_s);
   options.stats_worker_timeout = absl::Seconds(worker_stats_timeout_s);
+  options.zygote = !no_zygote;
 
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmms"));
   spdlog::set_pattern(base::LogLinePattern("vmms"));

@@ -153,6 +153,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   worker_options.vmwp_flag = options.vmwp;
   worker_options.start_timeout = options.start_timeout;
   worker_options.sandbox = options.sandbox;
+  worker_options.zygote = options.zygote;
   server->workers_ = std::make_unique<WorkerManager>(
       server->store_.get(), worker_options, server->vms_.get());
   if (!options.libvirt_uri.empty()) {

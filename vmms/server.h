@@ -26,6 +26,8 @@ struct ServerOptions {
   std::string vmwp;  // --vmwp; empty: LocateVmwp's search.
   // --no-sandbox (a developer switch): workers run unconfined, as root.
   bool sandbox = true;
+  // --no-zygote: exec every sandboxed worker (see WorkerManagerOptions).
+  bool zygote = true;
   // Not flags: tests shorten them.
   absl::Duration start_timeout = absl::Seconds(30);
   // --worker-stats-timeout: how long stats wait for a worker's figures.

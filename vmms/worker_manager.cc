@@ -248,8 +248,26 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
                         netns.status());
     }
     netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
+    if (options_.zygote && zygote_ == nullptr && !zygote_failed_) {
+      // Started on first use (and again after it died): vmms itself starts
+      // fast, and a fork server that cannot start leaves exec.
+      absl::StatusOr<std::unique_ptr<sandbox::Zygote>> started =
+          sandbox::Zygote::Start(*vmwp);
+      if (started.ok()) {
+        zygote_ = *std::move(started);
+      } else {
+        zygote_failed_ = true;
+        spdlog::warn("no worker fork server ({}); workers are exec'd",
+                     std::string(started.status().message()));
+      }
+    }
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
-                                   netns->get(), fds);
+                                   netns->get(), fds, zygote_.get());
+    if (spawned.ok() && !spawned->forked && zygote_ != nullptr) {
+      // The fork server is gone (it said why in the log): the next start
+      // gets a fresh one.
+      zygote_.reset();
+    }
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
   } else {
     spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get(), fds);
@@ -263,9 +281,9 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   // close when `disks` goes.
   disk_holders_.Register(vm.uuid(), vm.name(), images);
   spdlog::info(
-      "VM {}: worker {} started ({}; sandbox preparation {:.2f} ms, net "
+      "VM {}: worker {} started ({}{}; sandbox preparation {:.2f} ms, net "
       "namespace {:.2f} ms, spawn {:.2f} ms)",
-      vm.name(), spawned->pid, *vmwp,
+      vm.name(), spawned->pid, *vmwp, spawned->forked ? ", forked" : "",
       absl::ToDoubleMilliseconds(spawn_start - prepare_start), netns_ms,
       absl::ToDoubleMilliseconds(absl::Now() - spawn_start) - netns_ms);
 

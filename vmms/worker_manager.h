@@ -21,6 +21,7 @@
 #include "vmms/disk_open.h"
 #include "vmms/reboot_guard.h"
 #include "vmms/runtime_paths.h"
+#include "vmms/sandbox/zygote.h"
 #include "vmms/vm_backend.h"
 #include "vmms/vm_store.h"
 #include "vmms/worker_sandbox.h"
@@ -37,6 +38,10 @@ struct WorkerManagerOptions {
   // unconfined (no uid, namespaces, seccomp or cgroup); every start logs a
   // warning and the VM's row says so (Vm.sandbox.enabled = false).
   bool sandbox = true;
+  // Sandboxed workers are forked by a fork server vmms keeps warm (`vmwp
+  // --zygote-fd=3`, vmms/sandbox/zygote.h) instead of exec'd; false: always
+  // exec (vmms --no-zygote).
+  bool zygote = true;
 };
 
 // Starts, stops and supervises the vmwp processes, one per running VM, and
@@ -243,6 +248,10 @@ class WorkerManager final : public VmBackend {
   // Who holds which disk image (disk_open.h).
   DiskHolders disk_holders_;
   absl::Status sandbox_error_;
+  // The warm fork server for sandboxed workers; null without one (it failed,
+  // or --no-zygote). Used under mu_ (Launch).
+  std::unique_ptr<sandbox::Zygote> zygote_ ABSL_GUARDED_BY(mu_);
+  bool zygote_failed_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Mutex mu_;
   // By VM uuid. Entries stay after the worker exited (so the thread can be

@@ -14,6 +14,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "vmms/sandbox/spawn.h"
 
 extern char** environ;
@@ -134,7 +135,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    int netns_fd, const InheritedFds& extra) {
+    int netns_fd, const InheritedFds& extra, sandbox::Zygote* zygote) {
   int ready_fds[2];
   if (::pipe2(ready_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(
@@ -181,7 +182,20 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   request.netns_fd = netns_fd;
   // Not joined in the child: a v1 join waits for an RCU grace period
   // (~13 ms), which vmms overlaps with the worker's start-up instead.
-  absl::StatusOr<pid_t> pid = sandbox::SpawnSandboxed(request);
+  absl::StatusOr<pid_t> pid = absl::UnavailableError("no zygote");
+  bool forked = false;
+  if (zygote != nullptr) {
+    pid = zygote->Spawn({.argv = request.argv,
+                         .fds = request.fds,
+                         .namespace_flags = request.namespace_flags,
+                         .netns_fd = request.netns_fd});
+    forked = pid.ok();
+    if (!pid.ok()) {
+      spdlog::warn("worker fork server: {}; starting the worker with exec",
+                   std::string(pid.status().message()));
+    }
+  }
+  if (!pid.ok()) pid = sandbox::SpawnSandboxed(request);
   if (!pid.ok()) {
     return absl::Status(pid.status().code(),
                         absl::StrCat("cannot start worker ", vmwp_path, ": ",
@@ -190,7 +204,7 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   // Our copies of the write ends go (they close here), so EOF arrives when
   // the worker dies.
   return SpawnedWorker{*pid, std::move(ready_read), std::move(violation_read),
-                       std::move(joined_write)};
+                       std::move(joined_write), forked};
 }
 
 std::string DrainViolationPipe(int fd) {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "base/scoped_fd.h"
 #include "vmms/sandbox/cgroup.h"
+#include "vmms/sandbox/zygote.h"
 
 namespace vmms {
 
@@ -38,6 +39,8 @@ struct SpawnedWorker {
   // Write end of the cgroup-joined pipe: one byte once the worker is in its
   // cgroup (sandboxed workers only).
   base::ScopedFd cgroup_joined;
+  // Made by the fork server (no exec).
+  bool forked = false;
 };
 
 // Starts `vmwp --config=<config_path> --ready-fd=4` with `kvm_fd` at descriptor
@@ -56,9 +59,12 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 // violation pipe's write end at 5 and the cgroup-joined pipe's read end at 6.
 // The worker is pid 1 of its pid namespace and still our child. The caller
 // puts it into its cgroup (JoinCgroup) and then writes `cgroup_joined`.
+// With `zygote`, the worker is forked by the fork server (no exec; the same
+// namespaces and descriptors); if the fork server is gone, it is exec'd.
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    int netns_fd, const InheritedFds& extra = {});
+    int netns_fd, const InheritedFds& extra = {},
+    sandbox::Zygote* zygote = nullptr);
 
 // Whatever the violation pipe holds (at most a few records), without
 // blocking.
