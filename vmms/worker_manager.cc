@@ -59,6 +59,13 @@ WorkerManager::WorkerManager(VmStore* store, WorkerManagerOptions options,
   absl::StatusOr<std::unique_ptr<SandboxHost>> host = SandboxHost::Create();
   if (host.ok()) {
     sandbox_ = *std::move(host);
+    // The fork server starts with vmms, so that the first start is warm too.
+    if (absl::StatusOr<std::string> vmwp = LocateVmwp(options_.vmwp_flag);
+        options_.zygote && vmwp.ok()) {
+      absl::MutexLock lock(&mu_);
+      zygote_ = std::make_unique<sandbox::ZygoteKeeper>(*vmwp);
+      (void)zygote_->Start();  // on failure: logged, workers are exec'd
+    }
   } else {
     sandbox_error_ = absl::FailedPreconditionError(absl::StrCat(
         "this host cannot sandbox VM workers: ", host.status().message(),
@@ -248,26 +255,13 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
                         netns.status());
     }
     netns_ms = absl::ToDoubleMilliseconds(absl::Now() - spawn_start);
-    if (options_.zygote && zygote_ == nullptr && !zygote_failed_) {
-      // Started on first use (and again after it died): vmms itself starts
-      // fast, and a fork server that cannot start leaves exec.
-      absl::StatusOr<std::unique_ptr<sandbox::Zygote>> started =
-          sandbox::Zygote::Start(*vmwp);
-      if (started.ok()) {
-        zygote_ = *std::move(started);
-      } else {
-        zygote_failed_ = true;
-        spdlog::warn("no worker fork server ({}); workers are exec'd",
-                     std::string(started.status().message()));
-      }
+    if (options_.zygote && zygote_ == nullptr) {
+      // vmwp was not found at vmms's start-up: the fork server starts with
+      // the first worker.
+      zygote_ = std::make_unique<sandbox::ZygoteKeeper>(*vmwp);
     }
     spawned = SpawnSandboxedWorker(*vmwp, paths.worker_config, kvm.get(),
                                    netns->get(), fds, zygote_.get());
-    if (spawned.ok() && !spawned->forked && zygote_ != nullptr) {
-      // The fork server is gone (it said why in the log): the next start
-      // gets a fresh one.
-      zygote_.reset();
-    }
     if (!spawned.ok()) sandbox_->RemoveCgroup(vm.uuid());
   } else {
     spawned = SpawnWorker(*vmwp, paths.worker_config, kvm.get(), fds);

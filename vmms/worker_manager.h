@@ -248,10 +248,9 @@ class WorkerManager final : public VmBackend {
   // Who holds which disk image (disk_open.h).
   DiskHolders disk_holders_;
   absl::Status sandbox_error_;
-  // The warm fork server for sandboxed workers; null without one (it failed,
-  // or --no-zygote). Used under mu_ (Launch).
-  std::unique_ptr<sandbox::Zygote> zygote_ ABSL_GUARDED_BY(mu_);
-  bool zygote_failed_ ABSL_GUARDED_BY(mu_) = false;
+  // The warm fork server for sandboxed workers (started with vmms, restarted
+  // after it dies); null with --no-zygote or before vmwp was found.
+  std::unique_ptr<sandbox::ZygoteKeeper> zygote_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex mu_;
   // By VM uuid. Entries stay after the worker exited (so the thread can be

@@ -135,7 +135,7 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
-    int netns_fd, const InheritedFds& extra, sandbox::Zygote* zygote) {
+    int netns_fd, const InheritedFds& extra, sandbox::ZygoteKeeper* zygote) {
   int ready_fds[2];
   if (::pipe2(ready_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(
@@ -184,7 +184,7 @@ absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
   // (~13 ms), which vmms overlaps with the worker's start-up instead.
   absl::StatusOr<pid_t> pid = absl::UnavailableError("no zygote");
   bool forked = false;
-  if (zygote != nullptr) {
+  if (zygote != nullptr && zygote->disabled().empty()) {
     pid = zygote->Spawn({.argv = request.argv,
                          .fds = request.fds,
                          .namespace_flags = request.namespace_flags,

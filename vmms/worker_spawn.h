@@ -60,11 +60,12 @@ absl::StatusOr<SpawnedWorker> SpawnWorker(const std::string& vmwp_path,
 // The worker is pid 1 of its pid namespace and still our child. The caller
 // puts it into its cgroup (JoinCgroup) and then writes `cgroup_joined`.
 // With `zygote`, the worker is forked by the fork server (no exec; the same
-// namespaces and descriptors); if the fork server is gone, it is exec'd.
+// namespaces and descriptors, `extra` included); without one (gone, off, or
+// it refused), it is exec'd.
 absl::StatusOr<SpawnedWorker> SpawnSandboxedWorker(
     const std::string& vmwp_path, const std::string& config_path, int kvm_fd,
     int netns_fd, const InheritedFds& extra = {},
-    sandbox::Zygote* zygote = nullptr);
+    sandbox::ZygoteKeeper* zygote = nullptr);
 
 // Whatever the violation pipe holds (at most a few records), without
 // blocking.

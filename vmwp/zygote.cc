@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/nsfs.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,6 +34,15 @@ using hvstack::internal::ZygoteSpawnReply;
 using hvstack::internal::ZygoteSpawnRequest;
 
 constexpr size_t kMaxRequestBytes = 64 * 1024;
+// A worker's descriptor numbers: 0..255, as vmms/sandbox/spawn.cc's exec path
+// allows (disks at 100 + i, network adapters at 40 + i).
+constexpr int kMaxWorkerFd = 255;
+// The only clone flags a request may add: new namespaces. Anything else
+// (CLONE_VM, CLONE_THREAD, CLONE_FILES, a user namespace, ...) would make
+// something other than a sandboxed worker.
+constexpr int kAllowedNamespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+                                   CLONE_NEWUTS | CLONE_NEWNET |
+                                   CLONE_NEWCGROUP;
 
 // What glibc's fork() does for its child, which a raw clone must do itself:
 // the kernel writes the child's tid into the thread's descriptor
@@ -133,6 +144,59 @@ void SetCommandLine(const ArgumentArea& area, const std::string& joined) {
   std::memset(area.start + joined.size(), 0, area.size - joined.size());
 }
 
+// Why `request` (with `fds` received) cannot become a worker; empty if it can.
+// The zygote is root and unconfined: it turns only well-formed requests into
+// workers and says what is wrong with any other, then serves the next.
+std::string Refusal(const ZygoteSpawnRequest& request,
+                    const std::vector<base::ScopedFd>& fds) {
+  if (request.argv().empty()) return "no command line (argv is empty)";
+  for (const std::string& arg : request.argv()) {
+    if (arg.find('\0') != std::string::npos) {
+      return "an argument contains a NUL byte";
+    }
+  }
+  if (request.fd_numbers_size() != static_cast<int>(fds.size())) {
+    return absl::StrCat(request.fd_numbers_size(), " descriptor numbers for ",
+                        fds.size(), " passed descriptors");
+  }
+  if (request.netns_index() < -1 ||
+      request.netns_index() >= request.fd_numbers_size()) {
+    return absl::StrCat("net namespace index ", request.netns_index(),
+                        " outside the ", fds.size(), " passed descriptors");
+  }
+  std::vector<bool> taken(kMaxWorkerFd + 1, false);
+  for (int i = 0; i < request.fd_numbers_size(); ++i) {
+    if (i == request.netns_index()) continue;
+    const int number = request.fd_numbers(i);
+    if (number < 0 || number > kMaxWorkerFd) {
+      return absl::StrCat("descriptor number ", number, " outside 0..",
+                          kMaxWorkerFd);
+    }
+    if (taken[static_cast<size_t>(number)]) {
+      return absl::StrCat("descriptor number ", number, " given twice");
+    }
+    taken[static_cast<size_t>(number)] = true;
+  }
+  if ((request.namespace_flags() & ~kAllowedNamespaces) != 0) {
+    return absl::StrCat(
+        "clone flags 0x",
+        absl::Hex(request.namespace_flags() & ~kAllowedNamespaces),
+        " are not namespaces a worker may get");
+  }
+  if (request.netns_index() >= 0) {
+    if ((request.namespace_flags() & CLONE_NEWNET) != 0) {
+      return "both a net namespace to join and CLONE_NEWNET";
+    }
+    const int type = ::ioctl(
+        fds[static_cast<size_t>(request.netns_index())].get(), NS_GET_NSTYPE);
+    if (type != CLONE_NEWNET) {
+      return absl::StrCat("descriptor ", request.netns_index(),
+                          " is not a net namespace");
+    }
+  }
+  return "";
+}
+
 [[noreturn]] void ChildFailed(const char* step) {
   spdlog::error("zygote child: {} failed: {}", step, std::strerror(errno));
   ::_exit(127);
@@ -156,10 +220,9 @@ std::optional<int> ZygoteFdFlag(int argc, char** argv) {
 std::optional<std::vector<std::string>> ServeZygote(int control_fd, int argc,
                                                     char** argv) {
   const ArgumentArea area = FindArgumentArea(argc, argv);
-  // The zygote ends with vmms; the workers it made do not (the setting is not
-  // inherited by a clone).
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (::getppid() == 1) return std::nullopt;  // vmms is gone already
+  // The zygote ends when vmms closes its end of the socket, which vmms's
+  // death does too. (Not PR_SET_PDEATHSIG: that follows the vmms *thread*
+  // that started the zygote, and gRPC's threads come and go.)
   ForkState fork_state;
   if (absl::Status s = ReadForkState(fork_state); !s.ok()) {
     spdlog::error("vmwp zygote cannot serve: {}", s.ToString());
@@ -169,18 +232,27 @@ std::optional<std::vector<std::string>> ServeZygote(int control_fd, int argc,
   while (true) {
     absl::StatusOr<base::ReceivedMessage> message =
         base::ReceiveWithFds(control_fd, kMaxRequestBytes);
-    if (!message.ok()) {
-      spdlog::error("vmwp zygote: {}", message.status().ToString());
-      return std::nullopt;
-    }
-    if (message->bytes.empty() && message->fds.empty()) return std::nullopt;
     ZygoteSpawnRequest request;
     ZygoteSpawnReply reply;
-    if (!request.ParseFromString(message->bytes) || request.argv().empty() ||
-        request.fd_numbers_size() != static_cast<int>(message->fds.size()) ||
-        request.netns_index() >= request.fd_numbers_size()) {
-      reply.set_error(absl::StrCat("malformed spawn request (",
-                                   message->fds.size(), " descriptors)"));
+    std::string refusal;
+    if (!message.ok()) {
+      if (message.status().code() != absl::StatusCode::kInvalidArgument) {
+        spdlog::error("vmwp zygote: {}", message.status().ToString());
+        return std::nullopt;
+      }
+      // Too long: refused, and the next message is read whole.
+      refusal = std::string(message.status().message());
+    } else if (message->bytes.empty() && message->fds.empty()) {
+      return std::nullopt;  // vmms closed the socket
+    } else if (!request.ParseFromString(message->bytes)) {
+      refusal = absl::StrCat("not a spawn request (", message->bytes.size(),
+                             " bytes)");
+    } else {
+      refusal = Refusal(request, message->fds);
+    }
+    if (!refusal.empty()) {
+      reply.set_error(absl::StrCat("refused: ", refusal));
+      spdlog::warn("vmwp zygote: spawn request {}", reply.error());
     } else if (const std::string cmdline = JoinedCommandLine(request);
                cmdline.size() > area.size) {
       reply.set_error(
@@ -217,7 +289,7 @@ std::optional<std::vector<std::string>> ServeZygote(int control_fd, int argc,
         reply.set_pid(static_cast<int32_t>(pid));
       }
     }
-    message->fds.clear();
+    if (message.ok()) message->fds.clear();
     if (absl::Status s =
             base::SendWithFds(control_fd, reply.SerializeAsString(), {});
         !s.ok()) {

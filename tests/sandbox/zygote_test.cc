@@ -6,7 +6,13 @@
 // waitpid sees its exit), pid 1 of new namespaces when asked, exactly the
 // passed descriptors at their numbers, the request's argv in
 // /proc/<pid>/cmdline, and a working C library (its thread id, raise(),
-// threads) after a raw clone.
+// threads) after a raw clone. And what vmms relies on around it: a request
+// that is not a well-formed spawn is refused with the reason (and the zygote
+// serves on, holding none of its descriptors), a dead zygote is named and
+// replaced (ZygoteKeeper), and a vmwp that cannot serve turns the fork server
+// off instead of failing starts. How forked workers are confined (uid,
+// namespaces, seccomp, cgroup) is checked next to exec'd ones in
+// sandbox_test.
 #include "vmms/sandbox/zygote.h"
 
 #include <dirent.h>
@@ -19,6 +25,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -35,6 +42,7 @@
 #include "base/scoped_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/hvstack/internal/zygote.pb.h"
 #include "vmms/sandbox/spawn.h"
 #include "vmwp/zygote.h"
 
@@ -176,12 +184,185 @@ TEST_F(ZygoteTest, InNewNamespacesItIsPidOneAndStillOurChild) {
   EXPECT_EQ(report["fds"], absl::StrCat("0,1,2,", kReportFd, ",", kExtraFd));
 }
 
-TEST_F(ZygoteTest, AGoneZygoteIsUnavailable) {
+TEST_F(ZygoteTest, AGoneZygoteIsUnavailableAndSaysHowItEnded) {
+  EXPECT_TRUE(zygote_->CheckAlive().ok());
   ::kill(zygote_->pid(), SIGKILL);
   absl::StatusOr<pid_t> spawned =
       zygote_->Spawn({.argv = {"vmwp"}, .fds = {}, .namespace_flags = 0});
   EXPECT_EQ(spawned.status().code(), absl::StatusCode::kUnavailable)
       << spawned.status();
+  absl::Status alive = zygote_->CheckAlive();
+  for (int i = 0; i < 1000 && alive.ok(); ++i) {
+    ::usleep(1000);
+    alive = zygote_->CheckAlive();
+  }
+  EXPECT_EQ(alive.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(
+      std::string(alive.message()),
+      ::testing::HasSubstr(absl::StrCat("worker fork server ", zygote_->pid(),
+                                        " killed by signal 9 (SIGKILL)")));
+}
+
+// The zygote runs as root, unconfined: only a well-formed request becomes a
+// process. Each bad one gets its reason, the zygote keeps none of the
+// descriptors that came with it, and it goes on serving.
+TEST_F(ZygoteTest, MalformedRequestsAreRefusedAndTheZygoteServesOn) {
+  int canary[2];
+  ASSERT_EQ(::pipe2(canary, O_CLOEXEC), 0);
+  base::ScopedFd canary_read(canary[0]), canary_write(canary[1]);
+  int ns = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ns, 0);
+  base::ScopedFd netns(ns);
+
+  auto request = [](std::vector<std::string> argv, std::vector<int> numbers,
+                    int flags = 0, int netns_index = -1) {
+    hvstack::internal::ZygoteSpawnRequest r;
+    for (const std::string& a : argv) r.add_argv(a);
+    for (int n : numbers) r.add_fd_numbers(n);
+    r.set_namespace_flags(flags);
+    r.set_netns_index(netns_index);
+    return r.SerializeAsString();
+  };
+  const int c = canary_write.get();
+  struct Case {
+    std::string name, bytes;
+    std::vector<int> fds;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"garbage",
+       std::string("\xff\xff\xff\x01garbage", 11),
+       {c},
+       "refused: not a spawn request (11 bytes)"},
+      {"no argv", request({}, {7}), {c}, "refused: no command line"},
+      {"NUL in argv",
+       request({std::string("vmwp\0--evil", 11)}, {7}),
+       {c},
+       "refused: an argument contains a NUL byte"},
+      {"numbers without descriptors",
+       request({"vmwp"}, {7, 8}),
+       {c},
+       "refused: 2 descriptor numbers for 1 passed descriptors"},
+      {"descriptors without numbers",
+       request({"vmwp"}, {}),
+       {c},
+       "refused: 0 descriptor numbers for 1 passed descriptors"},
+      {"negative number",
+       request({"vmwp"}, {-3}),
+       {c},
+       "refused: descriptor number -3 outside 0..255"},
+      {"huge number",
+       request({"vmwp"}, {100000}),
+       {c},
+       "refused: descriptor number 100000 outside 0..255"},
+      {"number twice",
+       request({"vmwp"}, {7, 7}),
+       {c, c},
+       "refused: descriptor number 7 given twice"},
+      {"CLONE_VM",
+       request({"vmwp"}, {7}, CLONE_VM),
+       {c},
+       "refused: clone flags 0x100 are not namespaces a worker may get"},
+      {"CLONE_NEWUSER",
+       request({"vmwp"}, {7}, CLONE_NEWUSER),
+       {c},
+       "refused: clone flags 0x10000000 are not namespaces"},
+      {"netns index out of range",
+       request({"vmwp"}, {7}, 0, 5),
+       {c},
+       "refused: net namespace index 5 outside the 1 passed descriptors"},
+      {"a pipe as the net namespace",
+       request({"vmwp"}, {7, -1}, 0, 1),
+       {c, c},
+       "refused: descriptor 1 is not a net namespace"},
+      {"netns and CLONE_NEWNET",
+       request({"vmwp"}, {7, -1}, CLONE_NEWNET, 1),
+       {c, netns.get()},
+       "refused: both a net namespace to join and CLONE_NEWNET"},
+      {"too long",
+       std::string(80 * 1024, 'x'),
+       {c},
+       "refused: message truncated"},
+  };
+  for (const Case& bad : cases) {
+    absl::StatusOr<std::string> error =
+        zygote_->RawRequestForTesting(bad.bytes, bad.fds);
+    ASSERT_TRUE(error.ok()) << bad.name << ": " << error.status();
+    EXPECT_THAT(*error, ::testing::StartsWith(bad.reason)) << bad.name;
+    ASSERT_TRUE(zygote_->CheckAlive().ok()) << bad.name;
+  }
+  EXPECT_EQ(zygote_->spawned(), 0);
+  // None of the passed copies is held: with ours closed, the pipe ends.
+  canary_write.reset();
+  char byte;
+  EXPECT_EQ(::read(canary_read.get(), &byte, 1), 0)
+      << "the zygote still holds a descriptor of a refused request";
+  // And it still makes workers.
+  std::map<std::string, std::string> report;
+  int status = 0;
+  pid_t pid = 0;
+  SpawnProbe(0, report, status, pid);
+  EXPECT_EQ(report["extra"], "N");
+  EXPECT_EQ(zygote_->spawned(), 1);
+}
+
+TEST(ZygoteKeeperTest, ADeadZygoteIsReplacedOnTheNextSpawn) {
+  sandbox::ZygoteKeeper keeper(std::filesystem::read_symlink("/proc/self/exe"));
+  ASSERT_TRUE(keeper.Start().ok());
+  auto spawn = [&keeper]() -> absl::StatusOr<int> {
+    int report_pipe[2];
+    if (::pipe2(report_pipe, O_CLOEXEC) != 0)
+      return absl::InternalError("pipe");
+    base::ScopedFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+    absl::StatusOr<pid_t> pid =
+        keeper.Spawn({.argv = {"vmwp", "--config=/x"},
+                      .fds = {{report_write.get(), kReportFd}}});
+    if (!pid.ok()) return pid.status();
+    report_write.reset();
+    ReadReport(report_read.get());
+    int status = 0;
+    ::waitpid(*pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  absl::StatusOr<int> first = spawn();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, kProbeExit);
+  const pid_t old = keeper.pid();
+  ASSERT_GT(old, 0);
+  ::kill(old, SIGKILL);
+  // Dead before the request: found dead, reaped, replaced; this start is
+  // still forked.
+  for (int i = 0; i < 1000 && ::kill(old, 0) == 0; ++i) {
+    std::string stat;
+    std::ifstream(absl::StrCat("/proc/", old, "/stat")) >> stat >> stat >> stat;
+    if (stat == "Z") break;  // dead, not reaped yet
+    ::usleep(1000);
+  }
+  absl::StatusOr<int> second = spawn();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, kProbeExit);
+  EXPECT_EQ(keeper.restarts(), 1);
+  EXPECT_NE(keeper.pid(), old);
+  EXPECT_EQ(keeper.disabled(), "");
+}
+
+// A vmwp that cannot serve (here: one that exits at once) must not fail
+// starts or be restarted for each: the fork server is turned off, and says
+// why.
+TEST(ZygoteKeeperTest, AZygoteThatNeverServesTurnsTheForkServerOff) {
+  sandbox::ZygoteKeeper keeper("/bin/false");
+  ASSERT_TRUE(keeper.Start().ok());  // posix_spawn itself works
+  absl::StatusOr<pid_t> pid = keeper.Spawn({.argv = {"vmwp"}});
+  EXPECT_EQ(pid.status().code(), absl::StatusCode::kUnavailable)
+      << pid.status();
+  EXPECT_THAT(keeper.disabled(),
+              ::testing::HasSubstr("before it made a single worker"));
+  EXPECT_THAT(keeper.disabled(), ::testing::HasSubstr("exited with status 1"));
+  pid = keeper.Spawn({.argv = {"vmwp"}});
+  EXPECT_EQ(pid.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(pid.status().message()),
+              ::testing::HasSubstr("worker fork server off"));
+  EXPECT_EQ(keeper.restarts(), 0);
 }
 
 }  // namespace

@@ -10,11 +10,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "base/fd_passing.h"
 #include "proto/hvstack/internal/zygote.pb.h"
+#include "spdlog/spdlog.h"
 
 extern char** environ;
 
@@ -86,13 +88,79 @@ absl::StatusOr<std::unique_ptr<Zygote>> Zygote::Start(
 }
 
 Zygote::~Zygote() {
-  {
-    absl::MutexLock lock(&mu_);
-    socket_.reset();  // EOF: the zygote returns and exits
-  }
+  absl::MutexLock lock(&mu_);
+  socket_.reset();  // EOF: the zygote returns and exits
+  if (reaped_) return;
+  // It holds nothing but its socket; a stopped or stuck one must not hold up
+  // vmms.
+  ::kill(pid_, SIGKILL);
   int status;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+}
+
+int Zygote::spawned() const {
+  absl::MutexLock lock(&mu_);
+  return spawned_;
+}
+
+absl::Status Zygote::CheckAlive() {
+  absl::MutexLock lock(&mu_);
+  if (!reaped_) {
+    int status = 0;
+    pid_t r;
+    do {
+      r = ::waitpid(pid_, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return absl::OkStatus();
+    reaped_ = true;
+    socket_.reset();
+    if (r < 0) {
+      end_ = absl::StrCat("cannot be waited for: ", std::strerror(errno));
+    } else if (WIFSIGNALED(status)) {
+      const char* name = ::sigabbrev_np(WTERMSIG(status));
+      end_ = absl::StrCat("killed by signal ", WTERMSIG(status), " (SIG",
+                          name != nullptr ? name : "?", ")");
+    } else {
+      end_ = absl::StrCat("exited with status ", WEXITSTATUS(status));
+    }
+  }
+  return absl::UnavailableError(
+      absl::StrCat("worker fork server ", pid_, " ", end_));
+}
+
+absl::StatusOr<std::string> Zygote::Exchange(std::string_view bytes,
+                                             absl::Span<const int> fds,
+                                             int32_t* pid) {
+  if (!socket_) {
+    return absl::UnavailableError(
+        absl::StrCat("worker fork server ", pid_, " is gone"));
+  }
+  if (absl::Status s = base::SendWithFds(socket_.get(), bytes, fds); !s.ok()) {
+    socket_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("worker fork server ", pid_, ": ", s.message()));
+  }
+  absl::StatusOr<base::ReceivedMessage> answer =
+      base::ReceiveWithFds(socket_.get(), kMaxReplyBytes);
+  hvstack::internal::ZygoteSpawnReply reply;
+  if (!answer.ok() || answer->bytes.empty() ||
+      !reply.ParseFromString(answer->bytes)) {
+    socket_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "worker fork server ", pid_, " did not answer",
+        answer.ok() ? "" : absl::StrCat(": ", answer.status().message())));
+  }
+  if (reply.pid() > 0) ++spawned_;
+  *pid = reply.pid();
+  return reply.error();
+}
+
+absl::StatusOr<std::string> Zygote::RawRequestForTesting(
+    std::string_view bytes, absl::Span<const int> fds) {
+  absl::MutexLock lock(&mu_);
+  int32_t pid = 0;
+  return Exchange(bytes, fds, &pid);
 }
 
 absl::StatusOr<pid_t> Zygote::Spawn(const Request& request) {
@@ -114,28 +182,96 @@ absl::StatusOr<pid_t> Zygote::Spawn(const Request& request) {
   message.set_namespace_flags(flags);
 
   absl::MutexLock lock(&mu_);
-  if (!socket_) return absl::UnavailableError("zygote: gone");
-  if (absl::Status s =
-          base::SendWithFds(socket_.get(), message.SerializeAsString(), fds);
-      !s.ok()) {
-    socket_.reset();
+  int32_t pid = 0;
+  absl::StatusOr<std::string> error =
+      Exchange(message.SerializeAsString(), fds, &pid);
+  if (!error.ok()) return error.status();
+  if (pid <= 0) {
+    return absl::InternalError(
+        absl::StrCat("worker fork server ", pid_, ": ", *error));
+  }
+  return static_cast<pid_t>(pid);
+}
+
+absl::Status ZygoteKeeper::Start() {
+  absl::MutexLock lock(&mu_);
+  if (zygote_ != nullptr || !disabled_.empty()) return absl::OkStatus();
+  return StartLocked();
+}
+
+absl::Status ZygoteKeeper::StartLocked() {
+  absl::StatusOr<std::unique_ptr<Zygote>> started = Zygote::Start(vmwp_path_);
+  if (!started.ok()) {
+    disabled_ = std::string(started.status().message());
+    spdlog::error(
+        "worker fork server cannot start ({}); every worker is exec'd from "
+        "now on",
+        disabled_);
+    return started.status();
+  }
+  zygote_ = *std::move(started);
+  ++started_;
+  spdlog::info("worker fork server {} started ({})", zygote_->pid(),
+               vmwp_path_);
+  return absl::OkStatus();
+}
+
+void ZygoteKeeper::ForgetDeadLocked(const absl::Status& why) {
+  const bool served = zygote_->spawned() > 0;
+  zygote_.reset();
+  if (!served) {
+    disabled_ = absl::StrCat(why.message(), " before it made a single worker");
+    spdlog::error("{}; every worker is exec'd from now on", disabled_);
+  } else {
+    spdlog::warn("{}; the next start gets a new one",
+                 std::string(why.message()));
+  }
+}
+
+absl::StatusOr<pid_t> ZygoteKeeper::Spawn(const Zygote::Request& request) {
+  absl::MutexLock lock(&mu_);
+  if (!disabled_.empty()) {
     return absl::UnavailableError(
-        absl::StrCat("zygote ", pid_, ": ", s.message()));
+        absl::StrCat("worker fork server off: ", disabled_));
   }
-  absl::StatusOr<base::ReceivedMessage> answer =
-      base::ReceiveWithFds(socket_.get(), kMaxReplyBytes);
-  hvstack::internal::ZygoteSpawnReply reply;
-  if (!answer.ok() || answer->bytes.empty() ||
-      !reply.ParseFromString(answer->bytes)) {
-    socket_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "zygote ", pid_, " did not answer",
-        answer.ok() ? "" : absl::StrCat(": ", answer.status().message())));
+  if (zygote_ != nullptr) {
+    if (absl::Status alive = zygote_->CheckAlive(); !alive.ok()) {
+      ForgetDeadLocked(alive);
+      if (!disabled_.empty()) return alive;
+    }
   }
-  if (reply.pid() <= 0) {
-    return absl::InternalError(absl::StrCat("zygote: ", reply.error()));
+  if (zygote_ == nullptr) {
+    if (absl::Status s = StartLocked(); !s.ok()) {
+      return absl::UnavailableError(s.message());
+    }
   }
-  return static_cast<pid_t>(reply.pid());
+  absl::StatusOr<pid_t> pid = zygote_->Spawn(request);
+  if (pid.status().code() == absl::StatusCode::kUnavailable) {
+    // Gone in the middle of the request: this worker is exec'd; how the
+    // zygote ended is logged once it is reaped.
+    absl::Status alive = zygote_->CheckAlive();
+    for (int i = 0; i < 100 && alive.ok(); ++i) {
+      ::usleep(1000);
+      alive = zygote_->CheckAlive();
+    }
+    ForgetDeadLocked(alive.ok() ? pid.status() : alive);
+  }
+  return pid;
+}
+
+int ZygoteKeeper::restarts() const {
+  absl::MutexLock lock(&mu_);
+  return started_ > 0 ? started_ - 1 : 0;
+}
+
+std::string ZygoteKeeper::disabled() const {
+  absl::MutexLock lock(&mu_);
+  return disabled_;
+}
+
+pid_t ZygoteKeeper::pid() const {
+  absl::MutexLock lock(&mu_);
+  return zygote_ != nullptr ? zygote_->pid() : 0;
 }
 
 }  // namespace sandbox
