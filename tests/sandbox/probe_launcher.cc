@@ -135,8 +135,25 @@ absl::StatusOr<std::unique_ptr<ProbeRun>> ProbeRun::Start(
     netns = *std::move(taken);
     request.netns_fd = netns.get();
   }
+  request.fds.insert(request.fds.end(), options.extra_fds.begin(),
+                     options.extra_fds.end());
   const auto t1 = std::chrono::steady_clock::now();
-  absl::StatusOr<pid_t> pid = SpawnSandboxed(request);
+  absl::StatusOr<pid_t> pid = absl::UnknownError("not spawned");
+  if (options.zygote != nullptr) {
+    pid = options.zygote->Spawn({.argv = request.argv,
+                                 .fds = request.fds,
+                                 .namespace_flags = request.namespace_flags,
+                                 .netns_fd = request.netns_fd});
+    if (pid.ok() && run->cgroup_) {
+      if (absl::Status s = run->cgroup_->AddProcess(*pid); !s.ok()) {
+        ::kill(*pid, SIGKILL);
+        ::waitpid(*pid, nullptr, 0);
+        return s;
+      }
+    }
+  } else {
+    pid = SpawnSandboxed(request);
+  }
   if (!pid.ok()) return pid.status();
   const auto t2 = std::chrono::steady_clock::now();
   run->prepare_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();

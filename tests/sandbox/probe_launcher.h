@@ -13,6 +13,7 @@
 #include "vmms/sandbox/cgroup.h"
 #include "vmms/sandbox/netns_pool.h"
 #include "vmms/sandbox/resource_limits.h"
+#include "vmms/sandbox/zygote.h"
 #include "vmwp/sandbox/sandbox_spec.h"
 
 namespace sandbox::testing {
@@ -26,6 +27,12 @@ struct ProbeOptions {
   int skip_namespaces = 0;
   // Join a pooled empty net namespace instead of creating one at spawn.
   NetNamespacePool* netns_pool = nullptr;
+  // Fork the probe from this fork server (a sandbox_probe --zygote-fd, see
+  // ZygoteProbePath) instead of exec'ing it; the cgroup is then joined from
+  // outside right after the spawn.
+  Zygote* zygote = nullptr;
+  // More descriptors for the probe: (descriptor here, number in the probe).
+  std::vector<std::pair<int, int>> extra_fds;
 };
 
 // Does what vmms will do for a worker, for sandbox_probe: a temp "kernel"

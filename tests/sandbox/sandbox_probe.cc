@@ -4,15 +4,20 @@
 //   'x' exit 0;  'f' make the --test-forbidden-syscall call on a thread of
 //   --forbidden-thread-kind (service = the main thread, or vcpu/device: a
 //   thread that first narrows itself with InstallThreadFilter).
+// Started with --zygote-fd=N it is a fork server (vmwp/zygote.h) whose
+// children are probes, as vmwp's are workers.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,11 +25,14 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 #include "vmwp/sandbox/confine.h"
 #include "vmwp/sandbox/seccomp_policy.h"
 #include "vmwp/sandbox/testing/forbidden_syscall.h"
+#include "vmwp/zygote.h"
 
 ABSL_FLAG(std::string, vm_id, "probe", "cgroup name");
 ABSL_FLAG(std::string, kernel, "", "host path of the fake kernel");
@@ -54,6 +62,22 @@ void Report(const std::string& line) {
 [[noreturn]] void Fail(const absl::Status& status) {
   Report(absl::StrCat("error: ", status.ToString()));
   std::_Exit(1);
+}
+
+// The open descriptors, "0,1,2,3,4,5".
+std::string OpenDescriptors() {
+  std::vector<int> fds;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (dirent* entry = ::readdir(dir)) {
+      int fd = -1;
+      if (absl::SimpleAtoi(entry->d_name, &fd) && fd != ::dirfd(dir)) {
+        fds.push_back(fd);
+      }
+    }
+    ::closedir(dir);
+  }
+  std::sort(fds.begin(), fds.end());
+  return absl::StrJoin(fds, ",");
 }
 
 // What the sandbox looks like from the inside, checked while open() is
@@ -114,8 +138,23 @@ void DoForbidden(const sandbox::SeccompPolicies* policies) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<std::string> forked_argv;
+  std::vector<char*> forked_ptrs;
+  if (std::optional<int> zygote_fd = vmwp::ZygoteFdFlag(argc, argv)) {
+    std::optional<std::vector<std::string>> probe =
+        vmwp::ServeZygote(*zygote_fd, argc, argv);
+    if (!probe.has_value()) return 0;
+    forked_argv = *std::move(probe);
+    for (std::string& arg : forked_argv) forked_ptrs.push_back(arg.data());
+    forked_ptrs.push_back(nullptr);
+    argc = static_cast<int>(forked_argv.size());
+    argv = forked_ptrs.data();
+  }
+  // Before anything opens one.
+  const std::string fds = OpenDescriptors();
   absl::ParseCommandLine(argc, argv);
   g_report_fd = absl::GetFlag(FLAGS_report_fd);
+  Report(absl::StrCat("fds=", fds));
   const bool sandboxed = !absl::GetFlag(FLAGS_no_sandbox);
 
   sandbox::SeccompPolicies policies;

@@ -1,6 +1,10 @@
 // The whole sandbox, for real and as root: vmms's half (uid, cgroup,
 // SpawnSandboxed) from this test, the worker's half in sandbox_probe, and
 // every claim checked from the outside through /proc and the cgroup files.
+// Each case runs twice: the probe exec'd (SpawnSandboxed) and forked by the
+// worker fork server (a sandbox_probe --zygote-fd, vmwp/zygote.h), which must
+// confine it exactly the same.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -18,11 +23,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/scoped_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/sandbox/probe_launcher.h"
 #include "vmms/sandbox/netns_pool.h"
 #include "vmms/sandbox/violation_exit.h"
+#include "vmms/sandbox/zygote.h"
 
 namespace sandbox {
 namespace {
@@ -54,15 +61,55 @@ std::string NsLink(const std::string& proc, const char* ns) {
   return std::filesystem::read_symlink(proc + "/ns/" + ns).string();
 }
 
-class SandboxTest : public ::testing::Test {
+enum class Spawn { kExec, kForked };
+
+std::string SpawnName(Spawn spawn) {
+  return spawn == Spawn::kExec ? "Exec" : "Forked";
+}
+
+// One fork server for the whole binary, as vmms keeps one.
+Zygote* SharedZygote() {
+  static Zygote* zygote = [] {
+    absl::StatusOr<std::unique_ptr<Zygote>> started =
+        Zygote::Start(testing::ProbePath());
+    return started.ok() ? started->release() : nullptr;
+  }();
+  return zygote;
+}
+
+class SandboxTest : public ::testing::TestWithParam<Spawn> {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "the sandbox needs root";
   }
+  // The options every case starts from: exec'd or forked.
+  ProbeOptions Options(Spawn spawn) {
+    ProbeOptions options;
+    if (spawn == Spawn::kForked) {
+      options.zygote = SharedZygote();
+      EXPECT_NE(options.zygote, nullptr) << "no fork server";
+    }
+    return options;
+  }
 };
 
-TEST_F(SandboxTest, ConfinedProbeSeenFromOutside) {
-  auto run = ProbeRun::Start({});
+INSTANTIATE_TEST_SUITE_P(Spawns, SandboxTest,
+                         ::testing::Values(Spawn::kExec, Spawn::kForked),
+                         [](const auto& info) {
+                           return SpawnName(info.param);
+                         });
+
+TEST_P(SandboxTest, ConfinedProbeSeenFromOutside) {
+  // Descriptors where a NIC's and a disk's would be: inherited at their
+  // numbers, nothing else.
+  int tap_like[2], disk_like[2];
+  ASSERT_EQ(::pipe2(tap_like, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(disk_like, O_CLOEXEC), 0);
+  base::ScopedFd tap_read(tap_like[0]), tap_write(tap_like[1]);
+  base::ScopedFd disk_read(disk_like[0]), disk_write(disk_like[1]);
+  ProbeOptions options = Options(GetParam());
+  options.extra_fds = {{tap_read.get(), 40}, {disk_read.get(), 100}};
+  auto run = ProbeRun::Start(options);
   ASSERT_TRUE(run.ok()) << run.status();
   auto lines = (*run)->ReadUntilLocked();
   ASSERT_TRUE(lines.ok()) << lines.status();
@@ -70,6 +117,7 @@ TEST_F(SandboxTest, ConfinedProbeSeenFromOutside) {
   // Inside view: its own pid namespace, nothing of the host, the kernel
   // readable but not writable, the runtime dir writable, the root not.
   EXPECT_THAT(*lines, Contains("pid=1"));
+  EXPECT_THAT(*lines, Contains("fds=0,1,2,3,4,5,40,100"));
   EXPECT_THAT(*lines, Contains("hook_uid=0 hook_kernel=yes"));
   EXPECT_THAT(*lines, Contains("etc_passwd=absent"));
   EXPECT_THAT(*lines, Contains("bin_sh=absent"));
@@ -151,43 +199,57 @@ struct Violation {
   const char* thread_kind;
 };
 
-class ViolationTest : public SandboxTest,
-                      public ::testing::WithParamInterface<Violation> {};
+class ViolationTest
+    : public ::testing::TestWithParam<std::tuple<Violation, Spawn>> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the sandbox needs root";
+  }
+};
 
 TEST_P(ViolationTest, KillsTheWorkerAndNamesTheCall) {
+  const Violation violation = std::get<0>(GetParam());
   ProbeOptions options;
-  options.forbidden = GetParam().call;
-  options.forbidden_thread = GetParam().thread_kind;
+  if (std::get<1>(GetParam()) == Spawn::kForked) {
+    options.zygote = SharedZygote();
+    ASSERT_NE(options.zygote, nullptr) << "no fork server";
+  }
+  options.forbidden = violation.call;
+  options.forbidden_thread = violation.thread_kind;
   auto run = ProbeRun::Start(options);
   ASSERT_TRUE(run.ok()) << run.status();
   ASSERT_TRUE((*run)->ReadUntilLocked().ok());
   ASSERT_TRUE((*run)->Send('f').ok());
   const int wait_status = (*run)->Wait();
   ASSERT_TRUE(WIFSIGNALED(wait_status))
-      << "the probe survived " << GetParam().call << ": status " << wait_status;
+      << "the probe survived " << violation.call << ": status " << wait_status;
   EXPECT_EQ(WTERMSIG(wait_status), SIGSYS);
   EXPECT_EQ(DescribeSandboxExit(wait_status, (*run)->ViolationBytes()),
-            absl::StrCat("sandbox violation: ", GetParam().call));
+            absl::StrCat("sandbox violation: ", violation.call));
 }
 
 INSTANTIATE_TEST_SUITE_P(
     ForbiddenCalls, ViolationTest,
-    ::testing::Values(Violation{"openat", "service"},
-                      Violation{"execve", "service"},
-                      Violation{"socket", "service"},
-                      Violation{"socket", "device"},
-                      // Allowed to gRPC threads, not to a vCPU thread.
-                      Violation{"accept4", "vcpu"},
-                      // A setup-only KVM request after lock-down.
-                      Violation{"ioctl", "device"}),
+    ::testing::Combine(
+        ::testing::Values(Violation{"openat", "service"},
+                          Violation{"execve", "service"},
+                          Violation{"socket", "service"},
+                          Violation{"socket", "device"},
+                          // Allowed to gRPC threads, not to a vCPU thread.
+                          Violation{"accept4", "vcpu"},
+                          // A setup-only KVM request after lock-down.
+                          Violation{"ioctl", "device"}),
+        ::testing::Values(Spawn::kExec, Spawn::kForked)),
     [](const auto& info) {
-      return absl::StrCat(info.param.call, "_on_", info.param.thread_kind);
+      const Violation& v = std::get<0>(info.param);
+      return absl::StrCat(v.call, "_on_", v.thread_kind, "_",
+                          SpawnName(std::get<1>(info.param)));
     });
 
 // vmms's fast path: the worker joins a pre-made empty net namespace.
-TEST_F(SandboxTest, PooledNetNamespaceIsPrivateAndEmpty) {
+TEST_P(SandboxTest, PooledNetNamespaceIsPrivateAndEmpty) {
   NetNamespacePool pool(1);
-  ProbeOptions options;
+  ProbeOptions options = Options(GetParam());
   options.netns_pool = &pool;
   auto first = ProbeRun::Start(options);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -216,7 +278,8 @@ TEST_F(SandboxTest, PooledNetNamespaceIsPrivateAndEmpty) {
   }
 }
 
-TEST_F(SandboxTest, UnsandboxedProbeForComparison) {
+TEST_P(SandboxTest, UnsandboxedProbeForComparison) {
+  if (GetParam() == Spawn::kForked) GTEST_SKIP() << "vmms execs these";
   ProbeOptions options;
   options.sandbox = false;
   auto run = ProbeRun::Start(options);
