@@ -4,7 +4,10 @@
 // a raw reference VMM (kvm_reference: exec, create a VM with the same RAM, run
 // to the first port write) measured in the same run. Prints the sandbox's
 // overhead (issue 6's target: under 5 ms) and what the worker fork server
-// (vmms --no-zygote for the exec'd side) saves.
+// (vmms --no-zygote for the exec'd side) saves: in StartVm's own time (spawn,
+// the worker's start-up and partition, up to ready) and in the idle worker's
+// memory (RSS, PSS, private; /proc/<pid>/smaps_rollup), with the fork
+// server's own footprint.
 //
 //   bazel run -c opt //tests/bench:start_latency [-- --runs=20 --memory_mib=64]
 #include <fcntl.h>
@@ -14,7 +17,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -76,7 +82,8 @@ struct Side {
   std::unique_ptr<hvtest::TempDir> dir;
   std::unique_ptr<hvtest::VmmsInstance> vmms;
   std::unique_ptr<hvstack::v1::VmService::Stub> stub;
-  std::vector<double> ms;
+  std::vector<double> ms;        // StartVm -> first console byte
+  std::vector<double> ready_ms;  // StartVm -> its reply (worker ready)
 };
 
 bool SetUpSide(Side& side, std::vector<std::string> args, int memory_mib) {
@@ -104,7 +111,10 @@ bool SetUpSide(Side& side, std::vector<std::string> args, int memory_mib) {
 }
 
 // One start: StartVm -> first console byte; then StopVm. -1 on failure.
-double MeasureStart(hvstack::v1::VmService::Stub& stub) {
+// `ready_ms`: StartVm's own time.
+double MeasureStart(hvstack::v1::VmService::Stub& stub,
+                    double* ready_ms = nullptr, bool stop = true,
+                    int64_t* worker_pid = nullptr) {
   const absl::Time t0 = absl::Now();
   hvstack::v1::StartVmRequest start;
   start.set_name("bench");
@@ -115,6 +125,10 @@ double MeasureStart(hvstack::v1::VmService::Stub& stub) {
     std::fprintf(stderr, "StartVm: %s\n", s.error_message().c_str());
     return -1;
   }
+  if (ready_ms != nullptr) {
+    *ready_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+  }
+  if (worker_pid != nullptr) *worker_pid = vm.worker_pid();
   hvstack::v1::StreamConsoleRequest console;
   console.set_name("bench");
   console.set_follow(true);
@@ -137,15 +151,54 @@ double MeasureStart(hvstack::v1::VmService::Stub& stub) {
     std::fprintf(stderr, "no console output\n");
     return -1;
   }
-  hvstack::v1::StopVmRequest stop;
-  stop.set_name("bench");
+  if (!stop) return absl::ToDoubleMilliseconds(t1 - t0);
+  hvstack::v1::StopVmRequest stop_request;
+  stop_request.set_name("bench");
   grpc::ClientContext stop_ctx;
-  s = stub.StopVm(&stop_ctx, stop, &vm);
+  s = stub.StopVm(&stop_ctx, stop_request, &vm);
   if (!s.ok()) {
     std::fprintf(stderr, "StopVm: %s\n", s.error_message().c_str());
     return -1;
   }
   return absl::ToDoubleMilliseconds(t1 - t0);
+}
+
+// Rss, Pss and Private_* (summed) of a process, in KiB, from smaps_rollup.
+struct Memory {
+  long rss_kib = -1, pss_kib = -1, private_kib = -1;
+};
+
+Memory MemoryOf(pid_t pid) {
+  Memory m;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
+  std::string key;
+  long value;
+  std::string unit;
+  std::map<std::string, long> fields;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    if (words >> key >> value) fields[key] = value;
+  }
+  if (fields.count("Rss:")) m.rss_kib = fields["Rss:"];
+  if (fields.count("Pss:")) m.pss_kib = fields["Pss:"];
+  if (fields.count("Private_Clean:")) {
+    m.private_kib = fields["Private_Clean:"] + fields["Private_Dirty:"];
+  }
+  return m;
+}
+
+// vmms's child whose command line starts with `vmwp --zygote-fd`: 0 if none.
+pid_t ZygoteOf(pid_t vmms) {
+  for (pid_t pid : hvtest::ProcessesMentioning("--zygote-fd=")) {
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string field;
+    pid_t ppid = 0;
+    // pid (comm) state ppid: comm has no spaces here (vmwp).
+    stat >> field >> field >> field >> ppid;
+    if (ppid == vmms) return pid;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -169,11 +222,17 @@ int main(int argc, char** argv) {
   }
   // Interleaved, so that all see the same host load; paired differences.
   std::vector<double> overhead_ms, zygote_gain_ms;
+  std::vector<double> zygote_ready_gain_ms;
   for (int i = 0; i < runs; ++i) {
-    const double with = MeasureStart(*sandboxed.stub);
-    const double exec = MeasureStart(*exec_sandboxed.stub);
-    const double without = MeasureStart(*unconfined.stub);
+    double with_ready = 0, exec_ready = 0, without_ready = 0;
+    const double with = MeasureStart(*sandboxed.stub, &with_ready);
+    const double exec = MeasureStart(*exec_sandboxed.stub, &exec_ready);
+    const double without = MeasureStart(*unconfined.stub, &without_ready);
     if (with < 0 || exec < 0 || without < 0) return 1;
+    sandboxed.ready_ms.push_back(with_ready);
+    exec_sandboxed.ready_ms.push_back(exec_ready);
+    unconfined.ready_ms.push_back(without_ready);
+    zygote_ready_gain_ms.push_back(exec_ready - with_ready);
     sandboxed.ms.push_back(with);
     exec_sandboxed.ms.push_back(exec);
     unconfined.ms.push_back(without);
@@ -223,5 +282,54 @@ int main(int argc, char** argv) {
       "ms\n",
       ref_median, PercentileMs(ref_ms, 0.9));
   std::printf("  ratio (hvstack / reference): %.2fx\n", vm_median / ref_median);
+  std::printf(
+      "StartVm's own time (spawn + worker start-up + partition, to "
+      "ready):\n");
+  std::printf("  forked (default):      median %8.2f ms  p90 %8.2f ms\n",
+              MedianMs(sandboxed.ready_ms),
+              PercentileMs(sandboxed.ready_ms, 0.9));
+  std::printf("  exec'd (--no-zygote):  median %8.2f ms  p90 %8.2f ms\n",
+              MedianMs(exec_sandboxed.ready_ms),
+              PercentileMs(exec_sandboxed.ready_ms, 0.9));
+  std::printf("  --no-sandbox:          median %8.2f ms  p90 %8.2f ms\n",
+              MedianMs(unconfined.ready_ms),
+              PercentileMs(unconfined.ready_ms, 0.9));
+  std::printf("  fork server's gain (paired): median %8.2f ms  p90 %8.2f ms\n",
+              MedianMs(zygote_ready_gain_ms),
+              PercentileMs(zygote_ready_gain_ms, 0.9));
+
+  // Idle workers' memory: one running VM per side, read after it printed.
+  std::printf(
+      "idle worker memory (KiB; smaps_rollup after the first console "
+      "byte + 1 s):\n");
+  struct Row {
+    const char* name;
+    Side* side;
+  };
+  for (const Row& row : {Row{"forked (default)", &sandboxed},
+                         Row{"exec'd (--no-zygote)", &exec_sandboxed},
+                         Row{"--no-sandbox", &unconfined}}) {
+    int64_t pid = 0;
+    if (MeasureStart(*row.side->stub, nullptr, /*stop=*/false, &pid) < 0 ||
+        pid <= 0) {
+      return 1;
+    }
+    absl::SleepFor(absl::Seconds(1));
+    const Memory m = MemoryOf(static_cast<pid_t>(pid));
+    std::printf("  %-22s worker %7d: Rss %7ld  Pss %7ld  Private %7ld\n",
+                row.name, static_cast<int>(pid), m.rss_kib, m.pss_kib,
+                m.private_kib);
+  }
+  if (pid_t zygote = ZygoteOf(sandboxed.vmms->pid()); zygote > 0) {
+    const Memory m = MemoryOf(zygote);
+    std::printf(
+        "  %-22s        %7d: Rss %7ld  Pss %7ld  Private %7ld (once "
+        "per host)\n",
+        "the fork server", static_cast<int>(zygote), m.rss_kib, m.pss_kib,
+        m.private_kib);
+  } else {
+    std::printf("  no fork server found under vmms %d\n",
+                static_cast<int>(sandboxed.vmms->pid()));
+  }
   return 0;
 }
