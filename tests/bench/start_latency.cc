@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
+#include "tests/bench/bench_stats.h"
 #include "tests/harness/process.h"
 #include "tests/harness/vmms_instance.h"
 
@@ -165,27 +166,14 @@ double MeasureStart(hvstack::v1::VmService::Stub& stub,
 
 // Rss, Pss and Private_* (summed) of a process, in KiB, from smaps_rollup.
 struct Memory {
-  long rss_kib = -1, pss_kib = -1, private_kib = -1;
+  int64_t rss_kib = -1, pss_kib = -1, private_kib = -1;
 };
 
 Memory MemoryOf(pid_t pid) {
-  Memory m;
-  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
-  std::string key;
-  long value;
-  std::string unit;
-  std::map<std::string, long> fields;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    if (words >> key >> value) fields[key] = value;
-  }
-  if (fields.count("Rss:")) m.rss_kib = fields["Rss:"];
-  if (fields.count("Pss:")) m.pss_kib = fields["Pss:"];
-  if (fields.count("Private_Clean:")) {
-    m.private_kib = fields["Private_Clean:"] + fields["Private_Dirty:"];
-  }
-  return m;
+  const std::string path = absl::StrCat("/proc/", pid, "/smaps_rollup");
+  return {hvbench::ProcFileKib(path, "Rss"), hvbench::ProcFileKib(path, "Pss"),
+          hvbench::ProcFileKib(path, "Private_Clean") +
+              hvbench::ProcFileKib(path, "Private_Dirty")};
 }
 
 // vmms's child whose command line starts with `vmwp --zygote-fd`: 0 if none.
@@ -316,17 +304,20 @@ int main(int argc, char** argv) {
     }
     absl::SleepFor(absl::Seconds(1));
     const Memory m = MemoryOf(static_cast<pid_t>(pid));
-    std::printf("  %-22s worker %7d: Rss %7ld  Pss %7ld  Private %7ld\n",
-                row.name, static_cast<int>(pid), m.rss_kib, m.pss_kib,
-                m.private_kib);
+    std::printf("  %-22s worker %7d: Rss %7lld  Pss %7lld  Private %7lld\n",
+                row.name, static_cast<int>(pid),
+                static_cast<long long>(m.rss_kib),
+                static_cast<long long>(m.pss_kib),
+                static_cast<long long>(m.private_kib));
   }
   if (pid_t zygote = ZygoteOf(sandboxed.vmms->pid()); zygote > 0) {
     const Memory m = MemoryOf(zygote);
     std::printf(
-        "  %-22s        %7d: Rss %7ld  Pss %7ld  Private %7ld (once "
+        "  %-22s        %7d: Rss %7lld  Pss %7lld  Private %7lld (once "
         "per host)\n",
-        "the fork server", static_cast<int>(zygote), m.rss_kib, m.pss_kib,
-        m.private_kib);
+        "the fork server", static_cast<int>(zygote),
+        static_cast<long long>(m.rss_kib), static_cast<long long>(m.pss_kib),
+        static_cast<long long>(m.private_kib));
   } else {
     std::printf("  no fork server found under vmms %d\n",
                 static_cast<int>(sandboxed.vmms->pid()));
