@@ -42,9 +42,13 @@
 #include "base/scoped_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/internal/zygote.pb.h"
+#include "tests/harness/process.h"
 #include "vmms/sandbox/spawn.h"
 #include "vmwp/zygote.h"
+
+extern char** environ;
 
 namespace {
 
@@ -304,6 +308,76 @@ TEST_F(ZygoteTest, MalformedRequestsAreRefusedAndTheZygoteServesOn) {
   SpawnProbe(0, report, status, pid);
   EXPECT_EQ(report["extra"], "N");
   EXPECT_EQ(zygote_->spawned(), 1);
+}
+
+// The real vmwp as the fork server (no KVM needed): a worker it forks is the
+// same program as an exec'd one from WorkerMain on. Given a config that does
+// not exist, both give up the same way: the ready pipe closes without its
+// byte, the same exit status, the same exit report next to the config, and
+// the forked one's /proc/<pid>/cmdline shows its own --config= (what vmms and
+// tests look workers up by).
+TEST(RealVmwpTest, AForkedWorkerFailsExactlyAsAnExecdOne) {
+  const std::string vmwp = hvtest::Runfile("vmwp/vmwp");
+  absl::StatusOr<std::unique_ptr<sandbox::Zygote>> zygote =
+      sandbox::Zygote::Start(vmwp);
+  ASSERT_TRUE(zygote.ok()) << zygote.status();
+  struct Outcome {
+    int status = -1;
+    std::string ready, report, cmdline;
+  };
+  auto run = [&](bool forked) {
+    Outcome out;
+    hvtest::TempDir dir;
+    const std::string config = absl::StrCat(dir.path(), "/worker_config.pb");
+    int ready[2];
+    EXPECT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+    base::ScopedFd ready_read(ready[0]), ready_write(ready[1]);
+    base::ScopedFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    sandbox::SpawnRequest request;
+    request.binary = vmwp;
+    request.argv = {vmwp, absl::StrCat("--config=", config), "--ready-fd=4"};
+    for (char** e = environ; *e != nullptr; ++e) request.env.push_back(*e);
+    request.fds = {{dev_null.get(), 0}, {ready_write.get(), 4}};
+    absl::StatusOr<pid_t> pid =
+        forked ? (*zygote)->Spawn({.argv = request.argv, .fds = request.fds})
+               : sandbox::SpawnSandboxed(request);
+    EXPECT_TRUE(pid.ok()) << pid.status();
+    if (!pid.ok()) return out;
+    ready_write.reset();
+    // The forked worker writes its command line first thing; poll briefly.
+    for (int i = 0; i < 200; ++i) {
+      std::ifstream cmdline(absl::StrCat("/proc/", *pid, "/cmdline"));
+      std::getline(cmdline, out.cmdline);  // NUL-separated: all of it
+      if (out.cmdline.find("--config=") != std::string::npos) break;
+      ::usleep(5000);
+    }
+    char byte;
+    while (::read(ready_read.get(), &byte, 1) == 1) out.ready.push_back(byte);
+    EXPECT_EQ(::waitpid(*pid, &out.status, 0), *pid);
+    std::ifstream file(absl::StrCat(dir.path(), "/exit_report.pb"));
+    hvstack::internal::WorkerExitReport report;
+    if (file && report.ParseFromIstream(&file)) {
+      // The detail names the config's path, which differs per run.
+      std::string detail = report.detail();
+      if (size_t at = detail.find(config); at != std::string::npos) {
+        detail.replace(at, config.size(), "<config>");
+      }
+      out.report =
+          absl::StrCat(report.reason(), " ", report.status_code(), " ", detail);
+    }
+    return out;
+  };
+  const Outcome exec = run(false);
+  const Outcome fork = run(true);
+  EXPECT_EQ(exec.ready, "");
+  EXPECT_EQ(fork.ready, "");
+  EXPECT_TRUE(WIFEXITED(exec.status)) << exec.status;
+  EXPECT_EQ(fork.status, exec.status);
+  EXPECT_THAT(exec.report, ::testing::StartsWith("4 "))  // WORKER_ERROR
+      << "no exit report from the exec'd vmwp";
+  EXPECT_EQ(fork.report, exec.report);
+  EXPECT_THAT(fork.cmdline, ::testing::HasSubstr("--config="));
+  EXPECT_EQ((*zygote)->spawned(), 1);
 }
 
 TEST(ZygoteKeeperTest, ADeadZygoteIsReplacedOnTheNextSpawn) {
