@@ -7,14 +7,21 @@
 // loader, relocations, static initialization, flag parsing) and exits (its
 // exit report written, as on any failed start). Both are vmms's children,
 // reaped here. Each joins a pooled empty net namespace, as vmms's workers do.
+// Then memory: one worker of each kind, held where it opens its config (a
+// FIFO nobody writes yet), after its whole start-up and before anything of a
+// VM: Rss, Pss and private KiB from smaps_rollup, and the fork server's own.
+// (A VM's guest RAM and device state come after and are the same for both.)
 // Needs root (namespaces); no /dev/kvm.
 //
 //   bazel run -c opt //tests/bench:worker_spawn [-- --runs=50]
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,6 +91,68 @@ Times SpawnOnce(const std::string& vmwp, const std::string& dir,
   return times;
 }
 
+// A worker blocked opening `fifo` as its config.
+struct Held {
+  pid_t pid = 0;
+  base::ScopedFd ready_read;
+};
+
+Held SpawnHeld(const std::string& vmwp, const std::string& fifo,
+               sandbox::NetNamespacePool& pool, sandbox::Zygote* zygote) {
+  Held held;
+  absl::StatusOr<base::ScopedFd> netns = pool.Take();
+  int ready[2];
+  if (!netns.ok() || ::pipe2(ready, O_CLOEXEC) != 0) return held;
+  held.ready_read.reset(ready[0]);
+  base::ScopedFd ready_write(ready[1]);
+  base::ScopedFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::vector<std::string> args = {vmwp, absl::StrCat("--config=", fifo),
+                                   "--ready-fd=4"};
+  std::vector<std::pair<int, int>> fds = {{dev_null.get(), 0},
+                                          {ready_write.get(), 4}};
+  const int flags = sandbox::NamespaceFlags(/*joins_prepared_netns=*/false);
+  absl::StatusOr<pid_t> pid = absl::UnknownError("not spawned");
+  if (zygote != nullptr) {
+    pid = zygote->Spawn({.argv = args,
+                         .fds = fds,
+                         .namespace_flags = flags,
+                         .netns_fd = netns->get()});
+  } else {
+    sandbox::SpawnRequest request;
+    request.binary = vmwp;
+    request.argv = args;
+    for (char** e = environ; *e != nullptr; ++e) request.env.push_back(*e);
+    request.fds = fds;
+    request.namespace_flags = flags;
+    request.netns_fd = netns->get();
+    pid = sandbox::SpawnSandboxed(request);
+  }
+  if (pid.ok()) held.pid = *pid;
+  return held;
+}
+
+// Until `pid` sits in openat (the config FIFO): its start-up is done.
+bool WaitInOpen(pid_t pid) {
+  for (int i = 0; i < 3000; ++i) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/syscall"));
+    long number = -1;
+    if (in >> number && number == 257) return true;  // openat
+    ::usleep(10000);
+  }
+  return false;
+}
+
+void PrintMemory(const char* name, pid_t pid) {
+  const std::string path = absl::StrCat("/proc/", pid, "/smaps_rollup");
+  std::printf(
+      "  %-34s pid %7d: Rss %7lld  Pss %7lld  Private %7lld KiB\n", name,
+      static_cast<int>(pid),
+      static_cast<long long>(hvbench::ProcFileKib(path, "Rss")),
+      static_cast<long long>(hvbench::ProcFileKib(path, "Pss")),
+      static_cast<long long>(hvbench::ProcFileKib(path, "Private_Clean") +
+                             hvbench::ProcFileKib(path, "Private_Dirty")));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,5 +204,25 @@ int main(int argc, char** argv) {
   std::printf(
       "  fork server's gain (paired):        median %8.2f ms  p90 %8.2f ms\n",
       hvbench::Percentile(gain, 0.5), hvbench::Percentile(gain, 0.9));
+
+  const std::string fifo = absl::StrCat(dir.path(), "/config.fifo");
+  if (::mkfifo(fifo.c_str(), 0600) != 0) return 1;
+  Held exec = SpawnHeld(vmwp, fifo, pool, nullptr);
+  Held fork = SpawnHeld(vmwp, fifo, pool, zygote->get());
+  if (exec.pid <= 0 || fork.pid <= 0 || !WaitInOpen(exec.pid) ||
+      !WaitInOpen(fork.pid)) {
+    std::fprintf(stderr, "the held workers did not reach their config\n");
+    return 1;
+  }
+  std::printf(
+      "worker memory after start-up (held opening its config), both at "
+      "once:\n");
+  PrintMemory("exec'd", exec.pid);
+  PrintMemory("forked", fork.pid);
+  PrintMemory("the fork server (once per host)", (*zygote)->pid());
+  for (pid_t pid : {exec.pid, fork.pid}) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
   return 0;
 }
