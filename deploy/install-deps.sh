@@ -7,7 +7,7 @@ PACKAGES=(
   bazel-bootstrap bazel-platforms bazel-rules-java g++ make
   # Libraries, all used through //third_party.
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
-  libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev
+  libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev libseccomp-dev libcap-ng-dev libsystemd-dev
   # Disks in the worker: io_uring for raw images, libnbd for qcow2/VHDX served over NBD.
   liburing-dev libnbd-dev

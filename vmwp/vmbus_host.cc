@@ -171,15 +171,17 @@ void VmbusHost::TimerLoop() {
   while (!closed_.WaitForNotificationWithTimeout(tick)) {
     bool quiet;
     {
+      // Held while sending: OnPause / Quiesce return only once no tick is
+      // writing to a ring.
       absl::MutexLock lock(&pause_mu_);
       if (paused_) continue;
       quiet = absl::Now() < quiet_until_;
-    }
-    if (absl::Status s = heartbeat_.Tick(); !s.ok() && errors++ < 8) {
-      spdlog::warn("vmbus: heartbeat: {}", s.ToString());
-    }
-    if (absl::Status s = timesync_.Tick(); !s.ok() && errors++ < 8) {
-      spdlog::warn("vmbus: time sample: {}", s.ToString());
+      if (absl::Status s = heartbeat_.Tick(); !s.ok() && errors++ < 8) {
+        spdlog::warn("vmbus: heartbeat: {}", s.ToString());
+      }
+      if (absl::Status s = timesync_.Tick(); !s.ok() && errors++ < 8) {
+        spdlog::warn("vmbus: time sample: {}", s.ToString());
+      }
     }
     const vsp::ic::HeartbeatStatus now = heartbeat_.status();
     if (now == reported_ || now == vsp::ic::HeartbeatStatus::kNoContact ||
@@ -355,6 +357,42 @@ void VmbusHost::OnResume() {
       !s.ok()) {
     spdlog::warn("vmbus: time sync after resume: {}", s.ToString());
   }
+}
+
+// ------------------------------------------------------ save and restore
+
+absl::Status VmbusHost::Quiesce(absl::Time deadline) {
+  OnPause();  // waits for a timer tick in progress
+  if (absl::Status s = server_.QuiesceVsps(deadline); !s.ok()) {
+    OnResumeQuietly();
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<hvstack::saved::VmbusServerState> VmbusHost::SaveState() {
+  return server_.SaveState();
+}
+
+void VmbusHost::Unquiesce() {
+  server_.UnquiesceVsps();
+  OnResume();
+}
+
+void VmbusHost::OnResumeQuietly() {
+  absl::MutexLock lock(&pause_mu_);
+  paused_ = false;
+  quiet_until_ = absl::Now() + options_.heartbeat_lost_after;
+}
+
+absl::Status VmbusHost::RestoreState(
+    const hvstack::saved::VmbusServerState& state) {
+  if (absl::Status s = server_.RestoreState(state); !s.ok()) return s;
+  // The guest's clock stood still while the VM was saved: a SYNC sample
+  // waits in its ring for its first instruction, and the heartbeat is not
+  // judged until it had a chance to answer.
+  OnResume();
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------ IntegrationControl

@@ -26,6 +26,7 @@
 #include "vmwp/network_config.h"
 #include "vmwp/storage_config.h"
 #include "vmwp/vmbus/hvcore_bridge.h"
+#include "vmwp/vmbus/saved_state.pb.h"
 #include "vmwp/vmbus/server.h"
 #include "vmwp/vmbus/vid_guest_pages.h"
 #include "vmwp/vsp/ic/ic_services.h"
@@ -104,6 +105,21 @@ class VmbusHost {
                       const std::string& value);
   absl::StatusOr<std::map<std::string, std::string>> ListKvp(uint32_t pool);
 
+  // ---- Save and restore (issue 14), with every VP held.
+  // Stops the timer's sends (as OnPause; a tick in progress is waited for),
+  // then quiesces every VSP (storvsp completes in-flight disk I/O). On an
+  // error the timer goes on and the error names the VSP.
+  absl::Status Quiesce(absl::Time deadline);
+  absl::StatusOr<hvstack::saved::VmbusServerState> SaveState();
+  // The VM goes on in this worker: the VSPs continue, heartbeats resume, and
+  // the guest gets a SYNC time sample (as after OnResume).
+  void Unquiesce();
+  // Into a freshly created host, before any VP runs: the server's and every
+  // VSP's state (vmbus::VmbusServer::RestoreState), then a SYNC time sample
+  // for the guest's first instruction; the heartbeat is not judged LOST for
+  // heartbeat_lost_after.
+  absl::Status RestoreState(const hvstack::saved::VmbusServerState& state);
+
   // The VM is paused: no heartbeats are sent or judged until OnResume.
   void OnPause();
   // A time sample with SYNC (after the VM was paused: the guest's clock
@@ -118,6 +134,8 @@ class VmbusHost {
   // Close(); false on timeout or close.
   bool WaitFor(const std::function<bool()>& done);
   absl::Status CheckKvp(uint32_t pool) const;
+  // OnResume without the time sample.
+  void OnResumeQuietly();
 
   vid::Partition& partition_;
   hvcore::hyperv::HvPartition& hv_;

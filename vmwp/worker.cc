@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "base/fd_handoff.h"
 #include "base/scoped_fd.h"
 #include "hvcore/kvm_system.h"
 #include "kernel_probe/guest_layout.h"
@@ -36,8 +38,10 @@
 #include "vmwp/devices/uart16550.h"
 #include "vmwp/exit_report.h"
 #include "vmwp/guest_crash.h"
+#include "vmwp/saved_vm.h"
 #include "vmwp/service/worker_events.h"
 #include "vmwp/service/worker_service.h"
+#include "vmwp/state_file.h"
 #include "vmwp/vmbus_host.h"
 
 namespace vmwp {
@@ -282,6 +286,16 @@ struct Vm {
   std::unique_ptr<WorkerServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
   std::atomic<bool> running{false};
+  // Issue 14: where vmms hands over the files of a save; one save at a time;
+  // set once a save that ends the worker was written.
+  std::optional<base::FdHandoffListener> handoff;
+  absl::Mutex save_mu;
+  std::atomic<bool> saved{false};
+  // A restore: this worker continues a saved VM; how long it took from the
+  // worker's start to the ready byte.
+  bool restored = false;
+  absl::Time started = absl::Now();
+  std::atomic<int64_t> restore_us{0};
 };
 
 // Kernel (bzImage, vmlinux/PVH or ELF), initrd, command line, ACPI tables,
@@ -292,24 +306,46 @@ absl::Status SetUpGuest(const WorkerConfig& config, vid::Partition& p) {
   return absl::OkStatus();
 }
 
+VmParts PartsOf(Boot& boot) {
+  return VmParts{.partition = boot.partition.get(),
+                 .com1 = boot.com1.get(),
+                 .i8042 = boot.i8042.get(),
+                 .rtc = boot.rtc.get(),
+                 .pm1_event = boot.pm1_event.get(),
+                 .power = boot.power.get(),
+                 .vmbus = boot.vmbus.get()};
+}
+
 absl::Status RegisterPorts(vid::Partition& p, const char* name, uint16_t port,
                            uint16_t count, vid::PortIoHandler* handler) {
   return p.io().RegisterPortIo(name, port, count, handler);
 }
 
 // A partition with its devices, the guest loaded, ready to Run().
-absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
-                                                Vm& vm) {
+// With `saved` (a restore): the partition is rebuilt from the saved state
+// with `memory` as its RAM, the kernel is not loaded, and the devices and
+// VMBus get their state back.
+absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(
+    const WorkerConfig& config, Vm& vm,
+    const hvstack::saved::SavedVm* saved = nullptr,
+    std::unique_ptr<vid::GuestMemory> memory = nullptr) {
   auto boot = std::make_unique<Boot>();
+  const vid::PartitionConfig partition_config{
+      .vcpus = config.vcpus(),
+      .memory_bytes = config.memory_mib() << 20,
+      .enlightened = config.enlightened(),
+      .crash_handler = &vm.crash_monitor,
+      .on_vp_thread_start = vm.on_vp_thread_start};
   absl::StatusOr<std::unique_ptr<vid::Partition>> partition =
-      vid::Partition::Create({.vcpus = config.vcpus(),
-                              .memory_bytes = config.memory_mib() << 20,
-                              .enlightened = config.enlightened(),
-                              .crash_handler = &vm.crash_monitor,
-                              .on_vp_thread_start = vm.on_vp_thread_start},
-                             *vm.kvm);
-  if (!partition.ok())
-    return Annotate(partition.status(), "cannot create the partition");
+      saved != nullptr
+          ? vid::Partition::Restore(partition_config, *vm.kvm,
+                                    saved->partition(), std::move(memory))
+          : vid::Partition::Create(partition_config, *vm.kvm);
+  if (!partition.ok()) {
+    return Annotate(partition.status(), saved != nullptr
+                                            ? "cannot restore the partition"
+                                            : "cannot create the partition");
+  }
   boot->partition = *std::move(partition);
   vid::Partition* p = boot->partition.get();
   spdlog::info(
@@ -364,7 +400,9 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
        }) {
     if (!s.ok()) return s;
   }
-  if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
+  if (saved == nullptr) {
+    if (absl::Status s = SetUpGuest(config, *p); !s.ok()) return s;
+  }
   if (!config.enlightened() && config.disks_size() > 0) {
     return absl::InvalidArgumentError(
         "the VM has disks but no VMBus (it is not enlightened): its SCSI "
@@ -393,6 +431,10 @@ absl::StatusOr<std::unique_ptr<Boot>> BuildBoot(const WorkerConfig& config,
     if (!vmbus.ok()) return Annotate(vmbus.status(), "cannot set up VMBus");
     boot->vmbus = *std::move(vmbus);
   }
+  if (saved != nullptr) {
+    if (absl::Status s = RestoreParts(PartsOf(*boot), *saved); !s.ok())
+      return Annotate(s, "cannot restore the saved state");
+  }
   return boot;
 }
 
@@ -402,17 +444,136 @@ void LogBootEnd(Boot& boot) {
     spdlog::info("hyperv: {}", hv->stats().ToString());
 }
 
+// WorkerService.SaveState (issue 14): pause, quiesce VMBus, take every
+// part's state, write the state and memory files vmms handed over, then end
+// the worker (stop_after) or let the VM go on as it was.
+absl::StatusOr<hvstack::internal::SaveStateResponse> SaveVm(
+    Vm& vm, const WorkerConfig& config,
+    const hvstack::internal::SaveStateRequest& request) {
+  absl::MutexLock save_lock(&vm.save_mu);
+  if (vm.saved.load()) {
+    return absl::FailedPreconditionError(
+        "the VM was saved already; the worker is ending");
+  }
+  if (!vm.handoff.has_value()) {
+    return absl::FailedPreconditionError(
+        "this worker has no handoff socket: it cannot receive the files of a "
+        "save");
+  }
+  absl::StatusOr<std::vector<base::ScopedFd>> fds =
+      vm.handoff->Take(request.handoff_token(), absl::Seconds(10));
+  if (!fds.ok()) return fds.status();
+  if (fds->size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a save needs 2 descriptors (state file, memory file); got ",
+        fds->size()));
+  }
+  const absl::Time start = absl::Now();
+  const bool was_paused = vm.control.paused();
+  // Heartbeats stop being judged first (as for Pause).
+  vm.integration.OnPause();
+  if (absl::Status s = vm.control.Pause(); !s.ok()) {
+    if (!was_paused) vm.integration.OnResume();
+    return s;
+  }
+  VmbusHost* vmbus = vm.boot->vmbus.get();
+  const absl::Duration quiesce =
+      request.quiesce_timeout_ms() != 0
+          ? absl::Milliseconds(request.quiesce_timeout_ms())
+          : absl::Seconds(10);
+  // Whatever fails from here leaves the VM as it was.
+  auto undo = [&](absl::Status s, bool unquiesce) {
+    if (unquiesce && vmbus != nullptr) vmbus->Unquiesce();
+    if (!was_paused) {
+      (void)vm.control.Resume();
+      vm.integration.OnResume();
+    }
+    spdlog::warn("save of VM {} failed: {}", config.vm_name(), s.ToString());
+    return s;
+  };
+  if (vmbus != nullptr) {
+    if (absl::Status s = vmbus->Quiesce(absl::Now() + quiesce); !s.ok())
+      return undo(s, /*unquiesce=*/false);
+  }
+  vid::SaveId id;
+  if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size()))
+    return undo(absl::ErrnoToStatus(errno, "getrandom"), true);
+  absl::StatusOr<hvstack::saved::SavedVm> state =
+      CaptureVm(PartsOf(*vm.boot), config, id);
+  if (!state.ok()) return undo(state.status(), true);
+  const absl::Time captured = absl::Now();
+  absl::StatusOr<vid::MemorySaveStats> memory =
+      vm.boot->partition->SaveMemory((*fds)[1].get(), id);
+  if (!memory.ok()) return undo(memory.status(), true);
+  const absl::Time memory_done = absl::Now();
+  if (absl::Status s = WriteStateFile((*fds)[0].get(), *state); !s.ok())
+    return undo(s, true);
+  hvstack::internal::SaveStateResponse response;
+  response.set_state_bytes(state->ByteSizeLong());
+  response.set_memory_pages_written(memory->pages_written);
+  response.set_memory_pages_total(memory->pages_total);
+  response.set_vm_state_us(absl::ToInt64Microseconds(captured - start));
+  response.set_memory_us(absl::ToInt64Microseconds(memory_done - captured));
+  if (request.stop_after()) {
+    vm.saved.store(true);
+    spdlog::info("VM {} saved ({} of {} memory pages written); ending",
+                 config.vm_name(), memory->pages_written, memory->pages_total);
+    vm.control.RequestStop("the VM was saved");
+  } else {
+    if (vmbus != nullptr) vmbus->Unquiesce();
+    if (!was_paused) {
+      (void)vm.control.Resume();
+      vm.integration.OnResume();
+    }
+    spdlog::info("VM {} state taken ({} of {} memory pages); it goes on",
+                 config.vm_name(), memory->pages_written, memory->pages_total);
+  }
+  response.set_paused_us(absl::ToInt64Microseconds(absl::Now() - start));
+  return response;
+}
+
 absl::Status Compose(const WorkerConfig& config, Vm& vm,
                      SignalWatcher* signals) {
-  // The kernel is checked first: it is cheap and the most likely mistake.
-  absl::StatusOr<KernelImageInfo> image =
-      ProbeKernelImage(config.kernel_path());
-  if (!image.ok()) return image.status();
   const uint64_t memory_bytes = config.memory_mib() << 20;
-  if (absl::Status s =
-          CheckKernelFitsMemory(config.kernel_path(), *image, memory_bytes);
-      !s.ok()) {
-    return s;
+  // A restore reads the saved state first: a file that is damaged or does
+  // not fit this configuration fails before anything else is built.
+  std::optional<hvstack::saved::SavedVm> saved;
+  std::unique_ptr<vid::GuestMemory> saved_memory;
+  if (config.has_restore()) {
+    absl::StatusOr<hvstack::saved::SavedVm> state =
+        ReadStateFile(config.restore().state_fd());
+    if (!state.ok()) return state.status();
+    if (state->vm_uuid() != config.vm_uuid()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the state file belongs to VM ", state->vm_uuid(),
+                       ", not to ", config.vm_uuid()));
+    }
+    if (absl::Status s = CheckSavedConfig(state->config(), config); !s.ok())
+      return s;
+    absl::StatusOr<vid::SaveId> id = SaveIdOf(*state);
+    if (!id.ok()) return id.status();
+    const bool eager = config.restore().memory_load() ==
+                       hvstack::internal::RestoreSource::MEMORY_LOAD_EAGER;
+    absl::StatusOr<std::unique_ptr<vid::GuestMemory>> memory =
+        vid::LoadMemoryFile(config.restore().memory_fd(), memory_bytes, *id,
+                            eager ? vid::GuestMemory::LoadMode::kEager
+                                  : vid::GuestMemory::LoadMode::kMapPrivate);
+    if (!memory.ok()) return memory.status();
+    saved_memory = *std::move(memory);
+    saved = *std::move(state);
+    spdlog::info("restoring VM {} saved at {} (memory {})", config.vm_name(),
+                 absl::FormatTime(absl::FromUnixMicros(saved->saved_at_us())),
+                 eager ? "read eagerly" : "mapped copy-on-write");
+  } else {
+    // The kernel is checked first: it is cheap and the most likely mistake.
+    absl::StatusOr<KernelImageInfo> image =
+        ProbeKernelImage(config.kernel_path());
+    if (!image.ok()) return image.status();
+    if (absl::Status s =
+            CheckKernelFitsMemory(config.kernel_path(), *image, memory_bytes);
+        !s.ok()) {
+      return s;
+    }
   }
 
   absl::StatusOr<std::unique_ptr<hvcore::KvmSystem>> kvm = OpenKvm(config);
@@ -434,9 +595,18 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
     saved.offset = absl::Microseconds(config.persistent().rtc_offset_us());
     vm.rtc_state = saved;
   }
-  absl::StatusOr<std::unique_ptr<Boot>> boot = BuildBoot(config, vm);
+  absl::StatusOr<std::unique_ptr<Boot>> boot =
+      BuildBoot(config, vm, saved.has_value() ? &*saved : nullptr,
+                std::move(saved_memory));
   if (!boot.ok()) return boot.status();
   vm.boot = *std::move(boot);
+  vm.restored = saved.has_value();
+  if (!config.handoff_socket_path().empty()) {
+    absl::StatusOr<base::FdHandoffListener> handoff =
+        base::FdHandoffListener::Create(config.handoff_socket_path());
+    if (!handoff.ok()) return handoff.status();
+    vm.handoff.emplace(*std::move(handoff));
+  }
   vm.input.Attach(vm.boot->com1.get());
   vm.control.SetPartition(vm.boot->partition.get());
   vm.integration.Attach(vm.boot->vmbus.get());
@@ -583,6 +753,16 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
                 crash_monitor->SetAction(action);
               },
           .last_guest_crash = [crash_monitor] { return crash_monitor->last(); },
+          .save_state =
+              [&vm, &config](const hvstack::internal::SaveStateRequest& r) {
+                return SaveVm(vm, config, r);
+              },
+          .restore_status =
+              [&vm](hvstack::internal::WorkerStatus& status) {
+                status.set_restored(vm.restored);
+                status.set_restore_us(
+                    static_cast<uint64_t>(vm.restore_us.load()));
+              },
       },
       &vm.events);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
@@ -663,6 +843,11 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
   // own would keep the process filter (TSYNC) from covering it.
   if (vm.boot->vmbus != nullptr) vm.boot->vmbus->StartTimer();
   vm.running.store(true);
+  if (vm.restored) {
+    vm.restore_us.store(absl::ToInt64Microseconds(absl::Now() - vm.started));
+    spdlog::info("VM {} restored in {} us (worker start to ready)",
+                 config.vm_name(), vm.restore_us.load());
+  }
   SignalReady(ready_fd);
   spdlog::info("VM {} running", config.vm_name());
   if (hooks.after_ready) hooks.after_ready();
@@ -721,6 +906,11 @@ WorkerExitReport RunWorker(const WorkerConfig& config, int ready_fd,
                std::string(vid::RunOutcomeKindName(outcome->kind)),
                outcome->detail, exits);
   report = OutcomeReport(*outcome);
+  if (vm.saved.load()) {
+    report.set_reason(WorkerExitReport::SAVED);
+    report.set_detail("the VM was saved");
+    return report;
+  }
   // The guest's crash report ended this worker: vmms records it with the
   // state (it may have missed the event).
   if (std::optional<hvstack::internal::GuestCrashReport> crash =

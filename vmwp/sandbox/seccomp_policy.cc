@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/scoped_fd.h"
+#include "hvcore/kvm_abi.h"
 #include "spdlog/spdlog.h"
 
 namespace sandbox {
@@ -41,6 +42,8 @@ constexpr SyscallRule kSyscalls[] = {
     {"munmap", ALL, ArgCheck::kNone, "free"},
     {"mremap", ALL, ArgCheck::kNone, "realloc of large blocks"},
     {"madvise", ALL, ArgCheck::kNone, "malloc trimming, thread exit"},
+    {"mincore", S, ArgCheck::kNone,
+     "a save writes only guest pages that were ever touched (issue 14)"},
     // Descriptors that already exist.
     {"read", ALL, ArgCheck::kNone, "eventfds, pipes, sockets, VM files"},
     {"write", ALL, ArgCheck::kNone, "console log, eventfds, logs"},
@@ -148,8 +151,10 @@ const IoctlRule kIoctls[] = {
     {KVM_SET_REGS, "KVM_SET_REGS", V},
     {KVM_GET_SREGS, "KVM_GET_SREGS", V},
     {KVM_SET_SREGS, "KVM_SET_SREGS", V},
-    {KVM_GET_MSRS, "KVM_GET_MSRS", V},
-    {KVM_SET_MSRS, "KVM_SET_MSRS", V},
+    // <linux/kvm.h>'s KVM_GET/SET_MSRS are wrong in C++ (hvcore/kvm_abi.h):
+    // hvcore issues these numbers.
+    {hvcore::kvm_abi::kGetMsrs, "KVM_GET_MSRS", V},
+    {hvcore::kvm_abi::kSetMsrs, "KVM_SET_MSRS", V},
     {KVM_GET_FPU, "KVM_GET_FPU", V},
     {KVM_SET_FPU, "KVM_SET_FPU", V},
     {KVM_GET_LAPIC, "KVM_GET_LAPIC", V},
@@ -159,6 +164,18 @@ const IoctlRule kIoctls[] = {
     {KVM_GET_MP_STATE, "KVM_GET_MP_STATE", V},
     {KVM_SET_MP_STATE, "KVM_SET_MP_STATE", V},
     {KVM_TRANSLATE, "KVM_TRANSLATE", V},
+    // Save (issue 14): each held VP reads its own state on its thread
+    // (vid::Partition::RunOnEachVp); the numbers come from hvcore's kvm_abi
+    // where <linux/kvm.h> is wrong for C++. Restore runs before lock-down.
+    {hvcore::kvm_abi::kGetXsave, "KVM_GET_XSAVE", V},
+    {hvcore::kvm_abi::kGetXsave2, "KVM_GET_XSAVE2", V},
+    {KVM_GET_XCRS, "KVM_GET_XCRS", V},
+    {KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", V},
+    {hvcore::kvm_abi::kGetCpuid2, "KVM_GET_CPUID2", V},
+    // ... and the service thread of WorkerService.SaveState the VM's.
+    {KVM_GET_IRQCHIP, "KVM_GET_IRQCHIP", S},
+    {KVM_GET_PIT2, "KVM_GET_PIT2", S},
+    {KVM_GET_CLOCK, "KVM_GET_CLOCK", S},
     // VM-fd requests: interrupts raised from a vCPU exit or a device thread.
     {KVM_IRQ_LINE, "KVM_IRQ_LINE", V | D},
     {KVM_SIGNAL_MSI, "KVM_SIGNAL_MSI", V | D},

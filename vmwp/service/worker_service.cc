@@ -66,6 +66,7 @@ grpc::Status WorkerServiceImpl::GetStatus(
     for (hvstack::internal::WorkerNicStatus& nic : hooks_.nic_status())
       *response->add_nics() = std::move(nic);
   }
+  if (hooks_.restore_status) hooks_.restore_status(*response);
   if (hooks_.last_guest_crash) {
     if (std::optional<hvstack::internal::GuestCrashReport> crash =
             hooks_.last_guest_crash()) {
@@ -174,6 +175,19 @@ grpc::Status WorkerServiceImpl::Resume(grpc::ServerContext*,
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "this worker cannot resume its VM");
   return ToGrpc(hooks_.resume());
+}
+
+grpc::Status WorkerServiceImpl::SaveState(
+    grpc::ServerContext*, const hvstack::internal::SaveStateRequest* request,
+    hvstack::internal::SaveStateResponse* response) {
+  if (!hooks_.save_state)
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this worker cannot save its VM");
+  absl::StatusOr<hvstack::internal::SaveStateResponse> r =
+      hooks_.save_state(*request);
+  if (!r.ok()) return ToGrpc(r.status());
+  *response = *std::move(r);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::Stop(grpc::ServerContext*,

@@ -71,6 +71,12 @@ class WorkerServiceImpl final
         set_guest_crash_action;
     std::function<std::optional<hvstack::internal::GuestCrashReport>()>
         last_guest_crash;
+    // Issue 14: WorkerService.SaveState (missing: UNIMPLEMENTED), and what
+    // GetStatus says of a restore (fills WorkerStatus.restored/restore_us).
+    std::function<absl::StatusOr<hvstack::internal::SaveStateResponse>(
+        const hvstack::internal::SaveStateRequest&)>
+        save_state;
+    std::function<void(hvstack::internal::WorkerStatus&)> restore_status;
   };
 
   // How long a following stream waits before re-checking for cancellation.
@@ -93,6 +99,10 @@ class WorkerServiceImpl final
   grpc::Status Resume(grpc::ServerContext* context,
                       const hvstack::internal::ResumeRequest* request,
                       hvstack::internal::ResumeResponse* response) override;
+  grpc::Status SaveState(
+      grpc::ServerContext* context,
+      const hvstack::internal::SaveStateRequest* request,
+      hvstack::internal::SaveStateResponse* response) override;
   grpc::Status ShutdownGuest(
       grpc::ServerContext* context,
       const hvstack::internal::ShutdownGuestRequest* request,
