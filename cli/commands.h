@@ -114,6 +114,10 @@ bool ParseKvpPool(const std::string& text, hvstack::v1::KvpPool* pool);
 // Lifecycle operations (lifecycle_commands.cc); each prints the VM like
 // show.
 int PauseCommand(Session& session, const std::string& name);
+// Issue 14: SaveVm (Running/Paused -> Saved; `vmctl start` restores) and
+// DiscardSavedState (Saved -> Off).
+int SaveCommand(Session& session, const std::string& name);
+int DiscardSavedCommand(Session& session, const std::string& name);
 int ResumeCommand(Session& session, const std::string& name);
 int ResetCommand(Session& session, const std::string& name);
 int RebootCommand(Session& session, const std::string& name);

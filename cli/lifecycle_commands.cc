@@ -49,6 +49,19 @@ int PauseCommand(Session& session, const std::string& name) {
       kQuickDeadline);
 }
 
+int SaveCommand(Session& session, const std::string& name) {
+  // Writing guest memory takes as long as the disk needs.
+  return ByName<hvstack::v1::SaveVmRequest>(
+      session, name, &hvstack::v1::VmService::StubInterface::SaveVm,
+      std::chrono::seconds(900));
+}
+
+int DiscardSavedCommand(Session& session, const std::string& name) {
+  return ByName<hvstack::v1::DiscardSavedStateRequest>(
+      session, name, &hvstack::v1::VmService::StubInterface::DiscardSavedState,
+      kQuickDeadline);
+}
+
 int ResumeCommand(Session& session, const std::string& name) {
   return ByName<hvstack::v1::ResumeVmRequest>(
       session, name, &hvstack::v1::VmService::StubInterface::ResumeVm,

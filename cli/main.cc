@@ -164,6 +164,11 @@ int main(int argc, char** argv) {
   auto* pause_cmd = app.add_subcommand(
       "pause", "Pause a running VM (its VPs are held; memory stays)");
   auto* resume_cmd = app.add_subcommand("resume", "Resume a paused VM");
+  auto* save_cmd = app.add_subcommand(
+      "save",
+      "Save a running or paused VM to disk (state Saved; start restores it)");
+  auto* discard_saved_cmd = app.add_subcommand(
+      "discard-saved", "Drop a Saved VM's saved state (it becomes Off)");
   auto* reset_cmd = app.add_subcommand(
       "reset", "Hard reset: a fresh worker, as a power cycle would");
   auto* reboot_cmd = app.add_subcommand(
@@ -266,8 +271,9 @@ int main(int argc, char** argv) {
   auto* hostinfo_cmd = app.add_subcommand(
       "hostinfo",
       "The host: KVM version, capabilities and limits, CPUs, memory");
-  for (CLI::App* cmd : {pause_cmd, resume_cmd, reset_cmd, reboot_cmd,
-                        shutdown_cmd, update_cmd}) {
+  for (CLI::App* cmd :
+       {pause_cmd, resume_cmd, reset_cmd, reboot_cmd, shutdown_cmd, update_cmd,
+        save_cmd, discard_saved_cmd}) {
     cmd->add_option("NAME", name, "VM name")->required();
   }
 
@@ -303,6 +309,8 @@ int main(int argc, char** argv) {
   if (*console_cmd) return vmctl::ConsoleCommand(session, name, !no_follow);
   if (*pause_cmd) return vmctl::PauseCommand(session, name);
   if (*resume_cmd) return vmctl::ResumeCommand(session, name);
+  if (*save_cmd) return vmctl::SaveCommand(session, name);
+  if (*discard_saved_cmd) return vmctl::DiscardSavedCommand(session, name);
   if (*reset_cmd) return vmctl::ResetCommand(session, name);
   if (*reboot_cmd) return vmctl::RebootCommand(session, name);
   if (*shutdown_cmd)

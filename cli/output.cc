@@ -200,6 +200,19 @@ std::string LibvirtText(const hvstack::v1::LibvirtDomain& d) {
   return out;
 }
 
+// Issue 14: a Saved (or Restoring) VM's saved state.
+std::string FormatSavedState(const hvstack::v1::SavedStateInfo& saved) {
+  return absl::StrCat(
+      "saved_state:\n", "  save_time: ",
+      google::protobuf::util::TimeUtil::ToString(saved.save_time()), "\n",
+      "  saved_from: ", StateText(saved.saved_from()), "\n",
+      "  state_file: ", saved.state_file(), " (", saved.state_bytes(),
+      " bytes)\n", "  memory_file: ", saved.memory_file(), " (",
+      saved.memory_pages_written(), " of ", saved.memory_pages_total(),
+      " pages written)\n",
+      "  guest_paused_for: ", saved.save_duration_us() / 1000, " ms\n");
+}
+
 std::string FormatVm(const hvstack::v1::Vm& vm) {
   using google::protobuf::util::TimeUtil;
   auto time = [](const google::protobuf::Timestamp& t) {
@@ -238,7 +251,8 @@ std::string FormatVm(const hvstack::v1::Vm& vm) {
       "state_change_time: ", time(vm.state_change_time()), "\n",
       DiskLines(vm.config()), FormatNicLines(vm),
       vm.has_integration() ? FormatIntegration(vm.integration()) : "",
-      vm.has_last_guest_crash() ? FormatGuestCrash(vm.last_guest_crash()) : "");
+      vm.has_last_guest_crash() ? FormatGuestCrash(vm.last_guest_crash()) : "",
+      vm.has_saved_state() ? FormatSavedState(vm.saved_state()) : "");
 }
 
 std::string FormatDisks(const hvstack::v1::Vm& vm) {

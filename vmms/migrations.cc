@@ -250,6 +250,129 @@ ALTER TABLE vms ADD COLUMN libvirt_accelerator TEXT NOT NULL DEFAULT 'kvm'
      R"sql(
 ALTER TABLE vms ADD COLUMN libvirt_adopted_domain TEXT NOT NULL DEFAULT '';
 )sql"},
+    // Issue 14: the state 'saved' (the state CHECK grows: `vms` is rebuilt;
+    // every table that references it goes aside first, as in v5, so that
+    // dropping the old `vms` cascades to nothing) and what each save wrote.
+    {15, "state saved and saved-state files (issue 14)", R"sql(
+CREATE TABLE vm_state_history_v14 AS SELECT * FROM vm_state_history;
+CREATE TABLE vm_disks_v14 AS SELECT * FROM vm_disks;
+CREATE TABLE guest_crashes_v14 AS SELECT * FROM guest_crashes;
+CREATE TABLE vm_nics_v14 AS SELECT * FROM vm_nics;
+DROP TABLE vm_state_history;
+DROP TABLE vm_disks;
+DROP TABLE guest_crashes;
+DROP TABLE vm_nics;
+CREATE TABLE vms_v15 (
+  uuid TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL UNIQUE,
+  vcpus INTEGER NOT NULL CHECK (vcpus > 0),
+  memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),
+  kernel_path TEXT NOT NULL,
+  cmdline TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL
+    CHECK (state IN ('off', 'starting', 'running', 'paused', 'stopping',
+                     'saving', 'restoring', 'crashed', 'saved')),
+  state_reason TEXT NOT NULL DEFAULT '',
+  create_time_us INTEGER NOT NULL,
+  update_time_us INTEGER NOT NULL,
+  state_change_time_us INTEGER NOT NULL,
+  worker_pid INTEGER NOT NULL DEFAULT 0,
+  initrd_path TEXT NOT NULL DEFAULT '',
+  reboot_count INTEGER NOT NULL DEFAULT 0 CHECK (reboot_count >= 0),
+  worker_start_ticks INTEGER NOT NULL DEFAULT 0,
+  autostart INTEGER NOT NULL DEFAULT 0 CHECK (autostart IN (0, 1)),
+  restart_policy TEXT NOT NULL DEFAULT 'never'
+    CHECK (restart_policy IN ('never', 'on-failure', 'always')),
+  restart_count INTEGER NOT NULL DEFAULT 0 CHECK (restart_count >= 0),
+  uid_slot INTEGER,
+  sandboxed INTEGER NOT NULL DEFAULT 1,
+  disable_enlightenments INTEGER NOT NULL DEFAULT 0,
+  on_guest_crash TEXT NOT NULL DEFAULT 'stop'
+    CHECK (on_guest_crash IN ('stop', 'restart', 'preserve')),
+  backend TEXT NOT NULL DEFAULT 'hvstack'
+    CHECK (backend IN ('hvstack', 'libvirt')),
+  libvirt_accelerator TEXT NOT NULL DEFAULT 'kvm'
+    CHECK (libvirt_accelerator IN ('kvm', 'tcg')),
+  libvirt_adopted_domain TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO vms_v15 (uuid, name, vcpus, memory_mib, kernel_path, cmdline,
+  state, state_reason, create_time_us, update_time_us, state_change_time_us,
+  worker_pid, initrd_path, reboot_count, worker_start_ticks, autostart,
+  restart_policy, restart_count, uid_slot, sandboxed, disable_enlightenments,
+  on_guest_crash, backend, libvirt_accelerator, libvirt_adopted_domain)
+SELECT uuid, name, vcpus, memory_mib, kernel_path, cmdline, state,
+  state_reason, create_time_us, update_time_us, state_change_time_us,
+  worker_pid, initrd_path, reboot_count, worker_start_ticks, autostart,
+  restart_policy, restart_count, uid_slot, sandboxed, disable_enlightenments,
+  on_guest_crash, backend, libvirt_accelerator, libvirt_adopted_domain
+  FROM vms;
+DROP TABLE vms;
+ALTER TABLE vms_v15 RENAME TO vms;
+CREATE UNIQUE INDEX vms_uid_slot ON vms (uid_slot);
+CREATE TABLE vm_state_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  peer TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO vm_state_history (id, vm_uuid, from_state, to_state, reason,
+  time_us, peer)
+SELECT id, vm_uuid, from_state, to_state, reason, time_us, peer
+  FROM vm_state_history_v14 ORDER BY id;
+DROP TABLE vm_state_history_v14;
+CREATE INDEX vm_state_history_by_vm ON vm_state_history(vm_uuid, id);
+CREATE TABLE vm_disks (
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  position INTEGER NOT NULL CHECK (position >= 0),
+  path TEXT NOT NULL,
+  format TEXT NOT NULL CHECK (format IN ('raw', 'qcow2', 'vhdx')),
+  read_only INTEGER NOT NULL CHECK (read_only IN (0, 1)),
+  controller INTEGER NOT NULL CHECK (controller >= 0),
+  target INTEGER NOT NULL CHECK (target >= 0),
+  lun INTEGER NOT NULL CHECK (lun >= 0),
+  serial TEXT NOT NULL,
+  PRIMARY KEY (vm_uuid, position),
+  UNIQUE (vm_uuid, controller, target, lun),
+  UNIQUE (vm_uuid, path)
+);
+INSERT INTO vm_disks SELECT * FROM vm_disks_v14;
+DROP TABLE vm_disks_v14;
+CREATE TABLE guest_crashes (
+  vm_uuid TEXT PRIMARY KEY NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  -- A serialized hvstack.v1.GuestCrash.
+  report BLOB NOT NULL,
+  time_us INTEGER NOT NULL,
+  vp INTEGER NOT NULL
+);
+INSERT INTO guest_crashes SELECT * FROM guest_crashes_v14;
+DROP TABLE guest_crashes_v14;
+CREATE TABLE vm_nics (
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  idx INTEGER NOT NULL CHECK (idx >= 0 AND idx < 8),
+  mac TEXT NOT NULL UNIQUE CHECK (length(mac) = 17),
+  bridge TEXT NOT NULL DEFAULT '',
+  mtu INTEGER NOT NULL DEFAULT 1500 CHECK (mtu >= 68 AND mtu <= 9000),
+  PRIMARY KEY (vm_uuid, idx)
+);
+INSERT INTO vm_nics SELECT * FROM vm_nics_v14;
+DROP TABLE vm_nics_v14;
+-- One row per Saved (or Restoring) VM: the files its save wrote (under
+-- vmms's state directory) and what they hold. Removed with the saved state.
+CREATE TABLE vm_saved_states (
+  vm_uuid TEXT PRIMARY KEY NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  save_time_us INTEGER NOT NULL,
+  saved_from TEXT NOT NULL CHECK (saved_from IN ('running', 'paused')),
+  state_file TEXT NOT NULL,
+  memory_file TEXT NOT NULL,
+  state_bytes INTEGER NOT NULL CHECK (state_bytes >= 0),
+  memory_pages_written INTEGER NOT NULL CHECK (memory_pages_written >= 0),
+  memory_pages_total INTEGER NOT NULL CHECK (memory_pages_total >= 0),
+  save_duration_us INTEGER NOT NULL DEFAULT 0
+);
+)sql"},
 };
 
 }  // namespace

@@ -16,13 +16,28 @@ struct RuntimePaths {
       exit_report;  // WorkerExitReport, written by vmwp before it exits.
   std::string
       console_log;  // COM1 output, written by vmwp, kept after it exits.
+  // Issue 14. The unix socket a worker listens on for the files of a save
+  // (bound by vmwp), and a Saved VM's files (vmms's own: the directory is
+  // 0700 root, the worker only gets descriptors). "*.tmp" while a save
+  // writes them; renamed once complete and synced.
+  std::string handoff_socket;
+  std::string saved_dir;
+  std::string saved_state;
+  std::string saved_memory;
 };
 
 inline RuntimePaths RuntimePathsFor(const std::string& state_dir,
                                     const std::string& uuid) {
   std::string dir = state_dir + "/vms/" + uuid;
-  return {dir, dir + "/worker_config.pb", dir + "/worker.sock",
-          dir + "/exit_report.pb", dir + "/console.log"};
+  return {dir,
+          dir + "/worker_config.pb",
+          dir + "/worker.sock",
+          dir + "/exit_report.pb",
+          dir + "/console.log",
+          dir + "/handoff.sock",
+          dir + "/saved",
+          dir + "/saved/state",
+          dir + "/saved/memory"};
 }
 
 }  // namespace vmms

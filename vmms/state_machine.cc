@@ -17,6 +17,7 @@ constexpr VmState kStopping = hvstack::v1::VM_STATE_STOPPING;
 constexpr VmState kSaving = hvstack::v1::VM_STATE_SAVING;
 constexpr VmState kRestoring = hvstack::v1::VM_STATE_RESTORING;
 constexpr VmState kCrashed = hvstack::v1::VM_STATE_CRASHED;
+constexpr VmState kSaved = hvstack::v1::VM_STATE_SAVED;
 
 // The phrase after "cannot ": "start it", "shut it down", ...
 const char* Action(VmRequest request) {
@@ -39,6 +40,10 @@ const char* Action(VmRequest request) {
       return "shut it down";
     case VmRequest::kUpdateHardware:
       return "change its hardware configuration";
+    case VmRequest::kSave:
+      return "save it";
+    case VmRequest::kDiscardSaved:
+      return "discard its saved state";
   }
   return "do that";
 }
@@ -47,15 +52,21 @@ const char* Action(VmRequest request) {
 const char* Hint(VmState state, VmRequest request) {
   switch (state) {
     case kOff:
+      if (request == VmRequest::kDiscardSaved) return "it has no saved state";
       return request == VmRequest::kStop ? "it is not running"
                                          : "start it first";
     case kCrashed:
+      if (request == VmRequest::kDiscardSaved) return "it has no saved state";
       return "it is not running; start it (or delete it)";
+    case kSaved:
+      if (request == VmRequest::kStop) return "it is not running";
+      return "start it to restore it, or discard its saved state";
     case kStarting:
       return "wait until it is running (or stop it)";
     case kRunning:
       if (request == VmRequest::kStart) return "it is running already";
       if (request == VmRequest::kResume) return "it is not paused";
+      if (request == VmRequest::kDiscardSaved) return "it has no saved state";
       return "stop it first";
     case kPaused:
       if (request == VmRequest::kPause) return "it is paused already";
@@ -64,6 +75,7 @@ const char* Hint(VmState state, VmRequest request) {
           request == VmRequest::kStart) {
         return "stop it first";
       }
+      if (request == VmRequest::kDiscardSaved) return "it has no saved state";
       return "resume it first";
     case kStopping:
       return "wait until it is off";
@@ -97,6 +109,10 @@ const char* RequestName(VmRequest request) {
       return "shutdown";
     case VmRequest::kUpdateHardware:
       return "update";
+    case VmRequest::kSave:
+      return "save";
+    case VmRequest::kDiscardSaved:
+      return "discard-saved";
   }
   return "unknown";
 }
@@ -122,7 +138,13 @@ bool Allowed(VmState state, VmRequest request) {
     case VmRequest::kStart:
     case VmRequest::kDelete:
     case VmRequest::kUpdateHardware:
-      return state == kOff || state == kCrashed;
+      // A Saved VM's hardware may change: its restore then refuses the
+      // mismatch naming the field, and the VM stays Saved.
+      return state == kOff || state == kCrashed || state == kSaved;
+    case VmRequest::kSave:
+      return state == kRunning || state == kPaused;
+    case VmRequest::kDiscardSaved:
+      return state == kSaved;
     case VmRequest::kStop:
       // A hard power-off is always possible while there is a worker.
       return HasWorker(state);
@@ -168,9 +190,13 @@ bool IsAllowedTransition(VmState from, VmState to) {
       return to == kRunning || to == kStopping || to == kSaving ||
              to == kStarting;
     case kSaving:
-      return to == kRunning || to == kStopping;
+      // Saved; or the save failed and the worker goes on as it was.
+      return to == kSaved || to == kRunning || to == kPaused || to == kStopping;
     case kRestoring:
-      return to == kRunning || to == kPaused || to == kStopping;
+      // Running; or the restore failed and the saved state stays.
+      return to == kRunning || to == kPaused || to == kStopping || to == kSaved;
+    case kSaved:
+      return to == kRestoring || to == kOff;
     case kStopping:
       return false;
     default:

@@ -25,6 +25,10 @@ enum class VmRequest {
   kShutdown,
   // UpdateVm of a hardware field (vcpus, memory, kernel, cmdline, initrd).
   kUpdateHardware,
+  // Issue 14: SaveVm (Running/Paused -> Saving -> Saved) and
+  // DiscardSavedState (Saved -> Off). StartVm of a Saved VM restores it.
+  kSave,
+  kDiscardSaved,
 };
 
 // "start", "stop", ..., as used in logs and in "operation X in progress".
@@ -37,7 +41,8 @@ absl::Status CheckRequest(const hvstack::v1::Vm& vm, VmRequest request);
 
 // Whether vmms may record `from` -> `to`. A VM whose worker dies may go from
 // any state with a worker (Starting, Running, Paused, Stopping, Saving,
-// Restoring) to Off or Crashed; the rest are listed in the table.
+// Restoring) to Off or Crashed; the rest are listed in the table. Saved has
+// no worker: it leaves through Restoring (StartVm) or to Off (discard).
 bool IsAllowedTransition(hvstack::v1::VmState from, hvstack::v1::VmState to);
 
 // States in which the VM has (or should have) a worker process.

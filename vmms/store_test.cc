@@ -777,5 +777,74 @@ TEST(VmStoreTest, AdoptedDomainNameAndAdoptionReasonsRoundTrip) {
   EXPECT_FALSE((*store)->Get("web").ok());
 }
 
+TEST(VmStoreTest, V14DatabaseGainsTheSavedStateAndKeepsEveryChildRow) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  std::string uuid;
+  {
+    // A v14 vmms's VM with history, a disk, an adapter and a crash report:
+    // v15 rebuilds `vms`, whose children must survive (not cascade away).
+    auto store = VmStore::Open(path);
+    ASSERT_TRUE(store.ok());
+    Vm vm = NewVm("web1", "u1");
+    hvstack::v1::NicConfig nic;
+    nic.set_mac("02:00:00:00:00:07");
+    nic.set_mtu(1500);
+    *vm.mutable_config()->add_nics() = nic;
+    ASSERT_TRUE((*store)->Create(vm).ok());
+    hvstack::v1::Disk disk;
+    disk.set_path("/var/lib/d.raw");
+    disk.set_format(hvstack::v1::DISK_FORMAT_RAW);
+    disk.set_serial("00000000000000000001");
+    ASSERT_TRUE((*store)->AttachDisk("u1", disk).ok());
+    ASSERT_TRUE(
+        (*store)->RecordGuestCrash("u1", Crash(5000000, 0, "oops")).ok());
+  }
+  {
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok());
+    // Back to v14 as a v14 vmms left it: the v15 parts undone.
+    ASSERT_TRUE(db->Exec("DROP TABLE vm_saved_states; DELETE FROM "
+                         "schema_version WHERE version >= 15")
+                    .ok());
+  }
+  auto store = VmStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto vm = (*store)->Get("web1");
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  EXPECT_EQ(vm->config().disks_size(), 1);
+  EXPECT_EQ(vm->config().nics_size(), 1);
+  EXPECT_TRUE(vm->has_last_guest_crash());
+  auto history = (*store)->History("u1");
+  ASSERT_TRUE(history.ok());
+  EXPECT_GE(history->size(), 1u);
+  // Saved with its row, in one transaction; dropped with Off.
+  for (VmState s :
+       {hvstack::v1::VM_STATE_STARTING, hvstack::v1::VM_STATE_RUNNING,
+        hvstack::v1::VM_STATE_SAVING}) {
+    ASSERT_TRUE((*store)->SetState("u1", s, "x").ok());
+  }
+  hvstack::v1::SavedStateInfo info;
+  info.set_saved_from(hvstack::v1::VM_STATE_RUNNING);
+  info.set_state_file("/s/state");
+  info.set_memory_file("/s/memory");
+  info.set_state_bytes(123);
+  info.set_memory_pages_written(5);
+  info.set_memory_pages_total(16384);
+  auto saved = (*store)->RecordSaved("u1", info, "saved by user");
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->state(), hvstack::v1::VM_STATE_SAVED);
+  EXPECT_EQ(saved->saved_state().state_bytes(), 123u);
+  EXPECT_EQ(saved->saved_state().saved_from(), hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ((*store)->Get("web1")->saved_state().memory_file(), "/s/memory");
+  // Saved has no worker: not Running or Crashed from here.
+  EXPECT_FALSE(
+      (*store)->SetState("u1", hvstack::v1::VM_STATE_RUNNING, "x").ok());
+  auto off = (*store)->DropSaved("u1", hvstack::v1::VM_STATE_OFF, "discarded");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->has_saved_state());
+  EXPECT_EQ((*store)->Get("web1")->config().disks_size(), 1);
+}
+
 }  // namespace
 }  // namespace vmms

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/console_feed.h"
@@ -86,8 +87,20 @@ class VmBackend {
   // Graceful power-off through the guest (see ShutdownOptions).
   virtual absl::StatusOr<Vm> GracefulShutdown(
       const Vm& vm, const ShutdownOptions& options) = 0;
-  // DeleteVm of an Off/Crashed VM, before its row is removed: releases what
-  // the backend holds for it. An error keeps the VM.
+  // Issue 14. Running/Paused -> Saving -> Saved (the VM's state to files in
+  // vmms's state directory, the worker ends); returns the VM Saved. A Saved
+  // VM's Start restores it (Restoring -> Running). DiscardSaved: Saved ->
+  // Off, the files removed. Backends that cannot: UNIMPLEMENTED.
+  virtual absl::StatusOr<Vm> Save(const Vm& vm) {
+    return absl::UnimplementedError(absl::StrCat(
+        "VM '", vm.name(), "': the ", name(), " backend cannot save VMs"));
+  }
+  virtual absl::StatusOr<Vm> DiscardSaved(const Vm& vm) {
+    return absl::UnimplementedError(absl::StrCat(
+        "VM '", vm.name(), "': the ", name(), " backend has no saved states"));
+  }
+  // DeleteVm of an Off/Crashed/Saved VM, before its row is removed: releases
+  // what the backend holds for it. An error keeps the VM.
   virtual absl::Status Forget(const Vm& vm) = 0;
   // UpdateVm, before `merged` (validated) is written: what the backend must
   // do or refuse for the change of the fields named in `paths`.

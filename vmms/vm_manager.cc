@@ -297,6 +297,22 @@ absl::StatusOr<Vm> VmManager::Pause(const std::string& name,
   return BackendOf(locked->vm)->Pause(locked->vm);
 }
 
+absl::StatusOr<Vm> VmManager::Save(const std::string& name,
+                                   absl::Time deadline) {
+  absl::StatusOr<LockedVm> locked = Lock(name, VmRequest::kSave, deadline);
+  if (!locked.ok()) return locked.status();
+  spdlog::info("VM {}: save requested", name);
+  return BackendOf(locked->vm)->Save(locked->vm);
+}
+
+absl::StatusOr<Vm> VmManager::DiscardSaved(const std::string& name,
+                                           absl::Time deadline) {
+  absl::StatusOr<LockedVm> locked =
+      Lock(name, VmRequest::kDiscardSaved, deadline);
+  if (!locked.ok()) return locked.status();
+  return BackendOf(locked->vm)->DiscardSaved(locked->vm);
+}
+
 absl::StatusOr<Vm> VmManager::Resume(const std::string& name,
                                      absl::Time deadline) {
   absl::StatusOr<LockedVm> locked = Lock(name, VmRequest::kResume, deadline);

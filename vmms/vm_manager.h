@@ -68,6 +68,9 @@ class VmManager final : public VmBackendHost {
   absl::Status Delete(const std::string& name,
                       absl::Time deadline = absl::InfiniteFuture());
   absl::StatusOr<Vm> Pause(const std::string& name, absl::Time deadline);
+  // Issue 14: SaveVm and DiscardSavedState (see VmBackend::Save).
+  absl::StatusOr<Vm> Save(const std::string& name, absl::Time deadline);
+  absl::StatusOr<Vm> DiscardSaved(const std::string& name, absl::Time deadline);
   absl::StatusOr<Vm> Resume(const std::string& name, absl::Time deadline);
   absl::StatusOr<Vm> Reset(const std::string& name, absl::Time deadline);
   absl::StatusOr<Vm> Reboot(const std::string& name, absl::Time deadline);

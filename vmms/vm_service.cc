@@ -323,6 +323,34 @@ grpc::Status VmServiceImpl::PauseVm(grpc::ServerContext* context,
                    response);
 }
 
+grpc::Status VmServiceImpl::SaveVm(grpc::ServerContext* context,
+                                   const hvstack::v1::SaveVmRequest* request,
+                                   hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "SaveVm", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return RespondVm(*vms_, vms_->Save(request->name(), OpDeadline(context)),
+                   response);
+}
+
+grpc::Status VmServiceImpl::DiscardSavedState(
+    grpc::ServerContext* context,
+    const hvstack::v1::DiscardSavedStateRequest* request,
+    hvstack::v1::Vm* response) {
+  if (absl::Status s = ValidateVmName(request->name()); !s.ok())
+    return ToGrpc(s);
+  absl::StatusOr<std::string> peer =
+      access_->AuthorizeChange(context, "DiscardSavedState", request->name());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  ScopedRequestPeer as_caller(*peer);
+  return RespondVm(*vms_,
+                   vms_->DiscardSaved(request->name(), OpDeadline(context)),
+                   response);
+}
+
 grpc::Status VmServiceImpl::ResumeVm(
     grpc::ServerContext* context, const hvstack::v1::ResumeVmRequest* request,
     hvstack::v1::Vm* response) {

@@ -64,6 +64,13 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
   grpc::Status PauseVm(grpc::ServerContext* context,
                        const hvstack::v1::PauseVmRequest* request,
                        hvstack::v1::Vm* response) override;
+  grpc::Status SaveVm(grpc::ServerContext* context,
+                      const hvstack::v1::SaveVmRequest* request,
+                      hvstack::v1::Vm* response) override;
+  grpc::Status DiscardSavedState(
+      grpc::ServerContext* context,
+      const hvstack::v1::DiscardSavedStateRequest* request,
+      hvstack::v1::Vm* response) override;
   grpc::Status ResumeVm(grpc::ServerContext* context,
                         const hvstack::v1::ResumeVmRequest* request,
                         hvstack::v1::Vm* response) override;

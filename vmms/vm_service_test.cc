@@ -1289,5 +1289,180 @@ TEST_F(VmServiceTest, DisksAreOpenedLockedHandedOverAndSurviveAWorkerKill) {
   ASSERT_TRUE(Stop("d2").ok());
 }
 
+// ---- Issue 14: save, restore, discard (fake_vmwp's SaveState / restore).
+
+namespace save_tests {
+
+bool Exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
+}  // namespace save_tests
+
+TEST_F(VmServiceTest, SaveRestoreAndDiscardFollowTheStateTable) {
+  using hvstack::v1::VM_STATE_RESTORING;
+  using hvstack::v1::VM_STATE_SAVED;
+  using hvstack::v1::VM_STATE_SAVING;
+  ASSERT_TRUE(Create("sv", "serve").ok());
+  // Nothing to save, nothing to discard.
+  ExpectError(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv"),
+              grpc::StatusCode::FAILED_PRECONDITION, "VM 'sv' is off");
+  ExpectError(CallByName<hvstack::v1::DiscardSavedStateRequest>(
+                  &hvstack::v1::VmService::Stub::DiscardSavedState, "sv"),
+              grpc::StatusCode::FAILED_PRECONDITION, "no saved state");
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  grpc::Status saved = CallByName<hvstack::v1::SaveVmRequest>(
+      &hvstack::v1::VmService::Stub::SaveVm, "sv", &vm);
+  ASSERT_TRUE(saved.ok()) << saved.error_message();
+  EXPECT_EQ(vm.state(), VM_STATE_SAVED);
+  EXPECT_EQ(vm.worker_pid(), 0);
+  EXPECT_THAT(vm.state_reason(), HasSubstr("saved by user"));
+  EXPECT_EQ(vm.saved_state().saved_from(), VM_STATE_RUNNING);
+  EXPECT_EQ(vm.saved_state().state_file(), paths.saved_state);
+  EXPECT_GT(vm.saved_state().state_bytes(), 0u);
+  EXPECT_TRUE(save_tests::Exists(paths.saved_state));
+  EXPECT_TRUE(save_tests::Exists(paths.saved_memory));
+  EXPECT_FALSE(save_tests::Exists(paths.saved_state + ".tmp"));
+  // Saved: no pause, no stop, no second save.
+  ExpectError(Pause("sv"), grpc::StatusCode::FAILED_PRECONDITION, "is saved");
+  ExpectError(Stop("sv"), grpc::StatusCode::FAILED_PRECONDITION, "is saved");
+  ExpectError(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv"),
+              grpc::StatusCode::FAILED_PRECONDITION, "is saved");
+
+  // Start restores: the console goes on, the files are used up.
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_EQ(vm.state_reason(), "restored from its saved state");
+  EXPECT_FALSE(vm.has_saved_state());
+  EXPECT_FALSE(save_tests::Exists(paths.saved_state));
+  std::string console;
+  ASSERT_TRUE(Console("sv", false, &console).ok());
+  std::ifstream log(paths.console_log);
+  std::string retained((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_EQ(retained, "booted\nrestored\n");
+
+  // From Paused, then discarded.
+  ASSERT_TRUE(Pause("sv").ok());
+  ASSERT_TRUE(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv", &vm)
+                  .ok());
+  EXPECT_EQ(vm.saved_state().saved_from(), VM_STATE_PAUSED);
+  ASSERT_TRUE(CallByName<hvstack::v1::DiscardSavedStateRequest>(
+                  &hvstack::v1::VmService::Stub::DiscardSavedState, "sv", &vm)
+                  .ok());
+  EXPECT_EQ(vm.state(), VM_STATE_OFF);
+  EXPECT_EQ(vm.state_reason(), "saved state discarded");
+  EXPECT_FALSE(vm.has_saved_state());
+  EXPECT_FALSE(save_tests::Exists(paths.saved_dir));
+  EXPECT_THAT(StateHistory(vm.uuid()),
+              ElementsAre(VM_STATE_OFF, VM_STATE_STARTING, VM_STATE_RUNNING,
+                          VM_STATE_SAVING, VM_STATE_SAVED, VM_STATE_RESTORING,
+                          VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SAVING,
+                          VM_STATE_SAVED, VM_STATE_OFF));
+}
+
+TEST_F(VmServiceTest, RestoreIntoAChangedConfigurationIsRefusedNamingIt) {
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Create("sv", "serve", 1).ok());
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  ASSERT_TRUE(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv")
+                  .ok());
+  hvstack::v1::VmConfig config;
+  config.set_vcpus(2);
+  ASSERT_TRUE(Update("sv", config, {"vcpus"}).ok());
+  grpc::Status restored = Start("sv");
+  EXPECT_EQ(restored.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << restored.error_message();
+  EXPECT_THAT(restored.error_message(),
+              HasSubstr("vcpus: the saved VM had 1, its configuration now "
+                        "says 2"));
+  vm = WaitForState("sv", hvstack::v1::VM_STATE_SAVED);
+  EXPECT_THAT(vm.state_reason(), HasSubstr("restore failed: "));
+  EXPECT_THAT(vm.state_reason(), HasSubstr("vcpus"));
+  EXPECT_TRUE(vm.has_saved_state());
+  EXPECT_TRUE(save_tests::Exists(paths.saved_state));
+  EXPECT_TRUE(save_tests::Exists(paths.saved_memory));
+  // Back as it was saved: the restore works.
+  config.set_vcpus(1);
+  ASSERT_TRUE(Update("sv", config, {"vcpus"}).ok());
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  ASSERT_TRUE(Stop("sv").ok());
+}
+
+TEST_F(VmServiceTest, ASaveTheWorkerRefusesLeavesTheVmAsItWas) {
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Create("sv", "save-fails").ok());
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  ExpectError(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv"),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "save failed: a VSP refused to quiesce");
+  ASSERT_TRUE(Get("sv", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_RUNNING);
+  EXPECT_THAT(vm.state_reason(), HasSubstr("save failed"));
+  EXPECT_FALSE(save_tests::Exists(paths.saved_dir));
+  ASSERT_TRUE(Stop("sv").ok());
+}
+
+TEST_F(VmServiceTest, AWorkerKilledDuringItsSaveLeavesNoSavedState) {
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Create("sv", "save-slow").ok());
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  grpc::Status saved;
+  std::thread save([&] {
+    saved = CallByName<hvstack::v1::SaveVmRequest>(
+        &hvstack::v1::VmService::Stub::SaveVm, "sv");
+  });
+  // fake_vmwp's save-slow writes after 3 s.
+  WaitForState("sv", hvstack::v1::VM_STATE_SAVING);
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_EQ(kill(static_cast<pid_t>(vm.worker_pid()), SIGKILL), 0);
+  save.join();
+  EXPECT_EQ(saved.error_code(), grpc::StatusCode::ABORTED)
+      << saved.error_message();
+  EXPECT_THAT(saved.error_message(), HasSubstr("the worker ended"));
+  ASSERT_TRUE(Get("sv", &vm).ok());
+  EXPECT_EQ(vm.state(), VM_STATE_CRASHED);
+  EXPECT_THAT(vm.state_reason(), HasSubstr("during a save"));
+  EXPECT_FALSE(vm.has_saved_state());
+  EXPECT_FALSE(save_tests::Exists(paths.saved_dir));
+  // Nothing half-written is ever restored: the next start is a boot.
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  EXPECT_EQ(vm.state_reason(), "worker ready");
+  ASSERT_TRUE(Stop("sv").ok());
+}
+
+TEST_F(VmServiceTest, ASavedVmSurvivesAVmmsRestartAndDeleteRemovesIt) {
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Create("sv", "serve").ok());
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+  ASSERT_TRUE(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv")
+                  .ok());
+  StopServer();
+  StartServer();
+  ASSERT_TRUE(Get("sv", &vm).ok());
+  EXPECT_EQ(vm.state(), hvstack::v1::VM_STATE_SAVED);
+  EXPECT_TRUE(save_tests::Exists(paths.saved_state));
+  ASSERT_TRUE(Start("sv", &vm).ok());
+  EXPECT_EQ(vm.state_reason(), "restored from its saved state");
+  ASSERT_TRUE(CallByName<hvstack::v1::SaveVmRequest>(
+                  &hvstack::v1::VmService::Stub::SaveVm, "sv")
+                  .ok());
+  ASSERT_TRUE(Delete("sv").ok());
+  EXPECT_FALSE(save_tests::Exists(paths.dir));
+}
+
 }  // namespace
 }  // namespace vmms

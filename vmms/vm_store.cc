@@ -133,6 +133,7 @@ VmState StateFromName(const std::string& name) {
   if (name == "paused") return hvstack::v1::VM_STATE_PAUSED;
   if (name == "saving") return hvstack::v1::VM_STATE_SAVING;
   if (name == "restoring") return hvstack::v1::VM_STATE_RESTORING;
+  if (name == "saved") return hvstack::v1::VM_STATE_SAVED;
   return hvstack::v1::VM_STATE_UNSPECIFIED;
 }
 
@@ -154,6 +155,8 @@ const char* StateName(VmState state) {
       return "saving";
     case hvstack::v1::VM_STATE_RESTORING:
       return "restoring";
+    case hvstack::v1::VM_STATE_SAVED:
+      return "saved";
     default:
       return "unspecified";
   }
@@ -311,6 +314,7 @@ absl::StatusOr<Vm> VmStore::GetWhere(const char* column,
   for (hvstack::v1::Disk& disk : *disks)
     *vm.mutable_config()->add_disks() = std::move(disk);
   if (absl::Status s = LoadNicRows(db_, vm); !s.ok()) return s;
+  if (absl::Status s = FillSavedState(vm); !s.ok()) return s;
   return vm;
 }
 

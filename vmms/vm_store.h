@@ -70,6 +70,17 @@ class VmStore {
                               const std::string& reason,
                               std::optional<int64_t> worker_pid = std::nullopt);
 
+  // Issue 14. A finished save: the vm_saved_states row (`info`) and the state
+  // Saved with `reason`, in one transaction (the commit point of a save: the
+  // files are in place before). DropSaved removes the row and enters
+  // `new_state` (Off: discarded; Running: restored) in one transaction.
+  absl::StatusOr<Vm> RecordSaved(const std::string& uuid,
+                                 const hvstack::v1::SavedStateInfo& info,
+                                 const std::string& reason);
+  absl::StatusOr<Vm> DropSaved(
+      const std::string& uuid, VmState new_state, const std::string& reason,
+      std::optional<int64_t> worker_pid = std::nullopt);
+
   // An in-place guest reboot of a Running VM: increments reboot_count, sets
   // the state reason and adds a history row running -> running with
   // `reason`, in one transaction. FailedPrecondition unless Running.
@@ -183,6 +194,8 @@ class VmStore {
       std::optional<int64_t> worker_pid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sets vm.last_guest_crash from guest_crashes, if the VM has one.
   absl::Status FillLastGuestCrash(Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets vm.saved_state from vm_saved_states, if the VM has a row.
+  absl::Status FillSavedState(Vm& vm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a commit: lets watchers see `sequence`.
   void PublishEvent(uint64_t sequence);
 

@@ -104,14 +104,27 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     const Vm& vm, const LaunchMode& mode) {
   RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
   if (!mode.respawn) {
-    absl::StatusOr<Vm> starting =
-        store_->SetState(vm.uuid(), VM_STATE_STARTING, mode.start_reason);
+    absl::StatusOr<Vm> starting = store_->SetState(
+        vm.uuid(),
+        mode.restore ? hvstack::v1::VM_STATE_RESTORING : VM_STATE_STARTING,
+        mode.start_reason);
     if (!starting.ok()) return starting.status();
   }
-  // A respawn's caller records the VM Crashed instead of Off.
+  // A respawn's caller records the VM Crashed instead of Off; a restore that
+  // cannot start leaves the VM Saved with its files.
   auto FailLaunch = [this, &mode](const Vm& vm, const std::string& reason,
                                   absl::Status error) {
     if (mode.respawn) return error;
+    if (mode.restore) {
+      spdlog::error("VM {}: restore failed: {}", vm.name(), error.message());
+      absl::StatusOr<Vm> saved =
+          store_->SetState(vm.uuid(), hvstack::v1::VM_STATE_SAVED,
+                           absl::StrCat("restore failed: ", reason), 0);
+      if (!saved.ok())
+        spdlog::error("VM {}: cannot record Saved: {}", vm.name(),
+                      saved.status().message());
+      return error;
+    }
     return this->FailLaunch(vm, reason, std::move(error));
   };
 
@@ -125,6 +138,24 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   // Leftovers of the previous run would be mistaken for this run's.
   std::filesystem::remove(paths.exit_report, ec);
   std::filesystem::remove(paths.worker_socket, ec);
+  std::filesystem::remove(paths.handoff_socket, ec);
+  // A restore: the saved files, read-only (the worker maps guest memory from
+  // its descriptor copy-on-write, so the file must not change: vmms never
+  // writes a saved file again; the next save writes new ones).
+  base::ScopedFd saved_state_fd, saved_memory_fd;
+  if (mode.restore) {
+    saved_state_fd.reset(
+        ::open(paths.saved_state.c_str(), O_RDONLY | O_CLOEXEC));
+    saved_memory_fd.reset(
+        ::open(paths.saved_memory.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!saved_state_fd || !saved_memory_fd) {
+      std::string reason =
+          absl::StrCat("cannot open the saved state ",
+                       !saved_state_fd ? paths.saved_state : paths.saved_memory,
+                       ": ", std::strerror(errno));
+      return FailLaunch(vm, reason, absl::DataLossError(reason));
+    }
+  }
 
   absl::StatusOr<std::string> vmwp = LocateVmwp(options_.vmwp_flag);
   if (!vmwp.ok()) {
@@ -205,6 +236,16 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
     *config.mutable_persistent() = mode.persistent;
     config.set_continue_console_log(true);
   }
+  // Any running VM may be saved: its worker listens for the files.
+  config.set_handoff_socket_path(paths.handoff_socket);
+  if (mode.restore) {
+    hvstack::internal::RestoreSource* restore = config.mutable_restore();
+    restore->set_state_fd(kWorkerSavedStateFd);
+    restore->set_memory_fd(kWorkerSavedMemoryFd);
+    restore->set_memory_load(hvstack::internal::RestoreSource::MEMORY_LOAD_MAP);
+    // The console goes on where the saved guest left it.
+    config.set_continue_console_log(true);
+  }
   // The Hyper-V interface and VMBus, as Hyper-V gives every VM (unless the
   // VM's definition turns them off); guests that ignore them are unaffected.
   config.set_enlightened(!vm.config().disable_enlightenments());
@@ -238,6 +279,10 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   for (const hvstack::internal::WorkerNic& nic : nics->config)
     *config.add_nics() = nic;
   for (const auto& fd : nics->InheritedFds()) fds.push_back(fd);
+  if (mode.restore) {
+    fds.emplace_back(saved_state_fd.get(), kWorkerSavedStateFd);
+    fds.emplace_back(saved_memory_fd.get(), kWorkerSavedMemoryFd);
+  }
   if (absl::Status s = WriteWorkerConfig(paths.worker_config, config);
       !s.ok()) {
     drop_disks();
@@ -290,6 +335,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->violation_pipe = std::move(spawned->violations);
   worker->cgroup_joined = std::move(spawned->cgroup_joined);
   worker->respawned = mode.respawn;
+  worker->restoring = mode.restore;
   worker->nbd_pids = std::move(nbd_pids);
   for (const hvstack::internal::WorkerNic& nic : nics->config)
     worker->nic_indices.push_back(nic.index());
@@ -351,10 +397,16 @@ void WorkerManager::Supervise(Worker* worker) {
     // would be a lie.
     if (!worker->stop_reason.has_value()) {
       // A respawned worker continues a VM that is Running already.
+      // A restored one: the saved state is used up (the worker holds what
+      // it needs), in the same transaction as Running.
       absl::StatusOr<Vm> running =
           worker->respawned ? store_->GetByUuid(worker->uuid)
-                            : store_->SetState(worker->uuid, VM_STATE_RUNNING,
-                                               "worker ready");
+          : worker->restoring
+              ? store_->DropSaved(worker->uuid, VM_STATE_RUNNING,
+                                  "restored from its saved state")
+              : store_->SetState(worker->uuid, VM_STATE_RUNNING,
+                                 "worker ready");
+      if (running.ok() && worker->restoring) RemoveSavedFiles(worker->paths);
       worker->ready_time = absl::Now();
       if (running.ok()) {
         worker->running_vm = *running;
@@ -380,6 +432,9 @@ void WorkerManager::Supervise(Worker* worker) {
   if (events.joinable()) events.join();
   std::optional<hvstack::internal::WorkerExitReport> report =
       ReadExitReport(worker->paths.exit_report);
+  const bool exit_saved =
+      report.has_value() &&
+      report->reason() == hvstack::internal::WorkerExitReport::SAVED;
   // A guest crash report that ended the worker (its event may not have
   // reached us): recorded before the state it leads to.
   if (report.has_value() && report->has_guest_crash())
@@ -469,6 +524,22 @@ void WorkerManager::Supervise(Worker* worker) {
         VM_STATE_CRASHED,
         absl::StrCat("cannot restart after a guest reboot: ", outcome.reason),
         absl::OkStatus()};
+  }
+  if (worker->restoring && !worker->ready) {
+    // The saved state is still there: the VM stays Saved.
+    outcome.state = hvstack::v1::VM_STATE_SAVED;
+    outcome.reason = absl::StrCat("restore failed: ", outcome.reason);
+    if (outcome.start_error.ok())
+      outcome.start_error = absl::InternalError(outcome.reason);
+  }
+  if (worker->saving) {
+    // Save() records what the end of this worker means.
+    spdlog::info("VM {}: worker {} ended during its save ({})", worker->name,
+                 worker->pid, exit_saved ? "saved" : outcome.reason);
+    worker->save_outcome = outcome;
+    worker->exit_saved = exit_saved;
+    worker->exited = true;
+    return;
   }
   spdlog::info("VM {}: worker {} ended ({}): {} \"{}\"", worker->name,
                worker->pid,
@@ -660,11 +731,17 @@ absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
     // so before touching anything. A missing or unreadable initrd is
     // INVALID_ARGUMENT naming the path; a kernel that no longer loads is
     // FAILED_PRECONDITION.
-    if (absl::Status s = ValidateInitrd(vm->config()); !s.ok()) {
+    // A Saved VM is restored (issue 14): its kernel is in its saved memory.
+    const bool restore = vm->state() == hvstack::v1::VM_STATE_SAVED;
+    if (absl::Status s =
+            restore ? absl::OkStatus() : ValidateInitrd(vm->config());
+        !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("VM '", name, "' cannot start: ", s.message()));
     }
-    if (absl::Status s = ValidateVmConfig(vm->config()); !s.ok()) {
+    if (absl::Status s =
+            restore ? absl::OkStatus() : ValidateVmConfig(vm->config());
+        !s.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("VM '", name, "' cannot start: ", s.message()));
     }
@@ -672,8 +749,11 @@ absl::StatusOr<Vm> WorkerManager::Start(const Vm& vm_as_asked,
       previous = std::move(it->second);
       workers_.erase(it);
     }
-    absl::StatusOr<std::shared_ptr<Worker>> launched =
-        Launch(*vm, LaunchMode{.start_reason = reason});
+    absl::StatusOr<std::shared_ptr<Worker>> launched = Launch(
+        *vm,
+        LaunchMode{.restore = restore,
+                   .start_reason =
+                       restore ? absl::StrCat("restore requested") : reason});
     if (!launched.ok()) {
       launch_error = launched.status();
     } else {

@@ -24,9 +24,14 @@
 #include "vmms/sandbox/zygote.h"
 #include "vmms/vm_backend.h"
 #include "vmms/vm_store.h"
+#include "vmms/worker_exit.h"
 #include "vmms/worker_sandbox.h"
 
 namespace vmms {
+
+// Removes a VM's saved-state files (final and temporary) and their
+// directory (issue 14; worker_save.cc).
+void RemoveSavedFiles(const RuntimePaths& paths);
 
 struct WorkerManagerOptions {
   std::string state_dir;
@@ -78,7 +83,17 @@ class WorkerManager final : public VmBackend {
   absl::StatusOr<Vm> Reboot(const Vm& vm) override;
   absl::StatusOr<Vm> GracefulShutdown(const Vm& vm,
                                       const ShutdownOptions& options) override;
-  // Joins the finished supervisor of an Off/Crashed VM.
+  // Issue 14 (worker_save.cc). Save: the worker gets two files in the VM's
+  // saved directory through its handoff socket, writes the VM's state and
+  // memory there (WorkerService.SaveState) and ends; vmms syncs and renames
+  // them and records Saved with what they hold (vm_saved_states) in one
+  // transaction. A save that fails leaves the VM as it was while its worker
+  // lives; a worker that dies during the save leaves it as its death says
+  // (Crashed, or Off when stopped) and no saved state. Start of a Saved VM
+  // restores it (Launch with LaunchMode.restore).
+  absl::StatusOr<Vm> Save(const Vm& vm) override;
+  absl::StatusOr<Vm> DiscardSaved(const Vm& vm) override;
+  // Joins the finished supervisor of an Off/Crashed/Saved VM.
   absl::Status Forget(const Vm& vm) override;
   // A running worker is told a new on_guest_crash at once (best effort: a
   // worker that does not answer keeps the old action until its next start,
@@ -133,6 +148,9 @@ class WorkerManager final : public VmBackend {
     bool is_child = true;
     // Started by RespawnWorker for a VM that stays Running (guest reboot).
     bool respawned = false;
+    // Continues a Saved VM (its state is Restoring until ready; a restore
+    // that fails leaves the VM Saved).
+    bool restoring = false;
     // The qemu-nbd processes serving its qcow2/VHDX disks (our children).
     std::vector<pid_t> nbd_pids;
     // The indices of the VM's network adapters when it started: their TAP
@@ -171,6 +189,12 @@ class WorkerManager final : public VmBackend {
     // A client asked the guest to shut down: its power-off is not a
     // restart-policy case.
     bool shutdown_requested ABSL_GUARDED_BY(mu) = false;
+    // A save is in progress: when the worker ends, the supervisor leaves
+    // recording its final state to Save (`save_outcome`, and whether the
+    // exit report said SAVED).
+    bool saving ABSL_GUARDED_BY(mu) = false;
+    std::optional<WorkerOutcome> save_outcome ABSL_GUARDED_BY(mu);
+    bool exit_saved ABSL_GUARDED_BY(mu) = false;
     // When it became ready (for a reattached one: when it was taken over).
     absl::Time ready_time ABSL_GUARDED_BY(mu);
     absl::Status start_error ABSL_GUARDED_BY(mu);
@@ -213,6 +237,8 @@ class WorkerManager final : public VmBackend {
   // What Launch does differently for a respawn.
   struct LaunchMode {
     bool respawn = false;
+    // Issue 14: continue the Saved VM from its files (Restoring).
+    bool restore = false;
     // Recorded with Starting (not for a respawn).
     std::string start_reason = "start requested";
     hvstack::internal::PersistentDeviceState persistent;

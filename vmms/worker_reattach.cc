@@ -103,6 +103,46 @@ absl::Status WorkerManager::Reattach(const std::vector<Vm>& vms) {
     for (const Vm& vm : vms) {
       // Another backend's.
       if (vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT) continue;
+      const RuntimePaths paths = RuntimePathsFor(options_.state_dir, vm.uuid());
+      if (vm.state() == hvstack::v1::VM_STATE_SAVING ||
+          vm.state() == hvstack::v1::VM_STATE_RESTORING) {
+        // Issue 14: vmms stopped during a save or a restore. Neither is
+        // resumed: the worker goes; a save leaves nothing (its files were
+        // never recorded), a restore leaves the VM Saved with its files.
+        KillUnrecordedWorkers(vm, paths.worker_config);
+        if (vm.worker_pid() > 0) {
+          if (absl::StatusOr<base::ScopedFd> pidfd =
+                  OpenPidfd(static_cast<pid_t>(vm.worker_pid()));
+              pidfd.ok() &&
+              ProcessStartTicks(static_cast<pid_t>(vm.worker_pid())) ==
+                  store_->WorkerStartTicks(vm.uuid()).value_or(-1)) {
+            SignalPidfd(pidfd->get(), SIGKILL);
+            AwaitPidfdExit(pidfd->get());
+          }
+        }
+        const bool saving = vm.state() == hvstack::v1::VM_STATE_SAVING;
+        if (saving) RemoveSavedFiles(paths);
+        absl::StatusOr<Vm> updated =
+            saving ? store_->SetState(vm.uuid(), VM_STATE_CRASHED,
+                                      "save interrupted: vmms stopped during "
+                                      "the save; nothing was saved",
+                                      0)
+                   : store_->SetState(vm.uuid(), hvstack::v1::VM_STATE_SAVED,
+                                      "restore interrupted: vmms stopped "
+                                      "during the restore",
+                                      0);
+        if (!updated.ok()) return updated.status();
+        spdlog::warn("VM {}: {}", vm.name(), updated->state_reason());
+        if (sandbox_ != nullptr) sandbox_->RemoveCgroup(vm.uuid());
+        continue;
+      }
+      if (vm.state() != hvstack::v1::VM_STATE_SAVED) {
+        // Saved files of a VM that is not Saved: left by a crash between a
+        // restore's Running and their removal, or a save never recorded.
+        std::error_code ec;
+        if (std::filesystem::exists(paths.saved_dir, ec))
+          RemoveSavedFiles(paths);
+      }
       if (!IsActive(vm)) {
         // A cgroup left by a worker that ended while vmms was down.
         if (sandbox_ != nullptr) sandbox_->RemoveCgroup(vm.uuid());

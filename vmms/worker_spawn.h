@@ -24,6 +24,9 @@ inline constexpr int kWorkerReadyFd = 4;
 inline constexpr int kWorkerViolationFd = 5;
 // The read end of the cgroup-joined pipe (SandboxConfig.cgroup_joined_fd).
 inline constexpr int kWorkerCgroupJoinedFd = 6;
+// Issue 14: a restore's state file and memory file (WorkerConfig.restore).
+inline constexpr int kWorkerSavedStateFd = 30;
+inline constexpr int kWorkerSavedMemoryFd = 31;
 
 // Descriptors a worker inherits besides the fixed ones: (descriptor in vmms,
 // number in the worker), e.g. disks at kWorkerFirstDiskFd + i.

@@ -36,6 +36,17 @@
 //   serve-slow    like serve, but GetStatus takes 5 s (a hung worker for
 //                 vmms's deadlines).
 //
+// Save and restore (issue 14), in every serving mode: SaveState takes the two
+// descriptors vmms handed to WorkerConfig.handoff_socket_path, writes
+// "fake-saved vcpus=N memory=M" to the state file and "fake-memory" to the
+// memory file (mode save-slow: after 3 s, so that a test can kill it during
+// the save; save-fails: FAILED_PRECONDITION "a VSP refused to quiesce", the
+// VM goes on), answers, and exits with SAVED. With WorkerConfig.restore it
+// reads the state file first: a vcpus or memory that differs from the config
+// ends it like vmwp (WORKER_ERROR, FAILED_PRECONDITION "vcpus: the saved VM
+// had 1, its configuration now says 2"); else it appends "restored\n" to the
+// console instead of "booted\n" and serves.
+//
 // Every serving mode pauses and resumes (Pause/Resume, GetStatus.paused);
 // ShutdownGuest is FAILED_PRECONDITION "guest offers no shutdown channel"
 // except in the shutdown-* modes.
@@ -70,14 +81,17 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "base/fd_handoff.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 
 namespace {
@@ -141,6 +155,10 @@ std::string CheckDescriptors(int ready_fd) {
     named.insert(nic.tap_fd());
   }
   for (const auto& d : config.disks()) named.insert(d.fd());
+  if (config.has_restore()) {
+    named.insert(config.restore().state_fd());
+    named.insert(config.restore().memory_fd());
+  }
   DIR* dir = opendir("/proc/self/fd");
   std::string problem;
   while (dirent* entry = readdir(dir)) {
@@ -423,6 +441,51 @@ class FakeWorkerService final
     }
     return grpc::Status::OK;
   }
+  grpc::Status SaveState(
+      grpc::ServerContext*, const hvstack::internal::SaveStateRequest* request,
+      hvstack::internal::SaveStateResponse* response) override {
+    if (handoff_ == nullptr) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "no handoff socket");
+    }
+    absl::StatusOr<std::vector<base::ScopedFd>> fds =
+        handoff_->Take(request->handoff_token(), absl::Seconds(10));
+    if (!fds.ok() || fds->size() != 2) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "the save's descriptors did not come");
+    }
+    if (mode_ == "save-fails") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "a VSP refused to quiesce");
+    }
+    if (mode_ == "save-slow") absl::SleepFor(absl::Seconds(3));
+    const std::string state = absl::StrCat("fake-saved vcpus=", config.vcpus(),
+                                           " memory=", config.memory_mib());
+    const std::string memory = "fake-memory";
+    if (!WriteAll((*fds)[0].get(), state.data(), state.size()) ||
+        !WriteAll((*fds)[1].get(), memory.data(), memory.size()) ||
+        fdatasync((*fds)[0].get()) != 0) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "cannot write");
+    }
+    response->set_state_bytes(state.size());
+    response->set_memory_pages_written(1);
+    response->set_memory_pages_total(config.memory_mib() * 256);
+    response->set_paused_us(1000);
+    {
+      absl::MutexLock lock(&mu_);
+      saved_ = true;
+    }
+    std::thread([this] {
+      absl::SleepFor(absl::Milliseconds(50));
+      if (!stop_->HasBeenNotified()) stop_->Notify();
+    }).detach();
+    return grpc::Status::OK;
+  }
+  bool saved() {
+    absl::MutexLock lock(&mu_);
+    return saved_;
+  }
+  void set_handoff(base::FdHandoffListener* handoff) { handoff_ = handoff; }
   grpc::Status WatchEvents(
       grpc::ServerContext* context,
       const hvstack::internal::WatchEventsRequest*,
@@ -439,6 +502,8 @@ class FakeWorkerService final
   std::string input_ ABSL_GUARDED_BY(mu_);
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   bool power_off_ ABSL_GUARDED_BY(mu_) = false;
+  bool saved_ ABSL_GUARDED_BY(mu_) = false;
+  base::FdHandoffListener* handoff_ = nullptr;
 };
 
 }  // namespace
@@ -521,11 +586,52 @@ int main(int argc, char** argv) {
     signal(SIGTERM, SIG_IGN);
     while (true) pause();
   }
+  // A restore: the saved "state" must fit this configuration.
+  if (config.has_restore()) {
+    char buf[256] = {};
+    const ssize_t n =
+        pread(config.restore().state_fd(), buf, sizeof(buf) - 1, 0);
+    unsigned vcpus = 0, memory = 0;
+    if (n <= 0 || std::sscanf(buf, "fake-saved vcpus=%u memory=%u", &vcpus,
+                              &memory) != 2) {
+      WriteReport(WorkerExitReport::WORKER_ERROR,
+                  "state file: truncated or not a state file", 15);
+      return 1;
+    }
+    if (vcpus != config.vcpus()) {
+      WriteReport(WorkerExitReport::WORKER_ERROR,
+                  absl::StrCat("vcpus: the saved VM had ", vcpus,
+                               ", its configuration now says ", config.vcpus()),
+                  9);
+      return 1;
+    }
+    if (memory != config.memory_mib()) {
+      WriteReport(
+          WorkerExitReport::WORKER_ERROR,
+          absl::StrCat("memory_mib: the saved VM had ", memory,
+                       ", its configuration now says ", config.memory_mib()),
+          9);
+      return 1;
+    }
+  }
   // serve, and reboot's last boot
-  if (mode != "reboot") AppendConsole("booted\n");
+  if (config.has_restore()) {
+    AppendConsole("restored\n");
+  } else if (mode != "reboot") {
+    AppendConsole("booted\n");
+  }
   UseDisks();
   absl::Notification stop;
   FakeWorkerService service(&stop, mode);
+  std::optional<base::FdHandoffListener> handoff;
+  if (!config.handoff_socket_path().empty()) {
+    absl::StatusOr<base::FdHandoffListener> listener =
+        base::FdHandoffListener::Create(config.handoff_socket_path());
+    if (listener.ok()) {
+      handoff.emplace(*std::move(listener));
+      service.set_handoff(&*handoff);
+    }
+  }
   fake_nics.Start(&stop);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + config.socket_path(),
@@ -537,8 +643,9 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(200));
   fake_nics.Join();
-  WriteReport(service.powered_off() ? WorkerExitReport::GUEST_POWER_OFF
-                                    : WorkerExitReport::STOP_REQUESTED,
-              "");
+  WriteReport(service.saved()         ? WorkerExitReport::SAVED
+              : service.powered_off() ? WorkerExitReport::GUEST_POWER_OFF
+                                      : WorkerExitReport::STOP_REQUESTED,
+              service.saved() ? "the VM was saved" : "");
   return 0;
 }
