@@ -67,6 +67,17 @@ void RunInKvmboxIfNeeded(int argc, char** argv, InSuite in_suite) {
                  "in kvmbox (tests/kvmbox/README.md)\n");
     return;
   }
+  // A target whose main cannot choose (a shared main such as
+  // tests/linux:linux_test_main) says why it stays out of the suite here.
+  if (const char* why = std::getenv("HVSTACK_KVMBOX_OPT_IN");
+      why != nullptr && *why != '\0' && choice != "always") {
+    std::fprintf(stderr,
+                 "kvmbox: no /dev/kvm on this host, and this test runs in "
+                 "kvmbox only with HVSTACK_KVMBOX=always: %s. Tests that need "
+                 "KVM skip (tests/kvmbox/README.md)\n",
+                 why);
+    return;
+  }
   const std::string self = SelfPath();
   const std::string script = FindScript(self);
   if (script.empty() || self.empty()) {
