@@ -440,6 +440,17 @@ void LibvirtBackend::Keeper() {
         if (runtime->console != nullptr) runtime->console->End();
       }
       ReconcileAll(" (while vmms was not connected to libvirt)");
+      // A restarted libvirtd re-attaches to its QEMU processes in the
+      // background: right after it accepts connections it can still call a
+      // domain whose QEMU died meanwhile running, and settle it later without
+      // an event we would see. Look again once it had time to notice.
+      for (const absl::Duration later : {absl::Seconds(2), absl::Seconds(8)}) {
+        {
+          absl::MutexLock lock(&mu_);
+          if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), later)) break;
+        }
+        ReconcileAll(" (while vmms was not connected to libvirt)");
+      }
       continue;
     }
     absl::MutexLock lock(&mu_);
