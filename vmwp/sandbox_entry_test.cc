@@ -18,6 +18,7 @@ WorkerConfig Config() {
   c.set_initrd_path("/images/initrd.img");
   c.set_runtime_dir("/var/lib/hvstack/vms/0f2a");
   c.set_socket_path("/var/lib/hvstack/vms/0f2a/worker.sock");
+  c.set_handoff_socket_path("/var/lib/hvstack/vms/0f2a/handoff.sock");
   c.set_console_log_path("/var/lib/hvstack/vms/0f2a/console.log");
   c.set_exit_report_path("/var/lib/hvstack/vms/0f2a/exit_report.pb");
   c.mutable_sandbox()->set_uid(1500000007);
@@ -55,6 +56,8 @@ TEST(SandboxEntryTest, InsideConfigUsesInsidePathsOnly) {
   EXPECT_EQ(inside->initrd_path(), "/vm/initrd");
   EXPECT_EQ(inside->runtime_dir(), "/run/vm");
   EXPECT_EQ(inside->socket_path(), "/run/vm/worker.sock");
+  // The save/restore descriptor handoff socket is bound inside the sandbox.
+  EXPECT_EQ(inside->handoff_socket_path(), "/run/vm/handoff.sock");
   EXPECT_EQ(inside->console_log_path(), "/run/vm/console.log");
   EXPECT_EQ(inside->exit_report_path(), "/run/vm/exit_report.pb");
   EXPECT_EQ(inside->vm_uuid(), "0f2a");
