@@ -104,10 +104,12 @@ constexpr SyscallRule kSyscalls[] = {
     {"sched_getaffinity", ALL, ArgCheck::kNone, "hardware_concurrency"},
     // Thread life cycle.
     {"clone", D | S, ArgCheck::kThreadOnly, "std::thread; never a process"},
-    {"sched_getparam", D | S, ArgCheck::kNone,
-     "glibc pthread_create reads the creator's scheduling (VP threads)"},
-    {"sched_getscheduler", D | S, ArgCheck::kNone,
-     "glibc pthread_create, with sched_getparam"},
+    {"sched_getparam", ALL, ArgCheck::kNone,
+     "glibc pthread_create reads the creator's scheduling; absl::Mutex reads "
+     "a waiter's priority (pthread_getschedparam) when it queues behind "
+     "another: VP threads held by a pause"},
+    {"sched_getscheduler", ALL, ArgCheck::kNone,
+     "with sched_getparam (pthread_getschedparam)"},
     {"clone3", D | S, ArgCheck::kEnosys,
      "flags live in memory seccomp cannot read: ENOSYS makes glibc use clone"},
     {"prctl", D | S, ArgCheck::kSetNameOnly,
