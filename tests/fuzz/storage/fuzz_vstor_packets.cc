@@ -1,6 +1,6 @@
 // libFuzzer target: a hostile guest's packets on a storvsp channel
-// (vmwp/vsp/storage/storvsp.cc + vmwp/vmbus/gpa_direct.cc): initialization in any
-// order, SRBs with arbitrary GPA-direct page lists, CDBs and lengths, over
+// (vmwp/vsp/storage/storvsp.cc + vmwp/vmbus/gpa_direct.cc): initialization in
+// any order, SRBs with arbitrary GPA-direct page lists, CDBs and lengths, over
 // 64 pages of guest RAM and a 1 MiB in-memory disk.
 //
 // Input: a sequence of packets, each: [0] VMBus type selector (in-band or
