@@ -19,6 +19,7 @@
 #include "vmwp/devices/cmos_rtc.h"
 #include "vmwp/devices/i8042.h"
 #include "vmwp/devices/uart16550.h"
+#include "vmwp/saved_config.h"
 #include "vmwp/saved_state.pb.h"
 #include "vmwp/vmbus_host.h"
 
@@ -33,15 +34,6 @@ struct VmParts {
   AcpiPowerPort* power = nullptr;
   VmbusHost* vmbus = nullptr;  // enlightened VMs only
 };
-
-// What of `config` a saved VM must find again at restore.
-hvstack::saved::SavedConfig SavedConfigOf(
-    const hvstack::internal::WorkerConfig& config);
-// FailedPrecondition naming the first field of `config` that differs from
-// what the VM was saved with ("vcpus: the saved VM had 2, its configuration
-// now says 4"), so a restore never starts a guest on other hardware.
-absl::Status CheckSavedConfig(const hvstack::saved::SavedConfig& saved,
-                              const hvstack::internal::WorkerConfig& config);
 
 // The state of every part. The VPs must be held and VMBus quiesced.
 absl::StatusOr<hvstack::saved::SavedVm> CaptureVm(

@@ -33,9 +33,11 @@ fi
 [[ -f $src/$suite_file ]] || { echo "fuzz: error: suite $suite_file not found under $src" >&2; exit 1; }
 
 # The suite defines: suite_name, harness_dir, targets, lib_sources, absl_components,
-# extra_cflags, extra_libs, fuzz_flags, and the function make_seeds SEED_DIR.
+# extra_cflags, extra_libs, fuzz_flags, and the function make_seeds SEED_DIR; optionally
+# proto_sources (.proto files compiled with Debian's protoc into $work/gen, which is on
+# the include path, and linked in: add -lprotobuf to extra_libs).
 suite_name="" harness_dir="" targets=() lib_sources=() absl_components=()
-extra_cflags=() extra_libs=() fuzz_flags=()
+extra_cflags=() extra_libs=() fuzz_flags=() proto_sources=()
 # shellcheck source=/dev/null
 source "$src/$suite_file"
 [[ -n $suite_name && ${#targets[@]} -gt 0 ]] || { echo "fuzz: error: $suite_file defines no suite_name/targets" >&2; exit 1; }
@@ -87,6 +89,17 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=all)
 
 start=$(date +%s)
 objs=()
+if ((${#proto_sources[@]} > 0)); then
+  mkdir -p "$work/gen"
+  protoc -I"$src" -I/usr/include --cpp_out="$work/gen" "${proto_sources[@]/#/$src/}"
+  common+=(-I"$work/gen")
+  for f in "${proto_sources[@]}"; do
+    o="$work/obj/$(echo "${f%.proto}" | tr / _).pb.o"
+    # Generated code: neither instrumented nor optimized (most of the build's time otherwise).
+    "$cxx" "${common[@]}" -O0 -c "$work/gen/${f%.proto}.pb.cc" -o "$o"
+    objs+=("$o")
+  done
+fi
 for f in "${lib_sources[@]}"; do
   o="$work/obj/$(basename "${f%.cc}").o"
   "$cxx" "${common[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$src/$f" -o "$o"

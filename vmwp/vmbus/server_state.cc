@@ -335,7 +335,10 @@ absl::Status VmbusServer::RestoreState(
           signal.win7_interrupt_page = win7_interrupt_page_;
           p.live = std::make_shared<LiveChannel>(
               relid, c.target_vp(), *std::move(reader), *std::move(writer),
-              signal, memory_, [this, relid](uint32_t handle) {
+              signal, memory_,
+              // An explicit copy: clang 14 (the fuzz build) cannot capture a
+              // structured binding.
+              [this, relid = relid](uint32_t handle) {
                 return MapGpadl(relid, handle);
               });
           if (c.broken()) p.live->MarkBroken();
