@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/call_support.h"
+#include "cli/checkpoint_commands.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/libvirt_commands.h"
@@ -248,6 +249,28 @@ int main(int argc, char** argv) {
     cmd->add_option("NAME", name, "VM name")->required();
   nic_add->add_option("SPEC", nic_spec, "The adapter")->required();
   nic_remove->add_option("NIC", nic_which, "Its MAC or index")->required();
+  auto* checkpoint_cmd = app.add_subcommand(
+      "checkpoint",
+      "A VM's checkpoints (Off or Saved VMs): create, list, apply, delete");
+  checkpoint_cmd->require_subcommand(1);
+  std::string checkpoint_name;
+  auto* checkpoint_create = checkpoint_cmd->add_subcommand(
+      "create",
+      "Checkpoint the VM: its configuration, disks (qcow2 overlays from "
+      "now on) and saved state; a child of the current checkpoint");
+  auto* checkpoint_list = checkpoint_cmd->add_subcommand(
+      "list", "The VM's checkpoint tree (* = current)");
+  auto* checkpoint_apply = checkpoint_cmd->add_subcommand(
+      "apply",
+      "Revert the VM to a checkpoint (its changes since are discarded)");
+  auto* checkpoint_delete = checkpoint_cmd->add_subcommand(
+      "delete", "Remove a checkpoint (its children stay valid)");
+  for (CLI::App* cmd : {checkpoint_create, checkpoint_list, checkpoint_apply,
+                        checkpoint_delete})
+    cmd->add_option("NAME", name, "VM name")->required();
+  for (CLI::App* cmd : {checkpoint_create, checkpoint_apply, checkpoint_delete})
+    cmd->add_option("CHECKPOINT", checkpoint_name, "Checkpoint name")
+        ->required();
   auto* libvirt_cmd = app.add_subcommand(
       "libvirt",
       "libvirt domains vmms does not manage (vmms --libvirt-uri): list, "
@@ -347,6 +370,13 @@ int main(int argc, char** argv) {
   if (*libvirt_adopt)
     return vmctl::LibvirtAdoptCommand(session, libvirt_domain, libvirt_name);
   if (*libvirt_release) return vmctl::LibvirtReleaseCommand(session, name);
+  if (*checkpoint_create)
+    return vmctl::CheckpointCreateCommand(session, name, checkpoint_name);
+  if (*checkpoint_list) return vmctl::CheckpointListCommand(session, name);
+  if (*checkpoint_apply)
+    return vmctl::CheckpointApplyCommand(session, name, checkpoint_name);
+  if (*checkpoint_delete)
+    return vmctl::CheckpointDeleteCommand(session, name, checkpoint_name);
   if (*nic_add) return vmctl::NicAddCommand(session, name, nic_spec);
   if (*nic_remove) return vmctl::NicRemoveCommand(session, name, nic_which);
   if (*nic_list) return vmctl::NicListCommand(session, name);

@@ -52,6 +52,9 @@ absl::StatusOr<ImageInfo> ParseQemuImgInfo(absl::string_view json) {
   info.virtual_size = doc["virtual-size"].get<uint64_t>();
   if (doc.contains("backing-filename") && doc["backing-filename"].is_string())
     info.backing_file = doc["backing-filename"].get<std::string>();
+  if (doc.contains("backing-filename-format") &&
+      doc["backing-filename-format"].is_string())
+    info.backing_format = doc["backing-filename-format"].get<std::string>();
   if (doc.contains("encrypted") && doc["encrypted"].is_boolean())
     info.encrypted = doc["encrypted"].get<bool>();
   if (doc.contains("format-specific") && doc["format-specific"].is_object()) {

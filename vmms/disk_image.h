@@ -19,8 +19,9 @@ struct ImageInfo {
   // As qemu-img names it: "raw", "qcow2", "vhdx", "vmdk", ...
   std::string format;
   uint64_t virtual_size = 0;
-  std::string backing_file;  // Empty without a backing file.
-  std::string data_file;     // qcow2 external data file, if any.
+  std::string backing_file;    // Empty without a backing file.
+  std::string backing_format;  // As qemu-img names it, when recorded.
+  std::string data_file;       // qcow2 external data file, if any.
   bool encrypted = false;
   bool corrupt = false;
 };

@@ -373,6 +373,39 @@ CREATE TABLE vm_saved_states (
   save_duration_us INTEGER NOT NULL DEFAULT 0
 );
 )sql"},
+    {16, "checkpoints (issue 14)", R"sql(
+-- A tree per VM. `config` is the serialized hvstack.v1.VmConfig at that
+-- moment (its disks name the frozen images, see vm_checkpoint_disks);
+-- `saved_state` a serialized hvstack.v1.SavedStateInfo naming the
+-- checkpoint's own copy of a Saved VM's files (NULL for an Off VM). At most
+-- one checkpoint per VM is current: the one new checkpoints branch from.
+CREATE TABLE vm_checkpoints (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  parent_id INTEGER REFERENCES vm_checkpoints(id),
+  create_time_us INTEGER NOT NULL,
+  vm_state TEXT NOT NULL CHECK (vm_state IN ('off', 'saved')),
+  config BLOB NOT NULL,
+  saved_state BLOB,
+  is_current INTEGER NOT NULL DEFAULT 0 CHECK (is_current IN (0, 1)),
+  UNIQUE (vm_uuid, name)
+);
+CREATE INDEX vm_checkpoints_by_parent ON vm_checkpoints(parent_id);
+-- Each disk of a checkpoint: the image that holds its content at that moment
+-- (frozen: nothing writes it any more). `owned`: an overlay vmms created under
+-- the VM's checkpoint directory (deleted or merged with the checkpoint), else
+-- the user's own image (never touched).
+CREATE TABLE vm_checkpoint_disks (
+  checkpoint_id INTEGER NOT NULL
+    REFERENCES vm_checkpoints(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  format TEXT NOT NULL,
+  owned INTEGER NOT NULL CHECK (owned IN (0, 1)),
+  PRIMARY KEY (checkpoint_id, position)
+);
+)sql"},
 };
 
 }  // namespace

@@ -44,6 +44,8 @@ const char* Action(VmRequest request) {
       return "save it";
     case VmRequest::kDiscardSaved:
       return "discard its saved state";
+    case VmRequest::kCheckpoint:
+      return "create, apply or delete its checkpoints";
   }
   return "do that";
 }
@@ -65,11 +67,16 @@ const char* Hint(VmState state, VmRequest request) {
       return "wait until it is running (or stop it)";
     case kRunning:
       if (request == VmRequest::kStart) return "it is running already";
+      if (request == VmRequest::kCheckpoint) {
+        return "save it (checkpoints keep a Saved VM's state) or stop it "
+               "first";
+      }
       if (request == VmRequest::kResume) return "it is not paused";
       if (request == VmRequest::kDiscardSaved) return "it has no saved state";
       return "stop it first";
     case kPaused:
       if (request == VmRequest::kPause) return "it is paused already";
+      if (request == VmRequest::kCheckpoint) return "save it or stop it first";
       if (request == VmRequest::kDelete ||
           request == VmRequest::kUpdateHardware ||
           request == VmRequest::kStart) {
@@ -113,6 +120,8 @@ const char* RequestName(VmRequest request) {
       return "save";
     case VmRequest::kDiscardSaved:
       return "discard-saved";
+    case VmRequest::kCheckpoint:
+      return "checkpoint";
   }
   return "unknown";
 }
@@ -145,6 +154,8 @@ bool Allowed(VmState state, VmRequest request) {
       return state == kRunning || state == kPaused;
     case VmRequest::kDiscardSaved:
       return state == kSaved;
+    case VmRequest::kCheckpoint:
+      return state == kOff || state == kCrashed || state == kSaved;
     case VmRequest::kStop:
       // A hard power-off is always possible while there is a worker.
       return HasWorker(state);
@@ -179,8 +190,11 @@ bool IsAllowedTransition(VmState from, VmState to) {
   if (HasWorker(from) && (to == kOff || to == kCrashed)) return true;
   switch (from) {
     case kOff:
+      // Saved: a checkpoint of a Saved VM applied (issue 14).
+      return to == kStarting || to == kRestoring || to == kSaved;
     case kCrashed:
-      return to == kStarting || to == kRestoring;
+      // Saved: a checkpoint of a Saved VM applied.
+      return to == kStarting || to == kRestoring || to == kSaved;
     case kStarting:
       return to == kRunning || to == kStopping;
     case kRunning:

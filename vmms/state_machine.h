@@ -29,6 +29,9 @@ enum class VmRequest {
   // DiscardSavedState (Saved -> Off). StartVm of a Saved VM restores it.
   kSave,
   kDiscardSaved,
+  // Issue 14: CreateCheckpoint, ApplyCheckpoint, DeleteCheckpoint (Off,
+  // Crashed or Saved VMs: nothing writes their disks meanwhile).
+  kCheckpoint,
 };
 
 // "start", "stop", ..., as used in logs and in "operation X in progress".

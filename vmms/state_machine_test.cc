@@ -20,25 +20,26 @@ Vm InState(VmState state) {
 TEST(StateMachineTest, RequestsFollowTheTable) {
   struct Row {
     VmState state;
-    // start stop delete pause resume reset reboot shutdown update
+    // start stop delete pause resume reset reboot shutdown update checkpoint
     const char* allowed;
   };
   const Row rows[] = {
-      {hvstack::v1::VM_STATE_OFF, "y.y.....y"},
-      {hvstack::v1::VM_STATE_CRASHED, "y.y.....y"},
-      {hvstack::v1::VM_STATE_STARTING, ".y......."},
-      {hvstack::v1::VM_STATE_RUNNING, ".y.y.yyy."},
-      {hvstack::v1::VM_STATE_PAUSED, ".y..yy..."},
-      {hvstack::v1::VM_STATE_STOPPING, ".y......."},
-      {hvstack::v1::VM_STATE_SAVING, ".y......."},
-      {hvstack::v1::VM_STATE_RESTORING, ".y......."},
+      {hvstack::v1::VM_STATE_OFF, "y.y.....yy"},
+      {hvstack::v1::VM_STATE_CRASHED, "y.y.....yy"},
+      {hvstack::v1::VM_STATE_STARTING, ".y........"},
+      {hvstack::v1::VM_STATE_RUNNING, ".y.y.yyy.."},
+      {hvstack::v1::VM_STATE_PAUSED, ".y..yy...."},
+      {hvstack::v1::VM_STATE_STOPPING, ".y........"},
+      {hvstack::v1::VM_STATE_SAVING, ".y........"},
+      {hvstack::v1::VM_STATE_RESTORING, ".y........"},
   };
   const VmRequest requests[] = {
-      VmRequest::kStart,  VmRequest::kStop,     VmRequest::kDelete,
-      VmRequest::kPause,  VmRequest::kResume,   VmRequest::kReset,
-      VmRequest::kReboot, VmRequest::kShutdown, VmRequest::kUpdateHardware};
+      VmRequest::kStart,     VmRequest::kStop,     VmRequest::kDelete,
+      VmRequest::kPause,     VmRequest::kResume,   VmRequest::kReset,
+      VmRequest::kReboot,    VmRequest::kShutdown, VmRequest::kUpdateHardware,
+      VmRequest::kCheckpoint};
   for (const Row& row : rows) {
-    for (int i = 0; i < 9; ++i) {
+    for (int i = 0; i < 10; ++i) {
       absl::Status s = CheckRequest(InState(row.state), requests[i]);
       EXPECT_EQ(s.ok(), row.allowed[i] == 'y')
           << hvstack::v1::VmState_Name(row.state) << " "
@@ -83,6 +84,10 @@ TEST(StateMachineTest, Transitions) {
   EXPECT_FALSE(IsAllowedTransition(VM_STATE_STOPPING, VM_STATE_RUNNING));
   EXPECT_FALSE(IsAllowedTransition(VM_STATE_STARTING, VM_STATE_PAUSED));
   EXPECT_FALSE(IsAllowedTransition(VM_STATE_CRASHED, VM_STATE_OFF));
+  // A checkpoint of a Saved VM applied to an Off or Crashed one (issue 14).
+  EXPECT_TRUE(IsAllowedTransition(VM_STATE_OFF, hvstack::v1::VM_STATE_SAVED));
+  EXPECT_TRUE(
+      IsAllowedTransition(VM_STATE_CRASHED, hvstack::v1::VM_STATE_SAVED));
 }
 
 }  // namespace

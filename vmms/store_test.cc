@@ -804,8 +804,9 @@ TEST(VmStoreTest, V14DatabaseGainsTheSavedStateAndKeepsEveryChildRow) {
     auto db = Database::Open(path);
     ASSERT_TRUE(db.ok());
     // Back to v14 as a v14 vmms left it: the v15 parts undone.
-    ASSERT_TRUE(db->Exec("DROP TABLE vm_saved_states; DELETE FROM "
-                         "schema_version WHERE version >= 15")
+    ASSERT_TRUE(db->Exec("DROP TABLE vm_checkpoint_disks; DROP TABLE "
+                         "vm_checkpoints; DROP TABLE vm_saved_states; DELETE "
+                         "FROM schema_version WHERE version >= 15")
                     .ok());
   }
   auto store = VmStore::Open(path);
@@ -844,6 +845,62 @@ TEST(VmStoreTest, V14DatabaseGainsTheSavedStateAndKeepsEveryChildRow) {
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_FALSE(off->has_saved_state());
   EXPECT_EQ((*store)->Get("web1")->config().disks_size(), 1);
+}
+
+TEST(VmStoreTest, V15DatabaseGainsCheckpointsThatGoWithTheVm) {
+  testing::TestDir dir;
+  const std::string path = dir.path() + "/vmms.db";
+  {
+    auto store = VmStore::Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Create(NewVm("web1", "u1")).ok());
+  }
+  {
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("DROP TABLE vm_checkpoint_disks; DROP TABLE "
+                         "vm_checkpoints; DELETE FROM schema_version WHERE "
+                         "version >= 16")
+                    .ok());
+  }
+  auto store = VmStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  hvstack::v1::Checkpoint c;
+  c.set_name("c1");
+  c.set_vm_state(hvstack::v1::VM_STATE_OFF);
+  c.mutable_config()->set_vcpus(3);
+  std::vector<CheckpointDisk> frozen = {
+      {"/d.raw", hvstack::v1::DISK_FORMAT_RAW, false}};
+  hvstack::v1::Disk overlay;
+  overlay.set_path("/o.qcow2");
+  overlay.set_format(hvstack::v1::DISK_FORMAT_QCOW2);
+  overlay.set_serial("00000000000000000001");
+  ASSERT_TRUE((*store)->RecordCheckpoint("u1", c, frozen, {overlay}).ok());
+  EXPECT_EQ((*store)->Get("web1")->config().disks(0).path(), "/o.qcow2");
+  c.set_name("c2");
+  ASSERT_TRUE((*store)->RecordCheckpoint("u1", c, {}, {}).ok());
+  EXPECT_EQ((*store)->RecordCheckpoint("u1", c, {}, {}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  auto all = (*store)->Checkpoints("u1");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[1].checkpoint.parent(), "c1");
+  EXPECT_TRUE((*all)[1].checkpoint.current());
+  EXPECT_EQ((*all)[0].checkpoint.config().vcpus(), 3u);
+  ASSERT_EQ((*all)[0].disks.size(), 1u);
+  EXPECT_EQ((*all)[0].disks[0].path, "/d.raw");
+  // Deleting c1 makes c2 a root.
+  ASSERT_TRUE((*store)->RecordCheckpointDeleted("u1", (*all)[0].id, "c1").ok());
+  all = (*store)->Checkpoints("u1");
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].checkpoint.parent(), "");
+  // The rows go with the VM.
+  ASSERT_TRUE((*store)->Delete("u1").ok());
+  auto db = Database::Open(path);
+  auto count = db->Prepare("SELECT COUNT(*) FROM vm_checkpoints");
+  ASSERT_TRUE(count.ok());
+  ASSERT_TRUE(*count->Step());
+  EXPECT_EQ(count->ColumnInt64(0), 0);
 }
 
 }  // namespace

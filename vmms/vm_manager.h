@@ -124,6 +124,19 @@ class VmManager final : public VmBackendHost {
                                 const std::string& path,
                                 const hvstack::v1::ScsiAddress& address,
                                 absl::Time deadline);
+  // Checkpoints (issue 14; checkpoint_operations.cc): of Off, Crashed and
+  // Saved VMs of hvstack's own backend, under the VM's operation lock.
+  absl::StatusOr<hvstack::v1::Checkpoint> CreateCheckpoint(
+      const std::string& name, const std::string& checkpoint,
+      absl::Time deadline);
+  absl::StatusOr<std::vector<hvstack::v1::Checkpoint>> ListCheckpoints(
+      const std::string& name);
+  absl::StatusOr<Vm> ApplyCheckpoint(const std::string& name,
+                                     const std::string& checkpoint,
+                                     absl::Time deadline);
+  absl::StatusOr<std::vector<hvstack::v1::Checkpoint>> DeleteCheckpoint(
+      const std::string& name, const std::string& checkpoint,
+      absl::Time deadline);
   // A VM as every reply shows it (what its backend adds to the stored row,
   // e.g. the sandbox identity): GetVm and every call that returns a Vm.
   Vm ForReply(Vm vm);

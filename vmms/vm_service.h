@@ -71,6 +71,23 @@ class VmServiceImpl final : public hvstack::v1::VmService::Service {
       grpc::ServerContext* context,
       const hvstack::v1::DiscardSavedStateRequest* request,
       hvstack::v1::Vm* response) override;
+  // Checkpoints (checkpoint_service.cc).
+  grpc::Status CreateCheckpoint(
+      grpc::ServerContext* context,
+      const hvstack::v1::CreateCheckpointRequest* request,
+      hvstack::v1::Checkpoint* response) override;
+  grpc::Status ListCheckpoints(
+      grpc::ServerContext* context,
+      const hvstack::v1::ListCheckpointsRequest* request,
+      hvstack::v1::ListCheckpointsResponse* response) override;
+  grpc::Status ApplyCheckpoint(
+      grpc::ServerContext* context,
+      const hvstack::v1::ApplyCheckpointRequest* request,
+      hvstack::v1::Vm* response) override;
+  grpc::Status DeleteCheckpoint(
+      grpc::ServerContext* context,
+      const hvstack::v1::DeleteCheckpointRequest* request,
+      hvstack::v1::ListCheckpointsResponse* response) override;
   grpc::Status ResumeVm(grpc::ServerContext* context,
                         const hvstack::v1::ResumeVmRequest* request,
                         hvstack::v1::Vm* response) override;

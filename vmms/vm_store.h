@@ -39,6 +39,22 @@ struct VmStoreOptions {
   int64_t event_retention = 10000;
 };
 
+// One disk of a checkpoint (vm_checkpoint_disks): the image holding its
+// content at the checkpoint's moment, never written again. `owned`: an
+// overlay vmms made under the VM's checkpoint directory.
+struct CheckpointDisk {
+  std::string path;
+  hvstack::v1::DiskFormat format = hvstack::v1::DISK_FORMAT_UNSPECIFIED;
+  bool owned = false;
+};
+
+struct CheckpointRecord {
+  int64_t id = 0;
+  int64_t parent_id = 0;               // 0: a root.
+  hvstack::v1::Checkpoint checkpoint;  // parent and current filled in.
+  std::vector<CheckpointDisk> disks;
+};
+
 // The persistent VM definitions and their state, in vmms.db. Thread-safe. Every
 // mutation is one transaction, and every state change writes its history row in
 // the same transaction, as does its row in the event log (`events`).
@@ -166,6 +182,36 @@ class VmStore {
   absl::StatusOr<Vm> AddNic(const std::string& uuid,
                             const hvstack::v1::NicConfig& nic);
   absl::StatusOr<Vm> RemoveNic(const std::string& uuid, const std::string& mac);
+
+  // Checkpoints (issue 14; vm_store_checkpoints.cc, schema v16). Each
+  // mutation is one transaction with an `updated` event naming the
+  // checkpoint; the VM must be in a state VmRequest::kCheckpoint allows
+  // (checked again in the transaction). Files (overlays, saved-state copies)
+  // are the caller's: made before, removed after the commit.
+  //
+  // The VM's checkpoints, parents before children (ids grow).
+  absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(
+      const std::string& uuid);
+  // Adds `checkpoint` (its disks `frozen`) as a child of the current one and
+  // makes it current; the VM's disks become `vm_disks` (the new overlays).
+  // ALREADY_EXISTS when the VM has a checkpoint of that name.
+  absl::StatusOr<Vm> RecordCheckpoint(
+      const std::string& uuid, const hvstack::v1::Checkpoint& checkpoint,
+      const std::vector<CheckpointDisk>& frozen,
+      const std::vector<hvstack::v1::Disk>& vm_disks);
+  // The VM takes `config`'s hardware (vcpus, memory, kernel, initrd, cmdline,
+  // enlightenments) and `vm_disks`; Saved with `saved` (its files in place
+  // already) or Off without; checkpoint `id` becomes current.
+  absl::StatusOr<Vm> RecordCheckpointApplied(
+      const std::string& uuid, int64_t id, const std::string& checkpoint_name,
+      const hvstack::v1::VmConfig& config,
+      const std::vector<hvstack::v1::Disk>& vm_disks,
+      const std::optional<hvstack::v1::SavedStateInfo>& saved);
+  // Removes checkpoint `id`: its children (and the current mark) go to its
+  // parent.
+  absl::StatusOr<Vm> RecordCheckpointDeleted(const std::string& uuid,
+                                             int64_t id,
+                                             const std::string& name);
 
   // Automatic restarts since a client last started the VM (not an event).
   absl::Status SetRestartCount(const std::string& uuid, uint32_t count);
