@@ -28,6 +28,10 @@ def count_target(xml_path):
     return passed, failed, skipped, failures
 
 
+def is_fresh(path, since):
+    return os.path.exists(path) and os.path.getmtime(path) >= since
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--testlogs", required=True)
@@ -51,13 +55,15 @@ def main():
         # A sharded target (shard_count) has one test.xml per shard_K_of_N directory.
         shards = sorted(glob.glob(os.path.join(target_dir, "shard_*_of_*", "test.xml")))
         xml_paths = [os.path.join(target_dir, "test.xml")]
-        if not os.path.exists(xml_paths[0]) and shards:
+        # A target that became sharded keeps its old unsharded test.xml in a reused output
+        # base: the shards are this run's result unless that file is newer than --since.
+        if shards and not is_fresh(xml_paths[0], args.since):
             xml_paths = shards
         for xml_path in xml_paths:
             label = target
             if xml_path in shards:
                 label = "%s (%s)" % (target, os.path.basename(os.path.dirname(xml_path)))
-            if not os.path.exists(xml_path) or os.path.getmtime(xml_path) < args.since:
+            if not is_fresh(xml_path, args.since):
                 print("FAILED (no result this run): %s" % label)
                 totals[1] += 1
                 continue

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # summarize_results.py against hand-made test logs: plain and sharded targets, a failing case,
-# a skipped one, a shard that left no result this run, an old result.
+# a skipped one, a shard that left no result this run, an old result, a target that became
+# sharded.
 set -euo pipefail
 script="${TEST_SRCDIR:-$(dirname "$0")/..}/hvstack/tests/summarize_results.py"
 [[ -f $script ]] || script="$(dirname "$0")/summarize_results.py"
@@ -39,4 +40,16 @@ echo "$out"
 grep -q 'FAILED (no result this run): //b:sharded (shard_2_of_2)' <<<"$out" || { echo "FAIL: stale shard"; exit 1; }
 grep -q 'FAILED (no result this run): //b:missing' <<<"$out" || { echo "FAIL: missing target"; exit 1; }
 grep -qx '2 passed, 2 failed, 0 skipped' <<<"$out" || { echo "FAIL: counts"; exit 1; }
+
+# A target that became sharded in an output base that ran it unsharded before: its old test.xml
+# is stale and the fresh shards are the result (CI reuses its output base).
+xml "$logs/c/resharded" 9 0 0
+touch -d '@1000' "$logs/c/resharded/test.xml"
+xml "$logs/c/resharded/shard_1_of_2" 1 0 0
+xml "$logs/c/resharded/shard_2_of_2" 1 0 0
+out=$(/usr/bin/python3 "$script" --testlogs "$logs" --since "$since" --bazel-exit-code 0 \
+  //c:resharded) && rc=0 || rc=$?
+echo "$out"
+[[ $rc -eq 0 ]] || { echo "FAIL: stale unsharded test.xml beside fresh shards"; exit 1; }
+grep -qx '2 passed, 0 failed, 0 skipped' <<<"$out" || { echo "FAIL: resharded counts"; exit 1; }
 echo PASS
