@@ -283,22 +283,18 @@ absl::Status VmbusHost::CheckKvp(uint32_t pool) const {
   return absl::OkStatus();
 }
 
+// The host reads one item by listing its pool, as Hyper-V's own host does,
+// not with a KVP GET: Linux's hv_kvp cannot answer a GET with the value. It
+// forwards the GET to hv_kvp_daemon with value_size 0, so the daemon copies
+// nothing, and it takes the reply from the ENUMERATE layout (4 bytes further
+// on): every GET of an item Linux holds comes back "" (6.1's
+// drivers/hv/hv_kvp.c kvp_send_key / kvp_respond_to_host).
 absl::StatusOr<std::string> VmbusHost::GetKvp(uint32_t pool,
                                               const std::string& key) {
-  absl::MutexLock lock(&call_mu_);
-  if (absl::Status s = CheckKvp(pool); !s.ok()) return s;
-  vsp::ic::KvpRequest request{.op = vsp::ic::KvpOperation::kGet,
-                              .pool = static_cast<vsp::ic::KvpPool>(pool),
-                              .key = key};
-  if (absl::Status s = kvp_.Enqueue(std::move(request)); !s.ok()) return s;
-  if (!WaitFor([this] { return kvp_.idle(); })) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("the guest did not answer the KVP get of \"", key, "\""));
-  }
-  std::map<std::string, std::string> items =
-      kvp_.pool(static_cast<vsp::ic::KvpPool>(pool));
-  auto it = items.find(key);
-  if (it == items.end()) {
+  absl::StatusOr<std::map<std::string, std::string>> items = ListKvp(pool);
+  if (!items.ok()) return items.status();
+  auto it = items->find(key);
+  if (it == items->end()) {
     return absl::NotFoundError(
         absl::StrCat("the guest has no key \"", key, "\" in KVP pool ", pool));
   }
