@@ -41,6 +41,27 @@ std::string LastLines(const std::string& text, size_t n) {
   return out;
 }
 
+// What a failure report shows of a guest's console: the last lines, and when
+// the kernel reported a fault, the lines from its first report on (a panic's
+// cause scrolls out of the last lines behind its stack dump).
+std::string ConsoleExcerpt(const std::string& console, size_t n) {
+  static const std::regex kFirstReport(
+      R"(BUG: |Oops|general protection fault|WARNING: |Kernel panic|double fault)");
+  std::smatch m;
+  if (!std::regex_search(console, m, kFirstReport))
+    return LastLines(console, n);
+  size_t from = console.rfind('\n', m.position(0));
+  from = from == std::string::npos ? 0 : from + 1;
+  std::vector<absl::string_view> report = absl::StrSplit(
+      absl::string_view(console).substr(from), '\n', absl::SkipEmpty());
+  std::string out = "  first fault report:\n";
+  for (size_t i = 0; i < report.size() && i < 40; ++i) {
+    absl::StrAppend(&out, "  | ", report[i], "\n");
+  }
+  absl::StrAppend(&out, "  last lines:\n", LastLines(console, n));
+  return out;
+}
+
 std::string ScriptError(const std::string& what,
                         const absl::StatusOr<CommandResult>& r) {
   if (!r.ok()) return absl::StrCat(what, ": ", r.status().message());
@@ -51,8 +72,12 @@ std::string ScriptError(const std::string& what,
 }
 
 // The kernel's way of saying it stopped for good: no point waiting on.
+// A kernel that panicked, or took a fault it cannot survive: a double fault
+// can wedge the guest before it prints its panic line.
 bool Panicked(const std::string& console) {
-  return absl::StrContains(console, "Kernel panic - not syncing");
+  return absl::StrContains(console, "Kernel panic - not syncing") ||
+         absl::StrContains(console, "PANIC: double fault") ||
+         absl::StrContains(console, "Fatal exception");
 }
 
 }  // namespace
@@ -457,20 +482,19 @@ absl::StatusOr<absl::Duration> LinuxVm::WaitForConsoleRegex(
           absl::StrCat("VM '", options_.name, "' stopped (",
                        vm.is_object() ? vm.value("state", "?") : "?", ": ",
                        vm.is_object() ? vm.value("stateReason", "") : "",
-                       ") without printing /", regex,
-                       "/; its last console lines:\n", LastLines(console, 15)));
+                       ") without printing /", regex, "/; its console:\n",
+                       ConsoleExcerpt(console, 15)));
     }
     if (Panicked(console) && !absl::StrContains(regex, "panic")) {
       return absl::AbortedError(
           absl::StrCat("the guest kernel panicked before printing /", regex,
-                       "/; its last console lines:\n", LastLines(console, 25)));
+                       "/; its console:\n", ConsoleExcerpt(console, 25)));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "no /", regex, "/ on the console of VM '", options_.name, "' within ",
           absl::FormatDuration(timeout), " (", absl::FormatDuration(Elapsed()),
-          " since StartVm); its last console lines:\n",
-          LastLines(console, 15)));
+          " since StartVm); its console:\n", ConsoleExcerpt(console, 15)));
     }
     absl::SleepFor(kConsolePoll);
   }
@@ -494,11 +518,16 @@ absl::StatusOr<absl::Duration> LinuxVm::WaitForShow(
     vm = Show();
     const absl::Duration seen = Elapsed();
     if (vm.is_object() && done(vm)) return seen;
+    if (const std::string console = Console(); Panicked(console)) {
+      return absl::AbortedError(absl::StrCat(
+          "VM '", options_.name, "': the guest kernel panicked ", "before ",
+          what, "; its console:\n", ConsoleExcerpt(console, 10)));
+    }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "VM '", options_.name, "': no ", what, " within ",
           absl::FormatDuration(timeout), "; last `vmctl show`: ", vm.dump(),
-          "\nlast console lines:\n", LastLines(Console(), 10)));
+          "\nlast console lines:\n", ConsoleExcerpt(Console(), 10)));
     }
     absl::SleepFor(kShowPoll);
   }
