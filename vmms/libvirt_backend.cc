@@ -672,6 +672,7 @@ void LibvirtBackend::EndConsole(VmRuntime& runtime) {
 
 absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
                                          const std::string& reason) {
+  const absl::Time t0 = absl::Now();
   std::shared_ptr<VmRuntime> runtime = RuntimeOf(vm.uuid());
   absl::MutexLock record(&runtime->record_mu);
   absl::StatusOr<ConnPtr> conn = Conn();
@@ -722,19 +723,23 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
     return fail(absl::FailedPreconditionError(absl::StrCat(
         "libvirt refused domain ", DomainNameOf(vm), ": ", LibvirtError())));
   }
+  const absl::Time defined = absl::Now();
   // Paused first, so that the console is open before the guest's first byte.
   if (virDomainCreateWithFlags(domain.get(), VIR_DOMAIN_START_PAUSED) != 0) {
     return fail(absl::FailedPreconditionError(
         absl::StrCat("libvirt could not start domain ", DomainNameOf(vm), ": ",
                      LibvirtError())));
   }
+  const absl::Time created = absl::Now();
   OpenConsole(**conn, domain.get(), vm, *runtime);
+  const absl::Time console_open = absl::Now();
   if (virDomainResume(domain.get()) != 0) {
     std::string error = LibvirtError();
     virDomainDestroy(domain.get());
     return fail(absl::InternalError(absl::StrCat(
         "libvirt could not run domain ", DomainNameOf(vm), ": ", error)));
   }
+  const absl::Time resumed = absl::Now();
   const int run_id = static_cast<int>(virDomainGetID(domain.get()));
   const int64_t pid = QemuPid(options_.uri, DomainNameOf(vm));
   {
@@ -746,8 +751,14 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
   absl::StatusOr<Vm> running = store_->SetState(
       vm.uuid(), VM_STATE_RUNNING, "domain started (libvirt)", pid);
   if (!running.ok()) return fail(running.status());
-  spdlog::info("VM {}: libvirt domain {} running (id {}, QEMU pid {})",
-               vm.name(), DomainNameOf(vm), run_id, pid);
+  auto ms = [](absl::Duration d) { return absl::ToDoubleMilliseconds(d); };
+  spdlog::info(
+      "VM {}: libvirt domain {} running (id {}, QEMU pid {}) in {:.1f} ms: "
+      "Starting recorded + defined {:.1f}, created paused {:.1f}, console "
+      "{:.1f}, resumed {:.1f}, Running recorded {:.1f}",
+      vm.name(), DomainNameOf(vm), run_id, pid, ms(absl::Now() - t0),
+      ms(defined - t0), ms(created - defined), ms(console_open - created),
+      ms(resumed - console_open), ms(absl::Now() - resumed));
   return running;
 }
 
