@@ -826,8 +826,40 @@ TEST_F(LibvirtTest, AdoptionListsAdoptsAndReleasesDomainsAsTheyAre) {
       << (run.ok() ? run->err : run.status().ToString());
   absl::StatusOr<CommandResult> xml_before = Virsh({"dumpxml", "ext-run"});
   ASSERT_TRUE(xml_before.ok());
-  StartVmms();
+  const std::string ro_socket = dir_.path() + "/ro.sock";
+  StartVmms({"--libvirt-uri", Uri(), "--readonly-socket", ro_socket});
   ASSERT_FALSE(HasFatalFailure());
+  // The read-only socket lists libvirt's domains but adopts and releases
+  // nothing (access_test checks every changing RPC the same way, with KVM).
+  auto ro = VmService::NewStub(grpc::CreateChannel(
+      "unix:" + ro_socket, grpc::InsecureChannelCredentials()));
+  auto expect_read_only_refusal = [](const grpc::Status& s,
+                                     const std::string& method) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << method << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("read-only socket"));
+    EXPECT_THAT(s.error_message(), HasSubstr(method));
+  };
+  {
+    grpc::ClientContext context;
+    hvstack::v1::ListLibvirtDomainsResponse domains;
+    grpc::Status s = ro->ListLibvirtDomains(
+        &context, hvstack::v1::ListLibvirtDomainsRequest(), &domains);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> names;
+    for (const auto& d : domains.domains()) names.push_back(d.name());
+    EXPECT_THAT(names, ::testing::ElementsAre("ext-off", "ext-run"));
+  }
+  {
+    hvstack::v1::AdoptLibvirtDomainRequest request;
+    request.set_domain("ext-off");
+    grpc::ClientContext context;
+    hvstack::v1::Vm ignored;
+    expect_read_only_refusal(
+        ro->AdoptLibvirtDomain(&context, request, &ignored),
+        "AdoptLibvirtDomain");
+    EXPECT_TRUE(Events("ext-off").empty());
+  }
   auto vmctl = [&](const std::vector<std::string>& args) {
     absl::StatusOr<CommandResult> r = vmms_->Vmctl(args);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -922,6 +954,16 @@ TEST_F(LibvirtTest, AdoptionListsAdoptsAndReleasesDomainsAsTheyAre) {
   bad = vmctl({"libvirt", "release", "own"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_THAT(bad.err, HasSubstr("hvstack's own backend"));
+  {
+    hvstack::v1::ReleaseLibvirtDomainRequest request;
+    request.set_name("web");
+    grpc::ClientContext context;
+    hvstack::v1::ReleaseLibvirtDomainResponse ignored;
+    expect_read_only_refusal(
+        ro->ReleaseLibvirtDomain(&context, request, &ignored),
+        "ReleaseLibvirtDomain");
+    EXPECT_EQ(Get("web").state(), VM_STATE_RUNNING);
+  }
   CommandResult released = vmctl({"libvirt", "release", "web"});
   ASSERT_EQ(released.exit_code, 0) << released.err;
   EXPECT_THAT(released.out, HasSubstr("ext-run"));
