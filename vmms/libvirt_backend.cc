@@ -18,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "proto/hvstack/internal/worker.pb.h"
+#include "vmms/guest_crash.h"
 #include "vmms/libvirt_xml.h"
 #include "vmms/runtime_paths.h"
 #include "vmms/state_machine.h"
@@ -35,6 +37,27 @@ using hvstack::v1::VM_STATE_STOPPING;
 constexpr size_t kMaxLibvirtMessage = 300;
 // QEMU reports one guest reboot (or reset) as a burst of RESET events.
 constexpr absl::Duration kRebootBurst = absl::Seconds(3);
+// How long a guest crash waits for its panic line on the serial console:
+// Linux prints it before it notifies the pvpanic device, but the console
+// stream can deliver it a moment after libvirt's event.
+constexpr absl::Duration kPanicLineWait = absl::Milliseconds(500);
+// The console's tail kept as a guest crash's message (as the worker bounds
+// the kernel log a guest hands over).
+constexpr size_t kCrashMessageBytes = 4096;
+
+// The last Linux panic line in `text` ("Kernel panic - not syncing: ..."),
+// empty when there is none or it is not complete yet.
+std::string PanicLine(absl::string_view text) {
+  const size_t at = text.rfind("Kernel panic");
+  if (at == absl::string_view::npos) return "";
+  const size_t end = text.find('\n', at);
+  if (end == absl::string_view::npos) return "";
+  absl::string_view line = text.substr(at, end - at);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) {
+    line.remove_suffix(1);
+  }
+  return std::string(line);
+}
 
 // libvirt's last error on this thread, trimmed for a user-facing message.
 std::string LibvirtError() {
@@ -498,6 +521,16 @@ void LibvirtBackend::Processor() {
     // Domains vmms defined carry the VM's uuid as theirs.
     absl::StatusOr<Vm> vm = store_->GetByUuid(event.domain_uuid);
     if (!vm.ok() || !IsLibvirt(*vm)) continue;
+    if (!event.reboot && event.event == VIR_DOMAIN_EVENT_CRASHED &&
+        event.detail == VIR_DOMAIN_EVENT_CRASHED_PANICKED) {
+      std::shared_ptr<VmRuntime> runtime = RuntimeOf(vm->uuid());
+      absl::MutexLock record(&runtime->record_mu);
+      RecordPanicLocked(*vm, *runtime, event.time, "");
+      if (absl::StatusOr<Vm> now = store_->GetByUuid(vm->uuid()); now.ok()) {
+        ReconcileLocked(*now, *runtime, "");
+      }
+      continue;
+    }
     if (!event.reboot) {
       Reconcile(vm->uuid(), "");
       continue;
@@ -509,7 +542,8 @@ void LibvirtBackend::Processor() {
       if (event.time - runtime->last_reboot < kRebootBurst) continue;
     }
     absl::StatusOr<Vm> current = store_->GetByUuid(vm->uuid());
-    if (current.ok() && current->state() == VM_STATE_RUNNING) {
+    if (current.ok() && current->state() == VM_STATE_RUNNING &&
+        GuardRebootLocked(*current, *runtime, "guest rebooted (libvirt)")) {
       (void)store_->RecordReboot(vm->uuid(), "guest rebooted (libvirt)");
       spdlog::info("VM {}: guest rebooted", vm->name());
       absl::MutexLock lock(&runtime->mu);
@@ -662,6 +696,7 @@ void LibvirtBackend::OpenConsole(Connection& conn, virDomainPtr domain,
   if (runtime.console != nullptr) runtime.console->End();
   runtime.console = feed;
   runtime.console_generation = generation;
+  runtime.crash_console_mark = 0;
 }
 
 void LibvirtBackend::EndConsole(VmRuntime& runtime) {
@@ -683,6 +718,8 @@ absl::StatusOr<Vm> LibvirtBackend::Start(const Vm& vm,
     absl::MutexLock lock(&runtime->mu);
     runtime->stop_reason.reset();
     runtime->shutdown_requested = false;
+    runtime->crash_reason.reset();
+    runtime->reboot_guard.reset();
   }
   absl::StatusOr<Vm> starting =
       store_->SetState(vm.uuid(), VM_STATE_STARTING, reason);
@@ -1145,16 +1182,31 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
     run_id = static_cast<int>(virDomainGetID(domain.get()));
   }
   if (state == VIR_DOMAIN_NOSTATE) return;
-  const bool off = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED;
-  const bool paused = state == VIR_DOMAIN_PAUSED;
+  const hvstack::v1::GuestCrashPolicy policy =
+      recorded->config().on_guest_crash();
+  // Crashed (panicked) with its QEMU alive: kept for inspection (<on_crash>
+  // preserve: Paused here) or about to be reset by libvirt (restart: still
+  // Running). Under stop libvirt is destroying it.
+  const bool crashed_alive =
+      state == VIR_DOMAIN_CRASHED &&
+      (policy == hvstack::v1::GUEST_CRASH_POLICY_PRESERVE ||
+       policy == hvstack::v1::GUEST_CRASH_POLICY_RESTART) &&
+      domain != nullptr && virDomainIsActive(domain.get()) == 1;
+  const bool off = state == VIR_DOMAIN_SHUTOFF ||
+                   (state == VIR_DOMAIN_CRASHED && !crashed_alive);
+  const bool paused =
+      state == VIR_DOMAIN_PAUSED ||
+      (crashed_alive && policy == hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
 
   std::optional<std::string> stop_reason;
+  std::optional<std::string> crash_reason;
   bool shutdown_requested = false;
   absl::Time up_since;
   int known_run = -1;
   {
     absl::MutexLock lock(&runtime.mu);
     stop_reason = runtime.stop_reason;
+    crash_reason = runtime.crash_reason;
     shutdown_requested = runtime.shutdown_requested;
     up_since = runtime.up_since;
     known_run = runtime.run_id;
@@ -1184,6 +1236,9 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
         : shutdown_requested && !crashed
             ? absl::StrCat("guest shut down: shutdown requested by user (",
                            libvirt_says, ")")
+        : crashed && crash_reason.has_value()
+            // The guest's own crash report (its panic line).
+            ? absl::StrCat(*crash_reason, " (", libvirt_says, ")", context)
             : absl::StrCat(cause, " (", libvirt_says, ")", context);
     absl::StatusOr<Vm> ended =
         record(crashed ? VM_STATE_CRASHED : VM_STATE_OFF, why, 0);
@@ -1192,6 +1247,7 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
       absl::MutexLock lock(&runtime.mu);
       runtime.shutdown_requested = false;
       runtime.run_id = -1;
+      runtime.crash_reason.reset();
     }
     if (ended.ok() && !stop_reason.has_value() && !shutdown_requested &&
         was != VM_STATE_STARTING && host_ != nullptr) {
@@ -1252,8 +1308,11 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
         absl::StrCat("domain running (", libvirt_says, ")", context));
     now = VM_STATE_RUNNING;
   }
-  if (paused && now == VM_STATE_RUNNING &&
-      reason != VIR_DOMAIN_PAUSED_STARTING_UP) {
+  if (paused && now == VM_STATE_RUNNING && crashed_alive) {
+    // A panic whose event vmms did not see (it was down, or not connected).
+    RecordPanicLocked(vm, runtime, absl::Now(), context);
+  } else if (paused && now == VM_STATE_RUNNING &&
+             reason != VIR_DOMAIN_PAUSED_STARTING_UP) {
     (void)record(VM_STATE_PAUSED, absl::StrCat("paused outside vmms (",
                                                libvirt_says, ")", context));
   } else if (!paused && now == VM_STATE_PAUSED) {
@@ -1269,6 +1328,129 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
     if (runtime.up_since == absl::Time()) runtime.up_since = absl::Now();
   }
   if (!has_console) OpenConsole(**conn, domain.get(), vm, runtime);
+}
+
+void LibvirtBackend::RecordPanicLocked(const Vm& vm, VmRuntime& runtime,
+                                       absl::Time when,
+                                       const std::string& context) {
+  absl::StatusOr<Vm> current = store_->GetByUuid(vm.uuid());
+  if (!current.ok() || current->state() != VM_STATE_RUNNING) return;
+  // The serial console since the last crash: its panic line is the summary,
+  // the console's tail the message.
+  std::shared_ptr<ConsoleFeed> feed;
+  uint64_t mark = 0;
+  {
+    absl::MutexLock lock(&runtime.mu);
+    feed = runtime.console;
+    mark = runtime.crash_console_mark;
+  }
+  std::string text;  // The feed from `text_start` on.
+  uint64_t text_start = 0;
+  uint64_t position = 0;
+  std::string panic_line;
+  if (feed != nullptr) {
+    const absl::Time deadline = absl::Now() + kPanicLineWait;
+    std::string more;
+    bool first = true;
+    while (true) {
+      const bool open =
+          feed->Read(&position, &more,
+                     first ? absl::ZeroDuration() : deadline - absl::Now());
+      if (first) text_start = position - more.size();
+      first = false;
+      text += more;
+      const uint64_t from = std::max(mark, text_start) - text_start;
+      panic_line = PanicLine(absl::string_view(text).substr(
+          std::min<uint64_t>(from, text.size())));
+      if (!panic_line.empty() || !open || absl::Now() >= deadline) break;
+    }
+    absl::MutexLock lock(&runtime.mu);
+    if (runtime.console == feed) runtime.crash_console_mark = position;
+  }
+  hvstack::internal::GuestCrashReport report;
+  report.set_time_us(absl::ToUnixMicros(when));
+  report.set_vp(0);  // pvpanic does not say which.
+  for (int i = 0; i < 5; ++i) report.add_parameters(0);
+  report.set_message(text.size() > kCrashMessageBytes
+                         ? text.substr(text.size() - kCrashMessageBytes)
+                         : text);
+  report.set_summary(panic_line.empty()
+                         ? "panic reported through the pvpanic device (no "
+                           "panic line on the serial console)"
+                         : panic_line);
+  const hvstack::v1::GuestCrash crash = ToPublicGuestCrash(report);
+  const std::string reason = GuestCrashReason(crash);
+  const hvstack::v1::GuestCrashPolicy policy =
+      current->config().on_guest_crash();
+  spdlog::warn("VM {}: guest crashed: {} (on_guest_crash {}){}", vm.name(),
+               crash.summary(),
+               policy == hvstack::v1::GUEST_CRASH_POLICY_PRESERVE  ? "preserve"
+               : policy == hvstack::v1::GUEST_CRASH_POLICY_RESTART ? "restart"
+                                                                   : "stop",
+               context);
+  switch (policy) {
+    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE: {
+      absl::StatusOr<bool> recorded = store_->RecordGuestCrash(
+          vm.uuid(), crash, VM_STATE_PAUSED, reason + context);
+      if (!recorded.ok()) {
+        spdlog::warn("VM {}: cannot record the guest's crash: {}", vm.name(),
+                     recorded.status().ToString());
+      }
+      return;
+    }
+    case hvstack::v1::GUEST_CRASH_POLICY_RESTART: {
+      (void)store_->RecordGuestCrash(vm.uuid(), crash);
+      if (!GuardRebootLocked(*current, runtime, reason)) return;
+      (void)store_->RecordReboot(vm.uuid(),
+                                 absl::StrCat("guest rebooted: ", reason));
+      // libvirt's reset shows as a burst of REBOOT events: this reboot.
+      absl::MutexLock lock(&runtime.mu);
+      runtime.last_reboot = absl::Now();
+      return;
+    }
+    default: {
+      (void)store_->RecordGuestCrash(vm.uuid(), crash);
+      absl::MutexLock lock(&runtime.mu);
+      runtime.crash_reason = reason;
+      return;
+    }
+  }
+}
+
+bool LibvirtBackend::GuardRebootLocked(const Vm& vm, VmRuntime& runtime,
+                                       const std::string& last) {
+  std::string why;
+  absl::Time up_since;
+  {
+    absl::MutexLock lock(&runtime.mu);
+    if (!runtime.reboot_guard.has_value()) {
+      runtime.reboot_guard.emplace(RebootGuard::kDefaultMaxReboots,
+                                   RebootGuard::kDefaultWindow);
+    }
+    if (runtime.reboot_guard->Record(absl::Now())) return true;
+    why = absl::StrCat("guest crashed: reboot loop: ",
+                       runtime.reboot_guard->Describe(), "; last: ", last);
+    runtime.reboot_guard.reset();
+    up_since = runtime.up_since;
+  }
+  spdlog::error("VM {}: {}", vm.name(), why);
+  if (absl::StatusOr<ConnPtr> conn = Conn(); conn.ok()) {
+    if (absl::StatusOr<DomainPtr> domain = DomainOf(**conn, vm); domain.ok()) {
+      if (virDomainDestroy(domain->get()) != 0) {
+        spdlog::warn("VM {}: cannot destroy domain {}: {}", vm.name(),
+                     DomainNameOf(vm), LibvirtError());
+      }
+    }
+  }
+  absl::StatusOr<Vm> ended =
+      store_->SetState(vm.uuid(), VM_STATE_CRASHED, why, 0);
+  EndConsole(runtime);
+  {
+    absl::MutexLock lock(&runtime.mu);
+    runtime.run_id = -1;
+  }
+  if (ended.ok() && host_ != nullptr) host_->VmEndedOnItsOwn(*ended, up_since);
+  return false;
 }
 
 void LibvirtBackend::Reconcile(const std::string& vm_uuid,

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/console_feed.h"
+#include "vmms/reboot_guard.h"
 #include "vmms/vm_backend.h"
 #include "vmms/vm_store.h"
 
@@ -129,6 +130,15 @@ class LibvirtBackend final : public VmBackend {
     int run_id ABSL_GUARDED_BY(mu) = -1;
     std::shared_ptr<ConsoleFeed> console ABSL_GUARDED_BY(mu);
     uint64_t console_generation ABSL_GUARDED_BY(mu) = 0;
+    // Where in `console` the last recorded guest crash was read up to: the
+    // next crash's panic line comes after it.
+    uint64_t crash_console_mark ABSL_GUARDED_BY(mu) = 0;
+    // on_guest_crash stop: "guest crashed: <summary>" of the panic that
+    // libvirt is ending the domain for (the reason recorded with Crashed).
+    std::optional<std::string> crash_reason ABSL_GUARDED_BY(mu);
+    // Guest reboots and crash restarts since the start, against the
+    // reboot-loop limit (as for own workers).
+    std::optional<RebootGuard> reboot_guard ABSL_GUARDED_BY(mu);
   };
 
   struct Event {
@@ -152,6 +162,22 @@ class LibvirtBackend final : public VmBackend {
   void ReconcileLocked(const Vm& vm, VmRuntime& runtime,
                        const std::string& context);
   void Reconcile(const std::string& vm_uuid, const std::string& context);
+  // The guest reported a panic (libvirt's CRASHED event, pvpanic; or a
+  // domain found crashed (panicked) by a reconcile): recorded as the VM's
+  // guest crash (a guest_crashed event, Vm.last_guest_crash: the panic line
+  // of its serial console as the summary, the console's tail as the message)
+  // and its on_guest_crash policy applied as for own workers (libvirt's
+  // <on_crash> acts on the domain): preserve -> Paused "guest crashed: ...";
+  // restart -> a reboot "guest rebooted: guest crashed: ..." (reboot-loop
+  // limit); stop -> the reason of the Crashed that the domain's end records.
+  // Needs runtime.record_mu.
+  void RecordPanicLocked(const Vm& vm, VmRuntime& runtime, absl::Time when,
+                         const std::string& context);
+  // Counts a guest reboot (or crash restart) against the reboot-loop limit.
+  // One too many: destroys the domain, records Crashed "guest crashed: reboot
+  // loop: ...; last: <last>" and returns false. Needs runtime.record_mu.
+  bool GuardRebootLocked(const Vm& vm, VmRuntime& runtime,
+                         const std::string& last);
   void ReconcileAll(const std::string& context);
   // Opens the domain's serial console into a fresh ConsoleFeed.
   void OpenConsole(Connection& conn, virDomainPtr domain, const Vm& vm,

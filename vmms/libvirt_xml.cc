@@ -71,24 +71,24 @@ absl::Status LibvirtSupports(absl::string_view vm_name,
           "it a bridge (bridge=NAME) or use the hvstack backend"));
     }
   }
-  switch (config.on_guest_crash()) {
-    case hvstack::v1::GUEST_CRASH_POLICY_RESTART:
-    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE:
-      return refuse(absl::StrCat(
-          "on_guest_crash ",
-          config.on_guest_crash() == hvstack::v1::GUEST_CRASH_POLICY_RESTART
-              ? "restart"
-              : "preserve",
-          ": libvirt VMs support on_guest_crash stop only (the domain is "
-          "destroyed and the VM recorded Crashed); use stop or the hvstack "
-          "backend"));
-    default:
-      break;
-  }
   return absl::OkStatus();
 }
 
 namespace {
+
+// The domain's <on_crash>: what libvirt does when the guest reports a panic
+// through the pvpanic device (vmms records the crash from libvirt's CRASHED
+// event; LibvirtBackend).
+const char* OnCrashAction(hvstack::v1::GuestCrashPolicy policy) {
+  switch (policy) {
+    case hvstack::v1::GUEST_CRASH_POLICY_RESTART:
+      return "restart";  // A reset; QEMU and the console stay.
+    case hvstack::v1::GUEST_CRASH_POLICY_PRESERVE:
+      return "preserve";  // Kept paused, state "crashed (panicked)".
+    default:
+      return "destroy";
+  }
+}
 
 // sda, sdb, ..., sdz, sdaa, ...
 std::string ScsiDiskName(int index) {
@@ -173,7 +173,9 @@ std::string LibvirtDomainXml(const hvstack::v1::Vm& vm) {
       "  <clock offset='utc'/>\n"
       "  <on_poweroff>destroy</on_poweroff>\n"
       "  <on_reboot>restart</on_reboot>\n"
-      "  <on_crash>destroy</on_crash>\n"
+      "  <on_crash>",
+      OnCrashAction(config.on_guest_crash()),
+      "</on_crash>\n"
       "  <devices>\n"
       "    <controller type='usb' model='none'/>\n"
       "    <serial type='pty'><target port='0'/></serial>\n"

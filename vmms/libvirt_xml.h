@@ -25,8 +25,8 @@ std::string LibvirtMetadataElement(const hvstack::v1::Vm& vm);
 
 // What of `config` the libvirt backend cannot give a domain, as
 // FAILED_PRECONDITION naming it and what to do (OK when everything maps):
-// VHDX disks (raw and qcow2 map), adapters without a bridge (a bridge maps),
-// on_guest_crash restart and preserve (stop maps). `vm_name` names the VM.
+// VHDX disks (raw and qcow2 map), adapters without a bridge (a bridge maps).
+// `vm_name` names the VM.
 absl::Status LibvirtSupports(absl::string_view vm_name,
                              const hvstack::v1::VmConfig& config);
 
@@ -36,7 +36,9 @@ absl::Status LibvirtSupports(absl::string_view vm_name,
 // COM1 as the serial console (a pty), no graphics, no USB, no balloon. The
 // guest's power-off destroys the domain (shut off (shutdown)), its reboot
 // resets it; a pvpanic device (isa, 0x505) lets the guest report a crash,
-// which destroys the domain (shut off (crashed)): on_guest_crash stop.
+// and <on_crash> is the VM's on_guest_crash: stop destroys the domain (shut
+// off (crashed)), restart resets it, preserve keeps it paused (crashed
+// (panicked)).
 // Disks are virtio-scsi disks (<disk> with the image's format, read-only,
 // serial, and the VM's SCSI address as controller/target/unit); adapters are
 // <interface type='bridge'> with the VM's MAC (and MTU), virtio models.

@@ -1000,8 +1000,8 @@ TEST_F(LibvirtTest, AdoptionListsAdoptsAndReleasesDomainsAsTheyAre) {
 
 // VmConfig's hardware on libvirt: a raw and a qcow2 disk and a bridged
 // adapter reach QEMU (its command line has the images and the VM's MAC);
-// what libvirt VMs cannot have (VHDX, an unattached adapter, crash policies
-// other than stop, hardware of an adopted domain) is refused at
+// what libvirt VMs cannot have (VHDX, an unattached adapter, hardware of an
+// adopted domain) is refused at
 // create/update/attach with FAILED_PRECONDITION naming it.
 TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
   absl::Status netns = EnterPrivateNetworkNamespace();
@@ -1082,12 +1082,10 @@ TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
   s = create("n", [](hvstack::v1::VmConfig* c) { c->add_nics(); });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("network adapter 0"));
-  s = create("p", [](hvstack::v1::VmConfig* c) {
-    c->set_on_guest_crash(hvstack::v1::GUEST_CRASH_POLICY_PRESERVE);
-  });
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(s.error_message(), HasSubstr("on_guest_crash preserve"));
-  for (const char* name : {"v", "n", "p"}) EXPECT_TRUE(Events(name).empty());
+  for (const char* name : {"v", "n"}) EXPECT_TRUE(Events(name).empty());
+  // The crash policy is the domain's <on_crash> (redefined while Off).
+  EXPECT_THAT(ReadFileOrEmpty(root_ + "/etc/qemu/hvstack-hw.xml"),
+              HasSubstr("<on_crash>destroy</on_crash>"));
   {
     hvstack::v1::UpdateVmRequest request;
     request.set_name("hw");
@@ -1097,9 +1095,10 @@ TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
     grpc::ClientContext context;
     hvstack::v1::Vm ignored;
     s = stub_->UpdateVm(&context, request, &ignored);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-    EXPECT_THAT(s.error_message(), HasSubstr("on_guest_crash restart"));
+    EXPECT_TRUE(s.ok()) << s.error_message();
   }
+  EXPECT_THAT(ReadFileOrEmpty(root_ + "/etc/qemu/hvstack-hw.xml"),
+              HasSubstr("<on_crash>restart</on_crash>"));
   {
     hvstack::v1::AddNicRequest request;
     request.set_name("hw");
@@ -1123,8 +1122,12 @@ TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
   EXPECT_EQ(Get("hw").config().disks_size(), 2);
   EXPECT_EQ(Get("hw").config().nics_size(), 1);
 
-  // on_guest_crash stop: a Linux panic reported through the pvpanic device
-  // (Debian's pvpanic-mmio module) ends the domain and the VM is Crashed.
+  // A Linux panic reported through the pvpanic device (Debian's pvpanic
+  // module), under each on_guest_crash policy, three guests at once:
+  // stop ends the domain and the VM is Crashed; restart resets the guest
+  // (libvirt's <on_crash>restart) and the VM stays Running, one reboot more;
+  // preserve keeps the domain crashed (paused) and the VM Paused until
+  // resumed or stopped. Each records a guest_crashed event first.
   const std::string kernel_dir = assets_->path() + "/kernel";
   std::string release = ReadFileOrEmpty(kernel_dir + "/kernel-release");
   release.erase(release.find_last_not_of("\n") + 1);
@@ -1140,23 +1143,96 @@ TEST_F(LibvirtTest, HardwareMapsToTheDomainOrIsRefusedNamingIt) {
                     pvpanic, "pvpanic-mmio.ko")});
   ASSERT_TRUE(made.ok() && made->exit_code == 0)
       << (made.ok() ? made->err : made.status().ToString());
-  s = create("crash", [&](hvstack::v1::VmConfig* c) {
-    c->set_initrd_path(crash_initrd);
-    c->set_on_guest_crash(hvstack::v1::GUEST_CRASH_POLICY_STOP);
-  });
-  ASSERT_TRUE(s.ok()) << s.error_message();
-  s = Call(&VmService::Stub::StartVm, "crash");
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  for (const auto& [name, policy] :
+       {std::pair{"crash", hvstack::v1::GUEST_CRASH_POLICY_STOP},
+        {"crash-restart", hvstack::v1::GUEST_CRASH_POLICY_RESTART},
+        {"crash-keep", hvstack::v1::GUEST_CRASH_POLICY_PRESERVE}}) {
+    s = create(name, [&](hvstack::v1::VmConfig* c) {
+      c->set_initrd_path(crash_initrd);
+      c->set_on_guest_crash(policy);
+    });
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+    s = Call(&VmService::Stub::StartVm, name);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+  auto kinds = [&](const std::string& name) {
+    std::vector<VmEvent::Kind> out;
+    for (const VmEvent& e : Events(name)) out.push_back(e.kind());
+    return out;
+  };
   ASSERT_TRUE(AwaitState("crash", VM_STATE_CRASHED, absl::Seconds(120)))
       << Get("crash").state_reason() << "\n"
       << Console("crash");
-  // libvirt reports the panic (crashed (panicked)), then destroys the
-  // domain (shut off (crashed)); vmms records whichever it reads first.
-  EXPECT_THAT(Get("crash").state_reason(),
-              ::testing::AnyOf("guest crashed (libvirt: crashed (panicked))",
-                               "guest crashed (libvirt: shut off (crashed))"));
+  // The guest's panic line, as own workers record it; libvirt reports the
+  // panic (crashed (panicked)), then destroys the domain (shut off
+  // (crashed)): vmms records whichever state it reads first.
+  EXPECT_THAT(
+      Get("crash").state_reason(),
+      ::testing::AnyOf(
+          "guest crashed: Kernel panic - not syncing: sysrq triggered crash "
+          "(libvirt: crashed (panicked))",
+          "guest crashed: Kernel panic - not syncing: sysrq triggered crash "
+          "(libvirt: shut off (crashed))"));
   EXPECT_THAT(Console("crash"), HasSubstr("PANICKING-NOW"));
   EXPECT_EQ(Events("crash").back().state(), VM_STATE_CRASHED);
+  EXPECT_THAT(kinds("crash"), ::testing::Contains(VmEvent::KIND_GUEST_CRASHED))
+      << Describe(Events("crash"));
+  EXPECT_THAT(Get("crash").last_guest_crash().summary(),
+              HasSubstr("Kernel panic"));
+
+  // preserve: Paused "guest crashed: ...", the domain crashed (panicked);
+  // ResumeVm lets it run on, StopVm ends it.
+  ASSERT_TRUE(AwaitState("crash-keep", hvstack::v1::VM_STATE_PAUSED,
+                         absl::Seconds(120)))
+      << Get("crash-keep").state_reason() << "\n"
+      << Describe(Events("crash-keep")) << "\n"
+      << Console("crash-keep");
+  {
+    const hvstack::v1::Vm kept = Get("crash-keep");
+    EXPECT_THAT(kept.state_reason(), ::testing::StartsWith("guest crashed: "));
+    EXPECT_THAT(kept.state_reason(), HasSubstr("Kernel panic"));
+    EXPECT_EQ(kept.libvirt().domain_state(), "crashed (panicked)");
+    EXPECT_THAT(kept.last_guest_crash().message(), HasSubstr("PANICKING-NOW"));
+    const std::vector<VmEvent> events = Events("crash-keep");
+    ASSERT_GE(events.size(), 2u);
+    EXPECT_EQ(events[events.size() - 2].kind(), VmEvent::KIND_GUEST_CRASHED)
+        << Describe(events);
+    EXPECT_EQ(events.back().state(), hvstack::v1::VM_STATE_PAUSED);
+  }
+  s = Call(&VmService::Stub::ResumeVm, "crash-keep");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Get("crash-keep").state(), VM_STATE_RUNNING);
+  EXPECT_EQ(Get("crash-keep").libvirt().domain_state(), "running (unpaused)");
+  hvstack::v1::Vm kept_off;
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, "crash-keep", &kept_off).ok());
+  EXPECT_EQ(kept_off.state(), VM_STATE_OFF);
+
+  // restart: still Running after the crash, one reboot recorded for it, and
+  // the guest boots again (its second panic line on the same console).
+  ASSERT_TRUE(AwaitConsole("crash-restart", "PANICKING-NOW", 2))
+      << Describe(Events("crash-restart")) << "\n"
+      << Console("crash-restart");
+  {
+    const hvstack::v1::Vm restarted = Get("crash-restart");
+    EXPECT_EQ(restarted.state(), VM_STATE_RUNNING) << restarted.state_reason();
+    EXPECT_GE(restarted.reboot_count(), 1u);
+    EXPECT_THAT(restarted.last_guest_crash().summary(),
+                HasSubstr("Kernel panic"));
+    const std::vector<VmEvent> events = Events("crash-restart");
+    auto crashed = std::find_if(events.begin(), events.end(), [](auto& e) {
+      return e.kind() == VmEvent::KIND_GUEST_CRASHED;
+    });
+    ASSERT_NE(crashed, events.end()) << Describe(events);
+    ASSERT_NE(crashed + 1, events.end()) << Describe(events);
+    EXPECT_EQ((crashed + 1)->kind(), VmEvent::KIND_REBOOTED)
+        << Describe(events);
+    EXPECT_THAT((crashed + 1)->reason(),
+                ::testing::StartsWith("guest rebooted: guest crashed: "));
+    for (const VmEvent& e : events) {
+      EXPECT_NE(e.state(), VM_STATE_CRASHED) << Describe(events);
+    }
+  }
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, "crash-restart").ok());
 }
 
 // backend libvirt without --libvirt-uri; an unreachable URI; a domain libvirt
