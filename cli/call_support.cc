@@ -24,7 +24,12 @@ void SetDeadline(grpc::ClientContext& context, std::chrono::seconds timeout) {
 
 int Fail(Session& session, const grpc::Status& status) {
   std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  // vmms answers UNAVAILABLE itself when a worker or libvirt cannot be
+  // reached; its message says so, and the channel is connected.
+  const bool vmms_answered =
+      session.channel != nullptr &&
+      session.channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !vmms_answered) {
     message = absl::StrCat(
         "cannot reach vmms at unix:", session.socket_path,
         " (is vmms running? use --socket or $HVSTACK_SOCKET): ", message);

@@ -37,7 +37,8 @@ Session Connect(const std::string& socket_path, bool json, std::ostream& out,
   auto channel = grpc::CreateChannel("unix:" + socket_path,
                                      grpc::InsecureChannelCredentials());
   return Session{socket_path, json, hvstack::v1::VmService::NewStub(channel),
-                 &out, &err};
+                 &out,        &err, -1,
+                 channel};
 }
 
 int CreateCommand(Session& session, const CreateArgs& args) {

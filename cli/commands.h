@@ -21,6 +21,9 @@ struct Session {
   std::ostream* err;
   // Where console input comes from (main: stdin); -1 for none.
   int in_fd = -1;
+  // The stub's channel (null for a stub made elsewhere): tells an
+  // UNAVAILABLE vmms sent from one of a vmms nobody reached.
+  std::shared_ptr<grpc::Channel> channel;
 };
 
 // Connects (lazily, as gRPC does) to vmms at unix:`socket_path`.

@@ -118,6 +118,15 @@ class FakeVmService final : public hvstack::v1::VmService::Service {
     vm->set_state(hvstack::v1::VM_STATE_RUNNING);
     return grpc::Status::OK;
   }
+  // vmms itself answering UNAVAILABLE: its worker did not answer.
+  grpc::Status RebootVm(grpc::ServerContext*,
+                        const hvstack::v1::RebootVmRequest* request,
+                        hvstack::v1::Vm*) override {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "VM '" + request->name() +
+                            "' was not rebooted: worker at w.sock did not "
+                            "answer: Deadline Exceeded");
+  }
   hvstack::v1::UpdateVmRequest last_update;
   hvstack::v1::ShutdownVmRequest last_shutdown;
   hvstack::v1::CreateVmRequest last_create;
@@ -207,6 +216,14 @@ TEST_F(CommandsTest, UnreachableVmmsNamesTheSocket) {
   EXPECT_THAT(err_.str(),
               HasSubstr("vmctl: UNAVAILABLE: cannot reach vmms at unix:" +
                         dir_ + "/nothing.sock"));
+}
+
+TEST_F(CommandsTest, UnavailableFromVmmsIsNotBlamedOnTheSocket) {
+  Session session = Connected();
+  EXPECT_EQ(RebootCommand(session, "a"), 5);
+  EXPECT_EQ(err_.str(),
+            "vmctl: UNAVAILABLE: VM 'a' was not rebooted: worker at w.sock "
+            "did not answer: Deadline Exceeded\n");
 }
 
 TEST_F(CommandsTest, ConsoleWritesRawBytes) {

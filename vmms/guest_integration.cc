@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/worker_client.h"
 
 namespace vmms {
 namespace {
@@ -16,7 +17,6 @@ namespace {
 using hvstack::internal::WorkerService;
 
 // The worker waits up to 10 s for the guest; give it a little more.
-constexpr absl::Duration kKvpDeadline = absl::Seconds(12);
 
 std::unique_ptr<WorkerService::Stub> Connect(const std::string& socket) {
   return WorkerService::NewStub(grpc::CreateChannel(
@@ -124,7 +124,7 @@ absl::StatusOr<std::string> WorkerGetKvp(const std::string& vm,
                                          uint32_t pool,
                                          const std::string& key) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx, kKvpDeadline);
+  SetDeadline(ctx, kGuestAnswerRpcTimeout);
   hvstack::internal::KvpGetRequest request;
   request.set_pool(pool);
   request.set_key(key);
@@ -140,7 +140,7 @@ absl::Status WorkerSetKvp(const std::string& vm, const std::string& socket,
                           uint32_t pool, const std::string& key,
                           const std::string& value) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx, kKvpDeadline);
+  SetDeadline(ctx, kGuestAnswerRpcTimeout);
   hvstack::internal::KvpSetRequest request;
   request.set_pool(pool);
   request.set_key(key);
@@ -152,7 +152,7 @@ absl::Status WorkerSetKvp(const std::string& vm, const std::string& socket,
 absl::StatusOr<hvstack::v1::ListKvpResponse> WorkerListKvp(
     const std::string& vm, const std::string& socket, uint32_t pool) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx, kKvpDeadline);
+  SetDeadline(ctx, kGuestAnswerRpcTimeout);
   hvstack::internal::KvpListRequest request;
   request.set_pool(pool);
   hvstack::internal::KvpListResponse response;

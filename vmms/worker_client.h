@@ -22,6 +22,12 @@ absl::Status CallWorker(const std::string& socket_path, absl::Duration timeout,
                             hvstack::internal::WorkerService::Stub& stub,
                             grpc::ClientContext* context)>& call);
 
+// Calls that wait for the guest's answer (the shutdown IC, KVP): the worker
+// gives the guest up to 10 s (VmbusHost::kGuestAnswerTimeout) and then says
+// why; vmms waits a little longer so that the worker's reason, not a bare
+// deadline, reaches the client.
+inline constexpr absl::Duration kGuestAnswerRpcTimeout = absl::Seconds(12);
+
 // GetStatus with `timeout`.
 absl::StatusOr<hvstack::internal::WorkerStatus> QueryWorkerStatus(
     const std::string& socket_path, absl::Duration timeout);

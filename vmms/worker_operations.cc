@@ -186,7 +186,7 @@ absl::StatusOr<Vm> WorkerManager::Reboot(const Vm& vm) {
   absl::StatusOr<std::shared_ptr<Worker>> worker = ReadyWorker(vm);
   if (!worker.ok()) return worker.status();
   absl::Status asked =
-      CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
+      CallWorker((*worker)->paths.worker_socket, kGuestAnswerRpcTimeout,
                  [](WorkerService::Stub& stub, grpc::ClientContext* context) {
                    hvstack::internal::ShutdownGuestRequest request;
                    request.set_reboot(true);
@@ -216,7 +216,7 @@ absl::StatusOr<Vm> WorkerManager::GracefulShutdown(
     (*worker)->shutdown_requested = true;
   }
   absl::Status asked =
-      CallWorker((*worker)->paths.worker_socket, kWorkerRpcTimeout,
+      CallWorker((*worker)->paths.worker_socket, kGuestAnswerRpcTimeout,
                  [](WorkerService::Stub& stub, grpc::ClientContext* context) {
                    hvstack::internal::ShutdownGuestRequest request;
                    request.set_reason("shutdown requested by user");
