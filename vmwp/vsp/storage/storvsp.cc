@@ -4,11 +4,13 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
 #include "vmwp/vmbus/gpa_direct.h"
 #include "vmwp/vmbus/ring_layout.h"
 #include "vmwp/vsp/storage/iovecs.h"
+#include "vmwp/vsp/storage/saved_state.pb.h"
 
 namespace vsp::storage {
 
@@ -71,6 +73,18 @@ class StorageController::Channel final : public vmbus::Vsp {
     return generation_;
   }
 
+  // Save and restore (issue 14): storvsp_state.cc.
+  absl::Status Quiesce(absl::Time deadline) override {
+    return controller_.QuiesceChannel(*this, deadline);
+  }
+  absl::StatusOr<std::string> SaveState() override {
+    return controller_.SaveChannel(*this);
+  }
+  absl::Status RestoreState(std::shared_ptr<vmbus::ChannelEndpoint> endpoint,
+                            std::string_view state) override {
+    return controller_.RestoreChannel(*this, std::move(endpoint), state);
+  }
+
   void NeedsKick(BlockBackend* b) {
     if (std::find(kick_.begin(), kick_.end(), b) == kick_.end()) {
       kick_.push_back(b);
@@ -113,6 +127,7 @@ class StorageController::Channel final : public vmbus::Vsp {
   }
 
  private:
+  friend class StorageController;  // storvsp_state.cc
   bool TrySend(uint64_t trans_id, const VstorPacket& reply)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::StatusOr<vmbus::WriteResult> sent = endpoint_->Send(
@@ -657,6 +672,163 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
     }
   }
   channel.NeedsKick(backend);
+}
+
+// ---- Save and restore (issue 14) ----------------------------------------
+
+namespace {
+constexpr uint32_t kStorvspStateVersion = 1;
+
+absl::Status BadState(absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("saved storvsp state: ", why));
+}
+}  // namespace
+
+absl::Status StorageController::QuiesceChannel(Channel& channel,
+                                               absl::Time deadline) {
+  // The VPs are held: no drain runs, so nothing new is admitted; what is in
+  // a backend completes from its thread (sent, or queued if the ring is
+  // full). Sub-channel offers in progress finish too.
+  {
+    absl::MutexLock lock(&channel.mu_);
+    auto idle = [](Channel* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+      return c->in_flight_ == 0;
+    };
+    if (!channel.mu_.AwaitWithDeadline(absl::Condition(+idle, &channel),
+                                       deadline)) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "storvsp: %d SRB(s) still in flight on channel %d",
+          channel.in_flight_, channel.offer_.sub_channel_index));
+    }
+  }
+  if (&channel != primary_) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  auto settled =
+      [](StorageController* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+        return c->stopped_ || !c->control_.joinable() ||
+               c->offered_sub_channels_ >= c->wanted_sub_channels_;
+      };
+  if (!mu_.AwaitWithDeadline(absl::Condition(+settled, this), deadline)) {
+    return absl::DeadlineExceededError(
+        "storvsp: sub-channel offers still in progress");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StorageController::SaveChannel(Channel& channel) {
+  hvstack::saved::StorvspChannelState state;
+  state.set_version(kStorvspStateVersion);
+  {
+    absl::MutexLock lock(&channel.mu_);
+    if (channel.in_flight_ != 0) {
+      return absl::FailedPreconditionError(
+          "storvsp: SRBs in flight (not quiesced)");
+    }
+    for (const auto& [trans_id, packet] : channel.pending_) {
+      auto* c = state.add_pending();
+      c->set_trans_id(trans_id);
+      c->set_packet(
+          std::string(reinterpret_cast<const char*>(&packet), sizeof(packet)));
+    }
+  }
+  if (&channel == primary_) {
+    absl::MutexLock lock(&mu_);
+    state.set_init_state(static_cast<uint32_t>(state_));
+    state.set_protocol_version(version_);
+    state.set_offered_sub_channels(offered_sub_channels_);
+    state.set_wanted_sub_channels(wanted_sub_channels_);
+  }
+  return state.SerializeAsString();
+}
+
+absl::Status StorageController::RestoreChannel(
+    Channel& channel, std::shared_ptr<vmbus::ChannelEndpoint> endpoint,
+    std::string_view bytes) {
+  hvstack::saved::StorvspChannelState state;
+  if (bytes.empty() && endpoint == nullptr) return absl::OkStatus();
+  if (!state.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return BadState("not a serialized StorvspChannelState");
+  if (state.version() == 0 || state.version() > kStorvspStateVersion) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "saved storvsp state format version %d; this worker reads 1 to %d",
+        state.version(), kStorvspStateVersion));
+  }
+  if (static_cast<uint32_t>(state.pending_size()) >
+      options_.max_queued_completions) {
+    return BadState(absl::StrFormat("%d queued completions (at most %d)",
+                                    state.pending_size(),
+                                    options_.max_queued_completions));
+  }
+  std::deque<std::pair<uint64_t, VstorPacket>> pending;
+  for (const auto& c : state.pending()) {
+    if (c.packet().size() != sizeof(VstorPacket))
+      return BadState(
+          absl::StrFormat("a completion of %d bytes", c.packet().size()));
+    VstorPacket p;
+    std::memcpy(&p, c.packet().data(), sizeof(p));
+    pending.emplace_back(c.trans_id(), p);
+  }
+  const bool primary = &channel == primary_;
+  if (!primary &&
+      (state.init_state() != 0 || state.protocol_version() != 0 ||
+       state.offered_sub_channels() != 0 || state.wanted_sub_channels() != 0)) {
+    return BadState("controller state on a sub-channel");
+  }
+  if (primary) {
+    if (state.init_state() > static_cast<uint32_t>(InitState::kReady))
+      return BadState(absl::StrFormat("init state %d", state.init_state()));
+    const uint32_t v = state.protocol_version();
+    const bool versioned =
+        state.init_state() >= static_cast<uint32_t>(InitState::kVersioned);
+    if (versioned
+            ? (v != kVersionWin10 && v != kVersionWin8_1 && v != kVersionWin8)
+            : v != 0) {
+      return BadState(absl::StrFormat("protocol version 0x%x at init state %d",
+                                      v, state.init_state()));
+    }
+    const uint32_t limit = SubChannelLimit();
+    if (state.offered_sub_channels() > limit ||
+        state.wanted_sub_channels() > limit) {
+      return BadState(absl::StrFormat(
+          "%d sub-channels offered, %d asked for (this controller offers at "
+          "most %d)",
+          state.offered_sub_channels(), state.wanted_sub_channels(), limit));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (offered_sub_channels_ != 0)
+        return absl::FailedPreconditionError("storvsp: restored twice");
+      state_ = static_cast<InitState>(state.init_state());
+      version_ = static_cast<uint16_t>(v);
+    }
+    // The sub-channels, registered again (the server restores each in its
+    // next round); offered before, so no new offer goes to the guest.
+    for (uint32_t index = 1; index <= state.offered_sub_channels(); ++index) {
+      {
+        absl::MutexLock lock(&mu_);
+        channels_.push_back(
+            std::make_unique<Channel>(*this, static_cast<uint16_t>(index)));
+      }
+      absl::StatusOr<uint32_t> relid =
+          options_.add_channel(channels_[index].get());
+      if (!relid.ok()) {
+        return absl::Status(relid.status().code(),
+                            absl::StrFormat("storvsp: sub-channel %d: %s",
+                                            index, relid.status().message()));
+      }
+      absl::MutexLock lock(&mu_);
+      offered_sub_channels_ = index;
+    }
+    absl::MutexLock lock(&mu_);
+    wanted_sub_channels_ =
+        std::max(state.wanted_sub_channels(), state.offered_sub_channels());
+  }
+  absl::MutexLock lock(&channel.mu_);
+  channel.endpoint_ = std::move(endpoint);
+  ++channel.generation_;
+  channel.in_flight_ = 0;
+  channel.pending_ = std::move(pending);
+  return absl::OkStatus();
 }
 
 }  // namespace vsp::storage

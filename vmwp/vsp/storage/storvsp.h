@@ -20,6 +20,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "base/log_rate_limiter.h"
 #include "vmwp/vmbus/guest_pages.h"
 #include "vmwp/vmbus/vsp.h"
@@ -130,6 +133,17 @@ class StorageController {
   LunState* FindLun(uint8_t target, uint8_t lun);
   std::vector<uint8_t> LunsOfTarget(uint8_t target) const;
   void Count(uint64_t StorageStats::*field, uint64_t n = 1);
+  // Save and restore (issue 14; storvsp_state.cc, saved_state.proto), per
+  // channel (each is a Vsp): Quiesce waits until the channel has no SRB in
+  // flight in a backend (completions are then sent or queued); the state is
+  // the queued completions, plus the controller's initialization and
+  // sub-channels on the primary, which re-registers the sub-channels when
+  // restored (the VMBus server then restores them in turn).
+  absl::Status QuiesceChannel(Channel& channel, absl::Time deadline);
+  absl::StatusOr<std::string> SaveChannel(Channel& channel);
+  absl::Status RestoreChannel(Channel& channel,
+                              std::shared_ptr<vmbus::ChannelEndpoint> endpoint,
+                              std::string_view state);
   void NoteBadPacket(const absl::Status& why);
 
   vmbus::GuestPages& memory_;

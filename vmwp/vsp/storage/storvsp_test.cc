@@ -14,9 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "vmwp/vmbus/gpa_direct.h"
+#include "vmwp/vmbus/saved_state.pb.h"
 #include "vmwp/vmbus/test_fake_guest.h"
+#include "vmwp/vsp/storage/saved_state.pb.h"
 #include "vmwp/vsp/storage/uring_backend.h"
 
 namespace vsp::storage {
@@ -472,6 +475,87 @@ TEST_F(StorvspTest, SubChannelsOnRequest) {
     EXPECT_EQ(offer.offer.sub_channel_index, index);
   }
   EXPECT_EQ(controller_->sub_channels(), 2u);
+}
+
+// Issue 14: a controller saved with the VM (Quiesce, then SaveState per
+// channel through the VMBus server) and restored into a fresh server and
+// controller on the same guest memory and image, as a restored worker does:
+// no re-initialization, the same channel, the disk's data, and I/O goes on.
+TEST_F(StorvspTest, SaveAndRestoreKeepTheNegotiatedControllerAndItsChannel) {
+  Build({{0, 0, false}});
+  Initialize();
+  for (uint32_t i = 0; i < 4096; ++i) Buffer()[i] = static_cast<uint8_t>(i * 3);
+  ASSERT_EQ(Srb(Rw10(kWrite10, 8, 8), 4096, false).vm_srb.srb_status,
+            kSrbStatusSuccess);
+  ASSERT_TRUE(server_->QuiesceVsps(absl::Now() + absl::Seconds(5)).ok());
+  absl::StatusOr<hvstack::saved::VmbusServerState> saved = server_->SaveState();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_EQ(saved->channels_size(), 1);
+  EXPECT_FALSE(saved->channels(0).vsp_state().empty());
+
+  // The old worker's parts stay (unused) until the end of the test.
+  std::unique_ptr<vmbus::VmbusServer> old_server = std::move(server_);
+  std::unique_ptr<StorageController> old_controller = std::move(controller_);
+  old_controller->Stop();
+  server_ = std::make_unique<vmbus::VmbusServer>(
+      guest_.memory, guest_, vmbus::VmbusServer::Options{.vp_count = 4});
+  guest_.server = server_.get();
+  base::ScopedFd fd(::open(path_.c_str(), O_RDWR));
+  auto backend = UringFileBackend::Create(
+      std::move(fd), {.name = path_, .size_bytes = kDiskBytes});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::vector<StorageController::Lun> luns(1);
+  luns[0].backend = *std::move(backend);
+  luns[0].properties.serial = "serial-1";
+  auto c = StorageController::Create(
+      guest_.memory,
+      {.instance = vmbus::Guid::FromFields(1, 2, 3, {4, 5, 6, 7, 8, 9, 10, 11}),
+       .add_channel = [this](vmbus::Vsp* vsp) { return server_->AddVsp(vsp); }},
+      std::move(luns));
+  ASSERT_TRUE(c.ok()) << c.status();
+  controller_ = *std::move(c);
+  ASSERT_TRUE(server_->AddVsp(controller_->primary()).ok());
+  absl::Status restored = server_->RestoreState(*saved);
+  ASSERT_TRUE(restored.ok()) << restored;
+  ASSERT_TRUE(controller_->Start(nullptr).ok());
+  EXPECT_TRUE(controller_->ready()) << "no re-initialization";
+  EXPECT_EQ(controller_->protocol_version(), kVersionWin10);
+  std::memset(Buffer(), 0, 4096);
+  VstorPacket r = Srb(Rw10(kRead10, 8, 8), 4096, true);
+  ASSERT_EQ(r.vm_srb.srb_status, kSrbStatusSuccess);
+  for (uint32_t i = 0; i < 4096; ++i) {
+    ASSERT_EQ(Buffer()[i], static_cast<uint8_t>(i * 3)) << "byte " << i;
+  }
+
+  // Damaged or foreign state is refused, naming storvsp and the problem.
+  auto fresh = StorageController::Create(guest_.memory, {}, {});
+  ASSERT_TRUE(fresh.ok());
+  vmbus::Vsp* primary = (*fresh)->primary();
+  absl::Status bad = primary->RestoreState(nullptr, "garbage");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("saved storvsp state"), std::string::npos);
+  hvstack::saved::StorvspChannelState newer;
+  newer.set_version(99);
+  bad = primary->RestoreState(nullptr, newer.SerializeAsString());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kFailedPrecondition) << bad;
+  hvstack::saved::StorvspChannelState odd;
+  odd.set_version(1);
+  odd.set_init_state(3);
+  odd.set_protocol_version(0x1234);
+  bad = primary->RestoreState(nullptr, odd.SerializeAsString());
+  EXPECT_NE(bad.message().find("protocol version 0x1234"), std::string::npos)
+      << bad;
+  odd.set_protocol_version(kVersionWin10);
+  odd.set_offered_sub_channels(3);  // this controller offers none
+  bad = primary->RestoreState(nullptr, odd.SerializeAsString());
+  EXPECT_NE(bad.message().find("sub-channels"), std::string::npos) << bad;
+  odd.set_offered_sub_channels(0);
+  odd.add_pending()->set_packet("short");
+  bad = primary->RestoreState(nullptr, odd.SerializeAsString());
+  EXPECT_NE(bad.message().find("a completion of 5 bytes"), std::string::npos)
+      << bad;
+  (*fresh)->Stop();
+  old_server.reset();  // before its VSPs: it closes their channels
 }
 
 }  // namespace
