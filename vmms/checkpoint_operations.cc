@@ -136,35 +136,22 @@ std::vector<Checkpoint> Protos(const std::vector<CheckpointRecord>& all) {
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<Checkpoint> VmManager::CreateCheckpoint(
-    const std::string& name, const std::string& checkpoint,
-    absl::Time deadline) {
-  if (absl::Status s = ValidateVmName(checkpoint); !s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint name: ", s.message()));
-  }
-  absl::StatusOr<LockedVm> locked =
-      Lock(name, VmRequest::kCheckpoint, deadline);
-  if (!locked.ok()) return locked.status();
-  const Vm& vm = locked->vm;
-  if (vm.config().backend() == hvstack::v1::BACKEND_LIBVIRT) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("VM '", name,
-                     "' runs on libvirt: use libvirt's snapshots (virsh "
-                     "snapshot-create) for it"));
-  }
+// A checkpoint of `vm` (Off, Crashed or Saved; its operation lock held).
+absl::StatusOr<Checkpoint> CheckpointOf(VmStore& store,
+                                        const std::string& state_dir,
+                                        const Vm& vm,
+                                        const std::string& checkpoint) {
   absl::StatusOr<std::vector<CheckpointRecord>> all =
-      store_->Checkpoints(vm.uuid());
+      store.Checkpoints(vm.uuid());
   if (!all.ok()) return all.status();
   for (const CheckpointRecord& r : *all) {
     if (r.checkpoint.name() == checkpoint) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "VM '", name, "' has a checkpoint named '", checkpoint, "' already"));
+      return absl::AlreadyExistsError(absl::StrCat("VM '", vm.name(),
+                                                   "' has a checkpoint named '",
+                                                   checkpoint, "' already"));
     }
   }
-  const std::string dir = CheckpointsDir(options_.state_dir, vm.uuid());
+  const std::string dir = CheckpointsDir(state_dir, vm.uuid());
   const std::string stamp = Stamp();
   const std::string own_dir = absl::StrCat(dir, "/", checkpoint, ".", stamp);
   if (absl::Status s = MakeDir(dir + "/disks"); !s.ok()) return s;
@@ -198,7 +185,7 @@ absl::StatusOr<Checkpoint> VmManager::CreateCheckpoint(
     if (absl::Status s = CreateOverlay(d.path(), d.format(), overlay.path());
         !s.ok()) {
       undo();
-      return absl::Status(s.code(), absl::StrCat("VM '", name, "' disk ",
+      return absl::Status(s.code(), absl::StrCat("VM '", vm.name(), "' disk ",
                                                  d.path(), ": ", s.message()));
     }
     made.push_back(overlay.path());
@@ -225,19 +212,90 @@ absl::StatusOr<Checkpoint> VmManager::CreateCheckpoint(
     *c.mutable_saved_state() = saved;
   }
   absl::StatusOr<Vm> recorded =
-      store_->RecordCheckpoint(vm.uuid(), c, frozen, vm_disks);
+      store.RecordCheckpoint(vm.uuid(), c, frozen, vm_disks);
   if (!recorded.ok()) {
     undo();
     return recorded.status();
   }
-  spdlog::info("VM {}: checkpoint '{}' created ({} disk(s), VM {})", name,
+  spdlog::info("VM {}: checkpoint '{}' created ({} disk(s), VM {})", vm.name(),
                checkpoint, frozen.size(), StateName(c.vm_state()));
   absl::StatusOr<std::vector<CheckpointRecord>> after =
-      store_->Checkpoints(vm.uuid());
+      store.Checkpoints(vm.uuid());
   if (!after.ok()) return after.status();
   absl::StatusOr<const CheckpointRecord*> mine = Find(*after, vm, checkpoint);
   if (!mine.ok()) return mine.status();
   return (*mine)->checkpoint;
+}
+
+}  // namespace
+
+absl::StatusOr<Checkpoint> VmManager::CreateCheckpoint(
+    const std::string& name, const std::string& checkpoint,
+    absl::Time deadline) {
+  if (absl::Status s = ValidateVmName(checkpoint); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint name: ", s.message()));
+  }
+  absl::StatusOr<VmOpLocks::Guard> guard =
+      op_locks_.Acquire(name, RequestName(VmRequest::kCheckpoint), deadline);
+  if (!guard.ok()) return guard.status();
+  absl::StatusOr<Vm> vm = store_->Get(name);
+  if (!vm.ok()) return vm.status();
+  if (vm->config().backend() == hvstack::v1::BACKEND_LIBVIRT) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("VM '", name,
+                     "' runs on libvirt: use libvirt's snapshots (virsh "
+                     "snapshot-create) for it"));
+  }
+  const hvstack::v1::VmState prior = vm->state();
+  if (prior != hvstack::v1::VM_STATE_RUNNING &&
+      prior != hvstack::v1::VM_STATE_PAUSED) {
+    if (absl::Status s = CheckRequest(*vm, VmRequest::kCheckpoint); !s.ok())
+      return s;
+    return CheckpointOf(*store_, options_.state_dir, *vm, checkpoint);
+  }
+  // A running VM: saved (its worker ends), checkpointed as a Saved VM, then
+  // restored by a fresh worker: the guest goes on from where it was.
+  absl::StatusOr<std::vector<CheckpointRecord>> all =
+      store_->Checkpoints(vm->uuid());
+  if (!all.ok()) return all.status();
+  for (const CheckpointRecord& r : *all) {
+    if (r.checkpoint.name() == checkpoint) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "VM '", name, "' has a checkpoint named '", checkpoint, "' already"));
+    }
+  }
+  spdlog::info(
+      "VM {}: checkpoint '{}' of the running VM: save, checkpoint, "
+      "restore",
+      name, checkpoint);
+  absl::StatusOr<Vm> saved = BackendOf(*vm)->Save(*vm);
+  if (!saved.ok()) {
+    return absl::Status(
+        saved.status().code(),
+        absl::StrCat("checkpoint '", checkpoint,
+                     "' not created: ", saved.status().message()));
+  }
+  absl::StatusOr<Vm> as_saved = store_->Get(name);
+  absl::StatusOr<Checkpoint> made =
+      as_saved.ok()
+          ? CheckpointOf(*store_, options_.state_dir, *as_saved, checkpoint)
+          : absl::StatusOr<Checkpoint>(as_saved.status());
+  absl::StatusOr<Vm> back = StartLocked(
+      name, absl::StrCat("restored after checkpoint '", checkpoint, "'"));
+  if (back.ok() && prior == hvstack::v1::VM_STATE_PAUSED) {
+    back = BackendOf(*back)->Pause(*back);
+  }
+  if (!made.ok()) return made.status();
+  if (!back.ok()) {
+    return absl::Status(
+        back.status().code(),
+        absl::StrCat("checkpoint '", checkpoint, "' of VM '", name,
+                     "' was created, but the VM could not be restored (it "
+                     "stays Saved: start it): ",
+                     back.status().message()));
+  }
+  return made;
 }
 
 absl::StatusOr<std::vector<Checkpoint>> VmManager::ListCheckpoints(

@@ -307,8 +307,8 @@ TEST_F(CheckpointTest, SavedVmCheckpointBringsItsSavedStateBack) {
   ASSERT_TRUE(Call<hvstack::v1::StartVmRequest>(
                   &hvstack::v1::VmService::Stub::StartVm, "sv")
                   .ok());
-  // Running: refused, saying what to do.
-  grpc::Status s = Create("sv", "s1");
+  // Running: apply and delete are refused, saying what to do.
+  grpc::Status s = Apply("sv", "s1");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("is running"));
   EXPECT_THAT(s.error_message(), HasSubstr("save it"));
@@ -380,6 +380,49 @@ TEST_F(CheckpointTest, BadRequestsAreRefusedNamingTheProblem) {
   google::protobuf::Empty empty;
   ASSERT_TRUE(stub_->DeleteVm(&context, del, &empty).ok());
   EXPECT_TRUE(std::filesystem::exists(raw_));
+}
+
+TEST_F(CheckpointTest, RunningVmIsSavedCheckpointedAndRestored) {
+  CreateVm("run");
+  hvstack::v1::Vm vm;
+  ASSERT_TRUE(Call<hvstack::v1::StartVmRequest>(
+                  &hvstack::v1::VmService::Stub::StartVm, "run", &vm)
+                  .ok());
+  const int64_t first_worker = vm.worker_pid();
+  Checkpoint c;
+  grpc::Status s = Create("run", "live", &c);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(c.vm_state(), hvstack::v1::VM_STATE_SAVED) << "with its memory";
+  EXPECT_TRUE(std::filesystem::exists(c.saved_state().state_file()));
+  // The VM runs on, restored by a fresh worker; its disks are the overlays.
+  vm = Get("run");
+  EXPECT_EQ(vm.state(), hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ(vm.state_reason(), "restored from its saved state");
+  EXPECT_NE(vm.worker_pid(), first_worker);
+  EXPECT_EQ(vm.config().disks(0).format(), hvstack::v1::DISK_FORMAT_QCOW2);
+  EXPECT_FALSE(vm.has_saved_state()) << "the VM's own copy was used up";
+  // Paused stays paused.
+  ASSERT_TRUE(Call<hvstack::v1::PauseVmRequest>(
+                  &hvstack::v1::VmService::Stub::PauseVm, "run")
+                  .ok());
+  ASSERT_TRUE(Create("run", "paused").ok());
+  EXPECT_EQ(Get("run").state(), hvstack::v1::VM_STATE_PAUSED);
+  EXPECT_EQ(Tree("run"), "live<- paused<-live*");
+  ASSERT_TRUE(Call<hvstack::v1::StopVmRequest>(
+                  &hvstack::v1::VmService::Stub::StopVm, "run")
+                  .ok());
+  for (int i = 0; i < 100 && Get("run").state() != hvstack::v1::VM_STATE_OFF;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  // Applied: Saved with the checkpoint's state; a start restores it.
+  ASSERT_TRUE(Apply("run", "live", &vm).ok());
+  EXPECT_EQ(vm.state(), hvstack::v1::VM_STATE_SAVED);
+  s = Call<hvstack::v1::StartVmRequest>(&hvstack::v1::VmService::Stub::StartVm,
+                                        "run", &vm);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(vm.state(), hvstack::v1::VM_STATE_RUNNING);
+  EXPECT_EQ(vm.state_reason(), "restored from its saved state");
 }
 
 }  // namespace

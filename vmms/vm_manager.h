@@ -125,7 +125,10 @@ class VmManager final : public VmBackendHost {
                                 const hvstack::v1::ScsiAddress& address,
                                 absl::Time deadline);
   // Checkpoints (issue 14; checkpoint_operations.cc): of Off, Crashed and
-  // Saved VMs of hvstack's own backend, under the VM's operation lock.
+  // Saved VMs of hvstack's own backend, under the VM's operation lock. A
+  // Running or Paused VM is saved, checkpointed as Saved and restored (it
+  // goes on running, or stays paused); apply and delete need it Off, Crashed
+  // or Saved.
   absl::StatusOr<hvstack::v1::Checkpoint> CreateCheckpoint(
       const std::string& name, const std::string& checkpoint,
       absl::Time deadline);
