@@ -356,7 +356,7 @@ void LibvirtBackend::Reaper() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+      if (mu_.AwaitWithTimeout(absl::Condition(&reaper_stop_),
                                absl::Milliseconds(20))) {
         return;
       }
@@ -1500,6 +1500,7 @@ void LibvirtBackend::Shutdown(const std::string& reason) {
     absl::MutexLock lock(&mu_);
     conn_.reset();
     loop_stop_ = true;
+    reaper_stop_ = true;
   }
   if (event_loop_.joinable()) event_loop_.join();
   if (reaper_.joinable()) reaper_.join();

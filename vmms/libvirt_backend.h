@@ -207,6 +207,9 @@ class LibvirtBackend final : public VmBackend {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool processor_stop_ ABSL_GUARDED_BY(mu_) = false;
   bool loop_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // The reaper runs until the domains are stopped: libvirt's destroy waits
+  // for its QEMU to be reaped.
+  bool reaper_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::string version_ ABSL_GUARDED_BY(mu_);
   bool reconnect_needed_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
