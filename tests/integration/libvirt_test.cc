@@ -1285,5 +1285,156 @@ TEST_F(LibvirtTest, BadInputIsRefusedWithAClearError) {
   EXPECT_TRUE(Events("clash").empty());
 }
 
+// The rest of what a libvirt VM does as own workers do: UpdateVm while Off
+// (the domain follows), console input through AttachConsole, ListVms and
+// ListVmStats, `vmctl show` / `hostinfo` naming the backend and the
+// connection, the restart policy after its QEMU is killed, ShutdownVm's
+// fallback when the guest ignores the power button, autostart when vmms
+// starts. One guest that echoes a console line and then idles (no ACPI
+// button driver: it ignores the power button).
+TEST_F(LibvirtTest, ConsoleInputListsPoliciesAndShutdownFallback) {
+  const std::string initrd = dir_.path() + "/io.cpio";
+  absl::StatusOr<CommandResult> made = RunCommand(
+      {"/bin/bash", Runfile("tests/linux/make_initramfs.sh"), "--uncompressed",
+       "--run",
+       "echo READY-FOR-INPUT; read line; echo \"GOT:$line\"; sleep 100000",
+       initrd, "NEVER-PRINTED"});
+  ASSERT_TRUE(made.ok() && made->exit_code == 0)
+      << (made.ok() ? made->err : made.status().ToString());
+  StartVmms();
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string vm = "io";
+  ASSERT_TRUE(Create(vm, initrd).ok());
+  {
+    hvstack::v1::UpdateVmRequest request;
+    request.set_name(vm);
+    request.mutable_config()->set_memory_mib(320);
+    request.mutable_config()->set_autostart(true);
+    request.mutable_config()->set_restart_policy(
+        hvstack::v1::RESTART_POLICY_ON_FAILURE);
+    for (const char* path : {"memory_mib", "autostart", "restart_policy"}) {
+      request.mutable_update_mask()->add_paths(path);
+    }
+    grpc::ClientContext context;
+    hvstack::v1::Vm updated;
+    grpc::Status s = stub_->UpdateVm(&context, request, &updated);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(updated.config().memory_mib(), 320u);
+  }
+  // libvirt keeps memory in KiB.
+  EXPECT_THAT(ReadFileOrEmpty(root_ + "/etc/qemu/hvstack-io.xml"),
+              HasSubstr("<memory unit='KiB'>327680</memory>"));
+  grpc::Status s = Call(&VmService::Stub::StartVm, vm);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << vmms_->Log();
+  ASSERT_TRUE(AwaitConsole(vm, "READY-FOR-INPUT")) << Console(vm);
+
+  // Console input reaches the guest, its answer comes back on the stream.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    auto stream = stub_->AttachConsole(&context);
+    hvstack::v1::AttachConsoleRequest first;
+    first.set_name(vm);
+    ASSERT_TRUE(stream->Write(first));
+    hvstack::v1::AttachConsoleRequest input;
+    input.set_data("hello-from-vmctl\n");
+    ASSERT_TRUE(stream->Write(input));
+    std::string seen;
+    hvstack::v1::ConsoleChunk chunk;
+    while (!absl::StrContains(seen, "GOT:hello-from-vmctl") &&
+           stream->Read(&chunk)) {
+      seen += chunk.data();
+    }
+    EXPECT_THAT(seen, HasSubstr("GOT:hello-from-vmctl"));
+    stream->WritesDone();
+    context.TryCancel();
+    (void)stream->Finish();
+  }
+
+  // Lists and stats carry it; vmctl names the backend and the connection.
+  {
+    grpc::ClientContext context;
+    hvstack::v1::ListVmsResponse list;
+    ASSERT_TRUE(
+        stub_->ListVms(&context, hvstack::v1::ListVmsRequest(), &list).ok());
+    ASSERT_EQ(list.vms_size(), 1);
+    EXPECT_EQ(list.vms(0).config().backend(), hvstack::v1::BACKEND_LIBVIRT);
+    EXPECT_EQ(list.vms(0).state(), VM_STATE_RUNNING);
+  }
+  {
+    grpc::ClientContext context;
+    hvstack::v1::ListVmStatsResponse stats;
+    ASSERT_TRUE(
+        stub_->ListVmStats(&context, hvstack::v1::ListVmStatsRequest(), &stats)
+            .ok());
+    ASSERT_EQ(stats.stats_size(), 1);
+    EXPECT_EQ(stats.stats(0).name(), vm);
+    EXPECT_GT(stats.stats(0).worker_cpu_time_ns(), 0u);
+    EXPECT_EQ(stats.stats(0).guest_memory_bytes(), 320u << 20);
+  }
+  absl::StatusOr<CommandResult> shown = vmms_->Vmctl({"show", vm});
+  ASSERT_TRUE(shown.ok());
+  EXPECT_THAT(shown->out, HasSubstr("backend: libvirt (tcg)"));
+  EXPECT_THAT(shown->out, HasSubstr("libvirt_domain: hvstack-io"));
+  EXPECT_THAT(shown->out, HasSubstr("libvirt_connected: yes"));
+  absl::StatusOr<CommandResult> host = vmms_->Vmctl({"hostinfo"});
+  ASSERT_TRUE(host.ok());
+  EXPECT_THAT(host->out, HasSubstr("libvirt_connected: yes"));
+
+  // Restart policy on-failure: QEMU killed -> Crashed -> started again.
+  const int64_t qemu = Get(vm).worker_pid();
+  ASSERT_GT(qemu, 0);
+  ASSERT_EQ(kill(static_cast<pid_t>(qemu), SIGKILL), 0);
+  for (absl::Time end = absl::Now() + absl::Seconds(60);
+       absl::Now() < end &&
+       !(Get(vm).state() == VM_STATE_RUNNING && Get(vm).restart_count() == 1);
+       absl::SleepFor(absl::Milliseconds(100))) {
+  }
+  {
+    const hvstack::v1::Vm restarted = Get(vm);
+    EXPECT_EQ(restarted.state(), VM_STATE_RUNNING)
+        << Describe(Events(vm)) << "\n"
+        << vmms_->Log();
+    EXPECT_EQ(restarted.restart_count(), 1u);
+    EXPECT_NE(restarted.worker_pid(), qemu);
+    const std::vector<VmEvent> events = Events(vm);
+    EXPECT_TRUE(std::any_of(events.begin(), events.end(), [](auto& e) {
+      return e.state() == VM_STATE_CRASHED;
+    })) << Describe(events);
+  }
+  ASSERT_TRUE(AwaitConsole(vm, "READY-FOR-INPUT", 2)) << Console(vm);
+
+  // The guest ignores the power button: ShutdownVm falls back to a hard
+  // power-off after its timeout.
+  {
+    hvstack::v1::ShutdownVmRequest request;
+    request.set_name(vm);
+    request.mutable_timeout()->set_seconds(2);
+    request.set_fallback(hvstack::v1::ShutdownVmRequest::FALLBACK_FORCE_OFF);
+    grpc::ClientContext context;
+    hvstack::v1::Vm off;
+    s = stub_->ShutdownVm(&context, request, &off);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(off.state(), VM_STATE_OFF) << off.state_reason();
+    std::printf("ShutdownVm fallback recorded: \"%s\"\n",
+                off.state_reason().c_str());
+  }
+  // vmms's end stops it; autostart starts it with the next vmms.
+  ASSERT_TRUE(Call(&VmService::Stub::StartVm, vm).ok());
+  {
+    const absl::Status terminated = vmms_->Terminate();
+    const std::string log = vmms_->Log();
+    ASSERT_TRUE(terminated.ok())
+        << terminated << "\n"
+        << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  }
+  StartVmms();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_TRUE(AwaitState(vm, VM_STATE_RUNNING))
+      << Get(vm).state_reason() << "\n"
+      << vmms_->Log();
+  ASSERT_TRUE(Call(&VmService::Stub::StopVm, vm).ok());
+}
+
 }  // namespace
 }  // namespace hvtest
