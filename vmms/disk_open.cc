@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,6 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "base/fd_passing.h"
+#include "spdlog/spdlog.h"
 #include "vmms/disk_image.h"
 #include "vmms/disk_table.h"
 #include "vmms/qemu_process.h"
@@ -219,17 +223,16 @@ absl::StatusOr<StartedDisk> StartNbd(const Vm& vm, const Disk& disk, int index,
     return Failed(vm, disk,
                   absl::StrCat("cannot be served: ", pid.status().message()));
   }
-  // Connecting to a listening socket completes at once (the backlog); the
-  // path goes right after, so nobody else can connect.
-  base::ScopedFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const bool connected =
-      client && ::connect(client.get(), reinterpret_cast<sockaddr*>(&addr),
-                          sizeof(addr)) == 0;
-  const int connect_errno = errno;
-  ::unlink(socket_path.c_str());
+  // Connecting to a listening socket completes at once (the backlog).
   listener.reset();
+  base::ScopedFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const bool connected =
+      probe && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr),
+                         sizeof(addr)) == 0;
+  const int connect_errno = errno;
   auto give_up = [&](absl::string_view why) {
-    client.reset();
+    probe.reset();
+    ::unlink(socket_path.c_str());
     ReapNbdServers({*pid}, absl::Seconds(2));
     return Failed(vm, disk, why);
   };
@@ -237,37 +240,122 @@ absl::StatusOr<StartedDisk> StartNbd(const Vm& vm, const Disk& disk, int index,
     return give_up(absl::StrCat("cannot be served: connect: ",
                                 std::strerror(connect_errno)));
   }
-  // qemu-nbd greets once it has opened the image: peek at the greeting
-  // (the worker's NBD client reads it) or see it exit.
-  pollfd p = {client.get(), POLLIN, 0};
+  // qemu-nbd greets once it has opened the image: wait for the greeting (or
+  // see it exit), then end this probe with NBD_OPT_ABORT. qemu-nbd stays up
+  // for the worker's connection (it only exits after a client that finished
+  // the handshake goes), and logs nothing for an abort.
+  pollfd p = {probe.get(), POLLIN, 0};
   int ready;
   do {
     ready = ::poll(
         &p, 1,
         static_cast<int>(absl::ToInt64Milliseconds(kNbdGreetingTimeout)));
   } while (ready < 0 && errno == EINTR);
-  char magic[8];
-  const ssize_t peeked = ready == 1 ? ::recv(client.get(), magic, sizeof(magic),
-                                             MSG_PEEK | MSG_DONTWAIT)
-                                    : -1;
-  if (peeked != static_cast<ssize_t>(sizeof(magic)) ||
-      std::memcmp(magic, "NBDMAGIC", sizeof(magic)) != 0) {
+  char greeting[18];
+  const ssize_t got =
+      ready == 1 ? ::recv(probe.get(), greeting, sizeof(greeting), MSG_WAITALL)
+                 : -1;
+  if (got != static_cast<ssize_t>(sizeof(greeting)) ||
+      std::memcmp(greeting, "NBDMAGICIHAVEOPT", 16) != 0) {
     return give_up(absl::StrCat(
         "cannot be served by qemu-nbd: ",
         ready == 0 ? "no greeting within 30s" : FirstLogLine(log_path),
         " (log: ", log_path, ")"));
   }
+  // Client flags NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES, then the
+  // option header of NBD_OPT_ABORT (2) with no data (big-endian).
+  static constexpr unsigned char kAbort[] = {0,   0,   0,   3,   'I', 'H', 'A',
+                                             'V', 'E', 'O', 'P', 'T', 0,   0,
+                                             0,   2,   0,   0,   0,   0};
+  (void)::send(probe.get(), kAbort, sizeof(kAbort), MSG_NOSIGNAL);
+  probe.reset();
+  // The worker asks for its connection when it is ready to negotiate.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return give_up(
+        absl::StrCat("cannot be served: socketpair: ", std::strerror(errno)));
+  }
+  base::ScopedFd worker_end(pair[0]);
+  absl::StatusOr<std::unique_ptr<NbdConnector>> connector =
+      NbdConnector::Start(base::ScopedFd(pair[1]), socket_path, DiskName(disk));
+  if (!connector.ok()) {
+    worker_end.reset();
+    return give_up(
+        absl::StrCat("cannot be served: ", connector.status().message()));
+  }
   StartedDisk started;
   started.worker = Describe(disk, index, info->virtual_size);
   started.worker.set_backend(WorkerDisk::BACKEND_NBD);
   started.worker.set_nbd_export_name(kNbdExportName);
-  started.handover = std::move(client);
+  started.handover = std::move(worker_end);
   started.nbd_pid = *pid;
+  started.nbd_connector = *std::move(connector);
   started.image = id;
   return started;
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<NbdConnector>> NbdConnector::Start(
+    base::ScopedFd vmms_end, std::string socket_path, std::string what) {
+  base::ScopedFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop)
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+  std::unique_ptr<NbdConnector> c(
+      new NbdConnector(std::move(vmms_end), std::move(stop),
+                       std::move(socket_path), std::move(what)));
+  c->thread_ = std::thread([raw = c.get()] { raw->Run(); });
+  return c;
+}
+
+NbdConnector::NbdConnector(base::ScopedFd vmms_end, base::ScopedFd stop,
+                           std::string socket_path, std::string what)
+    : end_(std::move(vmms_end)),
+      stop_(std::move(stop)),
+      socket_path_(std::move(socket_path)),
+      what_(std::move(what)) {}
+
+NbdConnector::~NbdConnector() {
+  const uint64_t one = 1;
+  (void)::write(stop_.get(), &one, sizeof(one));
+  if (thread_.joinable()) thread_.join();
+  ::unlink(socket_path_.c_str());
+}
+
+void NbdConnector::Run() {
+  pollfd fds[2] = {{end_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+  while (true) {
+    const int n = ::poll(fds, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || (fds[1].revents & POLLIN) != 0) return;
+    if (fds[0].revents != 0) break;
+  }
+  // One byte asks; anything else (the worker's end closed) ends it.
+  char ask = 0;
+  if (::recv(end_.get(), &ask, 1, MSG_DONTWAIT) != 1) {
+    ::unlink(socket_path_.c_str());
+    return;
+  }
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path_.c_str(),
+              std::min(socket_path_.size() + 1, sizeof(addr.sun_path)));
+  base::ScopedFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  std::string error;
+  if (!client || ::connect(client.get(), reinterpret_cast<sockaddr*>(&addr),
+                           sizeof(addr)) != 0) {
+    error = absl::StrCat("vmms cannot connect to qemu-nbd's socket ",
+                         socket_path_, ": ", std::strerror(errno));
+    spdlog::warn("{}: {}", what_, error);
+  }
+  // Nobody else may connect from here on.
+  ::unlink(socket_path_.c_str());
+  absl::Status sent = error.empty()
+                          ? base::SendWithFds(end_.get(), "c", {client.get()})
+                          : base::SendWithFds(end_.get(), error, {});
+  if (!sent.ok()) spdlog::warn("{}: {}", what_, sent.ToString());
+  end_.reset();
+}
 
 void DiskHolders::Register(
     const std::string& vm_uuid, const std::string& vm_name,
@@ -322,6 +410,8 @@ absl::StatusOr<std::vector<StartedDisk>> StartDisks(
 
 void ReapNbdServers(const std::vector<pid_t>& pids, absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
+  // Not yet reaped, so the pids are still theirs.
+  for (pid_t pid : pids) ::kill(pid, SIGTERM);
   for (pid_t pid : pids) {
     while (true) {
       const pid_t r = ::waitpid(pid, nullptr, WNOHANG);

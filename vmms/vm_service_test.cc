@@ -1289,6 +1289,43 @@ TEST_F(VmServiceTest, DisksAreOpenedLockedHandedOverAndSurviveAWorkerKill) {
   ASSERT_TRUE(Stop("d2").ok());
 }
 
+// A worker may reach its storage set-up long after vmms started the disk's
+// qemu-nbd (tens of seconds under nested emulation), and qemu-nbd drops a
+// client that has not finished the NBD handshake within 10 s of connecting:
+// vmms connects only when the worker asks (NbdConnector), so a worker that
+// asks 11 s after its start still gets a working connection.
+TEST_F(VmServiceTest, NbdDiskWorksForAWorkerSlowerThanQemuNbdsHandshakeLimit) {
+  if (std::system("command -v qemu-nbd >/dev/null") != 0)
+    GTEST_SKIP() << "needs qemu-img and qemu-nbd (Debian package qemu-utils)";
+  const std::string qcow2 = dir_.path() + "/late.qcow2";
+  ASSERT_EQ(
+      std::system(("qemu-img create -q -f qcow2 " + qcow2 + " 2M").c_str()), 0);
+  hvstack::v1::CreateVmRequest request =
+      CreateRequest("late", "serve-disks-late");
+  request.mutable_config()->add_disks()->set_path(qcow2);
+  ASSERT_TRUE(CreateFrom(request).ok());
+  grpc::Status started = Start("late");
+  ASSERT_TRUE(started.ok()) << started.error_message();
+  std::string console;
+  for (int i = 0; i < 800; ++i) {
+    ASSERT_TRUE(Console("late", false, &console).ok());
+    if (console.find("disk 0:0:0 flushed") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_THAT(console,
+              HasSubstr("disk 0:0:0 nbd 2097152 rw\ndisk 0:0:0 flushed"));
+  ASSERT_TRUE(Stop("late").ok());
+  const std::string flat = dir_.path() + "/late.flat";
+  ASSERT_EQ(
+      std::system(
+          ("qemu-img convert -f qcow2 -O raw " + qcow2 + " " + flat).c_str()),
+      0);
+  std::ifstream in(flat, std::ios::binary);
+  std::string block(9, '\0');
+  in.read(block.data(), 9);
+  EXPECT_EQ(block, "fake_vmwp");
+}
+
 // ---- Issue 14: save, restore, discard (fake_vmwp's SaveState / restore).
 
 namespace save_tests {

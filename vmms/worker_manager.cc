@@ -337,6 +337,10 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->respawned = mode.respawn;
   worker->restoring = mode.restore;
   worker->nbd_pids = std::move(nbd_pids);
+  for (StartedDisk& disk : *disks) {
+    if (disk.nbd_connector != nullptr)
+      worker->nbd_connectors.push_back(std::move(disk.nbd_connector));
+  }
   for (const hvstack::internal::WorkerNic& nic : nics->config)
     worker->nic_indices.push_back(nic.index());
   worker->generation = next_generation_++;
@@ -449,6 +453,7 @@ void WorkerManager::Supervise(Worker* worker) {
   // Its disks: each qemu-nbd flushes and exits now that the worker's
   // connection is closed (before a respawn opens the images again), and the
   // images are nobody's.
+  worker->nbd_connectors.clear();
   ReapNbdServers(worker->nbd_pids, absl::Seconds(5));
   disk_holders_.Release(worker->uuid);
 

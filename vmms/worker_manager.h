@@ -153,6 +153,8 @@ class WorkerManager final : public VmBackend {
     bool restoring = false;
     // The qemu-nbd processes serving its qcow2/VHDX disks (our children).
     std::vector<pid_t> nbd_pids;
+    // Each hands the worker its connection to one of them when it asks.
+    std::vector<std::unique_ptr<NbdConnector>> nbd_connectors;
     // The indices of the VM's network adapters when it started: their TAP
     // devices are checked for leftovers when it ends (nic_backend.h).
     std::vector<uint32_t> nic_indices;

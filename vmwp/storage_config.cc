@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/fd_passing.h"
 #include "base/scoped_fd.h"
 #include "vmwp/vsp/storage/nbd_backend.h"
 #include "vmwp/vsp/storage/uring_backend.h"
@@ -18,6 +19,31 @@ using hvstack::internal::WorkerDisk;
 std::string DiskName(const WorkerDisk& d) {
   return d.display_name().empty() ? absl::StrCat("fd ", d.fd())
                                   : d.display_name();
+}
+
+// BACKEND_NBD: asks vmms, on the socket pair it handed over, for the
+// connection to the disk's NBD server (one byte), and receives it (or vmms's
+// reason why not). Asked only now, right before the handshake: qemu-nbd drops
+// a client that does not finish it within 10 s of connecting.
+absl::StatusOr<base::ScopedFd> RequestNbdConnection(const std::string& name,
+                                                    int rendezvous) {
+  const std::string what = absl::StrCat("disk ", name, ": ");
+  if (absl::Status s = base::SendWithFds(rendezvous, "c", {}); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        what, "cannot ask vmms for the NBD connection: ", s.message()));
+  }
+  absl::StatusOr<base::ReceivedMessage> reply =
+      base::ReceiveWithFds(rendezvous, 512);
+  if (!reply.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        what, "no NBD connection from vmms: ", reply.status().message()));
+  }
+  if (reply->fds.size() != 1) {
+    return absl::UnavailableError(absl::StrCat(
+        what, "no NBD connection from vmms: ",
+        reply->bytes.empty() ? "vmms closed the socket" : reply->bytes));
+  }
+  return std::move(reply->fds[0]);
 }
 
 absl::StatusOr<std::unique_ptr<vsp::storage::BlockBackend>> OpenBackend(
@@ -47,11 +73,15 @@ absl::StatusOr<std::unique_ptr<vsp::storage::BlockBackend>> OpenBackend(
         return absl::InvalidArgumentError(
             absl::StrCat("disk ", name, ": NBD disk without an export name"));
       }
+      absl::StatusOr<base::ScopedFd> socket =
+          RequestNbdConnection(name, fd.get());
+      if (!socket.ok()) return socket.status();
+      fd.reset();
       auto b = vsp::storage::NbdBackend::Create(
-          std::move(fd), {.name = name,
-                          .export_name = d.nbd_export_name(),
-                          .size_bytes = d.size_bytes(),
-                          .read_only = d.read_only()});
+          *std::move(socket), {.name = name,
+                               .export_name = d.nbd_export_name(),
+                               .size_bytes = d.size_bytes(),
+                               .read_only = d.read_only()});
       if (!b.ok()) return b.status();
       return std::unique_ptr<vsp::storage::BlockBackend>(*std::move(b));
     }

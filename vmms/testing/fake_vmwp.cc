@@ -35,6 +35,9 @@
 //                     never powers off.
 //   serve-slow    like serve, but GetStatus takes 5 s (a hung worker for
 //                 vmms's deadlines).
+//   serve-disks-late  like serve, but uses its disks only 11 s after it
+//                 became ready (a slow worker: later than qemu-nbd's 10 s
+//                 limit for a client's NBD handshake).
 //
 // Save and restore (issue 14), in every serving mode: SaveState takes the two
 // descriptors vmms handed to WorkerConfig.handoff_socket_path, writes
@@ -92,6 +95,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/fd_handoff.h"
+#include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 
 namespace {
@@ -261,12 +265,29 @@ bool NbdRequest(int fd, uint16_t type, uint64_t offset,
 // (fdatasync / NBD_CMD_FLUSH) before the line "disk 0:0:N flushed".
 void UseDisks() {
   for (const auto& d : config.disks()) {
+    int fd = d.fd();
+    // Kept open for the worker's life, like vmwp's (qemu-nbd exits and the
+    // image's lock ends when it closes).
+    static auto* const nbd_connections = new std::vector<base::ScopedFd>;
+    base::ScopedFd nbd_connection;
     const std::string address = std::to_string(d.controller()) + ":" +
                                 std::to_string(d.target()) + ":" +
                                 std::to_string(d.lun());
     uint64_t size = d.size_bytes();
     const bool nbd = d.backend() == hvstack::internal::WorkerDisk::BACKEND_NBD;
-    if (nbd) size = NbdHandshake(d.fd(), d.nbd_export_name());
+    if (nbd) {
+      // As the worker does (WorkerDisk.BACKEND_NBD): ask vmms for the
+      // connection, then negotiate.
+      absl::StatusOr<base::PassedFds> reply =
+          base::SendFds(d.fd(), "c", {}).ok() ? base::ReceiveFds(d.fd())
+                                              : absl::UnavailableError("send");
+      if (reply.ok() && reply->fds.size() == 1) {
+        nbd_connection = std::move(reply->fds[0]);
+        fd = nbd_connection.get();
+      }
+      size = nbd_connection ? NbdHandshake(fd, d.nbd_export_name()) : 0;
+      nbd_connections->push_back(std::move(nbd_connection));
+    }
     AppendConsole("disk " + address + (nbd ? " nbd " : " raw ") +
                   std::to_string(size) + (d.read_only() ? " ro\n" : " rw\n"));
     if (d.read_only() || size < 1024) continue;
@@ -274,11 +295,11 @@ void UseDisks() {
     block.resize(512, '\0');
     bool ok = true;
     for (uint64_t offset : {uint64_t{0}, size - 512}) {
-      ok = ok && (nbd ? NbdRequest(d.fd(), 1, offset, block)
+      ok = ok && (nbd ? NbdRequest(fd, 1, offset, block)
                       : pwrite(d.fd(), block.data(), block.size(),
                                static_cast<off_t>(offset)) == 512);
     }
-    ok = ok && (nbd ? NbdRequest(d.fd(), 3, 0, "") : fdatasync(d.fd()) == 0);
+    ok = ok && (nbd ? NbdRequest(fd, 3, 0, "") : fdatasync(d.fd()) == 0);
     if (ok) AppendConsole("disk " + address + " flushed\n");
   }
 }
@@ -620,7 +641,8 @@ int main(int argc, char** argv) {
   } else if (mode != "reboot") {
     AppendConsole("booted\n");
   }
-  UseDisks();
+  const bool disks_late = mode == "serve-disks-late";
+  if (!disks_late) UseDisks();
   absl::Notification stop;
   FakeWorkerService service(&stop, mode);
   std::optional<base::FdHandoffListener> handoff;
@@ -639,6 +661,12 @@ int main(int argc, char** argv) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ready();
+  if (disks_late) {
+    // Later than qemu-nbd's 10 s handshake limit: the NBD connection must
+    // still be good (vmms connects it only when asked).
+    absl::SleepFor(absl::Seconds(11));
+    UseDisks();
+  }
   stop.WaitForNotification();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(200));
