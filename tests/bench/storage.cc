@@ -20,6 +20,7 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "vmwp/vmbus/server.h"
 #include "vmwp/vmbus/test_fake_guest.h"
 #include "vmwp/vsp/storage/storvsp.h"
@@ -55,7 +57,28 @@ struct Case {
 struct Figure {
   double ops_per_s;
   double mb_per_s;
+  double ops = 0;
+  double cpu_us_per_op = 0;  // the process's user + system CPU time per op
 };
+
+// The process's user + system CPU seconds so far. CPU time per operation
+// hardly moves with the machine's load (wall-clock throughput does: on a
+// shared machine compare these).
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Runs `run` and fills in its CPU time per op.
+template <typename F>
+Figure Timed(F run) {
+  const double cpu = CpuSeconds();
+  Figure f = run();
+  f.cpu_us_per_op = (CpuSeconds() - cpu) * 1e6 / f.ops;
+  return f;
+}
 
 class Offsets {
  public:
@@ -79,7 +102,7 @@ class Offsets {
 };
 
 Figure Make(uint64_t ops, uint32_t bytes, double secs) {
-  return {ops / secs, ops * double(bytes) / secs / 1e6};
+  return {ops / secs, ops * double(bytes) / secs / 1e6, double(ops)};
 }
 
 Figure Preadv(int fd, uint64_t file, const Case& c, double seconds) {
@@ -286,6 +309,11 @@ class StorvspRig {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As the installed worker runs (vmwp/main.cc): without absl's debug-only
+  // deadlock detector, which Debian's libabsl leaves on. BENCH_DEADLOCK=1
+  // keeps it, to see what it costs.
+  if (std::getenv("BENCH_DEADLOCK") == nullptr)
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
   const uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 256;
   const std::string dir = argc > 3 ? argv[3] : "/var/tmp";
@@ -321,9 +349,9 @@ int main(int argc, char** argv) {
       continue;
     }
     // Interleaved, so that load changes hit all three alike.
-    const Figure uring = Uring(fd, file, c, seconds);
-    const Figure sync = Preadv(fd, file, c, seconds);
-    const Figure vsp = rig.Run(c, seconds);
+    const Figure uring = Timed([&] { return Uring(fd, file, c, seconds); });
+    const Figure sync = Timed([&] { return Preadv(fd, file, c, seconds); });
+    const Figure vsp = Timed([&] { return rig.Run(c, seconds); });
     const bool iops = c.bytes == 4096;
     auto show = [&](const Figure& f) {
       return iops ? f.ops_per_s / 1000 : f.mb_per_s;
@@ -334,6 +362,11 @@ int main(int argc, char** argv) {
         c.name, show(vsp), iops ? "kIOPS" : "MB/s ", c.depth, show(uring),
         show(sync), vsp.ops_per_s / uring.ops_per_s,
         vsp.ops_per_s / sync.ops_per_s);
+    std::printf(
+        "%-30s CPU per op: storvsp %.2f us | io_uring %.2f us | "
+        "preadv/pwritev %.2f us | io_uring/storvsp %.2fx\n",
+        "", vsp.cpu_us_per_op, uring.cpu_us_per_op, sync.cpu_us_per_op,
+        uring.cpu_us_per_op / vsp.cpu_us_per_op);
   }
   std::printf("(target: storvsp >= 0.8x of direct I/O for 4 KiB at QD32)\n");
   close(fd);

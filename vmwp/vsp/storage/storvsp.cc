@@ -40,9 +40,9 @@ class StorageController::Channel final : public vmbus::Vsp {
     {
       absl::MutexLock lock(&mu_);
       endpoint_ = std::move(endpoint);
-      ++generation_;
+      generation_.fetch_add(1);
       pending_.clear();
-      in_flight_ = 0;
+      in_flight_.store(0);
     }
     if (offer_.sub_channel_index == 0) controller_.ResetInitialization();
     return absl::OkStatus();
@@ -64,14 +64,13 @@ class StorageController::Channel final : public vmbus::Vsp {
   void OnClose(uint32_t relid) override {
     absl::MutexLock lock(&mu_);
     endpoint_.reset();
-    ++generation_;
+    generation_.fetch_add(1);
     pending_.clear();
   }
 
-  uint64_t generation() {
-    absl::MutexLock lock(&mu_);
-    return generation_;
-  }
+  // Changes (under mu_) when the channel opens or closes; read without it
+  // on every SRB.
+  uint64_t generation() const { return generation_.load(); }
 
   // Save and restore (issue 14): storvsp_state.cc.
   absl::Status Quiesce(absl::Time deadline) override {
@@ -93,9 +92,10 @@ class StorageController::Channel final : public vmbus::Vsp {
 
   // Counts an SRB in flight; false when the channel has too many.
   bool Admit() {
-    absl::MutexLock lock(&mu_);
-    if (in_flight_ >= controller_.options_.max_in_flight) return false;
-    ++in_flight_;
+    if (in_flight_.fetch_add(1) >= controller_.options_.max_in_flight) {
+      in_flight_.fetch_sub(1);
+      return false;
+    }
     return true;
   }
 
@@ -104,8 +104,8 @@ class StorageController::Channel final : public vmbus::Vsp {
   void Complete(uint64_t generation, uint64_t trans_id,
                 const VstorPacket& reply, bool admitted) {
     absl::MutexLock lock(&mu_);
-    if (generation != generation_ || endpoint_ == nullptr) return;
-    if (admitted && in_flight_ > 0) --in_flight_;
+    if (generation != generation_.load() || endpoint_ == nullptr) return;
+    if (admitted && in_flight_.load() > 0) in_flight_.fetch_sub(1);
     if (pending_.empty() && TrySend(trans_id, reply)) return;
     if (pending_.size() >= controller_.options_.max_queued_completions) {
       controller_.Count(&StorageStats::dropped_completions);
@@ -144,8 +144,9 @@ class StorageController::Channel final : public vmbus::Vsp {
 
   absl::Mutex mu_;
   std::shared_ptr<vmbus::ChannelEndpoint> endpoint_ ABSL_GUARDED_BY(mu_);
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Both written under mu_ (OnOpen/OnClose/Complete), read without it.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint32_t> in_flight_{0};
   std::deque<std::pair<uint64_t, VstorPacket>> pending_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -276,13 +277,38 @@ uint32_t StorageController::SubChannelLimit() const {
                   options_.vp_count > 0 ? options_.vp_count - 1 : 0);
 }
 
+namespace {
+constexpr uint64_t StorageStats::*kStatFields[] = {
+    &StorageStats::packets,
+    &StorageStats::srbs,
+    &StorageStats::bytes_read,
+    &StorageStats::bytes_written,
+    &StorageStats::flushes,
+    &StorageStats::unmaps,
+    &StorageStats::check_conditions,
+    &StorageStats::invalid_requests,
+    &StorageStats::io_errors,
+    &StorageStats::bad_packets,
+    &StorageStats::busy,
+    &StorageStats::dropped_completions};
+static_assert(sizeof(kStatFields) / sizeof(kStatFields[0]) * 8 ==
+                  sizeof(StorageStats),
+              "every StorageStats field is listed");
+}  // namespace
+
 StorageStats StorageController::stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
+  StorageStats out;
+  for (uint64_t StorageStats::*field : kStatFields) {
+    out.*field = std::atomic_ref<uint64_t>(stats_.*field)
+                     .load(std::memory_order_relaxed);
+  }
+  return out;
 }
-bool StorageController::ready() const {
-  absl::MutexLock lock(&mu_);
-  return state_ == InitState::kReady;
+bool StorageController::ready() const { return ready_.load(); }
+
+void StorageController::SetState(InitState state) {
+  state_ = state;
+  ready_.store(state == InitState::kReady);
 }
 uint16_t StorageController::protocol_version() const {
   absl::MutexLock lock(&mu_);
@@ -295,13 +321,13 @@ uint32_t StorageController::sub_channels() const {
 
 void StorageController::ResetInitialization() {
   absl::MutexLock lock(&mu_);
-  state_ = InitState::kNone;
+  SetState(InitState::kNone);
   version_ = 0;
 }
 
 void StorageController::Count(uint64_t StorageStats::*field, uint64_t n) {
-  absl::MutexLock lock(&mu_);
-  stats_.*field += n;
+  std::atomic_ref<uint64_t>(stats_.*field)
+      .fetch_add(n, std::memory_order_relaxed);
 }
 
 void StorageController::NoteBadPacket(const absl::Status& why) {
@@ -317,6 +343,13 @@ StorageController::LunState* StorageController::FindLun(uint8_t target,
     if (l->target == target && l->lun == lun) return l.get();
   }
   return nullptr;
+}
+
+bool StorageController::HasTarget(uint8_t target) const {
+  for (const auto& l : luns_) {
+    if (l->target == target) return true;
+  }
+  return false;
 }
 
 std::vector<uint8_t> StorageController::LunsOfTarget(uint8_t target) const {
@@ -380,7 +413,7 @@ void StorageController::HandleControl(Channel& channel, uint64_t trans_id,
           status = kStatusInvalidDeviceState;
           break;
         }
-        state_ = InitState::kBegun;
+        SetState(InitState::kBegun);
         version_ = 0;
         break;
       case kOpQueryProtocolVersion: {
@@ -394,7 +427,7 @@ void StorageController::HandleControl(Channel& channel, uint64_t trans_id,
           break;
         }
         version_ = v;
-        if (state_ == InitState::kBegun) state_ = InitState::kVersioned;
+        if (state_ == InitState::kBegun) SetState(InitState::kVersioned);
         break;
       }
       case kOpQueryProperties: {
@@ -414,7 +447,7 @@ void StorageController::HandleControl(Channel& channel, uint64_t trans_id,
           status = kStatusInvalidDeviceState;
           break;
         }
-        state_ = InitState::kReady;
+        SetState(InitState::kReady);
         break;
       case kOpCreateSubChannels:
         if (!primary || state_ != InitState::kReady) {
@@ -574,13 +607,13 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
 
   // Addressing: path 0, a configured target; REPORT LUNS and INQUIRY of an
   // absent LUN are answered for the target.
-  const std::vector<uint8_t> target_luns = LunsOfTarget(srb.target_id);
-  if (srb.path_id != 0 || target_luns.empty()) {
+  if (srb.path_id != 0 || !HasTarget(srb.target_id)) {
     FailSrb(channel, trans_id, p, kSrbStatusInvalidLun);
     return;
   }
   if (cdb[0] == kReportLuns) {
-    ReplySrb(channel, trans_id, p, ReportLuns(cdb, buffer_bytes, target_luns),
+    ReplySrb(channel, trans_id, p,
+             ReportLuns(cdb, buffer_bytes, LunsOfTarget(srb.target_id)),
              buffer);
     return;
   }
@@ -632,14 +665,20 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
     FillSrbReply(out, r, result < 0 ? 0 : transfer);
     channel.Complete(generation, trans_id, out, true);
   };
+  // The buffer is cut at the SRB's length already; a command moving less
+  // (a READ shorter than its SRB) gets a shorter copy.
+  std::span<const iovec> data = buffer;
+  std::vector<iovec> cut;
+  if (io.transfer < buffer_bytes) {
+    cut = PrefixIovecs(buffer, io.transfer);
+    data = cut;
+  }
   switch (io.kind) {
     case DiskIo::Kind::kRead:
-      backend->Read(PrefixIovecs(buffer, io.transfer), io.offset,
-                    std::move(done));
+      backend->Read(data, io.offset, std::move(done));
       break;
     case DiskIo::Kind::kWrite:
-      backend->Write(PrefixIovecs(buffer, io.transfer), io.offset, io.fua,
-                     std::move(done));
+      backend->Write(data, io.offset, io.fua, std::move(done));
       break;
     case DiskIo::Kind::kFlush:
       Count(&StorageStats::flushes);

@@ -117,6 +117,7 @@ class StorageController {
   StorageController(vmbus::GuestPages& memory, Options options);
   void OnPacket(Channel& channel, const vmbus::Packet& packet);
   void ResetInitialization();
+  void SetState(InitState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleControl(Channel& channel, uint64_t trans_id, VstorPacket& p);
   void HandleSrb(Channel& channel, const vmbus::Packet& packet, VstorPacket& p);
   void CreateSubChannels(Channel& channel, uint64_t trans_id, VstorPacket& p);
@@ -132,6 +133,7 @@ class StorageController {
                 const ScsiReply& reply, std::span<const iovec> buffer);
   LunState* FindLun(uint8_t target, uint8_t lun);
   std::vector<uint8_t> LunsOfTarget(uint8_t target) const;
+  bool HasTarget(uint8_t target) const;
   void Count(uint64_t StorageStats::*field, uint64_t n = 1);
   // Save and restore (issue 14; storvsp_state.cc, saved_state.proto), per
   // channel (each is a Vsp): Quiesce waits until the channel has no SRB in
@@ -158,7 +160,11 @@ class StorageController {
   InitState state_ ABSL_GUARDED_BY(mu_) = InitState::kNone;
   uint16_t version_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t offered_sub_channels_ ABSL_GUARDED_BY(mu_) = 0;
-  StorageStats stats_ ABSL_GUARDED_BY(mu_);
+  // Counted with relaxed atomic adds (std::atomic_ref): every SRB counts,
+  // and a lock per count cost more than the rest of an SRB's bookkeeping.
+  alignas(8) mutable StorageStats stats_;
+  // state_ == kReady, readable without mu_ (checked on every SRB).
+  std::atomic<bool> ready_{false};
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t wanted_sub_channels_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread control_;
