@@ -4,8 +4,8 @@
 // protect), and:
 //  - writable: patterns written at four places (the last 8 blocks
 //    included), SYNCHRONIZE CACHE, read back and compared; a read past the
-//    end refused with 5/21/00; UNMAP of a range (if VPD 0xB2 offers it),
-//    read back as zeros.
+//    end refused with 5/21/00; UNMAP of the third region (if VPD 0xB2
+//    offers it; 4 KiB-aligned), read back as zeros.
 //  - read-only: a WRITE refused with DATA PROTECT 7/27/00.
 // Every step prints a "storage: " line; the last is
 // "storage: done, <n> errors". `seed=N` changes the patterns; `hold` keeps
@@ -163,7 +163,10 @@ void TestDisk(Controller& c, uint8_t t, uint8_t l, uint8_t* buf,
     if (!r.good()) Error("read of the last blocks", r);
     return;
   }
-  const uint64_t where[4] = {0, blocks / 3, blocks / 2 + 1, blocks - region};
+  // The third (UNMAPped below) starts on a 4 KiB boundary for 4 KiB-aligned
+  // capacities, so that the host can see the hole it leaves.
+  const uint64_t where[4] = {0, blocks / 3, blocks / 2 / region * region,
+                             blocks - region};
   for (uint64_t lba : where) {
     auto* words = reinterpret_cast<uint64_t*>(buf);
     for (uint32_t i = 0; i < 512; ++i) words[i] = Pattern(seed, lba, i);

@@ -170,9 +170,31 @@ TEST_F(StorageKvm, GuestWritesFlushesReadsBackAndIsRefusedOnReadOnly) {
   for (uint64_t i = 0; i < 512; ++i) {
     ASSERT_EQ(words[i], Pattern(7, lba, i)) << "word " << i;
   }
+  // UNMAP deallocated the third region (guest/storage.cc: LBA blocks / 2):
+  // the host file has a hole there, and its allocated size grows again
+  // by that region when the host writes it back.
+  const off_t unmapped = kDiskBytes / 2;
+  fd = ::open(rw_path_.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::lseek(fd, unmapped, SEEK_HOLE), unmapped)
+      << "no hole where the guest unmapped";
+  struct stat before, after;
+  ASSERT_EQ(::fstat(fd, &before), 0);
+  std::vector<char> block(4096, 'x');
+  ASSERT_EQ(::pwrite(fd, block.data(), block.size(), unmapped), 4096);
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::fstat(fd, &after), 0);
+  ::close(fd);
+  EXPECT_GE((after.st_blocks - before.st_blocks) * 512, 4096)
+      << "UNMAP left the region allocated";
+  std::cout << "rw image allocated after the guest's UNMAP: "
+            << before.st_blocks * 512
+            << " bytes; with the region written back: " << after.st_blocks * 512
+            << " bytes" << std::endl;
   vsp::storage::StorageStats s = controller_->stats();
   EXPECT_EQ(s.io_errors, 0u);
   EXPECT_GE(s.bytes_written, 4u * 4096);
+  EXPECT_GE(s.unmaps, 1u);
 }
 
 TEST_F(StorageKvm, HostileGuestGetsErrorsAndBothDisksKeepWorking) {
