@@ -606,9 +606,20 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
   const std::span<const uint8_t> cdb(srb.cdb, srb.cdb_length);
 
   // Addressing: path 0, a configured target; REPORT LUNS and INQUIRY of an
-  // absent LUN are answered for the target.
+  // absent LUN are answered for the target. Linux's storvsc turns every
+  // INQUIRY and MODE SENSE completion into success and believes the data
+  // (storvsc_on_io_completion: a Hyper-V quirk), and it scans channels 0-7
+  // and targets 0-1: an absent channel or target must still answer INQUIRY
+  // with "no device here" (peripheral qualifier 3) and REPORT LUNS with an
+  // empty list, or sd attaches a zero-sized disk at every address.
   if (srb.path_id != 0 || !HasTarget(srb.target_id)) {
-    FailSrb(channel, trans_id, p, kSrbStatusInvalidLun);
+    if (cdb[0] == kInquiry) {
+      ReplySrb(channel, trans_id, p, NoLunInquiry(cdb, buffer_bytes), buffer);
+    } else if (cdb[0] == kReportLuns) {
+      ReplySrb(channel, trans_id, p, ReportLuns(cdb, buffer_bytes, {}), buffer);
+    } else {
+      FailSrb(channel, trans_id, p, kSrbStatusInvalidLun);
+    }
     return;
   }
   if (cdb[0] == kReportLuns) {

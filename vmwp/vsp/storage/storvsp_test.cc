@@ -267,12 +267,28 @@ TEST_F(StorvspTest, ScanInquiryAndReportLuns) {
   EXPECT_EQ(inq.vm_srb.srb_status, kSrbStatusSuccess);
   EXPECT_EQ(inq.vm_srb.data_transfer_length, 36u);
   EXPECT_EQ(std::string(reinterpret_cast<char*>(Buffer()) + 8, 8), "Msft    ");
-  // Linux scans channels 0-7, targets 0-1: nothing there.
-  EXPECT_EQ(Srb({kInquiry, 0, 0, 0, 36, 0}, 36, true, 1).vm_srb.srb_status,
-            kSrbStatusInvalidLun);
-  EXPECT_EQ(
-      Srb({kInquiry, 0, 0, 0, 36, 0}, 36, true, 0, 0, 1).vm_srb.srb_status,
-      kSrbStatusInvalidLun);
+  // Linux scans channels 0-7, targets 0-1, and storvsc takes every INQUIRY
+  // as a success whatever the SRB status: an absent target or channel
+  // answers "no device" (qualifier 3, type 0x1F) and an empty LUN list;
+  // other commands get INVALID_LUN.
+  for (auto [target, path] : {std::pair{1, 0}, std::pair{0, 1}}) {
+    std::memset(Buffer(), 0, 36);
+    VstorPacket none =
+        Srb({kInquiry, 0, 0, 0, 36, 0}, 36, true, static_cast<uint8_t>(target),
+            0, static_cast<uint8_t>(path));
+    EXPECT_EQ(none.vm_srb.srb_status, kSrbStatusSuccess);
+    EXPECT_EQ(Buffer()[0], 0x7F) << "target " << target << " path " << path;
+    std::memset(Buffer(), 0xEE, 16);
+    VstorPacket luns =
+        Srb({kReportLuns, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0}, 16, true,
+            static_cast<uint8_t>(target), 0, static_cast<uint8_t>(path));
+    EXPECT_EQ(luns.vm_srb.srb_status, kSrbStatusSuccess);
+    EXPECT_EQ(Buffer()[3], 0) << "LUN list length";
+    EXPECT_EQ(Srb({kTestUnitReady, 0, 0, 0, 0, 0}, 0, false,
+                  static_cast<uint8_t>(target), 0, static_cast<uint8_t>(path))
+                  .vm_srb.srb_status,
+              kSrbStatusInvalidLun);
+  }
   // An absent LUN of a present target: qualifier 3.
   VstorPacket absent = Srb({kInquiry, 0, 0, 0, 36, 0}, 36, true, 0, 1);
   EXPECT_EQ(absent.vm_srb.srb_status, kSrbStatusSuccess);
