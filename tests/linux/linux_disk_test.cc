@@ -58,9 +58,10 @@ constexpr char kInit[] = R"sh(#!/bin/busybox sh
 export PATH=/bin
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
+mount -t sysfs sysfs /sys
 echo "HVSTACK-DISK-ROOT: $(grep ' / ' /proc/mounts) $(cat /format)"
 echo "written by Linux" > /linux-was-here
-root=$(mountpoint -d /)
+root=$(awk '$5 == "/" { print $3 }' /proc/self/mountinfo)
 for p in /sys/class/block/sd?1; do
   n=${p##*/}
   [ "$(cat $p/dev)" = "$root" ] && continue
@@ -75,8 +76,9 @@ for p in /sys/class/block/sd?1; do
 done
 dmesg | grep -E '\] sd [0-9:]+: \[sd[a-z]\] [0-9]+ 512-byte|\] +sd[a-z]: sd[a-z]1|VFS: Mounted root|EXT4-fs \(sd'
 sync
-umount /proc
 mount -o remount,ro /
+umount /sys
+umount /proc
 echo HVSTACK-DISK-DONE
 poweroff -f
 )sh";
@@ -113,8 +115,9 @@ const bool kDisks = PrepareOnHost("disks", [](const std::string& dir) {
     if (disk.format == "raw") {
       // /sbin/init makes busybox's applet links at boot.
       r = Sh(absl::StrCat("mkdir -p ", root, "/bin ", root, "/sbin ", root,
-                          "/proc ", root, "/dev ", root, "/mnt && cp ",
-                          "/bin/busybox ", root, "/bin/busybox"));
+                          "/proc ", root, "/sys ", root, "/dev ", root,
+                          "/mnt && cp ", "/bin/busybox ", root,
+                          "/bin/busybox"));
       if (!r.ok()) return r.status();
       std::ofstream(root + "/sbin/init") << kInit;
       r = Sh(absl::StrCat("chmod 755 ", root, "/sbin/init"));
