@@ -848,7 +848,7 @@ absl::Status StorageController::RestoreChannel(
       absl::MutexLock lock(&mu_);
       if (offered_sub_channels_ != 0)
         return absl::FailedPreconditionError("storvsp: restored twice");
-      state_ = static_cast<InitState>(state.init_state());
+      SetState(static_cast<InitState>(state.init_state()));
       version_ = static_cast<uint16_t>(v);
     }
     // The sub-channels, registered again (the server restores each in its
