@@ -73,7 +73,9 @@ absl::Status UringFileBackend::SetUp() {
   const std::string what = absl::StrCat("disk ", options_.name, ": io_uring");
   io_uring_params p{};
   p.flags = IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
-  p.cq_entries = options_.queue_depth * 2;
+  // storvsp admits up to 1024 SRBs per channel: room for most of them, and
+  // Reap moves the rest over from the kernel's overflow list.
+  p.cq_entries = options_.queue_depth * 16;
   if (int r = io_uring_queue_init_params(options_.queue_depth, &ring_, &p);
       r < 0) {
     return Errno(-r, absl::StrCat(what,
@@ -195,6 +197,11 @@ void UringFileBackend::Kick() {
 }
 
 void UringFileBackend::Reap() {
+  // Completions beyond the CQ's size wait in the kernel's overflow list
+  // until an io_uring_enter with GETEVENTS moves them over; nothing else
+  // would (a guest waiting for them submits nothing more), so move them
+  // now.
+  if (io_uring_cq_has_overflow(&ring_)) (void)io_uring_get_events(&ring_);
   // Nothing completed (a drain that queued nothing, or I/O still running):
   // no lock. Completions posted during our own submission are visible here.
   if (io_uring_cq_ready(&ring_) == 0) return;
@@ -210,6 +217,8 @@ void UringFileBackend::Reap() {
     }
     io_uring_cq_advance(&ring_, seen);
   }
+  // The CQ was full: more may have waited in the overflow list.
+  const bool more = io_uring_cq_has_overflow(&ring_);
   for (auto& [r, res] : done) {
     int64_t result = res;
     // A short read or write means the file ended or the disk filled up.
@@ -218,6 +227,7 @@ void UringFileBackend::Reap() {
     delete r;
     in_flight_.fetch_sub(1);
   }
+  if (more) Reap();
 }
 
 absl::Status UringFileBackend::Start(

@@ -39,8 +39,9 @@ class UringFileBackend final : public BlockBackend {
     std::string name;  // for logs and errors
     uint64_t size_bytes = 0;
     bool read_only = false;
-    // Submission queue entries (the completion queue gets twice as many;
-    // more in flight is fine: the kernel keeps overflowing completions).
+    // Submission queue entries (the completion queue gets 16 times as many;
+    // more in flight is fine: the kernel keeps overflowing completions and
+    // Reap moves them over).
     uint32_t queue_depth = 256;
   };
 
