@@ -220,7 +220,8 @@ class SaveRestoreTest : public ::testing::Test {
 
   // Starts a worker from `name`'s files.
   Worker& Restore(const std::string& worker, const std::string& name,
-                  bool eager = false) {
+                  bool eager = false,
+                  std::vector<std::pair<int, int>> inherit = {}) {
     // Above every target number: posix_spawn's dup2 actions run in order,
     // and a source that is another action's target would be overwritten.
     auto open_high = [](const std::string& path) {
@@ -241,7 +242,9 @@ class SaveRestoreTest : public ::testing::Test {
         eager ? hvstack::internal::RestoreSource::MEMORY_LOAD_EAGER
               : hvstack::internal::RestoreSource::MEMORY_LOAD_MAP);
     config_.set_continue_console_log(true);
-    Worker& w = Start(worker, {{state, 7}, {memory, 8}});
+    // First: `inherit`'s targets (a disk's 100) may be these sources.
+    inherit.insert(inherit.begin(), {{state, 7}, {memory, 8}});
+    Worker& w = Start(worker, inherit);
     config_ = saved;
     ::close(state);
     ::close(memory);
@@ -455,6 +458,66 @@ TEST_F(SaveRestoreTest, EnlightenedGuestKeepsItsChannels) {
     grpc::Status st = Stub()->ShutdownGuest(&ctx, req, &r);
     EXPECT_TRUE(st.ok()) << st.error_message();
   }
+  std::optional<WorkerExitReport> rb = Wait(b);
+  ASSERT_TRUE(rb.has_value());
+  EXPECT_EQ(rb->reason(), WorkerExitReport::GUEST_POWER_OFF)
+      << rb->DebugString();
+}
+
+// Issue 14: a VM with a disk is saved while //guest:storage works on it
+// (storvsp drains its in-flight SRBs first), restored by a fresh worker with
+// the same disk, and the guest finishes its I/O with no error and no
+// re-initialization of the controller.
+TEST_F(SaveRestoreTest, StorageGuestFinishesItsDiskWorkAfterARestore) {
+  config_.set_kernel_path(Runfile("guest/storage.elf"));
+  config_.set_cmdline("seed=7");
+  config_.set_vcpus(1);
+  config_.set_enlightened(true);
+  const std::string image = dir_ + "/disk.raw";
+  constexpr uint64_t kDiskBytes = 8 << 20;
+  {
+    const int fd = ::open(image.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, kDiskBytes), 0);
+    ::close(fd);
+  }
+  hvstack::internal::WorkerDisk* d = config_.add_disks();
+  d->set_backend(hvstack::internal::WorkerDisk::BACKEND_RAW_FILE);
+  d->set_fd(100);
+  d->set_size_bytes(kDiskBytes);
+  d->set_logical_block_size(512);
+  d->set_display_name(image);
+  // Above the numbers posix_spawn maps to (see Restore).
+  auto open_disk = [&] {
+    const int fd = ::open(image.c_str(), O_RDWR | O_CLOEXEC);
+    const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 200);
+    ::close(fd);
+    return high;
+  };
+  const int disk_a = open_disk();
+  Worker& a = Start("a", {{disk_a, 100}});
+  ::close(disk_a);
+  ASSERT_TRUE(WaitReady(a)) << ReadFile(dir_ + "/worker.log");
+  ASSERT_TRUE(WaitForConsole("storage: controller 0: vstor"))
+      << ReadFile(dir_ + "/console.log");
+  hvstack::internal::SaveStateResponse saved;
+  grpc::Status s = Save("d1", true, &saved);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Wait(a).has_value());
+  const std::string before = ReadFile(dir_ + "/console.log");
+  ASSERT_THAT(before, Not(HasSubstr("storage: done"))) << "saved too late";
+
+  const int disk_b = open_disk();
+  Worker& b = Restore("b", "d1", false, {{disk_b, 100}});
+  ::close(disk_b);
+  ASSERT_TRUE(WaitReady(b)) << ReadFile(dir_ + "/worker.log");
+  ASSERT_TRUE(WaitForConsole("storage: done, 0 errors", absl::Seconds(120),
+                             before.size()))
+      << ReadFile(dir_ + "/console.log");
+  const std::string after =
+      ReadFile(dir_ + "/console.log").substr(before.size());
+  EXPECT_THAT(after, Not(HasSubstr("storage: controller 0")))
+      << "no second initialization";
   std::optional<WorkerExitReport> rb = Wait(b);
   ASSERT_TRUE(rb.has_value());
   EXPECT_EQ(rb->reason(), WorkerExitReport::GUEST_POWER_OFF)
