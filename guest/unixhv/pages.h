@@ -11,7 +11,9 @@
 namespace unixhv {
 
 inline constexpr size_t kPageSize = 4096;
-inline constexpr size_t kPoolPages = 64;
+// Two netvsc adapters as hv_netvsc sets them up (rings, 128 KiB receive and
+// 64 KiB send buffers each) take ~130 pages.
+inline constexpr size_t kPoolPages = 256;
 
 // `count` contiguous pages, or nullptr when the pool is used up. Pages are
 // NOT cleared; ZeroPage clears one (the VMM hands out zeroed RAM, but a
