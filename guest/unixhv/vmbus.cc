@@ -50,6 +50,18 @@ void InstallInterrupts(uint8_t sint_vector, uint8_t timer_vector,
   LapicWrite(0x380, timer_period_ms * 1000000u);
 }
 
+const char* EnableHyperV(uint8_t sint_vector, uint8_t timer_vector) {
+  if (!hv::Detect().present) return "no Hyper-V interface";
+  void* hypercall = AllocPages(1);
+  if (hypercall == nullptr || !hv::EnableHypercalls(hypercall)) {
+    return "no hypercall page";
+  }
+  hv::EnableReferenceTsc(AllocPages(1));
+  hv::EnableSynic(AllocPages(1), AllocPages(1), kMessageSint, sint_vector);
+  InstallInterrupts(sint_vector, timer_vector, 50);
+  return nullptr;
+}
+
 void WaitForInterrupt() {
   Cli();
   if (wakeups == seen_wakeups) StiHlt();
@@ -81,6 +93,15 @@ bool Channel::SendExtended(uint16_t type, uint16_t flags, uint64_t trans_id,
   }
   if (signal) Signal();
   return true;
+}
+
+int Channel::ReceivePacket(void* packet, uint32_t capacity, uint32_t* len) {
+  if (!open || broken) return 0;
+  bool signal = false;
+  const int r = in.ReadPacket(packet, capacity, len, &signal);
+  if (r < 0) broken = true;
+  if (signal) Signal();
+  return r;
 }
 
 int Channel::Receive(PacketDescriptor* desc, void* payload, uint32_t capacity,

@@ -193,6 +193,8 @@ struct Channel {
   // One packet from the host: 1 read, 0 none, -1 malformed (then `broken`).
   int Receive(PacketDescriptor* desc, void* payload, uint32_t capacity,
               uint32_t* len);
+  // The whole packet, descriptor and header extension included.
+  int ReceivePacket(void* packet, uint32_t capacity, uint32_t* len);
   void Signal();
 };
 
@@ -202,6 +204,11 @@ void InstallInterrupts(uint8_t sint_vector, uint8_t timer_vector,
                        uint32_t timer_period_ms);
 // sti; hlt unless an interrupt came since the last call.
 void WaitForInterrupt();
+// What a VMBus client needs before Client::Connect, as hv_vmbus sets it up:
+// the hypercall page, the reference TSC page, the SynIC (kMessageSint on
+// `sint_vector`) and InstallInterrupts with a 50 ms timer. nullptr when
+// done, else what is missing.
+const char* EnableHyperV(uint8_t sint_vector, uint8_t timer_vector);
 
 class Client {
  public:

@@ -104,6 +104,34 @@ void Ring::WriteRaw(const void* bytes, uint32_t len, uint32_t new_write_index) {
   __atomic_store_n(&header_->write_index, new_write_index, __ATOMIC_RELEASE);
 }
 
+int Ring::ReadPacket(void* packet, uint32_t capacity, uint32_t* len,
+                     bool* signal) {
+  PacketDescriptor desc;
+  uint32_t payload_len = 0;
+  // Peek the descriptor's offset8, then read from the packet's start.
+  const uint32_t read = header_->read_index;
+  const uint32_t write =
+      __atomic_load_n(&header_->write_index, __ATOMIC_ACQUIRE);
+  if (read >= size_ || write >= size_ || (write & 7) != 0) return -1;
+  if (read == write) return 0;
+  if (Avail(read, write) < sizeof(PacketDescriptor) + 8) return -1;
+  CopyOut(read, &desc, sizeof(desc));
+  const uint32_t offset = uint32_t{desc.offset8} * 8;
+  const uint32_t total = uint32_t{desc.len8} * 8;
+  if (offset < sizeof(desc) || offset > total || total > capacity) return -1;
+  // Read copies the payload; the descriptor and extension come first.
+  auto* out = static_cast<uint8_t*>(packet);
+  CopyOut((read + sizeof(desc)) % size_, out + sizeof(desc),
+          offset - sizeof(desc));
+  const int r =
+      Read(&desc, out + offset, capacity - offset, &payload_len, signal);
+  if (r != 1) return r;
+  for (uint32_t i = 0; i < sizeof(desc); ++i)
+    out[i] = reinterpret_cast<const uint8_t*>(&desc)[i];
+  *len = offset + payload_len;
+  return 1;
+}
+
 int Ring::Read(PacketDescriptor* desc, void* payload, uint32_t capacity,
                uint32_t* len, bool* signal) {
   *signal = false;

@@ -69,6 +69,10 @@ class Ring {
   // has it.
   int Read(PacketDescriptor* desc, void* payload, uint32_t capacity,
            uint32_t* len, bool* signal);
+  // The same, but the whole packet (descriptor, header extension, payload;
+  // `*len` = len8 * 8) lands in `packet`: for transfer-page packets, whose
+  // ranges are in the extension.
+  int ReadPacket(void* packet, uint32_t capacity, uint32_t* len, bool* signal);
 
  private:
   void CopyIn(uint32_t at, const void* src, uint32_t n);

@@ -5,15 +5,6 @@
 // bound to the TAP interface. Skips without CAP_NET_ADMIN or /dev/net/tun.
 #include "vmwp/vsp/net/tap_device.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <linux/if_packet.h>
-#include <linux/if_tun.h>
-#include <net/if.h>
-#include <netinet/if_ether.h>
-#include <sched.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -26,6 +17,7 @@
 #include "vmwp/vmbus/test_fake_guest.h"
 #include "vmwp/vsp/net/net_adapter.h"
 #include "vmwp/vsp/net/test_netvsc_guest.h"
+#include "vmwp/vsp/net/test_tap.h"
 
 namespace vsp::net {
 namespace {
@@ -38,14 +30,7 @@ std::string skip_reason;
 // The whole test binary moves into a fresh network namespace first.
 class NetnsEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      skip_reason = std::string("cannot create a network namespace (") +
-                    strerror(errno) + "): needs CAP_NET_ADMIN";
-    } else if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
-      skip_reason = "/dev/net/tun is missing";
-    }
-  }
+  void SetUp() override { skip_reason = testing::EnterNewNetworkNamespace(); }
 };
 const auto* const env =
     ::testing::AddGlobalTestEnvironment(new NetnsEnvironment);
@@ -63,69 +48,13 @@ std::vector<uint8_t> Frame(size_t size, uint32_t seed,
   return f;
 }
 
-struct Tap {
-  base::ScopedFd fd;
-  base::ScopedFd packet;  // AF_PACKET on the interface: the "wire"
-  int ifindex = 0;
-};
+using testing::TestTap;
 
-// nvtapN, up, with an AF_PACKET socket bound to it.
-std::optional<Tap> MakeTap(const std::string& name, bool vnet_header) {
-  Tap t;
-  t.fd.reset(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
-  if (!t.fd.valid()) return std::nullopt;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_header ? IFF_VNET_HDR : 0);
-  if (::ioctl(t.fd.get(), TUNSETIFF, &ifr) != 0) return std::nullopt;
-  // What vmms does: no offloads, so the kernel hands over complete frames.
-  if (vnet_header && ::ioctl(t.fd.get(), TUNSETOFFLOAD, 0) != 0)
-    return std::nullopt;
-  base::ScopedFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
-  ifr.ifr_flags |= IFF_UP;
-  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return std::nullopt;
-  t.ifindex = static_cast<int>(::if_nametoindex(name.c_str()));
-  t.packet.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                          htons(ETH_P_ALL)));
-  sockaddr_ll ll{};
-  ll.sll_family = AF_PACKET;
-  ll.sll_protocol = htons(ETH_P_ALL);
-  ll.sll_ifindex = t.ifindex;
-  if (::bind(t.packet.get(), reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0)
-    return std::nullopt;
-  return t;
+std::optional<std::vector<uint8_t>> WireReceive(TestTap& t) {
+  return testing::WireReceive(t, kEtherType, absl::Seconds(2));
 }
-
-// The next frame of ours that arrived on the interface from the TAP fd
-// (skipping the kernel's own traffic and what the socket sent itself).
-std::optional<std::vector<uint8_t>> WireReceive(Tap& t) {
-  uint8_t buf[16384];
-  for (int tries = 0; tries < 2000; ++tries) {
-    sockaddr_ll from{};
-    socklen_t len = sizeof(from);
-    ssize_t n = ::recvfrom(t.packet.get(), buf, sizeof(buf), 0,
-                           reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) {
-      ::usleep(500);
-      continue;
-    }
-    if (from.sll_pkttype == PACKET_OUTGOING || n < 14) continue;
-    if (((buf[12] << 8) | buf[13]) != kEtherType) continue;
-    return std::vector<uint8_t>(buf, buf + n);
-  }
-  return std::nullopt;
-}
-
-void WireSend(Tap& t, const std::vector<uint8_t>& frame) {
-  sockaddr_ll to{};
-  to.sll_family = AF_PACKET;
-  to.sll_ifindex = t.ifindex;
-  to.sll_halen = 6;
-  std::memcpy(to.sll_addr, frame.data(), 6);
-  ASSERT_EQ(::sendto(t.packet.get(), frame.data(), frame.size(), 0,
-                     reinterpret_cast<sockaddr*>(&to), sizeof(to)),
-            static_cast<ssize_t>(frame.size()));
+void WireSend(TestTap& t, const std::vector<uint8_t>& frame) {
+  ASSERT_TRUE(testing::WireSend(t, frame).ok());
 }
 
 class TapDeviceTest : public ::testing::TestWithParam<bool> {
@@ -133,11 +62,11 @@ class TapDeviceTest : public ::testing::TestWithParam<bool> {
   void SetUp() override {
     if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
     static int n = 0;
-    auto t = MakeTap("nvtap" + std::to_string(n++), GetParam());
-    ASSERT_TRUE(t.has_value()) << "TAP set-up: " << strerror(errno);
-    tap_ = std::move(*t);
+    auto t = testing::CreateTap("nvtap" + std::to_string(n++), GetParam());
+    ASSERT_TRUE(t.ok()) << t.status();
+    tap_ = *std::move(t);
   }
-  Tap tap_;
+  TestTap tap_;
 };
 
 TEST_P(TapDeviceTest, FramesOfEverySizeBothWays) {
@@ -202,9 +131,9 @@ class TapAdapterTest : public ::testing::TestWithParam<bool> {
   void SetUp() override {
     if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
     static int n = 0;
-    auto t = MakeTap("nvatap" + std::to_string(n++), GetParam());
-    ASSERT_TRUE(t.has_value()) << "TAP set-up: " << strerror(errno);
-    tap_ = std::move(*t);
+    auto t = testing::CreateTap("nvatap" + std::to_string(n++), GetParam());
+    ASSERT_TRUE(t.ok()) << t.status();
+    tap_ = *std::move(t);
     NetAdapter::Config config;
     config.mac = kGuestMac;
     config.tap = base::ScopedFd(::dup(tap_.fd.get()));
@@ -228,7 +157,7 @@ class TapAdapterTest : public ::testing::TestWithParam<bool> {
     adapter_.reset();
   }
   vmbus::testing::FakeGuest guest_{4096};
-  Tap tap_;
+  TestTap tap_;
   std::unique_ptr<NetAdapter> adapter_;
   std::unique_ptr<vmbus::VmbusServer> server_;
   std::unique_ptr<testing::NetvscGuest> netvsc_;
