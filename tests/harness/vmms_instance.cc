@@ -49,20 +49,26 @@ absl::Status VmmsInstance::Start() {
 
   const absl::Duration start_limit = kvmbox::Scaled(absl::Seconds(20));
   const absl::Time deadline = absl::Now() + start_limit;
+  std::string last_probe = "the socket never appeared";
   while (absl::Now() < deadline) {
     if (!process_.Alive()) {
       return absl::InternalError(
           absl::StrCat("vmms exited during start-up; log:\n", Log()));
     }
     if (access(socket_path_.c_str(), F_OK) == 0) {
-      absl::StatusOr<CommandResult> list = Vmctl({"list"}, absl::Seconds(5));
+      // In kvmbox under load one vmctl process can take longer than 5 s.
+      absl::StatusOr<CommandResult> list =
+          Vmctl({"list"}, kvmbox::Scaled(absl::Seconds(5)));
       if (list.ok() && list->exit_code == 0) return absl::OkStatus();
+      last_probe = list.ok() ? absl::StrCat("vmctl list exited ",
+                                            list->exit_code, ": ", list->err)
+                             : std::string(list.status().message());
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
   return absl::DeadlineExceededError(
       absl::StrCat("vmms did not answer in ", absl::FormatDuration(start_limit),
-                   "; log:\n", Log()));
+                   " (last probe: ", last_probe, "); log:\n", Log()));
 }
 
 void VmmsInstance::Kill() { process_.Kill(SIGKILL); }
