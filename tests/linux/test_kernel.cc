@@ -72,12 +72,17 @@ std::string ScriptError(const std::string& what,
 }
 
 // The kernel's way of saying it stopped for good: no point waiting on.
-// A kernel that panicked, or took a fault it cannot survive: a double fault
-// can wedge the guest before it prints its panic line.
+// A fault the kernel cannot survive; a double fault can wedge the guest
+// before it prints its panic line.
+bool FatalFault(const std::string& console) {
+  return absl::StrContains(console, "PANIC: double fault") ||
+         absl::StrContains(console, "Fatal exception");
+}
+
+// A kernel that panicked, or took such a fault.
 bool Panicked(const std::string& console) {
   return absl::StrContains(console, "Kernel panic - not syncing") ||
-         absl::StrContains(console, "PANIC: double fault") ||
-         absl::StrContains(console, "Fatal exception");
+         FatalFault(console);
 }
 
 }  // namespace
@@ -518,10 +523,12 @@ absl::StatusOr<absl::Duration> LinuxVm::WaitForShow(
     vm = Show();
     const absl::Duration seen = Elapsed();
     if (vm.is_object() && done(vm)) return seen;
-    if (const std::string console = Console(); Panicked(console)) {
-      return absl::AbortedError(absl::StrCat(
-          "VM '", options_.name, "': the guest kernel panicked ", "before ",
-          what, "; its console:\n", ConsoleExcerpt(console, 10)));
+    // Not on a panic: tests of guest crashes wait here for its outcome.
+    if (const std::string console = Console(); FatalFault(console)) {
+      return absl::AbortedError(
+          absl::StrCat("VM '", options_.name,
+                       "': the guest kernel took a fatal fault before ", what,
+                       "; its console:\n", ConsoleExcerpt(console, 10)));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
