@@ -1267,6 +1267,16 @@ void LibvirtBackend::ReconcileLocked(const Vm& vm, VmRuntime& runtime,
 
   if (off) {
     if (IsActive(was)) {
+      const bool crashed =
+          state == VIR_DOMAIN_CRASHED ||
+          (state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_CRASHED);
+      if (crashed && was == VM_STATE_RUNNING && !crash_reason.has_value()) {
+        // The guest's PANICKED event may still wait behind this reconcile:
+        // record its crash (event, last_guest_crash, panic line) first.
+        RecordPanicLocked(vm, runtime, absl::Now(), context);
+        absl::MutexLock lock(&runtime.mu);
+        crash_reason = runtime.crash_reason;
+      }
       record_end(state == VIR_DOMAIN_SHUTOFF ? ShutoffCause(reason)
                                              : "guest crashed");
     }
