@@ -271,7 +271,15 @@ TEST_F(WorkerServiceTest, ExitSequenceDeliversTheLastOutputAndEndsInput) {
               absl::FormatDuration(absl::Now() - start).c_str());
 
   while (reader->Read(&data)) received += data.data();
-  EXPECT_TRUE(reader->Finish().ok());
+  // The handler returned OK, but gRPC may close the transport as the server
+  // stops before the trailing status frame arrives (3 runs in 400 at load 4:
+  // UNAVAILABLE "Broken pipe" after every byte had arrived). vmms's console
+  // proxy treats a stream that relayed data as ended either way; what must
+  // hold is that every byte arrived and the stream ended.
+  const grpc::Status finish = reader->Finish();
+  EXPECT_TRUE(finish.ok() ||
+              finish.error_code() == grpc::StatusCode::UNAVAILABLE)
+      << finish.error_code() << ": " << finish.error_message();
   EXPECT_EQ(received.size(), 7 + 14 + last.size());
   EXPECT_EQ(received.substr(0, 21), "first\r\npowering off\r\n");
   EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
