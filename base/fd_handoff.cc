@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
+#include "base/fd_passing.h"
 
 namespace base {
 namespace {
@@ -28,75 +30,41 @@ absl::StatusOr<sockaddr_un> Address(const std::string& path) {
   return addr;
 }
 
+absl::Status Prefixed(const absl::Status& status) {
+  return absl::Status(status.code(),
+                      absl::StrCat("fd handoff: ", status.message()));
+}
+
 }  // namespace
 
 absl::Status SendFds(int socket, std::string_view token,
                      std::span<const int> fds) {
-  if (token.empty() || token.size() > kMaxPassedToken ||
-      fds.size() > kMaxPassedFds) {
+  if (token.empty() || token.size() > kMaxHandoffToken ||
+      fds.size() > kMaxHandoffFds) {
     return absl::InvalidArgumentError(
         absl::StrCat("fd handoff: token of ", token.size(), " bytes with ",
-                     fds.size(), " descriptors (1-", kMaxPassedToken,
-                     " bytes, at most ", kMaxPassedFds, " descriptors)"));
+                     fds.size(), " descriptors (1-", kMaxHandoffToken,
+                     " bytes, at most ", kMaxHandoffFds, " descriptors)"));
   }
-  iovec iov{const_cast<char*>(token.data()), token.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return absl::ErrnoToStatus(errno, "fd handoff: sendmsg");
-  if (static_cast<size_t>(n) != token.size()) {
-    return absl::UnavailableError("fd handoff: short send");
-  }
+  absl::Status sent =
+      SendWithFds(socket, token, absl::MakeConstSpan(fds.data(), fds.size()));
+  if (!sent.ok()) return Prefixed(sent);
   return absl::OkStatus();
 }
 
 absl::StatusOr<PassedFds> ReceiveFds(int socket) {
-  PassedFds out;
-  char token[kMaxPassedToken];
-  iovec iov{token, sizeof(token)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return absl::ErrnoToStatus(errno, "fd handoff: recvmsg");
-  // Whatever came is ours to close, also on the error paths below.
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
-       c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      out.fds.emplace_back(fd);
-    }
+  absl::StatusOr<ReceivedMessage> got =
+      ReceiveWithFds(socket, kMaxHandoffToken);
+  if (!got.ok()) return Prefixed(got.status());
+  if (got->bytes.empty()) {
+    return absl::UnavailableError("fd handoff: peer closed");
   }
-  if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
+  if (got->fds.size() > kMaxHandoffFds) {
     return absl::InvalidArgumentError(
-        "fd handoff: message or descriptors truncated");
+        absl::StrCat("fd handoff: ", got->fds.size(), " descriptors (at most ",
+                     kMaxHandoffFds, ")"));
   }
-  if (n == 0) return absl::UnavailableError("fd handoff: peer closed");
-  out.token.assign(token, static_cast<size_t>(n));
-  return out;
+  return PassedFds{std::move(got->bytes), std::move(got->fds)};
 }
 
 absl::Status SendFdsTo(const std::string& path, std::string_view token,

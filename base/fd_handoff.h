@@ -5,7 +5,8 @@
 // socket (SCM_RIGHTS), with a token that says what they are for. vmms uses
 // it to give a running, sandboxed worker the files of a save (the worker
 // opens nothing itself); the worker has bound the listening socket before it
-// locked itself down.
+// locked itself down. The messages are base/fd_passing's; this adds the
+// token, the listener and the smaller limits a handoff needs.
 
 #include <cstdint>
 #include <span>
@@ -21,10 +22,10 @@
 namespace base {
 
 // At most this many descriptors and token bytes per message.
-inline constexpr size_t kMaxPassedFds = 8;
-inline constexpr size_t kMaxPassedToken = 256;
+inline constexpr size_t kMaxHandoffFds = 8;
+inline constexpr size_t kMaxHandoffToken = 256;
 
-// Sends one message: `token` (1 to kMaxPassedToken bytes) with `fds`.
+// Sends one message: `token` (1 to kMaxHandoffToken bytes) with `fds`.
 absl::Status SendFds(int socket, std::string_view token,
                      std::span<const int> fds);
 
