@@ -2,8 +2,10 @@
 // a sandboxed vmwp (vmwp_testing: vmwp plus test-only switches on the kernel
 // command line) running guests the build produces. The worker is inspected
 // from outside through /proc and the cgroup files.
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -44,6 +46,25 @@ std::map<std::string, std::string> ProcStatus(const std::string& path) {
       fields[kv[0]] = std::string(absl::StripAsciiWhitespace(kv[1]));
   }
   return fields;
+}
+
+// vmms's child processes whose command line holds `marker` (the worker fork
+// server is `vmwp --zygote-fd=N`; forked workers are vmms's children too).
+std::vector<pid_t> ChildrenWith(pid_t parent, const std::string& marker) {
+  std::vector<pid_t> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::map<std::string, std::string> st =
+        ProcStatus(absl::StrCat("/proc/", pid, "/status"));
+    if (st["PPid"] != absl::StrCat(parent) ||
+        absl::StartsWith(st["State"], "Z"))
+      continue;
+    std::string cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (absl::StrContains(cmdline, marker)) found.push_back(pid);
+  }
+  return found;
 }
 
 std::string Namespace(pid_t pid, const std::string& kind) {
@@ -192,6 +213,45 @@ TEST_F(SandboxTest, CgroupOutOfMemoryIsRecordedWithTheLimit) {
   nlohmann::json vm = WaitForState("hog", "VM_STATE_CRASHED");
   EXPECT_EQ(vm.value("stateReason", ""), "out of memory (cgroup limit 320 MiB)")
       << vm.dump();
+}
+
+// Issue 15: a fork server that dies (here SIGKILL) takes no running VM with
+// it, is named in vmms's log, and the next start gets a new one: the VM
+// started then is forked again, and nothing needs a vmms restart.
+TEST_F(SandboxTest, AKilledForkServerIsReplacedAndItsWorkersRunOn) {
+  StartVmms();
+  if (IsSkipped() || HasFatalFailure()) return;  // no /dev/kvm, or no vmms
+  CreateAndStart("before", "");
+  if (HasFatalFailure()) return;
+  nlohmann::json before = WaitForState("before", "VM_STATE_RUNNING");
+  EXPECT_THAT(vmms_->Log(), HasSubstr("VM before: worker"));
+  EXPECT_THAT(vmms_->Log(), HasSubstr(", forked;"));
+  std::vector<pid_t> servers = ChildrenWith(vmms_->pid(), "--zygote-fd");
+  ASSERT_EQ(servers.size(), 1u) << vmms_->Log();
+  const pid_t first = servers[0];
+
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  CreateAndStart("after", "");
+  if (HasFatalFailure()) return;
+  WaitForState("after", "VM_STATE_RUNNING");
+  const std::string log = vmms_->Log();
+  EXPECT_THAT(log, HasSubstr("the next start gets a new one")) << log;
+  EXPECT_THAT(log, HasSubstr("worker fork server " + std::to_string(first) +
+                             " started"));
+  const size_t after_line = log.find("VM after: worker");
+  ASSERT_NE(after_line, std::string::npos) << log;
+  EXPECT_THAT(log.substr(after_line, log.find('\n', after_line) - after_line),
+              HasSubstr(", forked;"));
+  servers = ChildrenWith(vmms_->pid(), "--zygote-fd");
+  ASSERT_EQ(servers.size(), 1u) << log;
+  EXPECT_NE(servers[0], first);
+
+  // The first VM never noticed: same worker, still running, and it stops.
+  nlohmann::json still = Show("before");
+  EXPECT_EQ(still.value("state", ""), "VM_STATE_RUNNING") << still.dump();
+  EXPECT_EQ(still.value("workerPid", ""), before.value("workerPid", "x"));
+  EXPECT_EQ(Vmctl({"stop", "before"}).exit_code, 0);
+  EXPECT_EQ(Vmctl({"stop", "after"}).exit_code, 0);
 }
 
 TEST_F(SandboxTest, NoSandboxIsLoudAndShown) {
