@@ -648,48 +648,44 @@ std::string DiskDescription(const hvstack::v1::Disk& disk) {
 
 absl::StatusOr<Vm> VmStore::AttachDisk(const std::string& uuid,
                                        const hvstack::v1::Disk& disk) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
-  if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
-      !s.ok()) {
-    return s;
-  }
-  std::vector<hvstack::v1::Disk> existing(before->config().disks().begin(),
-                                          before->config().disks().end());
-  hvstack::v1::Disk placed = disk;
-  if (absl::Status s = AssignDiskAddress(existing, "disk", &placed); !s.ok())
-    return s;
-  if (absl::Status s = AppendDisk(db_, uuid, placed); !s.ok()) return s;
-  return CommitHardwareChange(
-      *before, absl::StrCat("disk attached: ", DiskDescription(placed)),
-      *std::move(tx));
+  return ChangeHardware(
+      uuid, [&disk](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
+        std::vector<hvstack::v1::Disk> existing(vm.config().disks().begin(),
+                                                vm.config().disks().end());
+        hvstack::v1::Disk placed = disk;
+        if (absl::Status s = AssignDiskAddress(existing, "disk", &placed);
+            !s.ok())
+          return s;
+        if (absl::Status s = AppendDisk(db, vm.uuid(), placed); !s.ok())
+          return s;
+        return absl::StrCat("disk attached: ", DiskDescription(placed));
+      });
 }
 
 absl::StatusOr<Vm> VmStore::DetachDisk(
     const std::string& uuid, const std::string& path,
     const hvstack::v1::ScsiAddress& address) {
-  absl::MutexLock lock(&mu_);
+  return ChangeHardware(
+      uuid, [&](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
+        absl::StatusOr<hvstack::v1::Disk> removed =
+            DeleteDisk(db, vm.uuid(), path, address);
+        if (!removed.ok()) {
+          return absl::Status(removed.status().code(),
+                              absl::StrCat("VM '", vm.name(),
+                                           "': ", removed.status().message()));
+        }
+        return absl::StrCat("disk detached: ", DiskDescription(*removed));
+      });
+}
+
+absl::StatusOr<VmStore::CheckedChange> VmStore::BeginChange(
+    const std::string& uuid, VmRequest request) {
   absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
   if (!tx.ok()) return tx.status();
   absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
   if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<hvstack::v1::Disk> removed =
-      DeleteDisk(db_, uuid, path, address);
-  if (!removed.ok()) {
-    return absl::Status(removed.status().code(),
-                        absl::StrCat("VM '", before->name(),
-                                     "': ", removed.status().message()));
-  }
-  return CommitHardwareChange(
-      *before, absl::StrCat("disk detached: ", DiskDescription(*removed)),
-      *std::move(tx));
+  if (absl::Status s = CheckRequest(*before, request); !s.ok()) return s;
+  return CheckedChange{*std::move(tx), *std::move(before)};
 }
 
 absl::StatusOr<Vm> VmStore::CommitHardwareChange(const Vm& before,
@@ -711,27 +707,22 @@ absl::StatusOr<Vm> VmStore::CommitHardwareChange(const Vm& before,
   return after;
 }
 
-absl::StatusOr<Vm> VmStore::ChangeNics(
+absl::StatusOr<Vm> VmStore::ChangeHardware(
     const std::string& uuid,
     const std::function<absl::StatusOr<std::string>(Database&, const Vm&)>&
         change) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
-  if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kUpdateHardware);
-      !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<std::string> what = change(db_, *before);
+  absl::StatusOr<CheckedChange> begun =
+      BeginChange(uuid, VmRequest::kUpdateHardware);
+  if (!begun.ok()) return begun.status();
+  absl::StatusOr<std::string> what = change(db_, begun->before);
   if (!what.ok()) return what.status();
-  return CommitHardwareChange(*before, *what, *std::move(tx));
+  return CommitHardwareChange(begun->before, *what, std::move(begun->tx));
 }
 
 absl::StatusOr<Vm> VmStore::AddNic(const std::string& uuid,
                                    const hvstack::v1::NicConfig& nic) {
-  return ChangeNics(
+  return ChangeHardware(
       uuid, [&nic](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
         absl::StatusOr<hvstack::v1::NicConfig> added =
             InsertNicRow(db, vm, nic);
@@ -746,7 +737,7 @@ absl::StatusOr<Vm> VmStore::AddNic(const std::string& uuid,
 
 absl::StatusOr<Vm> VmStore::RemoveNic(const std::string& uuid,
                                       const std::string& mac) {
-  return ChangeNics(
+  return ChangeHardware(
       uuid, [&mac](Database& db, const Vm& vm) -> absl::StatusOr<std::string> {
         absl::StatusOr<hvstack::v1::NicConfig> removed =
             DeleteNicRow(db, vm, mac);

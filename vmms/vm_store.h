@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "proto/hvstack/v1/vm.pb.h"
 #include "vmms/sqlite_db.h"
+#include "vmms/state_machine.h"
 
 namespace vmms {
 
@@ -253,9 +254,19 @@ class VmStore {
                                           const std::string& reason,
                                           Transaction tx)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // AddNic/RemoveNic in one transaction: the hardware-state check, `change`
-  // (returns the event's reason), then CommitHardwareChange.
-  absl::StatusOr<Vm> ChangeNics(
+  // A transaction opened on VM `uuid` after `request` was checked against
+  // its state: the prologue of every change that must see the VM as it is.
+  struct CheckedChange {
+    Transaction tx;
+    Vm before;
+  };
+  absl::StatusOr<CheckedChange> BeginChange(const std::string& uuid,
+                                            VmRequest request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AttachDisk/DetachDisk/AddNic/RemoveNic in one transaction: the
+  // hardware-state check, `change` (returns the event's reason), then
+  // CommitHardwareChange.
+  absl::StatusOr<Vm> ChangeHardware(
       const std::string& uuid,
       const std::function<absl::StatusOr<std::string>(Database&, const Vm&)>&
           change);

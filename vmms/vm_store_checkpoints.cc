@@ -131,12 +131,11 @@ absl::StatusOr<Vm> VmStore::RecordCheckpoint(
     const std::vector<CheckpointDisk>& frozen,
     const std::vector<hvstack::v1::Disk>& vm_disks) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
-  if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kCheckpoint); !s.ok())
-    return s;
+  absl::StatusOr<CheckedChange> begun =
+      BeginChange(uuid, VmRequest::kCheckpoint);
+  if (!begun.ok()) return begun.status();
+  Transaction& tx = begun->tx;
+  const Vm& before = begun->before;
   absl::StatusOr<int64_t> parent = CurrentId(db_, uuid);
   if (!parent.ok()) return parent.status();
   absl::StatusOr<Statement> insert = db_.Prepare(
@@ -159,7 +158,7 @@ absl::StatusOr<Vm> VmStore::RecordCheckpoint(
   if (s = insert->Run(); !s.ok()) {
     if (absl::StrContains(s.message(), "UNIQUE")) {
       return absl::AlreadyExistsError(
-          absl::StrCat("VM '", before->name(), "' has a checkpoint named '",
+          absl::StrCat("VM '", before.name(), "' has a checkpoint named '",
                        checkpoint.name(), "' already"));
     }
     return s;
@@ -185,10 +184,10 @@ absl::StatusOr<Vm> VmStore::RecordCheckpoint(
   if (s = MakeCurrent(db_, uuid, new_id); !s.ok()) return s;
   if (s = ReplaceDisks(db_, uuid, vm_disks); !s.ok()) return s;
   return CommitHardwareChange(
-      *before,
+      before,
       absl::StrCat("checkpoint '", checkpoint.name(), "' created (VM ",
                    StateName(checkpoint.vm_state()), ")"),
-      *std::move(tx));
+      std::move(tx));
 }
 
 absl::StatusOr<Vm> VmStore::RecordCheckpointApplied(
@@ -197,12 +196,11 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointApplied(
     const std::vector<hvstack::v1::Disk>& vm_disks,
     const std::optional<hvstack::v1::SavedStateInfo>& saved) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
-  if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kCheckpoint); !s.ok())
-    return s;
+  absl::StatusOr<CheckedChange> begun =
+      BeginChange(uuid, VmRequest::kCheckpoint);
+  if (!begun.ok()) return begun.status();
+  Transaction& tx = begun->tx;
+  const Vm& before = begun->before;
   absl::StatusOr<Statement> hw = db_.Prepare(
       "UPDATE vms SET vcpus = ?, memory_mib = ?, kernel_path = ?, "
       "cmdline = ?, initrd_path = ?, disable_enlightenments = ? "
@@ -247,8 +245,8 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointApplied(
   std::optional<uint64_t> state_event;
   // A Crashed VM given an Off checkpoint stays Crashed (its crash report
   // and reason are kept until it starts again).
-  if (before->state() != target &&
-      !(before->state() == hvstack::v1::VM_STATE_CRASHED &&
+  if (before.state() != target &&
+      !(before.state() == hvstack::v1::VM_STATE_CRASHED &&
         target == hvstack::v1::VM_STATE_OFF)) {
     absl::StatusOr<std::pair<Vm, uint64_t>> changed =
         SetStateInTransaction(uuid, target, reason, int64_t{0});
@@ -256,7 +254,7 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointApplied(
     state_event = changed->second;
   }
   absl::StatusOr<Vm> after =
-      CommitHardwareChange(*before, reason, *std::move(tx));
+      CommitHardwareChange(before, reason, std::move(tx));
   if (after.ok() && state_event.has_value()) PublishEvent(*state_event);
   return after;
 }
@@ -265,12 +263,11 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointDeleted(const std::string& uuid,
                                                     int64_t id,
                                                     const std::string& name) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Transaction> tx = Transaction::Begin(db_);
-  if (!tx.ok()) return tx.status();
-  absl::StatusOr<Vm> before = GetWhere("uuid", uuid);
-  if (!before.ok()) return before.status();
-  if (absl::Status s = CheckRequest(*before, VmRequest::kCheckpoint); !s.ok())
-    return s;
+  absl::StatusOr<CheckedChange> begun =
+      BeginChange(uuid, VmRequest::kCheckpoint);
+  if (!begun.ok()) return begun.status();
+  Transaction& tx = begun->tx;
+  const Vm& before = begun->before;
   absl::StatusOr<Statement> parent = db_.Prepare(
       "SELECT COALESCE(parent_id, 0), is_current FROM vm_checkpoints "
       "WHERE id = ? AND vm_uuid = ?");
@@ -280,7 +277,7 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointDeleted(const std::string& uuid,
   if (!row.ok()) return row.status();
   if (!*row) {
     return absl::NotFoundError(absl::StrCat(
-        "VM '", before->name(), "' has no checkpoint '", name, "'"));
+        "VM '", before.name(), "' has no checkpoint '", name, "'"));
   }
   const int64_t parent_id = parent->ColumnInt64(0);
   const bool current = parent->ColumnInt64(1) != 0;
@@ -301,7 +298,7 @@ absl::StatusOr<Vm> VmStore::RecordCheckpointDeleted(const std::string& uuid,
     if (s = MakeCurrent(db_, uuid, parent_id); !s.ok()) return s;
   }
   return CommitHardwareChange(
-      *before, absl::StrCat("checkpoint '", name, "' deleted"), *std::move(tx));
+      before, absl::StrCat("checkpoint '", name, "' deleted"), std::move(tx));
 }
 
 }  // namespace vmms
