@@ -361,8 +361,12 @@ class Rig {
     Figure f;
     Meter host, guest;
     uint64_t sent = 0;
-    while (host.wall < seconds || sent != f.packets) {
+    for (int idle = 0; host.wall < seconds || sent != f.packets; ++idle) {
       const bool more = host.wall < seconds;
+      if (idle > 1000) {
+        Die("netvsp completed " + std::to_string(f.packets) + " of " +
+            std::to_string(sent) + " packets");
+      }
       guest([&] {
         uint32_t queued = 0;
         while (more && queued < kTxRound && !free.empty()) {
@@ -389,7 +393,10 @@ class Rig {
         Signal();
       });
       host([&] { adapter_->Poll(); });
-      guest([&] { f.packets += TakeCompletions(free); });
+      uint64_t completed = 0;
+      guest([&] { completed = TakeCompletions(free); });
+      if (completed != 0) idle = 0;
+      f.packets += completed;
     }
     f.wall = host.wall;
     f.cpu = host.cpu;
