@@ -5,7 +5,8 @@
 //     up: nvsp 0x<v> mtu <m> mac <mac> link <up|down>, <n> receive sections
 //     of <s>"
 //  2. sends one frame of every size from `min=` (60) to `max=` (MTU + 14) on
-//     nic0, odd sizes as GPA-direct ranges, even ones in send sections:
+//     nic0 (every `step=`th size, and `max` itself, with a step: jumbo
+//     frames), odd sizes as GPA-direct ranges, even ones in send sections:
 //     "network: tx done <n> frames, <e> errors"
 //  3. "network: rx ready", then expects the same sizes, in order, sent to
 //     its MAC: "network: rx done <n> frames, <e> errors"
@@ -139,9 +140,11 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   const unixhv::CommandLine cmdline = unixhv::GetCommandLine(boot_params);
   const char* phases = nullptr;
   Word(cmdline, "phases=", nullptr, &phases);
-  uint64_t min = 60, max = 0;
+  uint64_t min = 60, max = 0, step = 1;
   Word(cmdline, "min=", &min);
   Word(cmdline, "max=", &max);
+  Word(cmdline, "step=", &step);
+  if (step == 0) step = 1;
   const bool hold = Word(cmdline, "hold", nullptr);
   Line("start");
   if (const char* missing =
@@ -190,11 +193,18 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   if (count == 0) Fail("no network adapter offered");
   Adapter& nic = adapters[0];
   if (max == 0 || max > nic.mtu + 14u) max = nic.mtu + 14u;
+  // The size after `size`: `step` on, `max` last.
+  auto next = [&](uint32_t size) -> uint32_t {
+    if (size >= max) return size + 1;
+    return size + step > max ? static_cast<uint32_t>(max)
+                             : size + static_cast<uint32_t>(step);
+  };
   for (uint32_t i = 16; i < kFrameBuffer; ++i) frame[i] = Pattern(i);
 
   auto tx = [&] {
     uint32_t sent = 0, failed = 0;
-    for (uint32_t size = static_cast<uint32_t>(min); size <= max; ++size) {
+    for (uint32_t size = static_cast<uint32_t>(min); size <= max;
+         size = next(size)) {
       Header(kBroadcast, nic.mac, size);
       const uint32_t status = nic.SendFrame(frame, size, (size & 1) != 0);
       if (status == unixhv::netvsc::kNvspSuccess) {
@@ -245,11 +255,11 @@ extern "C" void unixhv_main(uint64_t boot_params) {
           con.WriteDec(tag);
           con.Write(")\r\n");
         }
-        size = tag + 1;  // resynchronise on what came
+        size = next(tag);  // resynchronise on what came
         continue;
       }
       ++got;
-      ++size;
+      size = next(size);
     }
     errors += bad;
     con.Write("network: rx done ");
