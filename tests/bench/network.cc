@@ -2,7 +2,7 @@
 // frames, same run (issue 12): 64-byte and 1500-byte frames, both ways.
 //
 //   bazel run -c opt //tests/bench:network [-- --runs=5 --seconds=0.5
-//       --only=SUBSTRING --per_run]
+//       --slices=10 --only=SUBSTRING --per_run --side=both|raw|netvsp]
 //
 // Needs root (CAP_NET_ADMIN) and /dev/net/tun. The process first moves into
 // a network namespace of its own (vsp::net::testing::EnterNewNetworkNamespace)
@@ -39,15 +39,17 @@
 // rounds, untimed: in a VM it runs on the guest's own vCPU. Its CPU per
 // packet is printed apart. CPU per packet is this thread's CPU time
 // (CLOCK_THREAD_CPUTIME_ID) in the timed parts: on a loaded machine it moves
-// much less than packets/s. Every run measures each case on both sides,
-// alternating which goes first; figures are medians over --runs, the ratio
-// the median of the runs' ratios (with its range).
+// much less than packets/s. Every run measures each case on both sides in
+// --slices short slices, raw and netvsp alternating (so that the machine's
+// load hits both alike); figures are medians over --runs, the ratios the
+// medians of the runs' paired ratios of frames/s (with their range) and of
+// CPU per frame. --side=raw|netvsp measures one side only (profiling).
 //
 // Checked in every measurement: the interface's counters (/proc/self/net/dev
-// of the namespace) saw every frame netvsp wrote, the guest received every
-// frame that was queued (length and ethertype), netvsp counted no drop and no
-// protocol error; before the runs one frame each way is compared byte for
-// byte against an AF_PACKET socket on the interface.
+// of the namespace) saw every frame written (both sides), the guest received
+// every frame that was queued (length and ethertype), netvsp counted no drop
+// and no protocol error; before the runs one frame each way is compared byte
+// for byte against an AF_PACKET socket on the interface.
 
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
