@@ -63,12 +63,12 @@ uint32_t Ext(uint8_t* e, uint32_t len, uint32_t offset, uint64_t pfn,
 extern "C" void unixhv_main(uint64_t) {
   con.Init();
   con.Write("hostile_storage: start\r\n");
-  if (!unixhv::hv::Detect().present) unixhv_power_off();
-  unixhv::hv::EnableHypercalls(unixhv::AllocPages(1));
-  unixhv::hv::EnableReferenceTsc(unixhv::AllocPages(1));
-  unixhv::hv::EnableSynic(unixhv::AllocPages(1), unixhv::AllocPages(1),
-                          unixhv::vmbus::kMessageSint, 0x50);
-  unixhv::vmbus::InstallInterrupts(0x50, 0x40, 50);
+  if (const char* error = unixhv::vmbus::EnableHyperV(0x50, 0x40)) {
+    con.Write("hostile_storage: FAILED: ");
+    con.Write(error);
+    con.Write("\r\n");
+    unixhv_power_off();
+  }
   unixhv::vmbus::Client bus;
   if (bus.Connect() == 0 || !bus.RequestOffers()) {
     con.Write("hostile_storage: FAILED: no VMBus\r\n");

@@ -249,15 +249,10 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   HasWord(cmdline, "seed=", &seed);
   const bool hold = HasWord(cmdline, "hold", nullptr);
   Line("start");
-  if (!unixhv::hv::Detect().present) Fail("no Hyper-V interface");
-  void* hypercall = unixhv::AllocPages(1);
-  if (hypercall == nullptr || !unixhv::hv::EnableHypercalls(hypercall)) {
-    Fail("no hypercall page");
+  if (const char* error =
+          unixhv::vmbus::EnableHyperV(kSintVector, kTimerVector)) {
+    Fail(error);
   }
-  unixhv::hv::EnableReferenceTsc(unixhv::AllocPages(1));
-  unixhv::hv::EnableSynic(unixhv::AllocPages(1), unixhv::AllocPages(1),
-                          unixhv::vmbus::kMessageSint, kSintVector);
-  unixhv::vmbus::InstallInterrupts(kSintVector, kTimerVector, 50);
   unixhv::vmbus::Client bus;
   if (bus.Connect() == 0) Fail("no VMBus version accepted");
   if (!bus.RequestOffers()) Fail("no ALLOFFERS_DELIVERED");
