@@ -66,6 +66,17 @@ absl::StatusOr<std::vector<GpaRange>> ParseGpaDirect(
 absl::StatusOr<GuestScatter> ResolveGpaRanges(
     const std::vector<GpaRange>& ranges, GuestPages& memory);
 
+// ParseGpaDirect + ResolveGpaRanges + GuestScatter::Iovecs(bytes) in one
+// pass, allocating nothing once `out` has grown: for a VSP's per-request
+// data buffer. Accepts and refuses exactly what those do, with the same
+// errors. On success `out` holds the iovecs of the first min(bytes, total)
+// bytes (adjacent chunks merged) and the result is the total the ranges
+// describe (the scatter's size()).
+absl::StatusOr<uint64_t> GpaDirectIovecs(std::span<const uint8_t> extension,
+                                         GuestPages& memory, uint64_t max_bytes,
+                                         uint64_t bytes,
+                                         std::vector<iovec>& out);
+
 // A GPADL's memory as a VSP sees it (a buffer the guest lent, e.g. netvsc's
 // receive and send buffers): one range, pages resolved, byte offset 0.
 struct MappedGpadl {

@@ -104,6 +104,34 @@ TEST_F(GpaDirectTest, IovecsMergeAdjacentPagesAndStopAtTheTransfer) {
   EXPECT_TRUE(scatter->Iovecs(0).empty());
 }
 
+TEST_F(GpaDirectTest, OnePassIovecsAreTheScattersIovecs) {
+  // Several ranges, offsets, repeated and adjacent pages, every cut.
+  const std::vector<uint8_t> ext = MpbExtension({{3 * 4096 - 512 + 100, 512, 5},
+                                                 {100, 8, 1},
+                                                 {4096, 0, 2},
+                                                 {5000, 4000, 30},
+                                                 {64, 0, 2}});
+  auto ranges = ParseGpaDirect(ext, memory_, 1 << 20);
+  ASSERT_TRUE(ranges.ok()) << ranges.status();
+  auto scatter = ResolveGpaRanges(*ranges, memory_);
+  ASSERT_TRUE(scatter.ok()) << scatter.status();
+  std::vector<iovec> iov(3, iovec{nullptr, 1});  // stale entries go
+  for (uint64_t bytes :
+       {uint64_t{0}, uint64_t{1}, uint64_t{1000}, uint64_t{3 * 4096},
+        scatter->size() - 1, scatter->size(), scatter->size() + 4096}) {
+    absl::StatusOr<uint64_t> total =
+        GpaDirectIovecs(ext, memory_, 1 << 20, bytes, iov);
+    ASSERT_TRUE(total.ok()) << total.status();
+    EXPECT_EQ(*total, scatter->size());
+    const std::vector<iovec> want = scatter->Iovecs(bytes);
+    ASSERT_EQ(iov.size(), want.size()) << bytes;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(iov[i].iov_base, want[i].iov_base) << bytes << " " << i;
+      EXPECT_EQ(iov[i].iov_len, want[i].iov_len) << bytes << " " << i;
+    }
+  }
+}
+
 TEST_F(GpaDirectTest, OnePfnPerRangeAsThePageBufferFormat) {
   // vmbus_sendpacket_pagebuffer: hv_page_buffer {len, offset, pfn} records.
   auto ranges =
@@ -113,8 +141,17 @@ TEST_F(GpaDirectTest, OnePfnPerRangeAsThePageBufferFormat) {
 }
 
 TEST_F(GpaDirectTest, HostileRanges) {
+  // The one-pass GpaDirectIovecs must refuse exactly the same, with the same
+  // status.
   auto fails = [&](std::vector<uint8_t> ext, uint64_t max = 1 << 20) {
-    return !ParseGpaDirect(ext, memory_, max).ok();
+    absl::StatusOr<std::vector<GpaRange>> ranges =
+        ParseGpaDirect(ext, memory_, max);
+    std::vector<iovec> iov;
+    absl::StatusOr<uint64_t> fast =
+        GpaDirectIovecs(ext, memory_, max, max, iov);
+    EXPECT_EQ(fast.status(), ranges.status());
+    if (!fast.ok()) EXPECT_TRUE(iov.empty());
+    return !ranges.ok();
   };
   EXPECT_TRUE(fails({}));
   EXPECT_TRUE(fails(std::vector<uint8_t>(7)));

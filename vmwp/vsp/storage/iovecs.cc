@@ -27,15 +27,13 @@ size_t CopyFromIovecs(std::span<const iovec> from, std::span<uint8_t> to) {
   return done;
 }
 
-std::vector<iovec> PrefixIovecs(std::span<const iovec> iov, uint64_t bytes) {
-  std::vector<iovec> out;
-  for (const iovec& v : iov) {
-    if (bytes == 0) break;
-    const uint64_t n = std::min<uint64_t>(v.iov_len, bytes);
-    out.push_back({v.iov_base, n});
-    bytes -= n;
+void TruncateIovecs(std::vector<iovec>& iov, uint64_t bytes) {
+  size_t keep = 0;
+  for (; keep < iov.size() && bytes > 0; ++keep) {
+    iov[keep].iov_len = std::min<uint64_t>(iov[keep].iov_len, bytes);
+    bytes -= iov[keep].iov_len;
   }
-  return out;
+  iov.resize(keep);
 }
 
 }  // namespace vsp::storage

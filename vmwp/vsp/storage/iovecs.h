@@ -16,8 +16,8 @@ namespace vsp::storage {
 // Both return the bytes copied: the smaller of both sizes.
 size_t CopyToIovecs(std::span<const uint8_t> from, std::span<const iovec> to);
 size_t CopyFromIovecs(std::span<const iovec> from, std::span<uint8_t> to);
-// The first `bytes` bytes of `iov`.
-std::vector<iovec> PrefixIovecs(std::span<const iovec> iov, uint64_t bytes);
+// Cuts `iov` to its first `bytes` bytes, in place.
+void TruncateIovecs(std::vector<iovec>& iov, uint64_t bytes);
 
 }  // namespace vsp::storage
 

@@ -1,6 +1,7 @@
 #include "vmwp/vsp/storage/storvsp.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <utility>
 
@@ -13,6 +14,26 @@
 #include "vmwp/vsp/storage/saved_state.pb.h"
 
 namespace vsp::storage {
+
+// One SRB whose I/O is in a backend: what its completion needs. Taken from
+// its channel's pool by the drain and given back when the completion is
+// sent, so that an SRB allocates nothing once the pool has grown (the
+// callback the backend gets holds only this pointer, inside
+// absl::AnyInvocable's own storage).
+struct StorageController::SrbIo {
+  Channel* channel = nullptr;
+  uint64_t generation = 0;
+  uint64_t trans_id = 0;
+  VstorPacket request{};
+  DiskIo::Kind kind = DiskIo::Kind::kRead;
+  uint32_t transfer = 0;
+  Sense error;
+  const std::string* name = nullptr;
+  // The guest buffer (valid until the backend calls back); keeps its
+  // capacity while pooled.
+  std::vector<iovec> iov;
+  SrbIo* next = nullptr;  // in a free list
+};
 
 // One VMBus channel of the controller: its send side, the completions that
 // wait for room in the guest's ring, and the backends its current drain has
@@ -99,11 +120,32 @@ class StorageController::Channel final : public vmbus::Vsp {
     return true;
   }
 
+  // The drain's scratch iovecs for the SRB it is parsing (drain only).
+  std::vector<iovec>& scratch_iov() { return scratch_iov_; }
+
+  // A pooled SrbIo for an admitted SRB (drain only). At most about
+  // max_in_flight exist per channel (twice that across a reopen).
+  SrbIo* TakeSrbIo() {
+    if (free_ == nullptr) {
+      absl::MutexLock lock(&mu_);
+      free_ = std::exchange(returned_, nullptr);
+    }
+    if (free_ == nullptr) {
+      srb_ios_.push_back(std::make_unique<SrbIo>());
+      srb_ios_.back()->channel = this;
+      return srb_ios_.back().get();
+    }
+    return std::exchange(free_, free_->next);
+  }
+
   // Sends `reply` for `trans_id` if the channel is still the one the
   // request came on (same generation); queues it if the ring is full.
+  // `done` (if any) goes back to the pool.
   void Complete(uint64_t generation, uint64_t trans_id,
-                const VstorPacket& reply, bool admitted) {
+                const VstorPacket& reply, bool admitted,
+                SrbIo* done = nullptr) {
     absl::MutexLock lock(&mu_);
+    if (done != nullptr) done->next = std::exchange(returned_, done);
     if (generation != generation_.load() || endpoint_ == nullptr) return;
     if (admitted && in_flight_.load() > 0) in_flight_.fetch_sub(1);
     if (pending_.empty() && TrySend(trans_id, reply)) return;
@@ -141,6 +183,12 @@ class StorageController::Channel final : public vmbus::Vsp {
   StorageController& controller_;
   vmbus::VspOffer offer_;
   std::vector<BlockBackend*> kick_;  // drain thread only
+  std::vector<iovec> scratch_iov_;   // drain thread only
+  // The pool: every SrbIo ever made (drain thread only; freed with the
+  // channel, after the backends stopped), the drain's free list, and the
+  // ones completions gave back since it last looked.
+  std::vector<std::unique_ptr<SrbIo>> srb_ios_;
+  SrbIo* free_ = nullptr;
 
   absl::Mutex mu_;
   std::shared_ptr<vmbus::ChannelEndpoint> endpoint_ ABSL_GUARDED_BY(mu_);
@@ -148,6 +196,7 @@ class StorageController::Channel final : public vmbus::Vsp {
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint32_t> in_flight_{0};
   std::deque<std::pair<uint64_t, VstorPacket>> pending_ ABSL_GUARDED_BY(mu_);
+  SrbIo* returned_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 absl::StatusOr<std::unique_ptr<StorageController>> StorageController::Create(
@@ -543,6 +592,38 @@ void StorageController::ReplySrb(Channel& channel, uint64_t trans_id,
   channel.Complete(channel.generation(), trans_id, out, false);
 }
 
+void StorageController::FinishSrb(SrbIo* io, int64_t result) {
+  VstorPacket out = ReplyTo(io->request, kStatusSuccess);
+  if (result == -EAGAIN || result == -EBUSY) {
+    // The backend could not take the I/O now (the kernel refused the
+    // submission): BUSY, as for too many SRBs in flight; the guest retries.
+    Count(&StorageStats::busy);
+    out.vm_srb.srb_status = kSrbStatusBusy;
+    out.vm_srb.scsi_status = kScsiBusy;
+    out.vm_srb.sense_info_length = 0;
+    out.vm_srb.data_transfer_length = 0;
+    io->channel->Complete(io->generation, io->trans_id, out, true, io);
+    return;
+  }
+  ScsiReply r;
+  if (result < 0) {
+    r = CheckCondition(io->error);
+    Count(&StorageStats::io_errors);
+    io_errors_log_.Note([&] {
+      spdlog::warn("storvsp: disk {}: I/O error: {}", *io->name,
+                   strerror(static_cast<int>(-result)));
+    });
+  } else if (io->kind == DiskIo::Kind::kRead) {
+    Count(&StorageStats::bytes_read, io->transfer);
+  } else if (io->kind == DiskIo::Kind::kWrite) {
+    Count(&StorageStats::bytes_written, io->transfer);
+  }
+  if (r.status != kScsiGood) Count(&StorageStats::check_conditions);
+  FillSrbReply(out, r, result < 0 ? 0 : io->transfer);
+  // Last use of io: Complete gives it back to the pool.
+  io->channel->Complete(io->generation, io->trans_id, out, true, io);
+}
+
 void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
                                   VstorPacket& p) {
   const uint64_t trans_id = packet.trans_id;
@@ -572,30 +653,25 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
                             options_.max_transfer_bytes));
     return;
   }
-  // The data buffer.
-  std::vector<iovec> buffer;
+  // The data buffer, as iovecs in the drain's scratch vector (an SRB with
+  // backend I/O takes them along).
+  std::vector<iovec>& buffer = channel.scratch_iov();
+  buffer.clear();
   if (packet.type == vmbus::kPacketDataUsingGpaDirect) {
     // Every page is checked against guest RAM here, once; the ranges may
     // name more than the SRB moves (never more than the largest transfer).
-    absl::StatusOr<std::vector<vmbus::GpaRange>> ranges = vmbus::ParseGpaDirect(
-        packet.header_extension(), memory_, options_.max_transfer_bytes);
-    if (!ranges.ok()) {
-      invalid(std::string(ranges.status().message()));
+    absl::StatusOr<uint64_t> named = vmbus::GpaDirectIovecs(
+        packet.header_extension(), memory_, options_.max_transfer_bytes,
+        srb.data_transfer_length, buffer);
+    if (!named.ok()) {
+      invalid(std::string(named.status().message()));
       return;
     }
-    absl::StatusOr<vmbus::GuestScatter> scatter =
-        vmbus::ResolveGpaRanges(*ranges, memory_);
-    if (!scatter.ok()) {
-      invalid(std::string(scatter.status().message()));
-      return;
-    }
-    if (scatter->size() < srb.data_transfer_length) {
+    if (*named < srb.data_transfer_length) {
       invalid(absl::StrFormat("SRB moving %d bytes with a %d-byte buffer",
-                              srb.data_transfer_length, scatter->size()));
+                              srb.data_transfer_length, *named));
       return;
     }
-    std::vector<iovec> iov = scatter->Iovecs(srb.data_transfer_length);
-    buffer = std::move(iov);
   } else if (srb.data_transfer_length != 0) {
     invalid(
         absl::StrFormat("SRB moving %d bytes without a buffer (in-band packet)",
@@ -650,40 +726,25 @@ void StorageController::HandleSrb(Channel& channel, const vmbus::Packet& packet,
   DiskIo& io = std::get<DiskIo>(action);
   if (!channel.Admit()) {
     Count(&StorageStats::busy);
-    FailSrb(channel, trans_id, p, /*SRB_STATUS_BUSY*/ 0x05, kScsiBusy);
+    FailSrb(channel, trans_id, p, kSrbStatusBusy, kScsiBusy);
     return;
   }
   BlockBackend* backend = lun->backend.get();
-  const uint64_t generation = channel.generation();
-  auto done = [this, &channel, generation, trans_id, request = p,
-               kind = io.kind, transfer = io.transfer, error = io.error_sense,
-               name = &backend->name()](int64_t result) mutable {
-    VstorPacket out = ReplyTo(request, kStatusSuccess);
-    ScsiReply r;
-    if (result < 0) {
-      r = CheckCondition(error);
-      Count(&StorageStats::io_errors);
-      io_errors_log_.Note([&] {
-        spdlog::warn("storvsp: disk {}: I/O error: {}", *name,
-                     strerror(static_cast<int>(-result)));
-      });
-    } else if (kind == DiskIo::Kind::kRead) {
-      Count(&StorageStats::bytes_read, transfer);
-    } else if (kind == DiskIo::Kind::kWrite) {
-      Count(&StorageStats::bytes_written, transfer);
-    }
-    if (r.status != kScsiGood) Count(&StorageStats::check_conditions);
-    FillSrbReply(out, r, result < 0 ? 0 : transfer);
-    channel.Complete(generation, trans_id, out, true);
-  };
-  // The buffer is cut at the SRB's length already; a command moving less
-  // (a READ shorter than its SRB) gets a shorter copy.
-  std::span<const iovec> data = buffer;
-  std::vector<iovec> cut;
-  if (io.transfer < buffer_bytes) {
-    cut = PrefixIovecs(buffer, io.transfer);
-    data = cut;
-  }
+  SrbIo* srb_io = channel.TakeSrbIo();
+  srb_io->generation = channel.generation();
+  srb_io->trans_id = trans_id;
+  srb_io->request = p;
+  srb_io->kind = io.kind;
+  srb_io->transfer = io.transfer;
+  srb_io->error = io.error_sense;
+  srb_io->name = &backend->name();
+  // The buffer goes with the SRB (the scratch vector gets the pooled one's
+  // capacity back). It is cut at the SRB's length already; a command moving
+  // less (a READ shorter than its SRB) gets a shorter list.
+  std::swap(srb_io->iov, buffer);
+  if (io.transfer < buffer_bytes) TruncateIovecs(srb_io->iov, io.transfer);
+  const std::span<const iovec> data = srb_io->iov;
+  IoDone done = [this, srb_io](int64_t result) { FinishSrb(srb_io, result); };
   switch (io.kind) {
     case DiskIo::Kind::kRead:
       backend->Read(data, io.offset, std::move(done));

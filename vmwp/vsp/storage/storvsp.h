@@ -106,6 +106,8 @@ class StorageController {
 
  private:
   class Channel;
+  // An SRB in a backend (storvsp.cc); channels keep them for reuse.
+  struct SrbIo;
   struct LunState {
     uint8_t target;
     uint8_t lun;
@@ -131,6 +133,8 @@ class StorageController {
                uint8_t srb_status, uint8_t scsi_status = kScsiGood);
   void ReplySrb(Channel& channel, uint64_t trans_id, VstorPacket& p,
                 const ScsiReply& reply, std::span<const iovec> buffer);
+  // The backend finished `io`'s I/O with `result`: completes the SRB.
+  void FinishSrb(SrbIo* io, int64_t result);
   LunState* FindLun(uint8_t target, uint8_t lun);
   std::vector<uint8_t> LunsOfTarget(uint8_t target) const;
   bool HasTarget(uint8_t target) const;

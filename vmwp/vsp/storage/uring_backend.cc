@@ -18,11 +18,13 @@
 
 namespace vsp::storage {
 
+// One I/O in the ring. Pooled (free_): an I/O allocates nothing once the
+// pool has grown to the most ever in flight. The caller's iovecs are used
+// as they are (they stay valid until `done` runs).
 struct UringFileBackend::Request {
   IoDone done;
-  uint64_t expect = 0;  // bytes a read/write must move
-  // Inline up to 4 (a 4-16 KiB request, or a larger one in adjacent pages).
-  absl::InlinedVector<iovec, 4> iov;
+  uint64_t expect = 0;      // bytes a read/write must move
+  Request* next = nullptr;  // in free_
 };
 
 namespace {
@@ -84,9 +86,10 @@ absl::Status UringFileBackend::SetUp() {
   }
   ring_ready_ = true;
   // The ring may only read, write, sync and deallocate the registered file.
-  io_uring_restriction res[6] = {};
-  const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
-                         IORING_OP_FALLOCATE};
+  io_uring_restriction res[8] = {};
+  const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV,
+                         IORING_OP_READ,  IORING_OP_WRITE,
+                         IORING_OP_FSYNC, IORING_OP_FALLOCATE};
   int n = 0;
   for (uint8_t op : ops) {
     res[n].opcode = IORING_RESTRICTION_SQE_OP;
@@ -118,58 +121,104 @@ UringFileBackend::~UringFileBackend() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
 }
 
-io_uring_sqe* UringFileBackend::GetSqe() {
+UringFileBackend::Request* UringFileBackend::NewRequest() {
+  if (free_ == nullptr) {
+    requests_.push_back(std::make_unique<Request>());
+    return requests_.back().get();
+  }
+  return std::exchange(free_, free_->next);
+}
+
+int UringFileBackend::Submit() {
+  if (io_uring_sq_ready(&ring_) == 0) return 0;
+  const int r = io_uring_submit(&ring_);
+  if (r < 0) {
+    // What was prepared stays in the SQ: the next Kick (or GetSqe) tries
+    // again.
+    submit_errors_log_.Note([&] {
+      spdlog::warn("storage {}: io_uring submission failed: {}", options_.name,
+                   strerror(-r));
+    });
+  }
+  return r;
+}
+
+io_uring_sqe* UringFileBackend::GetSqe(int* error) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) {
     // The SQ is full of prepared entries: hand them over, then take one.
-    io_uring_submit(&ring_);
-    queued_ = 0;
+    const int r = Submit();
     sqe = io_uring_get_sqe(&ring_);
+    // Still full: the kernel took none (a failed submission). The caller
+    // fails this request; the prepared ones stay for the next Kick.
+    if (sqe == nullptr) *error = r < 0 ? r : -EAGAIN;
   }
   return sqe;
 }
 
-void UringFileBackend::Queue(io_uring_sqe* sqe, Request* r, IoDone done,
-                             uint64_t expect) {
+void UringFileBackend::Queue(io_uring_sqe* sqe, IoDone done, uint64_t expect) {
+  Request* r = NewRequest();
   io_uring_sqe_set_data(sqe, r);
   r->done = std::move(done);
   r->expect = expect;
   sqe->flags |= IOSQE_FIXED_FILE;
   in_flight_.fetch_add(1);
-  ++queued_;
 }
 
 void UringFileBackend::Read(std::span<const iovec> iov, uint64_t offset,
                             IoDone done) {
-  auto* r = new Request;
-  r->iov.assign(iov.begin(), iov.end());
   uint64_t bytes = 0;
   for (const iovec& v : iov) bytes += v.iov_len;
-  absl::MutexLock lock(&sq_mu_);
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_readv(sqe, 0, r->iov.data(), r->iov.size(), offset);
-  Queue(sqe, r, std::move(done), bytes);
+  int error = 0;
+  {
+    absl::MutexLock lock(&sq_mu_);
+    if (io_uring_sqe* sqe = GetSqe(&error)) {
+      // One buffer (most requests): READ spares the kernel importing an
+      // iovec array.
+      if (iov.size() == 1) {
+        io_uring_prep_read(sqe, 0, iov[0].iov_base, iov[0].iov_len, offset);
+      } else {
+        io_uring_prep_readv(sqe, 0, iov.data(), iov.size(), offset);
+      }
+      Queue(sqe, std::move(done), bytes);
+      return;
+    }
+  }
+  done(error);
 }
 
 void UringFileBackend::Write(std::span<const iovec> iov, uint64_t offset,
                              bool fua, IoDone done) {
-  auto* r = new Request;
-  r->iov.assign(iov.begin(), iov.end());
   uint64_t bytes = 0;
   for (const iovec& v : iov) bytes += v.iov_len;
-  absl::MutexLock lock(&sq_mu_);
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_writev(sqe, 0, r->iov.data(), r->iov.size(), offset);
-  if (fua) sqe->rw_flags = RWF_DSYNC;
-  Queue(sqe, r, std::move(done), bytes);
+  int error = 0;
+  {
+    absl::MutexLock lock(&sq_mu_);
+    if (io_uring_sqe* sqe = GetSqe(&error)) {
+      if (iov.size() == 1) {
+        io_uring_prep_write(sqe, 0, iov[0].iov_base, iov[0].iov_len, offset);
+      } else {
+        io_uring_prep_writev(sqe, 0, iov.data(), iov.size(), offset);
+      }
+      if (fua) sqe->rw_flags = RWF_DSYNC;
+      Queue(sqe, std::move(done), bytes);
+      return;
+    }
+  }
+  done(error);
 }
 
 void UringFileBackend::Flush(IoDone done) {
-  auto* r = new Request;
-  absl::MutexLock lock(&sq_mu_);
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
-  Queue(sqe, r, std::move(done), 0);
+  int error = 0;
+  {
+    absl::MutexLock lock(&sq_mu_);
+    if (io_uring_sqe* sqe = GetSqe(&error)) {
+      io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+      Queue(sqe, std::move(done), 0);
+      return;
+    }
+  }
+  done(error);
 }
 
 void UringFileBackend::Unmap(uint64_t offset, uint64_t length, IoDone done) {
@@ -177,21 +226,23 @@ void UringFileBackend::Unmap(uint64_t offset, uint64_t length, IoDone done) {
     done(-EOPNOTSUPP);
     return;
   }
-  auto* r = new Request;
-  absl::MutexLock lock(&sq_mu_);
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_fallocate(sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          offset, length);
-  Queue(sqe, r, std::move(done), 0);
+  int error = 0;
+  {
+    absl::MutexLock lock(&sq_mu_);
+    if (io_uring_sqe* sqe = GetSqe(&error)) {
+      io_uring_prep_fallocate(
+          sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+      Queue(sqe, std::move(done), 0);
+      return;
+    }
+  }
+  done(error);
 }
 
 void UringFileBackend::Kick() {
   {
     absl::MutexLock lock(&sq_mu_);
-    if (queued_ > 0) {
-      io_uring_submit(&ring_);
-      queued_ = 0;
-    }
+    Submit();
   }
   Reap();
 }
@@ -224,8 +275,13 @@ void UringFileBackend::Reap() {
     // A short read or write means the file ended or the disk filled up.
     if (res >= 0 && static_cast<uint64_t>(res) != r->expect) result = -EIO;
     r->done(result);
-    delete r;
+    r->done = nullptr;
     in_flight_.fetch_sub(1);
+  }
+  {
+    // Back to the pool, all at once.
+    absl::MutexLock lock(&sq_mu_);
+    for (auto& [r, res] : done) r->next = std::exchange(free_, r);
   }
   if (more) Reap();
 }
@@ -267,7 +323,7 @@ void UringFileBackend::Stop() {
   Kick();
   while (in_flight_.load() > 0) {
     absl::SleepFor(absl::Milliseconds(1));
-    Reap();
+    Kick();  // submits what a failed submission left, then reaps
   }
   if (thread_.joinable()) {
     const uint64_t one = 1;

@@ -24,10 +24,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/log_rate_limiter.h"
 #include "base/scoped_fd.h"
 #include "vmwp/vsp/storage/block_backend.h"
 
@@ -73,9 +75,14 @@ class UringFileBackend final : public BlockBackend {
   struct Request;
   UringFileBackend(base::ScopedFd fd, base::ScopedFd event, Options options);
   absl::Status SetUp();
-  // Takes a submission entry (submitting what is queued if the SQ is full).
-  io_uring_sqe* GetSqe() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sq_mu_);
-  void Queue(io_uring_sqe* sqe, Request* r, IoDone done, uint64_t expect)
+  // Hands the prepared entries to the kernel; what the kernel returned.
+  int Submit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sq_mu_);
+  // Takes a submission entry, submitting what is prepared if the SQ is
+  // full; null (with *error = -errno) if the SQ stays full because the
+  // submission failed: the caller then fails its request.
+  io_uring_sqe* GetSqe(int* error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sq_mu_);
+  Request* NewRequest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sq_mu_);
+  void Queue(io_uring_sqe* sqe, IoDone done, uint64_t expect)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(sq_mu_);
   // Runs the callbacks of every completion waiting in the CQ.
   void Reap();
@@ -89,7 +96,10 @@ class UringFileBackend final : public BlockBackend {
   io_uring ring_;
   bool ring_ready_ = false;
   absl::Mutex sq_mu_;
-  uint32_t queued_ ABSL_GUARDED_BY(sq_mu_) = 0;  // prepared, not submitted
+  // Every Request made, and the free ones.
+  std::vector<std::unique_ptr<Request>> requests_ ABSL_GUARDED_BY(sq_mu_);
+  Request* free_ ABSL_GUARDED_BY(sq_mu_) = nullptr;
+  base::LogRateLimiter submit_errors_log_{"io_uring submission errors"};
   absl::Mutex cq_mu_ ABSL_ACQUIRED_AFTER(sq_mu_);
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<bool> stopping_{false};

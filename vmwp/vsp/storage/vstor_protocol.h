@@ -79,6 +79,9 @@ inline constexpr uint8_t kUnknownType = 2;
 inline constexpr uint8_t kSrbStatusSuccess = 0x01;
 inline constexpr uint8_t kSrbStatusAborted = 0x02;
 inline constexpr uint8_t kSrbStatusError = 0x04;
+// Windows' SRB_STATUS_BUSY; Linux's storvsc passes the SCSI status (BUSY)
+// on, and its SCSI layer retries.
+inline constexpr uint8_t kSrbStatusBusy = 0x05;
 inline constexpr uint8_t kSrbStatusInvalidRequest = 0x06;
 inline constexpr uint8_t kSrbStatusDataOverrun = 0x12;
 inline constexpr uint8_t kSrbStatusInvalidLun = 0x20;
