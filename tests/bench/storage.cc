@@ -14,6 +14,12 @@
 //   [CASE]]]] (CASE: run only the cases whose name contains it, e.g. "4 KiB
 //   random read")
 //
+// Each case runs the three sides in turn in BENCH_SLICES (10) slices of
+// SECONDS_PER_CASE / slices each, summed: on a loaded machine the load
+// changes between slices hit all sides alike. BENCH_STORVSP_ONLY=1 runs only
+// the storvsp side (to profile it with `perf record -g`); its ratios are
+// then meaningless.
+//
 // The image lives in DIR (default /var/tmp), is written fully first (no
 // holes) and is mostly in the page cache: the figures are the I/O path's
 // cost, not the disk's.
@@ -24,6 +30,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -55,11 +62,23 @@ struct Case {
 };
 
 struct Figure {
-  double ops_per_s;
-  double mb_per_s;
+  double ops_per_s = 0;
+  double mb_per_s = 0;
   double ops = 0;
   double cpu_us_per_op = 0;  // the process's user + system CPU time per op
+  double secs = 0;           // wall time
+  double cpu_secs = 0;
 };
+
+// Adds a slice's figure to a case's total (rates recomputed).
+void Add(Figure& total, const Figure& slice, uint32_t bytes) {
+  total.ops += slice.ops;
+  total.secs += slice.secs;
+  total.cpu_secs += slice.cpu_secs;
+  total.ops_per_s = total.ops / total.secs;
+  total.mb_per_s = total.ops * double(bytes) / total.secs / 1e6;
+  total.cpu_us_per_op = total.cpu_secs * 1e6 / total.ops;
+}
 
 // The process's user + system CPU seconds so far. CPU time per operation
 // hardly moves with the machine's load (wall-clock throughput does: on a
@@ -76,7 +95,8 @@ template <typename F>
 Figure Timed(F run) {
   const double cpu = CpuSeconds();
   Figure f = run();
-  f.cpu_us_per_op = (CpuSeconds() - cpu) * 1e6 / f.ops;
+  f.cpu_secs = CpuSeconds() - cpu;
+  f.cpu_us_per_op = f.cpu_secs * 1e6 / f.ops;
   return f;
 }
 
@@ -102,7 +122,10 @@ class Offsets {
 };
 
 Figure Make(uint64_t ops, uint32_t bytes, double secs) {
-  return {ops / secs, ops * double(bytes) / secs / 1e6, double(ops)};
+  return {.ops_per_s = ops / secs,
+          .mb_per_s = ops * double(bytes) / secs / 1e6,
+          .ops = double(ops),
+          .secs = secs};
 }
 
 Figure Preadv(int fd, uint64_t file, const Case& c, double seconds) {
@@ -145,10 +168,12 @@ Figure Uring(int fd, uint64_t file, const Case& c, double seconds) {
       const uint32_t s = free_slots.back();
       free_slots.pop_back();
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      // One buffer: READ/WRITE, as storvsp's backend issues one-buffer
+      // requests.
       if (c.write) {
-        io_uring_prep_writev(sqe, fd, &iov[s], 1, off.Next());
+        io_uring_prep_write(sqe, fd, iov[s].iov_base, c.bytes, off.Next());
       } else {
-        io_uring_prep_readv(sqe, fd, &iov[s], 1, off.Next());
+        io_uring_prep_read(sqe, fd, iov[s].iov_base, c.bytes, off.Next());
       }
       io_uring_sqe_set_data(sqe, reinterpret_cast<void*>(uintptr_t{s}));
       ++in_flight;
@@ -249,7 +274,7 @@ class StorvspRig {
           srb.cdb[10 + i] = uint8_t(blocks >> (24 - 8 * i));
         srb.data_transfer_length = c.bytes;
         srb.data_in = c.write ? kWriteType : kReadType;
-        ext_.assign(16 + 8 * pages_per, 0);
+        ext_.resize(16 + 8 * pages_per);  // every byte written below
         const uint32_t h[4] = {0, 1, c.bytes, 0};
         std::memcpy(ext_.data(), h, 16);
         for (uint32_t i = 0; i < pages_per; ++i) {
@@ -267,11 +292,12 @@ class StorvspRig {
       }
       if (queued) Signal();
       uint32_t got = 0;
-      while (auto reply = guest_->in->Read()) {
+      while (guest_->in->Read(reply_)) {
         VstorPacket r;
-        std::memcpy(&r, reply->data.data(), sizeof(r));
+        if (reply_.data.size() < sizeof(r)) std::abort();
+        std::memcpy(&r, reply_.data.data(), sizeof(r));
         if (r.vm_srb.srb_status != kSrbStatusSuccess) std::abort();
-        free_slots.push_back(static_cast<uint32_t>(reply->trans_id - 1));
+        free_slots.push_back(static_cast<uint32_t>(reply_.trans_id - 1));
         ++got;
       }
       if (got == 0 && !queued) {
@@ -303,7 +329,9 @@ class StorvspRig {
   std::unique_ptr<vmbus::VmbusServer> server_;
   std::unique_ptr<StorageController> controller_;
   uint32_t relid_ = 0;
+  // The guest's buffers, reused (its costs are not storvsp's).
   std::vector<uint8_t> ext_;
+  vmbus::testing::GuestPacket reply_;
 };
 
 }  // namespace
@@ -318,6 +346,10 @@ int main(int argc, char** argv) {
   const uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 256;
   const std::string dir = argc > 3 ? argv[3] : "/var/tmp";
   const std::string only = argc > 4 ? argv[4] : "";
+  const bool storvsp_only = std::getenv("BENCH_STORVSP_ONLY") != nullptr;
+  // Slices per case and side (BENCH_SLICES, default 10).
+  const char* slices_env = std::getenv("BENCH_SLICES");
+  const int slices = std::max(1, slices_env ? std::atoi(slices_env) : 10);
   const uint64_t file = mib << 20;
   const std::string path = dir + "/hvstack-storage-bench.img";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -335,8 +367,9 @@ int main(int argc, char** argv) {
   fdatasync(fd);
   std::printf(
       "storvsp host-side throughput, %llu MiB raw image in %s, %.1f s "
-      "per case (page-cached; cores: %ld)\n",
-      (unsigned long long)mib, dir.c_str(), seconds,
+      "per case and side in %d interleaved slices (page-cached; cores: "
+      "%ld)\n",
+      (unsigned long long)mib, dir.c_str(), seconds, slices,
       sysconf(_SC_NPROCESSORS_ONLN));
   const Case cases[] = {
       {"4 KiB random read, QD32", false, true, 4096, 32},
@@ -348,10 +381,19 @@ int main(int argc, char** argv) {
     if (!only.empty() && std::string(c.name).find(only) == std::string::npos) {
       continue;
     }
-    // Interleaved, so that load changes hit all three alike.
-    const Figure uring = Timed([&] { return Uring(fd, file, c, seconds); });
-    const Figure sync = Timed([&] { return Preadv(fd, file, c, seconds); });
-    const Figure vsp = Timed([&] { return rig.Run(c, seconds); });
+    // Interleaved in short slices, so that load changes on a shared machine
+    // hit all three alike. BENCH_STORVSP_ONLY=1 skips the reference sides
+    // (for profiling).
+    Figure uring, sync, vsp;
+    const double slice = seconds / slices;
+    for (int i = 0; i < slices; ++i) {
+      if (!storvsp_only) {
+        Add(uring, Timed([&] { return Uring(fd, file, c, slice); }), c.bytes);
+        Add(sync, Timed([&] { return Preadv(fd, file, c, slice); }), c.bytes);
+      }
+      Add(vsp, Timed([&] { return rig.Run(c, slice); }), c.bytes);
+    }
+    if (storvsp_only) uring = sync = vsp;
     const bool iops = c.bytes == 4096;
     auto show = [&](const Figure& f) {
       return iops ? f.ops_per_s / 1000 : f.mb_per_s;

@@ -72,8 +72,8 @@ class GuestRing {
     at = Put(at, &d, sizeof(d));
     at = Put(at, extension.data(), extension.size());
     at = Put(at, payload.data(), payload.size());
-    std::vector<uint8_t> pad(len - head - payload.size(), 0);
-    at = Put(at, pad.data(), pad.size());
+    static constexpr uint8_t kPad[8] = {};  // len is 8-aligned: < 8 bytes
+    at = Put(at, kPad, len - head - payload.size());
     uint64_t prev = uint64_t{old_write} << 32;
     at = Put(at, &prev, 8);
     h_->write_index = at;
@@ -97,10 +97,15 @@ class GuestRing {
 
   // hv_pkt_iter_first/next + close: one packet, read index published.
   std::optional<GuestPacket> Read() {
-    if (BytesToRead() < 16) return std::nullopt;
+    GuestPacket p;
+    if (!Read(p)) return std::nullopt;
+    return p;
+  }
+  // The same into `p`, reusing its buffers (benchmarks); false if empty.
+  bool Read(GuestPacket& p) {
+    if (BytesToRead() < 16) return false;
     PacketDescriptor d;
     Get(h_->read_index, &d, sizeof(d));
-    GuestPacket p;
     p.type = d.type;
     p.flags = d.flags;
     p.trans_id = d.trans_id;
@@ -110,7 +115,7 @@ class GuestRing {
     p.extension.resize(off - 16);
     Get((h_->read_index + 16) % size_, p.extension.data(), p.extension.size());
     h_->read_index = (h_->read_index + len + 8) % size_;
-    return p;
+    return true;
   }
 
  private:
