@@ -48,6 +48,14 @@ absl::Status Failed(const Vm& vm, const Disk& disk, absl::string_view why) {
       "VM '", vm.name(), "' cannot start: ", DiskName(disk), " ", why));
 }
 
+// How long a lock that no VM of ours holds may take to go away. A worker
+// that just ended (a guest reboot, a crash before a restart) holds its raw
+// images through its io_uring's registered files until the kernel tears the
+// ring down, asynchronously, after the process is gone: measured 20-50 ms
+// (Linux 6.1 and 6.18). Likewise a qemu-nbd whose worker connection just
+// closed is still exiting.
+constexpr absl::Duration kEndingHolderGrace = absl::Milliseconds(500);
+
 // Takes the OFD lock (whole file, or byte 0 only for images qemu-nbd also
 // locks: QEMU's own lock bytes start at 100). A conflict names its holder.
 absl::Status Lock(const Vm& vm, const Disk& disk, int fd,
@@ -58,10 +66,20 @@ absl::Status Lock(const Vm& vm, const Disk& disk, int fd,
   fl.l_whence = SEEK_SET;
   fl.l_start = 0;
   fl.l_len = whole_file ? 0 : 1;
-  if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return absl::OkStatus();
-  if (errno != EAGAIN && errno != EACCES)
+  const absl::Time give_up = absl::Now() + kEndingHolderGrace;
+  int err;
+  for (;;) {
+    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return absl::OkStatus();
+    err = errno;
+    if ((err != EAGAIN && err != EACCES) || absl::Now() >= give_up ||
+        holders.HolderOf(id, vm.uuid()).has_value()) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (err != EAGAIN && err != EACCES)
     return Failed(vm, disk,
-                  absl::StrCat("cannot be locked: ", std::strerror(errno)));
+                  absl::StrCat("cannot be locked: ", std::strerror(err)));
   if (std::optional<DiskHolders::Holder> holder =
           holders.HolderOf(id, vm.uuid())) {
     return Failed(

@@ -1,6 +1,7 @@
 // VmService end to end inside one process: a real vmms Server on a unix socket,
 // a real SQLite database, and fake_vmwp (testing/fake_vmwp.cc) as the worker,
 // so no KVM is needed.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "base/scoped_fd.h"
 #include "proto/hvstack/internal/worker.pb.h"
 #include "proto/hvstack/v1/vm.grpc.pb.h"
 #include "vmms/runtime_paths.h"
@@ -1287,6 +1289,43 @@ TEST_F(VmServiceTest, DisksAreOpenedLockedHandedOverAndSurviveAWorkerKill) {
   ASSERT_TRUE(Stop("d3").ok());
   ASSERT_TRUE(Start("d2").ok());
   ASSERT_TRUE(Stop("d2").ok());
+}
+
+// A worker that just ended (a guest reboot, a crash before a restart) holds
+// its raw images through its io_uring's registered files until the kernel
+// tears the ring down, 20-50 ms after the process is gone: a start in that
+// window waits a moment for a lock no VM of this vmms holds instead of
+// failing. A lock that stays is still refused, naming no VM.
+TEST_F(VmServiceTest, ARawDiskLockThatGoesAwayMomentsLaterIsWaitedFor) {
+  const std::string raw = dir_.path() + "/a.raw";
+  ASSERT_EQ(std::system(("truncate -s 1M " + raw).c_str()), 0);
+  hvstack::v1::CreateVmRequest request = CreateRequest("d1", "serve");
+  request.mutable_config()->add_disks()->set_path(raw);
+  ASSERT_TRUE(CreateFrom(request).ok());
+  auto hold = [&raw] {
+    base::ScopedFd fd(::open(raw.c_str(), O_RDWR | O_CLOEXEC));
+    struct flock fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    EXPECT_EQ(::fcntl(fd.get(), F_OFD_SETLK, &fl), 0);
+    return fd;
+  };
+  base::ScopedFd ending = hold();
+  std::thread release([&ending] {
+    absl::SleepFor(absl::Milliseconds(100));
+    ending.reset();
+  });
+  grpc::Status started = Start("d1");
+  release.join();
+  EXPECT_TRUE(started.ok()) << started.error_message();
+  ASSERT_TRUE(Stop("d1").ok());
+
+  base::ScopedFd staying = hold();
+  grpc::Status refused = Start("d1");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr(raw + " is locked by another process (not a VM of "
+                              "this vmms)"));
 }
 
 // A worker may reach its storage set-up long after vmms started the disk's
