@@ -120,6 +120,9 @@ class StorageKvm : public ::testing::Test {
       partition_->RequestStop();
       runner_.join();
     }
+    // The server first: it closes the channels the guest left open (a guest
+    // stopped before it unloaded), calling into the controller's VSPs.
+    server_.reset();
     if (controller_) controller_->Stop();
     if (HasFailure()) std::cerr << "guest console:\n" << uart_.output();
   }
