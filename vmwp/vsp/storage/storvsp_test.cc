@@ -4,7 +4,9 @@
 
 #include "vmwp/vsp/storage/storvsp.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <seccomp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,8 +48,9 @@ class StorvspTest : public ::testing::Test {
   void SetUp() override { path_ = TempImage(kDiskBytes, "disk0"); }
 
   // A controller with the given disks: (target, lun, read_only).
+  // `start`: start the backends' completion threads.
   void Build(std::vector<std::tuple<uint8_t, uint8_t, bool>> disks,
-             uint32_t vp_count = 1) {
+             uint32_t vp_count = 1, bool start = true) {
     server_ = std::make_unique<vmbus::VmbusServer>(
         guest_.memory, guest_, vmbus::VmbusServer::Options{.vp_count = 4});
     guest_.server = server_.get();
@@ -79,7 +82,7 @@ class StorvspTest : public ::testing::Test {
         std::move(luns));
     ASSERT_TRUE(c.ok()) << c.status();
     controller_ = *std::move(c);
-    ASSERT_TRUE(controller_->Start(nullptr).ok());
+    if (start) ASSERT_TRUE(controller_->Start(nullptr).ok());
     auto relid = server_->AddVsp(controller_->primary());
     ASSERT_TRUE(relid.ok());
     relid_ = *relid;
@@ -466,6 +469,79 @@ TEST_F(StorvspTest, FloodWithoutReadingCompletionsIsBounded) {
   // Reading frees room; the queued completions come out in order.
   GuestPacket first = Receive();
   EXPECT_EQ(first.trans_id, 1000u);
+}
+
+// The kernel refuses io_uring submissions (io_uring_enter fails: EBUSY
+// here, through seccomp on the guest's thread, which is also the drain's):
+// prepared reads wait in the submission queue; the SRB that finds it full
+// is answered BUSY (the guest retries) instead of crashing the worker; the
+// backend's completion thread submits the waiting reads again, with no
+// further request from the guest (which may be waiting for them).
+TEST_F(StorvspTest, RefusedSubmissionsAnswerBusyAndTheRestCompleteLater) {
+  // The completion threads start later: until then nothing but the drains
+  // submits (deterministic).
+  Build({{0, 0, false}}, 1, /*start=*/false);
+  Initialize();
+  constexpr int kQueued = 256;  // UringFileBackend's default SQ size
+  auto send_read = [&](uint64_t trans_id) {
+    VstorPacket p{};
+    p.operation = kOpExecuteSrb;
+    p.flags = kRequestCompletionFlag;
+    VmscsiRequest& srb = p.vm_srb;
+    srb.length = sizeof(VmscsiRequest);
+    const std::vector<uint8_t> cdb = Rw10(0x28, trans_id % 2048, 1);
+    srb.cdb_length = static_cast<uint8_t>(cdb.size());
+    std::memcpy(srb.cdb, cdb.data(), cdb.size());
+    srb.data_in = kReadType;
+    srb.srb_flags = kSrbFlagsDataIn;
+    srb.data_transfer_length = 512;
+    std::vector<uint8_t> ext(8 + 8 + 8);
+    vmbus::GpaDirectHeader h{0, 1};
+    vmbus::GpaRangeHeader r{512, 0};
+    const uint64_t pfn = kBufferPage;
+    std::memcpy(ext.data(), &h, 8);
+    std::memcpy(ext.data() + 8, &r, 8);
+    std::memcpy(ext.data() + 16, &pfn, 8);
+    EXPECT_TRUE(guest_.out->WriteExtended(
+        vmbus::kPacketDataUsingGpaDirect, 1, trans_id, ext,
+        {reinterpret_cast<uint8_t*>(&p), sizeof(p)}));
+    Signal();
+  };
+  std::thread refused([&] {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    ASSERT_NE(ctx, nullptr);
+    ASSERT_EQ(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EBUSY),
+                               SCMP_SYS(io_uring_enter), 0),
+              0);
+    ASSERT_EQ(seccomp_load(ctx), 0);  // this thread only
+    seccomp_release(ctx);
+    for (int i = 1; i <= kQueued + 1; ++i) send_read(i);
+  });
+  refused.join();
+  // Only the last one was answered: BUSY.
+  GuestPacket busy = Receive();
+  EXPECT_EQ(busy.trans_id, uint64_t{kQueued + 1});
+  VstorPacket b{};
+  std::memcpy(&b, busy.data.data(), std::min(busy.data.size(), sizeof(b)));
+  EXPECT_EQ(b.vm_srb.srb_status, kSrbStatusBusy);
+  EXPECT_EQ(b.vm_srb.scsi_status, kScsiBusy);
+  EXPECT_FALSE(guest_.in->Read().has_value());
+  EXPECT_EQ(controller_->stats().busy, 1u);
+  // The completion thread (woken by the refusals) submits them again.
+  ASSERT_TRUE(controller_->Start(nullptr).ok());
+  int good = 0;
+  for (int i = 0; i < kQueued; ++i) {
+    GuestPacket reply = Receive();
+    VstorPacket out{};
+    std::memcpy(&out, reply.data.data(),
+                std::min(reply.data.size(), sizeof(out)));
+    if (out.vm_srb.srb_status == kSrbStatusSuccess &&
+        out.vm_srb.data_transfer_length == 512) {
+      ++good;
+    }
+  }
+  EXPECT_EQ(good, kQueued);
+  EXPECT_EQ(controller_->stats().bytes_read, uint64_t{kQueued} * 512);
 }
 
 TEST_F(StorvspTest, SubChannelsOnRequest) {

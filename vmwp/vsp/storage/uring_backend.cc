@@ -133,8 +133,12 @@ int UringFileBackend::Submit() {
   if (io_uring_sq_ready(&ring_) == 0) return 0;
   const int r = io_uring_submit(&ring_);
   if (r < 0) {
-    // What was prepared stays in the SQ: the next Kick (or GetSqe) tries
-    // again.
+    // What was prepared stays in the SQ. A guest waiting for it may send
+    // nothing more, so the completion thread tries again (after a pause)
+    // rather than the next request's Kick.
+    retry_submit_.store(true);
+    const uint64_t one = 1;
+    (void)!::write(event_.get(), &one, sizeof(one));
     submit_errors_log_.Note([&] {
       spdlog::warn("storage {}: io_uring submission failed: {}", options_.name,
                    strerror(-r));
@@ -313,6 +317,13 @@ void UringFileBackend::ThreadLoop(
       return;
     }
     if (stopping_.load() && in_flight_.load() == 0) return;
+    if (retry_submit_.exchange(false)) {
+      // A refused submission: not in a tight loop while the kernel keeps
+      // refusing (each failure wakes this thread again).
+      absl::SleepFor(absl::Milliseconds(1));
+      Kick();
+      continue;
+    }
     Reap();
   }
 }

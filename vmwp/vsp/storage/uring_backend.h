@@ -103,6 +103,8 @@ class UringFileBackend final : public BlockBackend {
   absl::Mutex cq_mu_ ABSL_ACQUIRED_AFTER(sq_mu_);
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<bool> stopping_{false};
+  // A submission failed: the thread submits again.
+  std::atomic<bool> retry_submit_{false};
   std::thread thread_;
 };
 
