@@ -539,6 +539,10 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
   // not fit this configuration fails before anything else is built.
   std::optional<hvstack::saved::SavedVm> saved;
   std::unique_ptr<vid::GuestMemory> saved_memory;
+  // Where a restore's time goes (logged): the state file and its checks,
+  // guest memory, then the partition, devices and VMBus.
+  const absl::Time compose_start = absl::Now();
+  absl::Time state_read = compose_start, memory_loaded = compose_start;
   if (config.has_restore()) {
     absl::StatusOr<hvstack::saved::SavedVm> state =
         ReadStateFile(config.restore().state_fd());
@@ -552,6 +556,7 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
       return s;
     absl::StatusOr<vid::SaveId> id = SaveIdOf(*state);
     if (!id.ok()) return id.status();
+    state_read = absl::Now();
     const bool eager = config.restore().memory_load() ==
                        hvstack::internal::RestoreSource::MEMORY_LOAD_EAGER;
     absl::StatusOr<std::unique_ptr<vid::GuestMemory>> memory =
@@ -559,6 +564,7 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
                             eager ? vid::GuestMemory::LoadMode::kEager
                                   : vid::GuestMemory::LoadMode::kMapPrivate);
     if (!memory.ok()) return memory.status();
+    memory_loaded = absl::Now();
     saved_memory = *std::move(memory);
     saved = *std::move(state);
     spdlog::info("restoring VM {} saved at {} (memory {})", config.vm_name(),
@@ -601,6 +607,16 @@ absl::Status Compose(const WorkerConfig& config, Vm& vm,
   if (!boot.ok()) return boot.status();
   vm.boot = *std::move(boot);
   vm.restored = saved.has_value();
+  if (vm.restored) {
+    const absl::Time built = absl::Now();
+    spdlog::info(
+        "restore of VM {}: worker start to compose {} us, state file {} us, "
+        "guest memory {} us, KVM + partition + devices + VMBus {} us",
+        config.vm_name(), absl::ToInt64Microseconds(compose_start - vm.started),
+        absl::ToInt64Microseconds(state_read - compose_start),
+        absl::ToInt64Microseconds(memory_loaded - state_read),
+        absl::ToInt64Microseconds(built - memory_loaded));
+  }
   if (!config.handoff_socket_path().empty()) {
     absl::StatusOr<base::FdHandoffListener> handoff =
         base::FdHandoffListener::Create(config.handoff_socket_path());
