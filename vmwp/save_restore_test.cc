@@ -262,10 +262,19 @@ class SaveRestoreTest : public ::testing::Test {
   std::vector<Worker> workers_;
 };
 
-TEST_F(SaveRestoreTest, CounterContinuesWithTheNextValueInAFreshWorker) {
+// With 2 and 4 vCPUs (the must-show): every CPU's count goes on.
+class CounterSaveRestoreTest : public SaveRestoreTest,
+                               public ::testing::WithParamInterface<int> {};
+
+TEST_P(CounterSaveRestoreTest, CounterContinuesWithTheNextValueInAFreshWorker) {
+  const int vcpus = GetParam();
+  config_.set_vcpus(vcpus);
   Worker& a = Start("a");
   ASSERT_TRUE(WaitReady(a));
-  ASSERT_TRUE(WaitForConsole("cpu 1 reg 5 "));
+  ASSERT_TRUE(WaitForConsole(absl::StrCat(vcpus, " CPUs counting")))
+      << ReadFile(dir_ + "/console.log");
+  for (int cpu = 0; cpu < vcpus; ++cpu)
+    ASSERT_TRUE(WaitForConsole(absl::StrCat("cpu ", cpu, " reg 5 ")));
   hvstack::internal::SaveStateResponse saved;
   grpc::Status s = Save("s1", /*stop_after=*/true, &saved);
   ASSERT_TRUE(s.ok()) << s.error_message();
@@ -275,7 +284,7 @@ TEST_F(SaveRestoreTest, CounterContinuesWithTheNextValueInAFreshWorker) {
   ASSERT_TRUE(ra.has_value());
   EXPECT_EQ(ra->reason(), WorkerExitReport::SAVED) << ra->DebugString();
   const auto before = Counts(ReadFile(dir_ + "/console.log"));
-  ASSERT_EQ(before.size(), 2u);
+  ASSERT_EQ(before.size(), static_cast<size_t>(vcpus));
 
   Worker& b = Restore("b", "s1");
   ASSERT_TRUE(WaitReady(b)) << ReadFile(dir_ + "/worker.log");
@@ -304,6 +313,11 @@ TEST_F(SaveRestoreTest, CounterContinuesWithTheNextValueInAFreshWorker) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Vcpus, CounterSaveRestoreTest, ::testing::Values(2, 4),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat(info.param, "Vcpus");
+                         });
 
 TEST_F(SaveRestoreTest, CheckpointOfARunningVmLetsItGoOnAndRestoresLater) {
   Worker& a = Start("a");
