@@ -369,6 +369,12 @@ absl::Status LinuxVm::Start() {
                                             "\n", LastLines(vmms_->Log(), 20)));
   }
   running_at_ = Elapsed();
+  FollowConsole();
+  return absl::OkStatus();
+}
+
+void LinuxVm::FollowConsole() {
+  console_ended_ = false;
   // The public console stream (StreamConsole with follow: what `vmctl
   // console` shows), copied to console_path_ by a thread of ours rather than
   // a vmctl process. It holds everything since the start and ends when the VM
@@ -395,6 +401,19 @@ absl::Status LinuxVm::Start() {
     }
     console_ended_ = true;
   });
+}
+
+absl::Status LinuxVm::FollowConsoleAgain(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!console_ended_) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          "the console stream of the previous worker did not end");
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (console_thread_.joinable()) console_thread_.join();
+  FollowConsole();
   return absl::OkStatus();
 }
 

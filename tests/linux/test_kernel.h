@@ -188,6 +188,13 @@ class LinuxVm {
   absl::StatusOr<absl::Duration> WaitForState(
       const std::string& state, absl::Duration timeout = absl::Minutes(1));
 
+  // After the VM's worker ended without a successor (a save: the VM is
+  // Saved) and a new one started (StartVm of the Saved VM restores it):
+  // waits (up to `timeout`) for the old console stream to end, then follows
+  // the new worker's console, appended to Console(). The new worker's stream
+  // holds only what it printed (it continues the console log).
+  absl::Status FollowConsoleAgain(absl::Duration timeout = absl::Seconds(60));
+
   // The console so far, and its lines that contain any of `needles`.
   std::string Console() const;
   std::string ConsoleLines(const std::vector<std::string>& needles) const;
@@ -228,6 +235,8 @@ class LinuxVm {
  private:
   explicit LinuxVm(LinuxVmOptions options);
   absl::Status Start();
+  // Starts the thread that appends the VM's console stream to console_path_.
+  void FollowConsole();
   // Reads more of the console file; true if the VM's console stream ended.
   bool ConsoleStreamEnded();
   void KillWorkersOfStateDir();
