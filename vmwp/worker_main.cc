@@ -27,6 +27,7 @@
 #include "vmwp/sandbox/seccomp_policy.h"
 #include "vmwp/sandbox_entry.h"
 #include "vmwp/signal_watcher.h"
+#include "vmwp/thread_stacks.h"
 #include "vmwp/worker.h"
 #include "vmwp/worker_logging.h"
 #include "vmwp/zygote.h"
@@ -157,6 +158,10 @@ absl::Status EnterSandbox(hvstack::internal::WorkerConfig& config,
 namespace vmwp {
 
 int WorkerMain(int argc, char** argv, AfterReady after_ready) {
+  // Before the first thread (and before the fork server forks anything).
+  if (absl::Status s = vmwp::LimitDefaultThreadStacks(); !s.ok()) {
+    spdlog::warn("thread stacks keep glibc's default size: {}", s.ToString());
+  }
   // The fork server (zygote.h): it returns here, in each new worker, with the
   // worker's own command line; from here on the worker is the same as an
   // exec'd one.

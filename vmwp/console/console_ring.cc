@@ -10,9 +10,7 @@ void ConsoleRing::CancelToken::Cancel() {
 }
 
 ConsoleRing::ConsoleRing(size_t capacity)
-    : capacity_(std::max<size_t>(capacity, 1)) {
-  buffer_.resize(capacity_);
-}
+    : capacity_(std::max<size_t>(capacity, 1)), buffer_(new char[capacity_]) {}
 
 void ConsoleRing::Append(std::string_view bytes) {
   absl::MutexLock lock(&mu_);
@@ -24,7 +22,7 @@ void ConsoleRing::Append(std::string_view bytes) {
   while (!bytes.empty()) {
     const size_t at = pos % capacity_;
     const size_t n = std::min(bytes.size(), capacity_ - at);
-    std::copy_n(bytes.data(), n, buffer_.data() + at);
+    std::copy_n(bytes.data(), n, buffer_.get() + at);
     bytes.remove_prefix(n);
     pos += n;
   }
@@ -73,7 +71,7 @@ ConsoleRing::Chunk ConsoleRing::ReadLocked(uint64_t offset,
   while (copied < n) {
     const size_t at = (from + copied) % capacity_;
     const size_t len = std::min(n - copied, capacity_ - at);
-    std::copy_n(buffer_.data() + at, len, chunk.data.data() + copied);
+    std::copy_n(buffer_.get() + at, len, chunk.data.data() + copied);
     copied += len;
   }
   chunk.closed = closed_ && chunk.next_offset == end_;
