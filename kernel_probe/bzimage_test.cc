@@ -155,8 +155,9 @@ TEST(BzImageTest, Truncated) {
   for (size_t n = 0; n < full.size(); n += 97) {
     absl::StatusOr<KernelImageInfo> info = ProbeKernelImageBytes(
         {reinterpret_cast<const uint8_t*>(full.data()), n});
-    if (!info.ok())
+    if (!info.ok()) {
       EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
+    }
   }
 }
 

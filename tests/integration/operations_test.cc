@@ -211,8 +211,9 @@ TEST_F(OperationsTest, FiftyConcurrentRequestsOverTenVmsStayConsistent) {
   }
   EXPECT_EQ(workers.size(), size_t(running)) << testing::PrintToString(workers);
   for (const nlohmann::json& vm : vms) {
-    if (vm["state"] == "VM_STATE_RUNNING")
+    if (vm["state"] == "VM_STATE_RUNNING") {
       EXPECT_EQ(Vmctl({"stop", vm["name"]}).exit_code, 0);
+    }
   }
 }
 

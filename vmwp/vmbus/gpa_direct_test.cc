@@ -150,7 +150,9 @@ TEST_F(GpaDirectTest, HostileRanges) {
     absl::StatusOr<uint64_t> fast =
         GpaDirectIovecs(ext, memory_, max, max, iov);
     EXPECT_EQ(fast.status(), ranges.status());
-    if (!fast.ok()) EXPECT_TRUE(iov.empty());
+    if (!fast.ok()) {
+      EXPECT_TRUE(iov.empty());
+    }
     return !ranges.ok();
   };
   EXPECT_TRUE(fails({}));
