@@ -11,6 +11,14 @@
 // "storage: done, <n> errors". `seed=N` changes the patterns; `hold` keeps
 // the VM running (halted) after "storage: flushed" instead of powering off
 // (crash-safety tests SIGKILL the worker then).
+// `gens` replaces those tests with generations on the first disk (checkpoint
+// tests): the guest keeps a generation number in memory (0 at boot) and, at
+// start and after every line it reads from COM1, reads the generation block
+// (LBA 8, 4 KiB: "HVGEN\0\0\0", the generation, then Pattern(seed, gen, i)),
+// prints "storage: gens: disk holds gen D, memory gen M", writes generation
+// M + 1 there, flushes, reads it back and prints "storage: gens: gen K
+// written", then waits for the next line. A guest restored from a checkpoint
+// goes on from the generation it had in memory then.
 #include "guest/unixhv/cpu.h"
 #include "guest/unixhv/hyperv.h"
 #include "guest/unixhv/pages.h"
@@ -246,6 +254,90 @@ void TestDisk(Controller& c, uint8_t t, uint8_t l, uint8_t* buf,
   }
 }
 
+constexpr uint64_t kGenLba = 8;
+constexpr uint64_t kGenMagic = 0x004E45475648ull;  // "HVGEN\0\0\0"
+
+// Waits (sti; hlt, woken by the 50 ms timer at the latest) for a line on
+// COM1.
+void WaitForLine() {
+  constexpr uint16_t kLsr = unixhv::Serial::kCom1 + 5;
+  for (;;) {
+    if ((unixhv::Inb(kLsr) & 0x01) == 0) {
+      unixhv::vmbus::WaitForInterrupt();
+      continue;
+    }
+    const uint8_t c = unixhv::Inb(unixhv::Serial::kCom1);
+    if (c == '\n' || c == '\r') return;
+  }
+}
+
+// Reads the generation block: the generation it holds, 0 if none (zeros),
+// ~0 if it is neither zeros nor a whole generation.
+uint64_t ReadGeneration(Controller& c, uint8_t t, uint8_t l, uint32_t bs,
+                        uint8_t* buf, uint64_t seed) {
+  const uint32_t region = 4096 / bs;
+  Result r = Rw(c, t, l, false, kGenLba, region, buf, 4096);
+  if (!r.good() || r.transferred != 4096) {
+    Error("READ(16) of the generation block", r);
+    return ~0ull;
+  }
+  const auto* words = reinterpret_cast<const uint64_t*>(buf);
+  bool zero = true;
+  for (uint32_t i = 0; i < 512 && zero; ++i) zero = words[i] == 0;
+  if (zero) return 0;
+  if (words[0] != kGenMagic) return ~0ull;
+  for (uint32_t i = 2; i < 512; ++i) {
+    if (words[i] != Pattern(seed, words[1], i)) return ~0ull;
+  }
+  return words[1];
+}
+
+[[noreturn]] void Generations(Controller& c, uint8_t t, uint8_t l, uint8_t* buf,
+                              uint64_t seed) {
+  uint8_t rc16[16] = {0x9E, 0x10};
+  rc16[13] = 32;
+  Result r = c.Execute(t, l, rc16, 16, buf, 32, true);
+  if (!r.good()) Fail("READ CAPACITY(16) of the generations disk");
+  const uint32_t bs = Get32(buf + 8);
+  if (bs == 0 || bs > 4096 || 4096 % bs != 0 ||
+      Get64(buf) + 1 < kGenLba + 4096 / bs) {
+    Fail("the generations disk is too small or has odd blocks");
+  }
+  uint64_t gen = 0;  // in memory: a restored guest has its own again
+  for (;;) {
+    const uint64_t on_disk = ReadGeneration(c, t, l, bs, buf, seed);
+    con.Write("storage: gens: disk holds gen ");
+    if (on_disk == ~0ull) {
+      con.Write("<garbage>");
+    } else {
+      con.WriteDec(on_disk);
+    }
+    con.Write(", memory gen ");
+    con.WriteDec(gen);
+    con.Write("\r\n");
+    ++gen;
+    auto* words = reinterpret_cast<uint64_t*>(buf);
+    words[0] = kGenMagic;
+    words[1] = gen;
+    for (uint32_t i = 2; i < 512; ++i) words[i] = Pattern(seed, gen, i);
+    r = Rw(c, t, l, true, kGenLba, 4096 / bs, buf, 4096);
+    if (!r.good() || r.transferred != 4096) Error("WRITE(16)", r);
+    uint8_t sync[10] = {0x35};
+    r = c.Execute(t, l, sync, 10, nullptr, 0, false);
+    if (!r.good()) Error("SYNCHRONIZE CACHE(10)", r);
+    if (ReadGeneration(c, t, l, bs, buf, seed) != gen) {
+      ++errors;
+      Line("ERROR: gens: the generation block reads back wrong");
+    }
+    con.Write("storage: gens: gen ");
+    con.WriteDec(gen);
+    con.Write(" written, ");
+    con.WriteDec(errors);
+    con.Write(" errors\r\n");
+    WaitForLine();
+  }
+}
+
 }  // namespace
 
 extern "C" void unixhv_main(uint64_t boot_params) {
@@ -254,6 +346,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
   uint64_t seed = 1;
   HasWord(cmdline, "seed=", &seed);
   const bool hold = HasWord(cmdline, "hold", nullptr);
+  const bool gens = HasWord(cmdline, "gens", nullptr);
   Line("start");
   if (const char* error =
           unixhv::vmbus::EnableHyperV(kSintVector, kTimerVector)) {
@@ -292,6 +385,7 @@ extern "C" void unixhv_main(uint64_t boot_params) {
            ++k) {
         luns[count++] = buf[8 + 8 * k + 1];
       }
+      if (gens && count > 0) Generations(c, t, luns[0], buf, seed);
       for (uint32_t k = 0; k < count; ++k) TestDisk(c, t, luns[k], buf, seed);
     }
     if (!hold) c.Close();

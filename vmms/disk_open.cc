@@ -426,6 +426,37 @@ absl::StatusOr<std::vector<StartedDisk>> StartDisks(
   return started;
 }
 
+std::vector<std::string> AwaitImagesUnlocked(
+    const std::vector<std::string>& paths, absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  std::vector<std::string> locked;
+  for (const std::string& path : paths) {
+    base::ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    for (;;) {
+      struct flock fl = {};
+      fl.l_type = F_WRLCK;  // conflicts with any lock
+      fl.l_whence = SEEK_SET;
+      if (::fcntl(fd.get(), F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
+        break;
+      if (absl::Now() >= deadline) {
+        locked.push_back(path);
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+  return locked;
+}
+
+std::vector<std::string> WritableImagePaths(const Vm& vm) {
+  std::vector<std::string> paths;
+  for (const Disk& disk : vm.config().disks()) {
+    if (!disk.read_only()) paths.push_back(disk.path());
+  }
+  return paths;
+}
+
 void ReapNbdServers(const std::vector<pid_t>& pids, absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   // Not yet reaped, so the pids are still theirs.

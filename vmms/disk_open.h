@@ -120,6 +120,20 @@ absl::StatusOr<std::vector<StartedDisk>> StartDisks(
 // still there after `grace`, and reaps them.
 void ReapNbdServers(const std::vector<pid_t>& pids, absl::Duration grace);
 
+// After the worker ended: waits until no open file description holds a lock
+// on any of `paths` (its writable images), polling F_OFD_GETLK, at most
+// `limit` in all. A reaped worker's descriptors are not all closed yet: the
+// files registered with its io_uring (raw images) are released by the
+// kernel's deferred ring teardown, ~15-25 ms after the exit on this host and
+// far later under nested emulation, and the whole-file lock goes with them;
+// a restore right after a save (a checkpoint of a running VM) failed on it.
+// Returns the images still locked at the limit (for a log line; a start then
+// names the holder). Images that cannot be opened are skipped.
+std::vector<std::string> AwaitImagesUnlocked(
+    const std::vector<std::string>& paths, absl::Duration limit);
+// The paths of `vm`'s writable disks, for AwaitImagesUnlocked.
+std::vector<std::string> WritableImagePaths(const hvstack::v1::Vm& vm);
+
 }  // namespace vmms
 
 #endif  // HVSTACK_VMMS_DISK_OPEN_H_

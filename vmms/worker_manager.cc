@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
 #include "vmms/disk_open.h"
@@ -43,6 +44,10 @@ using hvstack::v1::VM_STATE_STOPPING;
 // only guards against a worker stuck in uninterruptible sleep (e.g. a hung
 // device).
 constexpr absl::Duration kKillWait = absl::Seconds(30);
+
+// How long an ended worker's images may stay locked (AwaitImagesUnlocked:
+// io_uring releases them a moment after the exit) before vmms goes on.
+constexpr absl::Duration kImageReleaseWait = absl::Seconds(10);
 
 }  // namespace
 
@@ -337,6 +342,7 @@ absl::StatusOr<std::shared_ptr<WorkerManager::Worker>> WorkerManager::Launch(
   worker->respawned = mode.respawn;
   worker->restoring = mode.restore;
   worker->nbd_pids = std::move(nbd_pids);
+  worker->writable_images = WritableImagePaths(vm);
   for (StartedDisk& disk : *disks) {
     if (disk.nbd_connector != nullptr)
       worker->nbd_connectors.push_back(std::move(disk.nbd_connector));
@@ -455,6 +461,20 @@ void WorkerManager::Supervise(Worker* worker) {
   // images are nobody's.
   worker->nbd_connectors.clear();
   ReapNbdServers(worker->nbd_pids, absl::Seconds(5));
+  {
+    const absl::Time since = absl::Now();
+    const std::vector<std::string> held =
+        AwaitImagesUnlocked(worker->writable_images, kImageReleaseWait);
+    if (!held.empty()) {
+      spdlog::warn("VM {}: {} still locked {} after worker {} ended",
+                   worker->name, absl::StrJoin(held, ", "),
+                   absl::FormatDuration(kImageReleaseWait), worker->pid);
+    } else if (absl::Now() - since > absl::Milliseconds(100)) {
+      spdlog::info("VM {}: its images were released {} after worker {} ended",
+                   worker->name, absl::FormatDuration(absl::Now() - since),
+                   worker->pid);
+    }
+  }
   disk_holders_.Release(worker->uuid);
 
   // A sandboxed worker killed by SIGSYS: which call it tried (the reporter's

@@ -153,6 +153,9 @@ class WorkerManager final : public VmBackend {
     bool restoring = false;
     // The qemu-nbd processes serving its qcow2/VHDX disks (our children).
     std::vector<pid_t> nbd_pids;
+    // Its writable images: free again only once their locks are gone
+    // (AwaitImagesUnlocked).
+    std::vector<std::string> writable_images;
     // Each hands the worker its connection to one of them when it asks.
     std::vector<std::unique_ptr<NbdConnector>> nbd_connectors;
     // The indices of the VM's network adapters when it started: their TAP

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/hvstack/internal/worker.grpc.pb.h"
+#include "vmms/disk_open.h"
 #include "vmms/log_format.h"
 #include "vmms/nic_backend.h"
 #include "vmms/process_identity.h"
@@ -218,6 +219,7 @@ absl::Status WorkerManager::ReattachVm(const Vm& vm) {
       worker->pid = pid;
       worker->pidfd = std::move(pidfd);
       worker->is_child = false;
+      worker->writable_images = WritableImagePaths(vm);
       for (const hvstack::v1::NicConfig& nic : vm.config().nics())
         worker->nic_indices.push_back(nic.index());
       worker->generation = next_generation_++;

@@ -96,15 +96,17 @@ absl::StatusOr<int> WaitPid(pid_t pid, absl::Duration timeout) {
 
 }  // namespace
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/hvt-XXXXXX";
-  const char* dir = mkdtemp(tmpl);
-  path_ = dir != nullptr ? dir : "/tmp";
+TempDir::TempDir() : TempDir("/tmp") {}
+
+TempDir::TempDir(const std::string& parent) : parent_(parent) {
+  std::string tmpl = parent + "/hvt-XXXXXX";
+  const char* dir = mkdtemp(tmpl.data());
+  path_ = dir != nullptr ? dir : parent;
 }
 
 TempDir::~TempDir() {
   std::error_code ignored;
-  if (path_ != "/tmp") std::filesystem::remove_all(path_, ignored);
+  if (path_ != parent_) std::filesystem::remove_all(path_, ignored);
 }
 
 std::string Runfile(const std::string& workspace_relative) {

@@ -17,12 +17,15 @@ namespace hvtest {
 class TempDir {
  public:
   TempDir();
+  // Under `parent` instead of /tmp.
+  explicit TempDir(const std::string& parent);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::string& path() const { return path_; }
 
  private:
+  std::string parent_;
   std::string path_;
 };
 

@@ -20,6 +20,11 @@ std::string Guest(const std::string& name);
 // Skips (saying what is missing) where /dev/kvm cannot be opened.
 class VmmsTest : public ::testing::Test {
  protected:
+  VmmsTest() = default;
+  // The state directory (and dir_'s other files) under `tmp_parent` instead
+  // of /tmp.
+  explicit VmmsTest(const std::string& tmp_parent) : dir_(tmp_parent) {}
+
   void SetUp() override;
 
   // `vmctl args...`; a vmctl that could not run at all is a test failure.
