@@ -82,7 +82,9 @@ class StorvspTest : public ::testing::Test {
         std::move(luns));
     ASSERT_TRUE(c.ok()) << c.status();
     controller_ = *std::move(c);
-    if (start) ASSERT_TRUE(controller_->Start(nullptr).ok());
+    if (start) {
+      ASSERT_TRUE(controller_->Start(nullptr).ok());
+    }
     auto relid = server_->AddVsp(controller_->primary());
     ASSERT_TRUE(relid.ok());
     relid_ = *relid;
