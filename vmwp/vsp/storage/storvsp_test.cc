@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <seccomp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 #include "vmwp/vmbus/saved_state.pb.h"
 #include "vmwp/vmbus/test_fake_guest.h"
 #include "vmwp/vsp/storage/saved_state.pb.h"
+#include "vmwp/vsp/storage/test_refused_uring.h"
 #include "vmwp/vsp/storage/uring_backend.h"
 
 namespace vsp::storage {
@@ -510,13 +510,7 @@ TEST_F(StorvspTest, RefusedSubmissionsAnswerBusyAndTheRestCompleteLater) {
     Signal();
   };
   std::thread refused([&] {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    ASSERT_NE(ctx, nullptr);
-    ASSERT_EQ(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EBUSY),
-                               SCMP_SYS(io_uring_enter), 0),
-              0);
-    ASSERT_EQ(seccomp_load(ctx), 0);  // this thread only
-    seccomp_release(ctx);
+    ASSERT_TRUE(RefuseIoUringEnterOnThisThread());
     for (int i = 1; i <= kQueued + 1; ++i) send_read(i);
   });
   refused.join();

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <seccomp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,6 +12,7 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "vmwp/vsp/storage/test_refused_uring.h"
 
 namespace vsp::storage {
 namespace {
@@ -73,14 +73,7 @@ TEST(UringFileBackendTest, AFailedSubmissionFailsOnlyTheRequestWithoutAnEntry) {
       {buf.data(), 512}, {buf.data() + 512, 512}, {buf.data() + 1024, 512}};
   int64_t first = 1, second = 1, third = 1;
   std::thread refused([&] {
-    // This thread only (no TSYNC): io_uring_enter fails with EBUSY.
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    ASSERT_NE(ctx, nullptr);
-    ASSERT_EQ(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EBUSY),
-                               SCMP_SYS(io_uring_enter), 0),
-              0);
-    ASSERT_EQ(seccomp_load(ctx), 0);
-    seccomp_release(ctx);
+    ASSERT_TRUE(RefuseIoUringEnterOnThisThread());
     // The first takes the one entry; the second finds the SQ full and the
     // submission refused.
     (*b)->Read({&iov[0], 1}, 0, [&](int64_t r) { first = r; });
