@@ -1,12 +1,15 @@
 #include "base/fd_handoff.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "base/fd_passing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -56,6 +59,28 @@ TEST(FdPassingTest, TakeTimesOutAndBadInputIsRefused) {
   EXPECT_EQ(SendFdsTo("/nonexistent/x.sock", "t", {}).code(),
             absl::StatusCode::kNotFound);
   ::unlink(l->path().c_str());
+}
+
+TEST(FdPassingTest, ReceivingTooManyDescriptorsOrNothingIsRefused) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  ScopedFd ours(sv[0]), theirs(sv[1]);
+  std::vector<ScopedFd> opened;
+  std::vector<int> fds;
+  for (size_t i = 0; i <= kMaxHandoffFds; ++i) {
+    opened.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    fds.push_back(opened.back().get());
+  }
+  // A peer that does not use SendFds may pass more than a handoff takes.
+  ASSERT_TRUE(SendWithFds(theirs.get(), "t", fds).ok());
+  absl::StatusOr<PassedFds> got = ReceiveFds(ours.get());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.status().message(),
+              ::testing::HasSubstr("fd handoff: 9 descriptors (at most 8)"));
+  theirs = ScopedFd();
+  got = ReceiveFds(ours.get());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(got.status().message(), ::testing::HasSubstr("peer closed"));
 }
 
 }  // namespace
